@@ -1,0 +1,1 @@
+//! Userspace WireGuard data plane (work in progress).
