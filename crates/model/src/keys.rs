@@ -9,7 +9,9 @@ use std::fmt;
 pub enum KeyError {
     #[error("is not valid base64 ({0})")]
     Base64(String),
-    #[error("decodes to {0} bytes, but a WireGuard key is 32 bytes (44 base64 characters ending in '=')")]
+    #[error(
+        "decodes to {0} bytes, but a WireGuard key is 32 bytes (44 base64 characters ending in '=')"
+    )]
     Length(usize),
 }
 
@@ -102,7 +104,10 @@ mod tests {
 
     #[test]
     fn bad_keys_say_why() {
-        assert!(matches!(PublicKey::from_base64("not base64!"), Err(KeyError::Base64(_))));
+        assert!(matches!(
+            PublicKey::from_base64("not base64!"),
+            Err(KeyError::Base64(_))
+        ));
         assert_eq!(PublicKey::from_base64("AAAA"), Err(KeyError::Length(3)));
     }
 

@@ -1,1 +1,160 @@
+//! braid's plan: from a config and a registry, the links to create and the address plan.
+//! Pure: no I/O, no clock. The plan is the one place that decides names, ports and
+//! addresses; every I/O layer consumes it.
 
+pub mod address;
+pub mod links;
+
+pub use address::{AddressError, NodeAddresses};
+pub use links::{LinkPlan, RemoteEndpoint, plan_links};
+
+use braid_model::problem::{Problem, Problems, Severity};
+use braid_model::read::{field_path, index_path};
+use braid_model::{Config, PublicKey, Registry};
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+
+/// The files the plan came from, to name them in problems.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    pub config: &'a str,
+    pub registry: &'a str,
+}
+
+/// One node of the mesh as the plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodePlan {
+    #[serde(serialize_with = "serialize_key")]
+    pub public_key: PublicKey,
+    pub name: Option<String>,
+    /// IPv6 link-local address used on every link of the node.
+    pub link_local6: Ipv6Addr,
+    /// With an address plan: the node's prefixes and addresses.
+    pub addresses: Option<NodeAddresses>,
+    pub exit_preference: Option<u32>,
+}
+
+/// The whole plan for one node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Plan {
+    /// This node.
+    pub node: NodePlan,
+    /// Every other node of the registry, in registry order.
+    pub peers: Vec<NodePlan>,
+    /// The links, sorted by name.
+    pub links: Vec<LinkPlan>,
+}
+
+pub(crate) fn serialize_key<S: serde::Serializer>(
+    key: &PublicKey,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(key)
+}
+
+/// Computes the plan. Fails with every address-plan problem (index collisions, indexes
+/// outside the allocation or the pool), each naming the registry entry and the fix.
+pub fn plan(config: &Config, registry: &Registry, sources: Sources<'_>) -> Result<Plan, Problems> {
+    let own_key = config.private_key.public_key();
+    let nodes = node_plans(config, registry, sources)?;
+    let mut node = None;
+    let mut peers = Vec::new();
+    for n in nodes {
+        if n.public_key == own_key {
+            node = Some(n);
+        } else {
+            peers.push(n);
+        }
+    }
+    // A node missing from the registry still has a plan (a warning says peers won't know it).
+    let node = node.unwrap_or_else(|| NodePlan {
+        public_key: own_key,
+        name: None,
+        link_local6: address::link_local6(None, &own_key),
+        addresses: None,
+        exit_preference: None,
+    });
+    Ok(Plan {
+        node,
+        peers,
+        links: plan_links(config, registry),
+    })
+}
+
+fn node_plans(
+    config: &Config,
+    registry: &Registry,
+    sources: Sources<'_>,
+) -> Result<Vec<NodePlan>, Problems> {
+    let mut problems = Vec::new();
+    let mut error = |path: String, message: String, fix: String| {
+        problems.push(Problem {
+            severity: Severity::Error,
+            file: sources.registry.to_string(),
+            path,
+            message,
+            fix,
+        });
+    };
+    let mut taken: HashMap<u64, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, node) in registry.nodes.iter().enumerate() {
+        let path = field_path(&index_path("", i), "index");
+        let addresses = match &config.address_plan {
+            None => None,
+            Some(plan) => {
+                let (index, derived) = match node.index {
+                    Some(index) => (index, false),
+                    None => (address::derived_index(plan, &node.public_key), true),
+                };
+                let how = if derived {
+                    " (derived from the public key)"
+                } else {
+                    ""
+                };
+                if let Some(first) = taken.insert(index, i) {
+                    taken.insert(index, first);
+                    error(
+                        path.clone(),
+                        format!("index {index}{how} is also node [{first}]'s index"),
+                        format!(
+                            "set \"index\" explicitly on one of the two nodes to an unused value in 1..={}",
+                            address::max_index(plan)
+                        ),
+                    );
+                }
+                match address::node_addresses(plan, index) {
+                    Ok(addresses) => Some(addresses),
+                    Err(e) => {
+                        let fix = match e {
+                            AddressError::IndexZero => "use an index from 1".to_string(),
+                            AddressError::BeyondAllocation { max, .. } => format!(
+                                "set \"index\" to a value in 1..={max}, or configure a larger allocation (address_plan.ipv6 in {})",
+                                sources.config
+                            ),
+                            AddressError::TooLargeForPool { max, .. } => format!(
+                                "set \"index\" to a value in 1..={max}, or widen address_plan.ipv4_pool in {} (or set it to \"off\")",
+                                sources.config
+                            ),
+                        };
+                        error(path, format!("{e}{how}"), fix);
+                        None
+                    }
+                }
+            }
+        };
+        let index = addresses.as_ref().map(|a| a.index);
+        out.push(NodePlan {
+            public_key: node.public_key,
+            name: node.name.clone(),
+            link_local6: address::link_local6(index, &node.public_key),
+            addresses,
+            exit_preference: node.exit_preference,
+        });
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Problems(problems))
+    }
+}

@@ -1,0 +1,531 @@
+//! The node config: ranet's WireGuard-era config, unchanged, plus optional braid extensions.
+//! See docs/config.md for every field.
+
+use crate::extensions::{
+    self, AddressPlanConfig, Backend, ExitConfig, PathConfig, RoutingConfig, Scheduler,
+    StatusConfig,
+};
+use crate::family::AddressFamily;
+use crate::host::{Host, parse_host};
+use crate::keys::PrivateKey;
+use crate::problem::{Collector, Problems};
+use crate::read::{self, field_path, index_path};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Linux limits interface names to 15 bytes (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+/// Links carry IPv6, which needs at least 1280 bytes.
+pub const MTU_MIN: u64 = 1280;
+pub const MTU_MAX: u64 = 65535;
+pub const DEFAULT_MTU: u32 = 1420;
+pub const DEFAULT_STALE_GROUP: u32 = 1;
+pub const DEFAULT_ACTIVE_GROUP: u32 = 2;
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/braid/braid.sock";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Path of the registry file, as written (relative paths are relative to the config file).
+    pub registry: String,
+    pub private_key: PrivateKey,
+    /// VRF enslaving the links; empty for none.
+    pub vrf: String,
+    pub stale_group: u32,
+    pub active_group: u32,
+    pub transports: Vec<Transport>,
+    pub remarks: BTreeMap<String, Value>,
+    // braid extensions
+    pub backend: Backend,
+    /// Network namespace holding the overlay (RAIT's isolation); `None` for the current one.
+    pub netns: Option<String>,
+    pub address_plan: Option<AddressPlanConfig>,
+    pub routing: RoutingConfig,
+    pub exit: Option<ExitConfig>,
+    pub status: StatusConfig,
+    pub control_socket: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transport {
+    pub address_family: AddressFamily,
+    /// Public address for inbound connections; `None` when empty (behind NAT).
+    pub address: Option<Host>,
+    pub send_port: u16,
+    pub mtu: u32,
+    pub prefix: String,
+    pub fwmark: u32,
+    pub random_port: bool,
+    // braid extensions
+    /// Persistent keepalive in seconds; `None` disables it.
+    pub keepalive: Option<u16>,
+    pub paths: Vec<PathConfig>,
+    /// Find WAN uplinks automatically (ratbond's rule).
+    pub wan_auto: bool,
+    pub scheduler: Scheduler,
+}
+
+const CONFIG_FIELDS: &[&str] = &[
+    "registry",
+    "private_key",
+    "vrf",
+    "stale_group",
+    "active_group",
+    "transport",
+    "remarks",
+    "backend",
+    "netns",
+    "address_plan",
+    "routing",
+    "exit",
+    "status",
+    "control_socket",
+];
+
+const TRANSPORT_FIELDS: &[&str] = &[
+    "address_family",
+    "address",
+    "send_port",
+    "mtu",
+    "prefix",
+    "fwmark",
+    "random_port",
+    "keepalive",
+    "paths",
+    "wan",
+    "scheduler",
+];
+
+const PORT_FIX: &str =
+    "use a port in 1..=65535 that no other node of the mesh uses as its send port";
+
+impl Config {
+    /// Parses and validates a config file's text. `file` names the file in problems.
+    /// On success returns the config and any warnings.
+    pub fn parse(file: &str, text: &str) -> Result<(Config, Problems), Problems> {
+        let mut c = Collector::new(file);
+        let config = read::parse_document(&mut c, text).and_then(|doc| read_config(&mut c, &doc));
+        match config {
+            Some(config) if !c.has_errors() => Ok((config, c.into_problems())),
+            _ => Err(c.into_problems()),
+        }
+    }
+}
+
+fn group(c: &mut Collector, map: &Map<String, Value>, key: &str, default: u32) -> Option<u32> {
+    match read::field(c, map, "", key, None) {
+        None => Some(default),
+        Some(v) => read::integer(
+            c,
+            key,
+            v,
+            1,
+            u32::MAX as u64,
+            "use a nonzero interface group number that nothing else on the host uses",
+        )
+        .map(|n| n as u32),
+    }
+}
+
+fn read_config(c: &mut Collector, doc: &Value) -> Option<Config> {
+    let map = read::object(c, "", doc, CONFIG_FIELDS)?;
+
+    let registry = read::field(
+        c,
+        map,
+        "",
+        "registry",
+        Some(
+            "add \"registry\": \"/etc/braid/registry.json\" (the path of the shared registry file)",
+        ),
+    )
+    .and_then(|v| read::string(c, "registry", v, "write the registry path as a string"));
+    if registry.as_deref() == Some("") {
+        c.error(
+            "registry",
+            "the registry path is empty",
+            "set it to the path of the shared registry file",
+        );
+    }
+
+    let private_key = read::field(
+        c,
+        map,
+        "",
+        "private_key",
+        Some("add \"private_key\": the output of `braid keygen` (or `wg genkey`)"),
+    )
+    .and_then(|v| read::string(c, "private_key", v, "write the key as a base64 string"))
+    .and_then(|text| match PrivateKey::from_base64(&text) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            c.error(
+                "private_key",
+                format!("the private key {e}"),
+                "generate one with `braid keygen` (or `wg genkey`) and paste it here",
+            );
+            None
+        }
+    });
+
+    let vrf = match read::field(c, map, "", "vrf", None) {
+        None => Some(String::new()),
+        Some(v) => read::string(
+            c,
+            "vrf",
+            v,
+            "write the VRF name as a string, or \"\" for none",
+        ),
+    };
+    if let Some(name) = &vrf {
+        check_ifname(c, "vrf", name, "VRF");
+    }
+
+    let stale_group = group(c, map, "stale_group", DEFAULT_STALE_GROUP);
+    let active_group = group(c, map, "active_group", DEFAULT_ACTIVE_GROUP);
+    if let (Some(s), Some(a)) = (stale_group, active_group)
+        && s == a
+    {
+        c.error(
+            "active_group",
+            format!("stale_group and active_group are both {s}"),
+            "give them two different nonzero values (ranet uses 1 and 2)",
+        );
+    }
+
+    let transports = read::field(
+        c,
+        map,
+        "",
+        "transport",
+        Some("add a \"transport\" list with at least one transport"),
+    )
+    .and_then(|v| read::array(c, "transport", v, "write transport as a list: [ { ... } ]"))
+    .map(|items| {
+        if items.is_empty() {
+            c.error(
+                "transport",
+                "the transport list is empty",
+                "add at least one transport (address_family, send_port, prefix, ...)",
+            );
+        }
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| read_transport(c, &index_path("transport", i), item))
+            .collect::<Vec<_>>()
+    });
+    if let Some(transports) = &transports {
+        check_transport_pairs(c, transports);
+    }
+
+    let remarks = read_remarks(c, map, "");
+
+    let backend = match read::field(c, map, "", "backend", None) {
+        None => Some(Backend::Auto),
+        Some(v) => read::choice(c, "backend", v, Backend::NAMES).and_then(Backend::from_name),
+    };
+    let netns = match read::field(c, map, "", "netns", None) {
+        None => Some(None),
+        Some(v) => read::string(c, "netns", v, "write the namespace name as a string")
+            .map(|s| (!s.is_empty()).then_some(s)),
+    };
+    if let Some(Some(ns)) = &netns {
+        if ns.contains('/') || ns == "." || ns == ".." {
+            c.error(
+                "netns",
+                format!("`{ns}` is not a usable namespace name"),
+                "use a plain name such as \"braid\" (it becomes /run/netns/<name>)",
+            );
+        }
+        if vrf.as_deref().is_some_and(|v| !v.is_empty()) {
+            c.error(
+                "netns",
+                "both vrf and netns are set; the overlay is isolated one way or the other",
+                "remove one of the two fields",
+            );
+        }
+    }
+
+    let address_plan = read::field(c, map, "", "address_plan", None)
+        .map(|v| extensions::read_address_plan(c, "address_plan", v));
+    let routing = match read::field(c, map, "", "routing", None) {
+        None => Some(RoutingConfig::default()),
+        Some(v) => extensions::read_routing(c, "routing", v),
+    };
+    let exit = read::field(c, map, "", "exit", None).map(|v| extensions::read_exit(c, "exit", v));
+    let status = match read::field(c, map, "", "status", None) {
+        None => Some(StatusConfig::default()),
+        Some(v) => extensions::read_status(c, "status", v),
+    };
+    let control_socket = match read::field(c, map, "", "control_socket", None) {
+        None => Some(DEFAULT_CONTROL_SOCKET.to_string()),
+        Some(v) => read::string(
+            c,
+            "control_socket",
+            v,
+            "write a path such as /run/braid/braid.sock",
+        )
+        .and_then(|s| {
+            if s.starts_with('/') {
+                Some(s)
+            } else {
+                c.error(
+                    "control_socket",
+                    format!("`{s}` is not an absolute path"),
+                    "use an absolute path such as /run/braid/braid.sock",
+                );
+                None
+            }
+        }),
+    };
+    if let (Some(routing), None) = (&routing, &address_plan)
+        && routing.mode != extensions::RoutingMode::None
+    {
+        c.error(
+            "routing.mode",
+            format!("routing mode `{}` needs the address plan, which is not configured", routing.mode.name()),
+            "add \"address_plan\": { \"ipv6\": \"<network allocation, e.g. 2001:db8:5e::/48>\" }, or set routing.mode to \"none\"",
+        );
+    }
+
+    Some(Config {
+        registry: registry?,
+        private_key: private_key?,
+        vrf: vrf?,
+        stale_group: stale_group?,
+        active_group: active_group?,
+        transports: transports?,
+        remarks: remarks?,
+        backend: backend?,
+        netns: netns?,
+        address_plan: match address_plan {
+            None => None,
+            Some(plan) => Some(plan?),
+        },
+        routing: routing?,
+        exit: match exit {
+            None => None,
+            Some(exit) => Some(exit?),
+        },
+        status: status?,
+        control_socket: control_socket?,
+    })
+}
+
+pub(crate) fn read_remarks(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    path: &str,
+) -> Option<BTreeMap<String, Value>> {
+    match read::field(c, map, path, "remarks", None) {
+        None => Some(BTreeMap::new()),
+        Some(Value::Object(m)) => Some(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Some(_) => {
+            c.error(
+                &field_path(path, "remarks"),
+                "remarks must be an object of free-form fields",
+                "write remarks as { \"key\": \"value\", ... }",
+            );
+            None
+        }
+    }
+}
+
+/// Checks a name that becomes a Linux interface name.
+pub(crate) fn check_ifname(c: &mut Collector, path: &str, name: &str, what: &str) {
+    if name.len() > IFNAME_MAX {
+        c.error(
+            path,
+            format!(
+                "{what} name `{name}` is {} bytes; Linux allows at most {IFNAME_MAX}",
+                name.len()
+            ),
+            "use a shorter name",
+        );
+    }
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        c.error(path, format!("{what} name `{name}` contains a character Linux refuses in interface names ('/', ':' or whitespace)"), "use letters, digits, '-' and '_' only");
+    }
+}
+
+fn read_transport(c: &mut Collector, path: &str, value: &Value) -> Option<Transport> {
+    let map = read::object(c, path, value, TRANSPORT_FIELDS)?;
+    let family = read::field(
+        c,
+        map,
+        path,
+        "address_family",
+        Some("add \"address_family\": \"ip4\" or \"ip6\""),
+    )
+    .and_then(|v| {
+        read::choice(
+            c,
+            &field_path(path, "address_family"),
+            v,
+            &AddressFamily::NAMES,
+        )
+    })
+    .and_then(AddressFamily::from_name);
+    let address = match read::field(c, map, path, "address", None) {
+        None => Some(None),
+        Some(v) => read::string(
+            c,
+            &field_path(path, "address"),
+            v,
+            "write the address as a string, or \"\" when others cannot dial this node",
+        )
+        .and_then(|text| match parse_host(&text, family) {
+            Ok(host) => Some(host),
+            Err((message, fix)) => {
+                c.error(&field_path(path, "address"), message, fix);
+                None
+            }
+        }),
+    };
+    let send_port = read::field(
+        c,
+        map,
+        path,
+        "send_port",
+        Some("add \"send_port\": a port unique across the whole mesh"),
+    )
+    .and_then(|v| read::integer(c, &field_path(path, "send_port"), v, 1, 65535, PORT_FIX))
+    .map(|n| n as u16);
+    let mtu = match read::field(c, map, path, "mtu", None) {
+        None => Some(DEFAULT_MTU),
+        Some(v) => read::integer(c, &field_path(path, "mtu"), v, MTU_MIN, MTU_MAX, "use an MTU in 1280..=65535 (1420 suits most underlays; links carry IPv6, which needs 1280)").map(|n| n as u32),
+    };
+    let prefix = read::field(
+        c,
+        map,
+        path,
+        "prefix",
+        Some("add \"prefix\": a short interface name prefix such as \"braid4x\""),
+    )
+    .and_then(|v| {
+        read::string(
+            c,
+            &field_path(path, "prefix"),
+            v,
+            "write the prefix as a string",
+        )
+    });
+    if let Some(p) = &prefix {
+        if p.is_empty() {
+            c.error(&field_path(path, "prefix"), "the interface name prefix is empty", "set a short prefix such as \"braid4x\"; interface names are prefix + the peer's send port");
+        } else {
+            check_ifname(c, &field_path(path, "prefix"), p, "interface prefix");
+        }
+    }
+    let fwmark = match read::field(c, map, path, "fwmark", None) {
+        None => Some(0),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "fwmark"),
+            v,
+            0,
+            u32::MAX as u64,
+            "use a mark in 0..=4294967295 (0 for none)",
+        )
+        .map(|n| n as u32),
+    };
+    let random_port = match read::field(c, map, path, "random_port", None) {
+        None => Some(false),
+        Some(v) => read::boolean(c, &field_path(path, "random_port"), v),
+    };
+    let keepalive = match read::field(c, map, path, "keepalive", None) {
+        None => Some(None),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "keepalive"),
+            v,
+            0,
+            65535,
+            "use seconds in 0..=65535 (0 disables; 25 suits NAT)",
+        )
+        .map(|n| (n > 0).then_some(n as u16)),
+    };
+    let paths = match read::field(c, map, path, "paths", None) {
+        None => Some(Vec::new()),
+        Some(v) => read::array(
+            c,
+            &field_path(path, "paths"),
+            v,
+            "write paths as a list: [ { \"interface\": \"wan0\" } ]",
+        )
+        .map(|items| {
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    extensions::read_path(
+                        c,
+                        &index_path(&field_path(path, "paths"), i),
+                        item,
+                        family,
+                    )
+                })
+                .collect()
+        }),
+    };
+    let wan_auto = match read::field(c, map, path, "wan", None) {
+        None => Some(false),
+        Some(v) => {
+            read::choice(c, &field_path(path, "wan"), v, &["auto", "manual"]).map(|w| w == "auto")
+        }
+    };
+    let scheduler = match read::field(c, map, path, "scheduler", None) {
+        None => Some(Scheduler::Flow),
+        Some(v) => read::choice(c, &field_path(path, "scheduler"), v, Scheduler::NAMES)
+            .and_then(Scheduler::from_name),
+    };
+    if let (Some(true), Some(paths)) = (wan_auto, &paths)
+        && !paths.is_empty()
+    {
+        c.error(
+            &field_path(path, "wan"),
+            "\"wan\": \"auto\" finds the paths itself, but paths are also listed",
+            "remove either \"wan\" or \"paths\"",
+        );
+    }
+    Some(Transport {
+        address_family: family?,
+        address: address?,
+        send_port: send_port?,
+        mtu: mtu?,
+        prefix: prefix?,
+        fwmark: fwmark?,
+        random_port: random_port?,
+        keepalive: keepalive?,
+        paths: paths?,
+        wan_auto: wan_auto?,
+        scheduler: scheduler?,
+    })
+}
+
+fn check_transport_pairs(c: &mut Collector, transports: &[Transport]) {
+    for (i, a) in transports.iter().enumerate() {
+        for (j, b) in transports.iter().enumerate().skip(i + 1) {
+            if a.address_family == b.address_family && a.send_port == b.send_port {
+                c.error(
+                    &field_path(&index_path("transport", j), "send_port"),
+                    format!(
+                        "transport[{i}] and transport[{j}] are both {} with send port {}",
+                        a.address_family, a.send_port
+                    ),
+                    "give each transport of the same family its own send port",
+                );
+            }
+            if a.prefix == b.prefix && !a.prefix.is_empty() {
+                c.error(
+                    &field_path(&index_path("transport", j), "prefix"),
+                    format!("transport[{i}] and transport[{j}] share the prefix `{}`; their interfaces would collide", a.prefix),
+                    "give each transport its own prefix (ranet uses e.g. ranet4x and ranet6x)",
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! braid's optional extensions to ranet's config: backend, address plan, routing, exit,
+//! status listener and multi-path transports. Each is documented in docs/config.md.
+
+use crate::family::AddressFamily;
+use crate::problem::Collector;
+use crate::read::{self, field_path};
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde_json::Value;
+use std::net::{IpAddr, SocketAddr};
+
+/// Which WireGuard implementation carries the links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Kernel WireGuard when the module is available, else userspace.
+    Auto,
+    Userspace,
+    Kernel,
+}
+
+impl Backend {
+    pub const NAMES: &'static [&'static str] = &["auto", "userspace", "kernel"];
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "auto" => Some(Self::Auto),
+            "userspace" => Some(Self::Userspace),
+            "kernel" => Some(Self::Kernel),
+            _ => None,
+        }
+    }
+}
+
+/// The network's address allocation, shared by every node (see docs/address-plan.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AddressPlanConfig {
+    /// The network's IPv6 allocation, /64 or shorter; each node gets one /64 of it.
+    pub ipv6: Ipv6Net,
+    /// The IPv4 pool each node's /24 comes from; `None` turns IPv4 off.
+    pub ipv4_pool: Option<Ipv4Net>,
+}
+
+pub const DEFAULT_IPV4_POOL: &str = "10.0.0.0/8";
+
+pub fn read_address_plan(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+) -> Option<AddressPlanConfig> {
+    let map = read::object(c, path, value, &["ipv6", "ipv4_pool"])?;
+    let ipv6_path = field_path(path, "ipv6");
+    let ipv6 = read::field(
+        c,
+        map,
+        path,
+        "ipv6",
+        Some("add \"ipv6\": the network's IPv6 allocation, e.g. \"2001:db8:5e::/48\""),
+    )
+    .and_then(|v| {
+        read::string(
+            c,
+            &ipv6_path,
+            v,
+            "write the allocation as a string like \"2001:db8:5e::/48\"",
+        )
+    })
+    .and_then(|text| match text.parse::<Ipv6Net>() {
+        Ok(net) if net.prefix_len() > 64 => {
+            c.error(
+                &ipv6_path,
+                format!("{net} is longer than /64; each node needs a whole /64"),
+                "use the network's allocation: a /64 or a shorter prefix such as /48",
+            );
+            None
+        }
+        Ok(net) if net.network() != net.addr() => {
+            c.error(
+                &ipv6_path,
+                format!("{net} has host bits set"),
+                format!("write the network address: {}", net.trunc()),
+            );
+            None
+        }
+        Ok(net) => Some(net),
+        Err(_) => {
+            c.error(
+                &ipv6_path,
+                format!("`{text}` is not an IPv6 prefix"),
+                "write it as address/length, e.g. \"2001:db8:5e::/48\"",
+            );
+            None
+        }
+    });
+    let pool_path = field_path(path, "ipv4_pool");
+    let ipv4_pool = match map.get("ipv4_pool") {
+        None => DEFAULT_IPV4_POOL.parse().ok().map(Some),
+        Some(Value::Null) => Some(None),
+        Some(v) => read::string(
+            c,
+            &pool_path,
+            v,
+            "write the pool as a string like \"10.0.0.0/8\", or \"off\"",
+        )
+        .and_then(|text| {
+            if text == "off" {
+                return Some(None);
+            }
+            match text.parse::<Ipv4Net>() {
+                Ok(net) if net.prefix_len() > 24 => {
+                    c.error(
+                        &pool_path,
+                        format!("{net} is longer than /24; each node needs a whole /24"),
+                        "use a /24 or shorter pool, e.g. \"10.0.0.0/8\"",
+                    );
+                    None
+                }
+                Ok(net) if net.network() != net.addr() => {
+                    c.error(
+                        &pool_path,
+                        format!("{net} has host bits set"),
+                        format!("write the network address: {}", net.trunc()),
+                    );
+                    None
+                }
+                Ok(net) => Some(Some(net)),
+                Err(_) => {
+                    c.error(
+                        &pool_path,
+                        format!("`{text}` is not an IPv4 prefix"),
+                        "write it as address/length, e.g. \"10.0.0.0/8\", or \"off\"",
+                    );
+                    None
+                }
+            }
+        }),
+    };
+    Some(AddressPlanConfig {
+        ipv6: ipv6?,
+        ipv4_pool: ipv4_pool?,
+    })
+}
+
+/// How routes between nodes are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    /// Links only; the operator runs their own routing.
+    None,
+    /// Each peer's prefixes over the link to that peer, default route to the exit.
+    Static,
+    /// babeld, driven live over its control socket.
+    Babel,
+    /// BIRD 2's babel protocol, configured and reloaded by braid.
+    Bird,
+}
+
+impl RoutingMode {
+    pub const NAMES: &'static [&'static str] = &["none", "static", "babel", "bird"];
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Self::None),
+            "static" => Some(Self::Static),
+            "babel" => Some(Self::Babel),
+            "bird" => Some(Self::Bird),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoutingConfig {
+    pub mode: RoutingMode,
+    /// Babel hello interval in seconds.
+    pub hello_interval: u16,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            mode: RoutingMode::None,
+            hello_interval: 4,
+        }
+    }
+}
+
+pub fn read_routing(c: &mut Collector, path: &str, value: &Value) -> Option<RoutingConfig> {
+    let map = read::object(c, path, value, &["mode", "hello_interval"])?;
+    let default = RoutingConfig::default();
+    let mode = match read::field(c, map, path, "mode", None) {
+        None => Some(default.mode),
+        Some(v) => read::choice(c, &field_path(path, "mode"), v, RoutingMode::NAMES)
+            .and_then(RoutingMode::from_name),
+    };
+    let hello_interval = match read::field(c, map, path, "hello_interval", None) {
+        None => Some(default.hello_interval),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "hello_interval"),
+            v,
+            1,
+            600,
+            "use seconds in 1..=600 (babeld's default is 4)",
+        )
+        .map(|n| n as u16),
+    };
+    Some(RoutingConfig {
+        mode: mode?,
+        hello_interval: hello_interval?,
+    })
+}
+
+/// This node is an exit: it has an upstream and holds the default route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExitConfig {
+    /// The interface toward the upstream router.
+    pub upstream_interface: String,
+    /// The upstream router's IPv6 address (link-local or global).
+    pub gateway6: Option<IpAddr>,
+    /// The upstream router's IPv4 address.
+    pub gateway4: Option<IpAddr>,
+    /// Masquerade IPv4 from the pool to the upstream (default true).
+    pub masquerade: bool,
+}
+
+pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitConfig> {
+    let map = read::object(
+        c,
+        path,
+        value,
+        &["upstream_interface", "gateway6", "gateway4", "masquerade"],
+    )?;
+    let ifpath = field_path(path, "upstream_interface");
+    let upstream_interface = read::field(
+        c,
+        map,
+        path,
+        "upstream_interface",
+        Some("add \"upstream_interface\": the interface toward the upstream router, e.g. \"eth0\""),
+    )
+    .and_then(|v| read::string(c, &ifpath, v, "write the interface name as a string"));
+    if let Some(name) = &upstream_interface {
+        if name.is_empty() {
+            c.error(
+                &ifpath,
+                "the upstream interface is empty",
+                "name the interface toward the upstream router, e.g. \"eth0\"",
+            );
+        }
+        crate::config::check_ifname(c, &ifpath, name, "upstream interface");
+    }
+    let mut gateway =
+        |key: &str, family: AddressFamily| -> Option<Option<IpAddr>> {
+            let p = field_path(path, key);
+            match read::field(c, map, path, key, None) {
+                None => Some(None),
+                Some(v) => read::string(c, &p, v, "write the gateway address as a string")
+                    .and_then(|text| match text.parse::<IpAddr>() {
+                        Ok(ip) if AddressFamily::of(ip) == family => Some(Some(ip)),
+                        _ => {
+                            c.error(
+                                &p,
+                                format!("`{text}` is not an {family} address"),
+                                format!("write the upstream router's {family} address"),
+                            );
+                            None
+                        }
+                    }),
+            }
+        };
+    let gateway6 = gateway("gateway6", AddressFamily::Ip6);
+    let gateway4 = gateway("gateway4", AddressFamily::Ip4);
+    let masquerade = match read::field(c, map, path, "masquerade", None) {
+        None => Some(true),
+        Some(v) => read::boolean(c, &field_path(path, "masquerade"), v),
+    };
+    if let (Some(None), Some(None)) = (&gateway6, &gateway4) {
+        c.error(
+            path,
+            "an exit needs at least one upstream gateway",
+            "add \"gateway6\" and/or \"gateway4\": the upstream router's addresses",
+        );
+    }
+    Some(ExitConfig {
+        upstream_interface: upstream_interface?,
+        gateway6: gateway6?,
+        gateway4: gateway4?,
+        masquerade: masquerade?,
+    })
+}
+
+/// Where the HTTP status and metrics listener listens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusConfig {
+    /// `None` when turned off.
+    pub listen: Option<SocketAddr>,
+}
+
+pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8091";
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_STATUS_LISTEN.parse().ok(),
+        }
+    }
+}
+
+pub fn read_status(c: &mut Collector, path: &str, value: &Value) -> Option<StatusConfig> {
+    let map = read::object(c, path, value, &["listen"])?;
+    let p = field_path(path, "listen");
+    match read::field(c, map, path, "listen", None) {
+        None => Some(StatusConfig::default()),
+        Some(v) => read::string(c, &p, v, "write \"127.0.0.1:8091\" or \"off\"").and_then(|text| {
+            if text == "off" {
+                return Some(StatusConfig { listen: None });
+            }
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(StatusConfig { listen: Some(addr) }),
+                Err(_) => {
+                    c.error(
+                        &p,
+                        format!("`{text}` is not an address:port"),
+                        "write e.g. \"127.0.0.1:8091\" or \"[::1]:8091\", or \"off\"",
+                    );
+                    None
+                }
+            }
+        }),
+    }
+}
+
+/// How a multi-path link spreads packets over its paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    Flow,
+    RoundRobin,
+    Weighted,
+    Redundant,
+    Backup,
+}
+
+impl Scheduler {
+    pub const NAMES: &'static [&'static str] =
+        &["flow", "round-robin", "weighted", "redundant", "backup"];
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "flow" => Some(Self::Flow),
+            "round-robin" => Some(Self::RoundRobin),
+            "weighted" => Some(Self::Weighted),
+            "redundant" => Some(Self::Redundant),
+            "backup" => Some(Self::Backup),
+            _ => None,
+        }
+    }
+}
+
+/// One underlay path of a transport: a local interface or a source address.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathConfig {
+    pub interface: Option<String>,
+    pub source: Option<IpAddr>,
+    /// Share of traffic for the weighted scheduler; `None` means "measure it".
+    pub weight: Option<u32>,
+    /// Lower is preferred by the backup scheduler.
+    pub priority: u32,
+    /// Send at most this many Mbit/s on this path.
+    pub rate_mbit: Option<u32>,
+}
+
+pub fn read_path(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+    family: Option<AddressFamily>,
+) -> Option<PathConfig> {
+    let map = read::object(
+        c,
+        path,
+        value,
+        &["interface", "source", "weight", "priority", "rate_mbit"],
+    )?;
+    let interface = match read::field(c, map, path, "interface", None) {
+        None => Some(None),
+        Some(v) => read::string(
+            c,
+            &field_path(path, "interface"),
+            v,
+            "write the interface name as a string",
+        )
+        .map(|name| {
+            crate::config::check_ifname(c, &field_path(path, "interface"), &name, "path interface");
+            Some(name)
+        }),
+    };
+    let source = match read::field(c, map, path, "source", None) {
+        None => Some(None),
+        Some(v) => read::string(
+            c,
+            &field_path(path, "source"),
+            v,
+            "write the source address as a string",
+        )
+        .and_then(|text| match text.parse::<IpAddr>() {
+            Ok(ip) if family.is_none_or(|f| f == AddressFamily::of(ip)) => Some(Some(ip)),
+            Ok(ip) => {
+                c.error(
+                    &field_path(path, "source"),
+                    format!("{ip} is not an address of this transport's family"),
+                    "use a source address of the transport's address family",
+                );
+                None
+            }
+            Err(_) => {
+                c.error(
+                    &field_path(path, "source"),
+                    format!("`{text}` is not an IP address"),
+                    "write a local IP address such as \"192.0.2.10\"",
+                );
+                None
+            }
+        }),
+    };
+    if let (Some(None), Some(None)) = (&interface, &source) {
+        c.error(
+            path,
+            "a path needs an interface or a source address",
+            "add \"interface\": \"wan0\" or \"source\": \"192.0.2.10\"",
+        );
+    }
+    let weight = match read::field(c, map, path, "weight", None) {
+        None => Some(None),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "weight"),
+            v,
+            1,
+            1_000_000,
+            "use a weight in 1..=1000000, or leave it out to weigh by measured capacity",
+        )
+        .map(|n| Some(n as u32)),
+    };
+    let priority = match read::field(c, map, path, "priority", None) {
+        None => Some(0),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "priority"),
+            v,
+            0,
+            u32::MAX as u64,
+            "use a whole number; lower is preferred",
+        )
+        .map(|n| n as u32),
+    };
+    let rate_mbit = match read::field(c, map, path, "rate_mbit", None) {
+        None => Some(None),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "rate_mbit"),
+            v,
+            1,
+            1_000_000,
+            "use Mbit/s in 1..=1000000, or leave it out for no cap",
+        )
+        .map(|n| Some(n as u32)),
+    };
+    Some(PathConfig {
+        interface: interface?,
+        source: source?,
+        weight: weight?,
+        priority: priority?,
+        rate_mbit: rate_mbit?,
+    })
+}

@@ -1,0 +1,250 @@
+//! Reading typed values out of a parsed JSON document while collecting problems with their
+//! JSON paths. Every reader returns `None` after recording why, so one pass finds everything.
+
+use crate::problem::Collector;
+use serde_json::{Map, Value};
+
+/// `parent.key`, or `key` at the top.
+pub fn field_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// `parent[index]`.
+pub fn index_path(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+/// Parses JSON-with-comments text; a syntax error becomes a problem with line and column.
+pub fn parse_document(c: &mut Collector, text: &str) -> Option<Value> {
+    match serde_json::from_str::<Value>(&crate::jsonc::strip(text)) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let path = format!("line {}, column {}", e.line(), e.column());
+            let what = e.to_string();
+            // serde_json appends " at line X column Y"; the path already says where.
+            let what = what.split(" at line ").next().unwrap_or(&what).to_string();
+            c.error(
+                &path,
+                format!("malformed JSON: {what}"),
+                "correct the syntax there (JSON with // comments and trailing commas is accepted)",
+            );
+            None
+        }
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The known name closest to `name`, if it is close enough to be a likely typo.
+pub fn nearest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (distance(&name.to_lowercase(), k), *k))
+        .filter(|(d, k)| *d <= 3.max(k.len() / 3) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// An object whose fields are checked against `known`; unknown fields are errors.
+pub fn object<'v>(
+    c: &mut Collector,
+    path: &str,
+    value: &'v Value,
+    known: &[&str],
+) -> Option<&'v Map<String, Value>> {
+    let Some(map) = value.as_object() else {
+        let at = if path.is_empty() {
+            "the document"
+        } else {
+            path
+        };
+        c.error(
+            path,
+            format!("expected an object, found {}", type_name(value)),
+            format!("write {at} as {{ ... }} with fields {}", known.join(", ")),
+        );
+        return None;
+    };
+    for key in map.keys() {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        let fix = match nearest(key, known) {
+            Some(k) => format!("did you mean `{k}`? (known fields: {})", known.join(", ")),
+            None => format!("remove it; known fields are: {}", known.join(", ")),
+        };
+        c.error(
+            &field_path(path, key),
+            format!("unknown field `{key}`"),
+            fix,
+        );
+    }
+    Some(map)
+}
+
+/// The field's value, or `None` (recording an error) when a required field is missing.
+/// An explicit `null` counts as missing.
+pub fn field<'v>(
+    c: &mut Collector,
+    map: &'v Map<String, Value>,
+    path: &str,
+    key: &str,
+    required: Option<&str>,
+) -> Option<&'v Value> {
+    match map.get(key) {
+        Some(Value::Null) | None => {
+            if let Some(fix) = required {
+                c.error(
+                    &field_path(path, key),
+                    format!("missing required field `{key}`"),
+                    fix,
+                );
+            }
+            None
+        }
+        Some(v) => Some(v),
+    }
+}
+
+pub fn string(c: &mut Collector, path: &str, value: &Value, fix: &str) -> Option<String> {
+    match value.as_str() {
+        Some(s) => Some(s.to_string()),
+        None => {
+            c.error(
+                path,
+                format!("expected a string, found {}", type_name(value)),
+                fix,
+            );
+            None
+        }
+    }
+}
+
+pub fn boolean(c: &mut Collector, path: &str, value: &Value) -> Option<bool> {
+    match value.as_bool() {
+        Some(b) => Some(b),
+        None => {
+            c.error(
+                path,
+                format!("expected true or false, found {}", type_name(value)),
+                "write true or false without quotes",
+            );
+            None
+        }
+    }
+}
+
+/// An unsigned integer in `min..=max`.
+pub fn integer(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+    min: u64,
+    max: u64,
+    fix: &str,
+) -> Option<u64> {
+    match value.as_u64() {
+        Some(n) if (min..=max).contains(&n) => Some(n),
+        Some(n) => {
+            c.error(path, format!("{n} is outside {min}..={max}"), fix);
+            None
+        }
+        None => {
+            let found = match value {
+                Value::Number(n) => format!("{n}"),
+                other => type_name(other).to_string(),
+            };
+            c.error(
+                path,
+                format!("expected a whole number in {min}..={max}, found {found}"),
+                fix,
+            );
+            None
+        }
+    }
+}
+
+/// One of a fixed set of strings.
+pub fn choice<'k>(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+    allowed: &[&'k str],
+) -> Option<&'k str> {
+    let fix = format!("use one of: {}", allowed.join(", "));
+    let text = string(c, path, value, &fix)?;
+    if let Some(found) = allowed.iter().find(|a| **a == text) {
+        return Some(found);
+    }
+    let fix = match nearest(&text, allowed) {
+        Some(k) => format!("did you mean `{k}`? ({fix})"),
+        None => fix,
+    };
+    c.error(path, format!("unknown value `{text}`"), fix);
+    None
+}
+
+pub fn array<'v>(
+    c: &mut Collector,
+    path: &str,
+    value: &'v Value,
+    fix: &str,
+) -> Option<&'v Vec<Value>> {
+    match value.as_array() {
+        Some(a) => Some(a),
+        None => {
+            c.error(
+                path,
+                format!("expected an array, found {}", type_name(value)),
+                fix,
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_finds_typos_only() {
+        let known = ["send_port", "address_family", "address"];
+        assert_eq!(nearest("sendport", &known), Some("send_port"));
+        assert_eq!(nearest("adress", &known), Some("address"));
+        assert_eq!(nearest("colour", &known), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! The registry: ranet's JSON array of nodes, plus optional braid extensions per node
+//! (`name`, `index`, `exit_preference`). See docs/registry.md.
+
+use crate::config::read_remarks;
+use crate::family::AddressFamily;
+use crate::host::{Host, parse_host};
+use crate::keys::PublicKey;
+use crate::problem::{Collector, Problems};
+use crate::read::{self, field_path, index_path};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registry {
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub public_key: PublicKey,
+    /// A human name (braid extension), used in status output and the lab.
+    pub name: Option<String>,
+    /// The node's index in the address plan (braid extension); derived from the key if absent.
+    pub index: Option<u64>,
+    /// Present when the node is an exit; lower is preferred (braid extension).
+    pub exit_preference: Option<u32>,
+    pub endpoints: Vec<Endpoint>,
+    pub remarks: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub send_port: u16,
+    pub address_family: AddressFamily,
+    /// `None` when the node cannot be dialled (behind NAT): it dials the others.
+    pub address: Option<Host>,
+}
+
+impl Node {
+    /// The name for humans: `name` if set, else the short key.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.public_key.short())
+    }
+}
+
+const NODE_FIELDS: &[&str] = &[
+    "public_key",
+    "name",
+    "index",
+    "exit_preference",
+    "endpoints",
+    "remarks",
+];
+const ENDPOINT_FIELDS: &[&str] = &["send_port", "address_family", "address"];
+
+impl Registry {
+    /// Parses and validates a registry file's text. `file` names the file in problems.
+    pub fn parse(file: &str, text: &str) -> Result<(Registry, Problems), Problems> {
+        let mut c = Collector::new(file);
+        let registry =
+            read::parse_document(&mut c, text).and_then(|doc| read_registry(&mut c, &doc));
+        match registry {
+            Some(registry) if !c.has_errors() => Ok((registry, c.into_problems())),
+            _ => Err(c.into_problems()),
+        }
+    }
+
+    pub fn find(&self, key: &PublicKey) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.public_key == *key)
+    }
+}
+
+fn read_registry(c: &mut Collector, doc: &Value) -> Option<Registry> {
+    let items = read::array(
+        c,
+        "",
+        doc,
+        "the registry is a JSON array of nodes: [ { \"public_key\": ..., \"endpoints\": [...] } ]",
+    )?;
+    let nodes: Vec<Option<Node>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| read_node(c, &index_path("", i), item))
+        .collect();
+    check_unique(c, &nodes);
+    nodes
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .map(|nodes| Registry { nodes })
+}
+
+fn read_node(c: &mut Collector, path: &str, value: &Value) -> Option<Node> {
+    let map = read::object(c, path, value, NODE_FIELDS)?;
+    let key_path = field_path(path, "public_key");
+    let public_key = read::field(
+        c,
+        map,
+        path,
+        "public_key",
+        Some("add the node's \"public_key\" (base64, from `braid pubkey` or `wg pubkey`)"),
+    )
+    .and_then(|v| read::string(c, &key_path, v, "write the key as a base64 string"))
+    .and_then(|text| match PublicKey::from_base64(&text) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            c.error(
+                &key_path,
+                format!("the public key {e}"),
+                "copy the node's key from `braid meta` or `wg pubkey`",
+            );
+            None
+        }
+    });
+    let name = match read::field(c, map, path, "name", None) {
+        None => Some(None),
+        Some(v) => read::string(
+            c,
+            &field_path(path, "name"),
+            v,
+            "write the name as a string",
+        )
+        .map(Some),
+    };
+    let index = match read::field(c, map, path, "index", None) {
+        None => Some(None),
+        Some(v) => read::integer(c, &field_path(path, "index"), v, 1, u64::MAX, "use a whole number from 1; it picks the node's /64 and /24 (index 0 is reserved for the upstream segment)").map(Some),
+    };
+    let exit_preference = match read::field(c, map, path, "exit_preference", None) {
+        None => Some(None),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "exit_preference"),
+            v,
+            0,
+            u32::MAX as u64,
+            "use a whole number; the exit with the lowest preference is used first",
+        )
+        .map(|n| Some(n as u32)),
+    };
+    let endpoints_path = field_path(path, "endpoints");
+    let endpoints = read::field(c, map, path, "endpoints", Some("add \"endpoints\": [ { \"send_port\": ..., \"address_family\": \"ip4\", \"address\": \"...\" } ]"))
+        .and_then(|v| read::array(c, &endpoints_path, v, "write endpoints as a list"))
+        .map(|items| items.iter().enumerate().map(|(i, item)| read_endpoint(c, &index_path(&endpoints_path, i), item)).collect::<Vec<_>>());
+    let remarks = read_remarks(c, map, path);
+    let endpoints = endpoints?.into_iter().collect::<Option<Vec<_>>>();
+    if let Some(endpoints) = &endpoints {
+        for (i, a) in endpoints.iter().enumerate() {
+            for (j, b) in endpoints.iter().enumerate().skip(i + 1) {
+                if a.address_family == b.address_family && a.send_port == b.send_port {
+                    c.error(
+                        &field_path(&index_path(&endpoints_path, j), "send_port"),
+                        format!(
+                            "endpoints[{i}] and endpoints[{j}] are both {} with send port {}",
+                            a.address_family, a.send_port
+                        ),
+                        "list each transport once, or give the second its own send port",
+                    );
+                }
+            }
+        }
+    }
+    Some(Node {
+        public_key: public_key?,
+        name: name?,
+        index: index?,
+        exit_preference: exit_preference?,
+        endpoints: endpoints?,
+        remarks: remarks?,
+    })
+}
+
+fn read_endpoint(c: &mut Collector, path: &str, value: &Value) -> Option<Endpoint> {
+    let map = read::object(c, path, value, ENDPOINT_FIELDS)?;
+    let send_port = read::field(
+        c,
+        map,
+        path,
+        "send_port",
+        Some("add the node's \"send_port\" for this transport"),
+    )
+    .and_then(|v| {
+        read::integer(
+            c,
+            &field_path(path, "send_port"),
+            v,
+            1,
+            65535,
+            "use a port in 1..=65535 that no other node uses",
+        )
+    })
+    .map(|n| n as u16);
+    let family = read::field(
+        c,
+        map,
+        path,
+        "address_family",
+        Some("add \"address_family\": \"ip4\" or \"ip6\""),
+    )
+    .and_then(|v| {
+        read::choice(
+            c,
+            &field_path(path, "address_family"),
+            v,
+            &AddressFamily::NAMES,
+        )
+    })
+    .and_then(AddressFamily::from_name);
+    let address = match read::field(c, map, path, "address", None) {
+        None => Some(None),
+        Some(v) => read::string(
+            c,
+            &field_path(path, "address"),
+            v,
+            "write the address as a string, or leave it empty",
+        )
+        .and_then(|text| match parse_host(&text, family) {
+            Ok(host) => Some(host),
+            Err((message, fix)) => {
+                c.error(&field_path(path, "address"), message, fix);
+                None
+            }
+        }),
+    };
+    Some(Endpoint {
+        send_port: send_port?,
+        address_family: family?,
+        address: address?,
+    })
+}
+
+/// Public keys, send ports and indexes must each be unique across the mesh.
+fn check_unique(c: &mut Collector, nodes: &[Option<Node>]) {
+    let mut keys: HashMap<PublicKey, usize> = HashMap::new();
+    let mut ports: HashMap<u16, usize> = HashMap::new();
+    let mut indexes: HashMap<u64, usize> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(node) = node else { continue };
+        if let Some(first) = keys.insert(node.public_key, i).filter(|first| *first != i) {
+            keys.insert(node.public_key, first);
+            c.error(
+                &field_path(&index_path("", i), "public_key"),
+                format!("public key {} is also used by node [{first}]", node.public_key.short()),
+                "each node needs its own key pair: generate one with `braid keygen`, or remove the duplicate entry",
+            );
+        }
+        for (j, endpoint) in node.endpoints.iter().enumerate() {
+            match ports.get(&endpoint.send_port) {
+                Some(first) if *first != i => c.error(
+                    &field_path(&index_path(&field_path(&index_path("", i), "endpoints"), j), "send_port"),
+                    format!("send port {} is also used by node [{first}]; send ports must be unique across the whole mesh", endpoint.send_port),
+                    "give this node's transport a send port no other node uses",
+                ),
+                Some(_) => {}
+                None => {
+                    ports.insert(endpoint.send_port, i);
+                }
+            }
+        }
+        if let Some(index) = node.index {
+            match indexes.get(&index) {
+                Some(first) => c.error(
+                    &field_path(&index_path("", i), "index"),
+                    format!("index {index} is also used by node [{first}]"),
+                    "give each node its own index (or remove it to derive one from the key)",
+                ),
+                None => {
+                    indexes.insert(index, i);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The desired links, computed exactly as ranet computes them: for each local transport,
+//! each peer (every registry node but this one, matched by public key) and each of the
+//! peer's endpoints of the transport's family, one point-to-point link.
+
+use braid_model::{AddressFamily, Config, Host, PublicKey, Registry};
+use std::fmt;
+
+/// Where a link sends: the peer's address at this node's send port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RemoteEndpoint {
+    pub host: Host,
+    pub port: u16,
+}
+
+impl fmt::Display for RemoteEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(std::net::IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            host => write!(f, "{host}:{}", self.port),
+        }
+    }
+}
+
+impl serde::Serialize for RemoteEndpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One planned point-to-point link.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkPlan {
+    /// Interface name: transport prefix + the peer endpoint's send port.
+    pub name: String,
+    pub family: AddressFamily,
+    /// The peer's send port, or 0 when the transport uses random ports.
+    pub listen_port: u16,
+    /// `None` when the peer has no address: it dials in.
+    pub endpoint: Option<RemoteEndpoint>,
+    pub mtu: u32,
+    pub fwmark: u32,
+    /// The config's active interface group.
+    pub group: u32,
+    #[serde(serialize_with = "crate::serialize_key")]
+    pub peer_public_key: PublicKey,
+    /// The peer's registry name or short key.
+    pub peer: String,
+    /// Persistent keepalive in seconds, if any.
+    pub keepalive: Option<u16>,
+    /// Index of the config transport this link belongs to.
+    pub transport: usize,
+}
+
+/// Computes the links, sorted by name. Deterministic: same inputs, same output.
+pub fn plan_links(config: &Config, registry: &Registry) -> Vec<LinkPlan> {
+    let own_key = config.private_key.public_key();
+    let mut links = Vec::new();
+    for (t, transport) in config.transports.iter().enumerate() {
+        for node in registry.nodes.iter().filter(|n| n.public_key != own_key) {
+            for endpoint in node
+                .endpoints
+                .iter()
+                .filter(|e| e.address_family == transport.address_family)
+            {
+                links.push(LinkPlan {
+                    name: format!("{}{}", transport.prefix, endpoint.send_port),
+                    family: transport.address_family,
+                    listen_port: if transport.random_port {
+                        0
+                    } else {
+                        endpoint.send_port
+                    },
+                    endpoint: endpoint.address.clone().map(|host| RemoteEndpoint {
+                        host,
+                        port: transport.send_port,
+                    }),
+                    mtu: transport.mtu,
+                    fwmark: transport.fwmark,
+                    group: config.active_group,
+                    peer_public_key: node.public_key,
+                    peer: node.label(),
+                    keepalive: transport.keepalive,
+                    transport: t,
+                });
+            }
+        }
+    }
+    links.sort_by(|a, b| a.name.cmp(&b.name));
+    links
+}
