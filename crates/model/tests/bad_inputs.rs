@@ -1,0 +1,794 @@
+//! Every bad input gets an error that names the file, the JSON path, what is wrong and the
+//! fix. Each case edits a valid document and asserts the problem it must produce.
+
+use braid_model::{Config, Registry, mesh};
+use serde_json::{Value, json};
+
+const KEY_A: &str = "KOfdX54OtHAOMqSn2rytCDHSFNe8prw43O8A98z21Xg=";
+const PUB_A: &str = "sZp4uL3rvCumiTHMdvGWUqnqO2dOYv9UqkPQxjgqqRc=";
+const PUB_B: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+const PUB_C: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+
+fn good_config() -> Value {
+    json!({
+        "registry": "registry.json",
+        "private_key": KEY_A,
+        "vrf": "",
+        "stale_group": 1,
+        "active_group": 2,
+        "transport": [
+            {"address_family": "ip4", "address": "192.0.2.1", "send_port": 50001, "mtu": 1420, "prefix": "brd4x", "fwmark": 54, "random_port": false},
+            {"address_family": "ip6", "address": "2001:db8::1", "send_port": 50002, "mtu": 1420, "prefix": "brd6x", "fwmark": 54, "random_port": false}
+        ],
+        "remarks": {}
+    })
+}
+
+fn good_registry() -> Value {
+    json!([
+        {"public_key": PUB_A, "endpoints": [
+            {"send_port": 50001, "address_family": "ip4", "address": "192.0.2.1"},
+            {"send_port": 50002, "address_family": "ip6", "address": "2001:db8::1"}], "remarks": {}},
+        {"public_key": PUB_B, "endpoints": [
+            {"send_port": 50003, "address_family": "ip4", "address": "node-b.example.net"},
+            {"send_port": 50004, "address_family": "ip6", "address": ""}], "remarks": {}},
+        {"public_key": PUB_C, "endpoints": [
+            {"send_port": 50005, "address_family": "ip4"}]}
+    ])
+}
+
+fn config_errors(doc: &Value) -> String {
+    config_text_errors(&doc.to_string())
+}
+
+fn config_text_errors(text: &str) -> String {
+    match Config::parse("node.json", text) {
+        Ok(_) => panic!("expected the config to be rejected:\n{text}"),
+        Err(problems) => {
+            assert!(problems.has_errors());
+            problems.to_string()
+        }
+    }
+}
+
+fn registry_errors(doc: &Value) -> String {
+    registry_text_errors(&doc.to_string())
+}
+
+fn registry_text_errors(text: &str) -> String {
+    match Registry::parse("registry.json", text) {
+        Ok(_) => panic!("expected the registry to be rejected:\n{text}"),
+        Err(problems) => problems.to_string(),
+    }
+}
+
+fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
+    *doc.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer}")) = value;
+    doc
+}
+
+fn without(mut doc: Value, parent: &str, key: &str) -> Value {
+    doc.pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap()
+        .remove(key);
+    doc
+}
+
+fn assert_has(problems: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            problems.contains(needle),
+            "expected `{needle}` in:\n{problems}"
+        );
+    }
+    assert!(
+        problems.contains("fix: "),
+        "every problem says how to fix it:\n{problems}"
+    );
+}
+
+#[test]
+fn good_inputs_pass() {
+    let (config, warnings) = Config::parse("node.json", &good_config().to_string()).unwrap();
+    assert!(warnings.0.is_empty());
+    let (registry, _) = Registry::parse("registry.json", &good_registry().to_string()).unwrap();
+    let cross = mesh::check(&config, "node.json", &registry, "registry.json");
+    assert!(cross.0.is_empty(), "{cross}");
+}
+
+// ---- config ----
+
+#[test]
+fn c01_malformed_json_gives_line_and_column() {
+    let p = config_text_errors("{\n  \"registry\": \"r.json\",\n  \"private_key\" \"x\"\n}");
+    assert_has(
+        &p,
+        &[
+            "error: node.json: line 3, column 17: malformed JSON",
+            "expected `:`",
+        ],
+    );
+}
+
+#[test]
+fn c02_document_not_an_object() {
+    assert_has(
+        &config_errors(&json!([1, 2])),
+        &["node.json: expected an object, found an array"],
+    );
+}
+
+#[test]
+fn c03_missing_registry() {
+    assert_has(
+        &config_errors(&without(good_config(), "", "registry")),
+        &["node.json: registry: missing required field `registry`"],
+    );
+}
+
+#[test]
+fn c04_empty_registry_path() {
+    assert_has(
+        &config_errors(&with(good_config(), "/registry", json!(""))),
+        &["node.json: registry: the registry path is empty"],
+    );
+}
+
+#[test]
+fn c05_missing_private_key() {
+    assert_has(
+        &config_errors(&without(good_config(), "", "private_key")),
+        &["private_key: missing required field", "braid keygen"],
+    );
+}
+
+#[test]
+fn c06_private_key_bad_base64() {
+    assert_has(
+        &config_errors(&with(good_config(), "/private_key", json!("not*base64"))),
+        &["node.json: private_key: the private key is not valid base64"],
+    );
+}
+
+#[test]
+fn c07_private_key_wrong_length() {
+    assert_has(
+        &config_errors(&with(good_config(), "/private_key", json!("AAAA"))),
+        &["private_key: the private key decodes to 3 bytes, but a WireGuard key is 32 bytes"],
+    );
+}
+
+#[test]
+fn c08_stale_group_zero() {
+    assert_has(
+        &config_errors(&with(good_config(), "/stale_group", json!(0))),
+        &[
+            "node.json: stale_group: 0 is outside 1..=4294967295",
+            "nonzero interface group",
+        ],
+    );
+}
+
+#[test]
+fn c09_active_group_zero() {
+    assert_has(
+        &config_errors(&with(good_config(), "/active_group", json!(0))),
+        &["node.json: active_group: 0 is outside"],
+    );
+}
+
+#[test]
+fn c10_groups_equal() {
+    assert_has(
+        &config_errors(&with(good_config(), "/active_group", json!(1))),
+        &[
+            "active_group: stale_group and active_group are both 1",
+            "two different nonzero values",
+        ],
+    );
+}
+
+#[test]
+fn c11_transport_missing() {
+    assert_has(
+        &config_errors(&without(good_config(), "", "transport")),
+        &["transport: missing required field `transport`"],
+    );
+}
+
+#[test]
+fn c12_transport_empty() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport", json!([]))),
+        &["transport: the transport list is empty"],
+    );
+}
+
+#[test]
+fn c13_transport_not_a_list() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport", json!({"a": 1}))),
+        &["transport: expected an array, found an object"],
+    );
+}
+
+#[test]
+fn c14_unknown_address_family() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/transport/0/address_family",
+            json!("ip5"),
+        )),
+        &[
+            "node.json: transport[0].address_family: unknown value `ip5`",
+            "did you mean `ip4`?",
+        ],
+    );
+}
+
+#[test]
+fn c15_send_port_zero() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/1/send_port", json!(0))),
+        &["node.json: transport[1].send_port: 0 is outside 1..=65535"],
+    );
+}
+
+#[test]
+fn c16_send_port_too_large() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/0/send_port", json!(70000))),
+        &["transport[0].send_port: 70000 is outside 1..=65535"],
+    );
+}
+
+#[test]
+fn c17_send_port_not_a_number() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/transport/0/send_port",
+            json!("50001"),
+        )),
+        &["transport[0].send_port: expected a whole number in 1..=65535, found a string"],
+    );
+}
+
+#[test]
+fn c18_mtu_too_small() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/0/mtu", json!(1200))),
+        &[
+            "transport[0].mtu: 1200 is outside 1280..=65535",
+            "IPv6, which needs 1280",
+        ],
+    );
+}
+
+#[test]
+fn c19_mtu_too_large() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/1/mtu", json!(70000))),
+        &["transport[1].mtu: 70000 is outside 1280..=65535"],
+    );
+}
+
+#[test]
+fn c20_empty_prefix() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/0/prefix", json!(""))),
+        &["transport[0].prefix: the interface name prefix is empty"],
+    );
+}
+
+#[test]
+fn c21_prefix_with_bad_characters() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/0/prefix", json!("br d/"))),
+        &["transport[0].prefix: interface prefix name `br d/` contains a character Linux refuses"],
+    );
+}
+
+#[test]
+fn c22_prefix_longer_than_an_interface_name() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/transport/0/prefix",
+            json!("averyverylongprefix"),
+        )),
+        &[
+            "transport[0].prefix: interface prefix name `averyverylongprefix` is 19 bytes; Linux allows at most 15",
+        ],
+    );
+}
+
+#[test]
+fn c23_same_family_same_send_port() {
+    let doc = with(good_config(), "/transport/1/address_family", json!("ip4"));
+    let doc = with(doc, "/transport/1/address", json!("192.0.2.1"));
+    let doc = with(doc, "/transport/1/send_port", json!(50001));
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "transport[1].send_port: transport[0] and transport[1] are both ip4 with send port 50001",
+        ],
+    );
+}
+
+#[test]
+fn c24_same_prefix_twice() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/1/prefix", json!("brd4x"))),
+        &["transport[1].prefix: transport[0] and transport[1] share the prefix `brd4x`"],
+    );
+}
+
+#[test]
+fn c25_unknown_top_level_field_suggests() {
+    let mut doc = good_config();
+    doc["registy"] = json!("x");
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "node.json: registy: unknown field `registy`",
+            "did you mean `registry`?",
+        ],
+    );
+}
+
+#[test]
+fn c26_unknown_transport_field_suggests() {
+    let mut doc = good_config();
+    doc["transport"][0]["sendport"] = json!(1);
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "transport[0].sendport: unknown field `sendport`",
+            "did you mean `send_port`?",
+        ],
+    );
+}
+
+#[test]
+fn c27_wrong_type_for_random_port() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/transport/0/random_port",
+            json!("yes"),
+        )),
+        &["transport[0].random_port: expected true or false, found a string"],
+    );
+}
+
+#[test]
+fn c28_negative_fwmark() {
+    assert_has(
+        &config_errors(&with(good_config(), "/transport/0/fwmark", json!(-1))),
+        &["transport[0].fwmark: expected a whole number in 0..=4294967295, found -1"],
+    );
+}
+
+#[test]
+fn c29_address_of_the_wrong_family() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/transport/0/address",
+            json!("2001:db8::1"),
+        )),
+        &["transport[0].address: `2001:db8::1` is an ip6 address but the address family is ip4"],
+    );
+}
+
+#[test]
+fn c30_address_with_a_port() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/transport/0/address",
+            json!("192.0.2.1:50001"),
+        )),
+        &[
+            "transport[0].address: `192.0.2.1:50001` is neither an IP address nor a DNS name",
+            "no port",
+        ],
+    );
+}
+
+#[test]
+fn c31_unknown_backend() {
+    let mut doc = good_config();
+    doc["backend"] = json!("kernal");
+    assert_has(
+        &config_errors(&doc),
+        &["backend: unknown value `kernal`", "did you mean `kernel`?"],
+    );
+}
+
+#[test]
+fn c32_address_plan_longer_than_64() {
+    let mut doc = good_config();
+    doc["address_plan"] = json!({"ipv6": "2001:db8::/80"});
+    assert_has(
+        &config_errors(&doc),
+        &["address_plan.ipv6: 2001:db8::/80 is longer than /64"],
+    );
+}
+
+#[test]
+fn c33_address_plan_not_a_prefix() {
+    let mut doc = good_config();
+    doc["address_plan"] = json!({"ipv6": "2001:db8::"});
+    assert_has(
+        &config_errors(&doc),
+        &["address_plan.ipv6: `2001:db8::` is not an IPv6 prefix"],
+    );
+}
+
+#[test]
+fn c34_address_plan_host_bits() {
+    let mut doc = good_config();
+    doc["address_plan"] = json!({"ipv6": "2001:db8::1/48"});
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "address_plan.ipv6: 2001:db8::1/48 has host bits set",
+            "2001:db8::/48",
+        ],
+    );
+}
+
+#[test]
+fn c35_ipv4_pool_too_long() {
+    let mut doc = good_config();
+    doc["address_plan"] = json!({"ipv6": "2001:db8::/48", "ipv4_pool": "10.0.0.0/25"});
+    assert_has(
+        &config_errors(&doc),
+        &["address_plan.ipv4_pool: 10.0.0.0/25 is longer than /24"],
+    );
+}
+
+#[test]
+fn c36_unknown_routing_mode() {
+    let mut doc = good_config();
+    doc["address_plan"] = json!({"ipv6": "2001:db8::/48"});
+    doc["routing"] = json!({"mode": "babeld"});
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "routing.mode: unknown value `babeld`",
+            "did you mean `babel`?",
+        ],
+    );
+}
+
+#[test]
+fn c37_routing_without_address_plan() {
+    let mut doc = good_config();
+    doc["routing"] = json!({"mode": "static"});
+    assert_has(
+        &config_errors(&doc),
+        &["routing.mode: routing mode `static` needs the address plan"],
+    );
+}
+
+#[test]
+fn c38_bad_status_listen() {
+    let mut doc = good_config();
+    doc["status"] = json!({"listen": "localhost"});
+    assert_has(
+        &config_errors(&doc),
+        &["status.listen: `localhost` is not an address:port"],
+    );
+}
+
+#[test]
+fn c39_vrf_and_netns_together() {
+    let mut doc = with(good_config(), "/vrf", json!("braid"));
+    doc["netns"] = json!("braid");
+    assert_has(&config_errors(&doc), &["netns: both vrf and netns are set"]);
+}
+
+#[test]
+fn c40_vrf_name_too_long() {
+    assert_has(
+        &config_errors(&with(good_config(), "/vrf", json!("a-very-long-vrf-name"))),
+        &["vrf: VRF name `a-very-long-vrf-name` is 20 bytes"],
+    );
+}
+
+#[test]
+fn c41_path_without_interface_or_source() {
+    let mut doc = good_config();
+    doc["transport"][0]["paths"] = json!([{"weight": 2}]);
+    assert_has(
+        &config_errors(&doc),
+        &["transport[0].paths[0]: a path needs an interface or a source address"],
+    );
+}
+
+#[test]
+fn c42_path_weight_zero() {
+    let mut doc = good_config();
+    doc["transport"][0]["paths"] = json!([{"interface": "wan0", "weight": 0}]);
+    assert_has(
+        &config_errors(&doc),
+        &["transport[0].paths[0].weight: 0 is outside 1..=1000000"],
+    );
+}
+
+#[test]
+fn c43_unknown_scheduler() {
+    let mut doc = good_config();
+    doc["transport"][0]["scheduler"] = json!("roundrobin");
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "transport[0].scheduler: unknown value `roundrobin`",
+            "did you mean `round-robin`?",
+        ],
+    );
+}
+
+#[test]
+fn c44_exit_without_gateway() {
+    let mut doc = good_config();
+    doc["exit"] = json!({"upstream_interface": "eth0"});
+    assert_has(
+        &config_errors(&doc),
+        &["node.json: exit: an exit needs at least one upstream gateway"],
+    );
+}
+
+#[test]
+fn c45_remarks_not_an_object() {
+    assert_has(
+        &config_errors(&with(good_config(), "/remarks", json!("earth"))),
+        &["remarks: remarks must be an object"],
+    );
+}
+
+#[test]
+fn c46_all_problems_are_reported_at_once() {
+    let doc = with(good_config(), "/transport/0/send_port", json!(0));
+    let doc = with(doc, "/transport/1/mtu", json!(9));
+    let doc = with(doc, "/stale_group", json!(0));
+    let p = config_errors(&doc);
+    assert_has(
+        &p,
+        &["transport[0].send_port", "transport[1].mtu", "stale_group"],
+    );
+    assert_eq!(p.lines().count(), 3, "{p}");
+}
+
+// ---- registry ----
+
+#[test]
+fn r01_malformed_json() {
+    assert_has(
+        &registry_text_errors("[\n {\"public_key\": \"x\" \"y\"}\n]"),
+        &[
+            "error: registry.json: line 2, column 21: malformed JSON",
+            "expected `,` or `}`",
+        ],
+    );
+}
+
+#[test]
+fn r02_not_an_array() {
+    assert_has(
+        &registry_errors(&json!({"nodes": []})),
+        &["registry.json: expected an array, found an object"],
+    );
+}
+
+#[test]
+fn r03_public_key_bad_base64() {
+    assert_has(
+        &registry_errors(&with(good_registry(), "/1/public_key", json!("%%%"))),
+        &["registry.json: [1].public_key: the public key is not valid base64"],
+    );
+}
+
+#[test]
+fn r04_public_key_wrong_length() {
+    assert_has(
+        &registry_errors(&with(good_registry(), "/1/public_key", json!("AAAAAAAA"))),
+        &["[1].public_key: the public key decodes to 6 bytes"],
+    );
+}
+
+#[test]
+fn r05_duplicate_public_keys() {
+    assert_has(
+        &registry_errors(&with(good_registry(), "/2/public_key", json!(PUB_B))),
+        &["registry.json: [2].public_key: public key HIgo9xNz is also used by node [1]"],
+    );
+}
+
+#[test]
+fn r06_send_port_zero() {
+    assert_has(
+        &registry_errors(&with(good_registry(), "/2/endpoints/0/send_port", json!(0))),
+        &["registry.json: [2].endpoints[0].send_port: 0 is outside 1..=65535"],
+    );
+}
+
+#[test]
+fn r07_duplicate_send_port_across_the_mesh() {
+    assert_has(
+        &registry_errors(&with(
+            good_registry(),
+            "/2/endpoints/0/send_port",
+            json!(50003),
+        )),
+        &[
+            "registry.json: [2].endpoints[0].send_port: send port 50003 is also used by node [1]",
+            "unique across the whole mesh",
+        ],
+    );
+}
+
+#[test]
+fn r08_unknown_address_family() {
+    assert_has(
+        &registry_errors(&with(
+            good_registry(),
+            "/1/endpoints/1/address_family",
+            json!("ipv6"),
+        )),
+        &[
+            "[1].endpoints[1].address_family: unknown value `ipv6`",
+            "did you mean `ip6`?",
+        ],
+    );
+}
+
+#[test]
+fn r09_unknown_node_field_suggests() {
+    let mut doc = good_registry();
+    doc[1]["endpoint"] = json!([]);
+    assert_has(
+        &registry_errors(&doc),
+        &[
+            "[1].endpoint: unknown field `endpoint`",
+            "did you mean `endpoints`?",
+        ],
+    );
+}
+
+#[test]
+fn r10_missing_endpoints() {
+    assert_has(
+        &registry_errors(&without(good_registry(), "/1", "endpoints")),
+        &["[1].endpoints: missing required field `endpoints`"],
+    );
+}
+
+#[test]
+fn r11_bad_address() {
+    assert_has(
+        &registry_errors(&with(
+            good_registry(),
+            "/1/endpoints/0/address",
+            json!("node b.example"),
+        )),
+        &["[1].endpoints[0].address: `node b.example` is neither an IP address nor a DNS name"],
+    );
+}
+
+#[test]
+fn r12_duplicate_explicit_index() {
+    let mut doc = good_registry();
+    doc[0]["index"] = json!(5);
+    doc[2]["index"] = json!(5);
+    assert_has(
+        &registry_errors(&doc),
+        &["[2].index: index 5 is also used by node [0]"],
+    );
+}
+
+#[test]
+fn r13_index_zero() {
+    let mut doc = good_registry();
+    doc[0]["index"] = json!(0);
+    assert_has(
+        &registry_errors(&doc),
+        &[
+            "[0].index: 0 is outside 1..=",
+            "reserved for the upstream segment",
+        ],
+    );
+}
+
+#[test]
+fn r14_same_endpoint_twice_in_one_node() {
+    let doc = with(
+        good_registry(),
+        "/1/endpoints/1",
+        json!({"send_port": 50003, "address_family": "ip4", "address": ""}),
+    );
+    assert_has(
+        &registry_errors(&doc),
+        &[
+            "[1].endpoints[1].send_port: endpoints[0] and endpoints[1] are both ip4 with send port 50003",
+        ],
+    );
+}
+
+#[test]
+fn r15_node_not_an_object() {
+    assert_has(
+        &registry_errors(&with(good_registry(), "/1", json!("node-b"))),
+        &["registry.json: [1]: expected an object, found a string"],
+    );
+}
+
+// ---- config against registry ----
+
+fn cross(config: Value, registry: Value) -> String {
+    let (config, _) = Config::parse("node.json", &config.to_string()).unwrap();
+    let (registry, _) = Registry::parse("registry.json", &registry.to_string()).unwrap();
+    mesh::check(&config, "node.json", &registry, "registry.json").to_string()
+}
+
+#[test]
+fn x01_own_key_not_in_registry_is_a_warning() {
+    let registry = Value::Array(good_registry().as_array().unwrap()[1..].to_vec());
+    assert_has(
+        &cross(good_config(), registry),
+        &[
+            "warning: node.json: private_key: this node's public key sZp4uL3r",
+            "is not in registry.json",
+            "braid meta",
+        ],
+    );
+}
+
+#[test]
+fn x02_interface_name_too_long_for_a_peer_port() {
+    let config = with(good_config(), "/transport/0/prefix", json!("braidmesh4x"));
+    assert_has(
+        &cross(config, good_registry()),
+        &[
+            "error: node.json: transport[0].prefix: interface name `braidmesh4x50003`",
+            "is 16 bytes; Linux allows at most 15",
+            "at most 10 bytes",
+        ],
+    );
+}
+
+#[test]
+fn x03_own_entry_disagrees_with_config() {
+    let config = with(good_config(), "/transport/0/send_port", json!(50009));
+    assert_has(
+        &cross(config, good_registry()),
+        &[
+            "warning: registry.json: [0].endpoints: this node's entry has no ip4 endpoint with send port 50009",
+        ],
+    );
+}
+
+#[test]
+fn x04_exit_without_exit_preference() {
+    let mut config = good_config();
+    config["exit"] = json!({"upstream_interface": "eth0", "gateway6": "fe80::1"});
+    assert_has(
+        &cross(config, good_registry()),
+        &["warning: registry.json: [0].exit_preference: the config makes this node an exit"],
+    );
+}
+
+#[test]
+fn problems_are_located_in_the_right_file() {
+    let p = registry_errors(&with(good_registry(), "/0/endpoints/0/send_port", json!(0)));
+    assert!(
+        p.starts_with("error: registry.json: [0].endpoints[0].send_port"),
+        "{p}"
+    );
+}
