@@ -1,1 +1,115 @@
-fn main() {}
+//! `braid`: a routed WireGuard mesh with multi-WAN bonding. One binary, daemon and CLI.
+
+mod cli;
+mod load;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// braid turns a list of machines into one private, routed network.
+///
+/// It reads a registry of nodes and this node's config (ranet's formats, plus optional
+/// extensions) and builds one point-to-point WireGuard link per peer and transport.
+#[derive(Parser)]
+#[command(name = "braid", version, about, long_about = None)]
+#[command(
+    after_help = "Examples:\n  braid keygen > key && braid pubkey < key\n  braid check -c /etc/braid/config.json\n  braid plan -c /etc/braid/config.json --json\n  braid lab up --nodes 4\n\nDocs: docs/cli.md, docs/config.md, docs/registry.md"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config and the registry it names; exit 1 listing every problem.
+    #[command(
+        after_help = "Example:\n  braid check -c /etc/braid/config.json\n\nExit status: 0 when valid (warnings go to stderr), 1 when there are errors."
+    )]
+    Check {
+        /// The node's config file (JSON, comments allowed).
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
+    /// Show the links and addresses this node would have.
+    #[command(
+        after_help = "Examples:\n  braid plan -c /etc/braid/config.json\n  braid plan -c /etc/braid/config.json --json | jq '.links[].name'\n\nThe JSON schema is documented in docs/plan-json.md."
+    )]
+    Plan {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+        /// Print the plan as JSON (stable, versioned schema).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a new private key (base64), like `wg genkey`.
+    #[command(after_help = "Example:\n  braid keygen > /etc/braid/private.key")]
+    Keygen,
+    /// Read a private key on stdin, print its public key, like `wg pubkey`.
+    #[command(after_help = "Example:\n  braid keygen | tee private.key | braid pubkey")]
+    Pubkey,
+    /// Print this node's registry entry, derived from its config (like ranet's meta).
+    #[command(after_help = "Example:\n  braid meta -c /etc/braid/config.json >> entries.json")]
+    Meta {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a whole mesh on this machine in network namespaces (needs root).
+    #[command(
+        after_help = "Examples:\n  sudo braid lab up --nodes 4\n  sudo braid lab down\n  sudo braid lab cleanup   # after a killed run"
+    )]
+    Lab {
+        #[command(subcommand)]
+        command: cli::lab::LabCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    // Behave like other Unix tools when stdout is a closed pipe (`braid plan | head`).
+    // SAFETY: called before any thread starts; restores the default disposition of SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    Ok(match command {
+        Command::Check { config } => cli::check::run(&config),
+        Command::Plan { config, json } => status(cli::plan::run(&config, json)?),
+        Command::Keygen => {
+            cli::keys::keygen()?;
+            ExitCode::SUCCESS
+        }
+        Command::Pubkey => {
+            cli::keys::pubkey()?;
+            ExitCode::SUCCESS
+        }
+        Command::Meta { config } => status(cli::meta::run(&config)?),
+        Command::Lab { command } => status(cli::lab::run(command)?),
+    })
+}

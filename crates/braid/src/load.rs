@@ -1,0 +1,93 @@
+//! Reading a config and the registry it names from disk, validating both and computing the
+//! plan. Every problem, I/O included, is collected and reported together.
+
+use braid_model::problem::{Problem, Problems, Severity};
+use braid_model::{Config, Registry, mesh};
+use braid_plan::{Plan, Sources};
+use std::path::{Path, PathBuf};
+
+/// A config, its registry and the plan, with any warnings.
+pub struct Loaded {
+    pub registry_path: PathBuf,
+    pub plan: Plan,
+    pub warnings: Problems,
+}
+
+fn read(path: &Path, what: &str) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            severity: Severity::Error,
+            file: path.display().to_string(),
+            path: String::new(),
+            message: format!("cannot read the {what}: {e}"),
+            fix: match e.kind() {
+                std::io::ErrorKind::NotFound => format!("check the path; the {what} must exist"),
+                _ => format!("make the {what} readable by this user"),
+            },
+        }])
+    })
+}
+
+/// The registry path from the config, relative to the config's directory when relative.
+pub fn registry_path(config_path: &Path, config: &Config) -> PathBuf {
+    let registry = Path::new(&config.registry);
+    if registry.is_absolute() {
+        registry.to_path_buf()
+    } else {
+        config_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(registry)
+    }
+}
+
+/// Loads the config only (no registry).
+pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
+    let text = read(config_path, "config")?;
+    Config::parse(&config_path.display().to_string(), &text)
+}
+
+/// Loads and validates everything; `Err` holds every problem (errors and warnings).
+pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
+    let config_file = config_path.display().to_string();
+    let (config, mut problems) = config(config_path)?;
+    let registry_path = registry_path(config_path, &config);
+    let registry_file = registry_path.display().to_string();
+    let registry = read(
+        &registry_path,
+        "registry (named by the config's `registry` field)",
+    )
+    .and_then(|text| Registry::parse(&registry_file, &text));
+    let registry = match registry {
+        Ok((registry, warnings)) => {
+            problems.extend(warnings);
+            registry
+        }
+        Err(errors) => {
+            problems.extend(errors);
+            return Err(problems);
+        }
+    };
+    problems.extend(mesh::check(
+        &config,
+        &config_file,
+        &registry,
+        &registry_file,
+    ));
+    let sources = Sources {
+        config: &config_file,
+        registry: &registry_file,
+    };
+    match braid_plan::plan(&config, &registry, sources) {
+        Ok(plan) if !problems.has_errors() => Ok(Loaded {
+            registry_path,
+            plan,
+            warnings: problems,
+        }),
+        Ok(_) => Err(problems),
+        Err(errors) => {
+            problems.extend(errors);
+            Err(problems)
+        }
+    }
+}

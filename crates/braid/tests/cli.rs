@@ -1,0 +1,267 @@
+//! The `braid` binary end to end: check, plan, meta, keygen and pubkey on real files.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn braid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .output()
+        .expect("run braid")
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/three-nodes")
+        .join(name)
+}
+
+fn plan_json(config: &Path) -> Value {
+    let out = braid(&["plan", "-c", config.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("plan --json is JSON")
+}
+
+fn link<'a>(plan: &'a Value, name: &str) -> &'a Value {
+    plan["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no link {name}"))
+}
+
+#[test]
+fn three_node_example_is_valid() {
+    for node in ["alpha.json", "bravo.json", "charlie.json"] {
+        let out = braid(&["check", "-c", example(node).to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid; 4 links planned"));
+    }
+}
+
+#[test]
+fn plan_json_shows_mirrored_ports() {
+    let alpha = plan_json(&example("alpha.json"));
+    let bravo = plan_json(&example("bravo.json"));
+    assert_eq!(alpha["version"], 1);
+    // alpha (send port 50102) toward bravo (50104): listen on bravo's, send to bravo at alpha's.
+    let ab = link(&alpha, "brd4x50104");
+    assert_eq!(ab["listen_port"], 50104);
+    assert_eq!(ab["endpoint"], "192.0.2.2:50102");
+    assert_eq!(ab["peer"], "bravo");
+    // bravo toward alpha is the mirror image.
+    let ba = link(&bravo, "brd4x50102");
+    assert_eq!(ba["listen_port"], 50102);
+    assert_eq!(ba["endpoint"], "192.0.2.1:50104");
+    assert_eq!(ba["peer_public_key"], alpha["node"]["public_key"]);
+    // charlie has no IPv6 address: it dials in, nobody dials it.
+    assert_eq!(link(&alpha, "brd6x50107")["endpoint"], Value::Null);
+    assert_eq!(link(&bravo, "brd6x50107")["listen_port"], 50107);
+    // The address plan.
+    assert_eq!(alpha["node"]["addresses"]["prefix6"], "2001:db8:5e:1::/64");
+    assert_eq!(bravo["node"]["link_local6"], "fe80::2");
+    for key in [
+        "name",
+        "family",
+        "listen_port",
+        "endpoint",
+        "mtu",
+        "fwmark",
+        "group",
+        "peer_public_key",
+    ] {
+        assert!(ab.get(key).is_some(), "link field {key} missing");
+    }
+}
+
+#[test]
+fn plan_text_lists_links() {
+    let out = braid(&["plan", "-c", example("charlie.json").to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("brd4x50102") && text.contains("192.0.2.1:50106"),
+        "{text}"
+    );
+}
+
+#[test]
+fn meta_prints_the_registry_entry() {
+    let out = braid(&["meta", "-c", example("alpha.json").to_str().unwrap()]);
+    assert!(out.status.success());
+    let entry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let registry: Value =
+        serde_json::from_str(&std::fs::read_to_string(example("registry.json")).unwrap()).unwrap();
+    assert_eq!(entry["public_key"], registry[0]["public_key"]);
+    assert_eq!(entry["endpoints"], registry[0]["endpoints"]);
+}
+
+#[test]
+fn keygen_and_pubkey_agree_with_wg() {
+    let key = braid(&["keygen"]);
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap();
+    assert_eq!(key.trim().len(), 44);
+    let ours = pipe(env!("CARGO_BIN_EXE_braid"), &["pubkey"], &key);
+    if Command::new("wg").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIPPED part of keygen_and_pubkey_agree_with_wg: `wg` (wireguard-tools) is not installed"
+        );
+        return;
+    }
+    assert_eq!(ours, pipe("wg", &["pubkey"], &key));
+    // And the other way round: wg genkey's keys work with braid pubkey.
+    let wg_key =
+        String::from_utf8(Command::new("wg").arg("genkey").output().unwrap().stdout).unwrap();
+    assert_eq!(
+        pipe(env!("CARGO_BIN_EXE_braid"), &["pubkey"], &wg_key),
+        pipe("wg", &["pubkey"], &wg_key)
+    );
+}
+
+#[test]
+fn pubkey_rejects_garbage() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdin: the private key"));
+}
+
+fn pipe(program: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+/// A temporary copy of the example with one file replaced.
+fn broken(file: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["alpha.json", "registry.json"] {
+        let text = std::fs::read_to_string(example(name)).unwrap();
+        let text = if name == file { edit(text) } else { text };
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn check_fails(dir: &tempfile::TempDir) -> String {
+    let config = dir.path().join("alpha.json");
+    let out = braid(&["check", "-c", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn check_names_file_path_and_fix() {
+    let dir = broken("registry.json", |t| {
+        t.replacen("\"send_port\": 50104", "\"send_port\": 0", 1)
+    });
+    let err = check_fails(&dir);
+    assert!(
+        err.contains("registry.json: [1].endpoints[0].send_port: 0 is outside 1..=65535; fix:"),
+        "{err}"
+    );
+    assert!(err.contains("1 error found"), "{err}");
+}
+
+#[test]
+fn check_reports_missing_registry() {
+    let dir = broken("alpha.json", |t| {
+        t.replace("\"registry.json\"", "\"nowhere.json\"")
+    });
+    let err = check_fails(&dir);
+    assert!(
+        err.contains("nowhere.json: cannot read the registry"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_at_once() {
+    let dir = broken("registry.json", |t| {
+        t.replacen("\"send_port\": 50104", "\"send_port\": 50102", 1)
+            .replacen("\"192.0.2.3\"", "\"192.0.2.3:1\"", 1)
+    });
+    let err = check_fails(&dir);
+    assert!(
+        err.contains("[1].endpoints[0].send_port: send port 50102 is also used by node [0]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[2].endpoints[0].address: `192.0.2.3:1` is neither"),
+        "{err}"
+    );
+    assert!(err.contains("2 errors found"), "{err}");
+    let dir = broken("registry.json", |t| {
+        t.replacen("\"index\": 3", "\"index\": 65535", 1)
+    });
+    let err = check_fails(&dir);
+    assert!(err.contains("[2].index: index 65535 is too large for the IPv4 pool 10.0.0.0/8, which holds indexes 1..=65534"), "{err}");
+    assert!(
+        err.contains("alpha.json"),
+        "the fix names the config to change: {err}"
+    );
+}
+
+#[test]
+fn check_reports_index_collisions() {
+    let dir = broken("registry.json", |t| {
+        t.replacen("\"index\": 3", "\"index\": 2", 1)
+    });
+    let err = check_fails(&dir);
+    assert!(
+        err.contains("[2].index: index 2 is also used by node [1]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_rejects_a_missing_config() {
+    let out = braid(&["check", "-c", "/nonexistent/braid.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/braid.json: cannot read the config")
+    );
+}
+
+#[test]
+fn help_has_examples_for_each_subcommand() {
+    for sub in ["check", "plan", "keygen", "pubkey", "meta", "lab"] {
+        let out = braid(&[sub, "--help"]);
+        assert!(out.status.success(), "{sub}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Example"),
+            "{sub} --help has no example:\n{text}"
+        );
+    }
+}
