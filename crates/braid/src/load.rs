@@ -29,8 +29,8 @@ fn read(path: &Path, what: &str) -> Result<String, Problems> {
 }
 
 /// The registry path from the config, relative to the config's directory when relative.
-pub fn registry_path(config_path: &Path, config: &Config) -> PathBuf {
-    let registry = Path::new(&config.registry);
+pub fn registry_path(config_path: &Path, registry: &str) -> PathBuf {
+    let registry = Path::new(registry);
     if registry.is_absolute() {
         registry.to_path_buf()
     } else {
@@ -50,8 +50,14 @@ pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
 /// Loads and validates everything; `Err` holds every problem (errors and warnings).
 pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
     let config_file = config_path.display().to_string();
-    let (config, mut problems) = config(config_path)?;
-    let registry_path = registry_path(config_path, &config);
+    let (config, mut problems) = match config(config_path) {
+        Ok(loaded) => loaded,
+        Err(mut problems) => {
+            problems.extend(registry_problems_despite_config_errors(config_path));
+            return Err(problems);
+        }
+    };
+    let registry_path = registry_path(config_path, &config.registry);
     let registry_file = registry_path.display().to_string();
     let registry = read(
         &registry_path,
@@ -89,5 +95,29 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
             problems.extend(errors);
             Err(problems)
         }
+    }
+}
+
+/// When the config has errors, the registry is still checked if the config names it, so
+/// one run reports the problems of both files.
+fn registry_problems_despite_config_errors(config_path: &Path) -> Problems {
+    let Ok(text) = std::fs::read_to_string(config_path) else {
+        return Problems::default();
+    };
+    let doc = serde_json::from_str::<serde_json::Value>(&braid_model::jsonc::strip(&text));
+    let Some(registry) = doc.ok().and_then(|d| {
+        d.get("registry")
+            .and_then(|r| r.as_str())
+            .map(str::to_string)
+    }) else {
+        return Problems::default();
+    };
+    let path = registry_path(config_path, &registry);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match Registry::parse(&path.display().to_string(), &text) {
+            Ok((_, warnings)) => warnings,
+            Err(problems) => problems,
+        },
+        Err(_) => Problems::default(),
     }
 }

@@ -232,6 +232,28 @@ fn check_reports_every_problem_at_once() {
 }
 
 #[test]
+fn check_reports_problems_of_both_files_together() {
+    let dir = broken("registry.json", |t| {
+        t.replacen("\"send_port\": 50104", "\"send_port\": 0", 1)
+    });
+    let config = dir.path().join("alpha.json");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"mtu\": 1420", "\"mtu\": 576");
+    std::fs::write(&config, text).unwrap();
+    let err = check_fails(&dir);
+    assert!(
+        err.contains("alpha.json: transport[0].mtu: 576 is outside 1280..=65535"),
+        "{err}"
+    );
+    assert!(
+        err.contains("registry.json: [1].endpoints[0].send_port: 0 is outside"),
+        "{err}"
+    );
+    assert!(err.contains("3 errors found"), "{err}");
+}
+
+#[test]
 fn check_reports_index_collisions() {
     let dir = broken("registry.json", |t| {
         t.replacen("\"index\": 3", "\"index\": 2", 1)
