@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod links;
+pub mod reconcile;
 
 pub use address::{AddressError, NodeAddresses};
 pub use links::{LinkPlan, RemoteEndpoint, plan_links};

@@ -1,0 +1,138 @@
+//! Reconciliation: what to do to turn the running links into the planned ones. Links whose
+//! settings are unchanged are not touched; changed links are updated in place, field by
+//! field; the rest are added or removed.
+
+use crate::links::LinkPlan;
+use std::collections::BTreeMap;
+
+/// One setting of a link that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Mtu,
+    Fwmark,
+    Group,
+    ListenPort,
+    Endpoint,
+    Keepalive,
+    /// The peer behind the link changed keys: a new session is needed.
+    PeerKey,
+}
+
+/// The steps from `running` to `desired`, each list sorted by link name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Diff {
+    pub add: Vec<LinkPlan>,
+    /// The new settings of each changed link, with what changed.
+    pub update: Vec<(LinkPlan, Vec<Change>)>,
+    /// Names of links to remove.
+    pub remove: Vec<String>,
+    /// Names of links left alone.
+    pub unchanged: Vec<String>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.update.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// What changed between two plans of the same link (same name).
+pub fn changes(old: &LinkPlan, new: &LinkPlan) -> Vec<Change> {
+    let mut out = Vec::new();
+    let mut check = |changed: bool, change| {
+        if changed {
+            out.push(change);
+        }
+    };
+    check(old.mtu != new.mtu, Change::Mtu);
+    check(old.fwmark != new.fwmark, Change::Fwmark);
+    check(old.group != new.group, Change::Group);
+    check(old.listen_port != new.listen_port, Change::ListenPort);
+    check(old.endpoint != new.endpoint, Change::Endpoint);
+    check(old.keepalive != new.keepalive, Change::Keepalive);
+    check(old.peer_public_key != new.peer_public_key, Change::PeerKey);
+    out
+}
+
+/// Compares running links with the desired ones, by interface name.
+pub fn diff(running: &[LinkPlan], desired: &[LinkPlan]) -> Diff {
+    let running: BTreeMap<&str, &LinkPlan> = running.iter().map(|l| (l.name.as_str(), l)).collect();
+    let desired_names: BTreeMap<&str, &LinkPlan> =
+        desired.iter().map(|l| (l.name.as_str(), l)).collect();
+    let mut out = Diff::default();
+    for (name, new) in &desired_names {
+        match running.get(name) {
+            None => out.add.push((*new).clone()),
+            Some(old) => {
+                let changed = changes(old, new);
+                if changed.is_empty() {
+                    out.unchanged.push(name.to_string());
+                } else {
+                    out.update.push(((*new).clone(), changed));
+                }
+            }
+        }
+    }
+    out.remove = running
+        .keys()
+        .filter(|n| !desired_names.contains_key(*n))
+        .map(|n| n.to_string())
+        .collect();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use braid_model::{AddressFamily, PublicKey};
+
+    fn link(name: &str, port: u16) -> LinkPlan {
+        LinkPlan {
+            name: name.into(),
+            family: AddressFamily::Ip4,
+            listen_port: port,
+            endpoint: None,
+            mtu: 1420,
+            fwmark: 0,
+            group: 2,
+            peer_public_key: PublicKey([port as u8; 32]),
+            peer: name.into(),
+            keepalive: None,
+            transport: 0,
+        }
+    }
+
+    #[test]
+    fn same_inputs_change_nothing() {
+        let links = vec![link("a1", 1), link("a2", 2)];
+        let d = diff(&links, &links);
+        assert!(d.is_empty());
+        assert_eq!(d.unchanged, vec!["a1", "a2"]);
+    }
+
+    #[test]
+    fn adds_removes_and_updates_in_place() {
+        let running = vec![link("a1", 1), link("a2", 2), link("a3", 3)];
+        let mut changed = link("a2", 2);
+        changed.mtu = 1380;
+        changed.keepalive = Some(25);
+        let desired = vec![link("a1", 1), changed, link("a4", 4)];
+        let d = diff(&running, &desired);
+        assert_eq!(
+            d.add.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            vec!["a4"]
+        );
+        assert_eq!(d.remove, vec!["a3"]);
+        assert_eq!(d.unchanged, vec!["a1"]);
+        assert_eq!(d.update.len(), 1);
+        assert_eq!(d.update[0].1, vec![Change::Mtu, Change::Keepalive]);
+    }
+
+    #[test]
+    fn a_new_peer_key_is_a_change() {
+        let mut new = link("a1", 1);
+        new.peer_public_key = PublicKey([9; 32]);
+        assert_eq!(changes(&link("a1", 1), &new), vec![Change::PeerKey]);
+    }
+}
