@@ -1,0 +1,131 @@
+//! Interface-group accounting over rtnetlink.
+
+use crate::SystemError;
+use futures_util::TryStreamExt;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{Handle, LinkUnspec};
+
+/// An interface as netlink reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub group: u32,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// A route-netlink connection in the calling thread's network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> SystemError {
+    let what = what.into();
+    move |source| SystemError::Netlink { what, source }
+}
+
+/// ENODEV: "no such device", what deleting an empty group answers.
+fn is_no_device(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV)
+}
+
+impl Netlink {
+    /// Opens a connection; its socket belongs to the namespace of the calling thread, and
+    /// its driver runs on the current tokio runtime.
+    pub fn connect() -> Result<Self, SystemError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(SystemError::Connect)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// Every interface of the namespace.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, SystemError> {
+        let mut stream = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(message) = stream.try_next().await.map_err(nl("listing interfaces"))? {
+            out.push(info(&message));
+        }
+        Ok(out)
+    }
+
+    /// The interfaces in `group`.
+    pub async fn links_in_group(&self, group: u32) -> Result<Vec<LinkInfo>, SystemError> {
+        Ok(self
+            .links()
+            .await?
+            .into_iter()
+            .filter(|l| l.group == group)
+            .collect())
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>, SystemError> {
+        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+    }
+
+    pub async fn set_group(&self, index: u32, group: u32) -> Result<(), SystemError> {
+        let message = LinkUnspec::new_with_index(index).link_group(group).build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(nl(format!("setting group {group} on interface {index}")))
+    }
+
+    /// Moves every interface of `active` into `stale`; returns how many moved.
+    pub async fn mark_stale(&self, active: u32, stale: u32) -> Result<usize, SystemError> {
+        let links = self.links_in_group(active).await?;
+        for link in &links {
+            self.set_group(link.index, stale).await?;
+        }
+        Ok(links.len())
+    }
+
+    /// Deletes every interface of `group` in one request (RTM_DELLINK with index 0 and
+    /// IFLA_GROUP). An empty group is not an error.
+    pub async fn delete_group(&self, group: u32) -> Result<(), SystemError> {
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::Group(group));
+        match self.handle.link().del_with_message(message).execute().await {
+            Err(e) if is_no_device(&e) => Ok(()),
+            other => other.map_err(nl(format!("deleting interface group {group}"))),
+        }
+    }
+
+    /// Deletes one interface by name, if it exists.
+    pub async fn delete_link(&self, name: &str) -> Result<bool, SystemError> {
+        match self.link_by_name(name).await? {
+            None => Ok(false),
+            Some(link) => {
+                self.handle
+                    .link()
+                    .del(link.index)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("deleting interface {name}")))?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn info(message: &LinkMessage) -> LinkInfo {
+    let mut out = LinkInfo {
+        index: message.header.index,
+        name: String::new(),
+        group: 0,
+        mtu: 0,
+        up: message.header.flags.contains(LinkFlags::Up),
+    };
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => out.name = name.clone(),
+            LinkAttribute::Group(group) => out.group = *group,
+            LinkAttribute::Mtu(mtu) => out.mtu = *mtu,
+            _ => {}
+        }
+    }
+    out
+}
