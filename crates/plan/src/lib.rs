@@ -5,10 +5,12 @@
 pub mod address;
 pub mod links;
 pub mod reconcile;
+pub mod routes;
 
 pub use address::{AddressError, NodeAddresses};
 pub use links::{LinkPlan, RemoteEndpoint, plan_links};
 
+use braid_model::extensions::RoutingMode;
 use braid_model::problem::{Problem, Problems, Severity};
 use braid_model::read::{field_path, index_path};
 use braid_model::{Config, PublicKey, Registry};
@@ -44,6 +46,8 @@ pub struct Plan {
     pub peers: Vec<NodePlan>,
     /// The links, sorted by name.
     pub links: Vec<LinkPlan>,
+    /// The routes braid installs itself (routing mode `static`; empty otherwise).
+    pub routes: Vec<routes::RoutePlan>,
 }
 
 pub(crate) fn serialize_key<S: serde::Serializer>(

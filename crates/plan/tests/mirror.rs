@@ -151,3 +151,64 @@ fn plan_is_deterministic() {
     assert_eq!(first.links.len(), 6);
     assert_eq!(first.links[0].name, "b4x40000");
 }
+
+#[test]
+fn static_routes_reach_every_peer_and_prefer_the_best_exit() {
+    let nodes: Vec<NodeSpec> = (0..4u8)
+        .map(|i| NodeSpec {
+            key: PrivateKey::from_random_bytes([i + 1; 32]),
+            port4: Some(40000 + u16::from(i)),
+            port6: Some(41000 + u16::from(i)),
+            dialable: true,
+        })
+        .collect();
+    let mut registry: serde_json::Value = serde_json::from_str(&registry_text(&nodes)).unwrap();
+    for (i, node) in registry.as_array_mut().unwrap().iter_mut().enumerate() {
+        node["index"] = json!(i + 1);
+    }
+    registry[2]["exit_preference"] = json!(200);
+    registry[3]["exit_preference"] = json!(100);
+    let (registry, _) = Registry::parse("registry.json", &registry.to_string()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&config_text(&nodes[0], false)).unwrap();
+    config["address_plan"] = json!({"ipv6": "2001:db8:5e::/48"});
+    config["routing"] = json!({"mode": "static"});
+    let (config, _) = Config::parse("config.json", &config.to_string()).unwrap();
+    let sources = Sources {
+        config: "config.json",
+        registry: "registry.json",
+    };
+    let plan = plan(&config, &registry, sources).unwrap();
+    let routes = braid_plan::routes::static_routes(&plan);
+    let to = |dest: &str| {
+        routes
+            .iter()
+            .filter(|r| r.destination.to_string() == dest)
+            .collect::<Vec<_>>()
+    };
+    // Node 2's /64 over both links to it, via its link-local address, ip4 link first.
+    let r = to("2001:db8:5e:2::/64");
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (
+            r[0].dev.as_str(),
+            r[0].via.to_string().as_str(),
+            r[0].metric
+        ),
+        ("b4x40001", "fe80::2", 1024)
+    );
+    assert_eq!(r[1].metric, 1025);
+    // IPv4 /24s via the 169.254 link address.
+    let r = to("10.0.3.0/24");
+    assert_eq!(r[0].via.to_string(), "169.254.0.3");
+    // Default: node 4 (preference 100) before node 3 (200).
+    let defaults = to("::/0");
+    assert_eq!(defaults.len(), 4);
+    assert_eq!(defaults[0].via.to_string(), "fe80::4");
+    assert!(
+        defaults
+            .iter()
+            .filter(|r| r.via.to_string() == "fe80::3")
+            .all(|r| r.metric > defaults[1].metric)
+    );
+}
