@@ -79,11 +79,16 @@ pub fn plan(config: &Config, registry: &Registry, sources: Sources<'_>) -> Resul
         addresses: None,
         exit_preference: None,
     });
-    Ok(Plan {
+    let mut plan = Plan {
         node,
         peers,
         links: plan_links(config, registry),
-    })
+        routes: Vec::new(),
+    };
+    if config.routing.mode == RoutingMode::Static {
+        plan.routes = routes::static_routes(&plan);
+    }
+    Ok(plan)
 }
 
 fn node_plans(
