@@ -1,7 +1,6 @@
 //! `braid`: a routed WireGuard mesh with multi-WAN bonding. One binary, daemon and CLI.
 
 mod cli;
-mod load;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

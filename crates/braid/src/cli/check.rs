@@ -1,6 +1,6 @@
 //! `braid check`: validate a config and its registry.
 
-use crate::load;
+use braid_daemon::load;
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `braid meta`: this node's registry entry, derived from its config (like ranet's meta).
 
-use crate::load;
 use anyhow::Result;
+use braid_daemon::load;
 use serde_json::json;
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `braid plan`: the links and addresses a config and registry would create.
 
-use crate::load;
 use anyhow::Result;
+use braid_daemon::load;
 use braid_plan::Plan;
 use std::fmt::Write as _;
 use std::path::Path;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// A config, its registry and the plan, with any warnings.
 pub struct Loaded {
+    pub config: Config,
     pub registry_path: PathBuf,
     pub plan: Plan,
     pub warnings: Problems,
@@ -86,6 +87,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
     };
     match braid_plan::plan(&config, &registry, sources) {
         Ok(plan) if !problems.has_errors() => Ok(Loaded {
+            config,
             registry_path,
             plan,
             warnings: problems,

@@ -1,0 +1,61 @@
+//! What the daemon needs from a link backend (braid's userspace data plane, or kernel
+//! WireGuard): create, update in place, remove, and report links. The daemon decides what;
+//! the backend does it.
+
+use braid_model::PrivateKey;
+use braid_plan::reconcile::Change;
+use braid_plan::{LinkPlan, NodePlan};
+use serde::Serialize;
+use std::time::SystemTime;
+
+/// Everything a backend needs to bring one link up.
+#[derive(Debug, Clone)]
+pub struct LinkSetup<'a> {
+    pub link: &'a LinkPlan,
+    /// This node (its link-local and link addresses go on every link).
+    pub node: &'a NodePlan,
+    pub private_key: &'a PrivateKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("link {link}: {message}")]
+pub struct BackendError {
+    pub link: String,
+    pub message: String,
+}
+
+/// Counters and state of one link, as `braid status` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    /// The endpoint the link sends to now (may differ from the plan after roaming).
+    pub endpoint: Option<String>,
+    /// The UDP port the link listens on (the kernel's choice with random_port).
+    pub listen_port: u16,
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_handshake: Option<SystemTime>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    /// Datagrams dropped: not WireGuard, failed authentication, or replayed.
+    pub dropped_bad_packet: u64,
+    pub dropped_unknown_key: u64,
+    pub dropped_replay: u64,
+}
+
+fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match time.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        Some(d) => s.serialize_u64(d.as_secs()),
+        None => s.serialize_none(),
+    }
+}
+
+pub trait LinkBackend: Send {
+    /// A short name for status output: "userspace" or "kernel".
+    fn name(&self) -> &'static str;
+    fn add(&mut self, setup: LinkSetup<'_>) -> Result<(), BackendError>;
+    /// Applies `changes` to a running link, in place where possible.
+    fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError>;
+    fn remove(&mut self, name: &str) -> Result<(), BackendError>;
+    fn stats(&self, name: &str) -> Option<LinkStats>;
+}

@@ -1,0 +1,170 @@
+//! The reconcile step: load config and registry, diff the plan against the running links,
+//! apply the difference through the backend. An invalid input changes nothing.
+
+use crate::backend::{BackendError, LinkBackend, LinkSetup};
+use crate::load::{self, Loaded};
+use braid_model::Problems;
+use braid_plan::reconcile::{Diff, diff};
+use braid_plan::{LinkPlan, Plan};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+    /// Links that failed to come up or change, with why; the others still applied.
+    pub failed: Vec<String>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} added, {} updated, {} removed, {} unchanged",
+            self.added.len(),
+            self.updated.len(),
+            self.removed.len(),
+            self.unchanged
+        )?;
+        for failure in &self.failed {
+            write!(f, "\nfailed: {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("invalid input; the running network is unchanged:\n{0}")]
+    Invalid(Problems),
+}
+
+/// The daemon's view of what it runs.
+pub struct Reconciler<B: LinkBackend> {
+    config_path: PathBuf,
+    backend: B,
+    /// The inputs of the last successful reload; `None` before the first.
+    current: Option<Loaded>,
+    /// The links the backend runs now, each as it was last applied. A link that failed
+    /// to come up is not here, so the next reload tries it again.
+    running: Vec<LinkPlan>,
+    pub loaded_at: Option<SystemTime>,
+    pub last_error: Option<String>,
+}
+
+impl<B: LinkBackend> Reconciler<B> {
+    pub fn new(config_path: &Path, backend: B) -> Self {
+        Self {
+            config_path: config_path.to_path_buf(),
+            backend,
+            current: None,
+            running: Vec::new(),
+            loaded_at: None,
+            last_error: None,
+        }
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Names of the links the backend runs.
+    pub fn running(&self) -> impl Iterator<Item = &str> {
+        self.running.iter().map(|l| l.name.as_str())
+    }
+
+    pub fn plan(&self) -> Option<&Plan> {
+        self.current.as_ref().map(|l| &l.plan)
+    }
+
+    pub fn loaded(&self) -> Option<&Loaded> {
+        self.current.as_ref()
+    }
+
+    /// Re-reads the inputs and brings the links in line. Invalid input: nothing changes.
+    pub fn reload(&mut self) -> Result<Summary, ReloadError> {
+        let loaded = match load::load(&self.config_path) {
+            Ok(loaded) => loaded,
+            Err(problems) => {
+                self.last_error = Some(problems.to_string());
+                return Err(ReloadError::Invalid(problems));
+            }
+        };
+        let steps = diff(&self.running, &loaded.plan.links);
+        let summary = self.apply(&loaded, &steps);
+        self.current = Some(loaded);
+        self.loaded_at = Some(SystemTime::now());
+        self.last_error = (!summary.failed.is_empty()).then(|| summary.failed.join("; "));
+        Ok(summary)
+    }
+
+    fn apply(&mut self, loaded: &Loaded, steps: &Diff) -> Summary {
+        let mut summary = Summary {
+            unchanged: steps.unchanged.len(),
+            ..Summary::default()
+        };
+        let failed = |summary: &mut Summary, e: BackendError| {
+            tracing::error!("{e}");
+            summary.failed.push(e.to_string());
+        };
+        for name in &steps.remove {
+            match self.backend.remove(name) {
+                Ok(()) => summary.removed.push(name.clone()),
+                Err(e) => failed(&mut summary, e),
+            }
+            // Whether or not removal worked, the link is no longer wanted; the group
+            // accounting deletes what is left of it.
+            self.running.retain(|l| &l.name != name);
+        }
+        let setup = |link| LinkSetup {
+            link,
+            node: &loaded.plan.node,
+            private_key: &loaded.config.private_key,
+        };
+        for (link, changes) in &steps.update {
+            match self.backend.update(setup(link), changes) {
+                Ok(()) => {
+                    summary.updated.push(link.name.clone());
+                    self.running.retain(|l| l.name != link.name);
+                    self.running.push(link.clone());
+                }
+                Err(e) => failed(&mut summary, e),
+            }
+        }
+        for link in &steps.add {
+            match self.backend.add(setup(link)) {
+                Ok(()) => {
+                    summary.added.push(link.name.clone());
+                    self.running.push(link.clone());
+                }
+                Err(e) => failed(&mut summary, e),
+            }
+        }
+        summary
+    }
+
+    /// Removes every link (for `down` and shutdown).
+    pub fn remove_all(&mut self) -> Summary {
+        let mut summary = Summary::default();
+        for link in std::mem::take(&mut self.running) {
+            match self.backend.remove(&link.name) {
+                Ok(()) => summary.removed.push(link.name),
+                Err(e) => summary.failed.push(e.to_string()),
+            }
+        }
+        self.current = None;
+        summary
+    }
+}

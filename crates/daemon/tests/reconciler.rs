@@ -1,0 +1,129 @@
+//! The reconcile decisions over real config and registry files: unchanged links are not
+//! touched, removed peers' links go, invalid input changes nothing, failures are retried.
+//! The backend here records calls; the data-plane tests exercise real links.
+
+use braid_daemon::backend::{BackendError, LinkBackend, LinkSetup, LinkStats};
+use braid_daemon::reconciler::Reconciler;
+use braid_plan::reconcile::Change;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+#[derive(Default)]
+struct Recorder {
+    links: BTreeSet<String>,
+    calls: Vec<String>,
+    fail_add: Option<String>,
+}
+
+impl LinkBackend for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn add(&mut self, setup: LinkSetup<'_>) -> Result<(), BackendError> {
+        self.calls.push(format!("add {}", setup.link.name));
+        if self.fail_add.as_deref() == Some(setup.link.name.as_str()) {
+            return Err(BackendError {
+                link: setup.link.name.clone(),
+                message: "UDP port in use".into(),
+            });
+        }
+        self.links.insert(setup.link.name.clone());
+        Ok(())
+    }
+    fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError> {
+        self.calls
+            .push(format!("update {} {changes:?}", setup.link.name));
+        Ok(())
+    }
+    fn remove(&mut self, name: &str) -> Result<(), BackendError> {
+        self.calls.push(format!("remove {name}"));
+        self.links.remove(name);
+        Ok(())
+    }
+    fn stats(&self, _: &str) -> Option<LinkStats> {
+        None
+    }
+}
+
+fn example_dir() -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-nodes");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["alpha.json", "bravo.json", "charlie.json", "registry.json"] {
+        std::fs::copy(src.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+fn edit(path: &Path, f: impl Fn(String) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, f(text)).unwrap();
+}
+
+#[test]
+fn reconcile_touches_only_what_changed() {
+    let dir = example_dir();
+    let mut r = Reconciler::new(&dir.path().join("alpha.json"), Recorder::default());
+    let s = r.reload().unwrap();
+    assert_eq!(s.added.len(), 4);
+    // Same inputs: nothing happens.
+    r.backend_mut().calls.clear();
+    let s = r.reload().unwrap();
+    assert_eq!(
+        (s.added.len(), s.updated.len(), s.removed.len(), s.unchanged),
+        (0, 0, 0, 4)
+    );
+    assert!(r.backend().calls.is_empty());
+    // Charlie leaves the registry: only its two links go.
+    let registry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("registry.json")).unwrap())
+            .unwrap();
+    let two = serde_json::Value::Array(registry.as_array().unwrap()[..2].to_vec());
+    std::fs::write(dir.path().join("registry.json"), two.to_string()).unwrap();
+    let s = r.reload().unwrap();
+    assert_eq!(s.removed, vec!["brd4x50106", "brd6x50107"]);
+    assert_eq!(s.unchanged, 2);
+    assert_eq!(r.backend().links.len(), 2);
+    // An MTU change updates in place.
+    edit(&dir.path().join("alpha.json"), |t| {
+        t.replacen("\"mtu\": 1420", "\"mtu\": 1380", 1)
+    });
+    let s = r.reload().unwrap();
+    assert_eq!(s.updated, vec!["brd4x50104"]);
+    assert!(r.backend().calls.last().unwrap().contains("[Mtu]"));
+}
+
+#[test]
+fn invalid_input_leaves_everything_as_it_was() {
+    let dir = example_dir();
+    let mut r = Reconciler::new(&dir.path().join("alpha.json"), Recorder::default());
+    r.reload().unwrap();
+    r.backend_mut().calls.clear();
+    edit(&dir.path().join("registry.json"), |t| {
+        t.replacen("\"send_port\": 50104", "\"send_port\": 0", 1)
+    });
+    let err = r.reload().unwrap_err().to_string();
+    assert!(err.contains("the running network is unchanged"), "{err}");
+    assert!(err.contains("[1].endpoints[0].send_port"), "{err}");
+    assert!(r.backend().calls.is_empty());
+    assert_eq!(r.backend().links.len(), 4);
+    assert!(r.last_error.is_some());
+}
+
+#[test]
+fn a_failed_link_is_retried_on_the_next_reload() {
+    let dir = example_dir();
+    let backend = Recorder {
+        fail_add: Some("brd4x50104".into()),
+        ..Recorder::default()
+    };
+    let mut r = Reconciler::new(&dir.path().join("alpha.json"), backend);
+    let s = r.reload().unwrap();
+    assert_eq!(s.added.len(), 3);
+    assert!(
+        s.failed[0].contains("link brd4x50104: UDP port in use"),
+        "{s}"
+    );
+    r.backend_mut().fail_add = None;
+    let s = r.reload().unwrap();
+    assert_eq!(s.added, vec!["brd4x50104"]);
+}
