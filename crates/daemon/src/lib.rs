@@ -5,3 +5,5 @@ pub mod backend;
 pub mod control;
 pub mod load;
 pub mod reconciler;
+pub mod run;
+pub mod status;

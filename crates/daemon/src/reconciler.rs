@@ -110,6 +110,27 @@ impl<B: LinkBackend> Reconciler<B> {
         Ok(summary)
     }
 
+    /// Tries again the links of the current plan that failed to come up; `None` when
+    /// there is nothing to retry.
+    pub fn retry_failed(&mut self) -> Option<Summary> {
+        let loaded = self.current.take()?;
+        let steps = diff(&self.running, &loaded.plan.links);
+        let summary = (!steps.add.is_empty() || !steps.update.is_empty()).then(|| {
+            self.apply(
+                &loaded,
+                &Diff {
+                    remove: Vec::new(),
+                    ..steps
+                },
+            )
+        });
+        if let Some(s) = &summary {
+            self.last_error = (!s.failed.is_empty()).then(|| s.failed.join("; "));
+        }
+        self.current = Some(loaded);
+        summary
+    }
+
     fn apply(&mut self, loaded: &Loaded, steps: &Diff) -> Summary {
         let mut summary = Summary {
             unchanged: steps.unchanged.len(),

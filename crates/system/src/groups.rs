@@ -40,6 +40,18 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    /// Opens a connection whose socket belongs to the named namespace (or the calling
+    /// thread's when `None`); its driver runs on the current tokio runtime.
+    pub fn connect_in(netns: Option<&str>) -> Result<Self, SystemError> {
+        let Some(name) = netns else {
+            return Self::connect();
+        };
+        let (connection, handle, _) =
+            crate::netns::run_in(name, rtnetlink::new_connection)?.map_err(SystemError::Connect)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
     /// Every interface of the namespace.
     pub async fn links(&self) -> Result<Vec<LinkInfo>, SystemError> {
         let mut stream = self.handle.link().get().execute();

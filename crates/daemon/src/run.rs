@@ -1,0 +1,160 @@
+//! `braid run`: the foreground daemon. It reconciles at start, on SIGHUP and on
+//! `braid reload`, retries links that failed, serves the control socket, and on SIGTERM,
+//! SIGINT or `braid down` removes everything it made.
+
+use crate::backend::LinkBackend;
+use crate::control::{self, Reply, Request};
+use crate::reconciler::{Reconciler, ReloadError};
+use crate::status;
+use braid_system::Netlink;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// How often links that failed to come up are tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
+    #[error("control socket {path}: {source}")]
+    Control {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+    #[error(transparent)]
+    System(#[from] braid_system::SystemError),
+}
+
+/// Group accounting as ranet does it: every active interface becomes stale, the links braid
+/// runs become active again, and what is still stale is deleted.
+pub async fn account_groups<B: LinkBackend>(
+    r: &Reconciler<B>,
+) -> Result<(), braid_system::SystemError> {
+    let Some(loaded) = r.loaded() else {
+        return Ok(());
+    };
+    let config = &loaded.config;
+    let nl = Netlink::connect_in(config.netns.as_deref())?;
+    nl.mark_stale(config.active_group, config.stale_group)
+        .await?;
+    for name in r.running() {
+        if let Some(link) = nl.link_by_name(name).await? {
+            nl.set_group(link.index, config.active_group).await?;
+        }
+    }
+    nl.delete_group(config.stale_group).await
+}
+
+/// Deletes both of braid's interface groups (for `down`, also after a crash).
+pub async fn delete_groups(
+    netns: Option<&str>,
+    active: u32,
+    stale: u32,
+) -> Result<(), braid_system::SystemError> {
+    let nl = Netlink::connect_in(netns)?;
+    nl.delete_group(active).await?;
+    nl.delete_group(stale).await
+}
+
+async fn reload<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
+    match r.reload() {
+        Ok(summary) => {
+            tracing::info!(%summary, "reloaded");
+            if let Err(e) = account_groups(r).await {
+                tracing::error!("interface group accounting: {e}");
+            }
+            if summary.failed.is_empty() {
+                Reply::ok(summary.to_string())
+            } else {
+                Reply::error(summary.to_string())
+            }
+        }
+        Err(e) => {
+            tracing::error!("reload rejected: {e}");
+            Reply::error(e.to_string())
+        }
+    }
+}
+
+async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
+    let netns = r.loaded().and_then(|l| l.config.netns.clone());
+    let groups = r
+        .loaded()
+        .map(|l| (l.config.active_group, l.config.stale_group));
+    let summary = r.remove_all();
+    if let Some((active, stale)) = groups
+        && let Err(e) = delete_groups(netns.as_deref(), active, stale).await
+    {
+        tracing::error!("deleting interface groups: {e}");
+    }
+    tracing::info!(%summary, "down");
+    Reply::ok(format!("down: {summary}"))
+}
+
+/// Runs the daemon until SIGTERM, SIGINT or `braid down`.
+pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(), RunError> {
+    let started = SystemTime::now();
+    let mut r = Reconciler::new(&config_path, backend);
+    let summary = r.reload()?;
+    tracing::info!(%summary, "started");
+    account_groups(&r).await?;
+    let socket: PathBuf = r
+        .loaded()
+        .map(|l| PathBuf::from(&l.config.control_socket))
+        .unwrap_or_default();
+    let control_err = |source| RunError::Control {
+        path: socket.display().to_string(),
+        source,
+    };
+    let listener = control::bind(&socket).map_err(control_err)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let mut retry = tokio::time::interval(RETRY_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                reload(&mut r).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = retry.tick() => {
+                if let Some(summary) = r.retry_failed() {
+                    tracing::info!(%summary, "retried failed links");
+                }
+            }
+            accepted = listener.accept() => {
+                let Ok((mut stream, _)) = accepted else { continue };
+                let (reply, stop) = match control::read_request(&mut stream).await {
+                    Err(reply) => (reply, false),
+                    Ok(Request::Reload) => (reload(&mut r).await, false),
+                    Ok(Request::Status) => {
+                        let doc = status::status(&r, started, SystemTime::now());
+                        let mut reply = Reply::ok("status");
+                        reply.status = serde_json::to_value(doc).ok();
+                        (reply, false)
+                    }
+                    Ok(Request::Down) => (shutdown(&mut r).await, true),
+                };
+                if let Err(e) = control::write_reply(&mut stream, &reply).await {
+                    tracing::warn!("control reply: {e}");
+                }
+                if stop {
+                    remove_socket(&socket);
+                    return Ok(());
+                }
+            }
+        }
+    }
+    shutdown(&mut r).await;
+    remove_socket(&socket);
+    Ok(())
+}
+
+fn remove_socket(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}

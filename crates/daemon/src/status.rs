@@ -1,0 +1,122 @@
+//! The status document served by `braid status --json` (docs/status-json.md).
+
+use crate::backend::{LinkBackend, LinkStats};
+use crate::reconciler::Reconciler;
+use serde::Serialize;
+use std::time::{Duration, SystemTime};
+
+/// WireGuard drops a session this long after its handshake (REJECT_AFTER_TIME).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(180);
+
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub version: u32,
+    pub node: NodeStatus,
+    pub links: Vec<LinkStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub public_key: String,
+    pub name: Option<String>,
+    pub backend: &'static str,
+    pub config: String,
+    pub uptime_seconds: u64,
+    /// Unix time of the last successful reload.
+    pub loaded_at: Option<u64>,
+    /// The last reload's error, if it failed or some links did not come up.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkStatus {
+    pub name: String,
+    pub peer: String,
+    pub peer_public_key: String,
+    pub family: String,
+    /// `up` (a handshake within 180 s), `connecting` (none yet), `stale` (older), or
+    /// `failed` (the link is planned but did not come up; see last_error).
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub stats: LinkStats,
+}
+
+fn unix(t: SystemTime) -> Option<u64> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+pub fn link_state(stats: Option<&LinkStats>, now: SystemTime) -> &'static str {
+    match stats {
+        None => "failed",
+        Some(s) => match s.last_handshake {
+            None => "connecting",
+            Some(t) if now.duration_since(t).unwrap_or_default() <= SESSION_LIFETIME => "up",
+            Some(_) => "stale",
+        },
+    }
+}
+
+/// Builds the status document at `now`.
+pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: SystemTime) -> Status {
+    let plan = r.plan();
+    let node = NodeStatus {
+        public_key: plan
+            .map(|p| p.node.public_key.to_base64())
+            .unwrap_or_default(),
+        name: plan.and_then(|p| p.node.name.clone()),
+        backend: r.backend().name(),
+        config: r.config_path().display().to_string(),
+        uptime_seconds: now.duration_since(started).unwrap_or_default().as_secs(),
+        loaded_at: r.loaded_at.and_then(unix),
+        last_error: r.last_error.clone(),
+    };
+    let links = plan
+        .map(|p| {
+            p.links
+                .iter()
+                .map(|l| {
+                    let stats = r.backend().stats(&l.name);
+                    LinkStatus {
+                        name: l.name.clone(),
+                        peer: l.peer.clone(),
+                        peer_public_key: l.peer_public_key.to_base64(),
+                        family: l.family.to_string(),
+                        state: link_state(stats.as_ref(), now),
+                        stats: stats.unwrap_or_else(|| LinkStats {
+                            endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
+                            listen_port: l.listen_port,
+                            ..LinkStats::default()
+                        }),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Status {
+        version: STATUS_SCHEMA_VERSION,
+        node,
+        links,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_follow_the_handshake_age() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |secs_ago| LinkStats {
+            last_handshake: Some(now - Duration::from_secs(secs_ago)),
+            ..LinkStats::default()
+        };
+        assert_eq!(link_state(None, now), "failed");
+        assert_eq!(link_state(Some(&LinkStats::default()), now), "connecting");
+        assert_eq!(link_state(Some(&at(5)), now), "up");
+        assert_eq!(link_state(Some(&at(181)), now), "stale");
+    }
+}
