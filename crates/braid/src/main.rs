@@ -55,6 +55,33 @@ enum Command {
         #[arg(short, long, value_name = "CONFIG")]
         config: PathBuf,
     },
+    /// Ask the running daemon to re-read config and registry and reconcile.
+    #[command(
+        after_help = "Example:\n  braid reload -c /etc/braid/config.json\n\nExit status 1 when the new input is invalid: the running network then stays as it was.\nSIGHUP to `braid run` does the same."
+    )]
+    Reload {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
+    /// Show the running daemon's links: state, peer, endpoint, handshake, traffic.
+    #[command(
+        after_help = "Examples:\n  braid status -c /etc/braid/config.json\n  braid status -c /etc/braid/config.json --json\n\nThe JSON schema is documented in docs/status-json.md."
+    )]
+    Status {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+        /// Print the documented JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every interface braid made, through the daemon or directly if it is gone.
+    #[command(
+        after_help = "Example:\n  braid down -c /etc/braid/config.json\n\nWorks after the daemon was killed: braid's interfaces are found by interface group."
+    )]
+    Down {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
     /// Run a whole mesh on this machine in network namespaces (needs root).
     #[command(
         after_help = "Examples:\n  sudo braid lab up --nodes 4\n  sudo braid lab down\n  sudo braid lab cleanup   # after a killed run"
@@ -109,6 +136,9 @@ fn run(command: Command) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Meta { config } => status(cli::meta::run(&config)?),
+        Command::Reload { config } => status(cli::control::reload(&config)?),
+        Command::Status { config, json } => status(cli::control::status(&config, json)?),
+        Command::Down { config } => status(cli::control::down(&config)?),
         Command::Lab { command } => status(cli::lab::run(command)?),
     })
 }

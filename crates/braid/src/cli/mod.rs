@@ -1,7 +1,9 @@
 //! The `braid` subcommands.
 
 pub mod check;
+pub mod control;
 pub mod keys;
 pub mod lab;
 pub mod meta;
 pub mod plan;
+pub mod status_table;
