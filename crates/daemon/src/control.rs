@@ -46,12 +46,12 @@ impl Reply {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("control socket {path}: {source}")]
+    #[error("control socket {path}")]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("control socket {path}: bad reply: {source}")]
+    #[error("control socket {path}: bad reply")]
     BadReply {
         path: String,
         source: serde_json::Error,

@@ -22,7 +22,12 @@ fn call(config: &Path, request: Request) -> Result<Reply> {
     let path = socket(config)?;
     runtime()?
         .block_on(control::call(&path, &request))
-        .with_context(|| format!("is `braid run -c {}` running?", config.display()))
+        .with_context(|| {
+            format!(
+                "no daemon answered; is `braid run -c {}` running?",
+                config.display()
+            )
+        })
 }
 
 /// `braid reload`: exit status says whether the new config was applied.
