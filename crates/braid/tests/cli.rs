@@ -287,3 +287,41 @@ fn help_has_examples_for_each_subcommand() {
         );
     }
 }
+
+#[test]
+fn lab_up_prints_plans_and_lab_down_removes_everything() {
+    if !braid_lab::available_or_skip("lab_up_prints_plans_and_lab_down_removes_everything") {
+        return;
+    }
+    let name = format!("cli{:x}", std::process::id() % 0xfff);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().join("lab");
+    let dir_arg = dir_arg.to_str().unwrap();
+    let out = braid(&[
+        "lab", "up", "--nodes", "3", "--name", &name, "--dir", dir_arg,
+    ]);
+    let namespaces = |name: &str| {
+        braid_lab::command::namespaces()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with(&braid_lab::namespace_prefix(name)))
+            .count()
+    };
+    let up_namespaces = namespaces(&name);
+    let down = braid(&["lab", "down", "--name", &name, "--dir", dir_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(up_namespaces, 3);
+    assert!(text.contains("== n3 (namespace brd-"), "{text}");
+    assert!(
+        text.contains("brd4x40004      ip4  40004 198.18.0.2:40002"),
+        "{text}"
+    );
+    assert!(down.status.success());
+    assert_eq!(namespaces(&name), 0);
+    assert!(!dir.path().join("lab").exists());
+}

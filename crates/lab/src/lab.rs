@@ -392,6 +392,16 @@ impl Lab {
         children.clear();
     }
 
+    /// Leaves the lab running after this handle is gone (for `braid lab up`); spawned
+    /// processes keep running too. `braid lab down` or [`cleanup`] removes it.
+    pub fn detach(mut self) {
+        self.torn_down = true;
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Removes the lab now, reporting errors (dropping the lab does the same, silently).
     pub fn down(mut self) -> Result<(), LabError> {
         self.torn_down = true;
