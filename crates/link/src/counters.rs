@@ -1,0 +1,67 @@
+//! Per-link counters, shared between the link's thread and whoever reports on it.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rx_bytes: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub rx_packets: AtomicU64,
+    pub tx_packets: AtomicU64,
+    /// Datagrams that are not valid WireGuard (bad length, type, MAC or AEAD tag).
+    pub dropped_bad_packet: AtomicU64,
+    /// Handshakes from a key that is not this link's peer, or for an unknown session.
+    pub dropped_unknown_key: AtomicU64,
+    /// Replayed or too old data packets.
+    pub dropped_replay: AtomicU64,
+    /// Packets from the TUN that could not be sent (no endpoint yet, socket error).
+    pub dropped_no_route: AtomicU64,
+    pub(crate) last_handshake: Mutex<Option<SystemTime>>,
+    pub(crate) endpoint: Mutex<Option<SocketAddr>>,
+    pub(crate) listen_port: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub dropped_bad_packet: u64,
+    pub dropped_unknown_key: u64,
+    pub dropped_replay: u64,
+    pub dropped_no_route: u64,
+    pub last_handshake: Option<SystemTime>,
+    pub endpoint: Option<SocketAddr>,
+    pub listen_port: u16,
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            rx_bytes: get(&self.rx_bytes),
+            tx_bytes: get(&self.tx_bytes),
+            rx_packets: get(&self.rx_packets),
+            tx_packets: get(&self.tx_packets),
+            dropped_bad_packet: get(&self.dropped_bad_packet),
+            dropped_unknown_key: get(&self.dropped_unknown_key),
+            dropped_replay: get(&self.dropped_replay),
+            dropped_no_route: get(&self.dropped_no_route),
+            last_handshake: *self
+                .last_handshake
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            endpoint: *self.endpoint.lock().unwrap_or_else(|p| p.into_inner()),
+            listen_port: get(&self.listen_port) as u16,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The link's TUN device: created (in the overlay namespace when configured), given its MTU,
+//! addresses and interface group, and brought up.
+
+use crate::{LinkConfig, LinkError};
+use braid_system::Netlink;
+use tun_rs::{DeviceBuilder, SyncDevice};
+
+pub fn create(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
+    match &config.netns {
+        None => create_here(config),
+        Some(ns) => {
+            let config = config.clone();
+            braid_system::netns::run_in(ns, move || create_here(&config)).map_err(|source| {
+                LinkError::System {
+                    link: String::new(),
+                    source,
+                }
+            })?
+        }
+    }
+}
+
+fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
+    let io = |what: &str| {
+        let link = config.name.clone();
+        let what = what.to_string();
+        move |source| LinkError::Io { link, what, source }
+    };
+    let mtu = u16::try_from(config.mtu).unwrap_or(u16::MAX);
+    let device = DeviceBuilder::new()
+        .name(&config.name)
+        .mtu(mtu)
+        .enable(true)
+        .build_sync()
+        .map_err(io("creating its TUN device"))?;
+    if let Some(net) = config.link4 {
+        device
+            .add_address_v4(net.addr(), net.prefix_len())
+            .map_err(io("adding its IPv4 link address"))?;
+    }
+    if let Some(net) = config.link_local6 {
+        device
+            .add_address_v6(net.addr(), net.prefix_len())
+            .map_err(io("adding its IPv6 link-local address"))?;
+    }
+    device
+        .set_nonblocking(true)
+        .map_err(io("making its TUN device non-blocking"))?;
+    set_group(config)?;
+    Ok(device)
+}
+
+/// Interface groups have no ioctl; set it over rtnetlink on a short-lived runtime.
+fn set_group(config: &LinkConfig) -> Result<(), LinkError> {
+    let name = config.name.clone();
+    let group = config.group;
+    let system = |source| LinkError::System {
+        link: config.name.clone(),
+        source,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| LinkError::Io {
+            link: config.name.clone(),
+            what: "starting a netlink runtime".into(),
+            source,
+        })?;
+    runtime
+        .block_on(async move {
+            let nl = Netlink::connect()?;
+            if let Some(link) = nl.link_by_name(&name).await? {
+                nl.set_group(link.index, group).await?;
+            }
+            Ok(())
+        })
+        .map_err(system)
+}

@@ -1,0 +1,159 @@
+//! One userspace WireGuard link: a TUN device and a UDP socket around boringtun's
+//! `noise::Tunn` (the Noise state machine, one peer), driven by one thread per link that
+//! polls both file descriptors and ticks the WireGuard timers every 250 ms.
+//!
+//! Why a thread per link and plain `poll`: a link's state (the `Tunn`) then needs no lock,
+//! links are independent (one slow link never stalls another), and a mesh node has tens
+//! of links, not thousands. Batching (TUN offloads, GSO/GRO) comes later on the same shape.
+
+mod counters;
+mod device;
+mod udp;
+mod worker;
+
+pub use counters::{Counters, Snapshot};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+/// Everything one link needs.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// TUN interface name (at most 15 bytes).
+    pub name: String,
+    pub mtu: u32,
+    /// Interface group (braid's active group).
+    pub group: u32,
+    /// UDP port to listen on; 0 for a random one.
+    pub listen_port: u16,
+    /// Listen on IPv6 (dual-stack) rather than IPv4 only.
+    pub ipv6: bool,
+    /// Where to send; `None` until the peer dials in.
+    pub endpoint: Option<SocketAddr>,
+    /// SO_MARK on the UDP socket; 0 for none.
+    pub fwmark: u32,
+    pub private_key: [u8; 32],
+    pub peer_public_key: [u8; 32],
+    pub keepalive: Option<u16>,
+    /// Addresses put on the interface (the node's link-local /64, its 169.254 /16).
+    pub link_local6: Option<Ipv6Net>,
+    pub link4: Option<Ipv4Net>,
+    /// Network namespace for the TUN device (the overlay); the socket stays in the
+    /// caller's namespace. `None`: the caller's namespace.
+    pub netns: Option<String>,
+}
+
+impl std::fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("name", &self.name)
+            .field("listen_port", &self.listen_port)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("link {link}: UDP port {port} is already in use")]
+    PortInUse { link: String, port: u16 },
+    #[error("link {link}: {what}: {source}")]
+    Io {
+        link: String,
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("link {link}: {source}")]
+    System {
+        link: String,
+        source: braid_system::SystemError,
+    },
+}
+
+/// A running link. Dropping it stops the thread and removes the TUN device.
+pub struct Link {
+    name: String,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    control: std::sync::mpsc::Sender<worker::Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Creates the TUN device and the socket, and starts the link's thread.
+    pub fn start(config: LinkConfig) -> Result<Link, LinkError> {
+        let socket = udp::bind(&config)?;
+        let tun = device::create(&config)?;
+        let counters = Arc::new(Counters::default());
+        if let Ok(addr) = socket.local_addr() {
+            counters
+                .listen_port
+                .store(u64::from(addr.port()), Ordering::Relaxed);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (control, commands) = std::sync::mpsc::channel();
+        let name = config.name.clone();
+        let worker = worker::Worker::new(
+            &config,
+            tun,
+            socket,
+            counters.clone(),
+            stop.clone(),
+            commands,
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("link {name}"))
+            .spawn(move || worker.run())
+            .map_err(|source| LinkError::Io {
+                link: name.clone(),
+                what: "starting its thread".into(),
+                source,
+            })?;
+        Ok(Link {
+            name,
+            counters,
+            stop,
+            control,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn stats(&self) -> Snapshot {
+        self.counters.snapshot()
+    }
+
+    /// Points the link at a new endpoint (config change or re-resolved DNS name).
+    pub fn set_endpoint(&self, endpoint: Option<SocketAddr>) {
+        let _ = self.control.send(worker::Command::SetEndpoint(endpoint));
+    }
+
+    /// Changes the persistent keepalive (a new session is negotiated).
+    pub fn set_keepalive(&self, keepalive: Option<u16>) {
+        let _ = self.control.send(worker::Command::SetKeepalive(keepalive));
+    }
+
+    /// Stops the link and removes its TUN device.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

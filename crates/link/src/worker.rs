@@ -1,0 +1,312 @@
+//! The link's thread: moves packets between the TUN device and the UDP socket through the
+//! WireGuard state machine, ticks its timers, counts, and follows a roaming peer.
+
+use crate::LinkConfig;
+use crate::counters::{Counters, add};
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::{Tunn, TunnResult};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant, SystemTime};
+use tun_rs::SyncDevice;
+
+/// boringtun expects its timers to be ticked this often.
+const TIMER_TICK: Duration = Duration::from_millis(250);
+/// The poll timeout bounds how long a stop request waits.
+const POLL_TIMEOUT_MS: i32 = 100;
+/// Packets handled per readable fd before looking at the other one again.
+const BATCH: usize = 64;
+
+pub enum Command {
+    SetEndpoint(Option<SocketAddr>),
+    SetKeepalive(Option<u16>),
+}
+
+pub struct Worker {
+    name: String,
+    tun: SyncDevice,
+    socket: UdpSocket,
+    ipv6_socket: bool,
+    tunn: Tunn,
+    private_key: [u8; 32],
+    peer_public_key: [u8; 32],
+    endpoint: Option<SocketAddr>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    commands: Receiver<Command>,
+}
+
+fn new_tunn(private_key: [u8; 32], peer: [u8; 32], keepalive: Option<u16>) -> Tunn {
+    let index = u32::from_le_bytes([
+        private_key[1] ^ peer[1],
+        private_key[2] ^ peer[2],
+        private_key[3] ^ peer[3],
+        0,
+    ]) >> 8;
+    Tunn::new(
+        x25519_dalek::StaticSecret::from(private_key),
+        x25519_dalek::PublicKey::from(peer),
+        None,
+        keepalive,
+        index,
+        None,
+    )
+}
+
+/// The address a dual-stack socket sends to: IPv4 peers as IPv4-mapped IPv6.
+fn socket_addr_for(ipv6_socket: bool, addr: SocketAddr) -> SocketAddr {
+    match (ipv6_socket, addr) {
+        (true, SocketAddr::V4(v4)) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
+        _ => addr,
+    }
+}
+
+/// The peer's address as people write it (IPv4-mapped IPv6 back to IPv4).
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+impl Worker {
+    pub fn new(
+        config: &LinkConfig,
+        tun: SyncDevice,
+        socket: UdpSocket,
+        counters: Arc<Counters>,
+        stop: Arc<AtomicBool>,
+        commands: Receiver<Command>,
+    ) -> Self {
+        *counters.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = config.endpoint;
+        Worker {
+            name: config.name.clone(),
+            tun,
+            socket,
+            ipv6_socket: config.ipv6,
+            tunn: new_tunn(config.private_key, config.peer_public_key, config.keepalive),
+            private_key: config.private_key,
+            peer_public_key: config.peer_public_key,
+            endpoint: config.endpoint,
+            counters,
+            stop,
+            commands,
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut src = vec![0u8; 65536];
+        let mut dst = vec![0u8; 65536 + 256];
+        let mut next_tick = Instant::now();
+        // Start the handshake at once when we know where the peer is.
+        if self.endpoint.is_some()
+            && let TunnResult::WriteToNetwork(p) =
+                self.tunn.format_handshake_initiation(&mut dst, false)
+        {
+            let p = p.to_vec();
+            self.send(&p);
+        }
+        while !self.stop.load(Ordering::Relaxed) {
+            self.apply_commands();
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.tun.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.socket.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let timeout = next_tick
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(POLL_TIMEOUT_MS as u128) as i32;
+            // SAFETY: fds is a valid array of two pollfd structs for the duration of the call.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if ready > 0 {
+                if fds[0].revents & libc::POLLIN != 0 {
+                    self.handle_tun(&mut src, &mut dst);
+                }
+                if fds[1].revents & libc::POLLIN != 0 {
+                    self.handle_network(&mut src, &mut dst);
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.tick(&mut dst);
+                next_tick = Instant::now() + TIMER_TICK;
+            }
+        }
+        tracing::debug!(link = %self.name, "link thread stopped");
+    }
+
+    fn apply_commands(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::SetEndpoint(endpoint) => {
+                    self.endpoint = endpoint;
+                    *self
+                        .counters
+                        .endpoint
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = endpoint;
+                }
+                Command::SetKeepalive(keepalive) => {
+                    self.tunn = new_tunn(self.private_key, self.peer_public_key, keepalive)
+                }
+            }
+        }
+    }
+
+    fn send(&self, packet: &[u8]) {
+        let Some(endpoint) = self.endpoint else {
+            add(&self.counters.dropped_no_route, 1);
+            return;
+        };
+        match self
+            .socket
+            .send_to(packet, socket_addr_for(self.ipv6_socket, endpoint))
+        {
+            Ok(_) => {
+                add(&self.counters.tx_packets, 1);
+                add(&self.counters.tx_bytes, packet.len() as u64);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => add(&self.counters.dropped_no_route, 1),
+            Err(e) => {
+                add(&self.counters.dropped_no_route, 1);
+                tracing::debug!(link = %self.name, %endpoint, "send: {e}");
+            }
+        }
+    }
+
+    fn handle_tun(&mut self, src: &mut [u8], dst: &mut [u8]) {
+        for _ in 0..BATCH {
+            let n = match self.tun.recv(src) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(link = %self.name, "reading the TUN device: {e}");
+                    return;
+                }
+            };
+            match self.tunn.encapsulate(&src[..n], dst) {
+                TunnResult::WriteToNetwork(packet) => {
+                    let packet = &*packet;
+                    self.send(packet);
+                }
+                TunnResult::Err(e) => tracing::debug!(link = %self.name, "encapsulate: {e:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    fn handle_network(&mut self, src: &mut [u8], dst: &mut [u8]) {
+        for _ in 0..BATCH {
+            let (n, from) = match self.socket.recv_from(src) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(link = %self.name, "receiving: {e}");
+                    return;
+                }
+            };
+            let from = canonical(from);
+            let datagram = &src[..n];
+            let result = self.tunn.decapsulate(Some(from.ip()), datagram, dst);
+            if let TunnResult::Err(e) = &result {
+                self.count_drop(e);
+                continue;
+            }
+            add(&self.counters.rx_packets, 1);
+            add(&self.counters.rx_bytes, n as u64);
+            // Authenticated: the peer is at `from` now (roaming, or a peer that dialled in).
+            if self.endpoint != Some(from) {
+                tracing::info!(link = %self.name, endpoint = %from, "peer endpoint");
+                self.endpoint = Some(from);
+                *self
+                    .counters
+                    .endpoint
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(from);
+            }
+            match result {
+                TunnResult::WriteToNetwork(packet) => {
+                    let packet = packet.to_vec();
+                    self.send(&packet);
+                    // Flush packets queued while the handshake was in progress.
+                    while let TunnResult::WriteToNetwork(packet) =
+                        self.tunn.decapsulate(None, &[], dst)
+                    {
+                        let packet = packet.to_vec();
+                        self.send(&packet);
+                    }
+                }
+                TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
+                    if let Err(e) = self.tun.send(packet) {
+                        tracing::debug!(link = %self.name, "writing the TUN device: {e}");
+                    }
+                }
+                _ => {}
+            }
+            self.note_handshake();
+        }
+    }
+
+    fn count_drop(&self, e: &WireGuardError) {
+        use WireGuardError::*;
+        let counter = match e {
+            WrongKey | WrongIndex | NoCurrentSession => &self.counters.dropped_unknown_key,
+            DuplicateCounter | InvalidCounter | WrongTai64nTimestamp => {
+                &self.counters.dropped_replay
+            }
+            _ => &self.counters.dropped_bad_packet,
+        };
+        add(counter, 1);
+        tracing::trace!(link = %self.name, "dropped a datagram: {e:?}");
+    }
+
+    fn note_handshake(&self) {
+        if let Some(age) = self.tunn.time_since_last_handshake() {
+            let at = SystemTime::now().checked_sub(age);
+            *self
+                .counters
+                .last_handshake
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = at;
+        }
+    }
+
+    fn tick(&mut self, dst: &mut [u8]) {
+        match self.tunn.update_timers(dst) {
+            TunnResult::WriteToNetwork(packet) => {
+                let packet = packet.to_vec();
+                self.send(&packet);
+            }
+            TunnResult::Err(WireGuardError::ConnectionExpired) => {}
+            TunnResult::Err(e) => tracing::trace!(link = %self.name, "timers: {e:?}"),
+            _ => {}
+        }
+        self.note_handshake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    #[test]
+    fn ipv4_peers_are_mapped_on_dual_stack_sockets_and_back() {
+        let v4: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        let mapped = socket_addr_for(true, v4);
+        assert_eq!(mapped.to_string(), "[::ffff:192.0.2.1]:51820");
+        assert_eq!(canonical(mapped), v4);
+        assert_eq!(socket_addr_for(false, v4), v4);
+        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
+        assert_eq!(socket_addr_for(true, v6), v6);
+        assert!(matches!(canonical(v6).ip(), IpAddr::V6(_)));
+    }
+}

@@ -1,0 +1,259 @@
+//! Real links in real namespaces: braid to braid, and braid to wireguard-go configured with
+//! `wg` (wireguard-tools). Traffic stays inside the lab's namespaces.
+
+use braid_lab::{Lab, LabSpec};
+use braid_link::{Link, LinkConfig};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn key_pair() -> ([u8; 32], [u8; 32]) {
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .unwrap();
+    let private = braid_model_key(seed);
+    let public =
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private)).to_bytes();
+    (private, public)
+}
+
+fn braid_model_key(mut b: [u8; 32]) -> [u8; 32] {
+    b[0] &= 248;
+    b[31] &= 127;
+    b[31] |= 64;
+    b
+}
+
+fn config(
+    name: &str,
+    listen: u16,
+    endpoint: Option<&str>,
+    own: &([u8; 32], [u8; 32]),
+    peer: &[u8; 32],
+    index: u8,
+) -> LinkConfig {
+    LinkConfig {
+        name: name.into(),
+        mtu: 1420,
+        group: 2,
+        listen_port: listen,
+        ipv6: false,
+        endpoint: endpoint.map(|e| e.parse().unwrap()),
+        fwmark: 0,
+        private_key: own.0,
+        peer_public_key: *peer,
+        keepalive: None,
+        link_local6: Some(format!("fe80::{index}/64").parse().unwrap()),
+        link4: Some(format!("169.254.0.{index}/16").parse().unwrap()),
+        netns: None,
+    }
+}
+
+fn start_in(lab: &Lab, node: usize, config: LinkConfig) -> Link {
+    braid_system::netns::run_in(&lab.ns(node), move || Link::start(config))
+        .unwrap()
+        .unwrap()
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn lab_name(tag: &str) -> String {
+    format!("{tag}{:x}", std::process::id() % 0xffff)
+}
+
+#[test]
+fn braid_to_braid_carries_ipv4_and_ipv6() {
+    if !braid_lab::available_or_skip("braid_to_braid_carries_ipv4_and_ipv6") {
+        return;
+    }
+    let lab = Lab::up(LabSpec::new(&lab_name("lb"), 2)).unwrap();
+    let (a, b) = (key_pair(), key_pair());
+    let la = start_in(
+        &lab,
+        1,
+        config("brdt2", 40004, Some("198.18.0.2:40002"), &a, &b.1, 1),
+    );
+    let lb = start_in(
+        &lab,
+        2,
+        config("brdt1", 40002, Some("198.18.0.1:40004"), &b, &a.1, 2),
+    );
+    wait_for("IPv4 ping over the link", || lab.ping(1, "169.254.0.2"));
+    assert!(lab.ping(2, "169.254.0.1"));
+    assert!(
+        lab.ping(1, "fe80::2%brdt2"),
+        "IPv6 link-local over the link"
+    );
+    let (sa, sb) = (la.stats(), lb.stats());
+    assert!(sa.last_handshake.is_some() && sb.last_handshake.is_some());
+    assert!(sa.tx_packets >= 3 && sb.rx_packets >= 3, "{sa:?} {sb:?}");
+    assert_eq!(sa.listen_port, 40004);
+    // The interface carries braid's group and MTU.
+    let link = String::from_utf8_lossy(
+        &lab.exec(1, "ip", &["-d", "link", "show", "brdt2"])
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        link.contains("mtu 1420") && link.contains("group 2"),
+        "{link}"
+    );
+    la.stop();
+    lb.stop();
+    // The TUN devices are gone with the links.
+    let gone = lab.try_exec(1, "ip", &["link", "show", "brdt2"]).unwrap();
+    assert!(!gone.status.success());
+}
+
+#[test]
+fn a_peer_without_endpoint_is_reached_when_it_dials_in_and_garbage_is_counted() {
+    if !braid_lab::available_or_skip("a_peer_without_endpoint_is_reached_when_it_dials_in") {
+        return;
+    }
+    let lab = Lab::up(LabSpec::new(&lab_name("lr"), 2)).unwrap();
+    let (a, b) = (key_pair(), key_pair());
+    // Node 1 does not know where node 2 is (node 2 is "behind NAT").
+    let la = start_in(&lab, 1, config("brdt2", 40004, None, &a, &b.1, 1));
+    let lb = start_in(
+        &lab,
+        2,
+        config("brdt1", 40002, Some("198.18.0.1:40004"), &b, &a.1, 2),
+    );
+    wait_for("node 2 dialling in", || lab.ping(2, "169.254.0.1"));
+    assert!(
+        lab.ping(1, "169.254.0.2"),
+        "node 1 answers over the roamed endpoint"
+    );
+    assert_eq!(la.stats().endpoint.unwrap().to_string(), "198.18.0.2:40002");
+    // Garbage and a handshake from a stranger are dropped and counted.
+    let junk = "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'\\x04' + b'x'*40, ('198.18.0.1', 40004)); s.sendto(b'\\x01' + b'y'*147, ('198.18.0.1', 40004))";
+    lab.exec(2, "python3", &["-c", junk]).unwrap();
+    wait_for("drops counted", || {
+        let s = la.stats();
+        s.dropped_bad_packet + s.dropped_unknown_key >= 2
+    });
+    assert!(lab.ping(1, "169.254.0.2"), "the link still works");
+    drop(lb);
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    if !braid_lab::available_or_skip("a_busy_port_is_a_clear_error") {
+        return;
+    }
+    let lab = Lab::up(LabSpec::new(&lab_name("lp"), 1)).unwrap();
+    let (a, b) = (key_pair(), key_pair());
+    let _first = start_in(&lab, 1, config("brdt7", 40010, None, &a, &b.1, 1));
+    let err = braid_system::netns::run_in(&lab.ns(1), move || {
+        Link::start(config("brdt8", 40010, None, &a, &b.1, 1)).err()
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "link brdt8: UDP port 40010 is already in use"
+    );
+}
+
+fn wg(lab: &Lab, node: usize, args: &[&str]) -> String {
+    let out = lab.exec(node, "wg", args).unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn b64(key: &[u8; 32]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in key.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    out
+}
+
+#[test]
+fn braid_interoperates_with_wireguard_go() {
+    if !braid_lab::available_or_skip("braid_interoperates_with_wireguard_go") {
+        return;
+    }
+    if Command::new("wireguard-go")
+        .arg("--version")
+        .output()
+        .is_err()
+        || Command::new("wg").arg("--version").output().is_err()
+    {
+        eprintln!(
+            "SKIPPED braid_interoperates_with_wireguard_go: wireguard-go or wg (wireguard-tools) is not installed"
+        );
+        return;
+    }
+    let lab = Lab::up(LabSpec::new(&lab_name("lw"), 2)).unwrap();
+    let (a, b) = (key_pair(), key_pair());
+    // wireguard-go's UAPI socket lives in the shared /var/run/wireguard: use a unique name.
+    let ifname = format!("brdwg{:x}", std::process::id() % 0xfffff);
+    let mut go = Command::new("wireguard-go");
+    go.args(["-f", &ifname])
+        .env("LOG_LEVEL", "error")
+        .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1");
+    lab.spawn(2, &mut go).unwrap();
+    wait_for("wireguard-go's UAPI socket", || {
+        std::path::Path::new(&format!("/var/run/wireguard/{ifname}.sock")).exists()
+    });
+    let dir = std::env::temp_dir().join(format!("brd-wg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, b64(&b.0)).unwrap();
+    lab.exec(
+        2,
+        "wg",
+        &[
+            "set",
+            &ifname,
+            "private-key",
+            key_file.to_str().unwrap(),
+            "listen-port",
+            "40002",
+            "peer",
+            &b64(&a.1),
+            "endpoint",
+            "198.18.0.1:40004",
+            "allowed-ips",
+            "0.0.0.0/0,::/0",
+        ],
+    )
+    .unwrap();
+    lab.exec(2, "ip", &["addr", "add", "169.254.0.2/16", "dev", &ifname])
+        .unwrap();
+    lab.exec(2, "ip", &["link", "set", &ifname, "up"]).unwrap();
+    let la = start_in(
+        &lab,
+        1,
+        config("brdt2", 40004, Some("198.18.0.2:40002"), &a, &b.1, 1),
+    );
+    wait_for("ping braid -> wireguard-go", || lab.ping(1, "169.254.0.2"));
+    assert!(lab.ping(2, "169.254.0.1"), "ping wireguard-go -> braid");
+    let handshakes = wg(&lab, 2, &["show", &ifname, "latest-handshakes"]);
+    let when: u64 = handshakes
+        .split_whitespace()
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    assert!(when > 0, "wg show reports no handshake: {handshakes}");
+    assert!(la.stats().last_handshake.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
