@@ -3,6 +3,7 @@
 
 use braid_lab::{Lab, LabSpec};
 use braid_link::{Link, LinkConfig};
+use braid_model::{PrivateKey, PublicKey};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,17 +12,8 @@ fn key_pair() -> ([u8; 32], [u8; 32]) {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
         .unwrap();
-    let private = braid_model_key(seed);
-    let public =
-        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private)).to_bytes();
-    (private, public)
-}
-
-fn braid_model_key(mut b: [u8; 32]) -> [u8; 32] {
-    b[0] &= 248;
-    b[31] &= 127;
-    b[31] |= 64;
-    b
+    let key = PrivateKey::from_random_bytes(seed);
+    (key.0, key.public_key().0)
 }
 
 fn config(
@@ -171,19 +163,7 @@ fn wg(lab: &Lab, node: usize, args: &[&str]) -> String {
 }
 
 fn b64(key: &[u8; 32]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in key.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    while out.len() % 4 != 0 {
-        out.push('=');
-    }
-    out
+    PublicKey(*key).to_base64()
 }
 
 #[test]
