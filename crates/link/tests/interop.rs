@@ -48,7 +48,7 @@ fn start_in(lab: &Lab, node: usize, config: LinkConfig) -> Link {
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if ok() {
             return;
