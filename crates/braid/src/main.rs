@@ -55,6 +55,14 @@ enum Command {
         #[arg(short, long, value_name = "CONFIG")]
         config: PathBuf,
     },
+    /// Run the daemon in the foreground: bring up every planned link and keep them in step.
+    #[command(
+        after_help = "Example:\n  braid run -c /etc/braid/config.json\n\nReloads on SIGHUP and `braid reload`; SIGTERM/SIGINT or `braid down` remove everything it made.\nLog level: BRAID_LOG=debug."
+    )]
+    Run {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
     /// Ask the running daemon to re-read config and registry and reconcile.
     #[command(
         after_help = "Example:\n  braid reload -c /etc/braid/config.json\n\nExit status 1 when the new input is invalid: the running network then stays as it was.\nSIGHUP to `braid run` does the same."
@@ -104,6 +112,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli.command) {
@@ -136,6 +145,7 @@ fn run(command: Command) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Meta { config } => status(cli::meta::run(&config)?),
+        Command::Run { config } => status(cli::run::run(&config)?),
         Command::Reload { config } => status(cli::control::reload(&config)?),
         Command::Status { config, json } => status(cli::control::status(&config, json)?),
         Command::Down { config } => status(cli::control::down(&config)?),

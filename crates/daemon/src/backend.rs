@@ -15,6 +15,8 @@ pub struct LinkSetup<'a> {
     /// This node (its link-local and link addresses go on every link).
     pub node: &'a NodePlan,
     pub private_key: &'a PrivateKey,
+    /// The overlay namespace, when the config isolates the overlay that way.
+    pub netns: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]

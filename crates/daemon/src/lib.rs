@@ -7,3 +7,4 @@ pub mod load;
 pub mod reconciler;
 pub mod run;
 pub mod status;
+pub mod userspace;

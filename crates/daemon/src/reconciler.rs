@@ -153,6 +153,7 @@ impl<B: LinkBackend> Reconciler<B> {
             link,
             node: &loaded.plan.node,
             private_key: &loaded.config.private_key,
+            netns: loaded.config.netns.as_deref(),
         };
         for (link, changes) in &steps.update {
             match self.backend.update(setup(link), changes) {

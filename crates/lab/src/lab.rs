@@ -342,6 +342,16 @@ impl Lab {
     /// Starts a background process inside node `i`; the lab kills it (by PID) on teardown.
     /// Returns its PID.
     pub fn spawn(&self, i: usize, command: &mut Command) -> Result<u32, LabError> {
+        self.spawn_logged(i, command, None)
+    }
+
+    /// Like [`Lab::spawn`], with stdout and stderr appended to `log` when given.
+    pub fn spawn_logged(
+        &self,
+        i: usize,
+        command: &mut Command,
+        log: Option<&std::path::Path>,
+    ) -> Result<u32, LabError> {
         let ns = self.ns(i);
         let program = command.get_program().to_string_lossy().to_string();
         let args: Vec<String> = command
@@ -357,6 +367,19 @@ impl Lab {
             };
         }
         wrapped.stdin(Stdio::null());
+        if let Some(path) = log {
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| LabError::Write {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            };
+            wrapped.stdout(open()?).stderr(open()?);
+        }
         let child = wrapped.spawn().map_err(|source| LabError::Spawn {
             command: format!("ip netns exec {ns} {program} {}", args.join(" ")),
             source,

@@ -50,7 +50,8 @@ fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     Ok(device)
 }
 
-/// Interface groups have no ioctl; set it over rtnetlink on a short-lived runtime.
+/// Interface groups have no ioctl; set it over rtnetlink. The netlink work runs on its own
+/// thread, which (like the caller) is in the TUN device's namespace.
 fn set_group(config: &LinkConfig) -> Result<(), LinkError> {
     let name = config.name.clone();
     let group = config.group;
@@ -58,21 +59,14 @@ fn set_group(config: &LinkConfig) -> Result<(), LinkError> {
         link: config.name.clone(),
         source,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| LinkError::Io {
-            link: config.name.clone(),
-            what: "starting a netlink runtime".into(),
-            source,
-        })?;
-    runtime
-        .block_on(async move {
-            let nl = Netlink::connect()?;
-            if let Some(link) = nl.link_by_name(&name).await? {
-                nl.set_group(link.index, group).await?;
-            }
-            Ok(())
-        })
-        .map_err(system)
+    let netns = config.netns.clone();
+    braid_system::netns::block_on(move || async move {
+        let nl = Netlink::connect_in(netns.as_deref())?;
+        if let Some(link) = nl.link_by_name(&name).await? {
+            nl.set_group(link.index, group).await?;
+        }
+        Ok(())
+    })
+    .map_err(system)?
+    .map_err(system)
 }

@@ -52,3 +52,24 @@ where
         Ok(runtime.block_on(f()))
     })?
 }
+
+/// Runs an async block on a current-thread tokio runtime on a new thread in the caller's
+/// namespace: usable from synchronous code whether or not a runtime is already running.
+pub fn block_on<T, F>(f: impl FnOnce() -> F + Send + 'static) -> Result<T, SystemError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| SystemError::Netns {
+                name: "(current)".into(),
+                source,
+            })?;
+        Ok(runtime.block_on(f()))
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}

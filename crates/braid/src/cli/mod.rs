@@ -6,4 +6,5 @@ pub mod keys;
 pub mod lab;
 pub mod meta;
 pub mod plan;
+pub mod run;
 pub mod status_table;

@@ -1,0 +1,29 @@
+//! `braid run`: the daemon in the foreground.
+
+use anyhow::{Context, Result, bail};
+use braid_daemon::load;
+use braid_daemon::userspace::UserspaceBackend;
+use braid_model::extensions::Backend;
+use std::path::Path;
+
+pub fn run(config_path: &Path) -> Result<bool> {
+    let (config, warnings) =
+        load::config(config_path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
+    for warning in &warnings.0 {
+        tracing::warn!("{warning}");
+    }
+    let backend = match config.backend {
+        Backend::Auto | Backend::Userspace => UserspaceBackend::new(),
+        Backend::Kernel => bail!(
+            "{}: backend: the kernel WireGuard backend is not part of this build yet; set \"backend\": \"userspace\" (or \"auto\")",
+            config_path.display()
+        ),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(braid_daemon::run::run(config_path.to_path_buf(), backend))?;
+    Ok(true)
+}

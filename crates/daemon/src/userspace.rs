@@ -1,0 +1,140 @@
+//! The userspace backend: each link is a `braid_link::Link` (TUN + UDP + boringtun) in this
+//! process.
+
+use crate::backend::{BackendError, LinkBackend, LinkSetup, LinkStats};
+use braid_link::{Link, LinkConfig};
+use braid_model::{AddressFamily, Host};
+use braid_plan::RemoteEndpoint;
+use braid_plan::reconcile::Change;
+use ipnet::Ipv6Net;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+#[derive(Default)]
+pub struct UserspaceBackend {
+    links: BTreeMap<String, Link>,
+}
+
+impl UserspaceBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Resolves a planned endpoint to an address of the link's family. A DNS name that does
+/// not resolve (yet) gives `None`: the link waits for the peer to dial in.
+pub fn resolve(endpoint: &RemoteEndpoint, family: AddressFamily) -> Option<SocketAddr> {
+    match &endpoint.host {
+        Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port)),
+        Host::Name(name) => match (name.as_str(), endpoint.port).to_socket_addrs() {
+            Ok(mut addrs) => addrs.find(|a| AddressFamily::of(a.ip()) == family),
+            Err(e) => {
+                tracing::warn!(%name, "cannot resolve the peer's address: {e}");
+                None
+            }
+        },
+    }
+}
+
+fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
+    let link = setup.link;
+    LinkConfig {
+        name: link.name.clone(),
+        mtu: link.mtu,
+        group: link.group,
+        listen_port: link.listen_port,
+        ipv6: link.family == AddressFamily::Ip6,
+        endpoint: link.endpoint.as_ref().and_then(|e| resolve(e, link.family)),
+        fwmark: link.fwmark,
+        private_key: setup.private_key.0,
+        peer_public_key: link.peer_public_key.0,
+        keepalive: link.keepalive,
+        link_local6: Ipv6Net::new(setup.node.link_local6, 64).ok(),
+        link4: setup.node.addresses.as_ref().and_then(|a| a.link4),
+        netns: setup.netns.map(str::to_string),
+    }
+}
+
+fn error(name: &str, e: impl std::fmt::Display) -> BackendError {
+    // braid_link errors already start with "link NAME: "; keep one prefix.
+    let message = e.to_string();
+    let message = message
+        .strip_prefix(&format!("link {name}: "))
+        .map(str::to_string)
+        .unwrap_or(message);
+    BackendError {
+        link: name.to_string(),
+        message,
+    }
+}
+
+impl LinkBackend for UserspaceBackend {
+    fn name(&self) -> &'static str {
+        "userspace"
+    }
+
+    fn add(&mut self, setup: LinkSetup<'_>) -> Result<(), BackendError> {
+        let name = setup.link.name.clone();
+        let link = Link::start(link_config(&setup)).map_err(|e| error(&name, e))?;
+        tracing::info!(link = %name, peer = %setup.link.peer, "link up");
+        self.links.insert(name, link);
+        Ok(())
+    }
+
+    fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError> {
+        let name = setup.link.name.clone();
+        let in_place = changes
+            .iter()
+            .all(|c| matches!(c, Change::Endpoint | Change::Keepalive));
+        match self.links.get(&name) {
+            Some(link) if in_place => {
+                if changes.contains(&Change::Endpoint) {
+                    link.set_endpoint(
+                        setup
+                            .link
+                            .endpoint
+                            .as_ref()
+                            .and_then(|e| resolve(e, setup.link.family)),
+                    );
+                }
+                if changes.contains(&Change::Keepalive) {
+                    link.set_keepalive(setup.link.keepalive);
+                }
+                tracing::info!(link = %name, ?changes, "link updated in place");
+                Ok(())
+            }
+            _ => {
+                // MTU, mark, group, port or peer changed: the link is made again.
+                if let Some(old) = self.links.remove(&name) {
+                    old.stop();
+                }
+                tracing::info!(link = %name, ?changes, "link recreated");
+                self.add(setup)
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), BackendError> {
+        if let Some(link) = self.links.remove(name) {
+            link.stop();
+            tracing::info!(link = %name, "link removed");
+        }
+        Ok(())
+    }
+
+    fn stats(&self, name: &str) -> Option<LinkStats> {
+        let s = self.links.get(name)?.stats();
+        Some(LinkStats {
+            endpoint: s.endpoint.map(|e| e.to_string()),
+            listen_port: s.listen_port,
+            last_handshake: s.last_handshake,
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+            dropped_bad_packet: s.dropped_bad_packet,
+            dropped_unknown_key: s.dropped_unknown_key,
+            dropped_replay: s.dropped_replay,
+        })
+    }
+}
