@@ -300,7 +300,15 @@ fn lab_up_prints_plans_and_lab_down_removes_everything() {
     let dir_arg = dir.path().join("lab");
     let dir_arg = dir_arg.to_str().unwrap();
     let out = braid(&[
-        "lab", "up", "--nodes", "3", "--name", &name, "--dir", dir_arg,
+        "lab",
+        "up",
+        "--plan-only",
+        "--nodes",
+        "3",
+        "--name",
+        &name,
+        "--dir",
+        dir_arg,
     ]);
     let namespaces = |name: &str| {
         braid_lab::command::namespaces()
@@ -326,4 +334,69 @@ fn lab_up_prints_plans_and_lab_down_removes_everything() {
     assert!(down.status.success());
     assert_eq!(namespaces(&name), 0);
     assert!(!dir.path().join("lab").exists());
+}
+
+#[test]
+fn lab_up_runs_the_mesh_and_every_link_answers() {
+    if !braid_lab::available_or_skip("lab_up_runs_the_mesh_and_every_link_answers") {
+        return;
+    }
+    let name = format!("run{:x}", std::process::id() % 0xfff);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().join("lab");
+    let dir_arg = dir_arg.to_str().unwrap();
+    let out = braid(&[
+        "lab",
+        "up",
+        "--nodes",
+        "3",
+        "--seconds",
+        "1",
+        "--name",
+        &name,
+        "--dir",
+        dir_arg,
+    ]);
+    let status = braid(&[
+        "status",
+        "--json",
+        "-c",
+        &format!("{dir_arg}/n1/config.json"),
+    ]);
+    let down = braid(&["lab", "down", "--name", &name, "--dir", dir_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("all 12 links up"), "{text}");
+    for row in [
+        "n1           -     3/3     3/3",
+        "n3         3/3     3/3       -",
+    ] {
+        assert!(text.contains(row), "matrix row `{row}` missing:\n{text}");
+    }
+    assert!(
+        text.contains("Mbit/s") || text.contains("iperf3 is not installed"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The daemon's status over the control socket agrees.
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["node"]["backend"], "userspace");
+    let links = doc["links"].as_array().unwrap();
+    assert_eq!(links.len(), 4);
+    assert!(
+        links
+            .iter()
+            .all(|l| l["state"] == "up" && l["rx_packets"].as_u64().unwrap() > 0),
+        "{doc}"
+    );
+    assert!(down.status.success());
 }

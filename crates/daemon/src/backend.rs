@@ -14,6 +14,8 @@ pub struct LinkSetup<'a> {
     pub link: &'a LinkPlan,
     /// This node (its link-local and link addresses go on every link).
     pub node: &'a NodePlan,
+    /// The peer at the other end, when the plan knows it.
+    pub peer: Option<&'a NodePlan>,
     pub private_key: &'a PrivateKey,
     /// The overlay namespace, when the config isolates the overlay that way.
     pub netns: Option<&'a str>,

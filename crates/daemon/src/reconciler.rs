@@ -149,12 +149,7 @@ impl<B: LinkBackend> Reconciler<B> {
             // accounting deletes what is left of it.
             self.running.retain(|l| &l.name != name);
         }
-        let setup = |link| LinkSetup {
-            link,
-            node: &loaded.plan.node,
-            private_key: &loaded.config.private_key,
-            netns: loaded.config.netns.as_deref(),
-        };
+        let setup = |link| setup_for(loaded, link);
         for (link, changes) in &steps.update {
             match self.backend.update(setup(link), changes) {
                 Ok(()) => {
@@ -188,5 +183,19 @@ impl<B: LinkBackend> Reconciler<B> {
         }
         self.current = None;
         summary
+    }
+}
+
+fn setup_for<'a>(loaded: &'a Loaded, link: &'a LinkPlan) -> LinkSetup<'a> {
+    LinkSetup {
+        link,
+        node: &loaded.plan.node,
+        peer: loaded
+            .plan
+            .peers
+            .iter()
+            .find(|p| p.public_key == link.peer_public_key),
+        private_key: &loaded.config.private_key,
+        netns: loaded.config.netns.as_deref(),
     }
 }

@@ -51,6 +51,11 @@ fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
         keepalive: link.keepalive,
         link_local6: Ipv6Net::new(setup.node.link_local6, 64).ok(),
         link4: setup.node.addresses.as_ref().and_then(|a| a.link4),
+        peer_link4: setup
+            .peer
+            .and_then(|p| p.addresses.as_ref())
+            .and_then(|a| a.link4)
+            .map(|n| n.addr()),
         netns: setup.netns.map(str::to_string),
     }
 }

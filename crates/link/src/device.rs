@@ -30,10 +30,18 @@ fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     let device = DeviceBuilder::new()
         .name(&config.name)
         .mtu(mtu)
-        .enable(true)
+        .enable(false)
         .build_sync()
         .map_err(io("creating its TUN device"))?;
-    if let Some(net) = config.link4 {
+    // Only the planned link-local address: no kernel-generated one for Babel to pick up.
+    let gen_mode = format!("/proc/sys/net/ipv6/conf/{}/addr_gen_mode", config.name);
+    if let Err(e) = std::fs::write(&gen_mode, "1") {
+        tracing::debug!(link = %config.name, "{gen_mode}: {e}");
+    }
+    device
+        .enabled(true)
+        .map_err(io("bringing its TUN device up"))?;
+    if let (Some(net), None) = (config.link4, config.peer_link4) {
         device
             .add_address_v4(net.addr(), net.prefix_len())
             .map_err(io("adding its IPv4 link address"))?;
@@ -50,11 +58,12 @@ fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     Ok(device)
 }
 
-/// Interface groups have no ioctl; set it over rtnetlink. The netlink work runs on its own
-/// thread, which (like the caller) is in the TUN device's namespace.
+/// Interface groups have no ioctl, and point-to-point addresses need netlink too. The
+/// netlink work runs on its own thread, in the TUN device's namespace.
 fn set_group(config: &LinkConfig) -> Result<(), LinkError> {
     let name = config.name.clone();
     let group = config.group;
+    let p2p = config.link4.zip(config.peer_link4);
     let system = |source| LinkError::System {
         link: config.name.clone(),
         source,
@@ -64,6 +73,10 @@ fn set_group(config: &LinkConfig) -> Result<(), LinkError> {
         let nl = Netlink::connect_in(netns.as_deref())?;
         if let Some(link) = nl.link_by_name(&name).await? {
             nl.set_group(link.index, group).await?;
+            if let Some((local, peer)) = p2p {
+                nl.add_peer_address_v4(link.index, local.addr(), peer)
+                    .await?;
+            }
         }
         Ok(())
     })

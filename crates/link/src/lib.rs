@@ -14,7 +14,7 @@ mod worker;
 pub use counters::{Counters, Snapshot};
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -41,6 +41,10 @@ pub struct LinkConfig {
     /// Addresses put on the interface (the node's link-local /64, its 169.254 /16).
     pub link_local6: Option<Ipv6Net>,
     pub link4: Option<Ipv4Net>,
+    /// The peer's IPv4 link address: with it, `link4` is put on the interface as a
+    /// point-to-point address (local/32 peer peer/32), so the peer's address routes over
+    /// this link even though every link of the node carries the same `link4`.
+    pub peer_link4: Option<Ipv4Addr>,
     /// Network namespace for the TUN device (the overlay); the socket stays in the
     /// caller's namespace. `None`: the caller's namespace.
     pub netns: Option<String>,

@@ -2,8 +2,10 @@
 
 use crate::SystemError;
 use futures_util::TryStreamExt;
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// An interface as netlink reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +105,28 @@ impl Netlink {
         match self.handle.link().del_with_message(message).execute().await {
             Err(e) if is_no_device(&e) => Ok(()),
             other => other.map_err(nl(format!("deleting interface group {group}"))),
+        }
+    }
+
+    /// Adds a point-to-point IPv4 address: `local` on the interface with `peer` as the far
+    /// end, so the kernel routes `peer/32` over this interface.
+    pub async fn add_peer_address_v4(
+        &self,
+        index: u32,
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+    ) -> Result<(), SystemError> {
+        let mut request = self.handle.address().add(index, IpAddr::V4(local), 32);
+        for attribute in &mut request.message_mut().attributes {
+            if let AddressAttribute::Address(address) = attribute {
+                *address = IpAddr::V4(peer);
+            }
+        }
+        match request.execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
+            other => other.map_err(nl(format!(
+                "adding {local} peer {peer} to interface {index}"
+            ))),
         }
     }
 

@@ -4,6 +4,7 @@ pub mod check;
 pub mod control;
 pub mod keys;
 pub mod lab;
+pub mod lab_checks;
 pub mod meta;
 pub mod plan;
 pub mod run;
