@@ -1,0 +1,247 @@
+//! `braid run` in the lab: reload adds and removes peers without disturbing the links that
+//! did not change, invalid input changes nothing, SIGHUP reloads, and `braid down` cleans
+//! up even after SIGKILL.
+
+use braid_lab::{ConfigOptions, Lab, LabSpec};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn braid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .output()
+        .expect("run braid")
+}
+
+fn links(lab: &Lab, node: usize) -> Vec<String> {
+    let out = lab
+        .exec(node, "ip", &["-o", "link", "show", "group", "2"])
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn all_up(config: &Path) -> bool {
+    let out = braid(&["status", "--json", "-c", config.to_str().unwrap()]);
+    let Ok(doc) = serde_json::from_slice::<Value>(&out.stdout) else {
+        return false;
+    };
+    doc["links"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty() && l.iter().all(|l| l["state"] == "up"))
+}
+
+struct Mesh {
+    lab: Lab,
+    dir: tempfile::TempDir,
+    configs: Vec<PathBuf>,
+    full_registry: String,
+}
+
+impl Mesh {
+    fn registry(&self) -> PathBuf {
+        self.dir.path().join("registry.json")
+    }
+    /// Writes the registry with only `nodes` (1-based) in it.
+    fn keep_only(&self, nodes: &[usize]) {
+        let all: Value = serde_json::from_str(&self.full_registry).unwrap();
+        let kept: Vec<Value> = nodes.iter().map(|i| all[i - 1].clone()).collect();
+        std::fs::write(
+            self.registry(),
+            serde_json::to_string_pretty(&kept).unwrap(),
+        )
+        .unwrap();
+    }
+    fn start(&self, node: usize) -> u32 {
+        let config = &self.configs[node - 1];
+        let log = config.with_file_name("braid.log");
+        self.lab
+            .spawn_logged(
+                node,
+                Command::new(env!("CARGO_BIN_EXE_braid"))
+                    .arg("run")
+                    .arg("-c")
+                    .arg(config),
+                Some(&log),
+            )
+            .unwrap()
+    }
+    fn config(&self, node: usize) -> &str {
+        self.configs[node - 1].to_str().unwrap()
+    }
+}
+
+fn mesh(tag: &str, nodes: usize) -> Option<Mesh> {
+    if !braid_lab::available_or_skip(tag) {
+        return None;
+    }
+    let name = format!("{}{:x}", &tag[..2], std::process::id() % 0xffff);
+    let lab = Lab::up(LabSpec::new(&name, nodes)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(dir.path(), &ConfigOptions::default())
+        .unwrap();
+    let full_registry = std::fs::read_to_string(dir.path().join("registry.json")).unwrap();
+    Some(Mesh {
+        lab,
+        dir,
+        configs: files.into_iter().map(|f| f.config).collect(),
+        full_registry,
+    })
+}
+
+#[test]
+fn reload_adds_and_removes_peers_without_disturbing_unchanged_links() {
+    let Some(m) = mesh("rl_reload", 4) else {
+        return;
+    };
+    m.keep_only(&[1, 2, 3]);
+    let pids: Vec<u32> = (1..=3).map(|i| m.start(i)).collect();
+    wait_until("links of n1..n3 up", Duration::from_secs(20), || {
+        (1..=3).all(|i| all_up(&m.configs[i - 1]))
+    });
+    assert_eq!(
+        links(&m.lab, 1),
+        vec!["brd4x40004", "brd4x40006", "brd6x40005", "brd6x40007"]
+    );
+
+    // 300 pings at 10 ms intervals across the unchanged link n1 -> n2 while n3 leaves and n4 joins.
+    let mut ping = Command::new("ip");
+    ping.args([
+        "netns",
+        "exec",
+        &m.lab.ns(1),
+        "ping",
+        "-6",
+        "-q",
+        "-i",
+        "0.01",
+        "-c",
+        "300",
+        "fe80::2%brd4x40004",
+    ]);
+    let ping = ping.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    m.keep_only(&[1, 2, 4]);
+    let reload = braid(&["reload", "-c", m.config(1)]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let summary = String::from_utf8_lossy(&reload.stdout).to_string();
+    assert!(
+        summary.contains("2 added, 0 updated, 2 removed, 2 unchanged"),
+        "{summary}"
+    );
+    // n2 reloads on SIGHUP.
+    // SAFETY: kill on the PID of a braid daemon this test started.
+    unsafe { libc::kill(pids[1] as i32, libc::SIGHUP) };
+    m.start(4);
+    let ping = ping.wait_with_output().unwrap();
+    let ping = String::from_utf8_lossy(&ping.stdout).to_string();
+    assert!(
+        ping.contains("300 packets transmitted, 300 received, 0% packet loss"),
+        "{ping}"
+    );
+
+    assert_eq!(
+        links(&m.lab, 1),
+        vec!["brd4x40004", "brd4x40008", "brd6x40005", "brd6x40009"]
+    );
+    wait_until("n1 <-> n4", Duration::from_secs(20), || {
+        m.lab.ping(1, "fe80::4%brd4x40008")
+    });
+    wait_until("n2 reloaded by SIGHUP", Duration::from_secs(10), || {
+        links(&m.lab, 2).contains(&"brd4x40008".to_string())
+    });
+}
+
+#[test]
+fn invalid_input_at_reload_leaves_the_network_as_it_was() {
+    let Some(m) = mesh("iv_invalid", 2) else {
+        return;
+    };
+    for i in 1..=2 {
+        m.start(i);
+    }
+    wait_until("links up", Duration::from_secs(20), || {
+        all_up(&m.configs[0])
+    });
+    let before = links(&m.lab, 1);
+    let broken = m
+        .full_registry
+        .replacen("\"send_port\": 40004", "\"send_port\": 0", 1);
+    std::fs::write(m.registry(), broken).unwrap();
+    let reload = braid(&["reload", "-c", m.config(1)]);
+    assert_eq!(reload.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&reload.stderr).to_string();
+    assert!(
+        err.contains("the running network is unchanged")
+            && err.contains("[1].endpoints[0].send_port: 0 is outside"),
+        "{err}"
+    );
+    assert_eq!(links(&m.lab, 1), before);
+    assert!(m.lab.ping(1, "fe80::2%brd4x40004"));
+    let status = braid(&["status", "--json", "-c", m.config(1)]);
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        doc["node"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("send_port"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn down_cleans_up_after_sigkill_and_after_a_normal_run() {
+    let Some(m) = mesh("dn_down", 2) else { return };
+    let pid = m.start(1);
+    m.start(2);
+    wait_until("links up", Duration::from_secs(20), || {
+        all_up(&m.configs[1])
+    });
+    // SIGKILL: the daemon cannot clean up; `braid down` must.
+    // SAFETY: kill on the PID of a braid daemon this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_until("n1's daemon gone", Duration::from_secs(5), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    let down = m
+        .lab
+        .exec(1, env!("CARGO_BIN_EXE_braid"), &["down", "-c", m.config(1)])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&down.stdout).contains("interface groups 2 and 1 deleted"));
+    assert!(links(&m.lab, 1).is_empty());
+    assert!(!Path::new(&m.configs[0].with_file_name("braid.sock")).exists());
+    // Through the running daemon.
+    let down = braid(&["down", "-c", m.config(2)]);
+    assert!(down.status.success());
+    assert!(
+        String::from_utf8_lossy(&down.stdout).contains("2 removed"),
+        "{}",
+        String::from_utf8_lossy(&down.stdout)
+    );
+    assert!(links(&m.lab, 2).is_empty());
+}
