@@ -1,19 +1,24 @@
 //! Generating each lab node's config and the shared registry, in ranet's format with
 //! braid's extensions.
 
+use crate::Lab;
 use crate::LabError;
-use crate::lab::{Lab, node_addrs};
+use crate::underlay::node_addrs;
 use braid_model::PrivateKey;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
-/// What the generated configs contain.
-#[derive(Debug, Clone)]
+/// What the generated configs contain. Build it with `..ConfigOptions::default()` so new
+/// options can be added later.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigOptions {
+    /// Give every node an ip4 transport (`198.18.0.<i>`, prefix `brd4x`).
     pub ip4: bool,
+    /// Give every node an ip6 transport (`2001:db8::<i>`, prefix `brd6x`).
     pub ip6: bool,
     /// Send ports are `base_port + 2*i` (ip4) and `base_port + 2*i + 1` (ip6).
     pub base_port: u16,
+    /// MTU of every transport.
     pub mtu: u32,
     /// Nodes (1-based) that publish no address: they dial the others.
     pub behind_nat: Vec<usize>,
@@ -41,16 +46,31 @@ impl Default for ConfigOptions {
 }
 
 /// The files of one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFiles {
+    /// The node's index (1-based).
     pub index: usize,
+    /// `<dir>/n<i>/config.json`, absolute.
     pub config: PathBuf,
+    /// The node's public key, base64 (as in the registry).
     pub public_key: String,
 }
 
-/// The lab's address allocation (documentation ranges).
+/// The lab network's IPv6 allocation (documentation range), the config's
+/// `address_plan.ipv6`.
 pub const LAB_ALLOCATION: &str = "2001:db8:bd00::/48";
+/// The lab network's IPv4 pool, the config's `address_plan.ipv4_pool`.
 pub const LAB_IPV4_POOL: &str = "10.0.0.0/8";
+
+fn write_json(path: &Path, value: &Value) -> Result<(), LabError> {
+    let error = |source| LabError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| error(e.into()))?;
+    text.push('\n');
+    write(path, &text)
+}
 
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
     if let Some(dir) = path.parent() {
@@ -66,71 +86,88 @@ fn write(path: &Path, text: &str) -> Result<(), LabError> {
 }
 
 impl Lab {
-    /// Writes `<dir>/registry.json` and `<dir>/n<i>/config.json` for every node, with fresh
-    /// keys. `dir` must be absolute (configs name the registry by absolute path).
+    /// Writes the configs of this lab's nodes; see [`write_configs`].
     pub fn write_configs(
         &self,
         dir: &Path,
         options: &ConfigOptions,
     ) -> Result<Vec<NodeFiles>, LabError> {
-        let registry_path = dir.join("registry.json");
-        let mut registry = Vec::new();
-        let mut files = Vec::new();
-        for i in 1..=self.nodes() {
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| LabError::Random(e.to_string()))?;
-            let key = PrivateKey::from_random_bytes(seed);
-            let public = key.public_key().to_base64();
-            let addrs = node_addrs(i);
-            let nat = options.behind_nat.contains(&i);
-            let port4 = options.base_port + 2 * i as u16;
-            let port6 = port4 + 1;
-            let mut transports = Vec::new();
-            let mut endpoints = Vec::new();
-            let address = |a: String| if nat { String::new() } else { a };
-            if options.ip4 {
-                transports.push(json!({"address_family": "ip4", "address": address(addrs.v4.to_string()), "send_port": port4, "mtu": options.mtu, "prefix": "brd4x", "fwmark": 0, "random_port": false, "keepalive": options.keepalive}));
-                endpoints.push(json!({"send_port": port4, "address_family": "ip4", "address": address(addrs.v4.to_string())}));
-            }
-            if options.ip6 {
-                transports.push(json!({"address_family": "ip6", "address": address(addrs.v6.to_string()), "send_port": port6, "mtu": options.mtu, "prefix": "brd6x", "fwmark": 0, "random_port": false, "keepalive": options.keepalive}));
-                endpoints.push(json!({"send_port": port6, "address_family": "ip6", "address": address(addrs.v6.to_string())}));
-            }
-            let node_dir = dir.join(format!("n{i}"));
-            let control = options.control_dir.as_ref().map_or_else(
-                || node_dir.join("braid.sock"),
-                |d| d.join(format!("n{i}.sock")),
-            );
-            let config: Value = json!({
-                "registry": registry_path.display().to_string(),
-                "private_key": key.to_base64(),
-                "vrf": "",
-                "stale_group": 1,
-                "active_group": 2,
-                "transport": transports,
-                "remarks": {"lab": self.name(), "node": format!("n{i}")},
-                "backend": "userspace",
-                "address_plan": {"ipv6": LAB_ALLOCATION, "ipv4_pool": LAB_IPV4_POOL},
-                "routing": {"mode": options.routing},
-                "status": {"listen": "off"},
-                "control_socket": control.display().to_string(),
-            });
-            registry.push(json!({"public_key": public, "name": format!("n{i}"), "index": i, "endpoints": endpoints, "remarks": {}}));
-            let config_path = node_dir.join("config.json");
-            write(
-                &config_path,
-                &serde_json::to_string_pretty(&config).unwrap_or_default(),
-            )?;
-            files.push(NodeFiles {
-                index: i,
-                config: config_path,
-                public_key: public,
-            });
-        }
-        write(
-            &registry_path,
-            &serde_json::to_string_pretty(&Value::Array(registry)).unwrap_or_default(),
-        )?;
-        Ok(files)
+        write_configs(self.name(), self.nodes(), dir, options)
     }
+}
+
+/// Writes `<dir>/registry.json` and `<dir>/n<i>/config.json` for nodes 1..=`nodes` of the
+/// lab `lab_name`, in ranet's WireGuard-era format with braid's extensions, with a fresh key
+/// per node. Configs name the registry by its absolute path (a relative `dir` is resolved
+/// against the current directory). Needs no namespaces, so it works without root.
+pub fn write_configs(
+    lab_name: &str,
+    nodes: usize,
+    dir: &Path,
+    options: &ConfigOptions,
+) -> Result<Vec<NodeFiles>, LabError> {
+    let dir = &std::path::absolute(dir).map_err(|source| LabError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let registry_path = dir.join("registry.json");
+    let mut registry = Vec::new();
+    let mut files = Vec::new();
+    for i in 1..=nodes {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| LabError::Random(e.to_string()))?;
+        let key = PrivateKey::from_random_bytes(seed);
+        let public = key.public_key().to_base64();
+        let addrs = node_addrs(i);
+        let nat = options.behind_nat.contains(&i);
+        let port4 = u16::try_from(2 * i + 1)
+            .ok()
+            .and_then(|offset| options.base_port.checked_add(offset))
+            .ok_or(LabError::PortRange {
+                base_port: options.base_port,
+                nodes,
+            })?
+            - 1;
+        let port6 = port4 + 1;
+        let mut transports = Vec::new();
+        let mut endpoints = Vec::new();
+        let address = |a: String| if nat { String::new() } else { a };
+        if options.ip4 {
+            transports.push(json!({"address_family": "ip4", "address": address(addrs.v4.to_string()), "send_port": port4, "mtu": options.mtu, "prefix": "brd4x", "fwmark": 0, "random_port": false, "keepalive": options.keepalive}));
+            endpoints.push(json!({"send_port": port4, "address_family": "ip4", "address": address(addrs.v4.to_string())}));
+        }
+        if options.ip6 {
+            transports.push(json!({"address_family": "ip6", "address": address(addrs.v6.to_string()), "send_port": port6, "mtu": options.mtu, "prefix": "brd6x", "fwmark": 0, "random_port": false, "keepalive": options.keepalive}));
+            endpoints.push(json!({"send_port": port6, "address_family": "ip6", "address": address(addrs.v6.to_string())}));
+        }
+        let node_dir = dir.join(format!("n{i}"));
+        let control = options.control_dir.as_ref().map_or_else(
+            || node_dir.join("braid.sock"),
+            |d| d.join(format!("n{i}.sock")),
+        );
+        let config: Value = json!({
+            "registry": registry_path.display().to_string(),
+            "private_key": key.to_base64(),
+            "vrf": "",
+            "stale_group": 1,
+            "active_group": 2,
+            "transport": transports,
+            "remarks": {"lab": lab_name, "node": format!("n{i}")},
+            "backend": "userspace",
+            "address_plan": {"ipv6": LAB_ALLOCATION, "ipv4_pool": LAB_IPV4_POOL},
+            "routing": {"mode": options.routing},
+            "status": {"listen": "off"},
+            "control_socket": control.display().to_string(),
+        });
+        registry.push(json!({"public_key": public, "name": format!("n{i}"), "index": i, "endpoints": endpoints, "remarks": {}}));
+        let config_path = node_dir.join("config.json");
+        write_json(&config_path, &config)?;
+        files.push(NodeFiles {
+            index: i,
+            config: config_path,
+            public_key: public,
+        });
+    }
+    write_json(&registry_path, &Value::Array(registry))?;
+    Ok(files)
 }

@@ -2,50 +2,53 @@
 //! pairs (a full mesh, so every pair can be shaped, made lossy or cut on its own). Used by
 //! `braid lab`, the integration tests and the benchmarks.
 //!
-//! Everything the lab makes is named `brd-<lab>-...` and removed when the [`Lab`] drops,
-//! also while a test panics; [`cleanup`] removes what a killed run left behind.
+//! It drives `ip`, `tc` and `nft` (a failing command becomes a [`LabError`] naming it,
+//! with its stderr). Everything it makes lives in namespaces named `brd-<lab>-n<i>`;
+//! nothing is created in the caller's namespace. A [`Lab`] removes its namespaces and
+//! processes when it drops, also while a test panics; [`cleanup`] removes what a killed
+//! run left behind.
+//!
+//! ```no_run
+//! use braid_lab::{Lab, LabSpec, LinkShape};
+//! let lab = Lab::up(LabSpec::new("demo", 3))?;
+//! assert!(lab.ping(1, &lab.addrs(2).v4.to_string()));
+//! lab.shape(1, 3, LinkShape { rate_mbit: Some(100), loss_percent: Some(1) })?;
+//! lab.cut(2, 3)?;
+//! lab.down()?;
+//! # Ok::<(), braid_lab::LabError>(())
+//! ```
 
+mod children;
 pub mod command;
 pub mod configs;
+mod error;
 mod lab;
+pub mod namespace;
+pub mod shaping;
+pub mod underlay;
 
-pub use configs::{ConfigOptions, NodeFiles};
-pub use lab::{Lab, LabSpec, LinkShape, NodeAddrs, cleanup, namespace_prefix};
+pub use configs::{ConfigOptions, NodeFiles, write_configs};
+pub use error::LabError;
+pub use lab::{Lab, LabSpec, MAX_NODES};
+pub use namespace::{cleanup, namespace_name, namespace_prefix};
+pub use shaping::LinkShape;
+pub use underlay::{NodeAddrs, node_addrs};
 
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("`{command}` could not start: {source}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
-    #[error("`{command}` failed: {stderr}")]
-    Command { command: String, stderr: String },
-    #[error("lab name `{0}` must be 1..=8 characters of a-z, 0-9")]
-    BadName(String),
-    #[error("a lab needs 1..=50 nodes, not {0}")]
-    BadSize(usize),
-    #[error("writing {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("random bytes for keys: {0}")]
-    Random(String),
-}
-
-/// True when this process can build a lab (root, and `ip netns` works).
+/// True when this process can build a lab: it runs as root and `ip netns` works.
 pub fn available() -> bool {
-    // SAFETY: geteuid has no preconditions.
+    // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     root && command::ip(&["netns", "list"]).is_ok()
 }
 
-/// For tests: `true` when the lab can run; otherwise prints a loud SKIPPED line.
+/// For tests: `true` when the lab can run; otherwise prints a loud `SKIPPED` line to
+/// stderr and returns `false`.
 pub fn available_or_skip(test: &str) -> bool {
     let ok = available();
     if !ok {
-        eprintln!("SKIPPED {test}: the lab needs root and iproute2's `ip netns`");
+        eprintln!(
+            "\n*** SKIPPED {test}: lab tests need root and network namespaces (iproute2 `ip netns`) ***\n"
+        );
     }
     ok
 }
