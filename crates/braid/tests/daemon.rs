@@ -74,7 +74,7 @@ impl Mesh {
         let config = &self.configs[node - 1];
         let log = config.with_file_name("braid.log");
         self.lab
-            .spawn_logged(
+            .spawn_private_uapi(
                 node,
                 Command::new(env!("CARGO_BIN_EXE_braid"))
                     .arg("run")
@@ -244,4 +244,91 @@ fn down_cleans_up_after_sigkill_and_after_a_normal_run() {
         String::from_utf8_lossy(&down.stdout)
     );
     assert!(links(&m.lab, 2).is_empty());
+}
+
+#[test]
+fn wg_show_reads_braid_links() {
+    let Some(m) = mesh("wg_show", 2) else { return };
+    if Command::new("wg").arg("--version").output().is_err() {
+        eprintln!("SKIPPED wg_show_reads_braid_links: wg (wireguard-tools) is not installed");
+        return;
+    }
+    let pid = m.start(1);
+    m.start(2);
+    wait_until("links up", Duration::from_secs(20), || {
+        all_up(&m.configs[0])
+    });
+    assert!(m.lab.ping(1, "fe80::2%brd4x40004"));
+    // The daemon has a private /run/wireguard (lab nodes share link names): enter it.
+    let wg = |args: &[&str]| {
+        let mut all = vec![
+            "-t".to_string(),
+            pid.to_string(),
+            "-m".into(),
+            "-n".into(),
+            "wg".into(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let out = Command::new("nsenter").args(&all).output().unwrap();
+        assert!(
+            out.status.success(),
+            "wg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let registry: Value = serde_json::from_str(&m.full_registry).unwrap();
+    let peer = registry[1]["public_key"].as_str().unwrap();
+    let show = wg(&["show", "brd4x40004"]);
+    for want in [
+        format!("peer: {peer}"),
+        "endpoint: 198.18.0.2:40002".into(),
+        "allowed ips: 0.0.0.0/0, ::/0".into(),
+        "latest handshake:".into(),
+        "transfer:".into(),
+        "listening port: 40004".into(),
+    ] {
+        assert!(
+            show.contains(&want),
+            "`{want}` missing from wg show:\n{show}"
+        );
+    }
+    // The dump: interface line, then the peer: key, psk, endpoint, allowed ips, handshake, rx, tx, keepalive.
+    let dump = wg(&["show", "brd4x40004", "dump"]);
+    let peer_line: Vec<&str> = dump.lines().nth(1).unwrap().split('\t').collect();
+    assert_eq!(peer_line[0], peer);
+    assert_eq!(peer_line[2], "198.18.0.2:40002");
+    assert!(
+        peer_line[4].parse::<u64>().unwrap() > 0,
+        "handshake time: {dump}"
+    );
+    assert!(
+        peer_line[5].parse::<u64>().unwrap() > 0 && peer_line[6].parse::<u64>().unwrap() > 0,
+        "transfer: {dump}"
+    );
+    // Every link is listed, and showconf works.
+    let all = wg(&["show", "interfaces"]);
+    assert_eq!(all.split_whitespace().count(), 2, "{all}");
+    assert!(wg(&["showconf", "brd6x40005"]).contains("ListenPort = 40005"));
+    // set: the endpoint may change; a new private key is refused with a clear errno.
+    let out = Command::new("nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "-n",
+            "wg",
+            "set",
+            "brd4x40004",
+            "listen-port",
+            "1234",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

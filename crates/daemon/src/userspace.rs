@@ -57,6 +57,7 @@ fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
             .and_then(|a| a.link4)
             .map(|n| n.addr()),
         netns: setup.netns.map(str::to_string),
+        uapi_dir: Some(braid_link::UAPI_DIR.into()),
     }
 }
 

@@ -246,6 +246,22 @@ impl Lab {
         self.children.spawn(&self.ns(i), command, log)
     }
 
+    /// Like [`Lab::spawn_logged`], with a private tmpfs on /run/wireguard for the process:
+    /// WireGuard UAPI sockets are named after interfaces, and nodes of a lab have links of
+    /// the same names. (`ip netns exec` already gives the process its own mount namespace.)
+    /// Reach the sockets with `nsenter -t PID -m -n wg show`.
+    pub fn spawn_private_uapi(
+        &self,
+        i: usize,
+        command: &Command,
+        log: Option<&std::path::Path>,
+    ) -> Result<u32, LabError> {
+        let mut wrapped = Command::new("sh");
+        wrapped.args(["-c", "mkdir -p /run/wireguard && mount -t tmpfs -o mode=0755 brd-uapi /run/wireguard && exec \"$@\"", "sh"]);
+        wrapped.arg(command.get_program()).args(command.get_args());
+        self.spawn_logged(i, &mut wrapped, log)
+    }
+
     /// Ends the processes the lab started (SIGTERM, then SIGKILL after 3 s).
     pub fn stop_children(&self) {
         self.children.stop_all();

@@ -8,8 +8,11 @@
 
 mod counters;
 mod device;
+mod uapi;
 mod udp;
 mod worker;
+
+pub use uapi::DEFAULT_DIR as UAPI_DIR;
 
 pub use counters::{Counters, Snapshot};
 
@@ -45,6 +48,8 @@ pub struct LinkConfig {
     /// point-to-point address (local/32 peer peer/32), so the peer's address routes over
     /// this link even though every link of the node carries the same `link4`.
     pub peer_link4: Option<Ipv4Addr>,
+    /// Directory of the link's UAPI socket (`<dir>/<name>.sock`, for `wg`); `None` for none.
+    pub uapi_dir: Option<std::path::PathBuf>,
     /// Network namespace for the TUN device (the overlay); the socket stays in the
     /// caller's namespace. `None`: the caller's namespace.
     pub netns: Option<String>,
@@ -89,6 +94,17 @@ pub struct Link {
 impl Link {
     /// Creates the TUN device and the socket, and starts the link's thread.
     pub fn start(config: LinkConfig) -> Result<Link, LinkError> {
+        let uapi =
+            match &config.uapi_dir {
+                None => None,
+                Some(dir) => Some(uapi::UapiSocket::bind(dir, &config.name).map_err(|source| {
+                    LinkError::Io {
+                        link: config.name.clone(),
+                        what: format!("opening its UAPI socket in {}", dir.display()),
+                        source,
+                    }
+                })?),
+            };
         let socket = udp::bind(&config)?;
         let tun = device::create(&config)?;
         let counters = Arc::new(Counters::default());
@@ -107,6 +123,7 @@ impl Link {
             counters.clone(),
             stop.clone(),
             commands,
+            uapi,
         );
         let thread = std::thread::Builder::new()
             .name(format!("link {name}"))

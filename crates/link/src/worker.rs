@@ -3,8 +3,10 @@
 
 use crate::LinkConfig;
 use crate::counters::{Counters, add};
+use crate::uapi::{self, UapiSocket};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
+use braid_uapi::{DeviceInfo, PeerInfo, Request, errno};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -35,6 +37,9 @@ pub struct Worker {
     private_key: [u8; 32],
     peer_public_key: [u8; 32],
     endpoint: Option<SocketAddr>,
+    keepalive: Option<u16>,
+    fwmark: u32,
+    uapi: Option<UapiSocket>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     commands: Receiver<Command>,
@@ -78,6 +83,7 @@ impl Worker {
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         commands: Receiver<Command>,
+        uapi: Option<UapiSocket>,
     ) -> Self {
         *counters.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = config.endpoint;
         Worker {
@@ -89,6 +95,9 @@ impl Worker {
             private_key: config.private_key,
             peer_public_key: config.peer_public_key,
             endpoint: config.endpoint,
+            keepalive: config.keepalive,
+            fwmark: config.fwmark,
+            uapi,
             counters,
             stop,
             commands,
@@ -96,7 +105,9 @@ impl Worker {
     }
 
     pub fn run(mut self) {
-        let mut src = vec![0u8; 65536];
+        // Zeroed allocations this large are mapped lazily: only the pages packets touch
+        // become resident, so MTU-sized traffic costs a few KiB per link.
+        let mut src = vec![0u8; 65536 + 256];
         let mut dst = vec![0u8; 65536 + 256];
         let mut next_tick = Instant::now();
         // Start the handshake at once when we know where the peer is.
@@ -120,12 +131,18 @@ impl Worker {
                     events: libc::POLLIN,
                     revents: 0,
                 },
+                libc::pollfd {
+                    // poll ignores negative descriptors: no UAPI socket, nothing to watch.
+                    fd: self.uapi.as_ref().map_or(-1, |u| u.listener().as_raw_fd()),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             let timeout = next_tick
                 .saturating_duration_since(Instant::now())
                 .as_millis()
                 .min(POLL_TIMEOUT_MS as u128) as i32;
-            // SAFETY: fds is a valid array of two pollfd structs for the duration of the call.
+            // SAFETY: fds is a valid array of pollfd structs for the duration of the call.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if ready > 0 {
                 if fds[0].revents & libc::POLLIN != 0 {
@@ -133,6 +150,9 @@ impl Worker {
                 }
                 if fds[1].revents & libc::POLLIN != 0 {
                     self.handle_network(&mut src, &mut dst);
+                }
+                if fds[2].revents & libc::POLLIN != 0 {
+                    self.handle_uapi();
                 }
             }
             if Instant::now() >= next_tick {
@@ -155,6 +175,7 @@ impl Worker {
                         .unwrap_or_else(|p| p.into_inner()) = endpoint;
                 }
                 Command::SetKeepalive(keepalive) => {
+                    self.keepalive = keepalive;
                     self.tunn = new_tunn(self.private_key, self.peer_public_key, keepalive)
                 }
             }
@@ -277,6 +298,90 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = at;
         }
+    }
+
+    fn handle_uapi(&mut self) {
+        let Some(mut stream) = self.uapi.as_ref().and_then(UapiSocket::accept) else {
+            return;
+        };
+        let Some(text) = uapi::read_request(&mut stream) else {
+            return;
+        };
+        let answer = match braid_uapi::parse_request(&text) {
+            Ok(Request::Get) => braid_uapi::format_get(&self.device_info()),
+            Ok(Request::Set(set)) => braid_uapi::format_errno(self.apply_set(set)),
+            Err(e) => {
+                tracing::debug!(link = %self.name, "UAPI request: {e}");
+                braid_uapi::format_errno(e.errno())
+            }
+        };
+        uapi::reply(&mut stream, &answer);
+    }
+
+    fn device_info(&self) -> DeviceInfo {
+        let stats = self.counters.snapshot();
+        DeviceInfo {
+            private_key: self.private_key,
+            listen_port: stats.listen_port,
+            fwmark: self.fwmark,
+            peers: vec![PeerInfo {
+                public_key: self.peer_public_key,
+                preshared_key: [0; 32],
+                endpoint: self.endpoint,
+                last_handshake: stats
+                    .last_handshake
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()),
+                rx_bytes: stats.rx_bytes,
+                tx_bytes: stats.tx_bytes,
+                persistent_keepalive: self.keepalive.unwrap_or(0),
+                allowed_ips: vec![
+                    "0.0.0.0/0".parse().expect("literal"),
+                    "::/0".parse().expect("literal"),
+                ],
+            }],
+        }
+    }
+
+    /// `set=1`: the endpoint and keepalive of the link's one peer may change; keys, ports,
+    /// marks, peers and allowed IPs come from braid's config and registry (EPERM).
+    fn apply_set(&mut self, set: braid_uapi::SetDevice) -> i32 {
+        let same_key = set.private_key.is_none_or(|k| k == self.private_key);
+        let same_port = set
+            .listen_port
+            .is_none_or(|p| p == self.counters.snapshot().listen_port);
+        let same_mark = set.fwmark.is_none_or(|m| m == self.fwmark);
+        let full: [ipnet::IpNet; 2] = [
+            "0.0.0.0/0".parse().expect("literal"),
+            "::/0".parse().expect("literal"),
+        ];
+        let peers_ok = set.peers.iter().all(|p| {
+            p.public_key == self.peer_public_key
+                && !p.remove
+                && p.preshared_key.is_none_or(|k| k == [0; 32])
+                && p.allowed_ips.iter().all(|ip| full.contains(ip))
+        });
+        if !(same_key && same_port && same_mark && peers_ok) || set.replace_peers {
+            return errno::EPERM;
+        }
+        for peer in set.peers {
+            if let Some(endpoint) = peer.endpoint {
+                let endpoint = canonical(endpoint);
+                self.endpoint = Some(endpoint);
+                *self
+                    .counters
+                    .endpoint
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(endpoint);
+            }
+            if let Some(keepalive) = peer.persistent_keepalive {
+                let keepalive = (keepalive > 0).then_some(keepalive);
+                if keepalive != self.keepalive {
+                    self.keepalive = keepalive;
+                    self.tunn = new_tunn(self.private_key, self.peer_public_key, keepalive);
+                }
+            }
+        }
+        0
     }
 
     fn tick(&mut self, dst: &mut [u8]) {

@@ -38,6 +38,7 @@ fn config(
         link_local6: Some(format!("fe80::{index}/64").parse().unwrap()),
         link4: Some(format!("169.254.0.{index}/16").parse().unwrap()),
         peer_link4: None,
+        uapi_dir: None,
         netns: None,
     }
 }

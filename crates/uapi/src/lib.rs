@@ -8,14 +8,15 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// errno values the protocol uses in replies.
+/// errno values the protocol uses in replies: negated, as wireguard-go sends them and as
+/// `wg` reads them (`errno=-22`).
 pub mod errno {
     /// Bad request syntax or value.
-    pub const EINVAL: i32 = 22;
+    pub const EINVAL: i32 = -22;
     /// A request the device understands but does not allow (braid's links have one fixed peer).
-    pub const EPERM: i32 = 1;
+    pub const EPERM: i32 = -1;
     /// A key this implementation does not support.
-    pub const EPROTO: i32 = 71;
+    pub const EPROTO: i32 = -71;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -110,7 +110,7 @@ fn up(nodes: usize, name: &str, dir: PathBuf, plan_only: bool, seconds: u32) -> 
     let mut sockets = Vec::new();
     for f in &files {
         let log = f.config.with_file_name("braid.log");
-        lab.spawn_logged(
+        lab.spawn_private_uapi(
             f.index,
             Command::new(&exe).arg("run").arg("-c").arg(&f.config),
             Some(&log),
