@@ -168,26 +168,54 @@ fn b64(key: &[u8; 32]) -> String {
     PublicKey(*key).to_base64()
 }
 
-#[test]
-fn braid_interoperates_with_wireguard_go() {
-    if !braid_lab::available_or_skip("braid_interoperates_with_wireguard_go") {
+/// iperf3 for 5 s over the tunnel from node 1 to node 2's tunnel address, `reverse` for the
+/// other direction; returns Mbit/s received.
+fn iperf3(lab: &Lab, reverse: bool) -> f64 {
+    let server = lab
+        .spawn(
+            2,
+            Command::new("iperf3").args(["-s", "--logfile", "/dev/null"]),
+        )
+        .unwrap();
+    let mut args = vec!["-c", "169.254.0.2", "-t", "5", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let out = lab.try_exec(1, "iperf3", &args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !text.contains("unable to connect") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // SAFETY: kill on the PID of the iperf3 server started above.
+    unsafe { libc::kill(server as i32, libc::SIGTERM) };
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3: {report}"))
+        / 1e6
+}
+
+/// Node 1 runs a braid link, node 2 wireguard-go configured with `wg set`. `braid_dials`:
+/// only braid knows the other's endpoint (else only wireguard-go does), so the first
+/// handshake comes from that side.
+fn wireguard_go_pair(test: &str, tag: &str, braid_dials: bool) {
+    if !braid_lab::available_or_skip(test) {
         return;
     }
-    if Command::new("wireguard-go")
-        .arg("--version")
-        .output()
-        .is_err()
-        || Command::new("wg").arg("--version").output().is_err()
-    {
-        eprintln!(
-            "SKIPPED braid_interoperates_with_wireguard_go: wireguard-go or wg (wireguard-tools) is not installed"
-        );
-        return;
+    for tool in ["wireguard-go", "wg", "iperf3"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            eprintln!("SKIPPED {test}: {tool} is not installed");
+            return;
+        }
     }
-    let lab = Lab::up(LabSpec::new(&lab_name("lw"), 2)).unwrap();
+    let lab = Lab::up(LabSpec::new(&lab_name(tag), 2)).unwrap();
     let (a, b) = (key_pair(), key_pair());
     // wireguard-go's UAPI socket lives in the shared /var/run/wireguard: use a unique name.
-    let ifname = format!("brdwg{:x}", std::process::id() % 0xfffff);
+    let ifname = format!("brdwg{:x}{tag}", std::process::id() % 0xffff);
     let mut go = Command::new("wireguard-go");
     go.args(["-f", &ifname])
         .env("LOG_LEVEL", "error")
@@ -196,39 +224,43 @@ fn braid_interoperates_with_wireguard_go() {
     wait_for("wireguard-go's UAPI socket", || {
         std::path::Path::new(&format!("/var/run/wireguard/{ifname}.sock")).exists()
     });
-    let dir = std::env::temp_dir().join(format!("brd-wg-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("brd-wg-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("key");
     std::fs::write(&key_file, b64(&b.0)).unwrap();
-    lab.exec(
-        2,
-        "wg",
-        &[
-            "set",
-            &ifname,
-            "private-key",
-            key_file.to_str().unwrap(),
-            "listen-port",
-            "40002",
-            "peer",
-            &b64(&a.1),
-            "endpoint",
-            "198.18.0.1:40004",
-            "allowed-ips",
-            "0.0.0.0/0,::/0",
-        ],
-    )
-    .unwrap();
+    let mut set = vec![
+        "set",
+        &ifname,
+        "private-key",
+        key_file.to_str().unwrap(),
+        "listen-port",
+        "40002",
+    ];
+    let peer = b64(&a.1);
+    set.extend(["peer", &peer, "allowed-ips", "0.0.0.0/0,::/0"]);
+    if !braid_dials {
+        set.extend(["endpoint", "198.18.0.1:40004"]);
+    }
+    lab.exec(2, "wg", &set).unwrap();
     lab.exec(2, "ip", &["addr", "add", "169.254.0.2/16", "dev", &ifname])
         .unwrap();
-    lab.exec(2, "ip", &["link", "set", &ifname, "up"]).unwrap();
-    let la = start_in(
-        &lab,
-        1,
-        config("brdt2", 40004, Some("198.18.0.2:40002"), &a, &b.1, 1),
-    );
-    wait_for("ping braid -> wireguard-go", || lab.ping(1, "169.254.0.2"));
-    assert!(lab.ping(2, "169.254.0.1"), "ping wireguard-go -> braid");
+    lab.exec(2, "ip", &["link", "set", &ifname, "mtu", "1420", "up"])
+        .unwrap();
+    let endpoint = braid_dials.then_some("198.18.0.2:40002");
+    let la = start_in(&lab, 1, config("brdt2", 40004, endpoint, &a, &b.1, 1));
+    if braid_dials {
+        wait_for("ping braid -> wireguard-go", || lab.ping(1, "169.254.0.2"));
+        assert!(lab.ping(2, "169.254.0.1"), "ping wireguard-go -> braid");
+    } else {
+        // Traffic from wireguard-go's side starts the handshake.
+        wait_for("ping wireguard-go -> braid", || lab.ping(2, "169.254.0.1"));
+        assert!(lab.ping(1, "169.254.0.2"), "ping braid -> wireguard-go");
+        assert_eq!(
+            la.stats().endpoint.unwrap().to_string(),
+            "198.18.0.2:40002",
+            "braid learned the endpoint"
+        );
+    }
     let handshakes = wg(&lab, 2, &["show", &ifname, "latest-handshakes"]);
     let when: u64 = handshakes
         .split_whitespace()
@@ -237,5 +269,21 @@ fn braid_interoperates_with_wireguard_go() {
         .unwrap_or(0);
     assert!(when > 0, "wg show reports no handshake: {handshakes}");
     assert!(la.stats().last_handshake.is_some());
+    let forward = iperf3(&lab, false);
+    let reverse = iperf3(&lab, true);
+    eprintln!(
+        "{test}: iperf3 braid -> wireguard-go {forward:.0} Mbit/s, wireguard-go -> braid {reverse:.0} Mbit/s"
+    );
+    assert!(forward > 1.0 && reverse > 1.0, "{forward} {reverse}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn braid_dials_wireguard_go() {
+    wireguard_go_pair("braid_dials_wireguard_go", "wa", true);
+}
+
+#[test]
+fn wireguard_go_dials_braid() {
+    wireguard_go_pair("wireguard_go_dials_braid", "wb", false);
 }
