@@ -81,6 +81,9 @@ impl LinkBackend for UserspaceBackend {
 
     fn add(&mut self, setup: LinkSetup<'_>) -> Result<(), BackendError> {
         let name = setup.link.name.clone();
+        if let Some(ns) = setup.netns {
+            braid_system::netns::ensure(ns).map_err(|e| error(&name, e))?;
+        }
         let link = Link::start(link_config(&setup)).map_err(|e| error(&name, e))?;
         tracing::info!(link = %name, peer = %setup.link.peer, "link up");
         self.links.insert(name, link);

@@ -43,14 +43,45 @@ impl Netlink {
     }
 
     /// Opens a connection whose socket belongs to the named namespace (or the calling
-    /// thread's when `None`); its driver runs on the current tokio runtime.
+    /// thread's when `None`). For another namespace, a dedicated thread enters it and drives
+    /// the connection on its own runtime until the last handle is dropped; the handle works
+    /// from any runtime.
     pub fn connect_in(netns: Option<&str>) -> Result<Self, SystemError> {
         let Some(name) = netns else {
             return Self::connect();
         };
-        let (connection, handle, _) =
-            crate::netns::run_in(name, rtnetlink::new_connection)?.map_err(SystemError::Connect)?;
-        tokio::spawn(connection);
+        let name = name.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Err(e) = crate::netns::enter(&name) {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(source) => {
+                    let _ = tx.send(Err(SystemError::Netns { name, source }));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match rtnetlink::new_connection() {
+                    Ok((connection, handle, _)) => {
+                        let _ = tx.send(Ok(handle));
+                        connection.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(SystemError::Connect(e)));
+                    }
+                }
+            });
+        });
+        let handle = rx.recv().map_err(|_| {
+            SystemError::Connect(std::io::Error::other("the netlink thread ended"))
+        })??;
         Ok(Self { handle })
     }
 

@@ -73,3 +73,26 @@ where
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
+
+/// Creates the named namespace (as `ip netns add` does) unless it exists.
+pub fn ensure(name: &str) -> Result<(), SystemError> {
+    if std::path::Path::new("/run/netns").join(name).exists() {
+        return Ok(());
+    }
+    let err = |source| SystemError::Netns {
+        name: name.to_string(),
+        source,
+    };
+    let out = std::process::Command::new("ip")
+        .args(["netns", "add", name])
+        .output()
+        .map_err(err)?;
+    if !out.status.success() {
+        return Err(err(std::io::Error::other(format!(
+            "ip netns add: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))));
+    }
+    tracing::info!(netns = name, "created the overlay namespace");
+    Ok(())
+}
