@@ -407,3 +407,67 @@ fn overlay_isolation_by_namespace_keeps_sockets_in_the_underlay() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&left.stdout).lines().count(), 0);
 }
+
+/// `/etc/netns/<ns>/hosts`, which `ip netns exec` puts over /etc/hosts for processes it
+/// starts in that namespace; removed on drop.
+struct NetnsHosts(PathBuf);
+
+impl NetnsHosts {
+    fn new(ns: &str, text: &str) -> Self {
+        let dir = Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hosts"), text).unwrap();
+        NetnsHosts(dir)
+    }
+    /// Rewrites the file in place (same inode, so the bind mount shows the new text).
+    fn set(&self, text: &str) {
+        std::fs::write(self.0.join("hosts"), text).unwrap();
+    }
+}
+
+impl Drop for NetnsHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn dns_endpoints_are_resolved_again_until_the_peer_answers() {
+    let Some(m) = mesh("dn_dns", 2) else { return };
+    // n1 publishes no address (n2 cannot dial it); n2 publishes a DNS name that n1's
+    // resolver first maps to an address where nobody is.
+    let mut registry: Value = serde_json::from_str(&m.full_registry).unwrap();
+    for endpoint in registry[0]["endpoints"].as_array_mut().unwrap() {
+        endpoint["address"] = Value::String(String::new());
+    }
+    registry[1]["endpoints"][0]["address"] = Value::String("n2.lab.test".into());
+    std::fs::write(
+        m.registry(),
+        serde_json::to_string_pretty(&registry).unwrap(),
+    )
+    .unwrap();
+    let hosts = NetnsHosts::new(&m.lab.ns(1), "198.18.0.99 n2.lab.test\n");
+    m.start(1);
+    m.start(2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !m.lab.ping(1, "fe80::2%brd4x40004"),
+        "no handshake while the name points nowhere"
+    );
+    hosts.set("198.18.0.2 n2.lab.test\n");
+    wait_until(
+        "n1 re-resolving n2.lab.test and shaking hands",
+        Duration::from_secs(20),
+        || m.lab.ping(1, "fe80::2%brd4x40004"),
+    );
+    let status = braid(&["status", "--json", "-c", m.config(1)]);
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let link = doc["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "brd4x40004")
+        .unwrap()
+        .clone();
+    assert_eq!(link["endpoint"], "198.18.0.2:40002", "{link}");
+}

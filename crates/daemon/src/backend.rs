@@ -62,4 +62,6 @@ pub trait LinkBackend: Send {
     fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError>;
     fn remove(&mut self, name: &str) -> Result<(), BackendError>;
     fn stats(&self, name: &str) -> Option<LinkStats>;
+    /// Resolves the link's DNS endpoint again and points the link at the answer.
+    fn re_resolve(&mut self, _link: &braid_plan::LinkPlan) {}
 }

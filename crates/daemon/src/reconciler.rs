@@ -172,6 +172,28 @@ impl<B: LinkBackend> Reconciler<B> {
         summary
     }
 
+    /// Resolves DNS endpoints again: of every link when `all`, else of the links without a
+    /// live session (the peer may have moved). Returns how many were looked up.
+    pub fn re_resolve(&mut self, all: bool, now: SystemTime) -> usize {
+        let mut count = 0;
+        for link in &self.running {
+            let named = link
+                .endpoint
+                .as_ref()
+                .is_some_and(|e| matches!(e.host, braid_model::Host::Name(_)));
+            if !named {
+                continue;
+            }
+            let live =
+                crate::status::link_state(self.backend.stats(&link.name).as_ref(), now) == "up";
+            if all || !live {
+                self.backend.re_resolve(link);
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// Removes every link (for `down` and shutdown).
     pub fn remove_all(&mut self) -> Summary {
         let mut summary = Summary::default();

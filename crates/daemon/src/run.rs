@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// How often links that failed to come up are tried again.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(10);
+/// How often links that failed to come up are tried again, and DNS endpoints of links
+/// without a session are resolved again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// Every DNS endpoint is resolved again this often, live or not.
+pub const RE_RESOLVE_ALL_EVERY: u32 = 60; // retry ticks: 5 minutes
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -115,6 +118,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
+    let mut ticks: u32 = 0;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -126,6 +130,8 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                 if let Some(summary) = r.retry_failed() {
                     tracing::info!(%summary, "retried failed links");
                 }
+                ticks = ticks.wrapping_add(1);
+                r.re_resolve(ticks % RE_RESOLVE_ALL_EVERY == 0, SystemTime::now());
             }
             accepted = listener.accept() => {
                 let Ok((mut stream, _)) = accepted else { continue };

@@ -131,6 +131,19 @@ impl LinkBackend for UserspaceBackend {
         Ok(())
     }
 
+    fn re_resolve(&mut self, plan: &braid_plan::LinkPlan) {
+        let (Some(link), Some(endpoint)) = (self.links.get(&plan.name), &plan.endpoint) else {
+            return;
+        };
+        let Some(addr) = resolve(endpoint, plan.family) else {
+            return;
+        };
+        if link.stats().endpoint != Some(addr) {
+            tracing::info!(link = %plan.name, host = %endpoint.host, %addr, "endpoint re-resolved");
+            link.set_endpoint(Some(addr));
+        }
+    }
+
     fn stats(&self, name: &str) -> Option<LinkStats> {
         let s = self.links.get(name)?.stats();
         Some(LinkStats {
