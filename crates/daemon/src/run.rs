@@ -131,7 +131,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                     tracing::info!(%summary, "retried failed links");
                 }
                 ticks = ticks.wrapping_add(1);
-                r.re_resolve(ticks % RE_RESOLVE_ALL_EVERY == 0, SystemTime::now());
+                r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());
             }
             accepted = listener.accept() => {
                 let Ok((mut stream, _)) = accepted else { continue };
