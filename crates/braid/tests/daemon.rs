@@ -433,7 +433,7 @@ impl Drop for NetnsHosts {
 
 #[test]
 fn dns_endpoints_are_resolved_again_until_the_peer_answers() {
-    let Some(m) = mesh("dn_dns", 2) else { return };
+    let Some(m) = mesh("ns_dns", 2) else { return };
     // n1 publishes no address (n2 cannot dial it); n2 publishes a DNS name that n1's
     // resolver first maps to an address where nobody is.
     let mut registry: Value = serde_json::from_str(&m.full_registry).unwrap();

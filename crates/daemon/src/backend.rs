@@ -61,6 +61,10 @@ pub trait LinkBackend: Send {
     /// Applies `changes` to a running link, in place where possible.
     fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError>;
     fn remove(&mut self, name: &str) -> Result<(), BackendError>;
+    /// Removes every link; backends may do it faster than one by one.
+    fn remove_all(&mut self, names: &[String]) -> Vec<Result<(), BackendError>> {
+        names.iter().map(|name| self.remove(name)).collect()
+    }
     fn stats(&self, name: &str) -> Option<LinkStats>;
     /// Resolves the link's DNS endpoint again and points the link at the answer.
     fn re_resolve(&mut self, _link: &braid_plan::LinkPlan) {}

@@ -197,9 +197,13 @@ impl<B: LinkBackend> Reconciler<B> {
     /// Removes every link (for `down` and shutdown).
     pub fn remove_all(&mut self) -> Summary {
         let mut summary = Summary::default();
-        for link in std::mem::take(&mut self.running) {
-            match self.backend.remove(&link.name) {
-                Ok(()) => summary.removed.push(link.name),
+        let names: Vec<String> = std::mem::take(&mut self.running)
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        for (name, result) in names.iter().zip(self.backend.remove_all(&names)) {
+            match result {
+                Ok(()) => summary.removed.push(name.clone()),
                 Err(e) => summary.failed.push(e.to_string()),
             }
         }

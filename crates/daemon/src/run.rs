@@ -42,10 +42,15 @@ pub async fn account_groups<B: LinkBackend>(
     };
     let config = &loaded.config;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
-    nl.mark_stale(config.active_group, config.stale_group)
-        .await?;
-    for name in r.running() {
-        if let Some(link) = nl.link_by_name(name).await? {
+    // One listing, then only the changes: an unchanged mesh costs one netlink dump. The
+    // result is ranet's (stale everything, re-activate what runs, delete the stale group)
+    // without touching the links that stay.
+    let running: std::collections::HashSet<&str> = r.running().collect();
+    for link in nl.links().await? {
+        let wanted = running.contains(link.name.as_str());
+        if link.group == config.active_group && !wanted {
+            nl.set_group(link.index, config.stale_group).await?;
+        } else if wanted && link.group != config.active_group {
             nl.set_group(link.index, config.active_group).await?;
         }
     }

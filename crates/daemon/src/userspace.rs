@@ -144,6 +144,19 @@ impl LinkBackend for UserspaceBackend {
         }
     }
 
+    fn remove_all(&mut self, names: &[String]) -> Vec<Result<(), BackendError>> {
+        let links: Vec<Link> = names
+            .iter()
+            .filter_map(|name| self.links.remove(name))
+            .collect();
+        for link in &links {
+            link.request_stop();
+        }
+        drop(links); // waits for every thread, which all stop at once
+        tracing::info!(links = names.len(), "links removed");
+        names.iter().map(|_| Ok(())).collect()
+    }
+
     fn stats(&self, name: &str) -> Option<LinkStats> {
         let s = self.links.get(name)?.stats();
         Some(LinkStats {

@@ -54,29 +54,28 @@ fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     device
         .set_nonblocking(true)
         .map_err(io("making its TUN device non-blocking"))?;
-    set_group(config)?;
+    let index = device
+        .if_index()
+        .map_err(io("reading its interface index"))?;
+    set_group(config, index)?;
     Ok(device)
 }
 
 /// Interface groups have no ioctl, and point-to-point addresses need netlink too. The
 /// netlink work runs on its own thread, in the TUN device's namespace.
-fn set_group(config: &LinkConfig) -> Result<(), LinkError> {
-    let name = config.name.clone();
+fn set_group(config: &LinkConfig, index: u32) -> Result<(), LinkError> {
     let group = config.group;
     let p2p = config.link4.zip(config.peer_link4);
     let system = |source| LinkError::System {
         link: config.name.clone(),
         source,
     };
-    let netns = config.netns.clone();
+    // The helper thread inherits this thread's namespace: the TUN device's.
     braid_system::netns::block_on(move || async move {
-        let nl = Netlink::connect_in(netns.as_deref())?;
-        if let Some(link) = nl.link_by_name(&name).await? {
-            nl.set_group(link.index, group).await?;
-            if let Some((local, peer)) = p2p {
-                nl.add_peer_address_v4(link.index, local.addr(), peer)
-                    .await?;
-            }
+        let nl = Netlink::connect()?;
+        nl.set_group(index, group).await?;
+        if let Some((local, peer)) = p2p {
+            nl.add_peer_address_v4(index, local.addr(), peer).await?;
         }
         Ok(())
     })

@@ -6,10 +6,12 @@
 //! links are independent (one slow link never stalls another), and a mesh node has tens
 //! of links, not thousands. Batching (TUN offloads, GSO/GRO) comes later on the same shape.
 
+mod buffer;
 mod counters;
 mod device;
 mod uapi;
 mod udp;
+mod wake;
 mod worker;
 
 pub use uapi::DEFAULT_DIR as UAPI_DIR;
@@ -88,6 +90,8 @@ pub struct Link {
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     control: std::sync::mpsc::Sender<worker::Command>,
+    /// Wakes the link's thread from `poll` for a command or a stop.
+    wake: Arc<wake::Wake>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -115,6 +119,11 @@ impl Link {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (control, commands) = std::sync::mpsc::channel();
+        let wake = Arc::new(wake::Wake::new().map_err(|source| LinkError::Io {
+            link: config.name.clone(),
+            what: "creating its wake-up eventfd".into(),
+            source,
+        })?);
         let name = config.name.clone();
         let worker = worker::Worker::new(
             &config,
@@ -124,6 +133,7 @@ impl Link {
             stop.clone(),
             commands,
             uapi,
+            wake.clone(),
         );
         let thread = std::thread::Builder::new()
             .name(format!("link {name}"))
@@ -138,6 +148,7 @@ impl Link {
             counters,
             stop,
             control,
+            wake,
             thread: Some(thread),
         })
     }
@@ -153,11 +164,20 @@ impl Link {
     /// Points the link at a new endpoint (config change or re-resolved DNS name).
     pub fn set_endpoint(&self, endpoint: Option<SocketAddr>) {
         let _ = self.control.send(worker::Command::SetEndpoint(endpoint));
+        self.wake.wake();
     }
 
     /// Changes the persistent keepalive (a new session is negotiated).
     pub fn set_keepalive(&self, keepalive: Option<u16>) {
         let _ = self.control.send(worker::Command::SetKeepalive(keepalive));
+        self.wake.wake();
+    }
+
+    /// Asks the link's thread to stop without waiting for it; dropping the link then
+    /// waits. Stopping many links this way lets them close their devices in parallel.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.wake();
     }
 
     /// Stops the link and removes its TUN device.
@@ -167,6 +187,7 @@ impl Link {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.wake.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -2,6 +2,7 @@
 //! WireGuard state machine, ticks its timers, counts, and follows a roaming peer.
 
 use crate::LinkConfig;
+use crate::buffer::PacketBuffer;
 use crate::counters::{Counters, add};
 use crate::uapi::{self, UapiSocket};
 use boringtun::noise::errors::WireGuardError;
@@ -18,8 +19,11 @@ use tun_rs::SyncDevice;
 
 /// boringtun expects its timers to be ticked this often.
 const TIMER_TICK: Duration = Duration::from_millis(250);
-/// The poll timeout bounds how long a stop request waits.
-const POLL_TIMEOUT_MS: i32 = 100;
+/// A link that moved no packet for this long ticks its timers at [`IDLE_TICK`]: boringtun's
+/// timers (handshake retries, keepalives) then fire up to a second late, which an idle link
+/// does not notice, and a mesh of a thousand idle links sleeps.
+const IDLE_AFTER: Duration = Duration::from_secs(10);
+const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Packets handled per readable fd before looking at the other one again.
 const BATCH: usize = 64;
 
@@ -40,6 +44,9 @@ pub struct Worker {
     keepalive: Option<u16>,
     fwmark: u32,
     uapi: Option<UapiSocket>,
+    wake: Arc<crate::wake::Wake>,
+    /// When a packet last went through, to slow the timers of idle links.
+    last_activity: Instant,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     commands: Receiver<Command>,
@@ -76,6 +83,7 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)] // the worker owns everything its link holds
     pub fn new(
         config: &LinkConfig,
         tun: SyncDevice,
@@ -84,6 +92,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         commands: Receiver<Command>,
         uapi: Option<UapiSocket>,
+        wake: Arc<crate::wake::Wake>,
     ) -> Self {
         *counters.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = config.endpoint;
         Worker {
@@ -98,6 +107,8 @@ impl Worker {
             keepalive: config.keepalive,
             fwmark: config.fwmark,
             uapi,
+            wake,
+            last_activity: Instant::now(),
             counters,
             stop,
             commands,
@@ -107,8 +118,13 @@ impl Worker {
     pub fn run(mut self) {
         // Zeroed allocations this large are mapped lazily: only the pages packets touch
         // become resident, so MTU-sized traffic costs a few KiB per link.
-        let mut src = vec![0u8; 65536 + 256];
-        let mut dst = vec![0u8; 65536 + 256];
+        let (Ok(mut src), Ok(mut dst)) = (
+            PacketBuffer::new(65536 + 256),
+            PacketBuffer::new(65536 + 256),
+        ) else {
+            tracing::error!(link = %self.name, "cannot map packet buffers; the link stops");
+            return;
+        };
         let mut next_tick = Instant::now();
         // Start the handshake at once when we know where the peer is.
         if self.endpoint.is_some()
@@ -132,16 +148,23 @@ impl Worker {
                     revents: 0,
                 },
                 libc::pollfd {
+                    fd: self.wake.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
                     // poll ignores negative descriptors: no UAPI socket, nothing to watch.
                     fd: self.uapi.as_ref().map_or(-1, |u| u.listener().as_raw_fd()),
                     events: libc::POLLIN,
                     revents: 0,
                 },
             ];
+            // Round up: a timeout rounded down to 0 ms would spin until the tick is due.
             let timeout = next_tick
                 .saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(POLL_TIMEOUT_MS as u128) as i32;
+                .as_micros()
+                .div_ceil(1000)
+                .min(i32::MAX as u128) as i32;
             // SAFETY: fds is a valid array of pollfd structs for the duration of the call.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if ready > 0 {
@@ -152,12 +175,16 @@ impl Worker {
                     self.handle_network(&mut src, &mut dst);
                 }
                 if fds[2].revents & libc::POLLIN != 0 {
+                    self.wake.drain();
+                }
+                if fds[3].revents & libc::POLLIN != 0 {
                     self.handle_uapi();
                 }
             }
             if Instant::now() >= next_tick {
                 self.tick(&mut dst);
-                next_tick = Instant::now() + TIMER_TICK;
+                let idle = self.last_activity.elapsed() > IDLE_AFTER;
+                next_tick = Instant::now() + if idle { IDLE_TICK } else { TIMER_TICK };
             }
         }
         tracing::debug!(link = %self.name, "link thread stopped");
@@ -206,7 +233,10 @@ impl Worker {
     fn handle_tun(&mut self, src: &mut [u8], dst: &mut [u8]) {
         for _ in 0..BATCH {
             let n = match self.tun.recv(src) {
-                Ok(n) => n,
+                Ok(n) => {
+                    self.last_activity = Instant::now();
+                    n
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::warn!(link = %self.name, "reading the TUN device: {e}");
@@ -234,6 +264,7 @@ impl Worker {
                     return;
                 }
             };
+            self.last_activity = Instant::now();
             let from = canonical(from);
             let datagram = &src[..n];
             let result = self.tunn.decapsulate(Some(from.ip()), datagram, dst);

@@ -6,7 +6,25 @@ use braid_daemon::userspace::UserspaceBackend;
 use braid_model::extensions::Backend;
 use std::path::Path;
 
+/// Each link holds a TUN device, a UDP socket and a UAPI socket: a large mesh needs more
+/// descriptors than the usual soft limit of 1024, so raise it to the hard limit.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 pub fn run(config_path: &Path) -> Result<bool> {
+    raise_file_limit();
     let (config, warnings) =
         load::config(config_path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     for warning in &warnings.0 {
