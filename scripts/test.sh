@@ -8,8 +8,8 @@ log() { printf '\n== %s\n' "$*"; }
 
 # Debian packages the tests use: iproute2 (ip, tc) and nftables for the lab, iputils-ping
 # for reachability, wireguard-go and wireguard-tools as interop peers, iperf3 for
-# throughput, babeld and bird2 for routing.
-PACKAGES=(iproute2 nftables iputils-ping procps wireguard-go wireguard-tools iperf3 babeld bird2)
+# throughput, wrk to load the status listener, babeld and bird2 for routing.
+PACKAGES=(iproute2 nftables iputils-ping procps util-linux wireguard-go wireguard-tools iperf3 wrk babeld bird2)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

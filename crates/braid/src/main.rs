@@ -73,7 +73,7 @@ enum Command {
     },
     /// Show the running daemon's links: state, peer, endpoint, handshake, traffic.
     #[command(
-        after_help = "Examples:\n  braid status -c /etc/braid/config.json\n  braid status -c /etc/braid/config.json --json\n\nThe JSON schema is documented in docs/status-json.md."
+        after_help = "Examples:\n  braid status -c /etc/braid/config.json\n  braid status -c /etc/braid/config.json --json\n  braid status -c /etc/braid/config.json --watch\n\nThe same JSON is served at GET /status and as Prometheus metrics at GET /metrics (config status.listen).\nThe JSON schema is documented in docs/status-json.md."
     )]
     Status {
         #[arg(short, long, value_name = "CONFIG")]
@@ -81,6 +81,9 @@ enum Command {
         /// Print the documented JSON document.
         #[arg(long)]
         json: bool,
+        /// Refresh every second, in place, until interrupted.
+        #[arg(long)]
+        watch: bool,
     },
     /// Remove every interface braid made, through the daemon or directly if it is gone.
     #[command(
@@ -147,7 +150,11 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Meta { config } => status(cli::meta::run(&config)?),
         Command::Run { config } => status(cli::run::run(&config)?),
         Command::Reload { config } => status(cli::control::reload(&config)?),
-        Command::Status { config, json } => status(cli::control::status(&config, json)?),
+        Command::Status {
+            config,
+            json,
+            watch,
+        } => status(cli::control::status(&config, json, watch)?),
         Command::Down { config } => status(cli::control::down(&config)?),
         Command::Lab { command } => status(cli::lab::run(command)?),
     })

@@ -45,6 +45,8 @@ pub struct LinkStats {
     pub dropped_bad_packet: u64,
     pub dropped_unknown_key: u64,
     pub dropped_replay: u64,
+    /// Packets from the TUN that could not be sent: no endpoint yet, or a send error.
+    pub dropped_no_route: u64,
 }
 
 fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

@@ -3,7 +3,9 @@
 
 pub mod backend;
 pub mod control;
+pub mod http;
 pub mod load;
+pub mod metrics;
 pub mod reconciler;
 pub mod run;
 pub mod status;

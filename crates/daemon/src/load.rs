@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub struct Loaded {
     pub config: Config,
     pub registry_path: PathBuf,
+    /// Versions of the inputs: the first 16 hex digits of the SHA-256 of each file.
+    pub config_hash: String,
+    pub registry_hash: String,
     pub plan: Plan,
     pub warnings: Problems,
 }
@@ -51,6 +54,9 @@ pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
 /// Loads and validates everything; `Err` holds every problem (errors and warnings).
 pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
     let config_file = config_path.display().to_string();
+    let config_hash = read(config_path, "config")
+        .map(|t| digest(&t))
+        .unwrap_or_default();
     let (config, mut problems) = match config(config_path) {
         Ok(loaded) => loaded,
         Err(mut problems) => {
@@ -64,11 +70,11 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
         &registry_path,
         "registry (named by the config's `registry` field)",
     )
-    .and_then(|text| Registry::parse(&registry_file, &text));
-    let registry = match registry {
-        Ok((registry, warnings)) => {
+    .and_then(|text| Registry::parse(&registry_file, &text).map(|(r, w)| (r, w, digest(&text))));
+    let (registry, registry_hash) = match registry {
+        Ok((registry, warnings, hash)) => {
             problems.extend(warnings);
-            registry
+            (registry, hash)
         }
         Err(errors) => {
             problems.extend(errors);
@@ -89,6 +95,8 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
         Ok(plan) if !problems.has_errors() => Ok(Loaded {
             config,
             registry_path,
+            config_hash,
+            registry_hash,
             plan,
             warnings: problems,
         }),
@@ -122,4 +130,14 @@ fn registry_problems_despite_config_errors(config_path: &Path) -> Problems {
         },
         Err(_) => Problems::default(),
     }
+}
+
+/// A short version of an input: the first 16 hex digits of its SHA-256.
+pub fn digest(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -54,6 +54,9 @@ pub struct Reconciler<B: LinkBackend> {
     running: Vec<LinkPlan>,
     pub loaded_at: Option<SystemTime>,
     pub last_error: Option<String>,
+    /// When the last reload was attempted, and whether its input was valid.
+    pub last_reload_at: Option<SystemTime>,
+    pub last_reload_ok: bool,
 }
 
 impl<B: LinkBackend> Reconciler<B> {
@@ -65,6 +68,8 @@ impl<B: LinkBackend> Reconciler<B> {
             running: Vec::new(),
             loaded_at: None,
             last_error: None,
+            last_reload_at: None,
+            last_reload_ok: false,
         }
     }
 
@@ -95,9 +100,14 @@ impl<B: LinkBackend> Reconciler<B> {
 
     /// Re-reads the inputs and brings the links in line. Invalid input: nothing changes.
     pub fn reload(&mut self) -> Result<Summary, ReloadError> {
+        self.last_reload_at = Some(SystemTime::now());
         let loaded = match load::load(&self.config_path) {
-            Ok(loaded) => loaded,
+            Ok(loaded) => {
+                self.last_reload_ok = true;
+                loaded
+            }
             Err(problems) => {
+                self.last_reload_ok = false;
                 self.last_error = Some(problems.to_string());
                 return Err(ReloadError::Invalid(problems));
             }

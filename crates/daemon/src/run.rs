@@ -30,6 +30,13 @@ pub enum RunError {
     Signal(std::io::Error),
     #[error(transparent)]
     System(#[from] braid_system::SystemError),
+    #[error(
+        "status listener {addr} (config status.listen): {source}; choose another address or \"off\""
+    )]
+    Status {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Group accounting as ranet does it: every active interface becomes stale, the links braid
@@ -103,6 +110,31 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     Reply::ok(format!("down: {summary}"))
 }
 
+/// How often link states are compared with the last look, to log each change once.
+pub const STATE_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Logs one line per link whose state changed since the last call.
+fn log_state_changes<B: LinkBackend>(
+    r: &Reconciler<B>,
+    last: &mut std::collections::BTreeMap<String, &'static str>,
+) {
+    let now = SystemTime::now();
+    let mut seen = std::collections::BTreeMap::new();
+    for link in r.running() {
+        let state = status::link_state(r.backend().stats(link).as_ref(), now);
+        if last.get(link) != Some(&state) {
+            tracing::info!(
+                link,
+                from = last.get(link).copied().unwrap_or("new"),
+                to = state,
+                "link state"
+            );
+        }
+        seen.insert(link.to_string(), state);
+    }
+    *last = seen;
+}
+
 /// Runs the daemon until SIGTERM, SIGINT or `braid down`.
 pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(), RunError> {
     let started = SystemTime::now();
@@ -122,6 +154,18 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let (status_tx, mut status_rx) = tokio::sync::mpsc::channel::<crate::http::StatusRequest>(64);
+    let listen = r.loaded().and_then(|l| l.config.status.listen);
+    let _http = match listen {
+        Some(addr) => Some(
+            crate::http::serve(addr, status_tx)
+                .await
+                .map_err(|source| RunError::Status { addr, source })?,
+        ),
+        None => None,
+    };
+    let mut watch = tokio::time::interval(STATE_WATCH_INTERVAL);
+    let mut states = std::collections::BTreeMap::new();
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     let mut ticks: u32 = 0;
     loop {
@@ -129,6 +173,10 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
             _ = hup.recv() => {
                 reload(&mut r).await;
             }
+            Some(reply) = status_rx.recv() => {
+                let _ = reply.send(status::status(&r, started, SystemTime::now()));
+            }
+            _ = watch.tick() => log_state_changes(&r, &mut states),
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = retry.tick() => {

@@ -23,9 +23,16 @@ pub struct NodeStatus {
     pub name: Option<String>,
     pub backend: &'static str,
     pub config: String,
+    pub registry: Option<String>,
+    /// Versions of the running inputs: the first 16 hex digits of each file's SHA-256.
+    pub config_version: Option<String>,
+    pub registry_version: Option<String>,
     pub uptime_seconds: u64,
     /// Unix time of the last successful reload.
     pub loaded_at: Option<u64>,
+    /// Unix time of the last reload attempt, and whether its input was valid.
+    pub last_reload_at: Option<u64>,
+    pub last_reload_ok: bool,
     /// The last reload's error, if it failed or some links did not come up.
     pub last_error: Option<String>,
 }
@@ -70,6 +77,11 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
         name: plan.and_then(|p| p.node.name.clone()),
         backend: r.backend().name(),
         config: r.config_path().display().to_string(),
+        registry: r.loaded().map(|l| l.registry_path.display().to_string()),
+        config_version: r.loaded().map(|l| l.config_hash.clone()),
+        registry_version: r.loaded().map(|l| l.registry_hash.clone()),
+        last_reload_at: r.last_reload_at.and_then(unix),
+        last_reload_ok: r.last_reload_ok,
         uptime_seconds: now.duration_since(started).unwrap_or_default().as_secs(),
         loaded_at: r.loaded_at.and_then(unix),
         last_error: r.last_error.clone(),

@@ -170,6 +170,7 @@ impl LinkBackend for UserspaceBackend {
             dropped_bad_packet: s.dropped_bad_packet,
             dropped_unknown_key: s.dropped_unknown_key,
             dropped_replay: s.dropped_replay,
+            dropped_no_route: s.dropped_no_route,
         })
     }
 }

@@ -156,7 +156,7 @@ pub fn write_configs(
             "backend": "userspace",
             "address_plan": {"ipv6": LAB_ALLOCATION, "ipv4_pool": LAB_IPV4_POOL},
             "routing": {"mode": options.routing},
-            "status": {"listen": "off"},
+            "status": {"listen": "127.0.0.1:8091"},
             "control_socket": control.display().to_string(),
         });
         registry.push(json!({"public_key": public, "name": format!("n{i}"), "index": i, "endpoints": endpoints, "remarks": {}}));

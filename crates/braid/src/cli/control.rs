@@ -41,19 +41,29 @@ pub fn reload(config: &Path) -> Result<bool> {
     Ok(reply.ok)
 }
 
-/// `braid status [--json]`.
-pub fn status(config: &Path, json: bool) -> Result<bool> {
-    let reply = call(config, Request::Status)?;
-    let Some(doc) = reply.status else {
-        eprintln!("{}", reply.message);
-        return Ok(false);
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        print!("{}", crate::cli::status_table::render(&doc));
+/// `braid status [--json] [--watch]`.
+pub fn status(config: &Path, json: bool, watch: bool) -> Result<bool> {
+    loop {
+        let reply = call(config, Request::Status)?;
+        let Some(doc) = reply.status else {
+            eprintln!("{}", reply.message);
+            return Ok(false);
+        };
+        let text = if json {
+            serde_json::to_string_pretty(&doc)? + "\n"
+        } else {
+            crate::cli::status_table::render(&doc)
+        };
+        if !watch {
+            print!("{text}");
+            return Ok(true);
+        }
+        // Redraw in place: home the cursor, print, clear what the last frame left below.
+        print!("\x1b[H{}\x1b[J", text.replace('\n', "\x1b[K\n"));
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
-    Ok(true)
 }
 
 /// `braid down`: asks the daemon to remove everything; without a daemon (killed, or the

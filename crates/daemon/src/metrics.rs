@@ -1,0 +1,163 @@
+//! The Prometheus exposition of a status document. Names carry their units; counters end in
+//! `_total`; links are labelled `link`, `peer` and `family`. docs/metrics.md lists them all.
+
+use crate::status::Status;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Renders the status as Prometheus text (OpenMetrics-compatible exposition).
+pub fn render(status: &Status) -> String {
+    let mut registry = Registry::with_prefix("braid");
+    let node = &status.node;
+
+    let info = Family::<Labels, Gauge>::default();
+    info.get_or_create(&labels(&[
+        ("public_key", &node.public_key),
+        ("name", node.name.as_deref().unwrap_or("")),
+        ("backend", node.backend),
+        (
+            "config_version",
+            node.config_version.as_deref().unwrap_or(""),
+        ),
+        (
+            "registry_version",
+            node.registry_version.as_deref().unwrap_or(""),
+        ),
+    ]))
+    .set(1);
+    registry.register(
+        "node_info",
+        "This node: key, name, backend and input versions (always 1)",
+        info,
+    );
+
+    let uptime = FloatGauge::default();
+    uptime.set(node.uptime_seconds as f64);
+    registry.register("uptime_seconds", "Seconds since braid run started", uptime);
+
+    let loaded = FloatGauge::default();
+    loaded.set(node.loaded_at.unwrap_or(0) as f64);
+    registry.register(
+        "config_loaded_timestamp_seconds",
+        "Unix time of the last successful reload",
+        loaded,
+    );
+
+    let reload_ok = Gauge::<i64>::default();
+    reload_ok.set(i64::from(node.last_reload_ok));
+    registry.register(
+        "last_reload_success",
+        "1 when the last reload's input was valid, else 0",
+        reload_ok,
+    );
+
+    let failing = Gauge::<i64>::default();
+    failing.set(i64::from(node.last_error.is_some()));
+    registry.register(
+        "last_reload_error",
+        "1 when the last reload failed or left links down, else 0",
+        failing,
+    );
+
+    let by_state = Family::<Labels, Gauge>::default();
+    for state in ["up", "connecting", "stale", "failed"] {
+        by_state
+            .get_or_create(&labels(&[("state", state)]))
+            .set(status.links.iter().filter(|l| l.state == state).count() as i64);
+    }
+    registry.register("links", "Planned links by state", by_state);
+
+    let up = Family::<Labels, Gauge>::default();
+    let handshake = Family::<Labels, FloatGauge>::default();
+    let rx_bytes = Family::<Labels, Counter>::default();
+    let tx_bytes = Family::<Labels, Counter>::default();
+    let rx_packets = Family::<Labels, Counter>::default();
+    let tx_packets = Family::<Labels, Counter>::default();
+    let dropped = Family::<Labels, Counter>::default();
+    for link in &status.links {
+        let base = labels(&[
+            ("link", &link.name),
+            ("peer", &link.peer),
+            ("family", &link.family),
+        ]);
+        up.get_or_create(&base).set(i64::from(link.state == "up"));
+        let last = link
+            .stats
+            .last_handshake
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        handshake.get_or_create(&base).set(last);
+        rx_bytes.get_or_create(&base).inc_by(link.stats.rx_bytes);
+        tx_bytes.get_or_create(&base).inc_by(link.stats.tx_bytes);
+        rx_packets
+            .get_or_create(&base)
+            .inc_by(link.stats.rx_packets);
+        tx_packets
+            .get_or_create(&base)
+            .inc_by(link.stats.tx_packets);
+        for (reason, n) in [
+            ("bad_packet", link.stats.dropped_bad_packet),
+            ("unknown_key", link.stats.dropped_unknown_key),
+            ("replay", link.stats.dropped_replay),
+            ("no_route", link.stats.dropped_no_route),
+        ] {
+            let mut l = base.clone();
+            l.push(("reason".into(), reason.into()));
+            dropped.get_or_create(&l).inc_by(n);
+        }
+    }
+    registry.register(
+        "link_up",
+        "1 when the link had a handshake within 180 s",
+        up,
+    );
+    registry.register(
+        "link_last_handshake_timestamp_seconds",
+        "Unix time of the link's last handshake (0: never)",
+        handshake,
+    );
+    registry.register(
+        "link_receive_bytes",
+        "Bytes of WireGuard datagrams received on the link",
+        rx_bytes,
+    );
+    registry.register(
+        "link_transmit_bytes",
+        "Bytes of WireGuard datagrams sent on the link",
+        tx_bytes,
+    );
+    registry.register(
+        "link_receive_packets",
+        "WireGuard datagrams received on the link",
+        rx_packets,
+    );
+    registry.register(
+        "link_transmit_packets",
+        "WireGuard datagrams sent on the link",
+        tx_packets,
+    );
+    registry.register(
+        "link_dropped_packets",
+        "Packets dropped on the link, by reason",
+        dropped,
+    );
+
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
