@@ -23,6 +23,7 @@ fn links(lab: &Lab, node: usize) -> Vec<String> {
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("brd")) // the links; the bridge braid0 is in the group too
         .collect();
     names.sort();
     names
@@ -362,10 +363,15 @@ fn overlay_isolation_by_namespace_keeps_sockets_in_the_underlay() {
         .args(["-n", &overlay, "-o", "link", "show", "group", "2"])
         .output()
         .unwrap();
+    let in_overlay = String::from_utf8_lossy(&in_overlay.stdout).to_string();
     assert_eq!(
-        String::from_utf8_lossy(&in_overlay.stdout).lines().count(),
+        in_overlay.lines().filter(|l| l.contains(": brd")).count(),
         2,
-        "both links live in the overlay"
+        "both links live in the overlay:\n{in_overlay}"
+    );
+    assert!(
+        in_overlay.contains(": braid0:"),
+        "the node's bridge lives in the overlay too:\n{in_overlay}"
     );
     assert!(
         links(&m.lab, 1).is_empty(),

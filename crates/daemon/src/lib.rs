@@ -7,6 +7,7 @@ pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod reconciler;
+pub mod routing;
 pub mod run;
 pub mod status;
 pub mod userspace;

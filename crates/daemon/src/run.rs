@@ -52,7 +52,11 @@ pub async fn account_groups<B: LinkBackend>(
     // One listing, then only the changes: an unchanged mesh costs one netlink dump. The
     // result is ranet's (stale everything, re-activate what runs, delete the stale group)
     // without touching the links that stay.
-    let running: std::collections::HashSet<&str> = r.running().collect();
+    let extra = crate::routing::extra_interfaces(r);
+    let running: std::collections::HashSet<&str> = r
+        .running()
+        .chain(extra.iter().map(String::as_str))
+        .collect();
     for link in nl.links().await? {
         let wanted = running.contains(link.name.as_str());
         if link.group == config.active_group && !wanted {
@@ -82,6 +86,7 @@ async fn reload<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
             if let Err(e) = account_groups(r).await {
                 tracing::error!("interface group accounting: {e}");
             }
+            apply_routing(r).await;
             if summary.failed.is_empty() {
                 Reply::ok(summary.to_string())
             } else {
@@ -108,6 +113,14 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     }
     tracing::info!(%summary, "down");
     Reply::ok(format!("down: {summary}"))
+}
+
+async fn apply_routing<B: LinkBackend>(r: &Reconciler<B>) {
+    match crate::routing::apply(r).await {
+        Ok((0, 0)) => {}
+        Ok((added, removed)) => tracing::info!(added, removed, "routes"),
+        Err(e) => tracing::error!("node network and routes: {e}"),
+    }
 }
 
 /// How often link states are compared with the last look, to log each change once.
@@ -142,6 +155,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
     let summary = r.reload()?;
     tracing::info!(%summary, "started");
     account_groups(&r).await?;
+    apply_routing(&r).await;
     let socket: PathBuf = r
         .loaded()
         .map(|l| PathBuf::from(&l.config.control_socket))
@@ -182,6 +196,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
             _ = retry.tick() => {
                 if let Some(summary) = r.retry_failed() {
                     tracing::info!(%summary, "retried failed links");
+                    apply_routing(&r).await;
                 }
                 ticks = ticks.wrapping_add(1);
                 r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());

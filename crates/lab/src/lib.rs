@@ -26,6 +26,7 @@ mod lab;
 pub mod namespace;
 pub mod shaping;
 pub mod underlay;
+pub mod workload;
 
 pub use configs::{ConfigOptions, NodeFiles, write_configs};
 pub use error::LabError;
@@ -33,6 +34,7 @@ pub use lab::{Lab, LabSpec, MAX_NODES};
 pub use namespace::{cleanup, namespace_name, namespace_prefix};
 pub use shaping::LinkShape;
 pub use underlay::{NodeAddrs, node_addrs};
+pub use workload::{WorkloadAddrs, workload_addrs};
 
 /// True when this process can build a lab: it runs as root and `ip netns` works.
 pub fn available() -> bool {

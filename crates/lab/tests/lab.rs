@@ -225,13 +225,23 @@ fn spawned_processes_end_with_the_lab() {
     let pid = lab
         .spawn(1, std::process::Command::new("sleep").arg("300"))
         .unwrap();
-    // It runs inside the node's namespace.
-    let pids = stdout(
-        std::process::Command::new("ip")
-            .args(["netns", "pids", &lab.ns(1)])
-            .output()
-            .unwrap(),
-    );
+    // It runs inside the node's namespace (once `ip netns exec` has entered it).
+    let listed = || {
+        stdout(
+            std::process::Command::new("ip")
+                .args(["netns", "pids", &lab.ns(1)])
+                .output()
+                .unwrap(),
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut pids = listed();
+    while !pids.split_whitespace().any(|p| p == pid.to_string())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        pids = listed();
+    }
     assert!(
         pids.split_whitespace().any(|p| p == pid.to_string()),
         "{pids}"

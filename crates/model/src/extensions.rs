@@ -37,7 +37,11 @@ pub struct AddressPlanConfig {
     pub ipv6: Ipv6Net,
     /// The IPv4 pool each node's /24 comes from; `None` turns IPv4 off.
     pub ipv4_pool: Option<Ipv4Net>,
+    /// The bridge for the node's workloads, holding its ::1 and .254 addresses.
+    pub bridge: String,
 }
+
+pub const DEFAULT_BRIDGE: &str = "braid0";
 
 pub const DEFAULT_IPV4_POOL: &str = "10.0.0.0/8";
 
@@ -46,7 +50,23 @@ pub fn read_address_plan(
     path: &str,
     value: &Value,
 ) -> Option<AddressPlanConfig> {
-    let map = read::object(c, path, value, &["ipv6", "ipv4_pool"])?;
+    let map = read::object(c, path, value, &["ipv6", "ipv4_pool", "bridge"])?;
+    let bridge_path = field_path(path, "bridge");
+    let bridge = match read::field(c, map, path, "bridge", None) {
+        None => Some(DEFAULT_BRIDGE.to_string()),
+        Some(v) => {
+            read::string(c, &bridge_path, v, "write the bridge name as a string").inspect(|name| {
+                if name.is_empty() {
+                    c.error(
+                        &bridge_path,
+                        "the bridge name is empty",
+                        "name the node's bridge, e.g. \"braid0\"",
+                    );
+                }
+                crate::config::check_ifname(c, &bridge_path, name, "bridge");
+            })
+        }
+    };
     let ipv6_path = field_path(path, "ipv6");
     let ipv6 = read::field(
         c,
@@ -136,6 +156,7 @@ pub fn read_address_plan(
     Some(AddressPlanConfig {
         ipv6: ipv6?,
         ipv4_pool: ipv4_pool?,
+        bridge: bridge?,
     })
 }
 

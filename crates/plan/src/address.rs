@@ -143,6 +143,7 @@ mod tests {
         AddressPlanConfig {
             ipv6: v6.parse().unwrap(),
             ipv4_pool: v4.map(|p| p.parse().unwrap()),
+            bridge: "braid0".into(),
         }
     }
 

@@ -85,6 +85,60 @@ impl Netlink {
         Ok(Self { handle })
     }
 
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Creates a bridge (if missing) in `group`, up, and returns its index.
+    pub async fn ensure_bridge(&self, name: &str, group: u32) -> Result<u32, SystemError> {
+        if self.link_by_name(name).await?.is_none() {
+            let message = rtnetlink::LinkBridge::new(name).build();
+            match self.handle.link().add(message).execute().await {
+                Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {}
+                other => other.map_err(nl(format!("creating bridge {name}")))?,
+            }
+        }
+        let link = self
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| SystemError::Netlink {
+                what: format!("bridge {name} vanished after creation"),
+                source: rtnetlink::Error::RequestFailed,
+            })?;
+        let message = LinkUnspec::new_with_index(link.index)
+            .link_group(group)
+            .up()
+            .build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(nl(format!("bringing bridge {name} up")))?;
+        Ok(link.index)
+    }
+
+    /// Adds an address to an interface; an address already there is fine.
+    pub async fn add_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), SystemError> {
+        match self
+            .handle
+            .address()
+            .add(index, address, prefix_len)
+            .execute()
+            .await
+        {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
+            other => other.map_err(nl(format!(
+                "adding {address}/{prefix_len} to interface {index}"
+            ))),
+        }
+    }
+
     /// Every interface of the namespace.
     pub async fn links(&self) -> Result<Vec<LinkInfo>, SystemError> {
         let mut stream = self.handle.link().get().execute();

@@ -5,6 +5,7 @@
 
 pub mod groups;
 pub mod netns;
+pub mod routes;
 
 pub use groups::{LinkInfo, Netlink};
 

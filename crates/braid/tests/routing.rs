@@ -1,0 +1,123 @@
+//! Routing mode `static` in the lab: every node's bridge holds its ::1 and .254, braid's
+//! routes carry every peer's /64 and /24 over the link to it, and every workload reaches
+//! every other over IPv6 and IPv4.
+
+use braid_lab::{ConfigOptions, Lab, LabSpec};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
+    if !braid_lab::available_or_skip("static_routing_connects_every_workload_over_ipv6_and_ipv4") {
+        return;
+    }
+    let n = 4;
+    let lab = Lab::up(LabSpec::new(
+        &format!("st{:x}", std::process::id() % 0xffff),
+        n,
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(
+            dir.path(),
+            &ConfigOptions {
+                routing: "static".into(),
+                ..ConfigOptions::default()
+            },
+        )
+        .unwrap();
+    for f in &files {
+        let log = f.config.with_file_name("braid.log");
+        lab.spawn_private_uapi(
+            f.index,
+            Command::new(env!("CARGO_BIN_EXE_braid"))
+                .arg("run")
+                .arg("-c")
+                .arg(&f.config),
+            Some(&log),
+        )
+        .unwrap();
+    }
+    wait_until("every node's bridge", Duration::from_secs(20), || {
+        (1..=n).all(|i| {
+            lab.try_exec(i, "ip", &["link", "show", "braid0"])
+                .is_ok_and(|o| o.status.success())
+        })
+    });
+    let addrs: Vec<_> = (1..=n)
+        .map(|i| lab.add_workload(i, "braid0").unwrap())
+        .collect();
+    // braid's routes: proto 98, one per peer prefix and link.
+    wait_until("n1's routes", Duration::from_secs(20), || {
+        let out = lab
+            .exec(1, "ip", &["-6", "route", "show", "proto", "98"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count() == 2 * (n - 1)
+    });
+    let routes = String::from_utf8_lossy(
+        &lab.exec(1, "ip", &["-4", "route", "show", "proto", "98"])
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        routes.contains("10.0.2.0/24 via 169.254.0.2 dev brd4x40004"),
+        "{routes}"
+    );
+    let bridge = String::from_utf8_lossy(
+        &lab.exec(1, "ip", &["addr", "show", "braid0"])
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        bridge.contains("2001:db8:bd00:1::1/64") && bridge.contains("10.0.1.254/24"),
+        "{bridge}"
+    );
+    for i in 1..=n {
+        for (j, to) in addrs.iter().enumerate() {
+            if i == j + 1 {
+                continue;
+            }
+            wait_until(
+                &format!("w{i} -> w{} over IPv6", j + 1),
+                Duration::from_secs(20),
+                || lab.workload_ping(i, &to.v6.to_string()),
+            );
+            assert!(
+                lab.workload_ping(i, &to.v4.to_string()),
+                "w{i} -> w{} over IPv4",
+                j + 1
+            );
+        }
+    }
+    // `braid down` removes the bridge and the routes with the links.
+    let down = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["down", "-c", files[0].config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    assert!(
+        !lab.try_exec(1, "ip", &["link", "show", "braid0"])
+            .unwrap()
+            .status
+            .success(),
+        "the bridge survived down"
+    );
+    let left = lab
+        .exec(1, "ip", &["-6", "route", "show", "proto", "98"])
+        .unwrap();
+    assert!(left.stdout.is_empty());
+}

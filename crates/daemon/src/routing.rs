@@ -1,0 +1,78 @@
+//! The node's own network and braid's routes: with an address plan, the node's bridge for
+//! its workloads (holding the /64's ::1 and the /24's .254) and forwarding; in routing mode
+//! `static`, the plan's routes to every peer's prefixes and toward the exit, reconciled on
+//! every reload (routes tagged `proto 98`).
+
+use crate::backend::LinkBackend;
+use crate::reconciler::Reconciler;
+use braid_model::extensions::RoutingMode;
+use braid_system::routes::RouteSpec;
+use braid_system::{Netlink, SystemError};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The names braid owns besides its links (kept in the active interface group).
+pub fn extra_interfaces<B: LinkBackend>(r: &Reconciler<B>) -> Vec<String> {
+    r.loaded()
+        .and_then(|l| l.config.address_plan.as_ref())
+        .map(|p| vec![p.bridge.clone()])
+        .unwrap_or_default()
+}
+
+fn set_forwarding(netns: Option<&str>) -> Result<(), SystemError> {
+    let write = || -> std::io::Result<()> {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+    };
+    let result = match netns {
+        None => write(),
+        Some(ns) => braid_system::netns::run_in(ns, write)?,
+    };
+    result.map_err(|source| SystemError::Netns {
+        name: netns.unwrap_or("(current)").to_string(),
+        source,
+    })
+}
+
+/// Brings the node network and the routes in line with the plan. Returns the routes
+/// (added, removed).
+pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<(usize, usize), SystemError> {
+    let Some(loaded) = r.loaded() else {
+        return Ok((0, 0));
+    };
+    let config = &loaded.config;
+    let nl = Netlink::connect_in(config.netns.as_deref())?;
+    if let (Some(plan), Some(addresses)) = (&config.address_plan, &loaded.plan.node.addresses) {
+        let bridge = nl.ensure_bridge(&plan.bridge, config.active_group).await?;
+        nl.add_address(bridge, IpAddr::V6(addresses.address6), 64)
+            .await?;
+        if let Some(gw) = addresses.gateway4 {
+            nl.add_address(bridge, IpAddr::V4(gw), 24).await?;
+        }
+    }
+    if config.routing.mode != RoutingMode::None {
+        set_forwarding(config.netns.as_deref())?;
+    }
+    let index: HashMap<String, u32> = nl
+        .links()
+        .await?
+        .into_iter()
+        .map(|l| (l.name, l.index))
+        .collect();
+    let running: std::collections::HashSet<&str> = r.running().collect();
+    let desired: Vec<RouteSpec> = loaded
+        .plan
+        .routes
+        .iter()
+        .filter(|route| running.contains(route.dev.as_str()))
+        .filter_map(|route| {
+            Some(RouteSpec {
+                destination: route.destination,
+                gateway: route.via,
+                oif: *index.get(&route.dev)?,
+                metric: route.metric,
+            })
+        })
+        .collect();
+    nl.sync_routes(&desired).await
+}

@@ -1,0 +1,144 @@
+//! Routes braid installs, tagged with braid's own routing protocol number so they can be
+//! listed, reconciled and removed without touching anyone else's.
+
+use crate::SystemError;
+use crate::groups::Netlink;
+use futures_util::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use rtnetlink::RouteMessageBuilder;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// braid's routing protocol number (`proto 98` in `ip route`), unassigned in rt_protos.
+pub const RTPROT_BRAID: u8 = 98;
+
+/// One route: destination via a gateway on an interface, with a metric.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteSpec {
+    pub destination: IpNet,
+    pub gateway: IpAddr,
+    pub oif: u32,
+    pub metric: u32,
+}
+
+fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> SystemError {
+    move |source| SystemError::Netlink { what, source }
+}
+
+fn address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn spec_of(message: &RouteMessage) -> Option<RouteSpec> {
+    let v6 = message.header.address_family == netlink_packet_route::AddressFamily::Inet6;
+    let mut destination = if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let (mut gateway, mut oif, mut metric) = (None, 0, 0);
+    for attribute in &message.attributes {
+        match attribute {
+            RouteAttribute::Destination(a) => destination = address(a)?,
+            RouteAttribute::Gateway(a) => gateway = address(a),
+            RouteAttribute::Oif(i) => oif = *i,
+            RouteAttribute::Priority(p) => metric = *p,
+            _ => {}
+        }
+    }
+    Some(RouteSpec {
+        destination: IpNet::new(destination, message.header.destination_prefix_length).ok()?,
+        gateway: gateway?,
+        oif,
+        metric,
+    })
+}
+
+impl Netlink {
+    /// braid's routes in the main table, with the messages that delete them.
+    pub async fn braid_routes(&self) -> Result<Vec<(RouteSpec, RouteMessage)>, SystemError> {
+        let mut out = Vec::new();
+        for query in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let mut stream = self.handle().route().get(query).execute();
+            while let Some(message) = stream
+                .try_next()
+                .await
+                .map_err(nl("listing routes".into()))?
+            {
+                if message.header.protocol != RouteProtocol::Other(RTPROT_BRAID) {
+                    continue;
+                }
+                if let Some(spec) = spec_of(&message) {
+                    out.push((spec, message));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn add_route(&self, r: &RouteSpec) -> Result<(), SystemError> {
+        let message = match (r.destination, r.gateway) {
+            (IpNet::V4(dst), IpAddr::V4(gw)) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst.addr(), dst.prefix_len())
+                .gateway(gw)
+                .output_interface(r.oif)
+                .priority(r.metric)
+                .protocol(RouteProtocol::Other(RTPROT_BRAID))
+                // The gateway is the peer's point-to-point address on this interface.
+                .onlink()
+                .build(),
+            (IpNet::V6(dst), IpAddr::V6(gw)) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(dst.addr(), dst.prefix_len())
+                .gateway(gw)
+                .output_interface(r.oif)
+                .priority(r.metric)
+                .protocol(RouteProtocol::Other(RTPROT_BRAID))
+                .build(),
+            _ => return Ok(()), // mixed families never come from the plan
+        };
+        self.handle()
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "adding route {} via {}",
+                r.destination, r.gateway
+            )))
+    }
+
+    /// Makes braid's routes exactly `desired`: removes the others, adds the missing.
+    /// Returns (added, removed).
+    pub async fn sync_routes(&self, desired: &[RouteSpec]) -> Result<(usize, usize), SystemError> {
+        let existing = self.braid_routes().await?;
+        let have: HashSet<&RouteSpec> = existing.iter().map(|(s, _)| s).collect();
+        let want: HashSet<&RouteSpec> = desired.iter().collect();
+        let mut removed = 0;
+        for (spec, message) in &existing {
+            if !want.contains(spec) {
+                self.handle()
+                    .route()
+                    .del(message.clone())
+                    .execute()
+                    .await
+                    .map_err(nl(format!("deleting route {}", spec.destination)))?;
+                removed += 1;
+            }
+        }
+        let mut added = 0;
+        for spec in desired.iter().filter(|s| !have.contains(s)) {
+            self.add_route(spec).await?;
+            added += 1;
+        }
+        Ok((added, removed))
+    }
+}
