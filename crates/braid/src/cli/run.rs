@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use braid_daemon::load;
 use braid_daemon::userspace::UserspaceBackend;
-use braid_model::extensions::Backend;
+use braid_model::extensions::{Backend, RoutingMode};
 use std::path::Path;
 
 /// Each link holds a TUN device, a UDP socket and a UAPI socket: a large mesh needs more
@@ -29,6 +29,13 @@ pub fn run(config_path: &Path) -> Result<bool> {
         load::config(config_path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     for warning in &warnings.0 {
         tracing::warn!("{warning}");
+    }
+    if matches!(config.routing.mode, RoutingMode::Babel | RoutingMode::Bird) {
+        bail!(
+            "{}: routing.mode: \"{}\" (babeld or BIRD driven by braid) is not part of this build yet; use \"static\", or \"none\" and run your own routing daemon",
+            config_path.display(),
+            config.routing.mode.name()
+        );
     }
     let backend = match config.backend {
         Backend::Auto | Backend::Userspace => UserspaceBackend::new(),
