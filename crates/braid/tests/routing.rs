@@ -103,6 +103,26 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
             );
         }
     }
+    // Status and metrics list the routes braid installed.
+    let status = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["status", "--json", "-c", files[0].config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["routing"]["mode"], "static");
+    assert_eq!(doc["routing"]["healthy"], true);
+    assert_eq!(
+        doc["routing"]["routes"].as_array().unwrap().len(),
+        4 * (n - 1),
+        "{doc}"
+    );
+    let metrics = lab.exec(1, "python3", &["-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8091/metrics').read().decode())"]).unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    assert!(
+        metrics.contains("braid_routes{family=\"ip6\"} 6")
+            && metrics.contains("braid_routing_healthy 1"),
+        "{metrics}"
+    );
     // `braid down` removes the bridge and the routes with the links.
     let down = Command::new(env!("CARGO_BIN_EXE_braid"))
         .args(["down", "-c", files[0].config.to_str().unwrap()])

@@ -156,6 +156,31 @@ pub fn render(status: &Status) -> String {
         dropped,
     );
 
+    let routes = Family::<Labels, Gauge>::default();
+    for (family, v6) in [("ip4", false), ("ip6", true)] {
+        let count = status
+            .routing
+            .routes
+            .iter()
+            .filter(|r| r.destination.addr().is_ipv6() == v6)
+            .count();
+        routes
+            .get_or_create(&labels(&[("family", family)]))
+            .set(count as i64);
+    }
+    registry.register(
+        "routes",
+        "Routes braid installed itself (routing mode static), by family",
+        routes,
+    );
+    let healthy = Gauge::<i64>::default();
+    healthy.set(i64::from(status.routing.healthy));
+    registry.register(
+        "routing_healthy",
+        "1 when the node network and braid's routes were last set up without error",
+        healthy,
+    );
+
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &registry);

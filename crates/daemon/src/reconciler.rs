@@ -57,6 +57,9 @@ pub struct Reconciler<B: LinkBackend> {
     /// When the last reload was attempted, and whether its input was valid.
     pub last_reload_at: Option<SystemTime>,
     pub last_reload_ok: bool,
+    /// The routes braid installed last, and the error of the last attempt, if any.
+    pub routes: Vec<braid_plan::routes::RoutePlan>,
+    pub routing_error: Option<String>,
 }
 
 impl<B: LinkBackend> Reconciler<B> {
@@ -70,6 +73,8 @@ impl<B: LinkBackend> Reconciler<B> {
             last_error: None,
             last_reload_at: None,
             last_reload_ok: false,
+            routes: Vec::new(),
+            routing_error: None,
         }
     }
 

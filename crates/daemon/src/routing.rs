@@ -36,9 +36,17 @@ fn set_forwarding(netns: Option<&str>) -> Result<(), SystemError> {
 
 /// Brings the node network and the routes in line with the plan. Returns the routes
 /// (added, removed).
-pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<(usize, usize), SystemError> {
+/// The routes now installed, and how many a call added and removed.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub installed: Vec<braid_plan::routes::RoutePlan>,
+    pub added: usize,
+    pub removed: usize,
+}
+
+pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemError> {
     let Some(loaded) = r.loaded() else {
-        return Ok((0, 0));
+        return Ok(Outcome::default());
     };
     let config = &loaded.config;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
@@ -60,19 +68,25 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<(usize, usize), 
         .map(|l| (l.name, l.index))
         .collect();
     let running: std::collections::HashSet<&str> = r.running().collect();
-    let desired: Vec<RouteSpec> = loaded
+    let (installed, desired): (Vec<_>, Vec<RouteSpec>) = loaded
         .plan
         .routes
         .iter()
         .filter(|route| running.contains(route.dev.as_str()))
         .filter_map(|route| {
-            Some(RouteSpec {
+            let spec = RouteSpec {
                 destination: route.destination,
                 gateway: route.via,
                 oif: *index.get(&route.dev)?,
                 metric: route.metric,
-            })
+            };
+            Some((route.clone(), spec))
         })
-        .collect();
-    nl.sync_routes(&desired).await
+        .unzip();
+    let (added, removed) = nl.sync_routes(&desired).await?;
+    Ok(Outcome {
+        installed,
+        added,
+        removed,
+    })
 }

@@ -115,11 +115,24 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     Reply::ok(format!("down: {summary}"))
 }
 
-async fn apply_routing<B: LinkBackend>(r: &Reconciler<B>) {
+async fn apply_routing<B: LinkBackend>(r: &mut Reconciler<B>) {
     match crate::routing::apply(r).await {
-        Ok((0, 0)) => {}
-        Ok((added, removed)) => tracing::info!(added, removed, "routes"),
-        Err(e) => tracing::error!("node network and routes: {e}"),
+        Ok(outcome) => {
+            if outcome.added + outcome.removed > 0 {
+                tracing::info!(
+                    added = outcome.added,
+                    removed = outcome.removed,
+                    installed = outcome.installed.len(),
+                    "routes"
+                );
+            }
+            r.routes = outcome.installed;
+            r.routing_error = None;
+        }
+        Err(e) => {
+            tracing::error!("node network and routes: {e}");
+            r.routing_error = Some(e.to_string());
+        }
     }
 }
 
@@ -155,7 +168,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
     let summary = r.reload()?;
     tracing::info!(%summary, "started");
     account_groups(&r).await?;
-    apply_routing(&r).await;
+    apply_routing(&mut r).await;
     let socket: PathBuf = r
         .loaded()
         .map(|l| PathBuf::from(&l.config.control_socket))
@@ -196,7 +209,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
             _ = retry.tick() => {
                 if let Some(summary) = r.retry_failed() {
                     tracing::info!(%summary, "retried failed links");
-                    apply_routing(&r).await;
+                    apply_routing(&mut r).await;
                 }
                 ticks = ticks.wrapping_add(1);
                 r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());

@@ -15,6 +15,19 @@ pub struct Status {
     pub version: u32,
     pub node: NodeStatus,
     pub links: Vec<LinkStatus>,
+    pub routing: RoutingStatus,
+}
+
+/// Routes braid installed itself, and the health of the routing.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingStatus {
+    /// The config's routing mode.
+    pub mode: &'static str,
+    /// False when the last attempt to set up the node network or the routes failed.
+    pub healthy: bool,
+    pub error: Option<String>,
+    /// Routes braid installed (routing mode `static`), as in the plan.
+    pub routes: Vec<braid_plan::routes::RoutePlan>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,10 +121,17 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                 .collect()
         })
         .unwrap_or_default();
+    let routing = RoutingStatus {
+        mode: r.loaded().map_or("none", |l| l.config.routing.mode.name()),
+        healthy: r.routing_error.is_none(),
+        error: r.routing_error.clone(),
+        routes: r.routes.clone(),
+    };
     Status {
         version: STATUS_SCHEMA_VERSION,
         node,
         links,
+        routing,
     }
 }
 
