@@ -55,6 +55,25 @@ enum Command {
         #[arg(short, long, value_name = "CONFIG")]
         config: PathBuf,
     },
+    /// Print the routes the upstream router needs to reach the mesh through this exit.
+    #[command(
+        after_help = "Examples:\n  braid routes --upstream -c /etc/braid/exit.json\n  braid routes --upstream -c /etc/braid/exit.json --format bird\n  braid routes --upstream -c /etc/braid/exit.json --format ip | ssh router sh\n\nThe next hop is this exit's address on its upstream interface (read from the system, or --via6/--via4)."
+    )]
+    Routes {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+        /// The routes toward the mesh for the upstream router (the only kind so far).
+        #[arg(long, required = true)]
+        upstream: bool,
+        #[arg(long, value_enum, default_value = "ip")]
+        format: cli::routes::Format,
+        /// The exit's upstream-facing IPv6 address (default: read from the upstream interface).
+        #[arg(long)]
+        via6: Option<std::net::IpAddr>,
+        /// The exit's upstream-facing IPv4 address, for /24 routes when IPv4 is not masqueraded.
+        #[arg(long)]
+        via4: Option<std::net::IpAddr>,
+    },
     /// Run the daemon in the foreground: bring up every planned link and keep them in step.
     #[command(
         after_help = "Example:\n  braid run -c /etc/braid/config.json\n\nReloads on SIGHUP and `braid reload`; SIGTERM/SIGINT or `braid down` remove everything it made.\nLog level: BRAID_LOG=debug."
@@ -148,6 +167,13 @@ fn run(command: Command) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Meta { config } => status(cli::meta::run(&config)?),
+        Command::Routes {
+            config,
+            upstream: _,
+            format,
+            via6,
+            via4,
+        } => status(cli::routes::run(&config, format, via6, via4)?),
         Command::Run { config } => status(cli::run::run(&config)?),
         Command::Reload { config } => status(cli::control::reload(&config)?),
         Command::Status {

@@ -68,11 +68,16 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .map(|l| (l.name, l.index))
         .collect();
     let running: std::collections::HashSet<&str> = r.running().collect();
+    let planned: std::collections::HashSet<&str> =
+        loaded.plan.links.iter().map(|l| l.name.as_str()).collect();
     let (installed, desired): (Vec<_>, Vec<RouteSpec>) = loaded
         .plan
         .routes
         .iter()
-        .filter(|route| running.contains(route.dev.as_str()))
+        // Routes over links that are not up yet wait; others (the upstream) go in at once.
+        .filter(|route| {
+            running.contains(route.dev.as_str()) || !planned.contains(route.dev.as_str())
+        })
         .filter_map(|route| {
             let spec = RouteSpec {
                 destination: route.destination,
@@ -84,9 +89,82 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         })
         .unzip();
     let (added, removed) = nl.sync_routes(&desired).await?;
+    let masquerade = match (&config.exit, &config.address_plan) {
+        (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
+            plan.ipv4_pool
+                .map(|pool| (exit.upstream_interface.clone(), pool))
+        }
+        _ => None,
+    };
+    match masquerade {
+        Some((upstream, pool)) => nat(
+            config.netns.as_deref(),
+            Some(&format!(
+                "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n}}\n"
+            )),
+        )?,
+        None if config.exit.is_some() => nat(config.netns.as_deref(), None)?,
+        None => {}
+    }
     Ok(Outcome {
         installed,
         added,
         removed,
     })
+}
+
+/// braid's nftables table on an exit: IPv4 from the pool is masqueraded to the upstream.
+pub const NAT_TABLE: &str = "braid_nat";
+
+/// Replaces braid's NAT table with `rules` (a whole `table ...` block), or removes it.
+fn nat(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
+    // "add" then "delete" makes the delete succeed whether or not the table existed.
+    let script = format!(
+        "table ip {NAT_TABLE}\ndelete table ip {NAT_TABLE}\n{}",
+        rules.unwrap_or("")
+    );
+    let run = move || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(script.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "nft: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    // A child started from a thread inside the namespace runs in that namespace.
+    let result = match netns {
+        None => run(),
+        Some(ns) => braid_system::netns::run_in(ns, run)?,
+    };
+    result.map_err(|source| SystemError::Netns {
+        name: format!(
+            "{} (nftables table {NAT_TABLE})",
+            netns.unwrap_or("current")
+        ),
+        source,
+    })
+}
+
+/// Removes what [`apply`] set up outside braid's interfaces: its routes (those on braid's
+/// links go with the links; the upstream default routes do not) and the NAT table.
+pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
+    let nl = Netlink::connect_in(config.netns.as_deref())?;
+    nl.sync_routes(&[]).await?;
+    if config.exit.is_some() {
+        nat(config.netns.as_deref(), None)?;
+    }
+    Ok(())
 }

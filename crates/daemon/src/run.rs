@@ -105,6 +105,11 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     let groups = r
         .loaded()
         .map(|l| (l.config.active_group, l.config.stale_group));
+    if let Some(config) = r.loaded().map(|l| l.config.clone())
+        && let Err(e) = crate::routing::teardown(&config).await
+    {
+        tracing::error!("removing routes and NAT: {e}");
+    }
     let summary = r.remove_all();
     if let Some((active, stale)) = groups
         && let Err(e) = delete_groups(netns.as_deref(), active, stale).await

@@ -86,7 +86,7 @@ pub fn plan(config: &Config, registry: &Registry, sources: Sources<'_>) -> Resul
         routes: Vec::new(),
     };
     if config.routing.mode == RoutingMode::Static {
-        plan.routes = routes::static_routes(&plan);
+        plan.routes = routes::static_routes(&plan, config.exit.as_ref());
     }
     Ok(plan)
 }

@@ -5,6 +5,7 @@
 
 use crate::links::LinkPlan;
 use crate::{NodePlan, Plan};
+use braid_model::extensions::ExitConfig;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -27,8 +28,9 @@ fn links_to<'a>(plan: &'a Plan, peer: &'a NodePlan) -> impl Iterator<Item = &'a 
 }
 
 /// The routes of routing mode `static`, sorted by destination then metric. Expects
-/// `plan.routes` to be empty (it computes them).
-pub fn static_routes(plan: &Plan) -> Vec<RoutePlan> {
+/// `plan.routes` to be empty (it computes them). An exit (`exit` set) sends the rest of
+/// the world to its upstream instead of to other exits.
+pub fn static_routes(plan: &Plan, exit: Option<&ExitConfig>) -> Vec<RoutePlan> {
     let mut routes = Vec::new();
     for peer in &plan.peers {
         let Some(addresses) = &peer.addresses else {
@@ -52,7 +54,9 @@ pub fn static_routes(plan: &Plan) -> Vec<RoutePlan> {
             }
         }
     }
-    if plan.node.exit_preference.is_none() {
+    if let Some(exit) = exit {
+        routes.extend(upstream_default_routes(exit));
+    } else {
         let mut exits: Vec<&NodePlan> = plan
             .peers
             .iter()
@@ -83,5 +87,56 @@ pub fn static_routes(plan: &Plan) -> Vec<RoutePlan> {
     }
     routes
         .sort_by(|a, b| (a.destination, a.metric, &a.dev).cmp(&(b.destination, b.metric, &b.dev)));
+    routes
+}
+
+/// An exit's default routes: to the upstream router over the upstream interface.
+pub fn upstream_default_routes(exit: &ExitConfig) -> Vec<RoutePlan> {
+    let mut routes = Vec::new();
+    for (gateway, destination) in [(exit.gateway6, "::/0"), (exit.gateway4, "0.0.0.0/0")] {
+        if let Some(via) = gateway {
+            routes.push(RoutePlan {
+                destination: destination.parse().expect("literal"),
+                via,
+                dev: exit.upstream_interface.clone(),
+                metric: BASE_METRIC,
+            });
+        }
+    }
+    routes
+}
+
+/// What the upstream router needs to route the mesh's traffic back to `exit_address`
+/// (the exit's address on the upstream segment): every node's /64, and with IPv4 not
+/// masqueraded, every node's /24 (when `exit_address4` is given).
+pub fn upstream_return_routes(
+    plan: &Plan,
+    exit_address6: Option<IpAddr>,
+    exit_address4: Option<IpAddr>,
+) -> Vec<RoutePlan> {
+    let mut routes = Vec::new();
+    for node in std::iter::once(&plan.node).chain(&plan.peers) {
+        let Some(a) = &node.addresses else { continue };
+        if let Some(via) = exit_address6 {
+            routes.push(RoutePlan {
+                destination: IpNet::V6(a.prefix6),
+                via,
+                dev: String::new(),
+                metric: BASE_METRIC,
+            });
+        }
+        if let (Some(via), Some(subnet)) = (exit_address4, a.subnet4) {
+            routes.push(RoutePlan {
+                destination: IpNet::V4(subnet),
+                via,
+                dev: String::new(),
+                metric: BASE_METRIC,
+            });
+        }
+    }
+    routes.sort_by(|a, b| {
+        (a.destination.addr().is_ipv4(), a.destination)
+            .cmp(&(b.destination.addr().is_ipv4(), b.destination))
+    });
     routes
 }

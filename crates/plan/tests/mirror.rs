@@ -179,7 +179,7 @@ fn static_routes_reach_every_peer_and_prefer_the_best_exit() {
         registry: "registry.json",
     };
     let plan = plan(&config, &registry, sources).unwrap();
-    let routes = braid_plan::routes::static_routes(&plan);
+    let routes = braid_plan::routes::static_routes(&plan, None);
     let to = |dest: &str| {
         routes
             .iter()

@@ -80,6 +80,9 @@ pub fn down(config_path: &Path) -> Result<bool> {
         }
         Err(e) => tracing::info!("no daemon answered ({e}); removing braid's interfaces directly"),
     }
+    if let Err(e) = rt.block_on(braid_daemon::routing::teardown(&config)) {
+        tracing::warn!("removing braid's routes and NAT table: {e}");
+    }
     rt.block_on(braid_daemon::run::delete_groups(
         config.netns.as_deref(),
         config.active_group,

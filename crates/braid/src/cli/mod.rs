@@ -7,5 +7,6 @@ pub mod lab;
 pub mod lab_checks;
 pub mod meta;
 pub mod plan;
+pub mod routes;
 pub mod run;
 pub mod status_table;

@@ -1,0 +1,249 @@
+//! An exit in the lab: an upstream router namespace and an "internet" namespace beyond the
+//! exit. The upstream router applies `braid routes --upstream`; every workload reaches the
+//! internet, IPv6 routed both ways, IPv4 masqueraded by the exit.
+
+use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn every_workload_reaches_the_internet_through_the_exit() {
+    if !braid_lab::available_or_skip("every_workload_reaches_the_internet_through_the_exit") {
+        return;
+    }
+    let n = 3;
+    let lab = Lab::up(LabSpec::new(
+        &format!("ex{:x}", std::process::id() % 0xffff),
+        n,
+    ))
+    .unwrap();
+    let (router, internet) = (
+        format!("{}r", namespace_prefix(lab.name())),
+        format!("{}i", namespace_prefix(lab.name())),
+    );
+    // Upstream router and internet (removed with the lab: same name prefix).
+    ip(&["netns", "add", &router]);
+    ip(&["netns", "add", &internet]);
+    ip(&[
+        "link",
+        "add",
+        "up0",
+        "netns",
+        &lab.ns(1),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "r0",
+        "netns",
+        &router,
+    ]);
+    ip(&[
+        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
+        &internet,
+    ]);
+    for (ns, dev, v6, v4) in [
+        (lab.ns(1), "up0", "2001:db8:ff::2/64", "198.51.100.2/24"),
+        (router.clone(), "r0", "2001:db8:ff::1/64", "198.51.100.1/24"),
+        (router.clone(), "r1", "2001:db8:1::1/64", "203.0.113.1/24"),
+        (
+            internet.clone(),
+            "eth0",
+            "2001:db8:1::2/64",
+            "203.0.113.2/24",
+        ),
+    ] {
+        ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
+        ip(&["-n", &ns, "addr", "add", v4, "dev", dev]);
+        ip(&["-n", &ns, "link", "set", dev, "up"]);
+    }
+    for ns in [&router, &internet] {
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    ip(&[
+        "netns",
+        "exec",
+        &router,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.ip_forward=1",
+    ]);
+    ip(&[
+        "-n",
+        &internet,
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:1::1",
+    ]);
+    ip(&[
+        "-n",
+        &internet,
+        "route",
+        "add",
+        "default",
+        "via",
+        "203.0.113.1",
+    ]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(
+            dir.path(),
+            &ConfigOptions {
+                routing: "static".into(),
+                ..ConfigOptions::default()
+            },
+        )
+        .unwrap();
+    // n1 is the exit.
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0].config).unwrap()).unwrap();
+    config["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1", "gateway4": "198.51.100.1"});
+    std::fs::write(&files[0].config, config.to_string()).unwrap();
+    let registry_path = dir.path().join("registry.json");
+    let mut registry: Value =
+        serde_json::from_str(&std::fs::read_to_string(&registry_path).unwrap()).unwrap();
+    registry[0]["exit_preference"] = json!(100);
+    std::fs::write(&registry_path, registry.to_string()).unwrap();
+    for f in &files {
+        let log = f.config.with_file_name("braid.log");
+        lab.spawn_private_uapi(
+            f.index,
+            Command::new(env!("CARGO_BIN_EXE_braid"))
+                .arg("run")
+                .arg("-c")
+                .arg(&f.config),
+            Some(&log),
+        )
+        .unwrap();
+    }
+    wait_until("every bridge", || {
+        (1..=n).all(|i| {
+            lab.try_exec(i, "ip", &["link", "show", "braid0"])
+                .is_ok_and(|o| o.status.success())
+        })
+    });
+    let workloads: Vec<_> = (1..=n)
+        .map(|i| lab.add_workload(i, "braid0").unwrap())
+        .collect();
+
+    // The upstream router learns the way back from the exit.
+    let routes = lab
+        .exec(
+            1,
+            env!("CARGO_BIN_EXE_braid"),
+            &[
+                "routes",
+                "--upstream",
+                "-c",
+                files[0].config.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert_eq!(routes.lines().count(), n, "{routes}");
+    assert!(
+        routes.contains("ip -6 route replace 2001:db8:bd00:2::/64 via 2001:db8:ff::2"),
+        "{routes}"
+    );
+    ip(&["netns", "exec", &router, "sh", "-e", "-c", &routes]);
+    let bird = lab
+        .exec(
+            1,
+            env!("CARGO_BIN_EXE_braid"),
+            &[
+                "routes",
+                "--upstream",
+                "--format",
+                "bird",
+                "-c",
+                files[0].config.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&bird.stdout)
+            .contains("route 2001:db8:bd00:3::/64 via 2001:db8:ff::2;")
+    );
+
+    for i in 1..=n {
+        wait_until(&format!("w{i} -> internet over IPv6"), || {
+            lab.workload_ping(i, "2001:db8:1::2")
+        });
+        assert!(
+            lab.workload_ping(i, "203.0.113.2"),
+            "w{i} -> internet over IPv4"
+        );
+    }
+    // The internet sees IPv6 workloads as themselves (routed) and IPv4 as the exit (NAT):
+    // it reaches a workload's IPv6 address, not its IPv4 one.
+    assert!(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &internet,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                &workloads[1].v6.to_string()
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let nat = String::from_utf8_lossy(
+        &lab.exec(1, "nft", &["list", "table", "ip", "braid_nat"])
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        nat.contains("oifname \"up0\" ip saddr 10.0.0.0/8 masquerade"),
+        "{nat}"
+    );
+    // `down` on the exit removes the NAT table and the upstream default routes.
+    let down = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["down", "-c", files[0].config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    assert!(
+        !lab.try_exec(1, "nft", &["list", "table", "ip", "braid_nat"])
+            .unwrap()
+            .status
+            .success()
+    );
+    assert!(
+        lab.exec(1, "ip", &["route", "show", "proto", "98"])
+            .unwrap()
+            .stdout
+            .is_empty()
+    );
+}
