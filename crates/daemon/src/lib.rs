@@ -1,6 +1,7 @@
 //! braid's daemon: composition of the plan, the link backend and the system layer into a
 //! reconcile loop, with reload on SIGHUP and on `braid reload`, and a control socket.
 
+pub mod babel;
 pub mod backend;
 pub mod control;
 pub mod http;

@@ -60,6 +60,8 @@ pub struct Reconciler<B: LinkBackend> {
     /// The routes braid installed last, and the error of the last attempt, if any.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
     pub routing_error: Option<String>,
+    /// babeld, in routing mode `babel`.
+    pub babel: Option<crate::babel::Babeld>,
 }
 
 impl<B: LinkBackend> Reconciler<B> {
@@ -75,6 +77,7 @@ impl<B: LinkBackend> Reconciler<B> {
             last_reload_ok: false,
             routes: Vec::new(),
             routing_error: None,
+            babel: None,
         }
     }
 

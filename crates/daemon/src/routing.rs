@@ -81,13 +81,29 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .filter_map(|route| {
             let spec = RouteSpec {
                 destination: route.destination,
-                gateway: route.via,
+                gateway: Some(route.via),
                 oif: *index.get(&route.dev)?,
                 metric: route.metric,
             };
             Some((route.clone(), spec))
         })
         .unzip();
+    let mut desired = desired;
+    let mut installed = installed;
+    if config.routing.mode == RoutingMode::Babel {
+        // babeld redistributes the node's own prefixes from these routes (proto 98).
+        for route in announce_routes(loaded) {
+            if let Some(&oif) = index.get(&route.dev) {
+                desired.push(RouteSpec {
+                    destination: route.destination,
+                    gateway: None,
+                    oif,
+                    metric: route.metric,
+                });
+                installed.push(route);
+            }
+        }
+    }
     let (added, removed) = nl.sync_routes(&desired).await?;
     let masquerade = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
@@ -167,4 +183,85 @@ pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
         nat(config.netns.as_deref(), None)?;
     }
     Ok(())
+}
+
+/// The node's /64 and /24 on its bridge, as routes babeld can redistribute.
+fn announce_routes(loaded: &crate::load::Loaded) -> Vec<braid_plan::routes::RoutePlan> {
+    let (Some(plan), Some(a)) = (&loaded.config.address_plan, &loaded.plan.node.addresses) else {
+        return Vec::new();
+    };
+    let mut out = vec![braid_plan::routes::RoutePlan {
+        destination: ipnet::IpNet::V6(a.prefix6),
+        via: IpAddr::V6(a.address6),
+        dev: plan.bridge.clone(),
+        metric: 10,
+    }];
+    if let (Some(subnet), Some(gw)) = (a.subnet4, a.gateway4) {
+        out.push(braid_plan::routes::RoutePlan {
+            destination: ipnet::IpNet::V4(subnet),
+            via: IpAddr::V4(gw),
+            dev: plan.bridge.clone(),
+            metric: 10,
+        });
+    }
+    out
+}
+
+/// In routing mode `babel`: starts babeld if it is not running (again, if it died) and
+/// makes its interfaces braid's running links. In other modes: stops it.
+pub fn supervise_babel<B: LinkBackend>(
+    r: &mut Reconciler<B>,
+) -> Result<(), crate::babel::BabelError> {
+    // What babeld needs, copied out of the loaded inputs.
+    let wanted = r
+        .loaded()
+        .filter(|l| l.config.routing.mode == RoutingMode::Babel)
+        .and_then(|loaded| {
+            let config = &loaded.config;
+            let plan = config.address_plan.as_ref()?;
+            let dir = std::path::Path::new(&config.control_socket)
+                .parent()
+                .unwrap_or(std::path::Path::new("/run/braid"))
+                .join("babeld");
+            let redistribute: Vec<(String, u8)> = announce_routes(loaded)
+                .iter()
+                .map(|r| {
+                    (
+                        r.destination.trunc().to_string(),
+                        r.destination.prefix_len(),
+                    )
+                })
+                .collect();
+            Some((
+                dir,
+                config.netns.clone(),
+                plan.bridge.clone(),
+                config.routing.hello_interval,
+                redistribute,
+            ))
+        });
+    let Some((dir, netns, bridge, hello_interval, redistribute)) = wanted else {
+        if let Some(babel) = r.babel.take() {
+            babel.stop();
+        }
+        return Ok(());
+    };
+    if r.babel.as_mut().is_some_and(|b| !b.alive()) {
+        tracing::warn!("babeld exited; starting it again");
+        r.babel = None;
+    }
+    if r.babel.is_none() {
+        r.babel = Some(crate::babel::Babeld::start(
+            &dir,
+            netns.as_deref(),
+            &bridge,
+            hello_interval,
+            &redistribute,
+        )?);
+    }
+    let links: std::collections::BTreeSet<String> = r.running().map(str::to_string).collect();
+    match r.babel.as_mut() {
+        Some(babel) => babel.sync(&links),
+        None => Ok(()),
+    }
 }

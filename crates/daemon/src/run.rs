@@ -110,6 +110,9 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     {
         tracing::error!("removing routes and NAT: {e}");
     }
+    if let Some(babel) = r.babel.take() {
+        babel.stop();
+    }
     let summary = r.remove_all();
     if let Some((active, stale)) = groups
         && let Err(e) = delete_groups(netns.as_deref(), active, stale).await
@@ -121,6 +124,14 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
 }
 
 async fn apply_routing<B: LinkBackend>(r: &mut Reconciler<B>) {
+    apply_routes(r).await;
+    if let Err(e) = crate::routing::supervise_babel(r) {
+        tracing::error!("{e}");
+        r.routing_error = Some(e.to_string());
+    }
+}
+
+async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
     match crate::routing::apply(r).await {
         Ok(outcome) => {
             if outcome.added + outcome.removed > 0 {
@@ -215,6 +226,10 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                 if let Some(summary) = r.retry_failed() {
                     tracing::info!(%summary, "retried failed links");
                     apply_routing(&mut r).await;
+                } else if let Err(e) = crate::routing::supervise_babel(&mut r) {
+                    // babeld died and could not be started again, or refused an interface.
+                    tracing::error!("{e}");
+                    r.routing_error = Some(e.to_string());
                 }
                 ticks = ticks.wrapping_add(1);
                 r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());

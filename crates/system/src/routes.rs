@@ -5,7 +5,9 @@ use crate::SystemError;
 use crate::groups::Netlink;
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
+};
 use rtnetlink::RouteMessageBuilder;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,7 +19,8 @@ pub const RTPROT_BRAID: u8 = 98;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteSpec {
     pub destination: IpNet,
-    pub gateway: IpAddr,
+    /// `None`: a route straight onto the interface (scope link).
+    pub gateway: Option<IpAddr>,
     pub oif: u32,
     pub metric: u32,
 }
@@ -53,7 +56,7 @@ fn spec_of(message: &RouteMessage) -> Option<RouteSpec> {
     }
     Some(RouteSpec {
         destination: IpNet::new(destination, message.header.destination_prefix_length).ok()?,
-        gateway: gateway?,
+        gateway,
         oif,
         metric,
     })
@@ -86,34 +89,42 @@ impl Netlink {
 
     pub async fn add_route(&self, r: &RouteSpec) -> Result<(), SystemError> {
         let message = match (r.destination, r.gateway) {
-            (IpNet::V4(dst), IpAddr::V4(gw)) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(dst.addr(), dst.prefix_len())
-                .gateway(gw)
-                .output_interface(r.oif)
-                .priority(r.metric)
-                .protocol(RouteProtocol::Other(RTPROT_BRAID))
-                // The gateway is the peer's point-to-point address on this interface.
-                .onlink()
-                .build(),
-            (IpNet::V6(dst), IpAddr::V6(gw)) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(dst.addr(), dst.prefix_len())
-                .gateway(gw)
-                .output_interface(r.oif)
-                .priority(r.metric)
-                .protocol(RouteProtocol::Other(RTPROT_BRAID))
-                .build(),
-            _ => return Ok(()), // mixed families never come from the plan
+            (IpNet::V4(dst), gw) => {
+                let b = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(dst.addr(), dst.prefix_len())
+                    .output_interface(r.oif)
+                    .priority(r.metric)
+                    .protocol(RouteProtocol::Other(RTPROT_BRAID));
+                match gw {
+                    // The gateway is the peer's point-to-point address on this interface.
+                    Some(IpAddr::V4(gw)) => b.gateway(gw).onlink().build(),
+                    Some(IpAddr::V6(_)) => return Ok(()), // never from the plan
+                    None => b.scope(RouteScope::Link).build(),
+                }
+            }
+            (IpNet::V6(dst), gw) => {
+                let b = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(dst.addr(), dst.prefix_len())
+                    .output_interface(r.oif)
+                    .priority(r.metric)
+                    .protocol(RouteProtocol::Other(RTPROT_BRAID));
+                match gw {
+                    Some(IpAddr::V6(gw)) => b.gateway(gw).build(),
+                    Some(IpAddr::V4(_)) => return Ok(()),
+                    None => b.build(),
+                }
+            }
         };
+        let via = r
+            .gateway
+            .map_or_else(|| format!("interface {}", r.oif), |g| g.to_string());
         self.handle()
             .route()
             .add(message)
             .replace()
             .execute()
             .await
-            .map_err(nl(format!(
-                "adding route {} via {}",
-                r.destination, r.gateway
-            )))
+            .map_err(nl(format!("adding route {} via {via}", r.destination)))
     }
 
     /// Makes braid's routes exactly `desired`: removes the others, adds the missing.

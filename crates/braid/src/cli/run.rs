@@ -30,11 +30,10 @@ pub fn run(config_path: &Path) -> Result<bool> {
     for warning in &warnings.0 {
         tracing::warn!("{warning}");
     }
-    if matches!(config.routing.mode, RoutingMode::Babel | RoutingMode::Bird) {
+    if config.routing.mode == RoutingMode::Bird {
         bail!(
-            "{}: routing.mode: \"{}\" (babeld or BIRD driven by braid) is not part of this build yet; use \"static\", or \"none\" and run your own routing daemon",
-            config_path.display(),
-            config.routing.mode.name()
+            "{}: routing.mode: \"bird\" (BIRD driven by braid) is not part of this build yet; use \"babel\" or \"static\", or \"none\" and run your own routing daemon",
+            config_path.display()
         );
     }
     let backend = match config.backend {

@@ -1,0 +1,117 @@
+//! Routing mode `babel` with real babeld in the lab: five nodes, the underlay between A and
+//! E blocked; A's workload reaches E's through another node, and when that relay's link is
+//! cut, through yet another.
+
+use braid_lab::{ConfigOptions, Lab, LabSpec};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The node through which node 1 sends to `dest`: its next hop is fe80::<index>.
+fn relay(lab: &Lab, dest: &str) -> Option<usize> {
+    let out = lab.try_exec(1, "ip", &["-6", "route", "get", dest]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let via = text.split_whitespace().skip_while(|w| *w != "via").nth(1)?;
+    usize::from_str_radix(via.strip_prefix("fe80::")?, 16).ok()
+}
+
+#[test]
+fn babel_routes_around_a_blocked_underlay_and_fails_over() {
+    if !braid_lab::available_or_skip("babel_routes_around_a_blocked_underlay_and_fails_over") {
+        return;
+    }
+    if Command::new("babeld").arg("-V").output().is_err() {
+        eprintln!(
+            "SKIPPED babel_routes_around_a_blocked_underlay_and_fails_over: babeld is not installed"
+        );
+        return;
+    }
+    let n = 5;
+    let lab = Lab::up(LabSpec::new(
+        &format!("bb{:x}", std::process::id() % 0xffff),
+        n,
+    ))
+    .unwrap();
+    lab.cut(1, 5).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(dir.path(), &ConfigOptions::default())
+        .unwrap();
+    for f in &files {
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&f.config).unwrap()).unwrap();
+        config["routing"] = json!({"mode": "babel", "hello_interval": 1});
+        std::fs::write(&f.config, config.to_string()).unwrap();
+        let log = f.config.with_file_name("braid.log");
+        lab.spawn_private_uapi(
+            f.index,
+            Command::new(env!("CARGO_BIN_EXE_braid"))
+                .arg("run")
+                .arg("-c")
+                .arg(&f.config),
+            Some(&log),
+        )
+        .unwrap();
+    }
+    wait_until("every bridge", Duration::from_secs(20), || {
+        (1..=n).all(|i| {
+            lab.try_exec(i, "ip", &["link", "show", "braid0"])
+                .is_ok_and(|o| o.status.success())
+        })
+    });
+    let w1 = lab.add_workload(1, "braid0").unwrap();
+    let w5 = lab.add_workload(5, "braid0").unwrap();
+    let _ = w1;
+    wait_until(
+        "w1 -> w5 over IPv6 through a relay",
+        Duration::from_secs(60),
+        || lab.workload_ping(1, &w5.v6.to_string()),
+    );
+    wait_until("w1 -> w5 over IPv4", Duration::from_secs(30), || {
+        lab.workload_ping(1, &w5.v4.to_string())
+    });
+    let first = relay(&lab, &w5.v6.to_string()).expect("a route to w5");
+    assert!(
+        (2..=4).contains(&first),
+        "the route to E goes through B, C or D, not {first}"
+    );
+    // babeld learned it: proto babel routes in n1.
+    let routes = String::from_utf8_lossy(
+        &lab.exec(1, "ip", &["-6", "route", "show", "proto", "babel"])
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    assert!(routes.contains("2001:db8:bd00:5::/64"), "{routes}");
+    // Cut the relay off from A: traffic moves to another relay.
+    lab.cut(1, first).unwrap();
+    wait_until(
+        "w1 -> w5 through another relay",
+        Duration::from_secs(90),
+        || {
+            relay(&lab, &w5.v6.to_string()).is_some_and(|r| r != first)
+                && lab.workload_ping(1, &w5.v6.to_string())
+        },
+    );
+    let second = relay(&lab, &w5.v6.to_string()).unwrap();
+    assert!(second != first && second != 5, "relay {first} -> {second}");
+    // The status reports babel and its routes' health.
+    let status = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["status", "--json", "-c", files[0].config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["routing"]["mode"], "babel");
+    assert_eq!(doc["routing"]["healthy"], true, "{doc}");
+}
