@@ -1,6 +1,6 @@
-//! Routing mode `babel` with real babeld in the lab: five nodes, the underlay between A and
-//! E blocked; A's workload reaches E's through another node, and when that relay's link is
-//! cut, through yet another.
+//! Routing modes `babel` (real babeld) and `bird` (real BIRD 2) in the lab: five nodes, the
+//! underlay between A and E blocked; A's workload reaches E's through another node, and when
+//! that relay's link is cut, through yet another.
 
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use serde_json::{Value, json};
@@ -28,18 +28,39 @@ fn relay(lab: &Lab, dest: &str) -> Option<usize> {
 
 #[test]
 fn babel_routes_around_a_blocked_underlay_and_fails_over() {
-    if !braid_lab::available_or_skip("babel_routes_around_a_blocked_underlay_and_fails_over") {
+    around_a_blocked_underlay(
+        "babel_routes_around_a_blocked_underlay_and_fails_over",
+        "babel",
+        "babeld",
+        "-V",
+        "babel",
+    );
+}
+
+#[test]
+fn bird_routes_around_a_blocked_underlay_and_fails_over() {
+    around_a_blocked_underlay(
+        "bird_routes_around_a_blocked_underlay_and_fails_over",
+        "bird",
+        "bird",
+        "--version",
+        "bird",
+    );
+}
+
+/// `mode`: the routing mode; `tool`/`flag`: how to tell the engine is installed; `proto`: the
+/// kernel protocol its routes carry.
+fn around_a_blocked_underlay(test: &str, mode: &str, tool: &str, flag: &str, proto: &str) {
+    if !braid_lab::available_or_skip(test) {
         return;
     }
-    if Command::new("babeld").arg("-V").output().is_err() {
-        eprintln!(
-            "SKIPPED babel_routes_around_a_blocked_underlay_and_fails_over: babeld is not installed"
-        );
+    if Command::new(tool).arg(flag).output().is_err() {
+        eprintln!("SKIPPED {test}: {tool} is not installed");
         return;
     }
     let n = 5;
     let lab = Lab::up(LabSpec::new(
-        &format!("bb{:x}", std::process::id() % 0xffff),
+        &format!("{}{:x}", &mode[..2], std::process::id() % 0xffff),
         n,
     ))
     .unwrap();
@@ -51,7 +72,7 @@ fn babel_routes_around_a_blocked_underlay_and_fails_over() {
     for f in &files {
         let mut config: Value =
             serde_json::from_str(&std::fs::read_to_string(&f.config).unwrap()).unwrap();
-        config["routing"] = json!({"mode": "babel", "hello_interval": 1});
+        config["routing"] = json!({"mode": mode, "hello_interval": 1});
         std::fs::write(&f.config, config.to_string()).unwrap();
         let log = f.config.with_file_name("braid.log");
         lab.spawn_private_uapi(
@@ -88,7 +109,7 @@ fn babel_routes_around_a_blocked_underlay_and_fails_over() {
     );
     // babeld learned it: proto babel routes in n1.
     let routes = String::from_utf8_lossy(
-        &lab.exec(1, "ip", &["-6", "route", "show", "proto", "babel"])
+        &lab.exec(1, "ip", &["-6", "route", "show", "proto", proto])
             .unwrap()
             .stdout,
     )
@@ -112,6 +133,6 @@ fn babel_routes_around_a_blocked_underlay_and_fails_over() {
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(doc["routing"]["mode"], "babel");
+    assert_eq!(doc["routing"]["mode"], mode);
     assert_eq!(doc["routing"]["healthy"], true, "{doc}");
 }

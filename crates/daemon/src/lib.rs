@@ -3,6 +3,7 @@
 
 pub mod babel;
 pub mod backend;
+pub mod bird;
 pub mod control;
 pub mod http;
 pub mod load;

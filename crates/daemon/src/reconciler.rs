@@ -62,6 +62,8 @@ pub struct Reconciler<B: LinkBackend> {
     pub routing_error: Option<String>,
     /// babeld, in routing mode `babel`.
     pub babel: Option<crate::babel::Babeld>,
+    /// BIRD, in routing mode `bird`.
+    pub bird: Option<crate::bird::Bird>,
 }
 
 impl<B: LinkBackend> Reconciler<B> {
@@ -78,6 +80,7 @@ impl<B: LinkBackend> Reconciler<B> {
             routes: Vec::new(),
             routing_error: None,
             babel: None,
+            bird: None,
         }
     }
 

@@ -90,7 +90,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .unzip();
     let mut desired = desired;
     let mut installed = installed;
-    if config.routing.mode == RoutingMode::Babel {
+    if matches!(config.routing.mode, RoutingMode::Babel | RoutingMode::Bird) {
         // babeld redistributes the node's own prefixes from these routes (proto 98).
         for route in announce_routes(loaded) {
             if let Some(&oif) = index.get(&route.dev) {
@@ -263,5 +263,55 @@ pub fn supervise_babel<B: LinkBackend>(
     match r.babel.as_mut() {
         Some(babel) => babel.sync(&links),
         None => Ok(()),
+    }
+}
+
+/// In routing mode `bird`: starts BIRD if it is not running (again, if it died) and reloads
+/// it when its configuration changes. In other modes: stops it.
+pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate::bird::BirdError> {
+    let wanted = r
+        .loaded()
+        .filter(|l| l.config.routing.mode == RoutingMode::Bird)
+        .and_then(|loaded| {
+            let config = &loaded.config;
+            let plan = config.address_plan.as_ref()?;
+            let a = loaded.plan.node.addresses.as_ref()?;
+            let dir = std::path::Path::new(&config.control_socket)
+                .parent()
+                .unwrap_or(std::path::Path::new("/run/braid"))
+                .join("bird");
+            let router_id = a
+                .gateway4
+                .unwrap_or_else(|| std::net::Ipv4Addr::from((a.index as u32).max(1)));
+            let inputs = crate::bird::BirdInputs {
+                router_id,
+                bridge: plan.bridge.clone(),
+                patterns: config
+                    .transports
+                    .iter()
+                    .map(|t| format!("{}*", t.prefix))
+                    .collect(),
+                hello_interval: config.routing.hello_interval,
+                prefix6: Some(a.prefix6.to_string()),
+                subnet4: a.subnet4.map(|s| s.to_string()),
+            };
+            Some((dir, config.netns.clone(), inputs))
+        });
+    let Some((dir, netns, inputs)) = wanted else {
+        if let Some(bird) = r.bird.take() {
+            bird.stop();
+        }
+        return Ok(());
+    };
+    if r.bird.as_mut().is_some_and(|b| !b.alive()) {
+        tracing::warn!("bird exited; starting it again");
+        r.bird = None;
+    }
+    match r.bird.as_mut() {
+        Some(bird) => bird.update(inputs),
+        None => {
+            r.bird = Some(crate::bird::Bird::start(&dir, netns.as_deref(), inputs)?);
+            Ok(())
+        }
     }
 }

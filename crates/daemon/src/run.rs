@@ -113,6 +113,9 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     if let Some(babel) = r.babel.take() {
         babel.stop();
     }
+    if let Some(bird) = r.bird.take() {
+        bird.stop();
+    }
     let summary = r.remove_all();
     if let Some((active, stale)) = groups
         && let Err(e) = delete_groups(netns.as_deref(), active, stale).await
@@ -125,9 +128,17 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
 
 async fn apply_routing<B: LinkBackend>(r: &mut Reconciler<B>) {
     apply_routes(r).await;
-    if let Err(e) = crate::routing::supervise_babel(r) {
+    supervise_engines(r);
+}
+
+/// Keeps babeld or BIRD running and in step (and stopped in other modes).
+fn supervise_engines<B: LinkBackend>(r: &mut Reconciler<B>) {
+    let result = crate::routing::supervise_babel(r)
+        .map_err(|e| e.to_string())
+        .and(crate::routing::supervise_bird(r).map_err(|e| e.to_string()));
+    if let Err(e) = result {
         tracing::error!("{e}");
-        r.routing_error = Some(e.to_string());
+        r.routing_error = Some(e);
     }
 }
 
@@ -226,10 +237,8 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                 if let Some(summary) = r.retry_failed() {
                     tracing::info!(%summary, "retried failed links");
                     apply_routing(&mut r).await;
-                } else if let Err(e) = crate::routing::supervise_babel(&mut r) {
-                    // babeld died and could not be started again, or refused an interface.
-                    tracing::error!("{e}");
-                    r.routing_error = Some(e.to_string());
+                } else {
+                    supervise_engines(&mut r);
                 }
                 ticks = ticks.wrapping_add(1);
                 r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use braid_daemon::load;
 use braid_daemon::userspace::UserspaceBackend;
-use braid_model::extensions::{Backend, RoutingMode};
+use braid_model::extensions::Backend;
 use std::path::Path;
 
 /// Each link holds a TUN device, a UDP socket and a UAPI socket: a large mesh needs more
@@ -29,12 +29,6 @@ pub fn run(config_path: &Path) -> Result<bool> {
         load::config(config_path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     for warning in &warnings.0 {
         tracing::warn!("{warning}");
-    }
-    if config.routing.mode == RoutingMode::Bird {
-        bail!(
-            "{}: routing.mode: \"bird\" (BIRD driven by braid) is not part of this build yet; use \"babel\" or \"static\", or \"none\" and run your own routing daemon",
-            config_path.display()
-        );
     }
     let backend = match config.backend {
         Backend::Auto | Backend::Userspace => UserspaceBackend::new(),
