@@ -24,7 +24,7 @@ pub fn config_text(
     ctl: &Path,
     bridge: &str,
     hello_interval: u16,
-    redistribute: &[(String, u8)],
+    redistribute: &[String],
 ) -> String {
     let mut text = format!(
         "# written by braid; babeld is driven over {}\nlocal-path-readwrite {}\n",
@@ -34,9 +34,10 @@ pub fn config_text(
     text.push_str(&format!(
         "interface {bridge} type wired hello-interval {hello_interval}\n"
     ));
-    for (prefix, len) in redistribute {
+    for rule in redistribute {
         text.push_str(&format!(
-            "redistribute proto {} ip {prefix} eq {len} allow\n",
+            "redistribute proto {} {rule}
+",
             braid_system::routes::RTPROT_BRAID
         ));
     }
@@ -69,7 +70,7 @@ impl Babeld {
         netns: Option<&str>,
         bridge: &str,
         hello_interval: u16,
-        redistribute: &[(String, u8)],
+        redistribute: &[String],
     ) -> Result<Babeld, BabelError> {
         std::fs::create_dir_all(dir)?;
         let ctl = dir.join("babeld.ctl");
@@ -197,8 +198,8 @@ mod tests {
             "braid0",
             4,
             &[
-                ("2001:db8:bd00:1::/64".into(), 64),
-                ("10.0.1.0/24".into(), 24),
+                "ip 2001:db8:bd00:1::/64 eq 64 allow".into(),
+                "ip 10.0.1.0/24 eq 24 allow".into(),
             ],
         );
         assert!(text.contains("local-path-readwrite /run/braid/babeld.ctl"));

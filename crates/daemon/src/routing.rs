@@ -223,15 +223,26 @@ pub fn supervise_babel<B: LinkBackend>(
                 .parent()
                 .unwrap_or(std::path::Path::new("/run/braid"))
                 .join("babeld");
-            let redistribute: Vec<(String, u8)> = announce_routes(loaded)
+            let mut redistribute: Vec<String> = announce_routes(loaded)
                 .iter()
                 .map(|r| {
-                    (
-                        r.destination.trunc().to_string(),
-                        r.destination.prefix_len(),
+                    format!(
+                        "ip {} eq {} allow",
+                        r.destination.trunc(),
+                        r.destination.prefix_len()
                     )
                 })
                 .collect();
+            if config.exit.is_some() {
+                // An exit announces the default route, IPv6 source-specific from the
+                // network's allocation (RAIT's slides), with its preference as the metric.
+                let metric = loaded.plan.node.exit_preference.unwrap_or(0).min(0xfffe);
+                redistribute.push(format!(
+                    "ip ::/0 eq 0 metric {metric} src-prefix {}",
+                    plan.ipv6
+                ));
+                redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
+            }
             Some((
                 dir,
                 config.netns.clone(),

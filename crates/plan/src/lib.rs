@@ -85,8 +85,13 @@ pub fn plan(config: &Config, registry: &Registry, sources: Sources<'_>) -> Resul
         links: plan_links(config, registry),
         routes: Vec::new(),
     };
-    if config.routing.mode == RoutingMode::Static {
-        plan.routes = routes::static_routes(&plan, config.exit.as_ref());
+    match (config.routing.mode, &config.exit) {
+        (RoutingMode::Static, exit) => plan.routes = routes::static_routes(&plan, exit.as_ref()),
+        // With a routing daemon, an exit still installs its own way out.
+        (RoutingMode::Babel | RoutingMode::Bird, Some(exit)) => {
+            plan.routes = routes::upstream_default_routes(exit)
+        }
+        _ => {}
     }
     Ok(plan)
 }
