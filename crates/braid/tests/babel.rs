@@ -2,21 +2,13 @@
 //! underlay between A and E blocked; A's workload reaches E's through another node, and when
 //! that relay's link is cut, through yet another.
 
+mod common;
+use common::*;
+
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use serde_json::{Value, json};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out waiting for {what}");
-}
+use std::time::Duration;
 
 /// The node through which node 1 sends to `dest`: its next hop is fe80::<index>.
 fn relay(lab: &Lab, dest: &str) -> Option<usize> {
@@ -74,23 +66,9 @@ fn around_a_blocked_underlay(test: &str, mode: &str, tool: &str, flag: &str, pro
             serde_json::from_str(&std::fs::read_to_string(&f.config).unwrap()).unwrap();
         config["routing"] = json!({"mode": mode, "hello_interval": 1});
         std::fs::write(&f.config, config.to_string()).unwrap();
-        let log = f.config.with_file_name("braid.log");
-        lab.spawn_private_uapi(
-            f.index,
-            Command::new(env!("CARGO_BIN_EXE_braid"))
-                .arg("run")
-                .arg("-c")
-                .arg(&f.config),
-            Some(&log),
-        )
-        .unwrap();
     }
-    wait_until("every bridge", Duration::from_secs(20), || {
-        (1..=n).all(|i| {
-            lab.try_exec(i, "ip", &["link", "show", "braid0"])
-                .is_ok_and(|o| o.status.success())
-        })
-    });
+    start_daemons(&lab, &files);
+    wait_for_bridges(&lab, n);
     let w1 = lab.add_workload(1, "braid0").unwrap();
     let w5 = lab.add_workload(5, "braid0").unwrap();
     let _ = w1;

@@ -2,18 +2,14 @@
 //! did not change, invalid input changes nothing, SIGHUP reloads, and `braid down` cleans
 //! up even after SIGKILL.
 
+mod common;
+use common::*;
+
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-fn braid(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(args)
-        .output()
-        .expect("run braid")
-}
+use std::process::Command;
+use std::time::Duration;
 
 fn links(lab: &Lab, node: usize) -> Vec<String> {
     let out = lab
@@ -27,17 +23,6 @@ fn links(lab: &Lab, node: usize) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn all_up(config: &Path) -> bool {

@@ -2,10 +2,13 @@
 //! exit. The upstream router applies `braid routes --upstream`; every workload reaches the
 //! internet, IPv6 routed both ways, IPv4 masqueraded by the exit.
 
+mod common;
+use common::*;
+
 use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
 use serde_json::{Value, json};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
@@ -14,17 +17,6 @@ fn ip(args: &[&str]) {
         "ip {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]
@@ -129,24 +121,8 @@ fn every_workload_reaches_the_internet_through_the_exit() {
         serde_json::from_str(&std::fs::read_to_string(&registry_path).unwrap()).unwrap();
     registry[0]["exit_preference"] = json!(100);
     std::fs::write(&registry_path, registry.to_string()).unwrap();
-    for f in &files {
-        let log = f.config.with_file_name("braid.log");
-        lab.spawn_private_uapi(
-            f.index,
-            Command::new(env!("CARGO_BIN_EXE_braid"))
-                .arg("run")
-                .arg("-c")
-                .arg(&f.config),
-            Some(&log),
-        )
-        .unwrap();
-    }
-    wait_until("every bridge", || {
-        (1..=n).all(|i| {
-            lab.try_exec(i, "ip", &["link", "show", "braid0"])
-                .is_ok_and(|o| o.status.success())
-        })
-    });
+    start_daemons(&lab, &files);
+    wait_for_bridges(&lab, n);
     let workloads: Vec<_> = (1..=n)
         .map(|i| lab.add_workload(i, "braid0").unwrap())
         .collect();
@@ -191,9 +167,11 @@ fn every_workload_reaches_the_internet_through_the_exit() {
     );
 
     for i in 1..=n {
-        wait_until(&format!("w{i} -> internet over IPv6"), || {
-            lab.workload_ping(i, "2001:db8:1::2")
-        });
+        wait_until(
+            &format!("w{i} -> internet over IPv6"),
+            Duration::from_secs(20),
+            || lab.workload_ping(i, "2001:db8:1::2"),
+        );
         assert!(
             lab.workload_ping(i, "203.0.113.2"),
             "w{i} -> internet over IPv4"

@@ -2,10 +2,13 @@
 //! source-specific from the allocation) with its exit preference as the metric. Workloads
 //! reach the internet through the preferred exit; cutting it off moves them to the other.
 
+mod common;
+use common::*;
+
 use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
 use serde_json::{Value, json};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
@@ -14,17 +17,6 @@ fn ip(args: &[&str]) {
         "ip {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// Packets exit `k` has sent to its upstream router.
@@ -252,23 +244,9 @@ fn babel_prefers_the_better_exit_and_fails_over_to_the_other() {
             config["exit"] = json!({"upstream_interface": "up0", "gateway6": gw6, "gateway4": gw4});
         }
         std::fs::write(&f.config, config.to_string()).unwrap();
-        let log = f.config.with_file_name("braid.log");
-        lab.spawn_private_uapi(
-            f.index,
-            Command::new(env!("CARGO_BIN_EXE_braid"))
-                .arg("run")
-                .arg("-c")
-                .arg(&f.config),
-            Some(&log),
-        )
-        .unwrap();
     }
-    wait_until("every bridge", Duration::from_secs(20), || {
-        (1..=n).all(|i| {
-            lab.try_exec(i, "ip", &["link", "show", "braid0"])
-                .is_ok_and(|o| o.status.success())
-        })
-    });
+    start_daemons(&lab, &files);
+    wait_for_bridges(&lab, n);
     // Each router learns the way back to the mesh from its exit.
     for (k, router) in [(1, &r1), (2, &r2)] {
         let routes = lab

@@ -2,19 +2,15 @@
 //! `braid status --json`, numbers move with traffic, links come and go, bad requests get
 //! 404/405, and the listener holds under a load of concurrent clients (wrk).
 
+mod common;
+use common::*;
+
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-fn braid(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(args)
-        .output()
-        .expect("run braid")
-}
+use std::process::Command;
+use std::time::Duration;
 
 /// One HTTP/1.0 request to 127.0.0.1:8091 inside a namespace; returns (status code, body).
 fn http(ns: &str, method: &str, path: &str) -> (u16, String) {
@@ -46,17 +42,6 @@ fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 struct Mesh {
     lab: Lab,
     dir: tempfile::TempDir,
@@ -76,19 +61,8 @@ fn mesh(tag: &str, nodes: usize) -> Option<Mesh> {
     let files = lab
         .write_configs(dir.path(), &ConfigOptions::default())
         .unwrap();
+    start_daemons(&lab, &files);
     let configs: Vec<PathBuf> = files.into_iter().map(|f| f.config).collect();
-    for (i, config) in configs.iter().enumerate() {
-        let log = config.with_file_name("braid.log");
-        lab.spawn_private_uapi(
-            i + 1,
-            Command::new(env!("CARGO_BIN_EXE_braid"))
-                .arg("run")
-                .arg("-c")
-                .arg(config),
-            Some(&log),
-        )
-        .unwrap();
-    }
     Some(Mesh { lab, dir, configs })
 }
 
@@ -98,10 +72,14 @@ fn status_and_metrics_report_the_same_truth_as_links_come_and_go() {
         return;
     };
     let ns = m.lab.ns(1);
-    wait_until("every link of n1 up in /metrics", || {
-        let (code, body) = http(&ns, "GET", "/metrics");
-        code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(4.0)
-    });
+    wait_until(
+        "every link of n1 up in /metrics",
+        Duration::from_secs(20),
+        || {
+            let (code, body) = http(&ns, "GET", "/metrics");
+            code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(4.0)
+        },
+    );
     // /status is the JSON of `braid status --json`.
     let (code, body) = http(&ns, "GET", "/status");
     assert_eq!(code, 200);
@@ -218,7 +196,9 @@ fn status_and_metrics_report_the_same_truth_as_links_come_and_go() {
 fn bad_requests_get_404_and_405_and_load_does_not_break_the_listener() {
     let Some(m) = mesh("ld_load", 2) else { return };
     let ns = m.lab.ns(1);
-    wait_until("the listener", || http(&ns, "GET", "/status").0 == 200);
+    wait_until("the listener", Duration::from_secs(20), || {
+        http(&ns, "GET", "/status").0 == 200
+    });
     assert_eq!(http(&ns, "GET", "/nope").0, 404);
     assert_eq!(http(&ns, "POST", "/status").0, 405);
     assert_eq!(http(&ns, "DELETE", "/metrics").0, 405);

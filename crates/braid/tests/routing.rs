@@ -2,20 +2,12 @@
 //! routes carry every peer's /64 and /24 over the link to it, and every workload reaches
 //! every other over IPv6 and IPv4.
 
+mod common;
+use common::*;
+
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
+use std::time::Duration;
 
 #[test]
 fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
@@ -38,24 +30,8 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
             },
         )
         .unwrap();
-    for f in &files {
-        let log = f.config.with_file_name("braid.log");
-        lab.spawn_private_uapi(
-            f.index,
-            Command::new(env!("CARGO_BIN_EXE_braid"))
-                .arg("run")
-                .arg("-c")
-                .arg(&f.config),
-            Some(&log),
-        )
-        .unwrap();
-    }
-    wait_until("every node's bridge", Duration::from_secs(20), || {
-        (1..=n).all(|i| {
-            lab.try_exec(i, "ip", &["link", "show", "braid0"])
-                .is_ok_and(|o| o.status.success())
-        })
-    });
+    start_daemons(&lab, &files);
+    wait_for_bridges(&lab, n);
     let addrs: Vec<_> = (1..=n)
         .map(|i| lab.add_workload(i, "braid0").unwrap())
         .collect();

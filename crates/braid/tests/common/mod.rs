@@ -1,0 +1,61 @@
+//! Helpers the lab tests of the `braid` binary share.
+#![allow(dead_code)] // each test file uses some of them
+
+use braid_lab::{Lab, NodeFiles};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs the braid binary under test.
+pub fn braid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .output()
+        .expect("run braid")
+}
+
+/// Polls `ok` until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Starts `braid run` on every node (each with a private /run/wireguard), logging to
+/// `<config dir>/braid.log`.
+pub fn start_daemons(lab: &Lab, files: &[NodeFiles]) {
+    for f in files {
+        let log = f.config.with_file_name("braid.log");
+        lab.spawn_private_uapi(
+            f.index,
+            Command::new(env!("CARGO_BIN_EXE_braid"))
+                .arg("run")
+                .arg("-c")
+                .arg(&f.config),
+            Some(&log),
+        )
+        .unwrap();
+    }
+}
+
+/// Waits until every node has its bridge `braid0` (braid made its node network).
+pub fn wait_for_bridges(lab: &Lab, nodes: usize) {
+    wait_until("every node's bridge", Duration::from_secs(20), || {
+        (1..=nodes).all(|i| {
+            lab.try_exec(i, "ip", &["link", "show", "braid0"])
+                .is_ok_and(|o| o.status.success())
+        })
+    });
+}
+
+/// Edits a JSON file in place.
+pub fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut doc);
+    std::fs::write(path, doc.to_string()).unwrap();
+}
