@@ -1,1 +1,0 @@
-//! Userspace WireGuard data plane (work in progress).
