@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages braid's lab and tests use (as root): iproute2 (ip, tc) and
+# nftables for the lab, ping, util-linux (nsenter), wireguard-go and wireguard-tools as
+# interop peers, iperf3 for throughput, wrk to load the status listener, babeld and bird2
+# for routing. Packages already installed are skipped.
+set -euo pipefail
+
+PACKAGES=(iproute2 nftables iputils-ping procps util-linux wireguard-go wireguard-tools iperf3 wrk babeld bird2)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "WARNING: not root, cannot install ${missing[*]}; what needs them will skip or fail" >&2
+        exit 0
+    fi
+    echo "== installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
