@@ -20,13 +20,46 @@ fn ip(args: &[&str]) {
 }
 
 #[test]
-fn every_workload_reaches_the_internet_through_the_exit() {
-    if !braid_lab::available_or_skip("every_workload_reaches_the_internet_through_the_exit") {
+fn every_workload_reaches_the_internet_through_the_exit_static() {
+    through_the_exit(
+        "every_workload_reaches_the_internet_through_the_exit_static",
+        "static",
+        None,
+    );
+}
+
+#[test]
+fn every_workload_reaches_the_internet_through_the_exit_babel() {
+    through_the_exit(
+        "every_workload_reaches_the_internet_through_the_exit_babel",
+        "babel",
+        Some("babeld"),
+    );
+}
+
+#[test]
+fn every_workload_reaches_the_internet_through_the_exit_bird() {
+    through_the_exit(
+        "every_workload_reaches_the_internet_through_the_exit_bird",
+        "bird",
+        Some("bird"),
+    );
+}
+
+/// `mode`: the routing mode; `engine`: the routing daemon it needs, if any.
+fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
+    if !braid_lab::available_or_skip(test) {
+        return;
+    }
+    if let Some(tool) = engine
+        && Command::new(tool).arg("--help").output().is_err()
+    {
+        eprintln!("SKIPPED {test}: {tool} is not installed");
         return;
     }
     let n = 3;
     let lab = Lab::up(LabSpec::new(
-        &format!("ex{:x}", std::process::id() % 0xffff),
+        &format!("e{}{:x}", &mode[..2], std::process::id() % 0xffff),
         n,
     ))
     .unwrap();
@@ -106,11 +139,14 @@ fn every_workload_reaches_the_internet_through_the_exit() {
         .write_configs(
             dir.path(),
             &ConfigOptions {
-                routing: "static".into(),
+                routing: mode.into(),
                 ..ConfigOptions::default()
             },
         )
         .unwrap();
+    for f in &files {
+        edit_json(&f.config, |c| c["routing"]["hello_interval"] = json!(1));
+    }
     // n1 is the exit.
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&files[0].config).unwrap()).unwrap();

@@ -18,6 +18,11 @@ pub struct BirdInputs {
     pub hello_interval: u16,
     pub prefix6: Option<String>,
     pub subnet4: Option<String>,
+    /// On an exit: the upstream gateways (IPv6, IPv4) for the default routes BIRD announces,
+    /// with the exit preference as their Babel metric.
+    pub exit_gateway6: Option<std::net::IpAddr>,
+    pub exit_gateway4: Option<std::net::IpAddr>,
+    pub exit_metric: u32,
 }
 
 pub fn config_text(i: &BirdInputs) -> String {
@@ -27,17 +32,34 @@ pub fn config_text(i: &BirdInputs) -> String {
         .map(|p| format!("\"{p}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let export = |net: &Option<String>| match net {
-        // Babel routes learned from neighbours travel on (that is what makes relays work);
-        // of the rest, only the node's own prefix.
-        Some(net) => format!("export where source = RTS_BABEL || net ~ [ {net} ];"),
-        None => "export where source = RTS_BABEL;".to_string(),
+    // Babel routes learned from neighbours travel on (that is what makes relays work); of
+    // the rest, only the node's own prefix, and on an exit its default route.
+    let export = |net: &Option<String>| {
+        let own = net
+            .as_ref()
+            .map(|n| format!(" if net ~ [ {n} ] then accept;"))
+            .unwrap_or_default();
+        format!(
+            "export filter {{ if source = RTS_BABEL then accept;{own} if source = RTS_STATIC then {{ babel_metric = {}; accept; }} reject; }};",
+            i.exit_metric.clamp(1, 0xfffe)
+        )
     };
+    let mut statics = String::new();
+    if let Some(gw) = i.exit_gateway6 {
+        statics.push_str(&format!(
+            "protocol static {{ ipv6; route ::/0 via {gw}; }}\n"
+        ));
+    }
+    if let Some(gw) = i.exit_gateway4 {
+        statics.push_str(&format!(
+            "protocol static {{ ipv4; route 0.0.0.0/0 via {gw}; }}\n"
+        ));
+    }
     format!(
         "# written by braid\nrouter id {};\nprotocol device {{ scan time 10; }}\n\
 protocol direct {{ ipv4; ipv6; interface \"{}\"; }}\n\
 protocol kernel {{ ipv4 {{ export where source = RTS_BABEL; }}; }}\n\
-protocol kernel {{ ipv6 {{ export where source = RTS_BABEL; }}; }}\n\
+protocol kernel {{ ipv6 {{ export where source = RTS_BABEL; }}; }}\n{statics}\
 protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; hello interval {} s; }};\n  ipv4 {{ import all; {} }};\n  ipv6 {{ import all; {} }};\n}}\n",
         i.router_id,
         i.bridge,
@@ -167,11 +189,22 @@ mod tests {
             hello_interval: 4,
             prefix6: Some("2001:db8:bd00:1::/64".into()),
             subnet4: Some("10.0.1.0/24".into()),
+            exit_gateway6: Some("2001:db8:ff::1".parse().unwrap()),
+            exit_gateway4: None,
+            exit_metric: 100,
         });
         assert!(text.contains(
             "interface \"brd4x*\", \"brd6x*\" { type wired; rxcost 32; hello interval 4 s; }"
         ));
-        assert!(text.contains("ipv6 { import all; export where source = RTS_BABEL || net ~ [ 2001:db8:bd00:1::/64 ]; }"));
+        assert!(
+            text.contains("if net ~ [ 2001:db8:bd00:1::/64 ] then accept;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("protocol static { ipv6; route ::/0 via 2001:db8:ff::1; }"),
+            "{text}"
+        );
+        assert!(text.contains("babel_metric = 100;"), "{text}");
         assert!(text.contains("router id 10.0.1.254;"));
     }
 }

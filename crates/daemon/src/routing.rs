@@ -305,6 +305,9 @@ pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate
                 hello_interval: config.routing.hello_interval,
                 prefix6: Some(a.prefix6.to_string()),
                 subnet4: a.subnet4.map(|s| s.to_string()),
+                exit_gateway6: config.exit.as_ref().and_then(|e| e.gateway6),
+                exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
+                exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
             };
             Some((dir, config.netns.clone(), inputs))
         });
