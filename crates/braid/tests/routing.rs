@@ -117,3 +117,96 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
         .unwrap();
     assert!(left.stdout.is_empty());
 }
+
+/// The IPv4 next hop node 3 uses toward the internet.
+fn default_next_hop(lab: &Lab) -> Option<String> {
+    let out = lab
+        .try_exec(3, "ip", &["-4", "route", "get", "192.0.2.1"])
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(str::to_string)
+}
+
+#[test]
+fn static_default_routes_fail_over_to_the_next_exit() {
+    if !braid_lab::available_or_skip("static_default_routes_fail_over_to_the_next_exit") {
+        return;
+    }
+    let n = 3;
+    let lab = Lab::up(LabSpec::new(
+        &format!("sf{:x}", std::process::id() % 0xffff),
+        n,
+    ))
+    .unwrap();
+    // Two exits, each with an upstream interface (a veth to nowhere is enough here).
+    for k in 1..=2 {
+        let ns = lab.ns(k);
+        for args in [
+            vec![
+                "-n", &ns, "link", "add", "up0", "type", "veth", "peer", "name", "up0p",
+            ],
+            vec!["-n", &ns, "link", "set", "up0", "up"],
+            vec!["-n", &ns, "link", "set", "up0p", "up"],
+        ] {
+            assert!(Command::new("ip").args(&args).status().unwrap().success());
+        }
+        let addr = format!("198.51.100.{}/24", 10 + k);
+        assert!(
+            Command::new("ip")
+                .args(["-n", &ns, "addr", "add", &addr, "dev", "up0"])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(
+            dir.path(),
+            &ConfigOptions {
+                routing: "static".into(),
+                keepalive: 1,
+                ..ConfigOptions::default()
+            },
+        )
+        .unwrap();
+    edit_json(&dir.path().join("registry.json"), |r| {
+        r[0]["exit_preference"] = serde_json::json!(100);
+        r[1]["exit_preference"] = serde_json::json!(200);
+    });
+    for k in 1..=2 {
+        edit_json(
+            &files[k - 1].config,
+            |c| {
+                c["exit"] =
+                    serde_json::json!({"upstream_interface": "up0", "gateway4": "198.51.100.1"})
+            },
+        );
+    }
+    start_daemons(&lab, &files);
+    // Node 3 sends the world to exit 1 (preference 100) ...
+    wait_until(
+        "n3's default route via exit 1",
+        Duration::from_secs(30),
+        || default_next_hop(&lab).as_deref() == Some("169.254.0.1"),
+    );
+    // ... and to exit 2 once exit 1 stops answering.
+    lab.cut(1, 2).unwrap();
+    lab.cut(1, 3).unwrap();
+    wait_until(
+        "n3's default route via exit 2",
+        Duration::from_secs(30),
+        || default_next_hop(&lab).as_deref() == Some("169.254.0.2"),
+    );
+    // And back when exit 1 returns.
+    lab.restore(1, 3).unwrap();
+    lab.restore(1, 2).unwrap();
+    wait_until(
+        "n3's default route via exit 1 again",
+        Duration::from_secs(30),
+        || default_next_hop(&lab).as_deref() == Some("169.254.0.1"),
+    );
+}

@@ -37,6 +37,9 @@ pub struct LinkStats {
     pub listen_port: u16,
     #[serde(serialize_with = "unix_seconds")]
     pub last_handshake: Option<SystemTime>,
+    /// When an authenticated datagram last arrived.
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_rx: Option<SystemTime>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,

@@ -67,7 +67,18 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .into_iter()
         .map(|l| (l.name, l.index))
         .collect();
+    let now = std::time::SystemTime::now();
     let running: std::collections::HashSet<&str> = r.running().collect();
+    // Default routes only go over links that carry traffic now, so that a dead exit loses
+    // its default route and the next exit takes over.
+    let alive = |dev: &str| {
+        loaded
+            .plan
+            .links
+            .iter()
+            .find(|l| l.name == dev)
+            .is_none_or(|l| link_alive(l, r.backend().stats(dev).as_ref(), now))
+    };
     let planned: std::collections::HashSet<&str> =
         loaded.plan.links.iter().map(|l| l.name.as_str()).collect();
     let (installed, desired): (Vec<_>, Vec<RouteSpec>) = loaded
@@ -78,6 +89,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .filter(|route| {
             running.contains(route.dev.as_str()) || !planned.contains(route.dev.as_str())
         })
+        .filter(|route| route.destination.prefix_len() != 0 || alive(&route.dev))
         .filter_map(|route| {
             let spec = RouteSpec {
                 destination: route.destination,
@@ -327,5 +339,23 @@ pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate
             r.bird = Some(crate::bird::Bird::start(&dir, netns.as_deref(), inputs)?);
             Ok(())
         }
+    }
+}
+
+/// Whether a link carries traffic now. With a persistent keepalive, a datagram must have
+/// arrived within three keepalive intervals (and 2 s); without one, the session must be live
+/// (a handshake within 180 s).
+pub fn link_alive(
+    link: &braid_plan::LinkPlan,
+    stats: Option<&crate::backend::LinkStats>,
+    now: std::time::SystemTime,
+) -> bool {
+    let Some(stats) = stats else { return false };
+    match link.keepalive {
+        Some(k) => stats.last_rx.is_some_and(|t| {
+            now.duration_since(t).unwrap_or_default()
+                <= std::time::Duration::from_secs(3 * u64::from(k) + 2)
+        }),
+        None => crate::status::link_state(Some(stats), now) == "up",
     }
 }

@@ -220,6 +220,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
     };
     let mut watch = tokio::time::interval(STATE_WATCH_INTERVAL);
     let mut states = std::collections::BTreeMap::new();
+    let mut alive = std::collections::BTreeSet::new();
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     let mut ticks: u32 = 0;
     loop {
@@ -230,7 +231,19 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(status::status(&r, started, SystemTime::now()));
             }
-            _ = watch.tick() => log_state_changes(&r, &mut states),
+            _ = watch.tick() => {
+                log_state_changes(&r, &mut states);
+                // Static default routes follow the exits' liveness.
+                let now = SystemTime::now();
+                let live: std::collections::BTreeSet<String> = r
+                    .loaded()
+                    .map(|l| l.plan.links.iter().filter(|link| crate::routing::link_alive(link, r.backend().stats(&link.name).as_ref(), now)).map(|link| link.name.clone()).collect())
+                    .unwrap_or_default();
+                if live != alive {
+                    alive = live;
+                    apply_routes(&mut r).await;
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = retry.tick() => {

@@ -163,6 +163,7 @@ impl LinkBackend for UserspaceBackend {
             endpoint: s.endpoint.map(|e| e.to_string()),
             listen_port: s.listen_port,
             last_handshake: s.last_handshake,
+            last_rx: s.last_rx,
             rx_bytes: s.rx_bytes,
             tx_bytes: s.tx_bytes,
             rx_packets: s.rx_packets,

@@ -20,6 +20,7 @@ pub struct Counters {
     /// Packets from the TUN that could not be sent (no endpoint yet, socket error).
     pub dropped_no_route: AtomicU64,
     pub(crate) last_handshake: Mutex<Option<SystemTime>>,
+    pub(crate) last_rx: Mutex<Option<SystemTime>>,
     pub(crate) endpoint: Mutex<Option<SocketAddr>>,
     pub(crate) listen_port: AtomicU64,
 }
@@ -36,6 +37,8 @@ pub struct Snapshot {
     pub dropped_replay: u64,
     pub dropped_no_route: u64,
     pub last_handshake: Option<SystemTime>,
+    /// When an authenticated datagram last arrived (to within a timer tick).
+    pub last_rx: Option<SystemTime>,
     pub endpoint: Option<SocketAddr>,
     pub listen_port: u16,
 }
@@ -56,6 +59,7 @@ impl Counters {
             dropped_unknown_key: get(&self.dropped_unknown_key),
             dropped_replay: get(&self.dropped_replay),
             dropped_no_route: get(&self.dropped_no_route),
+            last_rx: *self.last_rx.lock().unwrap_or_else(|p| p.into_inner()),
             last_handshake: *self
                 .last_handshake
                 .lock()

@@ -47,6 +47,8 @@ pub struct Worker {
     wake: Arc<crate::wake::Wake>,
     /// When a packet last went through, to slow the timers of idle links.
     last_activity: Instant,
+    /// When an authenticated datagram last arrived; published with each timer tick.
+    last_rx: Option<Instant>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     commands: Receiver<Command>,
@@ -109,6 +111,7 @@ impl Worker {
             uapi,
             wake,
             last_activity: Instant::now(),
+            last_rx: None,
             counters,
             stop,
             commands,
@@ -272,6 +275,7 @@ impl Worker {
                 self.count_drop(e);
                 continue;
             }
+            self.last_rx = Some(Instant::now());
             add(&self.counters.rx_packets, 1);
             add(&self.counters.rx_bytes, n as u64);
             // Authenticated: the peer is at `from` now (roaming, or a peer that dialled in).
@@ -318,6 +322,18 @@ impl Worker {
         };
         add(counter, 1);
         tracing::trace!(link = %self.name, "dropped a datagram: {e:?}");
+    }
+
+    /// Publishes when the last authenticated datagram arrived (coarse: once per tick).
+    fn note_rx(&self) {
+        if let Some(at) = self.last_rx {
+            let at = SystemTime::now().checked_sub(at.elapsed());
+            *self
+                .counters
+                .last_rx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = at;
+        }
     }
 
     fn note_handshake(&self) {
@@ -425,6 +441,7 @@ impl Worker {
             TunnResult::Err(e) => tracing::trace!(link = %self.name, "timers: {e:?}"),
             _ => {}
         }
+        self.note_rx();
         self.note_handshake();
     }
 }
