@@ -113,4 +113,73 @@ fn around_a_blocked_underlay(test: &str, mode: &str, tool: &str, flag: &str, pro
     let doc: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(doc["routing"]["mode"], mode);
     assert_eq!(doc["routing"]["healthy"], true, "{doc}");
+    if mode == "babel" {
+        peers_come_and_go_without_restarting_babeld(
+            &files[0].config,
+            &dir.path().join("registry.json"),
+        );
+    }
+}
+
+/// Node 4 leaves the registry and n1 reloads: babeld keeps running (same PID) and stops
+/// speaking on n4's links; node 4 comes back and babeld speaks on them again.
+fn peers_come_and_go_without_restarting_babeld(
+    config: &std::path::Path,
+    registry: &std::path::Path,
+) {
+    let babel_dir = config.with_file_name("babeld");
+    let pid = || {
+        std::fs::read_to_string(babel_dir.join("babeld.pid"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let interfaces = || {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(babel_dir.join("babeld.ctl")).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        s.write_all(b"dump\nquit\n").unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.lines()
+            .filter(|l| l.starts_with("add interface"))
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = pid();
+    assert!(
+        interfaces().contains(&"brd4x40008".to_string()),
+        "{:?}",
+        interfaces()
+    );
+    let full = std::fs::read_to_string(registry).unwrap();
+    let mut without: Value = serde_json::from_str(&full).unwrap();
+    without.as_array_mut().unwrap().remove(3);
+    std::fs::write(registry, without.to_string()).unwrap();
+    let reload = braid(&["reload", "-c", config.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    assert_eq!(pid(), before, "babeld was restarted");
+    assert!(
+        !interfaces().contains(&"brd4x40008".to_string()),
+        "{:?}",
+        interfaces()
+    );
+    std::fs::write(registry, full).unwrap();
+    assert!(
+        braid(&["reload", "-c", config.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(pid(), before, "babeld was restarted");
+    assert!(
+        interfaces().contains(&"brd4x40008".to_string()),
+        "{:?}",
+        interfaces()
+    );
 }
