@@ -86,6 +86,7 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(doc["routing"]["mode"], "static");
+    assert_eq!(doc["node"]["addresses"]["prefix6"], "2001:db8:bd00:1::/64");
     assert_eq!(doc["routing"]["healthy"], true);
     assert_eq!(
         doc["routing"]["routes"].as_array().unwrap().len(),

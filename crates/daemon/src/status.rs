@@ -34,6 +34,10 @@ pub struct RoutingStatus {
 pub struct NodeStatus {
     pub public_key: String,
     pub name: Option<String>,
+    /// The node's address plan: link-local address, and with an address plan its index,
+    /// /64, ::1, /24, gateway and link address (as in `braid plan --json`).
+    pub link_local6: Option<std::net::Ipv6Addr>,
+    pub addresses: Option<braid_plan::NodeAddresses>,
     pub backend: &'static str,
     pub config: String,
     pub registry: Option<String>,
@@ -88,6 +92,8 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
             .map(|p| p.node.public_key.to_base64())
             .unwrap_or_default(),
         name: plan.and_then(|p| p.node.name.clone()),
+        link_local6: plan.map(|p| p.node.link_local6),
+        addresses: plan.and_then(|p| p.node.addresses.clone()),
         backend: r.backend().name(),
         config: r.config_path().display().to_string(),
         registry: r.loaded().map(|l| l.registry_path.display().to_string()),
