@@ -400,3 +400,36 @@ fn lab_up_runs_the_mesh_and_every_link_answers() {
     );
     assert!(down.status.success());
 }
+
+#[test]
+fn run_refuses_what_this_build_cannot_do() {
+    let dir = broken("alpha.json", |t| {
+        t.replacen(
+            "\"random_port\": false",
+            "\"random_port\": false, \"paths\": [{\"interface\": \"wan0\"}]",
+            1,
+        )
+    });
+    let out = braid(&["run", "-c", dir.path().join("alpha.json").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("transport[0]: multi-path links")
+            && err.contains("not part of this build yet"),
+        "{err}"
+    );
+    let dir = broken("alpha.json", |t| {
+        t.replacen(
+            "\"vrf\": \"\",",
+            "\"vrf\": \"\", \"backend\": \"kernel\",",
+            1,
+        )
+    });
+    let out = braid(&["run", "-c", dir.path().join("alpha.json").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("backend: the kernel WireGuard backend is not part of this build yet"),
+        "{err}"
+    );
+}

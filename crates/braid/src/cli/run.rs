@@ -30,6 +30,17 @@ pub fn run(config_path: &Path) -> Result<bool> {
     for warning in &warnings.0 {
         tracing::warn!("{warning}");
     }
+    if let Some((i, _)) = config
+        .transports
+        .iter()
+        .enumerate()
+        .find(|(_, t)| !t.paths.is_empty() || t.wan_auto)
+    {
+        bail!(
+            "{}: transport[{i}]: multi-path links (\"paths\", \"wan\") are not part of this build yet; remove them to run single-path links",
+            config_path.display()
+        );
+    }
     let backend = match config.backend {
         Backend::Auto | Backend::Userspace => UserspaceBackend::new(),
         Backend::Kernel => bail!(
