@@ -10,15 +10,6 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn every_workload_reaches_the_internet_through_the_exit_static() {
     through_the_exit(

@@ -10,15 +10,6 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_wireguard_go_and_babeld_node_joins_a_braid_babel_mesh() {
     let test = "a_wireguard_go_and_babeld_node_joins_a_braid_babel_mesh";

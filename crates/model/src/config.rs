@@ -6,7 +6,7 @@ use crate::extensions::{
     StatusConfig,
 };
 use crate::family::AddressFamily;
-use crate::host::{Host, parse_host};
+use crate::host::Host;
 use crate::keys::PrivateKey;
 use crate::problem::{Collector, Problems};
 use crate::read::{self, field_path, index_path};
@@ -353,38 +353,8 @@ pub(crate) fn check_ifname(c: &mut Collector, path: &str, name: &str, what: &str
 
 fn read_transport(c: &mut Collector, path: &str, value: &Value) -> Option<Transport> {
     let map = read::object(c, path, value, TRANSPORT_FIELDS)?;
-    let family = read::field(
-        c,
-        map,
-        path,
-        "address_family",
-        Some("add \"address_family\": \"ip4\" or \"ip6\""),
-    )
-    .and_then(|v| {
-        read::choice(
-            c,
-            &field_path(path, "address_family"),
-            v,
-            &AddressFamily::NAMES,
-        )
-    })
-    .and_then(AddressFamily::from_name);
-    let address = match read::field(c, map, path, "address", None) {
-        None => Some(None),
-        Some(v) => read::string(
-            c,
-            &field_path(path, "address"),
-            v,
-            "write the address as a string, or \"\" when others cannot dial this node",
-        )
-        .and_then(|text| match parse_host(&text, family) {
-            Ok(host) => Some(host),
-            Err((message, fix)) => {
-                c.error(&field_path(path, "address"), message, fix);
-                None
-            }
-        }),
-    };
+    let family = crate::host::read_family(c, map, path);
+    let address = crate::host::read_address(c, map, path, family);
     let send_port = read::field(
         c,
         map,

@@ -1,6 +1,9 @@
 //! Endpoint addresses: an IP literal or a DNS name, as the registry and config allow.
 
 use crate::family::AddressFamily;
+use crate::problem::Collector;
+use crate::read::{self, field_path};
+use serde_json::{Map, Value};
 use std::net::IpAddr;
 
 /// Where a node can be dialled. DNS names are resolved by the I/O layers, never here.
@@ -72,6 +75,57 @@ fn is_dns_name(text: &str) -> bool {
     });
     // A name made only of digits and dots is a malformed IPv4 literal, not a host name.
     labels_ok && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// Reads the required `address_family` field of a transport or endpoint.
+pub fn read_family(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    path: &str,
+) -> Option<AddressFamily> {
+    read::field(
+        c,
+        map,
+        path,
+        "address_family",
+        Some("add \"address_family\": \"ip4\" or \"ip6\""),
+    )
+    .and_then(|v| {
+        read::choice(
+            c,
+            &field_path(path, "address_family"),
+            v,
+            &AddressFamily::NAMES,
+        )
+    })
+    .and_then(AddressFamily::from_name)
+}
+
+/// Reads the optional `address` field of a transport or endpoint: `Some(None)` when it is
+/// missing or empty, `None` (with the problem recorded) when it is bad.
+pub fn read_address(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    path: &str,
+    family: Option<AddressFamily>,
+) -> Option<Option<Host>> {
+    let at = field_path(path, "address");
+    match read::field(c, map, path, "address", None) {
+        None => Some(None),
+        Some(v) => read::string(
+            c,
+            &at,
+            v,
+            "write the address as a string, or \"\" when others cannot dial this node",
+        )
+        .and_then(|text| match parse_host(&text, family) {
+            Ok(host) => Some(host),
+            Err((message, fix)) => {
+                c.error(&at, message, fix);
+                None
+            }
+        }),
+    }
 }
 
 #[cfg(test)]

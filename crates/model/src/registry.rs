@@ -3,7 +3,7 @@
 
 use crate::config::read_remarks;
 use crate::family::AddressFamily;
-use crate::host::{Host, parse_host};
+use crate::host::Host;
 use crate::keys::PublicKey;
 use crate::problem::{Collector, Problems};
 use crate::read::{self, field_path, index_path};
@@ -189,38 +189,8 @@ fn read_endpoint(c: &mut Collector, path: &str, value: &Value) -> Option<Endpoin
         )
     })
     .map(|n| n as u16);
-    let family = read::field(
-        c,
-        map,
-        path,
-        "address_family",
-        Some("add \"address_family\": \"ip4\" or \"ip6\""),
-    )
-    .and_then(|v| {
-        read::choice(
-            c,
-            &field_path(path, "address_family"),
-            v,
-            &AddressFamily::NAMES,
-        )
-    })
-    .and_then(AddressFamily::from_name);
-    let address = match read::field(c, map, path, "address", None) {
-        None => Some(None),
-        Some(v) => read::string(
-            c,
-            &field_path(path, "address"),
-            v,
-            "write the address as a string, or leave it empty",
-        )
-        .and_then(|text| match parse_host(&text, family) {
-            Ok(host) => Some(host),
-            Err((message, fix)) => {
-                c.error(&field_path(path, "address"), message, fix);
-                None
-            }
-        }),
-    };
+    let family = crate::host::read_family(c, map, path);
+    let address = crate::host::read_address(c, map, path, family);
     Some(Endpoint {
         send_port: send_port?,
         address_family: family?,

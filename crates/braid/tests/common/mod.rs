@@ -59,3 +59,13 @@ pub fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Valu
     edit(&mut doc);
     std::fs::write(path, doc.to_string()).unwrap();
 }
+
+/// Runs `ip args...`, panicking with its stderr when it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
