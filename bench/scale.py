@@ -79,7 +79,7 @@ def main():
                 sys.exit(f"braid did not reach steady state; see {work}/n1/braid.log")
             time.sleep(0.1)
         steady = time.monotonic() - start
-        made = len(sh("ip", "-n", NS, "-o", "link", "show", "group", "2").stdout.splitlines())
+        made = len([l for l in sh("ip", "-n", NS, "-o", "link", "show", "group", "2").stdout.splitlines() if ": brd" in l])
         time.sleep(2)
         if args.perf:
             sh("perf", "record", "-g", "-o", args.perf, "-p", str(proc.pid), "--", "sleep", "5")

@@ -24,6 +24,10 @@ const TIMER_TICK: Duration = Duration::from_millis(250);
 /// does not notice, and a mesh of a thousand idle links sleeps.
 const IDLE_AFTER: Duration = Duration::from_secs(10);
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// An idle link without a session (its peer has not answered) ticks slower still: its only
+/// timer work is boringtun's handshake retry every 5 s, and traffic or the peer dialling in
+/// wakes the link at once anyway.
+const UNANSWERED_TICK: Duration = Duration::from_secs(5);
 /// Packets handled per readable fd before looking at the other one again.
 const BATCH: usize = 64;
 
@@ -187,7 +191,12 @@ impl Worker {
             if Instant::now() >= next_tick {
                 self.tick(&mut dst);
                 let idle = self.last_activity.elapsed() > IDLE_AFTER;
-                next_tick = Instant::now() + if idle { IDLE_TICK } else { TIMER_TICK };
+                let tick = match (idle, self.tunn.time_since_last_handshake()) {
+                    (false, _) => TIMER_TICK,
+                    (true, Some(_)) => IDLE_TICK,
+                    (true, None) => UNANSWERED_TICK,
+                };
+                next_tick = Instant::now() + tick;
             }
         }
         tracing::debug!(link = %self.name, "link thread stopped");
