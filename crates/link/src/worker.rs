@@ -142,7 +142,15 @@ impl Worker {
             self.send(&p);
         }
         while !self.stop.load(Ordering::Relaxed) {
-            self.apply_commands();
+            if self.apply_commands() {
+                // A new endpoint (or a new session after a keepalive change): try it now.
+                if let TunnResult::WriteToNetwork(p) =
+                    self.tunn.format_handshake_initiation(&mut dst, false)
+                {
+                    let p = p.to_vec();
+                    self.send(&p);
+                }
+            }
             let mut fds = [
                 libc::pollfd {
                     fd: self.tun.as_raw_fd(),
@@ -202,8 +210,12 @@ impl Worker {
         tracing::debug!(link = %self.name, "link thread stopped");
     }
 
-    fn apply_commands(&mut self) {
+    /// Applies pending commands; true when the link should start a handshake now.
+    fn apply_commands(&mut self) -> bool {
+        let mut handshake = false;
         while let Ok(command) = self.commands.try_recv() {
+            handshake |=
+                self.endpoint.is_some() || matches!(command, Command::SetEndpoint(Some(_)));
             match command {
                 Command::SetEndpoint(endpoint) => {
                     self.endpoint = endpoint;
@@ -219,6 +231,7 @@ impl Worker {
                 }
             }
         }
+        handshake && self.endpoint.is_some()
     }
 
     fn send(&self, packet: &[u8]) {
