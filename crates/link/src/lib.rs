@@ -134,7 +134,12 @@ impl Link {
             commands,
             uapi,
             wake.clone(),
-        );
+        )
+        .map_err(|source| LinkError::Io {
+            link: name.clone(),
+            what: "setting up batched UDP I/O".into(),
+            source,
+        })?;
         let thread = std::thread::Builder::new()
             .name(format!("link {name}"))
             .spawn(move || worker.run())

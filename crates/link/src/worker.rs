@@ -30,6 +30,8 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const UNANSWERED_TICK: Duration = Duration::from_secs(5);
 /// Packets handled per readable fd before looking at the other one again.
 const BATCH: usize = 64;
+/// Room for one GSO send: at most 64 segments and 64 KiB.
+const GSO_BUFFER: usize = 65535;
 
 pub enum Command {
     SetEndpoint(Option<SocketAddr>),
@@ -48,6 +50,14 @@ pub struct Worker {
     keepalive: Option<u16>,
     fwmark: u32,
     uapi: Option<UapiSocket>,
+    /// Batched UDP I/O: GSO on send, GRO on receive (quinn-udp).
+    udp: quinn_udp::UdpSocketState,
+    /// Encrypted packets waiting to leave in one GSO send: `gso_count` segments of
+    /// `gso_segment` bytes (the last may be shorter) in `gso[..gso_len]`.
+    gso: PacketBuffer,
+    gso_len: usize,
+    gso_segment: usize,
+    gso_count: usize,
     wake: Arc<crate::wake::Wake>,
     /// When a packet last went through, to slow the timers of idle links.
     last_activity: Instant,
@@ -99,9 +109,15 @@ impl Worker {
         commands: Receiver<Command>,
         uapi: Option<UapiSocket>,
         wake: Arc<crate::wake::Wake>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         *counters.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = config.endpoint;
-        Worker {
+        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        Ok(Worker {
+            udp,
+            gso: PacketBuffer::new(GSO_BUFFER)?,
+            gso_len: 0,
+            gso_segment: 0,
+            gso_count: 0,
             name: config.name.clone(),
             tun,
             socket,
@@ -119,7 +135,7 @@ impl Worker {
             counters,
             stop,
             commands,
-        }
+        })
     }
 
     pub fn run(mut self) {
@@ -234,7 +250,9 @@ impl Worker {
         handshake && self.endpoint.is_some()
     }
 
-    fn send(&self, packet: &[u8]) {
+    /// Sends one datagram now, after whatever is queued for a GSO send.
+    fn send(&mut self, packet: &[u8]) {
+        self.flush();
         let Some(endpoint) = self.endpoint else {
             add(&self.counters.dropped_no_route, 1);
             return;
@@ -255,6 +273,59 @@ impl Worker {
         }
     }
 
+    /// Queues an encrypted packet for the next GSO send; sends first when it cannot join.
+    fn queue(&mut self, packet: &[u8]) {
+        let max = self.udp.max_gso_segments().clamp(1, 64);
+        let joins = self.gso_count > 0
+            && packet.len() <= self.gso_segment
+            && self.gso_len + packet.len() <= self.gso.len()
+            && self.gso_count < max;
+        if self.gso_count > 0 && !joins {
+            self.flush();
+        }
+        self.gso[self.gso_len..self.gso_len + packet.len()].copy_from_slice(packet);
+        if self.gso_count == 0 {
+            self.gso_segment = packet.len();
+        }
+        self.gso_len += packet.len();
+        self.gso_count += 1;
+        // A shorter segment can only be the last one.
+        if packet.len() < self.gso_segment {
+            self.flush();
+        }
+    }
+
+    /// Sends the queued packets in one system call (UDP GSO).
+    fn flush(&mut self) {
+        if self.gso_count == 0 {
+            return;
+        }
+        let (len, count) = (self.gso_len, self.gso_count as u64);
+        self.gso_len = 0;
+        self.gso_count = 0;
+        let Some(endpoint) = self.endpoint else {
+            add(&self.counters.dropped_no_route, count);
+            return;
+        };
+        let transmit = quinn_udp::Transmit {
+            destination: socket_addr_for(self.ipv6_socket, endpoint),
+            ecn: None,
+            contents: &self.gso[..len],
+            segment_size: (count > 1).then_some(self.gso_segment),
+            src_ip: None,
+        };
+        match self.udp.try_send((&self.socket).into(), &transmit) {
+            Ok(()) => {
+                add(&self.counters.tx_packets, count);
+                add(&self.counters.tx_bytes, len as u64);
+            }
+            Err(e) => {
+                add(&self.counters.dropped_no_route, count);
+                tracing::debug!(link = %self.name, %endpoint, "send: {e}");
+            }
+        }
+    }
+
     fn handle_tun(&mut self, src: &mut [u8], dst: &mut [u8]) {
         for _ in 0..BATCH {
             let n = match self.tun.recv(src) {
@@ -262,75 +333,94 @@ impl Worker {
                     self.last_activity = Instant::now();
                     n
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::warn!(link = %self.name, "reading the TUN device: {e}");
-                    return;
+                    break;
                 }
             };
             match self.tunn.encapsulate(&src[..n], dst) {
                 TunnResult::WriteToNetwork(packet) => {
                     let packet = &*packet;
-                    self.send(packet);
+                    self.queue(packet);
                 }
                 TunnResult::Err(e) => tracing::debug!(link = %self.name, "encapsulate: {e:?}"),
                 _ => {}
             }
         }
+        self.flush();
     }
 
     fn handle_network(&mut self, src: &mut [u8], dst: &mut [u8]) {
         for _ in 0..BATCH {
-            let (n, from) = match self.socket.recv_from(src) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            // One receive may hold several datagrams coalesced by UDP GRO, `stride` apart.
+            let mut meta = [quinn_udp::RecvMeta::default()];
+            let received = {
+                let mut bufs = [std::io::IoSliceMut::new(src)];
+                self.udp.recv((&self.socket).into(), &mut bufs, &mut meta)
+            };
+            match received {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::debug!(link = %self.name, "receiving: {e}");
-                    return;
+                    break;
                 }
-            };
+            }
             self.last_activity = Instant::now();
-            let from = canonical(from);
-            let datagram = &src[..n];
-            let result = self.tunn.decapsulate(Some(from.ip()), datagram, dst);
-            if let TunnResult::Err(e) = &result {
-                self.count_drop(e);
-                continue;
+            let meta = meta[0];
+            let from = canonical(meta.addr);
+            let stride = if meta.stride == 0 {
+                meta.len
+            } else {
+                meta.stride
+            };
+            for datagram in src[..meta.len].chunks(stride.max(1)) {
+                self.handle_datagram(datagram, from, dst);
             }
-            self.last_rx = Some(Instant::now());
-            add(&self.counters.rx_packets, 1);
-            add(&self.counters.rx_bytes, n as u64);
-            // Authenticated: the peer is at `from` now (roaming, or a peer that dialled in).
-            if self.endpoint != Some(from) {
-                tracing::info!(link = %self.name, endpoint = %from, "peer endpoint");
-                self.endpoint = Some(from);
-                *self
-                    .counters
-                    .endpoint
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(from);
-            }
-            match result {
-                TunnResult::WriteToNetwork(packet) => {
-                    let packet = packet.to_vec();
-                    self.send(&packet);
-                    // Flush packets queued while the handshake was in progress.
-                    while let TunnResult::WriteToNetwork(packet) =
-                        self.tunn.decapsulate(None, &[], dst)
-                    {
-                        let packet = packet.to_vec();
-                        self.send(&packet);
-                    }
-                }
-                TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
-                    if let Err(e) = self.tun.send(packet) {
-                        tracing::debug!(link = %self.name, "writing the TUN device: {e}");
-                    }
-                }
-                _ => {}
-            }
-            self.note_handshake();
         }
+        // Handshake responses and packets released by a new session go out now.
+        self.flush();
+    }
+
+    fn handle_datagram(&mut self, datagram: &[u8], from: SocketAddr, dst: &mut [u8]) {
+        let result = self.tunn.decapsulate(Some(from.ip()), datagram, dst);
+        if let TunnResult::Err(e) = &result {
+            self.count_drop(e);
+            return;
+        }
+        self.last_rx = Some(Instant::now());
+        add(&self.counters.rx_packets, 1);
+        add(&self.counters.rx_bytes, datagram.len() as u64);
+        // Authenticated: the peer is at `from` now (roaming, or a peer that dialled in).
+        if self.endpoint != Some(from) {
+            tracing::info!(link = %self.name, endpoint = %from, "peer endpoint");
+            self.endpoint = Some(from);
+            *self
+                .counters
+                .endpoint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(from);
+        }
+        match result {
+            TunnResult::WriteToNetwork(packet) => {
+                let packet = packet.to_vec();
+                self.send(&packet);
+                // Send the packets queued while the handshake was in progress.
+                while let TunnResult::WriteToNetwork(packet) = self.tunn.decapsulate(None, &[], dst)
+                {
+                    let packet = packet.to_vec();
+                    self.queue(&packet);
+                }
+            }
+            TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
+                if let Err(e) = self.tun.send(packet) {
+                    tracing::debug!(link = %self.name, "writing the TUN device: {e}");
+                }
+            }
+            _ => {}
+        }
+        self.note_handshake();
     }
 
     fn count_drop(&self, e: &WireGuardError) {
