@@ -146,8 +146,12 @@ fn up(nodes: usize, name: &str, dir: PathBuf, plan_only: bool, seconds: u32) -> 
         }
     }
     println!(
-        "\nstatus: braid status -c {}/n1/config.json (inside: ip netns exec {} ...)",
+        "\nstatus:  braid status -c {}/n1/config.json   (or GET http://127.0.0.1:8091/status inside {})",
         dir.display(),
+        lab.ns(1)
+    );
+    println!(
+        "shell:   ip netns exec {} bash   (each node is a namespace; workloads are not attached)",
         lab.ns(1)
     );
     println!("remove it with: braid lab down --name {name}");
