@@ -10,14 +10,6 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 
-/// The node through which node 1 sends to `dest`: its next hop is fe80::<index>.
-fn relay(lab: &Lab, dest: &str) -> Option<usize> {
-    let out = lab.try_exec(1, "ip", &["-6", "route", "get", dest]).ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let via = text.split_whitespace().skip_while(|w| *w != "via").nth(1)?;
-    usize::from_str_radix(via.strip_prefix("fe80::")?, 16).ok()
-}
-
 #[test]
 fn babel_routes_around_a_blocked_underlay_and_fails_over() {
     around_a_blocked_underlay(

@@ -10,13 +10,6 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn relay(lab: &Lab, dest: &str) -> Option<usize> {
-    let out = lab.try_exec(1, "ip", &["-6", "route", "get", dest]).ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let via = text.split_whitespace().skip_while(|w| *w != "via").nth(1)?;
-    usize::from_str_radix(via.strip_prefix("fe80::")?, 16).ok()
-}
-
 /// Returns (relay before, relay after, lost pings, gap in ms).
 fn measure(hello: u16) -> (usize, usize, u64, u64) {
     let n = 5;

@@ -69,3 +69,12 @@ pub fn ip(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The node through which node 1 sends IPv6 traffic to `dest`: its next hop is
+/// `fe80::<index>` (lab nodes' link-local addresses carry their index).
+pub fn relay(lab: &Lab, dest: &str) -> Option<usize> {
+    let out = lab.try_exec(1, "ip", &["-6", "route", "get", dest]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let via = text.split_whitespace().skip_while(|w| *w != "via").nth(1)?;
+    usize::from_str_radix(via.strip_prefix("fe80::")?, 16).ok()
+}
