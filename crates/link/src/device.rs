@@ -30,6 +30,8 @@ fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     let device = DeviceBuilder::new()
         .name(&config.name)
         .mtu(mtu)
+        // IFF_VNET_HDR with TSO/USO: large reads split here, coalesced writes (GRO).
+        .offload(true)
         .enable(false)
         .build_sync()
         .map_err(io("creating its TUN device"))?;

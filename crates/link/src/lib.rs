@@ -9,6 +9,8 @@
 mod buffer;
 mod counters;
 mod device;
+mod gso;
+mod tun_batch;
 mod uapi;
 mod udp;
 mod wake;

@@ -4,6 +4,8 @@
 use crate::LinkConfig;
 use crate::buffer::PacketBuffer;
 use crate::counters::{Counters, add};
+use crate::gso::GsoQueue;
+use crate::tun_batch::{TunReader, TunWriter};
 use crate::uapi::{self, UapiSocket};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
@@ -28,10 +30,8 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// timer work is boringtun's handshake retry every 5 s, and traffic or the peer dialling in
 /// wakes the link at once anyway.
 const UNANSWERED_TICK: Duration = Duration::from_secs(5);
-/// Packets handled per readable fd before looking at the other one again.
+/// Reads (TUN reads or UDP receives) per readable fd before looking at the other one again.
 const BATCH: usize = 64;
-/// Room for one GSO send: at most 64 segments and 64 KiB.
-const GSO_BUFFER: usize = 65535;
 
 pub enum Command {
     SetEndpoint(Option<SocketAddr>),
@@ -52,12 +52,11 @@ pub struct Worker {
     uapi: Option<UapiSocket>,
     /// Batched UDP I/O: GSO on send, GRO on receive (quinn-udp).
     udp: quinn_udp::UdpSocketState,
-    /// Encrypted packets waiting to leave in one GSO send: `gso_count` segments of
-    /// `gso_segment` bytes (the last may be shorter) in `gso[..gso_len]`.
-    gso: PacketBuffer,
-    gso_len: usize,
-    gso_segment: usize,
-    gso_count: usize,
+    /// Encrypted packets waiting to leave in one GSO send.
+    gso: GsoQueue,
+    /// TUN reads split into packets (TSO), and decrypted packets coalesced for writing.
+    reader: TunReader,
+    writer: TunWriter,
     wake: Arc<crate::wake::Wake>,
     /// When a packet last went through, to slow the timers of idle links.
     last_activity: Instant,
@@ -114,10 +113,9 @@ impl Worker {
         let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
         Ok(Worker {
             udp,
-            gso: PacketBuffer::new(GSO_BUFFER)?,
-            gso_len: 0,
-            gso_segment: 0,
-            gso_count: 0,
+            gso: GsoQueue::new()?,
+            reader: TunReader::new(config.mtu),
+            writer: TunWriter::new(config.mtu),
             name: config.name.clone(),
             tun,
             socket,
@@ -200,7 +198,7 @@ impl Worker {
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if ready > 0 {
                 if fds[0].revents & libc::POLLIN != 0 {
-                    self.handle_tun(&mut src, &mut dst);
+                    self.handle_tun();
                 }
                 if fds[1].revents & libc::POLLIN != 0 {
                     self.handle_network(&mut src, &mut dst);
@@ -273,36 +271,48 @@ impl Worker {
         }
     }
 
-    /// Queues an encrypted packet for the next GSO send; sends first when it cannot join.
-    fn queue(&mut self, packet: &[u8]) {
+    /// Encrypts a packet from the TUN straight into the GSO queue (sending what is queued
+    /// first when it cannot join).
+    fn encapsulate_queued(&mut self, plaintext: &[u8]) {
+        // Data messages: 16 header bytes, the plaintext padded to 16, a 16-byte tag.
+        let expected = 32 + plaintext.len().next_multiple_of(16);
         let max = self.udp.max_gso_segments().clamp(1, 64);
-        let joins = self.gso_count > 0
-            && packet.len() <= self.gso_segment
-            && self.gso_len + packet.len() <= self.gso.len()
-            && self.gso_count < max;
-        if self.gso_count > 0 && !joins {
+        if !self.gso.fits(expected, max) {
             self.flush();
         }
-        self.gso[self.gso_len..self.gso_len + packet.len()].copy_from_slice(packet);
-        if self.gso_count == 0 {
-            self.gso_segment = packet.len();
+        let tail = self.gso.tail();
+        let start = tail.as_ptr();
+        let len = match self.tunn.encapsulate(plaintext, tail) {
+            TunnResult::WriteToNetwork(packet) if packet.as_ptr() == start => packet.len(),
+            // Not where the queue expects it (or not a data packet): send it on its own.
+            TunnResult::WriteToNetwork(packet) => {
+                let packet = packet.to_vec();
+                self.send(&packet);
+                return;
+            }
+            TunnResult::Err(e) => {
+                tracing::debug!(link = %self.name, "encapsulate: {e:?}");
+                return;
+            }
+            _ => return,
+        };
+        if !self.gso.can_keep(len) {
+            // A handshake initiation longer than the queued packets: it goes alone.
+            let packet = self.gso.tail()[..len].to_vec();
+            self.send(&packet);
+            return;
         }
-        self.gso_len += packet.len();
-        self.gso_count += 1;
-        // A shorter segment can only be the last one.
-        if packet.len() < self.gso_segment {
+        if self.gso.commit(len) {
             self.flush();
         }
     }
 
     /// Sends the queued packets in one system call (UDP GSO).
     fn flush(&mut self) {
-        if self.gso_count == 0 {
+        let Some((contents, segment_size, count)) = self.gso.take() else {
             return;
-        }
-        let (len, count) = (self.gso_len, self.gso_count as u64);
-        self.gso_len = 0;
-        self.gso_count = 0;
+        };
+        let (len, count) = (contents.len(), count as u64);
         let Some(endpoint) = self.endpoint else {
             add(&self.counters.dropped_no_route, count);
             return;
@@ -310,8 +320,8 @@ impl Worker {
         let transmit = quinn_udp::Transmit {
             destination: socket_addr_for(self.ipv6_socket, endpoint),
             ecn: None,
-            contents: &self.gso[..len],
-            segment_size: (count > 1).then_some(self.gso_segment),
+            contents,
+            segment_size,
             src_ip: None,
         };
         match self.udp.try_send((&self.socket).into(), &transmit) {
@@ -326,9 +336,10 @@ impl Worker {
         }
     }
 
-    fn handle_tun(&mut self, src: &mut [u8], dst: &mut [u8]) {
+    fn handle_tun(&mut self) {
+        let mut reader = std::mem::replace(&mut self.reader, TunReader::new(0));
         for _ in 0..BATCH {
-            let n = match self.tun.recv(src) {
+            let packets = match reader.read(&self.tun) {
                 Ok(n) => {
                     self.last_activity = Instant::now();
                     n
@@ -339,15 +350,11 @@ impl Worker {
                     break;
                 }
             };
-            match self.tunn.encapsulate(&src[..n], dst) {
-                TunnResult::WriteToNetwork(packet) => {
-                    let packet = &*packet;
-                    self.queue(packet);
-                }
-                TunnResult::Err(e) => tracing::debug!(link = %self.name, "encapsulate: {e:?}"),
-                _ => {}
+            for i in 0..packets {
+                self.encapsulate_queued(reader.packet(i));
             }
         }
+        self.reader = reader;
         self.flush();
     }
 
@@ -379,12 +386,32 @@ impl Worker {
                 self.handle_datagram(datagram, from, dst);
             }
         }
-        // Handshake responses and packets released by a new session go out now.
+        // Handshake responses and packets released by a new session go out now, and the
+        // decrypted packets reach the TUN, coalesced.
         self.flush();
+        self.flush_tun();
+    }
+
+    fn flush_tun(&mut self) {
+        if let Err(e) = self.writer.flush(&self.tun) {
+            tracing::debug!(link = %self.name, "writing the TUN device: {e}");
+        }
     }
 
     fn handle_datagram(&mut self, datagram: &[u8], from: SocketAddr, dst: &mut [u8]) {
-        let result = self.tunn.decapsulate(Some(from.ip()), datagram, dst);
+        // Data messages decrypt straight into the TUN batch; anything else (handshakes,
+        // cookies) into `dst`.
+        let is_data = datagram.first() == Some(&4);
+        let out: &mut [u8] = if is_data {
+            if self.writer.is_full() {
+                self.flush_tun();
+            }
+            self.writer.slot(datagram.len())
+        } else {
+            dst
+        };
+        let start = out.as_ptr();
+        let result = self.tunn.decapsulate(Some(from.ip()), datagram, out);
         if let TunnResult::Err(e) = &result {
             self.count_drop(e);
             return;
@@ -410,13 +437,21 @@ impl Worker {
                 while let TunnResult::WriteToNetwork(packet) = self.tunn.decapsulate(None, &[], dst)
                 {
                     let packet = packet.to_vec();
-                    self.queue(&packet);
+                    self.send(&packet);
                 }
             }
             TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
-                if let Err(e) = self.tun.send(packet) {
-                    tracing::debug!(link = %self.name, "writing the TUN device: {e}");
+                let len = packet.len();
+                if !(is_data && packet.as_ptr() == start) {
+                    // Decrypted elsewhere: copy it into the batch (every TUN write carries
+                    // the batch's virtio header).
+                    let packet = packet.to_vec();
+                    if self.writer.is_full() {
+                        self.flush_tun();
+                    }
+                    self.writer.slot(len)[..len].copy_from_slice(&packet);
                 }
+                self.writer.commit(len);
             }
             _ => {}
         }
