@@ -152,7 +152,16 @@ impl LinkBackend for UserspaceBackend {
         for link in &links {
             link.request_stop();
         }
-        drop(links); // waits for every thread, which all stop at once
+        // Closing a TUN device waits for the kernel to unregister it: close them from
+        // several threads at once.
+        let mut links = links;
+        let per_thread = links.len().div_ceil(16).max(1);
+        std::thread::scope(|scope| {
+            while !links.is_empty() {
+                let chunk: Vec<Link> = links.drain(..per_thread.min(links.len())).collect();
+                scope.spawn(move || drop(chunk));
+            }
+        });
         tracing::info!(links = names.len(), "links removed");
         names.iter().map(|_| Ok(())).collect()
     }

@@ -12,7 +12,7 @@ use boringtun::noise::{Tunn, TunnResult};
 use braid_uapi::{DeviceInfo, PeerInfo, Request, errno};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -32,6 +32,31 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const UNANSWERED_TICK: Duration = Duration::from_secs(5);
 /// Reads (TUN reads or UDP receives) per readable fd before looking at the other one again.
 const BATCH: usize = 64;
+
+/// What became ready for a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Tun,
+    Network,
+    Wake,
+    Uapi,
+}
+
+/// Packet buffers a reactor lends to the link it is serving: the receive buffer (room for a
+/// GRO batch) and room for handshake messages. Mapped lazily: untouched pages cost nothing.
+pub struct Scratch {
+    src: PacketBuffer,
+    dst: PacketBuffer,
+}
+
+impl Scratch {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Scratch {
+            src: PacketBuffer::new(65536 + 256)?,
+            dst: PacketBuffer::new(65536 + 256)?,
+        })
+    }
+}
 
 pub enum Command {
     SetEndpoint(Option<SocketAddr>),
@@ -136,92 +161,73 @@ impl Worker {
         })
     }
 
-    pub fn run(mut self) {
-        // Zeroed allocations this large are mapped lazily: only the pages packets touch
-        // become resident, so MTU-sized traffic costs a few KiB per link.
-        let (Ok(mut src), Ok(mut dst)) = (
-            PacketBuffer::new(65536 + 256),
-            PacketBuffer::new(65536 + 256),
-        ) else {
-            tracing::error!(link = %self.name, "cannot map packet buffers; the link stops");
-            return;
-        };
-        let mut next_tick = Instant::now();
-        // Start the handshake at once when we know where the peer is.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The descriptors the reactor watches for this link.
+    pub fn fds(&self) -> [(Option<RawFd>, Event); 4] {
+        [
+            (Some(self.tun.as_raw_fd()), Event::Tun),
+            (Some(self.socket.as_raw_fd()), Event::Network),
+            (Some(self.wake.fd()), Event::Wake),
+            (
+                self.uapi.as_ref().map(|u| u.listener().as_raw_fd()),
+                Event::Uapi,
+            ),
+        ]
+    }
+
+    /// Starts the handshake at once when the peer's address is known; returns when the
+    /// timers are first due.
+    pub fn start(&mut self, scratch: &mut Scratch) -> Instant {
         if self.endpoint.is_some()
-            && let TunnResult::WriteToNetwork(p) =
-                self.tunn.format_handshake_initiation(&mut dst, false)
+            && let TunnResult::WriteToNetwork(p) = self
+                .tunn
+                .format_handshake_initiation(&mut scratch.dst, false)
         {
             let p = p.to_vec();
             self.send(&p);
         }
-        while !self.stop.load(Ordering::Relaxed) {
-            if self.apply_commands() {
-                // A new endpoint (or a new session after a keepalive change): try it now.
-                if let TunnResult::WriteToNetwork(p) =
-                    self.tunn.format_handshake_initiation(&mut dst, false)
-                {
-                    let p = p.to_vec();
-                    self.send(&p);
+        Instant::now()
+    }
+
+    /// Handles one readiness event; false when the link has been asked to stop.
+    pub fn on_event(&mut self, event: Event, scratch: &mut Scratch) -> bool {
+        match event {
+            Event::Tun => self.handle_tun(),
+            Event::Network => self.handle_network(&mut scratch.src, &mut scratch.dst),
+            Event::Uapi => self.handle_uapi(),
+            Event::Wake => {
+                self.wake.drain();
+                if self.stop.load(Ordering::Relaxed) {
+                    return false;
                 }
-            }
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.tun.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.socket.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.wake.fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    // poll ignores negative descriptors: no UAPI socket, nothing to watch.
-                    fd: self.uapi.as_ref().map_or(-1, |u| u.listener().as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // Round up: a timeout rounded down to 0 ms would spin until the tick is due.
-            let timeout = next_tick
-                .saturating_duration_since(Instant::now())
-                .as_micros()
-                .div_ceil(1000)
-                .min(i32::MAX as u128) as i32;
-            // SAFETY: fds is a valid array of pollfd structs for the duration of the call.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if ready > 0 {
-                if fds[0].revents & libc::POLLIN != 0 {
-                    self.handle_tun();
+                if self.apply_commands() {
+                    // A new endpoint (or a new session after a keepalive change): try now.
+                    if let TunnResult::WriteToNetwork(p) = self
+                        .tunn
+                        .format_handshake_initiation(&mut scratch.dst, false)
+                    {
+                        let p = p.to_vec();
+                        self.send(&p);
+                    }
                 }
-                if fds[1].revents & libc::POLLIN != 0 {
-                    self.handle_network(&mut src, &mut dst);
-                }
-                if fds[2].revents & libc::POLLIN != 0 {
-                    self.wake.drain();
-                }
-                if fds[3].revents & libc::POLLIN != 0 {
-                    self.handle_uapi();
-                }
-            }
-            if Instant::now() >= next_tick {
-                self.tick(&mut dst);
-                let idle = self.last_activity.elapsed() > IDLE_AFTER;
-                let tick = match (idle, self.tunn.time_since_last_handshake()) {
-                    (false, _) => TIMER_TICK,
-                    (true, Some(_)) => IDLE_TICK,
-                    (true, None) => UNANSWERED_TICK,
-                };
-                next_tick = Instant::now() + tick;
             }
         }
-        tracing::debug!(link = %self.name, "link thread stopped");
+        true
+    }
+
+    /// Ticks the WireGuard timers; returns when they are next due (later for idle links).
+    pub fn on_timer(&mut self, scratch: &mut Scratch) -> Instant {
+        self.tick(&mut scratch.dst);
+        let idle = self.last_activity.elapsed() > IDLE_AFTER;
+        let tick = match (idle, self.tunn.time_since_last_handshake()) {
+            (false, _) => TIMER_TICK,
+            (true, Some(_)) => IDLE_TICK,
+            (true, None) => UNANSWERED_TICK,
+        };
+        Instant::now() + tick
     }
 
     /// Applies pending commands; true when the link should start a handshake now.
