@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A link handed to a reactor; the worker comes back on `stopped` when the link stops, so
 /// that the caller closes its devices (in parallel with others, if it likes).
@@ -93,6 +93,24 @@ fn token(slot: usize, event: Event) -> u64 {
 fn untoken(token: u64) -> (usize, Event) {
     ((token >> 2) as usize, EVENTS[(token & 3) as usize])
 }
+
+/// Timers a second or more away are rounded up to a 250 ms grid (boringtun's tick), so the
+/// idle links of a reactor wake it together a few times a second, not one by one.
+const GRID: Duration = Duration::from_millis(250);
+
+fn coarse(due: Instant, now: Instant) -> Instant {
+    let ahead = due.saturating_duration_since(now);
+    if ahead < Duration::from_secs(1) {
+        return due;
+    }
+    let epoch = *EPOCH.get_or_init(|| now);
+    let since = due.saturating_duration_since(epoch).as_nanos();
+    let grid = GRID.as_nanos();
+    let rounded = since.div_ceil(grid) * grid;
+    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 struct Reactor {
     epoll: OwnedFd,
@@ -186,6 +204,11 @@ impl Reactor {
                 };
                 if !entry.worker.on_event(kind, &mut self.scratch) {
                     self.remove(slot);
+                } else if let Some(due) = entry.worker.take_hurry()
+                    && due < entry.due
+                {
+                    entry.due = due;
+                    self.timers.push(Reverse((due, slot)));
                 }
             }
             self.fire_timers();
@@ -255,7 +278,7 @@ impl Reactor {
             if entry.due != due {
                 continue; // stale: the slot holds another link, or a later deadline
             }
-            entry.due = entry.worker.on_timer(&mut self.scratch);
+            entry.due = coarse(entry.worker.on_timer(&mut self.scratch), now);
             self.timers.push(Reverse((entry.due, slot)));
         }
     }
@@ -264,6 +287,18 @@ impl Reactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn far_timers_snap_to_a_shared_grid_and_near_ones_stay() {
+        let now = Instant::now();
+        let near = now + Duration::from_millis(250);
+        assert_eq!(coarse(near, now), near);
+        let a = coarse(now + Duration::from_millis(5_010), now);
+        let b = coarse(now + Duration::from_millis(5_120), now);
+        assert_eq!(a, b, "two idle links due 110 ms apart wake together");
+        assert!(a >= now + Duration::from_millis(5_120));
+        assert!(a < now + Duration::from_millis(5_010) + GRID);
+    }
 
     #[test]
     fn tokens_round_trip() {

@@ -7,6 +7,7 @@
 //! one packet and writes each packet on its own. Buffers are allocated on first use, so an
 //! idle link holds none.
 
+use crate::buffer::PacketBuffer;
 use std::io;
 use tun_rs::{GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 
@@ -16,36 +17,49 @@ fn segment_room(mtu: u32) -> usize {
 }
 
 /// Reads from the TUN device and splits what the kernel hands over into packets.
+///
+/// Its buffers are mapped on the first read and only the pages packets touch become
+/// resident: a link that only ever sees a few small packets (a router solicitation) holds
+/// two pages, not the 270 KiB a full batch can use.
 pub struct TunReader {
     room: usize,
-    /// The raw read: virtio header plus up to 64 KiB.
-    raw: Vec<u8>,
-    segments: Vec<Vec<u8>>,
-    sizes: Vec<usize>,
+    /// The raw read (virtio header plus up to 64 KiB), then the packets split from it,
+    /// `room` bytes apart.
+    buffers: Option<(PacketBuffer, PacketBuffer)>,
+    sizes: [usize; IDEAL_BATCH_SIZE],
 }
 
 impl TunReader {
     pub fn new(mtu: u32) -> Self {
         TunReader {
             room: segment_room(mtu),
-            raw: Vec::new(),
-            segments: Vec::new(),
-            sizes: Vec::new(),
+            buffers: None,
+            sizes: [0; IDEAL_BATCH_SIZE],
         }
     }
 
     /// Reads once: the number of packets now available through [`TunReader::packet`].
     pub fn read(&mut self, tun: &SyncDevice) -> io::Result<usize> {
-        if self.segments.is_empty() {
-            self.raw = vec![0; VIRTIO_NET_HDR_LEN + 65535];
-            self.segments = vec![vec![0; self.room]; IDEAL_BATCH_SIZE];
-            self.sizes = vec![0; IDEAL_BATCH_SIZE];
+        if self.buffers.is_none() {
+            self.buffers = Some((
+                PacketBuffer::new(VIRTIO_NET_HDR_LEN + 65535)?,
+                PacketBuffer::new(self.room * IDEAL_BATCH_SIZE)?,
+            ));
         }
-        tun.recv_multiple(&mut self.raw, &mut self.segments, &mut self.sizes, 0)
+        let Some((raw, segments)) = self.buffers.as_mut() else {
+            return Ok(0);
+        };
+        let mut chunks = segments.chunks_mut(self.room);
+        let mut bufs: [&mut [u8]; IDEAL_BATCH_SIZE] =
+            std::array::from_fn(|_| chunks.next().unwrap_or_default());
+        tun.recv_multiple(raw, &mut bufs, &mut self.sizes, 0)
     }
 
     pub fn packet(&self, i: usize) -> &[u8] {
-        &self.segments[i][..self.sizes[i]]
+        match &self.buffers {
+            Some((_, segments)) => &segments[i * self.room..i * self.room + self.sizes[i]],
+            None => &[],
+        }
     }
 }
 

@@ -27,9 +27,12 @@ const TIMER_TICK: Duration = Duration::from_millis(250);
 const IDLE_AFTER: Duration = Duration::from_secs(10);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// An idle link without a session (its peer has not answered) ticks slower still: its only
-/// timer work is boringtun's handshake retry every 5 s, and traffic or the peer dialling in
-/// wakes the link at once anyway.
+/// timer work is boringtun's handshake retry, and traffic or the peer dialling in wakes the
+/// link at once anyway. The tick doubles from 5 s to 60 s while the peer stays silent, so a
+/// node with a thousand absent peers does not spend a core on handshake retries
+/// (each costs three X25519 operations).
 const UNANSWERED_TICK: Duration = Duration::from_secs(5);
+const UNANSWERED_TICK_MAX: Duration = Duration::from_secs(60);
 /// Reads (TUN reads or UDP receives) per readable fd before looking at the other one again.
 const BATCH: usize = 64;
 
@@ -85,6 +88,12 @@ pub struct Worker {
     wake: Arc<crate::wake::Wake>,
     /// When a packet last went through, to slow the timers of idle links.
     last_activity: Instant,
+    /// The current tick of a link whose peer has not answered (backs off).
+    unanswered_tick: Duration,
+    /// The tick last chosen; a link on a slow tick that comes alive asks the reactor for
+    /// an early one (`hurry`).
+    tick: Duration,
+    hurry: bool,
     /// When an authenticated datagram last arrived; published with each timer tick.
     last_rx: Option<Instant>,
     counters: Arc<Counters>,
@@ -154,6 +163,9 @@ impl Worker {
             uapi,
             wake,
             last_activity: Instant::now(),
+            unanswered_tick: UNANSWERED_TICK,
+            tick: TIMER_TICK,
+            hurry: false,
             last_rx: None,
             counters,
             stop,
@@ -218,21 +230,48 @@ impl Worker {
         true
     }
 
-    /// Ticks the WireGuard timers; returns when they are next due (later for idle links).
+    /// Ticks the WireGuard timers; returns when they are next due.
+    ///
+    /// A link carrying traffic ticks every 250 ms (boringtun's granularity), an idle one
+    /// every second. A link without a session (its peer has not answered) ticks at 5 s,
+    /// doubling to 60 s: its only timer work is boringtun's handshake retry, which costs
+    /// three X25519 operations, and a node with a thousand absent peers would otherwise
+    /// spend a core on them. The peer dialling in, or an answer, is handled at once and
+    /// brings the fast tick back (see [`Worker::take_hurry`]).
     pub fn on_timer(&mut self, scratch: &mut Scratch) -> Instant {
         self.tick(&mut scratch.dst);
         let idle = self.last_activity.elapsed() > IDLE_AFTER;
-        let tick = match (idle, self.tunn.time_since_last_handshake()) {
-            (false, _) => TIMER_TICK,
-            (true, Some(_)) => IDLE_TICK,
-            (true, None) => UNANSWERED_TICK,
+        self.tick = match (self.tunn.time_since_last_handshake(), idle) {
+            (Some(_), false) => TIMER_TICK,
+            (Some(_), true) => IDLE_TICK,
+            (None, _) => self.unanswered_tick,
         };
-        Instant::now() + tick
+        self.unanswered_tick = match self.tunn.time_since_last_handshake() {
+            None => (self.tick * 2).min(UNANSWERED_TICK_MAX),
+            Some(_) => UNANSWERED_TICK,
+        };
+        self.hurry = false;
+        Instant::now() + self.tick
+    }
+
+    /// Whether the link came alive while on a slow tick: the reactor then ticks it soon.
+    pub fn take_hurry(&mut self) -> Option<Instant> {
+        std::mem::take(&mut self.hurry).then(|| Instant::now() + TIMER_TICK)
+    }
+
+    /// Traffic from the TUN: an idle link with a session speeds its timers up (one whose
+    /// peer has not answered waits for the peer: see `handle_datagram`).
+    fn note_tun_activity(&mut self) {
+        self.last_activity = Instant::now();
+        if self.tick > TIMER_TICK && self.tunn.time_since_last_handshake().is_some() {
+            self.hurry = true;
+        }
     }
 
     /// Applies pending commands; true when the link should start a handshake now.
     fn apply_commands(&mut self) -> bool {
         let mut handshake = false;
+        self.unanswered_tick = UNANSWERED_TICK;
         while let Ok(command) = self.commands.try_recv() {
             handshake |=
                 self.endpoint.is_some() || matches!(command, Command::SetEndpoint(Some(_)));
@@ -347,7 +386,7 @@ impl Worker {
         for _ in 0..BATCH {
             let packets = match reader.read(&self.tun) {
                 Ok(n) => {
-                    self.last_activity = Instant::now();
+                    self.note_tun_activity();
                     n
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -380,7 +419,6 @@ impl Worker {
                     break;
                 }
             }
-            self.last_activity = Instant::now();
             let meta = meta[0];
             let from = canonical(meta.addr);
             let stride = if meta.stride == 0 {
@@ -423,6 +461,9 @@ impl Worker {
             return;
         }
         self.last_rx = Some(Instant::now());
+        // As note_activity(true); field by field, `result` borrows the TUN batch.
+        self.last_activity = Instant::now();
+        self.hurry |= self.tick > TIMER_TICK;
         add(&self.counters.rx_packets, 1);
         add(&self.counters.rx_bytes, datagram.len() as u64);
         // Authenticated: the peer is at `from` now (roaming, or a peer that dialled in).
@@ -461,7 +502,9 @@ impl Worker {
             }
             _ => {}
         }
-        self.note_handshake();
+        if !is_data {
+            self.note_handshake();
+        }
     }
 
     fn count_drop(&self, e: &WireGuardError) {
