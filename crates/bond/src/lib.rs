@@ -1,0 +1,12 @@
+//! braid-bond: the pure core of multi-path bonding (see docs/bonding.md).
+
+pub mod flow_hash;
+pub mod loss;
+pub mod path;
+pub(crate) mod prober;
+pub mod rate;
+pub mod rtt;
+pub mod scheduler;
+
+pub use path::{Counters, DownReason, PathId, PathSpec, PathState};
+pub use scheduler::{MAX_PATHS, Picks, Scheduler};
