@@ -3,6 +3,7 @@
 pub mod flow_hash;
 pub mod loss;
 pub mod path;
+pub mod probe;
 pub(crate) mod prober;
 pub mod rate;
 pub mod rtt;
