@@ -6,6 +6,7 @@ pub mod path;
 pub mod probe;
 pub(crate) mod prober;
 pub mod rate;
+pub mod reorder;
 pub mod rtt;
 pub mod scheduler;
 
