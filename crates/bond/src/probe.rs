@@ -82,7 +82,7 @@ pub struct Probe {
     pub rate_cap_bps: u64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProbeError {
     #[error("not a probe: the type bytes are not 62 00 00 00")]
     NotAProbe,
@@ -177,6 +177,21 @@ impl ProbeKeys {
     /// Keys given directly (tests, or a pre-shared setup).
     pub fn from_raw(send: [u8; 32], recv: [u8; 32]) -> ProbeKeys {
         ProbeKeys { send, recv }
+    }
+
+    /// The seed of the flow scheduler's hash: the same at both ends (so both directions
+    /// of a flow take the same path), unknown to anyone without the keys (so nobody can
+    /// aim flows at one path).
+    pub fn flow_seed(&self) -> u64 {
+        let (a, b) = if self.send <= self.recv {
+            (&self.send, &self.recv)
+        } else {
+            (&self.recv, &self.send)
+        };
+        let h = hash(&[b"braid bond flow seed", a, b]);
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&h[..8]);
+        u64::from_le_bytes(w)
     }
 
     /// The keys of the other end of the link.

@@ -26,6 +26,7 @@
 //! - When disabled (the peer's scheduler keeps flows on one path) every packet is
 //!   delivered at once; duplicates are still discarded.
 
+use crate::window::{Seen, Window};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -108,9 +109,7 @@ pub struct ReorderBuffer {
     previous: Option<u32>,
     /// The counter to deliver next.
     next: u64,
-    /// One more than the highest counter seen.
-    top: u64,
-    seen: [u64; SEEN_WORDS],
+    seen: Window<SEEN_WORDS>,
     held: BTreeMap<u64, Held>,
     /// (arrival, counter) of held packets in arrival order; entries below `next` are stale.
     arrivals: VecDeque<(Instant, u64)>,
@@ -128,8 +127,7 @@ impl ReorderBuffer {
             session: None,
             previous: None,
             next: 0,
-            top: 0,
-            seen: [0; SEEN_WORDS],
+            seen: Window::default(),
             held: BTreeMap::new(),
             arrivals: VecDeque::new(),
             ready: VecDeque::new(),
@@ -156,7 +154,7 @@ impl ReorderBuffer {
             self.flush();
         }
         if on && !self.enabled {
-            self.next = self.top;
+            self.next = self.seen.top();
         }
         self.enabled = on;
     }
@@ -200,7 +198,7 @@ impl ReorderBuffer {
             return v;
         }
         if !self.enabled {
-            self.next = self.top;
+            self.next = self.seen.top();
             self.counters.in_order += 1;
             return self.deliver_or_queue(session, counter, packet);
         }
@@ -342,8 +340,7 @@ impl ReorderBuffer {
         self.flush();
         self.previous = self.session;
         self.session = Some(session);
-        self.top = 0;
-        self.seen = [0; SEEN_WORDS];
+        self.seen = Window::default();
         // A session's counters start at 0: if this one is early in the session, wait
         // for what came before it; otherwise start here.
         self.next = if first < self.cfg.max_packets as u64 {
@@ -356,38 +353,18 @@ impl ReorderBuffer {
         }
     }
 
-    fn bit(c: u64) -> (usize, u64) {
-        let i = c % SEEN_WINDOW;
-        ((i / 64) as usize, 1u64 << (i % 64))
-    }
-
     fn check_seen(&mut self, c: u64) -> Result<(), Verdict> {
-        if c >= self.top {
-            let advance = c - self.top;
-            if advance >= SEEN_WINDOW {
-                self.seen = [0; SEEN_WORDS];
-            } else {
-                for x in self.top..c {
-                    let (w, b) = Self::bit(x);
-                    self.seen[w] &= !b;
-                }
+        match self.seen.check_and_mark(c) {
+            Ok(()) => Ok(()),
+            Err(Seen::Duplicate) => {
+                self.counters.duplicates += 1;
+                Err(Verdict::Duplicate)
             }
-            let (w, b) = Self::bit(c);
-            self.seen[w] |= b;
-            self.top = c.saturating_add(1);
-            return Ok(());
+            Err(Seen::TooOld) => {
+                self.counters.dropped += 1;
+                Err(Verdict::Dropped)
+            }
         }
-        if c.saturating_add(SEEN_WINDOW) < self.top {
-            self.counters.dropped += 1;
-            return Err(Verdict::Dropped);
-        }
-        let (w, b) = Self::bit(c);
-        if self.seen[w] & b != 0 {
-            self.counters.duplicates += 1;
-            return Err(Verdict::Duplicate);
-        }
-        self.seen[w] |= b;
-        Ok(())
     }
 }
 
