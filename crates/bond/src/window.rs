@@ -40,7 +40,12 @@ impl<const WORDS: usize> Window<WORDS> {
     }
 
     /// Marks `c` as seen, or says why it cannot be.
+    /// The largest counter, `u64::MAX`, is refused (its successor does not exist;
+    /// WireGuard stops far earlier, at 2^60).
     pub fn check_and_mark(&mut self, c: u64) -> Result<(), Seen> {
+        if c == u64::MAX {
+            return Err(Seen::TooOld);
+        }
         if c >= self.top {
             if c - self.top >= Self::BITS {
                 self.bits = [0; WORDS];
@@ -52,7 +57,7 @@ impl<const WORDS: usize> Window<WORDS> {
             }
             let (w, b) = Self::bit(c);
             self.bits[w] |= b;
-            self.top = c.saturating_add(1);
+            self.top = c + 1;
             return Ok(());
         }
         if c.saturating_add(Self::BITS) < self.top {
@@ -79,12 +84,14 @@ mod tests {
         assert_eq!(w.check_and_mark(3), Ok(()));
         assert_eq!(w.check_and_mark(3), Err(Seen::Duplicate));
         assert_eq!(w.check_and_mark(200), Ok(()));
-        // 200 - 128 = 72: 71 and below are out of the window.
+        // The window is now 73..=200.
+        assert_eq!(w.check_and_mark(72), Err(Seen::TooOld));
         assert_eq!(w.check_and_mark(71), Err(Seen::TooOld));
         assert_eq!(w.check_and_mark(73), Ok(()));
         // A bit reused by the advancing window starts clear.
         assert_eq!(w.check_and_mark(133), Ok(()));
-        assert_eq!(w.check_and_mark(u64::MAX), Ok(()));
+        assert_eq!(w.check_and_mark(u64::MAX - 1), Ok(()));
+        assert_eq!(w.check_and_mark(u64::MAX - 1), Err(Seen::Duplicate));
         assert_eq!(w.check_and_mark(u64::MAX), Err(Seen::TooOld));
     }
 }
