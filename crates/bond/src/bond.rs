@@ -403,6 +403,48 @@ impl Bond {
         self.reorder.pop()
     }
 
+    /// For the side that learns paths: a probe from `addr`. From a known path it is
+    /// [`handle_probe`](Self::handle_probe). From a new address it is taken only if it
+    /// is a fresh request of the peer's confirmed epoch (so it cannot be a replay); the
+    /// address becomes a learned path, probing (it comes up after `up_after` answers,
+    /// unlike a path learned from data, which is up at once).
+    pub fn handle_probe_from(
+        &mut self,
+        addr: SocketAddr,
+        msg: &[u8],
+        now: Instant,
+    ) -> Result<PathId, ProbeDrop> {
+        if let Some(id) = self.path_by_addr(addr) {
+            return self.handle_probe(id, msg, now).map(|()| id);
+        }
+        let probe = match self.keys.open(msg) {
+            Ok(p) => p,
+            Err(e) => {
+                match e {
+                    crate::probe::ProbeError::Mac => self.probes.counters.bad_mac += 1,
+                    _ => self.probes.counters.malformed += 1,
+                }
+                return Err(ProbeDrop::Invalid(e));
+            }
+        };
+        let fresh = probe.kind == Kind::Request
+            && self.probes.peer_epoch == Some(probe.epoch)
+            && self.probes.replay.would_accept(probe.seq);
+        if !fresh {
+            if probe.kind == Kind::Request && self.probes.peer_epoch != Some(probe.epoch) {
+                // Not taken, but remembered: it must not count as fresh later.
+                self.probes.note_unconfirmed(&probe)?;
+            }
+            self.probes.counters.unknown_path += 1;
+            return Err(ProbeDrop::UnknownPath);
+        }
+        let id = self
+            .insert(PathSpec::default(), Origin::Learned(addr), now)
+            .map_err(|_| ProbeDrop::UnknownPath)?;
+        self.event(Event::PathLearned(id, addr));
+        self.handle_probe(id, msg, now).map(|()| id)
+    }
+
     // ---- timers and output ----
 
     /// Whether this side probes `p` now: not administratively down, and for a learned

@@ -11,7 +11,9 @@
 //!   live peer can answer our fresh request). Requests in the confirmed epoch pass a
 //!   1024-wide replay window; requests from another epoch (the peer restarted, or an
 //!   attacker replays old ones) are answered, at most one per half interval per path,
-//!   but change nothing. This breaks the chicken-and-egg of two fresh ends without
+//!   but change nothing. Their sequence numbers are remembered in a window of their own
+//!   which becomes the replay window if that epoch is confirmed, so a request seen
+//!   before confirmation cannot be replayed after it. This breaks the chicken-and-egg of two fresh ends without
 //!   letting a replay do more than elicit a reply on a path we already have.
 
 use crate::path::{DownReason, Origin, Path, PathSpec, PathState};
@@ -119,6 +121,9 @@ pub(crate) struct ProbeSession {
     pub start: Instant,
     pub peer_epoch: Option<u64>,
     pub replay: Window<16>,
+    /// Requests seen from an epoch not yet confirmed, so that they cannot be replayed
+    /// once it is.
+    pub pending: Option<(u64, Window<16>)>,
     pub peer_scheduler: Option<Scheduler>,
     /// Whether the peer has ever sent an authenticated probe.
     pub peer_speaks_bond: bool,
@@ -133,6 +138,7 @@ impl ProbeSession {
             start: now,
             peer_epoch: None,
             replay: Window::default(),
+            pending: None,
             peer_scheduler: None,
             peer_speaks_bond: false,
             counters: ProbeCounters::default(),
@@ -210,6 +216,25 @@ impl ProbeSession {
         p
     }
 
+    /// Remembers the sequence of an authenticated request from an unconfirmed epoch;
+    /// `Err` if it was seen before.
+    pub fn note_unconfirmed(&mut self, req: &Probe) -> Result<(), ProbeDrop> {
+        match self.pending.as_mut() {
+            Some((epoch, w)) if *epoch == req.epoch => {
+                if w.check_and_mark(req.seq).is_err() {
+                    self.counters.replayed += 1;
+                    return Err(ProbeDrop::Replayed);
+                }
+            }
+            _ => {
+                let mut w = Window::default();
+                let _ = w.check_and_mark(req.seq);
+                self.pending = Some((req.epoch, w));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a request. `Ok(true)`: accepted, take its information and answer;
     /// `Ok(false)`: unconfirmed epoch, answer only; `Err`: drop.
     pub fn check_request(
@@ -262,7 +287,10 @@ impl ProbeSession {
         if self.peer_epoch != Some(rep.epoch) {
             // Only the live peer can answer our fresh request: its epoch is current.
             self.peer_epoch = Some(rep.epoch);
-            self.replay = Window::default();
+            self.replay = match self.pending.take() {
+                Some((e, w)) if e == rep.epoch => w,
+                _ => Window::default(),
+            };
         }
         if self.replay.check_and_mark(rep.seq).is_err() {
             self.counters.replayed += 1;

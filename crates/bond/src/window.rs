@@ -39,6 +39,21 @@ impl<const WORDS: usize> Window<WORDS> {
         ((i / 64) as usize, 1u64 << (i % 64))
     }
 
+    /// Whether [`check_and_mark`](Self::check_and_mark) would accept `c`.
+    pub fn would_accept(&self, c: u64) -> bool {
+        if c == u64::MAX {
+            return false;
+        }
+        if c >= self.top {
+            return true;
+        }
+        if c.saturating_add(Self::BITS) < self.top {
+            return false;
+        }
+        let (w, b) = Self::bit(c);
+        self.bits[w] & b == 0
+    }
+
     /// Marks `c` as seen, or says why it cannot be.
     /// The largest counter, `u64::MAX`, is refused (its successor does not exist;
     /// WireGuard stops far earlier, at 2^60).
