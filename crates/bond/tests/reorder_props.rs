@@ -70,10 +70,10 @@ fn run(ops: &[Op], cfg: ReorderConfig) -> Result<(), TestCaseError> {
     // In increasing order within a session, apart from packets counted as late.
     let mut last: Option<(u32, u64)> = None;
     for r in released.iter().filter(|r| !late.contains(r)) {
-        if let Some((s, c)) = last {
-            if s == r.0 {
-                prop_assert!(r.1 > c, "{:?} after {:?}", r, (s, c));
-            }
+        if let Some((s, c)) = last
+            && s == r.0
+        {
+            prop_assert!(r.1 > c, "{:?} after {:?}", r, (s, c));
         }
         last = Some(*r);
     }

@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 const MS: Duration = Duration::from_millis(1);
+/// The measured stream's port (warm-up traffic uses port 1).
+const SPORT: u16 = 5000;
 
 fn cfg(s: Scheduler) -> BondConfig {
     BondConfig {
@@ -34,7 +36,7 @@ fn equal(n: usize, mbit: u64, delay_ms: u64) -> Vec<(PathSpec, LinkSpec, LinkSpe
 /// A trickle of data from A so B learns the paths, for `ms`.
 fn warm_up(sim: &mut Sim, ms: u64) {
     let (s, e) = (sim.now, sim.now + Duration::from_millis(ms));
-    sim.stream(Side::A, 1, 100, 20 * MS, s, e, 1_000_000_000);
+    sim.stream(Side::A, 1, 100, 20 * MS, (s, e));
     sim.run_until(e);
 }
 
@@ -110,15 +112,7 @@ fn flow_scheduler_keeps_flows_on_one_path_in_both_directions() {
     // Over the network: every packet of a flow arrives on one path.
     let (s, e) = (sim.now, sim.now + 2000 * MS);
     for sport in 3000..3020u16 {
-        sim.stream(
-            Side::A,
-            sport,
-            500,
-            5 * MS,
-            s,
-            e,
-            u64::from(sport) * 100_000,
-        );
+        sim.stream(Side::A, sport, 500, 5 * MS, (s, e));
     }
     sim.run_until(e + 100 * MS);
     for sport in 3000..3020u16 {
@@ -153,26 +147,16 @@ fn weighted_run(weights: [Option<u32>; 2], seed: u64) -> (f64, f64) {
     // Offer 36 Mbit/s (90% of the sum) of 1200-byte packets for 10 s.
     let (s, e) = (sim.now, sim.now + 10_000 * MS);
     let every = Duration::from_secs_f64(1200.0 * 8.0 / 36e6);
-    let sent = sim.stream(Side::A, 5000, 1200, every, s, e, 0);
+    let sent = sim.stream(Side::A, SPORT, 1200, every, (s, e));
     // Measure the second half.
     sim.run_until(s + 5000 * MS);
     let before = sim.a.data_bytes.clone();
-    let delivered_before = sim
-        .b
-        .delivered
-        .iter()
-        .filter(|d| d.id < 1_000_000_000)
-        .count();
+    let delivered_before = sim.b.delivered.iter().filter(|d| d.sport == SPORT).count();
     sim.run_until(e + 200 * MS);
     let bytes: Vec<f64> = (0..2)
         .map(|i| (sim.a.data_bytes[i] - before[i]) as f64)
         .collect();
-    let delivered = sim
-        .b
-        .delivered
-        .iter()
-        .filter(|d| d.id < 1_000_000_000)
-        .count();
+    let delivered = sim.b.delivered.iter().filter(|d| d.sport == SPORT).count();
     let half_sent = sent as f64 / 2.0;
     let ratio = bytes[0] / bytes[1];
     let delivery = (delivered - delivered_before) as f64 / half_sent;
@@ -209,13 +193,13 @@ fn redundant_with_5_percent_loss_per_path_delivers_more_than_99_5_percent() {
     let mut sim = Sim::new(cfg(Scheduler::Redundant), far(), &links, 5);
     warm_up(&mut sim, 1000);
     let (s, e) = (sim.now, sim.now + 20_000 * MS);
-    let sent = sim.stream(Side::A, 7000, 200, 2 * MS, s, e, 0);
+    let sent = sim.stream(Side::A, SPORT, 200, 2 * MS, (s, e));
     sim.run_until(e + 500 * MS);
     let got: HashSet<u64> = sim
         .b
         .delivered
         .iter()
-        .filter(|d| d.id < 1_000_000_000)
+        .filter(|d| d.sport == SPORT)
         .map(|d| d.id)
         .collect();
     let loss = 1.0 - got.len() as f64 / sent as f64;
@@ -228,12 +212,7 @@ fn redundant_with_5_percent_loss_per_path_delivers_more_than_99_5_percent() {
     assert!(loss < 0.005, "{loss}");
     // Both copies arrived for most packets: the second was discarded, not delivered.
     assert!(dups as f64 > 0.85 * sent as f64, "{dups}");
-    let total = sim
-        .b
-        .delivered
-        .iter()
-        .filter(|d| d.id < 1_000_000_000)
-        .count();
+    let total = sim.b.delivered.iter().filter(|d| d.sport == SPORT).count();
     assert_eq!(total, got.len(), "a duplicate was delivered");
 }
 
@@ -246,8 +225,8 @@ fn failover_takes_a_cut_path_out_within_300_ms_and_back_within_1_s() {
         .find(|p| sim.a.bond.pick(&udp_packet(Side::A, *p, 0, 64), sim.now)[0] == PathId(1))
         .unwrap();
     let (s, e) = (sim.now, sim.now + 6000 * MS);
-    sim.stream(Side::A, sport, 64, 10 * MS, s, e, 0);
-    sim.stream(Side::B, sport, 64, 10 * MS, s, e, 0);
+    sim.stream(Side::A, sport, 64, 10 * MS, (s, e));
+    sim.stream(Side::B, sport, 64, 10 * MS, (s, e));
     let cut_at = 2000 + (s - sim.t0).as_millis() as u64;
     sim.cut(1, cut_at, cut_at + 2000);
     sim.run_until(e + 200 * MS);
@@ -330,7 +309,7 @@ fn reorder_run(mode: ReorderMode) -> (usize, usize, f64) {
     let mut sim = Sim::new(cfg(Scheduler::RoundRobin), b, &links, 8);
     warm_up(&mut sim, 1000);
     let (s, e) = (sim.now, sim.now + 3000 * MS);
-    let sent = sim.stream(Side::A, 9000, 1000, Duration::from_micros(500), s, e, 0);
+    let sent = sim.stream(Side::A, 9000, 1000, Duration::from_micros(500), (s, e));
     sim.run_until(e + 300 * MS);
     let ids: Vec<u64> = sim
         .b

@@ -127,6 +127,9 @@ pub struct Endpoint {
     pub data_bytes: Vec<u64>,
 }
 
+/// A datagram as sent: (time, side, sim path, bytes).
+pub type Recorded = (Instant, Side, usize, Vec<u8>);
+
 pub struct Sim {
     pub t0: Instant,
     pub now: Instant,
@@ -137,7 +140,7 @@ pub struct Sim {
     pub a: Endpoint,
     pub b: Endpoint,
     /// Every datagram sent by a side: (time, side, path, bytes), when recording.
-    pub record: Option<Vec<(Instant, Side, usize, Vec<u8>)>>,
+    pub record: Option<Vec<Recorded>>,
     /// Extra datagrams to inject at B: (time, sim path, bytes).
     pub inject: Vec<(Instant, usize, Vec<u8>)>,
 }
@@ -231,26 +234,24 @@ impl Sim {
     }
 
     /// Schedules a constant-rate stream of UDP packets of `size` bytes from `from`,
-    /// `every` apart between `start` and `end`, ids from `first_id`.
+    /// `every` apart between `start` and `end`, ids from 0. Returns how many.
     pub fn stream(
         &mut self,
         from: Side,
         sport: u16,
         size: usize,
         every: Duration,
-        start: Instant,
-        end: Instant,
-        first_id: u64,
+        (start, end): (Instant, Instant),
     ) -> u64 {
         let mut t = start;
-        let mut id = first_id;
+        let mut id = 0;
         while t < end {
             let pkt = udp_packet(from, sport, id, size);
             self.app(t, from, pkt);
             id += 1;
             t += every;
         }
-        id - first_id
+        id
     }
 
     fn ep(&mut self, s: Side) -> &mut Endpoint {
@@ -435,14 +436,12 @@ impl Sim {
                 let (_, i, bytes) = self.inject.remove(k);
                 self.arrive(Side::B, i, bytes);
             }
-            if ev_t.is_some_and(|t| t <= now) {
-                if let Some(Reverse((_, _, ev))) = self.heap.pop() {
-                    match ev {
-                        Ev::Arrive { to, path, bytes } => self.arrive(to, path, bytes),
-                        Ev::App { from, packet } => {
-                            self.app_send(from, packet);
-                        }
-                    }
+            if ev_t.is_some_and(|t| t <= now)
+                && let Some(Reverse((_, _, ev))) = self.heap.pop()
+            {
+                match ev {
+                    Ev::Arrive { to, path, bytes } => self.arrive(to, path, bytes),
+                    Ev::App { from, packet } => self.app_send(from, packet),
                 }
             }
         }
