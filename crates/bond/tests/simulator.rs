@@ -127,7 +127,7 @@ fn flow_scheduler_keeps_flows_on_one_path_in_both_directions() {
     }
 }
 
-fn weighted_run(weights: [Option<u32>; 2], seed: u64) -> (f64, f64) {
+fn weighted_run(weights: [Option<u32>; 2], offered_mbit: f64, seed: u64) -> (f64, f64) {
     // 300 + 100 Mbit/s scaled down by 10 to keep the packet count small.
     let links = [(30, weights[0]), (10, weights[1])]
         .map(|(mbit, w)| {
@@ -144,9 +144,9 @@ fn weighted_run(weights: [Option<u32>; 2], seed: u64) -> (f64, f64) {
         .to_vec();
     let mut sim = Sim::new(cfg(Scheduler::Weighted), far(), &links, seed);
     warm_up(&mut sim, 500);
-    // Offer 36 Mbit/s (90% of the sum) of 1200-byte packets for 10 s.
+    // Offer 1200-byte packets for 10 s.
     let (s, e) = (sim.now, sim.now + 10_000 * MS);
-    let every = Duration::from_secs_f64(1200.0 * 8.0 / 36e6);
+    let every = Duration::from_secs_f64(1200.0 * 8.0 / (offered_mbit * 1e6));
     let sent = sim.stream(Side::A, SPORT, 1200, every, (s, e));
     // Measure the second half.
     sim.run_until(s + 5000 * MS);
@@ -158,10 +158,17 @@ fn weighted_run(weights: [Option<u32>; 2], seed: u64) -> (f64, f64) {
         .collect();
     let delivered = sim.b.delivered.iter().filter(|d| d.sport == SPORT).count();
     let half_sent = sent as f64 / 2.0;
+    let downs = sim
+        .a
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::PathDown(..)))
+        .count();
+    println!("path downs at A: {downs}");
     let ratio = bytes[0] / bytes[1];
     let delivery = (delivered - delivered_before) as f64 / half_sent;
     println!(
-        "weights {weights:?}: bytes ratio {ratio:.2}, delivered {:.1}% (second half), status {}",
+        "weights {weights:?}, offered {offered_mbit} Mbit/s: bytes ratio {ratio:.2}, delivered {:.1}% (second half), status {}",
         delivery * 100.0,
         serde_json::to_string(&sim.a.bond.status(sim.now).paths).unwrap()
     );
@@ -170,16 +177,27 @@ fn weighted_run(weights: [Option<u32>; 2], seed: u64) -> (f64, f64) {
 
 #[test]
 fn weighted_splits_by_configured_weights() {
-    let (ratio, delivered) = weighted_run([Some(300), Some(100)], 3);
+    // Offered 36 Mbit/s: 90% of the sum.
+    let (ratio, delivered) = weighted_run([Some(300), Some(100)], 36.0, 3);
     assert!((2.9..3.1).contains(&ratio), "{ratio}");
     assert!(delivered > 0.99, "{delivered}");
 }
 
 #[test]
 fn weighted_without_weights_measures_300_plus_100_and_splits_near_3_to_1() {
-    let (ratio, delivered) = weighted_run([None, None], 4);
+    let (ratio, delivered) = weighted_run([None, None], 36.0, 4);
     assert!((2.4..3.6).contains(&ratio), "{ratio}");
     assert!(delivered > 0.95, "{delivered}");
+}
+
+#[test]
+fn weighted_without_weights_fills_both_paths_when_offered_more_than_they_carry() {
+    // 44 Mbit/s offered to 30 + 10: the estimator must find both bottlenecks.
+    let (ratio, delivered) = weighted_run([None, None], 44.0, 11);
+    let goodput = delivered * 44.0;
+    println!("saturated: goodput {goodput:.1} of 40 Mbit/s");
+    assert!((2.4..3.6).contains(&ratio), "{ratio}");
+    assert!(goodput > 0.85 * 40.0, "{goodput}");
 }
 
 #[test]
