@@ -143,6 +143,20 @@ impl Bond {
         origin: Origin,
         now: Instant,
     ) -> Result<PathId, BondError> {
+        if self.paths.len() >= MAX_PATHS && matches!(origin, Origin::Learned(_)) {
+            // A roaming peer can leave stale learned paths behind: make room by
+            // forgetting the learned path that is not up and was heard from longest ago.
+            let victim = self
+                .paths
+                .iter()
+                .filter(|p| matches!(p.origin, Origin::Learned(_)) && !p.is_up())
+                .min_by_key(|p| p.last_sign_of_life())
+                .map(|p| p.id);
+            if let Some(id) = victim {
+                self.paths.retain(|p| p.id != id);
+                self.event(Event::PathForgotten(id));
+            }
+        }
         if self.paths.len() >= MAX_PATHS {
             return Err(BondError::TooManyPaths);
         }

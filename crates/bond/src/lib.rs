@@ -60,6 +60,6 @@ pub use bond::{Bond, BondConfig, BondError, Event, ReorderMode, Transmit};
 pub use path::{Counters, DownReason, PathId, PathSpec, PathState};
 pub use probe::{ProbeKeys, is_probe};
 pub use prober::{ProbeCounters, ProbeDrop};
-pub use reorder::{ReorderConfig, Released, Verdict};
+pub use reorder::{Released, ReorderConfig, Verdict};
 pub use scheduler::{MAX_PATHS, Picks, Scheduler};
 pub use status::{BondStatus, PathStatus, ReorderStatus};

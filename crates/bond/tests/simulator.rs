@@ -482,3 +482,38 @@ fn memory_and_replies_stay_bounded_under_a_flood() {
     assert!(st.buffered <= 1024);
     assert!(st.counters.forced > 0);
 }
+
+#[test]
+fn learned_paths_are_bounded_and_stale_ones_make_room() {
+    let (_, kb) = sim::keys();
+    let t0 = Instant::now();
+    let mut b = braid_bond::Bond::new(far(), kb, 1, t0);
+    let addr =
+        |i: u32| -> std::net::SocketAddr { format!("198.51.100.{}:1", i + 1).parse().unwrap() };
+    for i in 0..braid_bond::MAX_PATHS as u32 {
+        b.learn_path(addr(i), t0 + i * MS).unwrap();
+    }
+    // All up: no room, and nothing is evicted.
+    assert_eq!(
+        b.learn_path(addr(100), t0 + 100 * MS),
+        Err(braid_bond::BondError::TooManyPaths)
+    );
+    // Once the peer probes, silent learned paths fail over and can be replaced.
+    b.handle_timeout(t0 + 200 * MS);
+    let (ka, _) = sim::keys();
+    let mut a = braid_bond::Bond::new(cfg(Scheduler::Flow), ka, 2, t0);
+    a.add_path(PathSpec::default(), t0).unwrap();
+    a.handle_timeout(t0 + 200 * MS);
+    let req = a.poll_transmit().unwrap();
+    let _ = b.handle_probe(
+        b.path_by_addr(addr(3)).unwrap(),
+        &req.payload,
+        t0 + 200 * MS,
+    );
+    b.handle_timeout(t0 + 2000 * MS);
+    let newcomer = b.learn_path(addr(100), t0 + 2000 * MS).unwrap();
+    assert_eq!(b.path_by_addr(addr(100)), Some(newcomer));
+    assert_eq!(b.path_ids().count(), braid_bond::MAX_PATHS);
+    // The one heard from longest ago went.
+    assert_eq!(b.path_by_addr(addr(0)), None);
+}
