@@ -1,0 +1,653 @@
+//! [`Bond`]: one link's paths, scheduler, probes and reorder buffer, driven by a worker.
+
+use crate::path::{DownReason, Origin, Path, PathId, PathSpec, PathState};
+use crate::probe::{Kind, PROBE_LEN, ProbeKeys};
+use crate::prober::{self, ProbeDrop, ProbeSession, Transition};
+use crate::reorder::{Released, ReorderBuffer, ReorderConfig, Verdict};
+use crate::scheduler::{self, MAX_PATHS, Picks, SchedState, Scheduler};
+use crate::status::{BondStatus, PathStatus, ReorderStatus};
+use crate::wg;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// When the receiver reorders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReorderMode {
+    /// When the peer spreads single flows over paths (round-robin, weighted).
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BondConfig {
+    /// The scheduler for sending. `None`: use the one the peer announces (the far side of
+    /// a bond needs no configuration), `flow` until it does.
+    pub scheduler: Option<Scheduler>,
+    /// A probe request goes out on every path this often.
+    pub probe_interval: Duration,
+    /// A path whose last probe answer is older than this goes down (target; it is
+    /// stretched to 2·RTT + 4·RTTVAR + interval on long paths, up to `failover_max`).
+    pub failover: Duration,
+    pub failover_max: Duration,
+    /// Consecutive answers that bring a probing path up.
+    pub up_after: u32,
+    pub reorder: ReorderMode,
+    pub reorder_buffer: ReorderConfig,
+    /// Bounds of the reorder wait, which otherwise follows the paths' RTT spread.
+    pub reorder_wait_min: Duration,
+    pub reorder_wait_max: Duration,
+    /// A learned path with no authenticated traffic for this long is forgotten.
+    pub forget_learned_after: Duration,
+}
+
+impl Default for BondConfig {
+    fn default() -> Self {
+        BondConfig {
+            scheduler: None,
+            probe_interval: Duration::from_millis(50),
+            failover: Duration::from_millis(300),
+            failover_max: Duration::from_secs(1),
+            up_after: 3,
+            reorder: ReorderMode::Auto,
+            reorder_buffer: ReorderConfig::default(),
+            reorder_wait_min: Duration::from_millis(1),
+            reorder_wait_max: Duration::from_millis(100),
+            forget_learned_after: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BondError {
+    #[error("a link has at most {MAX_PATHS} paths")]
+    TooManyPaths,
+    #[error("{0} is not a path of this link")]
+    NoSuchPath(PathId),
+}
+
+/// A probe to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The path (socket) to send it on.
+    pub path: PathId,
+    /// For a learned path: the peer address to send to (configured paths: the socket's
+    /// usual destination, the peer's endpoint).
+    pub to: Option<SocketAddr>,
+    pub payload: [u8; PROBE_LEN],
+}
+
+/// Something worth logging or acting on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    PathUp(PathId),
+    PathDown(PathId, DownReason),
+    PathLearned(PathId, SocketAddr),
+    PathForgotten(PathId),
+}
+
+/// One bonded link. See the crate docs for the order a worker calls things in.
+#[derive(Debug)]
+pub struct Bond {
+    cfg: BondConfig,
+    keys: ProbeKeys,
+    flow_seed: u64,
+    paths: Vec<Path>,
+    next_id: u32,
+    sched: SchedState,
+    probes: ProbeSession,
+    reorder: ReorderBuffer,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+/// Most probes and events queued before the oldest are dropped (the worker drains them
+/// after every call; this only bounds memory if it does not).
+const MAX_QUEUED: usize = 1024;
+
+impl Bond {
+    /// A bond with no paths yet. `epoch` must be random (it makes this instance's probes
+    /// distinguishable from any earlier instance's).
+    pub fn new(cfg: BondConfig, keys: ProbeKeys, epoch: u64, now: Instant) -> Bond {
+        let reorder = ReorderBuffer::new(
+            cfg.reorder_buffer,
+            cfg.reorder == ReorderMode::On,
+            cfg.reorder_wait_min,
+        );
+        Bond {
+            flow_seed: keys.flow_seed(),
+            keys,
+            paths: Vec::new(),
+            next_id: 0,
+            sched: SchedState::default(),
+            probes: ProbeSession::new(epoch, now),
+            reorder,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            cfg,
+        }
+    }
+
+    // ---- paths ----
+
+    /// Adds a configured path (this side owns a socket for it). Probing starts at once.
+    pub fn add_path(&mut self, spec: PathSpec, now: Instant) -> Result<PathId, BondError> {
+        self.insert(spec, Origin::Configured, now)
+    }
+
+    fn insert(
+        &mut self,
+        spec: PathSpec,
+        origin: Origin,
+        now: Instant,
+    ) -> Result<PathId, BondError> {
+        if self.paths.len() >= MAX_PATHS && matches!(origin, Origin::Learned(_)) {
+            // A roaming peer can leave stale learned paths behind: make room by
+            // forgetting the learned path that is not up and was heard from longest ago.
+            let victim = self
+                .paths
+                .iter()
+                .filter(|p| matches!(p.origin, Origin::Learned(_)) && !p.is_up())
+                .min_by_key(|p| p.last_sign_of_life())
+                .map(|p| p.id);
+            if let Some(id) = victim {
+                self.paths.retain(|p| p.id != id);
+                self.event(Event::PathForgotten(id));
+            }
+        }
+        if self.paths.len() >= MAX_PATHS {
+            return Err(BondError::TooManyPaths);
+        }
+        let id = PathId(self.next_id);
+        self.next_id += 1;
+        self.paths.push(Path::new(id, spec, origin, now));
+        Ok(id)
+    }
+
+    /// The path for authenticated traffic from `addr`, learned if new. Call it only
+    /// after a data message from `addr` decrypted (never for unauthenticated input).
+    /// A learned path is up at once (it just delivered) and, once the peer is known to
+    /// probe, probed like any other.
+    pub fn learn_path(&mut self, addr: SocketAddr, now: Instant) -> Result<PathId, BondError> {
+        if let Some(id) = self.path_by_addr(addr) {
+            return Ok(id);
+        }
+        let id = self.insert(PathSpec::default(), Origin::Learned(addr), now)?;
+        if let Some(p) = self.paths.last_mut() {
+            p.state = PathState::Up;
+            p.last_heard = Some(now);
+            p.probe.last_answer = Some(now);
+        }
+        self.event(Event::PathLearned(id, addr));
+        Ok(id)
+    }
+
+    pub fn path_by_addr(&self, addr: SocketAddr) -> Option<PathId> {
+        self.paths
+            .iter()
+            .find(|p| p.origin == Origin::Learned(addr))
+            .map(|p| p.id)
+    }
+
+    /// The peer address of a learned path.
+    pub fn path_addr(&self, id: PathId) -> Option<SocketAddr> {
+        match self.path(id)?.origin {
+            Origin::Learned(a) => Some(a),
+            Origin::Configured => None,
+        }
+    }
+
+    pub fn path_ids(&self) -> impl Iterator<Item = PathId> + '_ {
+        self.paths.iter().map(|p| p.id)
+    }
+
+    pub fn path_state(&self, id: PathId) -> Option<PathState> {
+        self.path(id).map(|p| p.state)
+    }
+
+    pub fn remove_path(&mut self, id: PathId) -> Result<(), BondError> {
+        let i = self.index(id)?;
+        self.paths.remove(i);
+        Ok(())
+    }
+
+    /// Changes a path's weight, priority or cap (configuration reload).
+    pub fn set_path_spec(
+        &mut self,
+        id: PathId,
+        spec: PathSpec,
+        now: Instant,
+    ) -> Result<(), BondError> {
+        let i = self.index(id)?;
+        self.paths[i].set_spec(spec, now);
+        Ok(())
+    }
+
+    /// The path's interface went down or its route went away: out at once, and not
+    /// probed until [`path_up`](Self::path_up).
+    pub fn path_down(&mut self, id: PathId) -> Result<(), BondError> {
+        let i = self.index(id)?;
+        let p = &mut self.paths[i];
+        if p.is_admin_down() {
+            return Ok(());
+        }
+        p.state = PathState::Down;
+        p.down_reason = Some(DownReason::Admin);
+        p.probe.consecutive = 0;
+        p.probe.outstanding.clear();
+        p.credit = 0.0;
+        self.event(Event::PathDown(id, DownReason::Admin));
+        Ok(())
+    }
+
+    /// The path's interface and route are back: probe it now; it comes up after
+    /// `up_after` answers.
+    pub fn path_up(&mut self, id: PathId, now: Instant) -> Result<(), BondError> {
+        let i = self.index(id)?;
+        let p = &mut self.paths[i];
+        if p.is_admin_down() {
+            p.state = PathState::Probing;
+            p.down_reason = None;
+            p.probe.last_answer = None;
+            p.probe.next_send = now;
+        }
+        Ok(())
+    }
+
+    // ---- sending ----
+
+    /// The scheduler in use: configured, else the peer's, else `flow`.
+    pub fn scheduler(&self) -> Scheduler {
+        self.cfg
+            .scheduler
+            .or(self.probes.peer_scheduler)
+            .unwrap_or(Scheduler::Flow)
+    }
+
+    /// The path(s) to send this plaintext IP packet on, its bytes accounted to them.
+    /// Encapsulate once and send the same datagram on every path returned.
+    pub fn pick(&mut self, packet: &[u8], now: Instant) -> Picks {
+        let wire = wg::data_wire_len(packet.len());
+        let picks = if self.probes.peer_speaks_bond {
+            scheduler::pick(
+                self.scheduler(),
+                &mut self.sched,
+                &mut self.paths,
+                packet,
+                wire,
+                self.flow_seed,
+                now,
+            )
+        } else {
+            // A peer that does not probe is plain WireGuard: one path, the one it was
+            // last heard on (or the first configured one).
+            scheduler::fallback(&self.paths)
+        };
+        for id in &picks {
+            self.record_sent(*id, wire, now);
+        }
+        picks
+    }
+
+    /// The one path for a message that is not user data (handshake, cookie, keepalive):
+    /// the best live path by priority then RTT, else the fallback.
+    pub fn pick_control(&self) -> Option<PathId> {
+        if !self.probes.peer_speaks_bond {
+            return scheduler::fallback(&self.paths).first().copied();
+        }
+        self.paths
+            .iter()
+            .filter(|p| p.is_up())
+            .min_by_key(|p| (p.spec.priority, p.rtt.srtt().unwrap_or(Duration::MAX), p.id))
+            .map(|p| p.id)
+            .or_else(|| scheduler::fallback(&self.paths).first().copied())
+    }
+
+    /// Accounts bytes sent on a path outside [`pick`](Self::pick) (handshakes etc.).
+    pub fn record_sent(&mut self, id: PathId, wire_len: usize, now: Instant) {
+        if let Ok(i) = self.index(id) {
+            let p = &mut self.paths[i];
+            p.counters.tx_bytes += wire_len as u64;
+            p.counters.tx_packets += 1;
+            if let Some(b) = p.bucket.as_mut() {
+                b.consume(wire_len, now);
+            }
+        }
+    }
+
+    // ---- receiving ----
+
+    /// A WireGuard message arrived on `id` and boringtun accepted it (authenticated):
+    /// counts it for the delivery rate the peer is told about.
+    pub fn on_authenticated(&mut self, id: PathId, wire_len: usize, now: Instant) {
+        if let Ok(i) = self.index(id) {
+            let p = &mut self.paths[i];
+            p.counters.rx_bytes += wire_len as u64;
+            p.counters.rx_packets += 1;
+            p.last_heard = Some(now);
+        }
+    }
+
+    /// A datagram starting with the probe type ([`crate::probe::is_probe`]) arrived on
+    /// `id` (a configured path's socket, or [`path_by_addr`](Self::path_by_addr) of its
+    /// source). Queues the reply to a request; drain [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_probe(&mut self, id: PathId, msg: &[u8], now: Instant) -> Result<(), ProbeDrop> {
+        let probe = match self.keys.open(msg) {
+            Ok(p) => p,
+            Err(e) => {
+                match e {
+                    crate::probe::ProbeError::Mac => self.probes.counters.bad_mac += 1,
+                    _ => self.probes.counters.malformed += 1,
+                }
+                return Err(ProbeDrop::Invalid(e));
+            }
+        };
+        let Ok(i) = self.index(id) else {
+            self.probes.counters.unknown_path += 1;
+            return Err(ProbeDrop::UnknownPath);
+        };
+        if !self.probes.peer_speaks_bond {
+            self.probes.peer_speaks_bond = true;
+            // Learned paths were not being probed; their failover clock starts now.
+            for p in self
+                .paths
+                .iter_mut()
+                .filter(|p| p.origin != Origin::Configured)
+            {
+                p.probe.last_answer = Some(now);
+                p.probe.next_send = now;
+            }
+        }
+        let own = self.cfg.scheduler;
+        let interval = self.cfg.probe_interval;
+        match probe.kind {
+            Kind::Request => {
+                let p = &mut self.paths[i];
+                let accepted = self.probes.check_request(p, &probe, interval, now)?;
+                if accepted {
+                    p.counters.rx_bytes += msg.len() as u64;
+                    p.counters.rx_packets += 1;
+                    p.last_heard = Some(now);
+                    prober::adopt_attributes(p, &probe, now);
+                    self.probes.peer_scheduler = probe.scheduler;
+                }
+                let reply = self.probes.reply(&self.paths[i], &probe, own, now);
+                let payload = self.keys.seal(&reply);
+                self.queue_probe(i, payload, now);
+            }
+            Kind::Reply => {
+                let up_after = self.cfg.up_after;
+                let p = &mut self.paths[i];
+                self.probes.accept_reply(p, &probe, now)?;
+                p.counters.rx_bytes += msg.len() as u64;
+                p.counters.rx_packets += 1;
+                p.last_heard = Some(now);
+                prober::adopt_attributes(p, &probe, now);
+                self.probes.peer_scheduler = probe.scheduler;
+                if p.is_admin_down() {
+                    return Ok(());
+                }
+                if prober::on_answer(p, up_after) == Transition::Up {
+                    p.credit = 0.0;
+                    self.event(Event::PathUp(id));
+                }
+                self.update_reorder();
+            }
+        }
+        Ok(())
+    }
+
+    /// A decrypted data packet, with the receiver index and counter read from its
+    /// header ([`crate::wg::data_header`]) before decryption. On
+    /// [`Verdict::Deliver`] write `packet` to the TUN; then, whatever the verdict,
+    /// write everything [`pop_received`](Self::pop_received) returns.
+    pub fn push_received(
+        &mut self,
+        session: u32,
+        counter: u64,
+        packet: &[u8],
+        now: Instant,
+    ) -> Verdict {
+        self.reorder.push(session, counter, packet, now)
+    }
+
+    pub fn pop_received(&mut self) -> Option<Released> {
+        self.reorder.pop()
+    }
+
+    /// For the side that learns paths: a probe from `addr`. From a known path it is
+    /// [`handle_probe`](Self::handle_probe). From a new address it is taken only if it
+    /// is a fresh request of the peer's confirmed epoch (so it cannot be a replay); the
+    /// address becomes a learned path, probing (it comes up after `up_after` answers,
+    /// unlike a path learned from data, which is up at once).
+    pub fn handle_probe_from(
+        &mut self,
+        addr: SocketAddr,
+        msg: &[u8],
+        now: Instant,
+    ) -> Result<PathId, ProbeDrop> {
+        if let Some(id) = self.path_by_addr(addr) {
+            return self.handle_probe(id, msg, now).map(|()| id);
+        }
+        let probe = match self.keys.open(msg) {
+            Ok(p) => p,
+            Err(e) => {
+                match e {
+                    crate::probe::ProbeError::Mac => self.probes.counters.bad_mac += 1,
+                    _ => self.probes.counters.malformed += 1,
+                }
+                return Err(ProbeDrop::Invalid(e));
+            }
+        };
+        let fresh = probe.kind == Kind::Request
+            && self.probes.peer_epoch == Some(probe.epoch)
+            && self.probes.replay.would_accept(probe.seq);
+        if !fresh {
+            if probe.kind == Kind::Request && self.probes.peer_epoch != Some(probe.epoch) {
+                // Not taken, but remembered: it must not count as fresh later.
+                self.probes.note_unconfirmed(&probe)?;
+            }
+            self.probes.counters.unknown_path += 1;
+            return Err(ProbeDrop::UnknownPath);
+        }
+        let id = self
+            .insert(PathSpec::default(), Origin::Learned(addr), now)
+            .map_err(|_| ProbeDrop::UnknownPath)?;
+        self.event(Event::PathLearned(id, addr));
+        self.handle_probe(id, msg, now).map(|()| id)
+    }
+
+    // ---- timers and output ----
+
+    /// Whether this side probes `p` now: not administratively down, and for a learned
+    /// path only once the peer probes (a plain WireGuard peer gets no probes).
+    fn probed(&self, p: &Path) -> bool {
+        !p.is_admin_down() && (p.origin == Origin::Configured || self.probes.peer_speaks_bond)
+    }
+
+    fn failover_after(&self, p: &Path) -> Duration {
+        let from_rtt = p.rtt.srtt().map_or(Duration::ZERO, |s| {
+            2 * s + 4 * p.rtt.rttvar() + self.cfg.probe_interval
+        });
+        self.cfg.failover.max(from_rtt).min(self.cfg.failover_max)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let paths = self
+            .paths
+            .iter()
+            .filter(|p| self.probed(p))
+            .filter_map(|p| prober::next_deadline(p, self.failover_after(p)));
+        let forget = self.paths.iter().filter_map(|p| match p.origin {
+            Origin::Learned(_) => p
+                .last_sign_of_life()
+                .map(|t| t + self.cfg.forget_learned_after),
+            Origin::Configured => None,
+        });
+        paths.chain(forget).chain(self.reorder.poll_timeout()).min()
+    }
+
+    /// Runs what is due: probes to send, lost probes, failover, reorder gaps, forgetting
+    /// learned paths. Then drain [`poll_transmit`](Self::poll_transmit),
+    /// [`pop_received`](Self::pop_received) and [`poll_event`](Self::poll_event).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let own = self.cfg.scheduler;
+        let interval = self.cfg.probe_interval;
+        for i in 0..self.paths.len() {
+            if !self.probed(&self.paths[i]) {
+                continue;
+            }
+            let failover = self.failover_after(&self.paths[i]);
+            let p = &mut self.paths[i];
+            if let Transition::Down(r) = prober::on_timer(p, failover, now) {
+                let id = p.id;
+                self.event(Event::PathDown(id, r));
+            }
+            let p = &mut self.paths[i];
+            if p.probe.next_send <= now {
+                let next = p.probe.next_send + interval;
+                p.probe.next_send = if next <= now { now + interval } else { next };
+                let req = self.probes.request(p, own, now);
+                let payload = self.keys.seal(&req);
+                self.queue_probe(i, payload, now);
+            }
+        }
+        let forget = self.cfg.forget_learned_after;
+        let stale: Vec<PathId> = self
+            .paths
+            .iter()
+            .filter(|p| matches!(p.origin, Origin::Learned(_)))
+            .filter(|p| p.last_sign_of_life().is_none_or(|t| t + forget <= now))
+            .map(|p| p.id)
+            .collect();
+        for id in stale {
+            self.paths.retain(|p| p.id != id);
+            self.event(Event::PathForgotten(id));
+        }
+        self.update_reorder();
+        self.reorder.handle_timeout(now);
+    }
+
+    fn queue_probe(&mut self, i: usize, payload: [u8; PROBE_LEN], now: Instant) {
+        let p = &self.paths[i];
+        let (id, to) = (p.id, self.path_addr(p.id));
+        self.record_sent(id, PROBE_LEN, now);
+        if self.transmits.len() >= MAX_QUEUED {
+            self.transmits.pop_front();
+        }
+        self.transmits.push_back(Transmit {
+            path: id,
+            to,
+            payload,
+        });
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= MAX_QUEUED {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    /// Follows the peer's scheduler (reorder only when it spreads flows) and the RTT
+    /// spread of live paths (the wait).
+    fn update_reorder(&mut self) {
+        let peer = self.probes.peer_scheduler.or(self.cfg.scheduler);
+        let on = match self.cfg.reorder {
+            ReorderMode::On => true,
+            ReorderMode::Off => false,
+            ReorderMode::Auto => matches!(peer, Some(Scheduler::RoundRobin | Scheduler::Weighted)),
+        };
+        self.reorder.set_enabled(on);
+        let live: Vec<&Path> = self.paths.iter().filter(|p| p.is_up()).collect();
+        let srtts: Vec<Duration> = live.iter().filter_map(|p| p.rtt.srtt()).collect();
+        let wait = match (srtts.iter().min(), srtts.iter().max()) {
+            (Some(lo), Some(hi)) if srtts.len() >= 2 => {
+                let var = live
+                    .iter()
+                    .map(|p| p.rtt.rttvar())
+                    .max()
+                    .unwrap_or_default();
+                (*hi - *lo) + 2 * var + Duration::from_millis(1)
+            }
+            _ => self.cfg.reorder_wait_min,
+        };
+        self.reorder
+            .set_wait(wait.clamp(self.cfg.reorder_wait_min, self.cfg.reorder_wait_max));
+    }
+
+    // ---- status ----
+
+    pub fn status(&self, now: Instant) -> BondStatus {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let ago = |t: Option<Instant>| t.map(|t| ms(now.saturating_duration_since(t)));
+        BondStatus {
+            scheduler: self.scheduler(),
+            scheduler_source: match (self.cfg.scheduler, self.probes.peer_scheduler) {
+                (Some(_), _) => "configured",
+                (None, Some(_)) => "peer",
+                (None, None) => "default",
+            },
+            peer_probes: self.probes.peer_speaks_bond,
+            reorder: ReorderStatus {
+                enabled: self.reorder.is_enabled(),
+                wait_ms: ms(self.reorder.wait()),
+                buffered: self.reorder.buffered_len(),
+                counters: self.reorder.counters(),
+            },
+            probes: self.probes.counters,
+            paths: self
+                .paths
+                .iter()
+                .map(|p| PathStatus {
+                    id: p.id,
+                    key: p.key,
+                    origin: match p.origin {
+                        Origin::Configured => "configured",
+                        Origin::Learned(_) => "learned",
+                    },
+                    peer: self.path_addr(p.id),
+                    state: p.state,
+                    down_reason: p.down_reason,
+                    rtt_ms: p.rtt.srtt().map(ms),
+                    min_rtt_ms: p.rtt.min().map(ms),
+                    jitter_ms: ms(p.rtt.jitter()),
+                    loss: p.loss.loss(),
+                    data_loss: p.probe.data_loss,
+                    delivery_rate_bps: p.capacity.delivered() * 8.0,
+                    capacity_bps: p.capacity.estimate().map(|c| c * 8.0),
+                    weight: p.spec.weight,
+                    priority: p.spec.priority,
+                    rate_cap_bps: p.spec.rate_cap_bps,
+                    counters: p.counters,
+                    last_probe_answer_ms_ago: ago(p.probe.last_answer),
+                    last_probe_sent_ms_ago: ago(p.probe.last_sent),
+                })
+                .collect(),
+        }
+    }
+
+    // ---- helpers ----
+
+    fn index(&self, id: PathId) -> Result<usize, BondError> {
+        self.paths
+            .iter()
+            .position(|p| p.id == id)
+            .ok_or(BondError::NoSuchPath(id))
+    }
+
+    fn path(&self, id: PathId) -> Option<&Path> {
+        self.paths.iter().find(|p| p.id == id)
+    }
+}

@@ -1,0 +1,63 @@
+//! Status of a bonded link, as it appears in `braid status` JSON.
+
+use crate::path::{Counters, DownReason, PathId, PathState};
+use crate::prober::ProbeCounters;
+use crate::reorder::ReorderCounters;
+use crate::scheduler::Scheduler;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PathStatus {
+    pub id: PathId,
+    /// The identity both ends use for this path (the configured side's id).
+    pub key: u32,
+    /// "configured" or "learned".
+    pub origin: &'static str,
+    /// The peer's address, for a learned path.
+    pub peer: Option<SocketAddr>,
+    pub state: PathState,
+    pub down_reason: Option<DownReason>,
+    pub rtt_ms: Option<f64>,
+    pub min_rtt_ms: Option<f64>,
+    pub jitter_ms: f64,
+    /// Probe loss over the last 128 probes, 0..=1.
+    pub loss: f64,
+    /// Data loss from the peer's received counters (smoothed), 0..=1.
+    pub data_loss: f64,
+    /// What the peer received from this path, bit/s, over the last sample.
+    pub delivery_rate_bps: f64,
+    /// Estimated capacity, bit/s (the weighted scheduler's weight when unset).
+    pub capacity_bps: Option<f64>,
+    pub weight: Option<u32>,
+    pub priority: u32,
+    pub rate_cap_bps: Option<u64>,
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Milliseconds since the last probe answer.
+    pub last_probe_answer_ms_ago: Option<f64>,
+    /// Milliseconds since the last probe request sent.
+    pub last_probe_sent_ms_ago: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReorderStatus {
+    pub enabled: bool,
+    pub wait_ms: f64,
+    /// Packets waiting now.
+    pub buffered: usize,
+    #[serde(flatten)]
+    pub counters: ReorderCounters,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BondStatus {
+    /// The scheduler in use for sending.
+    pub scheduler: Scheduler,
+    /// "configured", "peer" (the far side follows the configured side) or "default".
+    pub scheduler_source: &'static str,
+    /// Whether the peer answers probes (false: plain WireGuard, one path at a time).
+    pub peer_probes: bool,
+    pub reorder: ReorderStatus,
+    pub probes: ProbeCounters,
+    pub paths: Vec<PathStatus>,
+}
