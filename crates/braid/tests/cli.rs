@@ -406,7 +406,7 @@ fn run_refuses_what_this_build_cannot_do() {
     let dir = broken("alpha.json", |t| {
         t.replacen(
             "\"random_port\": false",
-            "\"random_port\": false, \"paths\": [{\"interface\": \"wan0\"}]",
+            "\"random_port\": false, \"wan\": \"auto\"",
             1,
         )
     });
@@ -414,8 +414,7 @@ fn run_refuses_what_this_build_cannot_do() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("transport[0]: multi-path links")
-            && err.contains("not part of this build yet"),
+        err.contains("transport[0]: wan: \"auto\"") && err.contains("not part of this build yet"),
         "{err}"
     );
     let dir = broken("alpha.json", |t| {

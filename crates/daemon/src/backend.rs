@@ -50,6 +50,10 @@ pub struct LinkStats {
     pub dropped_replay: u64,
     /// Packets from the TUN that could not be sent: no endpoint yet, or a send error.
     pub dropped_no_route: u64,
+    /// Multi-path links: paths (state, RTT, jitter, loss, rates, bytes, last probe),
+    /// scheduler and reorder-buffer counters; see docs/bonding.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bond: Option<serde_json::Value>,
 }
 
 fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

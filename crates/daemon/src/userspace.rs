@@ -58,6 +58,8 @@ fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
             .map(|n| n.addr()),
         netns: setup.netns.map(str::to_string),
         uapi_dir: Some(braid_link::UAPI_DIR.into()),
+        paths: link.paths.clone(),
+        scheduler: link.scheduler,
     }
 }
 
@@ -181,6 +183,7 @@ impl LinkBackend for UserspaceBackend {
             dropped_unknown_key: s.dropped_unknown_key,
             dropped_replay: s.dropped_replay,
             dropped_no_route: s.dropped_no_route,
+            bond: s.bond,
         })
     }
 }

@@ -23,6 +23,9 @@ pub struct Counters {
     pub(crate) last_rx: Mutex<Option<SystemTime>>,
     pub(crate) endpoint: Mutex<Option<SocketAddr>>,
     pub(crate) listen_port: AtomicU64,
+    /// The bond's status (paths, scheduler, reordering) as JSON, published twice a second
+    /// by multi-path links.
+    pub(crate) bond: Mutex<Option<serde_json::Value>>,
 }
 
 /// A copy of the counters at one moment.
@@ -41,6 +44,8 @@ pub struct Snapshot {
     pub last_rx: Option<SystemTime>,
     pub endpoint: Option<SocketAddr>,
     pub listen_port: u16,
+    /// Multi-path links: braid-bond's status (see `braid_bond::BondStatus`).
+    pub bond: Option<serde_json::Value>,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -66,6 +71,7 @@ impl Counters {
                 .unwrap_or_else(|p| p.into_inner()),
             endpoint: *self.endpoint.lock().unwrap_or_else(|p| p.into_inner()),
             listen_port: get(&self.listen_port) as u16,
+            bond: self.bond.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod buffer;
 mod counters;
 mod device;
 mod gso;
+mod multipath;
 mod reactor;
 mod tun_batch;
 mod uapi;
@@ -21,6 +22,8 @@ mod worker;
 pub use uapi::DEFAULT_DIR as UAPI_DIR;
 
 pub use counters::{Counters, Snapshot};
+
+use braid_model::extensions::{PathConfig, Scheduler};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -58,6 +61,11 @@ pub struct LinkConfig {
     /// Network namespace for the TUN device (the overlay); the socket stays in the
     /// caller's namespace. `None`: the caller's namespace.
     pub netns: Option<String>,
+    /// Underlay paths: none for the default route, one to bind the link's socket to an
+    /// interface or source address, two or more to bond them (a socket each, probed,
+    /// scheduled by `scheduler`).
+    pub paths: Vec<PathConfig>,
+    pub scheduler: Scheduler,
 }
 
 impl std::fmt::Debug for LinkConfig {
@@ -129,7 +137,8 @@ impl Link {
             source,
         })?);
         let name = config.name.clone();
-        let worker = worker::Worker::new(
+        let multipath = multipath_for(&config)?;
+        let mut worker = worker::Worker::new(
             &config,
             tun,
             socket,
@@ -144,6 +153,9 @@ impl Link {
             what: "setting up batched UDP I/O".into(),
             source,
         })?;
+        if let Some(multipath) = multipath {
+            worker.set_multipath(multipath);
+        }
         let (stopped_tx, stopped) = std::sync::mpsc::sync_channel(1);
         reactor::submit(reactor::Job {
             worker: Box::new(worker),
@@ -205,6 +217,46 @@ impl Link {
             drop(stopped.recv());
         }
     }
+}
+
+/// Two paths or more: a socket per path and a bond over them.
+fn multipath_for(config: &LinkConfig) -> Result<Option<multipath::Multipath>, LinkError> {
+    if config.paths.len() < 2 {
+        return Ok(None);
+    }
+    let keys = braid_bond::ProbeKeys::derive(
+        &x25519_dalek::StaticSecret::from(config.private_key),
+        &x25519_dalek::PublicKey::from(config.peer_public_key),
+    )
+    .map_err(|e| LinkError::Io {
+        link: config.name.clone(),
+        what: "deriving its path-probe keys".into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+    })?;
+    let mut paths = Vec::new();
+    for path in &config.paths {
+        let socket = udp::bind_path(config, path)?;
+        let udp =
+            quinn_udp::UdpSocketState::new((&socket).into()).map_err(|source| LinkError::Io {
+                link: config.name.clone(),
+                what: format!("path {}: setting up batched UDP I/O", udp::path_label(path)),
+                source,
+            })?;
+        let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        let socket = multipath::PathSocket {
+            label: udp::path_label(path),
+            socket,
+            udp,
+            ipv6,
+        };
+        paths.push((socket, braid_bond::PathSpec::from(path)));
+    }
+    Ok(Some(multipath::Multipath::active(
+        keys,
+        config.scheduler,
+        paths,
+        std::time::Instant::now(),
+    )))
 }
 
 impl Drop for Link {

@@ -81,17 +81,29 @@ struct Entry {
     due: Instant,
 }
 
-/// Events carry the link's slot and what became ready; the inbox has its own token.
+/// Events carry the link's slot and what became ready (a byte); the inbox has its own token.
 const INBOX: u64 = u64::MAX;
-const EVENTS: [Event; 4] = [Event::Tun, Event::Network, Event::Wake, Event::Uapi];
 
 fn token(slot: usize, event: Event) -> u64 {
-    let kind = EVENTS.iter().position(|e| *e == event).unwrap_or(0) as u64;
-    ((slot as u64) << 2) | kind
+    let kind: u64 = match event {
+        Event::Tun => 0,
+        Event::Network => 1,
+        Event::Wake => 2,
+        Event::Uapi => 3,
+        Event::Path(i) => 4 + u64::from(i.min(250)),
+    };
+    ((slot as u64) << 8) | kind
 }
 
 fn untoken(token: u64) -> (usize, Event) {
-    ((token >> 2) as usize, EVENTS[(token & 3) as usize])
+    let event = match token & 0xff {
+        0 => Event::Tun,
+        1 => Event::Network,
+        2 => Event::Wake,
+        3 => Event::Uapi,
+        k => Event::Path((k - 4) as u8),
+    };
+    ((token >> 8) as usize, event)
 }
 
 /// Timers a second or more away are rounded up to a 250 ms grid (boringtun's tick), so the
@@ -230,11 +242,10 @@ impl Reactor {
             self.slots.len() - 1
         });
         for (fd, event) in worker.fds() {
-            let Some(fd) = fd else { continue };
             if let Err(e) = self.watch(fd, token(slot, event)) {
                 tracing::error!(link = %worker.name(), "cannot watch its descriptors: {e}");
                 for (fd, _) in worker.fds() {
-                    fd.inspect(|fd| self.unwatch(*fd));
+                    self.unwatch(fd);
                 }
                 self.free.push(slot);
                 self.links.fetch_sub(1, Ordering::Relaxed);
@@ -256,7 +267,7 @@ impl Reactor {
             return;
         };
         for (fd, _) in entry.worker.fds() {
-            fd.inspect(|fd| self.unwatch(*fd));
+            self.unwatch(fd);
         }
         self.free.push(slot);
         self.links.fetch_sub(1, Ordering::Relaxed);
@@ -303,7 +314,14 @@ mod tests {
     #[test]
     fn tokens_round_trip() {
         for slot in [0, 1, 999, 1 << 40] {
-            for event in EVENTS {
+            for event in [
+                Event::Tun,
+                Event::Network,
+                Event::Wake,
+                Event::Uapi,
+                Event::Path(0),
+                Event::Path(15),
+            ] {
                 assert_eq!(untoken(token(slot, event)), (slot, event));
             }
         }

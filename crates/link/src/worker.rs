@@ -5,6 +5,7 @@ use crate::LinkConfig;
 use crate::buffer::PacketBuffer;
 use crate::counters::{Counters, add};
 use crate::gso::GsoQueue;
+use crate::multipath::{Main, Multipath, socket_addr_for};
 use crate::tun_batch::{TunReader, TunWriter};
 use crate::uapi::{self, UapiSocket};
 use boringtun::noise::errors::WireGuardError;
@@ -43,6 +44,15 @@ pub enum Event {
     Network,
     Wake,
     Uapi,
+    /// The socket of configured path `n` (multi-path links).
+    Path(u8),
+}
+
+/// Where a datagram came in: the link's own socket, or a configured path's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Main,
+    Path(u8),
 }
 
 /// Packet buffers a reactor lends to the link it is serving: the receive buffer (room for a
@@ -96,6 +106,11 @@ pub struct Worker {
     hurry: bool,
     /// When an authenticated datagram last arrived; published with each timer tick.
     last_rx: Option<Instant>,
+    /// When boringtun's timers are next due (the link's timer also serves the bond).
+    tunn_due: Instant,
+    /// Paths, scheduler, probes and reordering: configured (this side owns a socket per
+    /// path), or made when the peer's first probe arrives (the far side of a bond).
+    multipath: Option<Box<Multipath>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     commands: Receiver<Command>,
@@ -116,14 +131,6 @@ fn new_tunn(private_key: [u8; 32], peer: [u8; 32], keepalive: Option<u16>) -> Tu
         index,
         None,
     )
-}
-
-/// The address a dual-stack socket sends to: IPv4 peers as IPv4-mapped IPv6.
-fn socket_addr_for(ipv6_socket: bool, addr: SocketAddr) -> SocketAddr {
-    match (ipv6_socket, addr) {
-        (true, SocketAddr::V4(v4)) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
-        _ => addr,
-    }
 }
 
 /// The peer's address as people write it (IPv4-mapped IPv6 back to IPv4).
@@ -167,6 +174,8 @@ impl Worker {
             tick: TIMER_TICK,
             hurry: false,
             last_rx: None,
+            tunn_due: Instant::now(),
+            multipath: None,
             counters,
             stop,
             commands,
@@ -177,17 +186,27 @@ impl Worker {
         &self.name
     }
 
+    /// Makes this a multi-path link (before it is handed to a reactor).
+    pub fn set_multipath(&mut self, multipath: Multipath) {
+        self.multipath = Some(Box::new(multipath));
+    }
+
     /// The descriptors the reactor watches for this link.
-    pub fn fds(&self) -> [(Option<RawFd>, Event); 4] {
-        [
-            (Some(self.tun.as_raw_fd()), Event::Tun),
-            (Some(self.socket.as_raw_fd()), Event::Network),
-            (Some(self.wake.fd()), Event::Wake),
-            (
-                self.uapi.as_ref().map(|u| u.listener().as_raw_fd()),
-                Event::Uapi,
-            ),
-        ]
+    pub fn fds(&self) -> Vec<(RawFd, Event)> {
+        let mut fds = vec![
+            (self.tun.as_raw_fd(), Event::Tun),
+            (self.socket.as_raw_fd(), Event::Network),
+            (self.wake.fd(), Event::Wake),
+        ];
+        if let Some(uapi) = &self.uapi {
+            fds.push((uapi.listener().as_raw_fd(), Event::Uapi));
+        }
+        if let Some(mp) = &self.multipath {
+            for (i, path) in mp.sockets.iter().enumerate() {
+                fds.push((path.socket.as_raw_fd(), Event::Path(i as u8)));
+            }
+        }
+        fds
     }
 
     /// Starts the handshake at once when the peer's address is known; returns when the
@@ -207,8 +226,11 @@ impl Worker {
     /// Handles one readiness event; false when the link has been asked to stop.
     pub fn on_event(&mut self, event: Event, scratch: &mut Scratch) -> bool {
         match event {
-            Event::Tun => self.handle_tun(),
-            Event::Network => self.handle_network(&mut scratch.src, &mut scratch.dst),
+            Event::Tun => self.handle_tun(&mut scratch.dst),
+            Event::Network => self.handle_network(Source::Main, &mut scratch.src, &mut scratch.dst),
+            Event::Path(i) => {
+                self.handle_network(Source::Path(i), &mut scratch.src, &mut scratch.dst)
+            }
             Event::Uapi => self.handle_uapi(),
             Event::Wake => {
                 self.wake.drain();
@@ -239,7 +261,57 @@ impl Worker {
     /// spend a core on them. The peer dialling in, or an answer, is handled at once and
     /// brings the fast tick back (see [`Worker::take_hurry`]).
     pub fn on_timer(&mut self, scratch: &mut Scratch) -> Instant {
-        self.tick(&mut scratch.dst);
+        let now = Instant::now();
+        if now >= self.tunn_due {
+            self.tunn_due = self.tick_tunn(&mut scratch.dst);
+        }
+        self.bond_timers(now);
+        self.bond_due()
+            .map_or(self.tunn_due, |due| due.min(self.tunn_due))
+    }
+
+    /// Runs the bond's timers when due: probes, failover, reorder gaps.
+    fn bond_timers(&mut self, now: Instant) {
+        let Some(mp) = self.multipath.as_mut() else {
+            return;
+        };
+        if mp.bond.poll_timeout().is_some_and(|due| due <= now) {
+            mp.bond.handle_timeout(now);
+        }
+        let main = Main {
+            socket: &self.socket,
+            udp: &self.udp,
+            ipv6: self.ipv6_socket,
+            endpoint: self.endpoint,
+        };
+        mp.send_probes(&main);
+        mp.log_events(&self.name);
+        if mp.publish_due(now) {
+            let status = serde_json::to_value(mp.bond.status(now)).ok();
+            *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        }
+        let mut released = false;
+        while let Some(r) = mp.bond.pop_received() {
+            if self.writer.is_full() {
+                flush_tun(&mut self.writer, &self.tun, &self.name);
+            }
+            let len = r.packet.len();
+            self.writer.slot(len)[..len].copy_from_slice(&r.packet);
+            self.writer.commit(len);
+            released = true;
+        }
+        if released {
+            flush_tun(&mut self.writer, &self.tun, &self.name);
+        }
+    }
+
+    fn bond_due(&self) -> Option<Instant> {
+        self.multipath.as_ref()?.bond.poll_timeout()
+    }
+
+    /// Ticks boringtun's timers; returns when they are next due.
+    fn tick_tunn(&mut self, dst: &mut [u8]) -> Instant {
+        self.tick(dst);
         let idle = self.last_activity.elapsed() > IDLE_AFTER;
         self.tick = match (self.tunn.time_since_last_handshake(), idle) {
             (Some(_), false) => TIMER_TICK,
@@ -254,9 +326,14 @@ impl Worker {
         Instant::now() + self.tick
     }
 
-    /// Whether the link came alive while on a slow tick: the reactor then ticks it soon.
+    /// When the link wants its timer after an event, if that may be sooner than before:
+    /// it came alive while on a slow tick, or its bond has something due.
     pub fn take_hurry(&mut self) -> Option<Instant> {
-        std::mem::take(&mut self.hurry).then(|| Instant::now() + TIMER_TICK)
+        if std::mem::take(&mut self.hurry) {
+            self.tunn_due = self.tunn_due.min(Instant::now() + TIMER_TICK);
+        }
+        let bond = self.bond_due();
+        Some(bond.map_or(self.tunn_due, |b| b.min(self.tunn_due)))
     }
 
     /// Traffic from the TUN: an idle link with a session speeds its timers up (one whose
@@ -293,9 +370,23 @@ impl Worker {
         handshake && self.endpoint.is_some()
     }
 
-    /// Sends one datagram now, after whatever is queued for a GSO send.
+    /// Sends one datagram now, after whatever is queued for a GSO send. Multi-path links
+    /// send it on the bond's control path.
     fn send(&mut self, packet: &[u8]) {
         self.flush();
+        if let Some(mp) = self.multipath.as_mut()
+            && let Some(path) = mp.bond.pick_control()
+        {
+            let main = Main {
+                socket: &self.socket,
+                udp: &self.udp,
+                ipv6: self.ipv6_socket,
+                endpoint: self.endpoint,
+            };
+            mp.bond.record_sent(path, packet.len(), Instant::now());
+            mp.send_one(path, packet, &main, &self.counters);
+            return;
+        }
         let Some(endpoint) = self.endpoint else {
             add(&self.counters.dropped_no_route, 1);
             return;
@@ -352,8 +443,17 @@ impl Worker {
         }
     }
 
-    /// Sends the queued packets in one system call (UDP GSO).
+    /// Sends the queued packets in one system call (UDP GSO), per path on multi-path links.
     fn flush(&mut self) {
+        if let Some(mp) = self.multipath.as_mut() {
+            let main = Main {
+                socket: &self.socket,
+                udp: &self.udp,
+                ipv6: self.ipv6_socket,
+                endpoint: self.endpoint,
+            };
+            mp.flush_all(&main, &self.counters);
+        }
         let Some((contents, segment_size, count)) = self.gso.take() else {
             return;
         };
@@ -381,7 +481,43 @@ impl Worker {
         }
     }
 
-    fn handle_tun(&mut self) {
+    /// Multi-path: the bond picks the path(s); the packet is encrypted once and queued on
+    /// each (several for the redundant scheduler).
+    fn encapsulate_multipath(&mut self, plaintext: &[u8], dst: &mut [u8]) {
+        let Some(mp) = self.multipath.as_mut() else {
+            return;
+        };
+        let picks = mp.bond.pick(plaintext, Instant::now());
+        let packet = match self.tunn.encapsulate(plaintext, dst) {
+            TunnResult::WriteToNetwork(packet) => packet,
+            TunnResult::Err(e) => {
+                tracing::debug!(link = %self.name, "encapsulate: {e:?}");
+                return;
+            }
+            _ => return,
+        };
+        let main = Main {
+            socket: &self.socket,
+            udp: &self.udp,
+            ipv6: self.ipv6_socket,
+            endpoint: self.endpoint,
+        };
+        if packet.first() != Some(&4) {
+            // No session yet: boringtun queued the packet and asks for a handshake.
+            if let Some(path) = mp.bond.pick_control() {
+                mp.send_one(path, packet, &main, &self.counters);
+            }
+            return;
+        }
+        if picks.is_empty() {
+            add(&self.counters.dropped_no_route, 1);
+        }
+        for path in &picks {
+            mp.queue(*path, packet, &main, &self.counters);
+        }
+    }
+
+    fn handle_tun(&mut self, dst: &mut [u8]) {
         let mut reader = std::mem::replace(&mut self.reader, TunReader::new(0));
         for _ in 0..BATCH {
             let packets = match reader.read(&self.tun) {
@@ -395,21 +531,35 @@ impl Worker {
                     break;
                 }
             };
-            for i in 0..packets {
-                self.encapsulate_queued(reader.packet(i));
+            if self.multipath.is_some() {
+                for i in 0..packets {
+                    self.encapsulate_multipath(reader.packet(i), dst);
+                }
+            } else {
+                for i in 0..packets {
+                    self.encapsulate_queued(reader.packet(i));
+                }
             }
         }
         self.reader = reader;
         self.flush();
     }
 
-    fn handle_network(&mut self, src: &mut [u8], dst: &mut [u8]) {
+    fn handle_network(&mut self, source: Source, src: &mut [u8], dst: &mut [u8]) {
         for _ in 0..BATCH {
             // One receive may hold several datagrams coalesced by UDP GRO, `stride` apart.
             let mut meta = [quinn_udp::RecvMeta::default()];
             let received = {
                 let mut bufs = [std::io::IoSliceMut::new(src)];
-                self.udp.recv((&self.socket).into(), &mut bufs, &mut meta)
+                let (socket, udp) = match (source, self.multipath.as_ref()) {
+                    (Source::Path(i), Some(mp)) => match mp.sockets.get(usize::from(i)) {
+                        Some(p) => (&p.socket, &p.udp),
+                        None => return,
+                    },
+                    (Source::Path(_), None) => return,
+                    (Source::Main, _) => (&self.socket, &self.udp),
+                };
+                udp.recv(socket.into(), &mut bufs, &mut meta)
             };
             match received {
                 Ok(_) => {}
@@ -427,7 +577,7 @@ impl Worker {
                 meta.stride
             };
             for datagram in src[..meta.len].chunks(stride.max(1)) {
-                self.handle_datagram(datagram, from, dst);
+                self.handle_datagram(datagram, from, source, dst);
             }
         }
         // Handshake responses and packets released by a new session go out now, and the
@@ -437,15 +587,59 @@ impl Worker {
     }
 
     fn flush_tun(&mut self) {
-        if let Err(e) = self.writer.flush(&self.tun) {
-            tracing::debug!(link = %self.name, "writing the TUN device: {e}");
-        }
+        flush_tun(&mut self.writer, &self.tun, &self.name);
     }
 
-    fn handle_datagram(&mut self, datagram: &[u8], from: SocketAddr, dst: &mut [u8]) {
+    /// A bond probe: the far side makes its bond on the first one (after it checks out,
+    /// so garbage cannot make one).
+    fn handle_probe(&mut self, datagram: &[u8], from: SocketAddr, source: Source) {
+        let now = Instant::now();
+        if self.multipath.is_none() {
+            let Ok(keys) = braid_bond::ProbeKeys::derive(
+                &x25519_dalek::StaticSecret::from(self.private_key),
+                &x25519_dalek::PublicKey::from(self.peer_public_key),
+            ) else {
+                add(&self.counters.dropped_bad_packet, 1);
+                return;
+            };
+            let mut mp = Multipath::passive(keys, now);
+            if mp.bond.handle_probe_from(from, datagram, now).is_err() {
+                add(&self.counters.dropped_bad_packet, 1);
+                return;
+            }
+            tracing::info!(link = %self.name, peer = %from, "the peer bonds paths: following");
+            self.multipath = Some(Box::new(mp));
+        } else if let Some(mp) = self.multipath.as_mut() {
+            let result = match source {
+                Source::Path(i) => {
+                    mp.bond
+                        .handle_probe(braid_bond::PathId(u32::from(i)), datagram, now)
+                }
+                Source::Main => mp.bond.handle_probe_from(from, datagram, now).map(|_| ()),
+            };
+            if result.is_err() {
+                add(&self.counters.dropped_bad_packet, 1);
+                return;
+            }
+        }
+        self.bond_timers(now);
+    }
+
+    fn handle_datagram(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        source: Source,
+        dst: &mut [u8],
+    ) {
+        if braid_bond::is_probe(datagram) {
+            self.handle_probe(datagram, from, source);
+            return;
+        }
         // Data messages decrypt straight into the TUN batch; anything else (handshakes,
         // cookies) into `dst`.
         let is_data = datagram.first() == Some(&4);
+        let header = braid_bond::wg::data_header(datagram);
         let out: &mut [u8] = if is_data {
             if self.writer.is_full() {
                 self.flush_tun();
@@ -467,7 +661,8 @@ impl Worker {
         add(&self.counters.rx_packets, 1);
         add(&self.counters.rx_bytes, datagram.len() as u64);
         // Authenticated: the peer is at `from` now (roaming, or a peer that dialled in).
-        if self.endpoint != Some(from) {
+        // On a configured path's socket the peer's address is the endpoint already.
+        if source == Source::Main && self.endpoint != Some(from) {
             tracing::info!(link = %self.name, endpoint = %from, "peer endpoint");
             self.endpoint = Some(from);
             *self
@@ -489,6 +684,29 @@ impl Worker {
             }
             TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
                 let len = packet.len();
+                if let Some(mp) = self.multipath.as_mut() {
+                    let now = Instant::now();
+                    let path = match source {
+                        Source::Path(i) => Some(braid_bond::PathId(u32::from(i))),
+                        Source::Main => mp.bond.learn_path(from, now).ok(),
+                    };
+                    if let Some(path) = path {
+                        mp.bond.on_authenticated(path, datagram.len(), now);
+                    }
+                    if let Some((index, counter)) = header {
+                        match mp.bond.push_received(index, counter, packet, now) {
+                            braid_bond::Verdict::Deliver => {}
+                            braid_bond::Verdict::Buffered => {
+                                self.drain_reordered();
+                                return;
+                            }
+                            braid_bond::Verdict::Duplicate | braid_bond::Verdict::Dropped => {
+                                add(&self.counters.dropped_replay, 1);
+                                return;
+                            }
+                        }
+                    }
+                }
                 if !(is_data && packet.as_ptr() == start) {
                     // Decrypted elsewhere: copy it into the batch (every TUN write carries
                     // the batch's virtio header).
@@ -499,11 +717,27 @@ impl Worker {
                     self.writer.slot(len)[..len].copy_from_slice(&packet);
                 }
                 self.writer.commit(len);
+                self.drain_reordered();
             }
             _ => {}
         }
         if !is_data {
             self.note_handshake();
+        }
+    }
+
+    /// Packets the reorder buffer lets go (in order) join the TUN batch.
+    fn drain_reordered(&mut self) {
+        let Some(mp) = self.multipath.as_mut() else {
+            return;
+        };
+        while let Some(r) = mp.bond.pop_received() {
+            if self.writer.is_full() {
+                flush_tun(&mut self.writer, &self.tun, &self.name);
+            }
+            let len = r.packet.len();
+            self.writer.slot(len)[..len].copy_from_slice(&r.packet);
+            self.writer.commit(len);
         }
     }
 
@@ -657,5 +891,11 @@ mod tests {
         let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
         assert_eq!(socket_addr_for(true, v6), v6);
         assert!(matches!(canonical(v6).ip(), IpAddr::V6(_)));
+    }
+}
+
+fn flush_tun(writer: &mut TunWriter, tun: &SyncDevice, name: &str) {
+    if let Err(e) = writer.flush(tun) {
+        tracing::debug!(link = %name, "writing the TUN device: {e}");
     }
 }

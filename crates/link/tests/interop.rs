@@ -40,6 +40,8 @@ fn config(
         peer_link4: None,
         uapi_dir: None,
         netns: None,
+        paths: Vec::new(),
+        scheduler: braid_model::extensions::Scheduler::Flow,
     }
 }
 

@@ -379,7 +379,7 @@ impl Scheduler {
 }
 
 /// One underlay path of a transport: a local interface or a source address.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PathConfig {
     pub interface: Option<String>,
     pub source: Option<IpAddr>,

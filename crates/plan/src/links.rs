@@ -2,6 +2,7 @@
 //! each peer (every registry node but this one, matched by public key) and each of the
 //! peer's endpoints of the transport's family, one point-to-point link.
 
+use braid_model::extensions::{PathConfig, Scheduler};
 use braid_model::{AddressFamily, Config, Host, PublicKey, Registry};
 use std::fmt;
 
@@ -49,6 +50,10 @@ pub struct LinkPlan {
     pub keepalive: Option<u16>,
     /// Index of the config transport this link belongs to.
     pub transport: usize,
+    /// The transport's underlay paths (empty: the one default path, plain WireGuard).
+    pub paths: Vec<PathConfig>,
+    /// How packets spread over the paths (meaningful with two paths or more).
+    pub scheduler: Scheduler,
 }
 
 /// Computes the links, sorted by name. Deterministic: same inputs, same output.
@@ -81,6 +86,8 @@ pub fn plan_links(config: &Config, registry: &Registry) -> Vec<LinkPlan> {
                     peer: node.label(),
                     keepalive: transport.keepalive,
                     transport: t,
+                    paths: transport.paths.clone(),
+                    scheduler: transport.scheduler,
                 });
             }
         }

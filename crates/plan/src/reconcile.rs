@@ -17,6 +17,8 @@ pub enum Change {
     Keepalive,
     /// The peer behind the link changed keys: a new session is needed.
     PeerKey,
+    /// The underlay paths or the scheduler changed.
+    Paths,
 }
 
 /// The steps from `running` to `desired`, each list sorted by link name.
@@ -52,6 +54,10 @@ pub fn changes(old: &LinkPlan, new: &LinkPlan) -> Vec<Change> {
     check(old.endpoint != new.endpoint, Change::Endpoint);
     check(old.keepalive != new.keepalive, Change::Keepalive);
     check(old.peer_public_key != new.peer_public_key, Change::PeerKey);
+    check(
+        old.paths != new.paths || old.scheduler != new.scheduler,
+        Change::Paths,
+    );
     out
 }
 
@@ -100,7 +106,25 @@ mod tests {
             peer: name.into(),
             keepalive: None,
             transport: 0,
+            paths: Vec::new(),
+            scheduler: braid_model::extensions::Scheduler::Flow,
         }
+    }
+
+    #[test]
+    fn new_paths_or_scheduler_are_a_change() {
+        let mut new = link("a1", 1);
+        new.paths.push(braid_model::extensions::PathConfig {
+            interface: Some("wan1".into()),
+            source: None,
+            weight: None,
+            priority: 0,
+            rate_mbit: None,
+        });
+        assert_eq!(changes(&link("a1", 1), &new), vec![Change::Paths]);
+        let mut new = link("a1", 1);
+        new.scheduler = braid_model::extensions::Scheduler::Redundant;
+        assert_eq!(changes(&link("a1", 1), &new), vec![Change::Paths]);
     }
 
     #[test]

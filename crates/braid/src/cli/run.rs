@@ -34,10 +34,10 @@ pub fn run(config_path: &Path) -> Result<bool> {
         .transports
         .iter()
         .enumerate()
-        .find(|(_, t)| !t.paths.is_empty() || t.wan_auto)
+        .find(|(_, t)| t.wan_auto)
     {
         bail!(
-            "{}: transport[{i}]: multi-path links (\"paths\", \"wan\") are not part of this build yet; remove them to run single-path links",
+            "{}: transport[{i}]: wan: \"auto\" (finding uplinks by their routes) is not part of this build yet; list the uplinks in \"paths\" instead",
             config_path.display()
         );
     }
