@@ -876,6 +876,12 @@ impl Worker {
     }
 }
 
+fn flush_tun(writer: &mut TunWriter, tun: &SyncDevice, name: &str) {
+    if let Err(e) = writer.flush(tun) {
+        tracing::debug!(link = %name, "writing the TUN device: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -891,11 +897,5 @@ mod tests {
         let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
         assert_eq!(socket_addr_for(true, v6), v6);
         assert!(matches!(canonical(v6).ip(), IpAddr::V6(_)));
-    }
-}
-
-fn flush_tun(writer: &mut TunWriter, tun: &SyncDevice, name: &str) {
-    if let Err(e) = writer.flush(tun) {
-        tracing::debug!(link = %name, "writing the TUN device: {e}");
     }
 }
