@@ -590,11 +590,17 @@ impl Worker {
         flush_tun(&mut self.writer, &self.tun, &self.name);
     }
 
-    /// A bond probe: the far side makes its bond on the first one (after it checks out,
-    /// so garbage cannot make one).
+    /// A bond probe. The far side makes its bond on the first one that comes from the
+    /// address the peer was last authenticated at (a handshake or data), learning that
+    /// address as the first path; probes from other addresses are taken once the bond
+    /// knows the peer's probe epoch (braid-bond checks they are fresh).
     fn handle_probe(&mut self, datagram: &[u8], from: SocketAddr, source: Source) {
         let now = Instant::now();
         if self.multipath.is_none() {
+            if self.endpoint != Some(from) || source != Source::Main {
+                add(&self.counters.dropped_unknown_key, 1);
+                return;
+            }
             let Ok(keys) = braid_bond::ProbeKeys::derive(
                 &x25519_dalek::StaticSecret::from(self.private_key),
                 &x25519_dalek::PublicKey::from(self.peer_public_key),
@@ -603,7 +609,12 @@ impl Worker {
                 return;
             };
             let mut mp = Multipath::passive(keys, now);
-            if mp.bond.handle_probe_from(from, datagram, now).is_err() {
+            let accepted = mp
+                .bond
+                .learn_path(from, now)
+                .map_err(|_| ())
+                .and_then(|id| mp.bond.handle_probe(id, datagram, now).map_err(|_| ()));
+            if accepted.is_err() {
                 add(&self.counters.dropped_bad_packet, 1);
                 return;
             }

@@ -1,70 +1,14 @@
 //! Real links in real namespaces: braid to braid, and braid to wireguard-go configured with
 //! `wg` (wireguard-tools). Traffic stays inside the lab's namespaces.
 
+mod common;
+
 use braid_lab::{Lab, LabSpec};
-use braid_link::{Link, LinkConfig};
-use braid_model::{PrivateKey, PublicKey};
+use braid_link::Link;
+use braid_model::PublicKey;
+use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn key_pair() -> ([u8; 32], [u8; 32]) {
-    let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-        .unwrap();
-    let key = PrivateKey::from_random_bytes(seed);
-    (key.0, key.public_key().0)
-}
-
-fn config(
-    name: &str,
-    listen: u16,
-    endpoint: Option<&str>,
-    own: &([u8; 32], [u8; 32]),
-    peer: &[u8; 32],
-    index: u8,
-) -> LinkConfig {
-    LinkConfig {
-        name: name.into(),
-        mtu: 1420,
-        group: 2,
-        listen_port: listen,
-        ipv6: false,
-        endpoint: endpoint.map(|e| e.parse().unwrap()),
-        fwmark: 0,
-        private_key: own.0,
-        peer_public_key: *peer,
-        keepalive: None,
-        link_local6: Some(format!("fe80::{index}/64").parse().unwrap()),
-        link4: Some(format!("169.254.0.{index}/16").parse().unwrap()),
-        peer_link4: None,
-        uapi_dir: None,
-        netns: None,
-        paths: Vec::new(),
-        scheduler: braid_model::extensions::Scheduler::Flow,
-    }
-}
-
-fn start_in(lab: &Lab, node: usize, config: LinkConfig) -> Link {
-    braid_system::netns::run_in(&lab.ns(node), move || Link::start(config))
-        .unwrap()
-        .unwrap()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn lab_name(tag: &str) -> String {
-    format!("{tag}{:x}", std::process::id() % 0xffff)
-}
 
 #[test]
 fn braid_to_braid_carries_ipv4_and_ipv6() {
