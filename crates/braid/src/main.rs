@@ -82,6 +82,14 @@ enum Command {
         #[arg(short, long, value_name = "CONFIG")]
         config: PathBuf,
     },
+    /// Bring the links up with kernel WireGuard and exit (one-shot, like ranet's `up`).
+    #[command(
+        after_help = "Example:\n  braid up -c /etc/braid/config.json\n\nNeeds kernel WireGuard (backend \"kernel\" or \"auto\") and routing mode \"static\" or \"none\".\nRunning it again applies changes: links already as planned are left alone, removed peers' links go.\n`braid down` removes everything."
+    )]
+    Up {
+        #[arg(short, long, value_name = "CONFIG")]
+        config: PathBuf,
+    },
     /// Ask the running daemon to re-read config and registry and reconcile.
     #[command(
         after_help = "Example:\n  braid reload -c /etc/braid/config.json\n\nExit status 1 when the new input is invalid: the running network then stays as it was.\nSIGHUP to `braid run` does the same."
@@ -175,6 +183,7 @@ fn run(command: Command) -> Result<ExitCode> {
             via4,
         } => status(cli::routes::run(&config, format, via6, via4)?),
         Command::Run { config } => status(cli::run::run(&config)?),
+        Command::Up { config } => status(cli::run::up(&config)?),
         Command::Reload { config } => status(cli::control::reload(&config)?),
         Command::Status {
             config,

@@ -19,6 +19,8 @@ pub struct LinkSetup<'a> {
     pub private_key: &'a PrivateKey,
     /// The overlay namespace, when the config isolates the overlay that way.
     pub netns: Option<&'a str>,
+    /// The VRF the link belongs to, when the config isolates the overlay that way.
+    pub vrf: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,12 @@ pub trait LinkBackend: Send {
     /// A short name for status output: "userspace" or "kernel".
     fn name(&self) -> &'static str;
     fn add(&mut self, setup: LinkSetup<'_>) -> Result<(), BackendError>;
+    /// Takes over a link that already exists exactly as planned (left by an earlier
+    /// one-shot `braid up` or daemon), without touching it; false when there is none or it
+    /// differs, and the link is then added (or fixed) by [`LinkBackend::add`].
+    fn adopt(&mut self, _setup: LinkSetup<'_>) -> bool {
+        false
+    }
     /// Applies `changes` to a running link, in place where possible.
     fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError>;
     fn remove(&mut self, name: &str) -> Result<(), BackendError>;

@@ -182,6 +182,11 @@ impl<B: LinkBackend> Reconciler<B> {
             }
         }
         for link in &steps.add {
+            if self.backend.adopt(setup(link)) {
+                summary.unchanged += 1;
+                self.running.push(link.clone());
+                continue;
+            }
             match self.backend.add(setup(link)) {
                 Ok(()) => {
                     summary.added.push(link.name.clone());
@@ -244,5 +249,6 @@ fn setup_for<'a>(loaded: &'a Loaded, link: &'a LinkPlan) -> LinkSetup<'a> {
             .find(|p| p.public_key == link.peer_public_key),
         private_key: &loaded.config.private_key,
         netns: loaded.config.netns.as_deref(),
+        vrf: Some(loaded.config.vrf.as_str()).filter(|v| !v.is_empty()),
     }
 }

@@ -50,8 +50,15 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     };
     let config = &loaded.config;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
+    let vrf = crate::vrf::ensure(&nl, loaded).await?;
+    crate::vrf::enslave_links(&nl, loaded, r.running(), vrf).await?;
+    // Routes over the overlay (links and bridge) go into the VRF's table.
+    let mut overlay: std::collections::HashSet<&str> = r.running().collect();
     if let (Some(plan), Some(addresses)) = (&config.address_plan, &loaded.plan.node.addresses) {
         let bridge = nl.ensure_bridge(&plan.bridge, config.active_group).await?;
+        nl.set_controller(&plan.bridge, vrf.map(|v| v.index))
+            .await?;
+        overlay.insert(plan.bridge.as_str());
         nl.add_address(bridge, IpAddr::V6(addresses.address6), 64)
             .await?;
         if let Some(gw) = addresses.gateway4 {
@@ -67,6 +74,10 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .into_iter()
         .map(|l| (l.name, l.index))
         .collect();
+    let table_of = |dev: &str| match vrf {
+        Some(v) if overlay.contains(dev) => v.table,
+        _ => braid_system::routes::MAIN_TABLE,
+    };
     let now = std::time::SystemTime::now();
     let running: std::collections::HashSet<&str> = r.running().collect();
     // Default routes only go over links that carry traffic now, so that a dead exit loses
@@ -96,6 +107,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
                 gateway: Some(route.via),
                 oif: *index.get(&route.dev)?,
                 metric: route.metric,
+                table: table_of(&route.dev),
             };
             Some((route.clone(), spec))
         })
@@ -111,6 +123,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
                     gateway: None,
                     oif,
                     metric: route.metric,
+                    table: table_of(&route.dev),
                 });
                 installed.push(route);
             }

@@ -58,7 +58,10 @@ pub async fn account_groups<B: LinkBackend>(
         .chain(extra.iter().map(String::as_str))
         .collect();
     for link in nl.links().await? {
-        let wanted = running.contains(link.name.as_str());
+        // The VRF counts as braid's only when braid made it (it is in the active group).
+        let own_vrf =
+            !config.vrf.is_empty() && link.name == config.vrf && link.group == config.active_group;
+        let wanted = running.contains(link.name.as_str()) || own_vrf;
         if link.group == config.active_group && !wanted {
             nl.set_group(link.index, config.stale_group).await?;
         } else if wanted && link.group != config.active_group {

@@ -3,7 +3,9 @@
 use crate::SystemError;
 use futures_util::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoVrf, LinkAttribute, LinkFlags, LinkInfo as Info, LinkMessage,
+};
 use rtnetlink::{Handle, LinkUnspec};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -15,6 +17,12 @@ pub struct LinkInfo {
     pub group: u32,
     pub mtu: u32,
     pub up: bool,
+    /// The link kind (`wireguard`, `vrf`, `tun`, ...), when the kernel reports one.
+    pub kind: Option<String>,
+    /// The index of the interface's controller (its VRF or bridge), if any.
+    pub controller: Option<u32>,
+    /// For a VRF: its routing table.
+    pub vrf_table: Option<u32>,
 }
 
 /// A route-netlink connection in the calling thread's network namespace.
@@ -268,12 +276,30 @@ fn info(message: &LinkMessage) -> LinkInfo {
         group: 0,
         mtu: 0,
         up: message.header.flags.contains(LinkFlags::Up),
+        kind: None,
+        controller: None,
+        vrf_table: None,
     };
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => out.name = name.clone(),
             LinkAttribute::Group(group) => out.group = *group,
             LinkAttribute::Mtu(mtu) => out.mtu = *mtu,
+            LinkAttribute::Controller(index) => out.controller = Some(*index),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        Info::Kind(kind) => out.kind = Some(kind.to_string()),
+                        Info::Data(InfoData::Vrf(data)) => {
+                            out.vrf_table = data.iter().find_map(|d| match d {
+                                InfoVrf::TableId(t) => Some(*t),
+                                _ => None,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
             _ => {}
         }
     }

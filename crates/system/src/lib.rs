@@ -1,11 +1,14 @@
-//! braid's system layer: rtnetlink operations on the interfaces braid owns, and network
-//! namespaces. Interfaces are accounted by interface group, as ranet does: before a
-//! reconcile every active link is marked stale, links that should exist are marked active
+//! braid's system layer: rtnetlink operations on the interfaces braid owns (TUN and
+//! WireGuard devices, VRFs), kernel WireGuard over generic netlink, and network namespaces.
+//! Interfaces are accounted by interface group, as ranet does: before a reconcile every
+//! active link is marked stale, links that should exist are marked active
 //! again, and whatever is still stale is deleted by the kernel in one request.
 
 pub mod groups;
+pub mod links;
 pub mod netns;
 pub mod routes;
+pub mod wireguard;
 
 pub use groups::{LinkInfo, Netlink};
 
@@ -19,6 +22,20 @@ pub enum SystemError {
         #[source]
         source: rtnetlink::Error,
     },
+    #[error("{what}: {source}")]
+    Genl {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "this kernel has no WireGuard (no generic netlink family \"wireguard\"); load the module (modprobe wireguard) or set \"backend\": \"userspace\""
+    )]
+    NoWireGuard,
+    /// The system is not as braid needs it (a name taken by another kind of interface, a
+    /// device that vanished); the message says what to do.
+    #[error("{0}")]
+    State(String),
     #[error("network namespace {name}: {source}")]
     Netns {
         name: String,

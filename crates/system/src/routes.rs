@@ -23,7 +23,12 @@ pub struct RouteSpec {
     pub gateway: Option<IpAddr>,
     pub oif: u32,
     pub metric: u32,
+    /// The routing table: [`MAIN_TABLE`], or a VRF's.
+    pub table: u32,
 }
+
+/// The main routing table (`ip route` without `table`).
+pub const MAIN_TABLE: u32 = 254;
 
 fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> SystemError {
     move |source| SystemError::Netlink { what, source }
@@ -45,12 +50,14 @@ fn spec_of(message: &RouteMessage) -> Option<RouteSpec> {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     };
     let (mut gateway, mut oif, mut metric) = (None, 0, 0);
+    let mut table = u32::from(message.header.table);
     for attribute in &message.attributes {
         match attribute {
             RouteAttribute::Destination(a) => destination = address(a)?,
             RouteAttribute::Gateway(a) => gateway = address(a),
             RouteAttribute::Oif(i) => oif = *i,
             RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::Table(t) => table = *t,
             _ => {}
         }
     }
@@ -59,11 +66,12 @@ fn spec_of(message: &RouteMessage) -> Option<RouteSpec> {
         gateway,
         oif,
         metric,
+        table,
     })
 }
 
 impl Netlink {
-    /// braid's routes in the main table, with the messages that delete them.
+    /// braid's routes in every table, with the messages that delete them.
     pub async fn braid_routes(&self) -> Result<Vec<(RouteSpec, RouteMessage)>, SystemError> {
         let mut out = Vec::new();
         for query in [
@@ -94,6 +102,7 @@ impl Netlink {
                     .destination_prefix(dst.addr(), dst.prefix_len())
                     .output_interface(r.oif)
                     .priority(r.metric)
+                    .table_id(r.table)
                     .protocol(RouteProtocol::Other(RTPROT_BRAID));
                 match gw {
                     // The gateway is the peer's point-to-point address on this interface.
@@ -107,6 +116,7 @@ impl Netlink {
                     .destination_prefix(dst.addr(), dst.prefix_len())
                     .output_interface(r.oif)
                     .priority(r.metric)
+                    .table_id(r.table)
                     .protocol(RouteProtocol::Other(RTPROT_BRAID));
                 match gw {
                     Some(IpAddr::V6(gw)) => b.gateway(gw).build(),

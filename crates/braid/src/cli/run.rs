@@ -1,9 +1,11 @@
-//! `braid run`: the daemon in the foreground.
+//! `braid run`: the daemon in the foreground; `braid up`: the kernel backend's one-shot.
 
 use anyhow::{Context, Result, bail};
+use braid_daemon::kernel::{self, KernelBackend};
 use braid_daemon::load;
+use braid_daemon::reconciler::Reconciler;
 use braid_daemon::userspace::UserspaceBackend;
-use braid_model::extensions::Backend;
+use braid_model::extensions::{Backend, RoutingMode};
 use std::path::Path;
 
 /// Each link holds a TUN device, a UDP socket and a UAPI socket: a large mesh needs more
@@ -23,8 +25,37 @@ fn raise_file_limit() {
     }
 }
 
-pub fn run(config_path: &Path) -> Result<bool> {
-    raise_file_limit();
+/// The backend `braid run` and `braid up` use, from the config's `backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    Kernel,
+    Userspace,
+}
+
+pub fn choose(config_path: &Path, backend: Backend) -> Result<Chosen> {
+    Ok(match backend {
+        Backend::Userspace => Chosen::Userspace,
+        Backend::Kernel if kernel::available() => Chosen::Kernel,
+        Backend::Kernel => bail!(
+            "{}: backend: \"kernel\", but {}",
+            config_path.display(),
+            braid_system::SystemError::NoWireGuard
+        ),
+        Backend::Auto if kernel::available() => {
+            tracing::info!("backend auto: this kernel has WireGuard; using the kernel backend");
+            Chosen::Kernel
+        }
+        Backend::Auto => {
+            tracing::info!(
+                "backend auto: this kernel has no WireGuard; using the userspace backend"
+            );
+            Chosen::Userspace
+        }
+    })
+}
+
+/// The config, with warnings logged; what this build cannot run is refused.
+fn load_runnable(config_path: &Path) -> Result<braid_model::Config> {
     let (config, warnings) =
         load::config(config_path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     for warning in &warnings.0 {
@@ -41,18 +72,86 @@ pub fn run(config_path: &Path) -> Result<bool> {
             config_path.display()
         );
     }
-    let backend = match config.backend {
-        Backend::Auto | Backend::Userspace => UserspaceBackend::new(),
-        Backend::Kernel => bail!(
-            "{}: backend: the kernel WireGuard backend is not part of this build yet; set \"backend\": \"userspace\" (or \"auto\")",
-            config_path.display()
-        ),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    Ok(config)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(braid_daemon::run::run(config_path.to_path_buf(), backend))?;
+        .context("starting the async runtime")
+}
+
+pub fn run(config_path: &Path) -> Result<bool> {
+    raise_file_limit();
+    let config = load_runnable(config_path)?;
+    let path = config_path.to_path_buf();
+    match choose(config_path, config.backend)? {
+        Chosen::Kernel => {
+            runtime()?.block_on(braid_daemon::run::run(path, KernelBackend::new()))?
+        }
+        Chosen::Userspace => {
+            runtime()?.block_on(braid_daemon::run::run(path, UserspaceBackend::new()))?
+        }
+    }
     Ok(true)
+}
+
+/// `braid up`: one-shot, like ranet's. Brings the kernel's WireGuard links, the VRF and the
+/// static routes in line with the plan and exits; links already as planned are left alone.
+pub fn up(config_path: &Path) -> Result<bool> {
+    let config = load_runnable(config_path)?;
+    if config.routing.mode == RoutingMode::Babel || config.routing.mode == RoutingMode::Bird {
+        bail!(
+            "{}: routing.mode: \"{}\" needs the routing engine supervised by a daemon; run `braid run -c {}`, or use \"static\" or \"none\" with `braid up`",
+            config_path.display(),
+            config.routing.mode.name(),
+            config_path.display()
+        );
+    }
+    match config.backend {
+        Backend::Userspace => bail!(
+            "{}: backend: \"userspace\" links need a running process, and `braid up` configures the kernel and exits; use `braid run -c {}`, or \"backend\": \"kernel\" (or \"auto\") on a kernel with WireGuard",
+            config_path.display(),
+            config_path.display()
+        ),
+        Backend::Auto | Backend::Kernel if !kernel::available() => bail!(
+            "{}: `braid up` uses kernel WireGuard, but {}; use `braid run -c {}` for the userspace backend",
+            config_path.display(),
+            braid_system::SystemError::NoWireGuard,
+            config_path.display()
+        ),
+        _ => {}
+    }
+    let rt = runtime()?;
+    let socket = std::path::PathBuf::from(&config.control_socket);
+    if rt
+        .block_on(braid_daemon::control::call(
+            &socket,
+            &braid_daemon::control::Request::Status,
+        ))
+        .is_ok()
+    {
+        bail!(
+            "a daemon already runs this config (control socket {}); change it with `braid reload -c {}`",
+            socket.display(),
+            config_path.display()
+        );
+    }
+    rt.block_on(async {
+        let mut r = Reconciler::new(config_path, KernelBackend::new());
+        let summary = r.reload()?;
+        braid_daemon::run::account_groups(&r)
+            .await
+            .context("interface group accounting")?;
+        let routes = braid_daemon::routing::apply(&r)
+            .await
+            .context("the node network and routes")?;
+        println!(
+            "up: {summary}; routes: {} added, {} removed",
+            routes.added, routes.removed
+        );
+        Ok(summary.failed.is_empty())
+    })
 }

@@ -1,0 +1,420 @@
+//! The kernel backend: each link is a `wireguard` interface, created over rtnetlink and
+//! configured over generic netlink. The kernel carries the packets; this process only
+//! creates, changes, removes and reads the devices, so `braid up` can configure them and
+//! exit.
+//!
+//! With an overlay namespace, the device is created in this process's namespace (where its
+//! UDP socket stays, on the underlay) and then moved into the overlay namespace.
+
+use crate::backend::{BackendError, LinkBackend, LinkSetup, LinkStats};
+use crate::userspace::resolve;
+use braid_plan::reconcile::Change;
+use braid_system::links::Settings;
+use braid_system::wireguard::{self, DeviceConfig, Genl, PeerConfig};
+use braid_system::{Netlink, SystemError};
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Everything about one link that the kernel should hold, computed from the plan.
+#[derive(Debug, Clone)]
+struct Desired {
+    name: String,
+    netns: Option<String>,
+    vrf: Option<String>,
+    settings: Settings,
+    device: DeviceConfig,
+    link_local6: Option<Ipv6Net>,
+    link4: Option<Ipv4Net>,
+    peer_link4: Option<Ipv4Addr>,
+}
+
+fn desired(setup: &LinkSetup<'_>) -> Desired {
+    let link = setup.link;
+    Desired {
+        name: link.name.clone(),
+        netns: setup.netns.map(str::to_string),
+        vrf: setup.vrf.map(str::to_string),
+        settings: Settings {
+            mtu: link.mtu,
+            group: link.group,
+            controller: None, // the VRF's index, filled in once it exists
+        },
+        device: DeviceConfig {
+            private_key: setup.private_key.0,
+            listen_port: link.listen_port,
+            fwmark: link.fwmark,
+            peer: PeerConfig {
+                public_key: link.peer_public_key.0,
+                endpoint: link.endpoint.as_ref().and_then(|e| resolve(e, link.family)),
+                keepalive: link.keepalive.unwrap_or(0),
+            },
+        },
+        link_local6: Ipv6Net::new(setup.node.link_local6, 64).ok(),
+        link4: setup.node.addresses.as_ref().and_then(|a| a.link4),
+        peer_link4: setup
+            .peer
+            .and_then(|p| p.addresses.as_ref())
+            .and_then(|a| a.link4)
+            .map(|n| n.addr()),
+    }
+}
+
+fn error(name: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError {
+        link: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// What `stats` remembers to tell when data last arrived: the kernel reports byte counters
+/// but no receive time, so the time the counter was first seen higher stands in for it.
+#[derive(Debug, Clone, Copy)]
+struct RxSeen {
+    bytes: u64,
+    at: Option<SystemTime>,
+}
+
+#[derive(Default)]
+pub struct KernelBackend {
+    /// The links this backend runs, each with its overlay namespace.
+    links: BTreeMap<String, Option<String>>,
+    /// One generic netlink socket per namespace, opened on first use.
+    genl: Mutex<HashMap<Option<String>, Genl>>,
+    rx: Mutex<HashMap<String, RxSeen>>,
+}
+
+impl KernelBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with_genl<T>(
+        &self,
+        netns: Option<&str>,
+        f: impl FnOnce(&mut Genl) -> Result<T, SystemError>,
+    ) -> Result<T, SystemError> {
+        let mut sockets = self.genl.lock().unwrap_or_else(|p| p.into_inner());
+        let key = netns.map(str::to_string);
+        let genl = match sockets.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Genl::connect_in(netns)?),
+        };
+        let result = f(genl);
+        if result.is_err() {
+            // A broken socket is opened again next time.
+            sockets.remove(&key);
+        }
+        result
+    }
+
+    /// Creates the device if missing and brings every setting in line, in place: an
+    /// existing device keeps its index, and its session when the peer stays the same.
+    fn ensure(&self, desired: &Desired) -> Result<(), SystemError> {
+        let d = desired.clone();
+        braid_system::netns::block_on(move || async move { ensure_interface(d).await })??;
+        let name = desired.name.as_str();
+        self.with_genl(desired.netns.as_deref(), |genl| {
+            let current = genl.device(name)?;
+            // Another peer (or none yet): replace, which ends any old session. The same
+            // peer: update in place.
+            let same_peer = current.peers.len() == 1
+                && current.peers[0].public_key == desired.device.peer.public_key;
+            genl.configure(name, &desired.device, !same_peer)
+        })
+    }
+
+    /// Whether the device exists exactly as desired.
+    fn matches(&self, desired: &Desired) -> Result<bool, SystemError> {
+        let d = desired.clone();
+        let interface_ok =
+            braid_system::netns::block_on(move || async move { interface_matches(&d).await })??;
+        if !interface_ok {
+            return Ok(false);
+        }
+        let device = self.with_genl(desired.netns.as_deref(), |genl| genl.device(&desired.name))?;
+        let want = &desired.device;
+        let peer_ok = match device.peers.as_slice() {
+            [peer] => {
+                let mut ips = peer.allowed_ips.clone();
+                ips.sort();
+                let mut all = wireguard::all_addresses().to_vec();
+                all.sort();
+                peer.public_key == want.peer.public_key
+                    && peer.keepalive == want.peer.keepalive
+                    && (want.peer.endpoint.is_none() || peer.endpoint == want.peer.endpoint)
+                    && ips == all
+            }
+            _ => false,
+        };
+        Ok(device.private_key == Some(want.private_key)
+            && (want.listen_port == 0 || device.listen_port == want.listen_port)
+            && device.fwmark == want.fwmark
+            && peer_ok)
+    }
+}
+
+async fn overlay_netlink(netns: Option<&str>) -> Result<Netlink, SystemError> {
+    Netlink::connect_in(netns)
+}
+
+/// The rtnetlink part of [`KernelBackend::ensure`]: device, VRF, MTU, group, addresses, up.
+async fn ensure_interface(d: Desired) -> Result<(), SystemError> {
+    let overlay = overlay_netlink(d.netns.as_deref()).await?;
+    if let Some(ns) = &d.netns {
+        braid_system::netns::ensure(ns)?;
+    }
+    match overlay.link_by_name(&d.name).await? {
+        Some(link) if link.kind.as_deref() == Some("wireguard") => {}
+        Some(link) if link.group == d.settings.group => {
+            // braid's own interface of another kind (a TUN left by the userspace backend).
+            overlay.delete_link(&d.name).await?;
+            create(&d).await?;
+        }
+        Some(link) => {
+            return Err(SystemError::State(format!(
+                "interface {} exists, is a {} device and not braid's (group {}); remove it or change the transport's prefix",
+                d.name,
+                link.kind.as_deref().unwrap_or("(unknown)"),
+                link.group
+            )));
+        }
+        None => create(&d).await?,
+    }
+    let index = overlay
+        .link_by_name(&d.name)
+        .await?
+        .map(|l| l.index)
+        .ok_or_else(|| SystemError::State(format!("WireGuard device {} vanished", d.name)))?;
+    let mut settings = d.settings.clone();
+    if let Some(vrf) = &d.vrf {
+        settings.controller = Some(overlay.ensure_vrf(vrf, d.settings.group).await?.index);
+    }
+    overlay.apply_settings(&d.name, &settings).await?;
+    // Addresses after the VRF: enslaving cycles the device, which drops IPv6 addresses.
+    add_addresses(&overlay, index, &d).await?;
+    overlay.set_up(index).await
+}
+
+/// Creates the device in this namespace (its sockets stay here) and moves it to the
+/// overlay namespace, if any.
+async fn create(d: &Desired) -> Result<(), SystemError> {
+    let here = Netlink::connect()?;
+    let index = here.add_wireguard(&d.name).await?;
+    here.no_auto_link_local(index).await?;
+    if let Some(ns) = &d.netns {
+        here.move_to_netns(index, ns).await?;
+        tracing::debug!(link = %d.name, netns = %ns, "moved into the overlay namespace");
+    }
+    Ok(())
+}
+
+/// The link's addresses: the node's IPv6 link-local /64 and its IPv4 link address, point
+/// to point toward the peer's when the peer has one.
+pub async fn add_addresses(
+    nl: &Netlink,
+    index: u32,
+    addresses: &impl LinkAddresses,
+) -> Result<(), SystemError> {
+    if let Some(net) = addresses.link_local6() {
+        nl.add_address(index, IpAddr::V6(net.addr()), net.prefix_len())
+            .await?;
+    }
+    match (addresses.link4(), addresses.peer_link4()) {
+        (Some(local), Some(peer)) => nl.add_peer_address_v4(index, local.addr(), peer).await,
+        (Some(net), None) => {
+            nl.add_address(index, IpAddr::V4(net.addr()), net.prefix_len())
+                .await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The addresses a link carries (see [`add_addresses`]).
+pub trait LinkAddresses {
+    fn link_local6(&self) -> Option<Ipv6Net>;
+    fn link4(&self) -> Option<Ipv4Net>;
+    fn peer_link4(&self) -> Option<Ipv4Addr>;
+}
+
+impl LinkAddresses for Desired {
+    fn link_local6(&self) -> Option<Ipv6Net> {
+        self.link_local6
+    }
+    fn link4(&self) -> Option<Ipv4Net> {
+        self.link4
+    }
+    fn peer_link4(&self) -> Option<Ipv4Addr> {
+        self.peer_link4
+    }
+}
+
+/// The rtnetlink part of [`KernelBackend::matches`].
+async fn interface_matches(d: &Desired) -> Result<bool, SystemError> {
+    let overlay = overlay_netlink(d.netns.as_deref()).await?;
+    let Some(link) = overlay.link_by_name(&d.name).await? else {
+        return Ok(false);
+    };
+    let controller = match &d.vrf {
+        None => None,
+        Some(vrf) => match overlay.vrf(vrf).await? {
+            Some(v) => Some(v.index),
+            None => return Ok(false),
+        },
+    };
+    if link.kind.as_deref() != Some("wireguard")
+        || link.mtu != d.settings.mtu
+        || link.group != d.settings.group
+        || link.controller != controller
+        || !link.up
+    {
+        return Ok(false);
+    }
+    let present = overlay.addresses(link.index).await?;
+    let wanted: Vec<IpAddr> = d
+        .link_local6
+        .map(|n| IpAddr::V6(n.addr()))
+        .into_iter()
+        .chain(d.link4.map(|n| IpAddr::V4(n.addr())))
+        .collect();
+    Ok(wanted.iter().all(|a| present.contains(a)))
+}
+
+impl LinkBackend for KernelBackend {
+    fn name(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn adopt(&mut self, setup: LinkSetup<'_>) -> bool {
+        let d = desired(&setup);
+        match self.matches(&d) {
+            Ok(true) => {
+                tracing::info!(link = %d.name, "link already up as planned; left as it is");
+                self.links.insert(d.name, d.netns);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::debug!(link = %d.name, "cannot compare with the running device: {e}");
+                false
+            }
+        }
+    }
+
+    fn add(&mut self, setup: LinkSetup<'_>) -> Result<(), BackendError> {
+        let d = desired(&setup);
+        self.ensure(&d).map_err(|e| error(&d.name, e))?;
+        tracing::info!(link = %d.name, peer = %setup.link.peer, "link up (kernel WireGuard)");
+        self.links.insert(d.name, d.netns);
+        Ok(())
+    }
+
+    fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError> {
+        let d = desired(&setup);
+        let peer_only = changes
+            .iter()
+            .all(|c| matches!(c, Change::Endpoint | Change::Keepalive));
+        let result = if peer_only && self.links.contains_key(&d.name) {
+            self.with_genl(d.netns.as_deref(), |genl| {
+                genl.update_peer(&d.name, &d.device.peer)
+            })
+        } else {
+            self.ensure(&d)
+        };
+        result.map_err(|e| error(&d.name, e))?;
+        tracing::info!(link = %d.name, ?changes, "link updated in place");
+        self.links.insert(d.name, d.netns);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), BackendError> {
+        let netns = self.links.remove(name).flatten();
+        self.rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        let owned = name.to_string();
+        braid_system::netns::block_on(move || async move {
+            Netlink::connect_in(netns.as_deref())?
+                .delete_link(&owned)
+                .await
+        })
+        .and_then(|r| r)
+        .map_err(|e| error(name, e))?;
+        tracing::info!(link = %name, "link removed");
+        Ok(())
+    }
+
+    fn stats(&self, name: &str) -> Option<LinkStats> {
+        let netns = self.links.get(name)?;
+        let device = self
+            .with_genl(netns.as_deref(), |genl| genl.device(name))
+            .inspect_err(|e| tracing::debug!(link = %name, "reading the device: {e}"))
+            .ok()?;
+        let peer = device.peers.first().cloned().unwrap_or_default();
+        let last_rx = {
+            let mut rx = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = rx
+                .entry(name.to_string())
+                .or_insert(RxSeen { bytes: 0, at: None });
+            if peer.rx_bytes > seen.bytes {
+                *seen = RxSeen {
+                    bytes: peer.rx_bytes,
+                    at: Some(SystemTime::now()),
+                };
+            }
+            seen.at
+        };
+        Some(LinkStats {
+            endpoint: peer.endpoint.map(|e| e.to_string()),
+            listen_port: device.listen_port,
+            last_handshake: peer.last_handshake,
+            last_rx,
+            rx_bytes: peer.rx_bytes,
+            tx_bytes: peer.tx_bytes,
+            ..LinkStats::default()
+        })
+    }
+
+    fn re_resolve(&mut self, plan: &braid_plan::LinkPlan) {
+        let (Some(netns), Some(endpoint)) = (self.links.get(&plan.name), &plan.endpoint) else {
+            return;
+        };
+        let Some(addr) = resolve(endpoint, plan.family) else {
+            return;
+        };
+        let peer = PeerConfig {
+            public_key: plan.peer_public_key.0,
+            endpoint: Some(addr),
+            keepalive: plan.keepalive.unwrap_or(0),
+        };
+        let result = self.with_genl(netns.as_deref(), |genl| {
+            let current = genl.device(&plan.name)?;
+            if current.peers.first().and_then(|p| p.endpoint) == Some(addr) {
+                return Ok(false);
+            }
+            genl.update_peer(&plan.name, &peer).map(|()| true)
+        });
+        match result {
+            Ok(true) => {
+                tracing::info!(link = %plan.name, host = %endpoint.host, %addr, "endpoint re-resolved");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(link = %plan.name, "re-resolving the endpoint: {e}"),
+        }
+    }
+}
+
+/// Whether this machine can run the kernel backend (see
+/// [`braid_system::wireguard::available`]).
+pub fn available() -> bool {
+    braid_system::netns::block_on(|| async {
+        match Netlink::connect() {
+            Ok(nl) => wireguard::available(&nl).await,
+            Err(_) => false,
+        }
+    })
+    .unwrap_or(false)
+}

@@ -1,0 +1,75 @@
+//! VRF isolation (the config's `vrf`): the VRF device exists (created with a free routing
+//! table when missing, in braid's active group so that `down` removes it), every link and
+//! the node's bridge are enslaved to it, and overlay routes go into its table. The links'
+//! UDP sockets are not bound to it: the underlay stays in the default VRF.
+
+use crate::kernel::{LinkAddresses, add_addresses};
+use crate::load::Loaded;
+use braid_plan::LinkPlan;
+use braid_system::links::Vrf;
+use braid_system::{Netlink, SystemError};
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::Ipv4Addr;
+
+/// The config's VRF, created if missing; `None` when the config has none.
+pub async fn ensure(nl: &Netlink, loaded: &Loaded) -> Result<Option<Vrf>, SystemError> {
+    let config = &loaded.config;
+    if config.vrf.is_empty() {
+        return Ok(None);
+    }
+    nl.ensure_vrf(&config.vrf, config.active_group)
+        .await
+        .map(Some)
+}
+
+/// The addresses of one running link, from the plan.
+struct Planned<'a> {
+    loaded: &'a Loaded,
+    link: &'a LinkPlan,
+}
+
+impl LinkAddresses for Planned<'_> {
+    fn link_local6(&self) -> Option<Ipv6Net> {
+        Ipv6Net::new(self.loaded.plan.node.link_local6, 64).ok()
+    }
+    fn link4(&self) -> Option<Ipv4Net> {
+        self.loaded
+            .plan
+            .node
+            .addresses
+            .as_ref()
+            .and_then(|a| a.link4)
+    }
+    fn peer_link4(&self) -> Option<Ipv4Addr> {
+        self.loaded
+            .plan
+            .peers
+            .iter()
+            .find(|p| p.public_key == self.link.peer_public_key)
+            .and_then(|p| p.addresses.as_ref())
+            .and_then(|a| a.link4)
+            .map(|n| n.addr())
+    }
+}
+
+/// Puts every running link into `vrf` (or out of any VRF with `None`), adding back the
+/// addresses the move drops. Links already in place are not touched.
+pub async fn enslave_links<'a>(
+    nl: &Netlink,
+    loaded: &Loaded,
+    running: impl Iterator<Item = &'a str>,
+    vrf: Option<Vrf>,
+) -> Result<(), SystemError> {
+    for name in running {
+        let Some(link) = loaded.plan.links.iter().find(|l| l.name == name) else {
+            continue;
+        };
+        if nl.set_controller(name, vrf.map(|v| v.index)).await? {
+            tracing::info!(link = name, vrf = %loaded.config.vrf, "link moved into the VRF");
+            if let Some(index) = nl.link_by_name(name).await?.map(|l| l.index) {
+                add_addresses(nl, index, &Planned { loaded, link }).await?;
+            }
+        }
+    }
+    Ok(())
+}
