@@ -135,6 +135,38 @@ impl Lab {
         Ok(lab)
     }
 
+    /// A handle on the running lab `name` (built earlier, e.g. by `braid lab up`), to
+    /// shape, cut and restore its uplinks or run commands in it from another process.
+    /// Nodes and uplinks are read from the namespaces and the `wan<k>` veths. Dropping the
+    /// handle leaves the lab running; pair shapes of a mesh lab are not known to it.
+    pub fn attach(name: &str) -> Result<Lab, LabError> {
+        let prefix = namespace_prefix(name);
+        let all = namespaces()?;
+        let mut nodes = 0;
+        while all.contains(&namespace_name(name, nodes + 1)) {
+            nodes += 1;
+        }
+        if nodes == 0 {
+            return Err(LabError::Topology(format!(
+                "no lab `{name}` is running (no namespace {prefix}n1); start one with `braid lab up --name {name}`"
+            )));
+        }
+        let mut spec = LabSpec::new(name, nodes);
+        if all.contains(&wans::hub_name(name)) {
+            for i in 1..=nodes {
+                spec.wans
+                    .push(wans::count_uplinks(&namespace_name(name, i))?);
+            }
+        }
+        spec.validate()?;
+        Ok(Lab {
+            spec,
+            pairs: Mutex::new(BTreeMap::new()),
+            children: Children::default(),
+            torn_down: true,
+        })
+    }
+
     fn build(&self) -> Result<(), LabError> {
         let n = self.spec.nodes;
         if !self.spec.wans.is_empty() {

@@ -24,7 +24,7 @@
 //!   them from another process.
 
 use crate::LabError;
-use crate::command::{ip_batch, nft_script, run, run_unchecked};
+use crate::command::{ip_batch, nft_script, run};
 use crate::namespace::{self, namespace_prefix};
 use crate::shaping::{LinkShape, NFT_TABLE, burst_bytes};
 use crate::underlay::NodeAddrs;
@@ -345,13 +345,18 @@ pub(crate) fn set_link(node_ns: &str, k: usize, up: bool) -> Result<(), LabError
     ip_batch(Some(node_ns), &lines)
 }
 
-/// True when the hub of the lab `name` exists (the lab was built with uplinks).
-pub fn has_hub(lab: &str) -> bool {
-    run_unchecked("ip", &["netns", "list"]).is_ok_and(|o| {
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .any(|l| l.split_whitespace().next() == Some(hub_name(lab).as_str()))
-    })
+/// How many uplinks (`wan0`, `wan1`, ... without a gap) the node namespace `ns` has.
+pub(crate) fn count_uplinks(ns: &str) -> Result<usize, LabError> {
+    let out = run("ip", &["-n", ns, "-o", "link", "show"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
+    Ok((0..)
+        .take_while(|k| names.contains(&wan_iface(*k).as_str()))
+        .count())
 }
 
 #[cfg(test)]

@@ -677,3 +677,34 @@ fn a_wan_lab_writes_its_own_uplinks_into_the_configs() {
     let registry = read_json(&dir.path().join("registry.json"));
     assert_eq!(registry[0]["endpoints"][0]["address"], "198.18.0.1");
 }
+
+#[test]
+fn attach_reaches_a_running_lab_and_leaves_it_running() {
+    if skip("attach_reaches_a_running_lab_and_leaves_it_running") {
+        return;
+    }
+    let name = unique_name("wa");
+    let lab = Lab::up(LabSpec::new(&name, 3).with_wans(&[2, 1, 3])).unwrap();
+    {
+        let attached = Lab::attach(&name).unwrap();
+        assert_eq!(attached.nodes(), 3);
+        assert_eq!(attached.wans_spec(), &[2, 1, 3]);
+        attached.cut_wan(3, 2).unwrap();
+        assert!(matches!(
+            attached.cut_wan(2, 1),
+            Err(LabError::BadWan { .. })
+        ));
+    } // dropping the attached handle removes nothing
+    assert_eq!(lab_namespaces(&name).len(), 4);
+    assert!(
+        !ping_via(&lab, 1, "wan0", "198.18.2.3"),
+        "the cut made through attach"
+    );
+    assert!(ping_via(&lab, 1, "wan0", "198.18.1.3"));
+    lab.down().unwrap();
+    let err = Lab::attach(&name).unwrap_err().to_string();
+    assert!(err.contains("braid lab up"), "{err}");
+    // A mesh lab attaches without uplinks.
+    let mesh = Lab::up(LabSpec::new(&unique_name("wn"), 2)).unwrap();
+    assert!(!Lab::attach(mesh.name()).unwrap().has_wans());
+}
