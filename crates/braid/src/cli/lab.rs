@@ -27,6 +27,10 @@ pub enum LabCommand {
         /// Only build namespaces and configs and print the plans; start no daemons.
         #[arg(long)]
         plan_only: bool,
+        /// Only build the namespaces and the underlay: no configs, no daemons (to run your
+        /// own configs in the nodes with `ip netns exec brd-<name>-n<i> braid run -c ...`).
+        #[arg(long, conflicts_with_all = ["plan_only", "scheduler"])]
+        bare: bool,
         /// Seconds of the iperf3 throughput run between n1 and n2 (0 to skip).
         #[arg(long, default_value_t = 3)]
         seconds: u32,
@@ -103,6 +107,7 @@ pub fn run(command: LabCommand) -> Result<bool> {
             name,
             dir,
             plan_only,
+            bare,
             seconds,
             wans,
             scheduler,
@@ -120,6 +125,9 @@ pub fn run(command: LabCommand) -> Result<bool> {
                 );
             }
             let spec = LabSpec::new(&name, nodes).with_wans(&wans);
+            if bare {
+                return up_bare(spec);
+            }
             up(spec, lab_dir(&name, dir), plan_only, seconds, scheduler)
         }
         LabCommand::Wan {
@@ -190,6 +198,41 @@ pub fn run(command: LabCommand) -> Result<bool> {
     }
 }
 
+/// Prints node i's uplinks, one line per node.
+fn print_uplinks(lab: &Lab) {
+    println!(
+        "uplinks through the hub {} (routes per uplink k in table 100+k; shape them with `braid lab wan`):",
+        lab.hub()
+    );
+    for i in 1..=lab.nodes() {
+        let uplinks: Vec<String> = (0..lab.wans(i))
+            .map(|k| format!("wan{k} {}", lab.wan_addrs(i, k).v4))
+            .collect();
+        println!("  n{i}: {}", uplinks.join(", "));
+    }
+}
+
+fn up_bare(spec: LabSpec) -> Result<bool> {
+    let name = spec.name.clone();
+    let lab = Lab::up(spec).context("building the lab")?;
+    println!(
+        "lab {name}: {} nodes (namespaces {}..{}), no configs, no daemons",
+        lab.nodes(),
+        lab.ns(1),
+        lab.ns(lab.nodes())
+    );
+    if lab.has_wans() {
+        print_uplinks(&lab);
+    }
+    println!(
+        "run a node: ip netns exec {} braid run -c CONFIG",
+        lab.ns(1)
+    );
+    println!("remove it with: braid lab down --name {name}");
+    lab.detach();
+    Ok(true)
+}
+
 fn up(
     spec: LabSpec,
     dir: PathBuf,
@@ -209,16 +252,7 @@ fn up(
         .context("writing the lab's configs")?;
     println!("lab {name}: {nodes} nodes, files in {}", dir.display());
     if lab.has_wans() {
-        println!(
-            "uplinks through the hub {} (routes per uplink k in table 100+k; shape them with `braid lab wan`):",
-            lab.hub()
-        );
-        for i in 1..=nodes {
-            let uplinks: Vec<String> = (0..lab.wans(i))
-                .map(|k| format!("wan{k} {}", lab.wan_addrs(i, k).v4))
-                .collect();
-            println!("  n{i}: {}", uplinks.join(", "));
-        }
+        print_uplinks(&lab);
     }
     let mut plans = Vec::new();
     for f in &files {
