@@ -4,6 +4,7 @@
 use crate::Lab;
 use crate::LabError;
 use crate::underlay::node_addrs;
+use crate::wans::{wan_iface, wans_of};
 use braid_model::PrivateKey;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,14 @@ pub struct ConfigOptions {
     pub keepalive: u16,
     /// Each node's control socket directory; `<dir>/n<i>/braid.sock` when `None`.
     pub control_dir: Option<PathBuf>,
+    /// Uplinks per node, the last value repeating, as in [`crate::LabSpec::with_wans`]:
+    /// every transport of a node with more than one gets
+    /// `"paths": [{"interface": "wan0"}, {"interface": "wan1"}, ...]`. Empty: the lab's
+    /// own uplinks ([`Lab::write_configs`]), none for [`write_configs`].
+    pub wans: Vec<usize>,
+    /// The `scheduler` of those transports ("flow", "round-robin", "weighted",
+    /// "redundant", "backup"); `None` leaves braid's default.
+    pub scheduler: Option<String>,
 }
 
 impl Default for ConfigOptions {
@@ -41,6 +50,8 @@ impl Default for ConfigOptions {
             routing: "none".into(),
             keepalive: 0,
             control_dir: None,
+            wans: Vec::new(),
+            scheduler: None,
         }
     }
 }
@@ -86,12 +97,20 @@ fn write(path: &Path, text: &str) -> Result<(), LabError> {
 }
 
 impl Lab {
-    /// Writes the configs of this lab's nodes; see [`write_configs`].
+    /// Writes the configs of this lab's nodes; see [`write_configs`]. Nodes with more
+    /// than one uplink get a path per uplink unless `options.wans` says otherwise.
     pub fn write_configs(
         &self,
         dir: &Path,
         options: &ConfigOptions,
     ) -> Result<Vec<NodeFiles>, LabError> {
+        if options.wans.is_empty() && self.has_wans() {
+            let options = ConfigOptions {
+                wans: self.wans_spec().to_vec(),
+                ..options.clone()
+            };
+            return write_configs(self.name(), self.nodes(), dir, &options);
+        }
         write_configs(self.name(), self.nodes(), dir, options)
     }
 }
@@ -129,7 +148,7 @@ pub fn write_configs(
             })?
             - 1;
         let port6 = port4 + 1;
-        let mut transports = Vec::new();
+        let mut transports: Vec<Value> = Vec::new();
         let mut endpoints = Vec::new();
         let address = |a: String| if nat { String::new() } else { a };
         if options.ip4 {
@@ -139,6 +158,18 @@ pub fn write_configs(
         if options.ip6 {
             transports.push(json!({"address_family": "ip6", "address": address(addrs.v6.to_string()), "send_port": port6, "mtu": options.mtu, "prefix": "brd6x", "fwmark": 0, "random_port": false, "keepalive": options.keepalive}));
             endpoints.push(json!({"send_port": port6, "address_family": "ip6", "address": address(addrs.v6.to_string())}));
+        }
+        let uplinks = wans_of(&options.wans, i);
+        if uplinks > 1 {
+            let paths: Vec<Value> = (0..uplinks)
+                .map(|k| json!({"interface": wan_iface(k)}))
+                .collect();
+            for t in &mut transports {
+                t["paths"] = Value::Array(paths.clone());
+                if let Some(scheduler) = &options.scheduler {
+                    t["scheduler"] = json!(scheduler);
+                }
+            }
         }
         let node_dir = dir.join(format!("n{i}"));
         let control = options.control_dir.as_ref().map_or_else(

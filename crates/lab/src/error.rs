@@ -33,6 +33,22 @@ pub enum LabError {
         /// How many nodes the lab has.
         nodes: usize,
     },
+    /// A `--wans` list (`LabSpec::with_wans`) is malformed or does not fit the lab.
+    #[error("--wans: {0}")]
+    Wans(String),
+    /// An uplink index is not one of the node's uplinks.
+    #[error("node {node} has uplinks 0..={last} (wan0..wan{last}), not {wan}", last = wans.saturating_sub(1))]
+    BadWan {
+        /// The node.
+        node: usize,
+        /// The uplink asked for.
+        wan: usize,
+        /// How many uplinks the node has.
+        wans: usize,
+    },
+    /// An operation that needs the other underlay (the pair mesh or the uplinks).
+    #[error("{0}")]
+    Topology(String),
     /// A pair names the same node twice.
     #[error("a pair needs two different nodes, not {0} and {0}")]
     SameNode(usize),

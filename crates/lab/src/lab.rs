@@ -6,6 +6,7 @@ use crate::command::{in_netns, namespaces, nft_script, run_unchecked};
 use crate::namespace::{self, cleanup, namespace_name, namespace_prefix};
 use crate::shaping::{self, LinkShape, PairState};
 use crate::underlay::{self, NodeAddrs, node_addrs};
+use crate::wans;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,6 +26,9 @@ pub struct LabSpec {
     pub shape: LinkShape,
     /// Shapes of particular pairs, keyed by node indices (1-based, either order).
     pub shapes: BTreeMap<(usize, usize), LinkShape>,
+    /// Uplinks per node (1-based order, the last value repeating); empty for the pair
+    /// mesh. When set, nodes reach each other through the hub (see [`crate::wans`]).
+    pub wans: Vec<usize>,
 }
 
 impl LabSpec {
@@ -35,7 +39,16 @@ impl LabSpec {
             nodes,
             shape: LinkShape::default(),
             shapes: BTreeMap::new(),
+            wans: Vec::new(),
         }
+    }
+
+    /// Gives the nodes WAN uplinks instead of the pair mesh: `wans[i-1]` uplinks for node
+    /// i, the last value repeating (`&[2]`: every node has 2; `&[2, 1]`: n1 has 2, the
+    /// others 1). Nodes reach each other only through the hub namespace `brd-<name>-hub`.
+    pub fn with_wans(mut self, wans: &[usize]) -> Self {
+        self.wans = wans.to_vec();
+        self
     }
 
     /// Gives the pair (i, j) its own shape.
@@ -58,6 +71,13 @@ impl LabSpec {
         }
         for &(i, j) in self.shapes.keys() {
             check_pair(i, j, self.nodes)?;
+        }
+        wans::validate(&self.wans, self.nodes)?;
+        if !self.wans.is_empty() && (!self.shapes.is_empty() || self.shape != LinkShape::default())
+        {
+            return Err(LabError::Topology(
+                "pair shapes need the pair mesh; a lab with --wans is shaped per uplink (Lab::shape_wan)".into(),
+            ));
         }
         Ok(())
     }
@@ -115,8 +135,46 @@ impl Lab {
         Ok(lab)
     }
 
+    /// A handle on the running lab `name` (built earlier, e.g. by `braid lab up`), to
+    /// shape, cut and restore its uplinks or run commands in it from another process.
+    /// Nodes and uplinks are read from the namespaces and the `wan<k>` veths. Dropping the
+    /// handle leaves the lab running; pair shapes of a mesh lab are not known to it.
+    pub fn attach(name: &str) -> Result<Lab, LabError> {
+        let prefix = namespace_prefix(name);
+        let all = namespaces()?;
+        let mut nodes = 0;
+        while all.contains(&namespace_name(name, nodes + 1)) {
+            nodes += 1;
+        }
+        if nodes == 0 {
+            return Err(LabError::Topology(format!(
+                "no lab `{name}` is running (no namespace {prefix}n1); start one with `braid lab up --name {name}`"
+            )));
+        }
+        let mut spec = LabSpec::new(name, nodes);
+        if all.contains(&wans::hub_name(name)) {
+            for i in 1..=nodes {
+                spec.wans
+                    .push(wans::count_uplinks(&namespace_name(name, i))?);
+            }
+        }
+        spec.validate()?;
+        Ok(Lab {
+            spec,
+            pairs: Mutex::new(BTreeMap::new()),
+            children: Children::default(),
+            torn_down: true,
+        })
+    }
+
     fn build(&self) -> Result<(), LabError> {
         let n = self.spec.nodes;
+        if !self.spec.wans.is_empty() {
+            for i in 1..=n {
+                namespace::create(&self.ns(i))?;
+            }
+            return wans::build(&self.spec.name, n, &self.spec.wans, |i| self.ns(i));
+        }
         for i in 1..=n {
             let ns = self.ns(i);
             namespace::create(&ns)?;
@@ -157,12 +215,13 @@ impl Lab {
         self.spec.nodes
     }
 
-    /// Underlay addresses of node `i`.
+    /// Underlay addresses of node `i` (with uplinks: those of uplink 0, which the
+    /// registry publishes).
     pub fn addrs(&self, i: usize) -> NodeAddrs {
         node_addrs(i)
     }
 
-    /// The name of node `i`'s veth toward node `j` (`u<j>`).
+    /// The name of node `i`'s veth toward node `j` (`u<j>`; pair mesh only).
     pub fn iface(&self, _i: usize, j: usize) -> String {
         underlay::iface(j)
     }
@@ -175,6 +234,11 @@ impl Lab {
         change: impl FnOnce(&mut PairState),
     ) -> Result<(), LabError> {
         let key = check_pair(i, j, self.spec.nodes)?;
+        if self.has_wans() {
+            return Err(LabError::Topology(format!(
+                "the pair ({i}, {j}) has no veth of its own: this lab has WAN uplinks through the hub; shape, cut or restore an uplink with shape_wan, cut_wan, restore_wan (`braid lab wan`)"
+            )));
+        }
         let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
         let old = pairs.get(&key).copied();
         let mut new = old.unwrap_or_default();
@@ -204,6 +268,80 @@ impl Lab {
     pub fn restore(&self, i: usize, j: usize) -> Result<(), LabError> {
         tracing::info!(lab = %self.spec.name, i, j, "lab: restoring pair");
         self.update(i, j, |state| state.cut = false)
+    }
+
+    /// True when the nodes have WAN uplinks through the hub ([`LabSpec::with_wans`]).
+    pub fn has_wans(&self) -> bool {
+        !self.spec.wans.is_empty()
+    }
+
+    /// How many uplinks node `i` has (0 in a pair-mesh lab).
+    pub fn wans(&self, i: usize) -> usize {
+        wans::wans_of(&self.spec.wans, i)
+    }
+
+    /// The uplink counts as given to [`LabSpec::with_wans`] (empty for the pair mesh).
+    pub fn wans_spec(&self) -> &[usize] {
+        &self.spec.wans
+    }
+
+    /// The hub namespace, `brd-<name>-hub` (it exists only when [`Lab::has_wans`]).
+    pub fn hub(&self) -> String {
+        wans::hub_name(&self.spec.name)
+    }
+
+    /// Node `i`'s addresses on uplink `k` (`198.18.<k>.<i>`, `2001:db8:<k>::<i>`).
+    pub fn wan_addrs(&self, i: usize, k: usize) -> NodeAddrs {
+        wans::wan_addrs(i, k)
+    }
+
+    fn check_wan(&self, i: usize, k: usize) -> Result<(), LabError> {
+        check_node(i, self.spec.nodes)?;
+        if !self.has_wans() {
+            return Err(LabError::Topology(
+                "this lab has no WAN uplinks; build it with LabSpec::with_wans (`braid lab up --wans N`)".into(),
+            ));
+        }
+        let n = self.wans(i);
+        if k >= n {
+            return Err(LabError::BadWan {
+                node: i,
+                wan: k,
+                wans: n,
+            });
+        }
+        Ok(())
+    }
+
+    /// Shapes node `i`'s uplink `k` (0-based) in both directions: a tbf rate on both veth
+    /// ends, random loss in the hub. `LinkShape::default()` clears it; a cut stays.
+    pub fn shape_wan(&self, i: usize, k: usize, shape: LinkShape) -> Result<(), LabError> {
+        self.check_wan(i, k)?;
+        tracing::info!(lab = %self.spec.name, i, k, ?shape, "lab: shaping uplink");
+        wans::shape(&self.spec.name, &self.ns(i), i, k, shape)
+    }
+
+    /// Drops all traffic over node `i`'s uplink `k`, both ways (in the hub; the veth stays
+    /// up, as when a modem loses its line).
+    pub fn cut_wan(&self, i: usize, k: usize) -> Result<(), LabError> {
+        self.check_wan(i, k)?;
+        tracing::info!(lab = %self.spec.name, i, k, "lab: cutting uplink");
+        wans::set_cut(&self.spec.name, i, k, true)
+    }
+
+    /// Undoes [`Lab::cut_wan`]; the uplink's shape stays.
+    pub fn restore_wan(&self, i: usize, k: usize) -> Result<(), LabError> {
+        self.check_wan(i, k)?;
+        tracing::info!(lab = %self.spec.name, i, k, "lab: restoring uplink");
+        wans::set_cut(&self.spec.name, i, k, false)
+    }
+
+    /// Takes node `i`'s `wan<k>` down (`up = false`; its routes go with it) or brings it
+    /// back up with its routes: link and route events, unlike the silent [`Lab::cut_wan`].
+    pub fn set_wan_link(&self, i: usize, k: usize, up: bool) -> Result<(), LabError> {
+        self.check_wan(i, k)?;
+        tracing::info!(lab = %self.spec.name, i, k, up, "lab: uplink link state");
+        wans::set_link(&self.ns(i), k, up)
     }
 
     /// Runs `program args...` inside node `i` and waits for it; a nonzero exit is an error

@@ -1,10 +1,12 @@
 //! The lab: a mesh of N nodes on one machine, each a network namespace, joined by veth
 //! pairs (a full mesh, so every pair can be shaped, made lossy or cut on its own). Used by
-//! `braid lab`, the integration tests and the benchmarks.
+//! `braid lab`, the integration tests and the benchmarks. With uplinks
+//! ([`LabSpec::with_wans`]) the nodes instead reach each other through a hub namespace,
+//! the "internet", over one veth per uplink, each shaped on its own (see [`wans`]).
 //!
 //! It drives `ip`, `tc` and `nft` (a failing command becomes a [`LabError`] naming it,
-//! with its stderr). Everything it makes lives in namespaces named `brd-<lab>-n<i>`;
-//! nothing is created in the caller's namespace. A [`Lab`] removes its namespaces and
+//! with its stderr). Everything it makes lives in namespaces named `brd-<lab>-n<i>`
+//! (and `brd-<lab>-hub`); nothing is created in the caller's namespace. A [`Lab`] removes its namespaces and
 //! processes when it drops, also while a test panics; [`cleanup`] removes what a killed
 //! run left behind.
 //!
@@ -15,6 +17,12 @@
 //! lab.shape(1, 3, LinkShape { rate_mbit: Some(100), loss_percent: Some(1) })?;
 //! lab.cut(2, 3)?;
 //! lab.down()?;
+//!
+//! // n1 with two uplinks (wan0, wan1), n2 with one, all through `brd-wdemo-hub`.
+//! let lab = Lab::up(LabSpec::new("wdemo", 2).with_wans(&[2, 1]))?;
+//! lab.shape_wan(1, 1, LinkShape { rate_mbit: Some(100), loss_percent: None })?;
+//! lab.cut_wan(1, 0)?;
+//! lab.restore_wan(1, 0)?;
 //! # Ok::<(), braid_lab::LabError>(())
 //! ```
 
@@ -26,6 +34,7 @@ mod lab;
 pub mod namespace;
 pub mod shaping;
 pub mod underlay;
+pub mod wans;
 pub mod workload;
 
 pub use configs::{ConfigOptions, NodeFiles, write_configs};
@@ -34,6 +43,10 @@ pub use lab::{Lab, LabSpec, MAX_NODES};
 pub use namespace::{cleanup, namespace_name, namespace_prefix};
 pub use shaping::LinkShape;
 pub use underlay::{NodeAddrs, node_addrs};
+pub use wans::{
+    INTERNET_V4, INTERNET_V6, MAX_WANS, hub_name, parse_wans, wan_addrs, wan_gateway, wan_iface,
+    wan_table,
+};
 pub use workload::{WorkloadAddrs, workload_addrs};
 
 /// True when this process can build a lab: it runs as root and `ip netns` works.

@@ -97,7 +97,7 @@ pub(crate) fn rules_script(peer: usize, state: PairState) -> String {
 
 /// tbf burst for `rate` Mbit/s: one millisecond of traffic, and at least one 64 KiB GSO
 /// packet plus a frame, so large segments are not dropped outright.
-fn burst_bytes(rate_mbit: u32) -> u64 {
+pub(crate) fn burst_bytes(rate_mbit: u32) -> u64 {
     (u64::from(rate_mbit) * 125).max(65536 + 1514)
 }
 

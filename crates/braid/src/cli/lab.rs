@@ -2,7 +2,7 @@
 
 use crate::cli::lab_checks;
 use anyhow::{Context, Result, bail};
-use braid_lab::{ConfigOptions, Lab, LabSpec};
+use braid_lab::{ConfigOptions, Lab, LabSpec, LinkShape};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,7 +12,7 @@ use std::time::Duration;
 pub enum LabCommand {
     /// Build the lab: namespaces, underlay, configs and registry; print each node's plan.
     #[command(
-        after_help = "Example:\n  sudo braid lab up --nodes 4\n\nNode i lives in namespace brd-<name>-n<i>, with underlay addresses 198.18.0.i and 2001:db8::i;\nits config is <dir>/n<i>/config.json, the shared registry <dir>/registry.json."
+        after_help = "Examples:\n  sudo braid lab up --nodes 4\n  sudo braid lab up --nodes 2 --wans 2,1 --scheduler weighted\n\nNode i lives in namespace brd-<name>-n<i>, with underlay addresses 198.18.0.i and 2001:db8::i;\nits config is <dir>/n<i>/config.json, the shared registry <dir>/registry.json.\nWith --wans, node i's uplink k is wan<k> with 198.18.<k>.i, through the hub brd-<name>-hub."
     )]
     Up {
         /// Number of nodes.
@@ -27,9 +27,58 @@ pub enum LabCommand {
         /// Only build namespaces and configs and print the plans; start no daemons.
         #[arg(long)]
         plan_only: bool,
+        /// Only build the namespaces and the underlay: no configs, no daemons (to run your
+        /// own configs in the nodes with `ip netns exec brd-<name>-n<i> braid run -c ...`).
+        #[arg(long, conflicts_with_all = ["plan_only", "scheduler"])]
+        bare: bool,
         /// Seconds of the iperf3 throughput run between n1 and n2 (0 to skip).
         #[arg(long, default_value_t = 3)]
         seconds: u32,
+        /// WAN uplinks per node, comma-separated, the last repeating (`2`: every node has
+        /// two; `2,1`: n1 has two, the others one). Nodes then reach each other through a
+        /// hub namespace over veths wan0, wan1, ..., and every transport of a node with
+        /// more than one uplink gets a path per uplink.
+        #[arg(long, value_name = "LIST")]
+        wans: Option<String>,
+        /// Scheduler of the multi-path transports (flow, round-robin, weighted, redundant,
+        /// backup); braid's default when left out.
+        #[arg(long, requires = "wans")]
+        scheduler: Option<String>,
+    },
+    /// Shape, cut or restore one uplink of a lab built with --wans, in both directions.
+    #[command(
+        after_help = "Examples:\n  sudo braid lab wan --node 1 --wan 0 --rate 200\n  sudo braid lab wan --node 1 --wan 1 --rate 100 --loss 5\n  sudo braid lab wan --node 1 --wan 1 --cut\n  sudo braid lab wan --node 1 --wan 1 --restore\n  sudo braid lab wan --node 1 --wan 1 --clear\n\n--rate and --loss set the uplink's shape as a whole: one left out is removed. A cut stays\nin place until --restore, whatever the shape."
+    )]
+    Wan {
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// The node (1-based).
+        #[arg(long)]
+        node: usize,
+        /// The uplink (0-based: wan0, wan1, ...).
+        #[arg(long)]
+        wan: usize,
+        /// Rate limit in Mbit/s: tbf on both ends of the uplink's veth.
+        #[arg(long, value_name = "MBIT")]
+        rate: Option<u32>,
+        /// Random loss in percent, in each direction (nftables `numgen random`, in the hub).
+        #[arg(long, value_name = "PERCENT")]
+        loss: Option<u8>,
+        /// Remove rate and loss.
+        #[arg(long, conflicts_with_all = ["rate", "loss"])]
+        clear: bool,
+        /// Drop everything over the uplink, both directions (the veth stays up).
+        #[arg(long)]
+        cut: bool,
+        /// Undo --cut.
+        #[arg(long, conflicts_with = "cut")]
+        restore: bool,
+        /// Take the node's wan<k> link down (its routes go with it): netlink events, unlike --cut.
+        #[arg(long, conflicts_with_all = ["cut", "restore"])]
+        down: bool,
+        /// Bring the node's wan<k> link back up with its routes.
+        #[arg(long, conflicts_with_all = ["cut", "restore", "down"])]
+        up: bool,
     },
     /// Remove the lab: its processes, namespaces and files.
     #[command(after_help = "Example:\n  sudo braid lab down")]
@@ -58,8 +107,79 @@ pub fn run(command: LabCommand) -> Result<bool> {
             name,
             dir,
             plan_only,
+            bare,
             seconds,
-        } => up(nodes, &name, lab_dir(&name, dir), plan_only, seconds),
+            wans,
+            scheduler,
+        } => {
+            let wans = match wans {
+                Some(text) => braid_lab::parse_wans(&text)?,
+                None => Vec::new(),
+            };
+            if let Some(s) = &scheduler
+                && braid_model::extensions::Scheduler::from_name(s).is_none()
+            {
+                bail!(
+                    "--scheduler `{s}` is not a scheduler; use one of {}",
+                    braid_model::extensions::Scheduler::NAMES.join(", ")
+                );
+            }
+            let spec = LabSpec::new(&name, nodes).with_wans(&wans);
+            if bare {
+                return up_bare(spec);
+            }
+            up(spec, lab_dir(&name, dir), plan_only, seconds, scheduler)
+        }
+        LabCommand::Wan {
+            name,
+            node,
+            wan,
+            rate,
+            loss,
+            clear,
+            cut,
+            restore,
+            down,
+            up,
+        } => {
+            let lab = Lab::attach(&name)?;
+            let mut done = Vec::new();
+            if rate.is_some() || loss.is_some() || clear {
+                let shape = LinkShape {
+                    rate_mbit: rate.filter(|&r| r > 0),
+                    loss_percent: loss.filter(|&l| l > 0),
+                };
+                lab.shape_wan(node, wan, shape)?;
+                done.push(format!(
+                    "rate {}, loss {}",
+                    shape
+                        .rate_mbit
+                        .map_or("none".into(), |r| format!("{r} Mbit/s")),
+                    shape
+                        .loss_percent
+                        .map_or("none".into(), |l| format!("{l}%"))
+                ));
+            }
+            if cut {
+                lab.cut_wan(node, wan)?;
+                done.push("cut".into());
+            }
+            if restore {
+                lab.restore_wan(node, wan)?;
+                done.push("restored".into());
+            }
+            if down || up {
+                lab.set_wan_link(node, wan, up)?;
+                done.push(format!("link {}", if up { "up" } else { "down" }));
+            }
+            if done.is_empty() {
+                bail!(
+                    "nothing to do: give --rate, --loss, --clear, --cut, --restore, --down or --up"
+                );
+            }
+            println!("lab {name}: n{node} wan{wan}: {}", done.join("; "));
+            Ok(true)
+        }
         LabCommand::Down { name, dir } => {
             braid_lab::cleanup(Some(&name)).context("removing the lab's namespaces")?;
             let dir = lab_dir(&name, dir);
@@ -78,13 +198,62 @@ pub fn run(command: LabCommand) -> Result<bool> {
     }
 }
 
-fn up(nodes: usize, name: &str, dir: PathBuf, plan_only: bool, seconds: u32) -> Result<bool> {
+/// Prints node i's uplinks, one line per node.
+fn print_uplinks(lab: &Lab) {
+    println!(
+        "uplinks through the hub {} (routes per uplink k in table 100+k; shape them with `braid lab wan`):",
+        lab.hub()
+    );
+    for i in 1..=lab.nodes() {
+        let uplinks: Vec<String> = (0..lab.wans(i))
+            .map(|k| format!("wan{k} {}", lab.wan_addrs(i, k).v4))
+            .collect();
+        println!("  n{i}: {}", uplinks.join(", "));
+    }
+}
+
+fn up_bare(spec: LabSpec) -> Result<bool> {
+    let name = spec.name.clone();
+    let lab = Lab::up(spec).context("building the lab")?;
+    println!(
+        "lab {name}: {} nodes (namespaces {}..{}), no configs, no daemons",
+        lab.nodes(),
+        lab.ns(1),
+        lab.ns(lab.nodes())
+    );
+    if lab.has_wans() {
+        print_uplinks(&lab);
+    }
+    println!(
+        "run a node: ip netns exec {} braid run -c CONFIG",
+        lab.ns(1)
+    );
+    println!("remove it with: braid lab down --name {name}");
+    lab.detach();
+    Ok(true)
+}
+
+fn up(
+    spec: LabSpec,
+    dir: PathBuf,
+    plan_only: bool,
+    seconds: u32,
+    scheduler: Option<String>,
+) -> Result<bool> {
+    let (name, nodes) = (&spec.name.clone(), spec.nodes);
     let dir = std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let lab = Lab::up(LabSpec::new(name, nodes)).context("building the lab")?;
+    let lab = Lab::up(spec).context("building the lab")?;
+    let options = ConfigOptions {
+        scheduler,
+        ..ConfigOptions::default()
+    };
     let files = lab
-        .write_configs(&dir, &ConfigOptions::default())
+        .write_configs(&dir, &options)
         .context("writing the lab's configs")?;
     println!("lab {name}: {nodes} nodes, files in {}", dir.display());
+    if lab.has_wans() {
+        print_uplinks(&lab);
+    }
     let mut plans = Vec::new();
     for f in &files {
         let loaded = braid_daemon::load::load(&f.config)

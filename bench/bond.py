@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""Multi-WAN bonding in the lab (issue 5, section 6): a router n1 with two uplinks bonded to a
+server n2 with one, each figure against the same setup with one path.
+
+  (a) equal paths, 2 x 200 Mbit/s (tbf), ONE TCP stream, scheduler weighted: >= 90% of 400
+  (b) unequal 300 + 100 Mbit/s, one stream, weighted:                        >= 85% of 400
+  (c) flow scheduler, 8 TCP streams over 2 x 200 Mbit/s:                      >= 90% of 400
+  (d) failover: pings every 10 ms alongside a stream; one path cut both ways mid-stream:
+      longest gap between answered pings <= 300 ms and the stream goes on; after the
+      restore the path is used again (state up, packets rising) within 1 s. Run with the
+      flow scheduler (the path carrying the pings is cut) and with weighted.
+  (e) redundant, 5% random loss each way on each path: delivered loss <= 0.5% (UDP iperf3,
+      one way; round-trip ping loss shown too: it is about twice the one-way figure)
+  (f) CPU seconds (both daemons) per GB moved, bonded vs one path, from (a)
+
+The one-path setup is the same lab with `--wans 1`: the router's only uplink wan0 shaped like
+the bonded run's fastest path (200, 300 Mbit/s) or equally lossy. Every run builds a fresh lab
+(`braid lab up --nodes 2 --wans 2,1 --scheduler S`), shapes it with `braid lab wan`, measures
+over the ip4 link n1 -> n2 (n2's link-local fe80::2), and removes it.
+
+Run as root from the repository, with a release build:
+    cargo build --release -p braid && python3 bench/bond.py [--seconds 10] [--json out.json]
+Options: --only a,b,... runs some cases; --braid PATH. Needs iproute2, tc, nft, iperf3, ping.
+Everything happens in the namespaces brd-bond-n1, brd-bond-n2 and brd-bond-hub, removed at
+the end, also on failure or Ctrl-C.
+"""
+
+import argparse, json, os, re, signal, subprocess, sys, tempfile, time
+
+LAB = "bond"
+NS = {1: f"brd-{LAB}-n1", 2: f"brd-{LAB}-n2"}
+PEER_LL = "fe80::2"  # n2's link-local address on every link (address plan index 2)
+BRAID = "target/release/braid"
+WORK = None
+STARTED = []  # Popen objects this script started, ended by PID at cleanup
+
+
+def sh(*args, check=True, **kw):
+    r = subprocess.run(args, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"failed: {' '.join(args)}\n{r.stdout}{r.stderr}")
+    return r
+
+
+def netns(i, *args, **kw):
+    return sh("ip", "netns", "exec", NS[i], *args, **kw)
+
+
+def spawn(i, *args):
+    p = subprocess.Popen(["ip", "netns", "exec", NS[i], *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    STARTED.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(3)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def cpu_seconds(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / tick
+
+
+def daemon_pids():
+    pids = []
+    for ns in NS.values():
+        for pid in sh("ip", "netns", "pids", ns).stdout.split():
+            try:
+                if open(f"/proc/{pid}/comm").read().strip() == "braid":
+                    pids.append(int(pid))
+            except OSError:
+                pass
+    return pids
+
+
+def status(i):
+    r = sh(BRAID, "status", "--json", "-c", f"{WORK}/n{i}/config.json")
+    return json.loads(r.stdout)
+
+
+def ip4_link(i):
+    for link in status(i)["links"]:
+        if link["name"].startswith("brd4x"):
+            return link
+    raise RuntimeError(f"n{i} has no ip4 link")
+
+
+def paths(i):
+    bond = ip4_link(i).get("bond") or {}
+    return bond.get("paths", [])
+
+
+class Lab:
+    """`braid lab up` with uplinks, daemons running; `braid lab down` on exit."""
+
+    def __init__(self, wans, scheduler=None):
+        self.wans, self.scheduler = wans, scheduler
+
+    def __enter__(self):
+        args = [BRAID, "lab", "up", "--nodes", "2", "--wans", self.wans, "--name", LAB, "--dir", WORK, "--seconds", "0"]
+        if self.scheduler:
+            args += ["--scheduler", self.scheduler]
+        sh(*args)
+        self.link = ip4_link(1)["name"]
+        self.target = f"{PEER_LL}%{self.link}"
+        return self
+
+    def wan(self, k, *flags):
+        sh(BRAID, "lab", "wan", "--name", LAB, "--node", "1", "--wan", str(k), *flags)
+
+    def settle(self, seconds=2.0):
+        """Lets probes measure the shaped paths (and the far side learn them)."""
+        time.sleep(seconds)
+
+    def __exit__(self, *exc):
+        for p in STARTED:
+            stop(p)
+        STARTED.clear()
+        sh(BRAID, "lab", "down", "--name", LAB, "--dir", WORK, check=False)
+
+
+def iperf_server():
+    p = spawn(2, "iperf3", "-s")
+    time.sleep(0.3)
+    return p
+
+
+def iperf(lab, seconds, streams=1, extra=()):
+    """iperf3 from n1 to n2 over the ip4 link; returns (report, CPU seconds of both daemons)."""
+    server = iperf_server()
+    pids = daemon_pids()
+    try:
+        for _ in range(30):
+            before = cpu_seconds(pids)
+            r = netns(1, "iperf3", "-c", lab.target, "-t", str(seconds), "-P", str(streams), "-J", *extra, check=False)
+            report = json.loads(r.stdout or "{}")
+            if "unable to connect" in report.get("error", ""):
+                time.sleep(0.3)
+                continue
+            if "error" in report:
+                raise RuntimeError(f"iperf3: {report['error']}")
+            return report, cpu_seconds(pids) - before
+        raise RuntimeError("iperf3 server never listened")
+    finally:
+        stop(server)
+
+
+def tcp_mbps(report):
+    return report["end"]["sum_received"]["bits_per_second"] / 1e6
+
+
+def tcp_bytes(report):
+    return report["end"]["sum_received"]["bytes"]
+
+
+def path_bytes(before, after):
+    """Share of tx bytes per path id between two readings."""
+    b = {p["id"]: p["tx_bytes"] for p in before}
+    return {p["id"]: p["tx_bytes"] - b.get(p["id"], 0) for p in after}
+
+
+def throughput_case(name, rates, scheduler, streams, target_frac, seconds):
+    """Bonded over `rates` vs one path at max(rates)."""
+    row = {"case": name, "target": f">= {target_frac:.0%} of {sum(rates)} Mbit/s"}
+    with Lab("2,1", scheduler) as lab:
+        for k, r in enumerate(rates):
+            lab.wan(k, "--rate", str(r))
+        lab.settle()
+        before = paths(1)
+        report, cpu = iperf(lab, seconds, streams)
+        split = path_bytes(before, paths(1))
+        row["bonded_mbps"] = tcp_mbps(report)
+        row["bonded_cpu_s_per_gb"] = cpu / (tcp_bytes(report) / 1e9)
+        total = sum(split.values()) or 1
+        row["path_share"] = {f"wan{k}": round(v / total, 3) for k, v in sorted(split.items())}
+        row["retransmits"] = report["end"].get("sum_sent", {}).get("retransmits")
+    with Lab("1") as lab:
+        lab.wan(0, "--rate", str(max(rates)))
+        lab.settle(1.0)
+        report, cpu = iperf(lab, seconds, streams)
+        row["single_mbps"] = tcp_mbps(report)
+        row["single_cpu_s_per_gb"] = cpu / (tcp_bytes(report) / 1e9)
+    row["result"] = f"{row['bonded_mbps']:.0f} vs {row['single_mbps']:.0f} Mbit/s (one path)"
+    row["pass"] = row["bonded_mbps"] >= target_frac * sum(rates)
+    return row
+
+
+def parse_ping(text):
+    """[(receive time, seq)] from `ping -D` output."""
+    out = []
+    for m in re.finditer(r"^\[([0-9.]+)\].*icmp_seq=(\d+)", text, re.M):
+        out.append((float(m.group(1)), int(m.group(2))))
+    return out
+
+
+def pinged_path(lab):
+    """The path id the ping flow takes (flow scheduler): ping alone for a second."""
+    before = {p["id"]: p["tx_packets"] for p in paths(1)}
+    netns(1, "ping", "-q", "-i", "0.01", "-c", "100", lab.target, check=False)
+    after = {p["id"]: p["tx_packets"] for p in paths(1)}
+    return max(after, key=lambda k: after[k] - before.get(k, 0))
+
+
+def failover_case(scheduler, seconds):
+    row = {"case": f"d: failover ({scheduler})", "target": "gap <= 300 ms, stream continues, used again <= 1 s"}
+    run = max(seconds, 12)
+    with Lab("2,1", scheduler) as lab:
+        for k in (0, 1):
+            lab.wan(k, "--rate", "200")
+        lab.settle()
+        cut = pinged_path(lab) if scheduler == "flow" else 1
+        server = iperf_server()
+        stream = spawn(1, "iperf3", "-c", lab.target, "-t", str(run), "-J", "-i", "0.5")
+        pinger = spawn(1, "ping", "-D", "-i", "0.01", "-w", str(run), lab.target)
+        time.sleep(3)
+        t_cut = time.time()
+        lab.wan(cut, "--cut")
+        # When does the router see the path down?
+        down_at = None
+        while time.time() < t_cut + 3:
+            if any(p["id"] == cut and p["state"] == "down" for p in paths(1)):
+                down_at = time.time()
+                break
+            time.sleep(0.05)
+        time.sleep(max(0, t_cut + 3 - time.time()))
+        t_restore = time.time()
+        lab.wan(cut, "--restore")
+        used_at, last = None, None
+        while time.time() < t_restore + 3:
+            now = time.time()
+            p = next((p for p in paths(1) if p["id"] == cut), None)
+            if p and last is not None and p["state"] == "up" and p["tx_packets"] - last >= 8:
+                used_at = now
+                break
+            last = p["tx_packets"] if p else None
+            time.sleep(0.1)
+        out, _ = stream.communicate(timeout=run + 15)
+        ping_out, _ = pinger.communicate(timeout=run + 15)
+        stop(server)
+    replies = parse_ping(ping_out)
+    window = [t for t, _ in replies if t_cut - 1 <= t <= t_restore]
+    gaps = [b - a for a, b in zip(window, window[1:])]
+    row["longest_gap_ms"] = round(max(gaps) * 1000, 1) if gaps else None
+    seqs = {s for _, s in replies}
+    last_seq = max(seqs) if seqs else 0
+    row["pings_lost"] = last_seq + 1 - len(seqs)
+    row["path_cut"] = f"wan{cut}"
+    row["down_after_ms"] = round((down_at - t_cut) * 1000) if down_at else None
+    row["used_again_after_ms"] = round((used_at - t_restore) * 1000) if used_at else None
+    report = json.loads(out or "{}")
+    intervals = report.get("intervals", [])
+    after_cut = [iv["sum"]["bits_per_second"] / 1e6 for iv in intervals if iv["sum"]["start"] >= 3.5]
+    row["stream_mbps_min_after_cut"] = round(min(after_cut), 1) if after_cut else None
+    row["stream_mbps"] = round(tcp_mbps(report), 1) if "end" in report and report["end"].get("sum_received") else None
+    continues = bool(after_cut) and min(after_cut) > 0 and "error" not in report
+    row["result"] = (f"gap {row['longest_gap_ms']} ms, down after {row['down_after_ms']} ms, used again after "
+                     f"{row['used_again_after_ms']} ms, stream min {row['stream_mbps_min_after_cut']} Mbit/s")
+    row["pass"] = (row["longest_gap_ms"] is not None and row["longest_gap_ms"] <= 300 and continues
+                   and row["used_again_after_ms"] is not None and row["used_again_after_ms"] <= 1000)
+    return row
+
+
+def udp_loss(lab, seconds):
+    server = iperf_server()
+    try:
+        for _ in range(30):
+            r = netns(1, "iperf3", "-c", lab.target, "-u", "-b", "20M", "-l", "1200", "-t", str(seconds), "-J", check=False)
+            report = json.loads(r.stdout or "{}")
+            if "unable to connect" in report.get("error", ""):
+                time.sleep(0.3)
+                continue
+            if "error" in report:
+                raise RuntimeError(f"iperf3: {report['error']}")
+            s = report["end"]["sum"]
+            return 100.0 * s["lost_packets"] / max(1, s["packets"])
+        raise RuntimeError("iperf3 server never listened")
+    finally:
+        stop(server)
+
+
+def ping_loss(lab, count=2000):
+    r = netns(1, "ping", "-q", "-i", "0.01", "-c", str(count), "-W", "1", lab.target, check=False)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", r.stdout)
+    sent, got = int(m.group(1)), int(m.group(2))
+    return 100.0 * (sent - got) / sent
+
+
+def redundant_case(seconds):
+    row = {"case": "e: redundant, 5% loss per path", "target": "delivered loss <= 0.5% (one way)"}
+    with Lab("2,1", "redundant") as lab:
+        for k in (0, 1):
+            lab.wan(k, "--loss", "5")
+        lab.settle(3.0)
+        row["bonded_udp_loss_pct"] = round(udp_loss(lab, seconds), 3)
+        row["bonded_ping_loss_pct"] = round(ping_loss(lab), 3)
+        bond = ip4_link(2).get("bond") or {}
+        row["duplicates_discarded"] = (bond.get("reorder") or {}).get("duplicates")
+    with Lab("1") as lab:
+        lab.wan(0, "--loss", "5")
+        lab.settle(1.0)
+        row["single_udp_loss_pct"] = round(udp_loss(lab, seconds), 3)
+        row["single_ping_loss_pct"] = round(ping_loss(lab), 3)
+    row["result"] = (f"UDP {row['bonded_udp_loss_pct']}% vs {row['single_udp_loss_pct']}% (one path); "
+                     f"ping {row['bonded_ping_loss_pct']}% vs {row['single_ping_loss_pct']}%")
+    row["pass"] = row["bonded_udp_loss_pct"] <= 0.5
+    return row
+
+
+def main():
+    global BRAID, WORK
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--braid", default=BRAID)
+    ap.add_argument("--only", default="a,b,c,d,e", help="comma list of cases (a..e; f comes with a)")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (namespaces)")
+    BRAID = os.path.abspath(args.braid)
+    if not os.path.exists(BRAID):
+        sys.exit(f"{BRAID} does not exist: cargo build --release -p braid")
+    WORK = tempfile.mkdtemp(prefix="braid-bond-")
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the labs are removed.
+    def interrupt(*_):
+        raise KeyboardInterrupt()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    only = set(args.only.split(","))
+    rows = []
+    try:
+        if "a" in only:
+            rows.append(throughput_case("a: 2 x 200, 1 stream, weighted", [200, 200], "weighted", 1, 0.90, args.seconds))
+            a = rows[-1]
+            rows.append({"case": "f: CPU s per GB (from a)", "target": "report",
+                         "bonded_cpu_s_per_gb": round(a["bonded_cpu_s_per_gb"], 2), "single_cpu_s_per_gb": round(a["single_cpu_s_per_gb"], 2),
+                         "result": f"{a['bonded_cpu_s_per_gb']:.2f} bonded vs {a['single_cpu_s_per_gb']:.2f} one path", "pass": None})
+        if "b" in only:
+            rows.append(throughput_case("b: 300 + 100, 1 stream, weighted", [300, 100], "weighted", 1, 0.85, args.seconds))
+        if "c" in only:
+            rows.append(throughput_case("c: 2 x 200, 8 streams, flow", [200, 200], "flow", 8, 0.90, args.seconds))
+        if "d" in only:
+            rows.append(failover_case("flow", args.seconds))
+            rows.append(failover_case("weighted", args.seconds))
+        if "e" in only:
+            rows.append(redundant_case(args.seconds))
+    except KeyboardInterrupt:
+        print("interrupted; removing the lab", file=sys.stderr)
+    except Exception as e:  # report what was measured so far, then fail
+        print(f"error: {e}", file=sys.stderr)
+        rows.append({"case": "error", "result": str(e).splitlines()[0], "pass": False})
+    finally:
+        for p in STARTED:
+            stop(p)
+        sh(BRAID, "lab", "down", "--name", LAB, "--dir", WORK, check=False)
+    print(f"\n{'case':34} {'target':52} {'result':70} verdict")
+    for r in rows:
+        verdict = "-" if r.get("pass") is None else ("PASS" if r["pass"] else "MISS")
+        print(f"{r['case']:34} {r.get('target', ''):52} {r.get('result', ''):70} {verdict}")
+    for r in rows:
+        extra = {k: v for k, v in r.items() if k not in ("case", "target", "result", "pass")}
+        if extra:
+            print(f"  {r['case']}: {json.dumps(extra)}")
+    if args.json:
+        json.dump({"date": time.strftime("%Y-%m-%d"), "seconds": args.seconds, "rows": rows}, open(args.json, "w"), indent=2)
+    sys.exit(0 if all(r.get("pass") is not False for r in rows) else 1)
+
+
+if __name__ == "__main__":
+    main()
