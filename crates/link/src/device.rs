@@ -20,6 +20,11 @@ pub fn create(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     }
 }
 
+/// TUN offloads are on unless the environment says `BRAID_TUN_OFFLOAD=0`.
+fn offload_enabled() -> bool {
+    std::env::var("BRAID_TUN_OFFLOAD").map_or(true, |v| v != "0")
+}
+
 fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     let io = |what: &str| {
         let link = config.name.clone();
@@ -31,7 +36,8 @@ fn create_here(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
         .name(&config.name)
         .mtu(mtu)
         // IFF_VNET_HDR with TSO/USO: large reads split here, coalesced writes (GRO).
-        .offload(true)
+        // BRAID_TUN_OFFLOAD=0 turns it off (for comparisons).
+        .offload(offload_enabled())
         .enable(false)
         .build_sync()
         .map_err(io("creating its TUN device"))?;
