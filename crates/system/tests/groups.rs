@@ -135,3 +135,86 @@ fn entering_a_missing_namespace_names_it() {
         "{err}"
     );
 }
+
+#[test]
+fn uplinks_are_found_by_their_tables_and_path_rules_are_reconciled() {
+    if !root_with_netns() {
+        return;
+    }
+    let ns = Namespace::new("u");
+    for k in 0..3 {
+        ns.ip(&[
+            "link",
+            "add",
+            &format!("wan{k}"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("hub{k}"),
+        ]);
+        ns.ip(&["link", "set", &format!("wan{k}"), "up"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("198.18.{k}.1/24"),
+            "dev",
+            &format!("wan{k}"),
+        ]);
+    }
+    // wan0 carries main's default; wan1 and wan2 have their own tables, like ratbond's.
+    ns.ip(&["route", "add", "default", "via", "198.18.0.254", "dev", "wan0"]);
+    ns.ip(&[
+        "route", "add", "default", "via", "198.18.1.254", "dev", "wan1", "table", "101",
+    ]);
+    ns.ip(&[
+        "route", "add", "default", "via", "198.18.2.254", "dev", "wan2", "table", "102",
+    ]);
+    // Someone else's rule stays.
+    ns.ip(&["rule", "add", "from", "192.0.2.1", "lookup", "7", "priority", "900"]);
+    let (uplinks, first, second, after) = netns::block_on_in(&ns.0, || async {
+        use braid_system::uplinks::PathRule;
+        let nl = Netlink::connect().unwrap();
+        let uplinks: Vec<(String, u32)> = nl
+            .uplinks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.name, u.table))
+            .collect();
+        let mut want = std::collections::BTreeSet::new();
+        want.insert(PathRule::Oif {
+            interface: "wan1".into(),
+            table: 101,
+        });
+        want.insert(PathRule::From {
+            source: "198.18.2.1".parse().unwrap(),
+            table: 102,
+        });
+        let first = nl.sync_path_rules(&want).await.unwrap();
+        // The same again changes nothing; then wan1's rule goes.
+        let second = nl.sync_path_rules(&want).await.unwrap();
+        want.remove(&PathRule::Oif {
+            interface: "wan1".into(),
+            table: 101,
+        });
+        let after = nl.sync_path_rules(&want).await.unwrap();
+        (uplinks, first, second, after)
+    })
+    .unwrap();
+    assert_eq!(
+        uplinks,
+        vec![("wan1".to_string(), 101), ("wan2".to_string(), 102)]
+    );
+    assert_eq!(first, (2, 0), "oif rules count once per rule");
+    assert_eq!(second, (0, 0));
+    assert_eq!(after.1, 2, "the oif rule's IPv4 and IPv6 messages removed");
+    let rules = Command::new("ip")
+        .args(["-n", &ns.0, "rule", "show"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(rules.contains("from 198.18.2.1 lookup 102 proto 98"), "{rules}");
+    assert!(!rules.contains("wan1"), "{rules}");
+    assert!(rules.contains("from 192.0.2.1 lookup 7"), "{rules}");
+}
