@@ -71,8 +71,7 @@ fn rule_of(message: &RuleMessage) -> Option<PathRule> {
 fn is_braids(message: &RuleMessage) -> bool {
     message
         .attributes
-        .iter()
-        .any(|a| *a == RuleAttribute::Protocol(RouteProtocol::Other(RTPROT_BRAID)))
+        .contains(&RuleAttribute::Protocol(RouteProtocol::Other(RTPROT_BRAID)))
 }
 
 impl Netlink {
