@@ -405,20 +405,6 @@ fn lab_up_runs_the_mesh_and_every_link_answers() {
 fn run_refuses_what_this_build_cannot_do() {
     let dir = broken("alpha.json", |t| {
         t.replacen(
-            "\"random_port\": false",
-            "\"random_port\": false, \"wan\": \"auto\"",
-            1,
-        )
-    });
-    let out = braid(&["run", "-c", dir.path().join("alpha.json").to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("transport[0]: wan: \"auto\"") && err.contains("not part of this build yet"),
-        "{err}"
-    );
-    let dir = broken("alpha.json", |t| {
-        t.replacen(
             "\"vrf\": \"\",",
             "\"vrf\": \"\", \"backend\": \"kernel\",",
             1,

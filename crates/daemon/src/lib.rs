@@ -13,5 +13,6 @@ pub mod reconciler;
 pub mod routing;
 pub mod run;
 pub mod status;
+pub mod uplinks;
 pub mod userspace;
 pub mod vrf;

@@ -53,17 +53,32 @@ pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
 
 /// Loads and validates everything; `Err` holds every problem (errors and warnings).
 pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
+    load_with_uplinks(config_path, &[])
+}
+
+/// As [`load`], with the uplinks found now: transports with `wan: "auto"` get one path per
+/// uplink (none found: the default route, one path).
+pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loaded, Problems> {
     let config_file = config_path.display().to_string();
     let config_hash = read(config_path, "config")
         .map(|t| digest(&t))
         .unwrap_or_default();
-    let (config, mut problems) = match config(config_path) {
+    let (mut config, mut problems) = match config(config_path) {
         Ok(loaded) => loaded,
         Err(mut problems) => {
             problems.extend(registry_problems_despite_config_errors(config_path));
             return Err(problems);
         }
     };
+    for transport in config.transports.iter_mut().filter(|t| t.wan_auto) {
+        transport.paths = uplinks
+            .iter()
+            .map(|name| braid_model::extensions::PathConfig {
+                interface: Some(name.clone()),
+                ..Default::default()
+            })
+            .collect();
+    }
     let registry_path = registry_path(config_path, &config.registry);
     let registry_file = registry_path.display().to_string();
     let registry = read(

@@ -64,6 +64,10 @@ pub struct Reconciler<B: LinkBackend> {
     pub babel: Option<crate::babel::Babeld>,
     /// BIRD, in routing mode `bird`.
     pub bird: Option<crate::bird::Bird>,
+    /// The uplinks found now, for transports with `wan: "auto"` (see `uplinks`).
+    pub uplinks: Vec<String>,
+    /// Path interfaces last reported down to the backend.
+    pub paths_down: std::collections::BTreeSet<String>,
 }
 
 impl<B: LinkBackend> Reconciler<B> {
@@ -81,6 +85,8 @@ impl<B: LinkBackend> Reconciler<B> {
             routing_error: None,
             babel: None,
             bird: None,
+            uplinks: Vec::new(),
+            paths_down: std::collections::BTreeSet::new(),
         }
     }
 
@@ -112,7 +118,7 @@ impl<B: LinkBackend> Reconciler<B> {
     /// Re-reads the inputs and brings the links in line. Invalid input: nothing changes.
     pub fn reload(&mut self) -> Result<Summary, ReloadError> {
         self.last_reload_at = Some(SystemTime::now());
-        let loaded = match load::load(&self.config_path) {
+        let loaded = match load::load_with_uplinks(&self.config_path, &self.uplinks) {
             Ok(loaded) => {
                 self.last_reload_ok = true;
                 loaded

@@ -202,6 +202,8 @@ fn nat(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
 /// Removes what [`apply`] set up outside braid's interfaces: its routes (those on braid's
 /// links go with the links; the upstream default routes do not) and the NAT table.
 pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
+    // Path policy rules live in the underlay: this namespace.
+    crate::uplinks::remove_rules().await?;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
     nl.sync_routes(&[]).await?;
     if config.exit.is_some() {

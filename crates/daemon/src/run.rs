@@ -103,6 +103,21 @@ async fn reload<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     }
 }
 
+/// Rescans the uplinks (see `uplinks`); reloads when `wan: "auto"` found a new set.
+async fn follow_uplinks<B: LinkBackend>(r: &mut Reconciler<B>, known: &mut Vec<String>) {
+    match crate::uplinks::rescan(r, known).await {
+        Ok(found) if found.reload => {
+            reload(r).await;
+            // The new links' paths need their rules and states too.
+            if let Err(e) = crate::uplinks::rescan(r, known).await {
+                tracing::warn!("uplinks: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("uplinks: {e}"),
+    }
+}
+
 async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     let netns = r.loaded().and_then(|l| l.config.netns.clone());
     let groups = r
@@ -199,6 +214,15 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
     tracing::info!(%summary, "started");
     account_groups(&r).await?;
     apply_routing(&mut r).await;
+    // Uplinks: followed over netlink, rescanned on every change and every retry tick.
+    let uplink_events = std::sync::Arc::new(tokio::sync::Notify::new());
+    if let Err(e) = braid_system::uplinks::monitor(uplink_events.clone()) {
+        tracing::warn!(
+            "cannot follow interface and route changes (rescanning every {RETRY_INTERVAL:?}): {e}"
+        );
+    }
+    let mut uplinks_known = Vec::new();
+    follow_uplinks(&mut r, &mut uplinks_known).await;
     let socket: PathBuf = r
         .loaded()
         .map(|l| PathBuf::from(&l.config.control_socket))
@@ -230,6 +254,12 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
         tokio::select! {
             _ = hup.recv() => {
                 reload(&mut r).await;
+                follow_uplinks(&mut r, &mut uplinks_known).await;
+            }
+            _ = uplink_events.notified() => {
+                // A burst of changes (a link coming up brings several) is one rescan.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                follow_uplinks(&mut r, &mut uplinks_known).await;
             }
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(status::status(&r, started, SystemTime::now()));
@@ -256,6 +286,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                 } else {
                     supervise_engines(&mut r);
                 }
+                follow_uplinks(&mut r, &mut uplinks_known).await;
                 ticks = ticks.wrapping_add(1);
                 r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());
             }

@@ -133,6 +133,12 @@ impl LinkBackend for UserspaceBackend {
         Ok(())
     }
 
+    fn set_path_state(&mut self, interface: &str, up: bool) {
+        for link in self.links.values() {
+            link.set_path_state(interface, up);
+        }
+    }
+
     fn re_resolve(&mut self, plan: &braid_plan::LinkPlan) {
         let (Some(link), Some(endpoint)) = (self.links.get(&plan.name), &plan.endpoint) else {
             return;

@@ -196,6 +196,16 @@ impl Link {
         self.wake.wake();
     }
 
+    /// An uplink went down or came back: the link's paths on it are out at once, or
+    /// probed again (they come up after answering).
+    pub fn set_path_state(&self, interface: &str, up: bool) {
+        let _ = self.control.send(worker::Command::PathState {
+            interface: interface.to_string(),
+            up,
+        });
+        self.wake.wake();
+    }
+
     /// Asks the link's reactor to let it go without waiting; dropping the link then waits
     /// and closes its devices. Stopping many links this way, then dropping them from
     /// several threads, closes their devices in parallel.
@@ -244,6 +254,7 @@ fn multipath_for(config: &LinkConfig) -> Result<Option<multipath::Multipath>, Li
             })?;
         let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
         let socket = multipath::PathSocket {
+            interface: path.interface.clone(),
             label: udp::path_label(path),
             socket,
             udp,

@@ -25,6 +25,8 @@ pub struct Main<'a> {
 /// A configured path's socket.
 pub struct PathSocket {
     pub label: String,
+    /// The interface the socket is bound to, if any (netlink events name it).
+    pub interface: Option<String>,
     pub socket: UdpSocket,
     pub udp: quinn_udp::UdpSocketState,
     pub ipv6: bool,
@@ -239,6 +241,14 @@ impl Multipath {
                 PathForgotten(id) => tracing::info!(link, path = %id, "path forgotten"),
             }
         }
+    }
+
+    /// The configured paths bound to `interface`.
+    pub fn paths_on(&self, interface: &str) -> Vec<PathId> {
+        (0..self.sockets.len())
+            .filter(|&i| self.sockets[i].interface.as_deref() == Some(interface))
+            .map(|i| PathId(i as u32))
+            .collect()
     }
 
     /// A path's name for logs and status: its interface or source, else its number.

@@ -74,6 +74,12 @@ impl Scratch {
 pub enum Command {
     SetEndpoint(Option<SocketAddr>),
     SetKeepalive(Option<u16>),
+    /// An uplink went down or came back (netlink): its paths are out at once, or probed
+    /// again.
+    PathState {
+        interface: String,
+        up: bool,
+    },
 }
 
 pub struct Worker {
@@ -345,14 +351,37 @@ impl Worker {
         }
     }
 
+    fn set_path_state(&mut self, interface: &str, up: bool) {
+        let Some(mp) = self.multipath.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        for id in mp.paths_on(interface) {
+            let result = if up {
+                mp.bond.path_up(id, now)
+            } else {
+                mp.bond.path_down(id)
+            };
+            if result.is_ok() {
+                tracing::info!(link = %self.name, path = %interface, up, "uplink state");
+            }
+        }
+        mp.log_events(&self.name);
+    }
+
     /// Applies pending commands; true when the link should start a handshake now.
     fn apply_commands(&mut self) -> bool {
         let mut handshake = false;
         self.unanswered_tick = UNANSWERED_TICK;
         while let Ok(command) = self.commands.try_recv() {
+            if let Command::PathState { interface, up } = &command {
+                self.set_path_state(interface, *up);
+                continue;
+            }
             handshake |=
                 self.endpoint.is_some() || matches!(command, Command::SetEndpoint(Some(_)));
             match command {
+                Command::PathState { .. } => {}
                 Command::SetEndpoint(endpoint) => {
                     self.endpoint = endpoint;
                     *self

@@ -213,3 +213,24 @@ impl Netlink {
         Ok((added, removed))
     }
 }
+
+/// Wakes `notify` on every interface or route change in this namespace (what
+/// `ip monitor link route` shows), from tasks on the caller's tokio runtime. Callers
+/// rescan on a wake-up; a periodic rescan covers events lost to a full socket buffer.
+pub fn monitor(notify: std::sync::Arc<tokio::sync::Notify>) -> Result<(), SystemError> {
+    use rtnetlink::MulticastGroup;
+    let (connection, _handle, mut messages) = rtnetlink::new_multicast_connection(&[
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Route,
+    ])
+    .map_err(SystemError::Connect)?;
+    tokio::spawn(connection);
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        while messages.next().await.is_some() {
+            notify.notify_one();
+        }
+    });
+    Ok(())
+}

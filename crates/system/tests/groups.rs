@@ -163,15 +163,48 @@ fn uplinks_are_found_by_their_tables_and_path_rules_are_reconciled() {
         ]);
     }
     // wan0 carries main's default; wan1 and wan2 have their own tables, like ratbond's.
-    ns.ip(&["route", "add", "default", "via", "198.18.0.254", "dev", "wan0"]);
     ns.ip(&[
-        "route", "add", "default", "via", "198.18.1.254", "dev", "wan1", "table", "101",
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.0.254",
+        "dev",
+        "wan0",
     ]);
     ns.ip(&[
-        "route", "add", "default", "via", "198.18.2.254", "dev", "wan2", "table", "102",
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.1.254",
+        "dev",
+        "wan1",
+        "table",
+        "101",
+    ]);
+    ns.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.2.254",
+        "dev",
+        "wan2",
+        "table",
+        "102",
     ]);
     // Someone else's rule stays.
-    ns.ip(&["rule", "add", "from", "192.0.2.1", "lookup", "7", "priority", "900"]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        "192.0.2.1",
+        "lookup",
+        "7",
+        "priority",
+        "900",
+    ]);
     let (uplinks, first, second, after) = netns::block_on_in(&ns.0, || async {
         use braid_system::uplinks::PathRule;
         let nl = Netlink::connect().unwrap();
@@ -214,7 +247,10 @@ fn uplinks_are_found_by_their_tables_and_path_rules_are_reconciled() {
         .output()
         .unwrap();
     let rules = String::from_utf8_lossy(&rules.stdout);
-    assert!(rules.contains("from 198.18.2.1 lookup 102 proto 98"), "{rules}");
+    assert!(
+        rules.contains("from 198.18.2.1 lookup 102 proto 98"),
+        "{rules}"
+    );
     assert!(!rules.contains("wan1"), "{rules}");
     assert!(rules.contains("from 192.0.2.1 lookup 7"), "{rules}");
 }

@@ -61,17 +61,6 @@ fn load_runnable(config_path: &Path) -> Result<braid_model::Config> {
     for warning in &warnings.0 {
         tracing::warn!("{warning}");
     }
-    if let Some((i, _)) = config
-        .transports
-        .iter()
-        .enumerate()
-        .find(|(_, t)| t.wan_auto)
-    {
-        bail!(
-            "{}: transport[{i}]: wan: \"auto\" (finding uplinks by their routes) is not part of this build yet; list the uplinks in \"paths\" instead",
-            config_path.display()
-        );
-    }
     Ok(config)
 }
 
