@@ -122,13 +122,21 @@ pub struct Worker {
     commands: Receiver<Command>,
 }
 
+/// A new WireGuard state machine. Its session index base is random, as WireGuard's are:
+/// a link made again (new paths, a new keepalive) must not take the handshake answers
+/// meant for the instance before it.
 fn new_tunn(private_key: [u8; 32], peer: [u8; 32], keepalive: Option<u16>) -> Tunn {
-    let index = u32::from_le_bytes([
+    let mut random = [0u8; 4];
+    let derived = u32::from_le_bytes([
         private_key[1] ^ peer[1],
         private_key[2] ^ peer[2],
         private_key[3] ^ peer[3],
         0,
-    ]) >> 8;
+    ]);
+    let index = match getrandom::fill(&mut random) {
+        Ok(()) => u32::from_le_bytes(random),
+        Err(_) => derived ^ std::process::id(),
+    } >> 8;
     Tunn::new(
         x25519_dalek::StaticSecret::from(private_key),
         x25519_dalek::PublicKey::from(peer),
@@ -710,6 +718,21 @@ impl Worker {
                 .endpoint
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = Some(from);
+        }
+        // A handshake initiation from an address the far side's bond does not know: the
+        // peer started over (new path sockets, or no paths any more). Follow it anew: the
+        // answer goes where the initiation came from, and the peer's next probes make a
+        // new bond.
+        if datagram.first() == Some(&1)
+            && source == Source::Main
+            && self
+                .multipath
+                .as_ref()
+                .is_some_and(|mp| mp.sockets.is_empty() && mp.bond.path_by_addr(from).is_none())
+        {
+            tracing::info!(link = %self.name, peer = %from, "the peer's paths changed: following anew");
+            self.multipath = None;
+            *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         match result {
             TunnResult::WriteToNetwork(packet) => {

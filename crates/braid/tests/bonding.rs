@@ -1,0 +1,177 @@
+//! Multi-WAN bonding with the real binary in the lab: node 1 has two uplinks (wan0, wan1
+//! through the lab's hub, each with a default route in its own table), node 2 one. braid
+//! installs the path policy rules, bonds the two paths, takes a path out when its uplink
+//! goes down or goes silent, uses it again when it is back, follows the uplinks with
+//! `wan: "auto"`, and removes its rules on down.
+
+mod common;
+use common::*;
+
+use braid_lab::{ConfigOptions, Lab, LabSpec, NodeFiles};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn lab_name(tag: &str) -> String {
+    format!("{tag}{:x}", std::process::id() % 0xffff)
+}
+
+fn bonded_lab(tag: &str, scheduler: &str) -> (Lab, tempfile::TempDir, Vec<NodeFiles>) {
+    let lab = Lab::up(LabSpec::new(&lab_name(tag), 2).with_wans(&[2, 1])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(
+            dir.path(),
+            &ConfigOptions {
+                ip6: false,
+                scheduler: Some(scheduler.into()),
+                ..ConfigOptions::default()
+            },
+        )
+        .unwrap();
+    (lab, dir, files)
+}
+
+/// The bond of node `f`'s first link, from `braid status --json`.
+fn bond(f: &NodeFiles) -> Value {
+    let out = braid(&["status", "--json", "-c", f.config.to_str().unwrap()]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    doc["links"][0]["bond"].clone()
+}
+
+fn states(bond: &Value) -> Vec<String> {
+    bond["paths"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .map(|p| p["state"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rules(lab: &Lab) -> String {
+    String::from_utf8_lossy(&lab.exec(1, "ip", &["rule", "show"]).unwrap().stdout).to_string()
+}
+
+/// Pings node 2's link address from node 1, `count` at 10 ms; returns the number lost.
+fn lost(lab: &Lab, count: u32) -> u32 {
+    let out = lab
+        .try_exec(
+            1,
+            "ping",
+            &[
+                "-n",
+                "-q",
+                "-i",
+                "0.01",
+                "-W",
+                "1",
+                "-c",
+                &count.to_string(),
+                "169.254.0.2",
+            ],
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let received = text
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" received"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    count - received
+}
+
+#[test]
+fn two_uplinks_bond_fail_over_and_come_back() {
+    if !braid_lab::available_or_skip("two_uplinks_bond_fail_over_and_come_back") {
+        return;
+    }
+    let (lab, _dir, files) = bonded_lab("bo", "round-robin");
+    start_daemons(&lab, &files);
+    wait_until("both paths up", Duration::from_secs(20), || {
+        states(&bond(&files[0])) == ["up", "up"]
+    });
+    let r = rules(&lab);
+    assert!(
+        r.contains("oif wan0 lookup 100 proto 98") && r.contains("oif wan1 lookup 101 proto 98"),
+        "{r}"
+    );
+    assert_eq!(lost(&lab, 100), 0);
+    let far = bond(&files[1]);
+    assert_eq!(
+        far["scheduler"], "round-robin",
+        "the far side follows: {far}"
+    );
+
+    // wan1's link goes down: netlink takes the path out at once.
+    lab.set_wan_link(1, 1, false).unwrap();
+    let t = Instant::now();
+    wait_until("wan1 out", Duration::from_secs(2), || {
+        let b = bond(&files[0]);
+        b["paths"][1]["state"] == "down" && b["paths"][1]["down_reason"] == "admin"
+    });
+    eprintln!("wan1 link down -> path out in {:?}", t.elapsed());
+    // The far side learns of it from its probes (within the 300 ms failover target).
+    let gap = lost(&lab, 50);
+    assert!(gap <= 35, "{gap} of 50 pings lost after the link went down");
+    assert_eq!(lost(&lab, 50), 0, "wan0 carries everything");
+    lab.set_wan_link(1, 1, true).unwrap();
+    wait_until("wan1 back", Duration::from_secs(5), || {
+        states(&bond(&files[0])) == ["up", "up"]
+    });
+
+    // wan0 goes silent (dropped in the hub, the link stays up): probes take it out.
+    lab.cut_wan(1, 0).unwrap();
+    let gap = lost(&lab, 200);
+    assert!(
+        gap <= 40,
+        "{gap} of 200 pings at 10 ms lost across a silent cut"
+    );
+    assert_eq!(states(&bond(&files[0]))[0], "down");
+    lab.restore_wan(1, 0).unwrap();
+    let t = Instant::now();
+    wait_until("wan0 back", Duration::from_secs(5), || {
+        states(&bond(&files[0])) == ["up", "up"]
+    });
+    eprintln!(
+        "silent cut: {gap} pings lost; restored path up in {:?}",
+        t.elapsed()
+    );
+
+    // down removes braid's rules.
+    let out = braid(&["down", "-c", files[0].config.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(!rules(&lab).contains("proto 98"), "{}", rules(&lab));
+}
+
+#[test]
+fn wan_auto_follows_the_uplinks() {
+    if !braid_lab::available_or_skip("wan_auto_follows_the_uplinks") {
+        return;
+    }
+    let (lab, _dir, files) = bonded_lab("ba", "weighted");
+    // Node 1 lists no paths: it finds its uplinks by their tables.
+    edit_json(&files[0].config, |doc| {
+        for t in doc["transport"].as_array_mut().unwrap() {
+            let t = t.as_object_mut().unwrap();
+            t.remove("paths");
+            t.insert("wan".into(), "auto".into());
+        }
+    });
+    start_daemons(&lab, &files);
+    wait_until("two paths found", Duration::from_secs(20), || {
+        states(&bond(&files[0])) == ["up", "up"]
+    });
+    assert_eq!(bond(&files[0])["scheduler"], "weighted");
+    // An uplink goes away: one path left (plain WireGuard, no bond); it comes back: two.
+    lab.set_wan_link(1, 1, false).unwrap();
+    wait_until("one path", Duration::from_secs(10), || {
+        bond(&files[0]).is_null() && lost(&lab, 5) == 0
+    });
+    lab.set_wan_link(1, 1, true).unwrap();
+    // The link is made again with two paths: a new session (a handshake) and a new bond.
+    wait_until("two paths again", Duration::from_secs(15), || {
+        states(&bond(&files[0])) == ["up", "up"] && lost(&lab, 3) == 0
+    });
+    assert_eq!(lost(&lab, 50), 0);
+}
