@@ -97,6 +97,25 @@ fn two_uplinks_bond_fail_over_and_come_back() {
         "{r}"
     );
     assert_eq!(lost(&lab, 100), 0);
+    let table = braid(&["status", "-c", files[0].config.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("scheduler round-robin (configured)")
+            && table.contains("path 0  wan0")
+            && table.contains("path 1  wan1"),
+        "{table}"
+    );
+    let metrics = http(&lab.ns(1), "GET", "/metrics").1;
+    assert_eq!(
+        sample(
+            &metrics,
+            "braid_path_up",
+            &["link=\"brd4x40004\"", "path=\"1\""]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "braid_path_rtt_seconds", &["path=\"0\""]).is_some_and(|v| v > 0.0));
     let far = bond(&files[1]);
     assert_eq!(
         far["scheduler"], "round-robin",

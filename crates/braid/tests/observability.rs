@@ -7,40 +7,9 @@ use common::*;
 
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-/// One HTTP/1.0 request to 127.0.0.1:8091 inside a namespace; returns (status code, body).
-fn http(ns: &str, method: &str, path: &str) -> (u16, String) {
-    let request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    braid_system::netns::run_in(ns, move || {
-        let mut stream = std::net::TcpStream::connect("127.0.0.1:8091").ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        let code = text.split_whitespace().nth(1)?.parse().ok()?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Some((code, body))
-    })
-    .unwrap()
-    .unwrap_or((0, String::new()))
-}
-
-/// The value of the first sample of `metric` whose labels contain all of `with`.
-fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
-        .find(|l| with.iter().all(|w| l.contains(w)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 struct Mesh {
     lab: Lab,

@@ -19,6 +19,86 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Per-path metrics of multi-path links, from each link's bond status (labels `link`,
+/// `peer`, `path` (its number), `origin` (configured or learned)).
+fn register_paths(registry: &mut Registry, status: &Status) {
+    let up = Family::<Labels, Gauge>::default();
+    let rtt = Family::<Labels, FloatGauge>::default();
+    let jitter = Family::<Labels, FloatGauge>::default();
+    let loss = Family::<Labels, FloatGauge>::default();
+    let rate = Family::<Labels, FloatGauge>::default();
+    let tx_bytes = Family::<Labels, Counter>::default();
+    let rx_bytes = Family::<Labels, Counter>::default();
+    let reorder = Family::<Labels, Counter>::default();
+    for link in &status.links {
+        let Some(bond) = &link.stats.bond else {
+            continue;
+        };
+        for path in bond["paths"].as_array().into_iter().flatten() {
+            let id = path["id"].to_string();
+            let l = labels(&[
+                ("link", &link.name),
+                ("peer", &link.peer),
+                ("path", &id),
+                ("origin", path["origin"].as_str().unwrap_or("")),
+            ]);
+            up.get_or_create(&l).set(i64::from(path["state"] == "up"));
+            let seconds = |ms: &serde_json::Value| ms.as_f64().unwrap_or(0.0) / 1e3;
+            rtt.get_or_create(&l).set(seconds(&path["rtt_ms"]));
+            jitter.get_or_create(&l).set(seconds(&path["jitter_ms"]));
+            loss.get_or_create(&l)
+                .set(path["loss"].as_f64().unwrap_or(0.0));
+            rate.get_or_create(&l)
+                .set(path["delivery_rate_bps"].as_f64().unwrap_or(0.0));
+            tx_bytes
+                .get_or_create(&l)
+                .inc_by(path["tx_bytes"].as_u64().unwrap_or(0));
+            rx_bytes
+                .get_or_create(&l)
+                .inc_by(path["rx_bytes"].as_u64().unwrap_or(0));
+        }
+        let r = &bond["reorder"];
+        for what in ["held", "released_late", "dropped", "duplicates"] {
+            let l = labels(&[("link", &link.name), ("peer", &link.peer), ("what", what)]);
+            reorder
+                .get_or_create(&l)
+                .inc_by(r[what].as_u64().unwrap_or(0));
+        }
+    }
+    registry.register(
+        "path_up",
+        "1 when the path answers its probes and carries traffic",
+        up,
+    );
+    registry.register(
+        "path_rtt_seconds",
+        "Smoothed round-trip time of the path's probes",
+        rtt,
+    );
+    registry.register(
+        "path_jitter_seconds",
+        "Jitter of the path's probe round trips",
+        jitter,
+    );
+    registry.register(
+        "path_loss_ratio",
+        "Share of the path's recent probes that got no answer",
+        loss,
+    );
+    registry.register(
+        "path_delivery_rate_bits_per_second",
+        "Rate the peer reports receiving on the path",
+        rate,
+    );
+    registry.register("path_transmit_bytes", "Bytes sent on the path", tx_bytes);
+    registry.register("path_receive_bytes", "Bytes received on the path", rx_bytes);
+    registry.register(
+        "reorder_packets",
+        "Reorder buffer: packets held for an earlier one, released late (after their wait), dropped, duplicates discarded",
+        reorder,
+    );
+}
+
 /// Renders the status as Prometheus text (OpenMetrics-compatible exposition).
 pub fn render(status: &Status) -> String {
     let mut registry = Registry::with_prefix("braid");
@@ -155,6 +235,8 @@ pub fn render(status: &Status) -> String {
         "Packets dropped on the link, by reason",
         dropped,
     );
+
+    register_paths(&mut registry, status);
 
     let routes = Family::<Labels, Gauge>::default();
     for (family, v6) in [("ip4", false), ("ip6", true)] {

@@ -301,7 +301,22 @@ impl Worker {
         mp.send_probes(&main);
         mp.log_events(&self.name);
         if mp.publish_due(now) {
-            let status = serde_json::to_value(mp.bond.status(now)).ok();
+            let mut status = serde_json::to_value(mp.bond.status(now)).ok();
+            // Configured paths by name (their interface or source), learned ones by address.
+            if let Some(paths) = status
+                .as_mut()
+                .and_then(|s| s.get_mut("paths"))
+                .and_then(|p| p.as_array_mut())
+            {
+                for path in paths {
+                    let id = path["id"].as_u64().unwrap_or(u64::MAX);
+                    let name = match path["peer"].as_str() {
+                        Some(peer) => peer.to_string(),
+                        None => mp.label(braid_bond::PathId(id as u32)),
+                    };
+                    path["name"] = serde_json::Value::String(name);
+                }
+            }
             *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = status;
         }
         let mut released = false;

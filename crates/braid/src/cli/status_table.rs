@@ -69,6 +69,47 @@ pub fn render(doc: &Value) -> String {
                 l["tx_packets"].as_u64().unwrap_or(0)
             ),
         );
+        render_paths(&mut out, &l["bond"]);
     }
     out
+}
+
+/// The paths of a multi-path link, one line each under the link.
+fn render_paths(out: &mut String, bond: &Value) {
+    let Some(paths) = bond["paths"].as_array() else {
+        return;
+    };
+    let r = &bond["reorder"];
+    let _ = writeln!(
+        out,
+        "  scheduler {} ({}), reorder {} (held {}, late {}, dropped {})",
+        bond["scheduler"].as_str().unwrap_or("?"),
+        bond["scheduler_source"].as_str().unwrap_or("?"),
+        if r["enabled"] == true { "on" } else { "off" },
+        r["held"].as_u64().unwrap_or(0),
+        r["released_late"].as_u64().unwrap_or(0),
+        r["dropped"].as_u64().unwrap_or(0),
+    );
+    for p in paths {
+        let state = p["state"].as_str().unwrap_or("?");
+        let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.1}ms"));
+        let _ = writeln!(
+            out,
+            "  path {:<2} {:<22} {} {:<10} rtt {:>8} jitter {:>7} loss {:>5.1}% rate {:>9} tx {:>12} rx {:>12} probe {}",
+            p["id"].as_u64().unwrap_or(0),
+            p["name"].as_str().unwrap_or("-"),
+            colour(state, &format!("{state:<8}")),
+            p["origin"].as_str().unwrap_or("?"),
+            ms(&p["rtt_ms"]),
+            ms(&p["jitter_ms"]),
+            p["loss"].as_f64().unwrap_or(0.0) * 100.0,
+            format!(
+                "{:.1}Mb/s",
+                p["delivery_rate_bps"].as_f64().unwrap_or(0.0) / 1e6
+            ),
+            format!("{}B", p["tx_bytes"].as_u64().unwrap_or(0)),
+            format!("{}B", p["rx_bytes"].as_u64().unwrap_or(0)),
+            ms(&p["last_probe_answer_ms_ago"]).replace("ms", "ms ago"),
+        );
+    }
 }

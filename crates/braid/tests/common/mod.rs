@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses some of them
 
 use braid_lab::{Lab, NodeFiles};
+use std::io::{Read, Write};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -77,4 +78,36 @@ pub fn relay(lab: &Lab, dest: &str) -> Option<usize> {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let via = text.split_whitespace().skip_while(|w| *w != "via").nth(1)?;
     usize::from_str_radix(via.strip_prefix("fe80::")?, 16).ok()
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:8091 inside a namespace; returns (status code, body).
+pub fn http(ns: &str, method: &str, path: &str) -> (u16, String) {
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    braid_system::netns::run_in(ns, move || {
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:8091").ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((code, body))
+    })
+    .unwrap()
+    .unwrap_or((0, String::new()))
+}
+
+/// The value of the first sample of `metric` whose labels contain all of `with`.
+pub fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .find(|l| with.iter().all(|w| l.contains(w)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
