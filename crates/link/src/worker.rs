@@ -631,6 +631,9 @@ impl Worker {
             for datagram in src[..meta.len].chunks(stride.max(1)) {
                 self.handle_datagram(datagram, from, source, dst);
             }
+            // What one receive brought (a GRO batch: mostly one flow) reaches the TUN now,
+            // coalesced: holding it for more receives only adds latency.
+            self.flush_tun();
         }
         // Handshake responses and packets released by a new session go out now, and the
         // decrypted packets reach the TUN, coalesced.
