@@ -32,6 +32,13 @@ impl GsoQueue {
             || (len <= self.segment && self.len + len <= MAX_BYTES && self.count < max_segments)
     }
 
+    /// Whether a packet of up to `room` bytes can be written at the tail now: a segment
+    /// is free and the bytes fit. Whether it can stay is [`GsoQueue::can_keep`] on its
+    /// actual length.
+    pub fn has_room(&self, room: usize, max_segments: usize) -> bool {
+        self.count == 0 || (self.count < max_segments && self.len + room <= MAX_BYTES)
+    }
+
     /// The free space after the queued packets, for the next packet to be written into.
     pub fn tail(&mut self) -> &mut [u8] {
         &mut self.buffer[self.len..]

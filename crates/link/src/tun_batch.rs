@@ -11,6 +11,9 @@ use crate::buffer::PacketBuffer;
 use std::io;
 use tun_rs::{GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 
+/// The largest packet GRO builds on write (an IP packet's limit).
+const COALESCED_MAX: usize = 65535;
+
 /// Room for one packet of a batch: the MTU, rounded up, with space to spare.
 fn segment_room(mtu: u32) -> usize {
     (mtu.max(1500) as usize + 64).next_multiple_of(64)
@@ -90,8 +93,11 @@ impl TunWriter {
     /// The space for the next packet (at least `len` bytes); [`TunWriter::commit`] keeps it.
     pub fn slot(&mut self, len: usize) -> &mut [u8] {
         if self.buffers.len() <= self.count {
+            // tun-rs coalesces a flow into its first packet's buffer only when that buffer
+            // can hold a whole 64 KiB segment (it never reallocates): reserve it. The
+            // memory is touched only as far as packets fill it.
             self.buffers
-                .push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + self.room));
+                .push(Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + COALESCED_MAX));
         }
         let buffer = &mut self.buffers[self.count];
         buffer.clear();

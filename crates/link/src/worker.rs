@@ -462,10 +462,12 @@ impl Worker {
     /// Encrypts a packet from the TUN straight into the GSO queue (sending what is queued
     /// first when it cannot join).
     fn encapsulate_queued(&mut self, plaintext: &[u8]) {
-        // Data messages: 16 header bytes, the plaintext padded to 16, a 16-byte tag.
-        let expected = 32 + plaintext.len().next_multiple_of(16);
+        // Room for the largest a data message can be: 16 header bytes, the plaintext
+        // (padded to 16 by the spec; boringtun does not pad), a 16-byte tag. Whether it
+        // joins the queued packets is decided on its actual length, below.
+        let room = 32 + plaintext.len().next_multiple_of(16);
         let max = self.udp.max_gso_segments().clamp(1, 64);
-        if !self.gso.fits(expected, max) {
+        if !self.gso.has_room(room, max) {
             self.flush();
         }
         let tail = self.gso.tail();
@@ -485,10 +487,10 @@ impl Worker {
             _ => return,
         };
         if !self.gso.can_keep(len) {
-            // A handshake initiation longer than the queued packets: it goes alone.
+            // Longer than the queued packets: they leave, it starts the next send.
             let packet = self.gso.tail()[..len].to_vec();
-            self.send(&packet);
-            return;
+            self.flush();
+            self.gso.tail()[..len].copy_from_slice(&packet);
         }
         if self.gso.commit(len) {
             self.flush();
