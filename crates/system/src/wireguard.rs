@@ -77,6 +77,33 @@ pub fn all_addresses() -> [IpNet; 2] {
     ]
 }
 
+/// How long to wait for the kernel's answer before giving up (it answers at once; this
+/// only keeps a lost answer from hanging the daemon).
+pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(5),
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt on a valid descriptor with a timeval of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// A generic-netlink socket with the `wireguard` family resolved.
 pub struct Genl {
     socket: Socket,
@@ -101,6 +128,9 @@ impl Genl {
         socket
             .connect(&NlAddr::new(0, 0))
             .map_err(io_err("connecting a generic netlink socket"))?;
+        set_receive_timeout(&socket, RECEIVE_TIMEOUT).map_err(io_err(
+            "setting a receive timeout on a generic netlink socket",
+        ))?;
         let mut genl = Genl {
             socket,
             family: 0,
@@ -158,6 +188,11 @@ impl Genl {
         let mut buffer = vec![0; message.buffer_len()];
         message.serialize(&mut buffer);
         self.socket.send(&buffer, 0)?;
+        tracing::trace!(
+            flags,
+            sequence = self.sequence,
+            "generic netlink request sent"
+        );
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut out = Vec::new();
         loop {
@@ -171,6 +206,13 @@ impl Genl {
                     return Err(std::io::Error::other("bad netlink answer: length 0"));
                 }
                 offset += (length + 3) & !3;
+                tracing::trace!(
+                    kind = reply.header.message_type,
+                    flags = reply.header.flags,
+                    sequence = reply.header.sequence_number,
+                    length,
+                    "generic netlink answer"
+                );
                 if reply.header.sequence_number != self.sequence {
                     continue; // an answer to an earlier, abandoned request
                 }
@@ -185,9 +227,16 @@ impl Genl {
         }
     }
 
+    /// A message of the wireguard family, addressed with the family id the kernel gave it.
+    fn message(&self, payload: WireguardMessage) -> GenlMessage<WireguardMessage> {
+        let mut message = GenlMessage::from_payload(payload);
+        message.set_resolved_family_id(self.family);
+        message
+    }
+
     /// The device named `ifname` with its peers and counters.
     pub fn device(&mut self, ifname: &str) -> Result<Device, SystemError> {
-        let request = GenlMessage::from_payload(WireguardMessage {
+        let request = self.message(WireguardMessage {
             cmd: WireguardCmd::GetDevice,
             attributes: vec![WireguardAttribute::IfName(ifname.to_string())],
         });
@@ -260,7 +309,7 @@ impl Genl {
         ifname: &str,
         attributes: Vec<WireguardAttribute>,
     ) -> Result<(), SystemError> {
-        let request = GenlMessage::from_payload(WireguardMessage {
+        let request = self.message(WireguardMessage {
             cmd: WireguardCmd::SetDevice,
             attributes,
         });
