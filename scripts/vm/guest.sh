@@ -196,6 +196,58 @@ nothing_left() {
     [ -z "$(inns n$i ip -6 route show table all proto 98)" ] || { inns n$i ip -6 route show table all proto 98; return 1; }
 }
 
+# count_is N NODE COMMAND...: the command, run in the node, succeeds and prints N lines.
+count_is() {
+    local n=$1 node=$2 out
+    shift 2
+    out=$(inns $node "$@") || return 1
+    echo "$out"
+    [ "$(echo "$out" | grep -c .)" = "$n" ]
+}
+# in_vrf_table NODE VRF: braid's routes (proto 98) to the peers' networks are in the table.
+in_vrf_table() {
+    local v6 v4
+    v6=$(inns n$1 ip -6 route show vrf "$2" proto 98) || return 1
+    v4=$(inns n$1 ip -4 route show vrf "$2" proto 98) || return 1
+    echo "$v6"
+    echo "$v4"
+    echo "$v6" | grep -q "^2001:db8:5e:" && echo "$v4" | grep -q "^198\.18\."
+}
+# none_in_main NODE: no braid route in the main table, and the main table has no way into
+# the overlay.
+none_in_main() {
+    local v6 v4 get
+    v6=$(inns n$1 ip -6 route show table main proto 98) || return 1
+    v4=$(inns n$1 ip -4 route show table main proto 98) || return 1
+    [ -z "$v6$v4" ] || { echo "$v6$v4"; return 1; }
+    get=$(inns n$1 ip -6 route get 2001:db8:5e:2::1 2>&1)
+    echo "$get"
+    ! echo "$get" | grep -q "dev wg"
+}
+status_says() { # status_says NODE TEXT
+    inns n$1 braid status -c /cfg/n$1.json --json >/tmp/status.n$1 2>&1 && grep -q "$2" /tmp/status.n$1
+}
+reload_updates() { # reload_updates NODE TEXT
+    inns n$1 braid reload -c /cfg/n$1.json >/tmp/reload.n$1 2>&1
+    cat /tmp/reload.n$1
+    grep -q "$2" /tmp/reload.n$1
+}
+keepalive_is() { # keepalive_is NODE DEV SECONDS
+    local out
+    out=$(inns n$1 wg show "$2" persistent-keepalive) || return 1
+    echo "$out"
+    [ "$(echo "$out" | awk '{ print $2 }')" = "$3" ]
+}
+same() { # same BEFORE AFTER
+    echo "before: $1, after: $2"
+    [ "$1" = "$2" ]
+}
+exited() { # exited PID...: none of the processes is alive
+    local p
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && return 1; done
+    return 0
+}
+
 up() { # up NODE: braid up, output kept in /tmp/up.nNODE
     local s
     inns n$1 braid up -c /cfg/n$1.json >/tmp/up.n$1 2>&1
@@ -228,15 +280,9 @@ mesh() { # mesh TAG VRF
     done
     if [ -n "$vrf" ]; then
         for i in 1 2 3; do
-            check "$tag: n$i's links and bridge are in VRF $vrf" sh -c "
-                [ \"\$(ip netns exec $P-n$i ip -o link show master $vrf | wc -l)\" = 5 ] || { ip netns exec $P-n$i ip -o link show master $vrf; exit 1; }"
-            check "$tag: n$i's braid routes are in the VRF's table" sh -c "
-                ip netns exec $P-n$i ip -6 route show vrf $vrf proto 98 | grep -q 2001:db8:5e: &&
-                ip netns exec $P-n$i ip -4 route show vrf $vrf proto 98 | grep -q 198.1"
-            check "$tag: n$i has no braid route in the main table" sh -c "
-                [ -z \"\$(ip netns exec $P-n$i ip -6 route show table main proto 98)\" ] &&
-                [ -z \"\$(ip netns exec $P-n$i ip -4 route show table main proto 98)\" ] &&
-                ! ip netns exec $P-n$i ip -6 route get 2001:db8:5e:2::1 2>/dev/null | grep -q wg"
+            check "$tag: n$i's links and bridge are in VRF $vrf" count_is 5 n$i ip -o link show master "$vrf"
+            check "$tag: n$i's braid routes are in the VRF's table" in_vrf_table $i "$vrf"
+            check "$tag: n$i has no braid route in the main table" none_in_main $i
         done
     fi
     # Remove n3 from the registry: n1 and n2 lose their links to it and keep the others.
@@ -248,7 +294,7 @@ mesh() { # mesh TAG VRF
     check "$tag: braid up again on n2" up 2
     after=""
     for f in 4 6; do after="$after $(index_of 1 "$(ifname 2 $f)"):$(handshake_of 1 "$(ifname 2 $f)")"; done
-    check "$tag: n1's links to n2 untouched (same ifindex and session:$before)" [ "$before" = "$after" ]
+    check "$tag: n1's links to n2 untouched (same ifindex and session)" same "$before" "$after"
     for f in 4 6; do
         check "$tag: n1's ip$f link to n3 removed" absent 1 "$(ifname 3 $f)"
         check "$tag: n2's ip$f link to n3 removed" absent 2 "$(ifname 3 $f)"
@@ -272,15 +318,10 @@ mixed() {
     pid1=$!
     inns n2 braid run -c /cfg/n2.json >/tmp/run.n2 2>&1 &
     pid2=$!
-    status_says() { # status_says NODE TEXT
-        inns n$1 braid status -c /cfg/n$1.json --json >/tmp/status.n$1 2>&1 && grep -q "$2" /tmp/status.n$1
-    }
     check "$tag: n1 status: backend auto chose kernel" wait_until 60 status_says 1 '"backend": "kernel"'
     check "$tag: n2 status: backend userspace" wait_until 60 status_says 2 '"backend": "userspace"'
-    check "$tag: n1's links are kernel WireGuard devices" sh -c "
-        [ \"\$(ip netns exec $P-n1 ip -o link show type wireguard | wc -l)\" = 2 ]"
-    check "$tag: n2's links are TUN devices" sh -c "
-        [ \"\$(ip netns exec $P-n2 ip -o link show type tun | wc -l)\" = 2 ]"
+    check "$tag: n1's links are kernel WireGuard devices" count_is 2 n1 ip -o link show type wireguard
+    check "$tag: n2's links are TUN devices" count_is 2 n2 ip -o link show type tun
     check "$tag: handshakes between kernel and userspace" wait_until 60 all_handshakes 1
     for f in 4 6; do
         check "$tag: ping kernel n1 -> userspace n2 over the ip$f link" ping_link 1 2 $f
@@ -288,18 +329,17 @@ mixed() {
     done
     check "$tag: ping n1 -> n2's network" wait_until 20 ping_overlay 1 2 ""
     check "$tag: ping n2 -> n1's network" wait_until 20 ping_overlay 2 1 ""
-    check "$tag: n1 status shows the handshake and traffic" sh -c "
-        grep -q '\"state\": \"up\"' /tmp/status.n1 || { ip netns exec $P-n1 braid status -c /cfg/n1.json --json | tee /tmp/status.n1 | grep -q '\"state\": \"up\"'; }"
+    check "$tag: n1 status shows the link up" wait_until 10 status_says 1 '"state": "up"'
     # A reload that changes the keepalive: the kernel link is updated in place.
     before=$(index_of 1 "$(ifname 2 4)")
     write_config 1 auto "" 3
-    check "$tag: reload on n1 (keepalive 3)" sh -c "ip netns exec $P-n1 braid reload -c /cfg/n1.json | tee /tmp/reload.n1 | grep -q '2 updated'"
+    check "$tag: reload on n1 (keepalive 3) updates both links" reload_updates 1 "2 updated"
     after=$(index_of 1 "$(ifname 2 4)")
-    check "$tag: n1's link updated in place (same ifindex $before, keepalive 3)" sh -c "
-        [ '$before' = '$after' ] && ip netns exec $P-n1 wg show $(ifname 2 4) persistent-keepalive | grep -q '3\$'"
+    check "$tag: n1's link updated in place (same ifindex)" same "$before" "$after"
+    check "$tag: n1's link has keepalive 3" keepalive_is 1 "$(ifname 2 4)" 3
     check "$tag: braid down on n1 (through its daemon)" inns n1 braid down -c /cfg/n1.json
     check "$tag: braid down on n2 (through its daemon)" inns n2 braid down -c /cfg/n2.json
-    check "$tag: both daemons exited" wait_until 30 sh -c "! kill -0 $pid1 2>/dev/null && ! kill -0 $pid2 2>/dev/null"
+    check "$tag: both daemons exited" wait_until 30 exited $pid1 $pid2
     kill "$pid1" "$pid2" 2>/dev/null
     check "$tag: nothing of braid's left on n1" nothing_left 1
     check "$tag: nothing of braid's left on n2" nothing_left 2

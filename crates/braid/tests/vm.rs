@@ -23,6 +23,7 @@ const REQUIRED: &[&str] = &[
     "mesh: ping n3 -> n2 over the ip6 link",
     "mesh: ping n1 -> n3's network (static routes)",
     "mesh: n1 reports its links to n2 unchanged",
+    "mesh: n1's links to n2 untouched (same ifindex and session)",
     "mesh: n1's ip4 link to n3 removed",
     "mesh: nothing of braid's left on n3",
     "vrf: n1's links and bridge are in VRF brdvrf",
@@ -35,6 +36,9 @@ const REQUIRED: &[&str] = &[
     "mixed: handshakes between kernel and userspace",
     "mixed: ping userspace n2 -> kernel n1 over the ip4 link",
     "mixed: nothing of braid's left on n2",
+    "mixed: reload on n1 (keepalive 3) updates both links",
+    "mixed: n1's link updated in place (same ifindex)",
+    "mixed: n1's link has keepalive 3",
 ];
 
 fn repo_root() -> PathBuf {
