@@ -36,7 +36,12 @@ mkdir -p "$CACHE"
 deb=${BRAID_VM_KERNEL_DEB:-}
 if [ -z "$deb" ]; then
     # linux-image-amd64 is a metapackage; its dependency is the real image.
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    image() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+    pkg=$(image)
+    if [ -z "$pkg" ] && [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq >&2 || true
+        pkg=$(image)
+    fi
     [ -n "$pkg" ] || unavailable "apt-cache knows no linux-image-amd64 (run apt-get update)"
     deb=$(ls "$CACHE"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
     if [ -z "$deb" ]; then

@@ -8,8 +8,9 @@
 #           removes one peer's links and leaves the others untouched; `braid down`.
 # 2. vrf:   the same with "vrf": links and bridge in the VRF, braid's routes only in the
 #           VRF's table, pings inside the VRF; `braid down` removes the VRF too.
-# 3. mixed: `braid run` on a kernel-backend node (backend auto) and a userspace node,
-#           linked together; status names each backend; a reload changes a link in place.
+# 3. mixed: `braid run` on a kernel-backend node (backend auto) and a userspace node whose
+#           overlay is in a VRF, linked together; status names each backend; a reload
+#           changes a kernel link in place.
 
 P=brdvm
 ok=0
@@ -313,7 +314,7 @@ mixed() {
     keys 1 2
     write_registry 1 2
     write_config 1 auto "" 1
-    write_config 2 userspace "" 1
+    write_config 2 userspace brdvrf 1
     inns n1 braid run -c /cfg/n1.json >/tmp/run.n1 2>&1 &
     pid1=$!
     inns n2 braid run -c /cfg/n2.json >/tmp/run.n2 2>&1 &
@@ -322,13 +323,16 @@ mixed() {
     check "$tag: n2 status: backend userspace" wait_until 60 status_says 2 '"backend": "userspace"'
     check "$tag: n1's links are kernel WireGuard devices" count_is 2 n1 ip -o link show type wireguard
     check "$tag: n2's links are TUN devices" count_is 2 n2 ip -o link show type tun
+    check "$tag: n2's TUN links and bridge are in VRF brdvrf" wait_until 20 count_is 3 n2 ip -o link show master brdvrf
+    check "$tag: n2's braid routes are in the VRF's table" wait_until 20 in_vrf_table 2 brdvrf
+    check "$tag: n2 has no braid route in the main table" none_in_main 2
     check "$tag: handshakes between kernel and userspace" wait_until 60 all_handshakes 1
     for f in 4 6; do
         check "$tag: ping kernel n1 -> userspace n2 over the ip$f link" ping_link 1 2 $f
         check "$tag: ping userspace n2 -> kernel n1 over the ip$f link" ping_link 2 1 $f
     done
     check "$tag: ping n1 -> n2's network" wait_until 20 ping_overlay 1 2 ""
-    check "$tag: ping n2 -> n1's network" wait_until 20 ping_overlay 2 1 ""
+    check "$tag: ping n2 -> n1's network (from its VRF)" wait_until 20 ping_overlay 2 1 brdvrf
     check "$tag: n1 status shows the link up" wait_until 10 status_says 1 '"state": "up"'
     # A reload that changes the keepalive: the kernel link is updated in place.
     before=$(index_of 1 "$(ifname 2 4)")
