@@ -334,6 +334,7 @@ mixed() {
     check "$tag: ping n1 -> n2's network" wait_until 20 ping_overlay 1 2 ""
     check "$tag: ping n2 -> n1's network (from its VRF)" wait_until 20 ping_overlay 2 1 brdvrf
     check "$tag: n1 status shows the link up" wait_until 10 status_says 1 '"state": "up"'
+    check "$tag: n1 status counts the kernel links' packets" status_says 1 '"rx_packets": [1-9]'
     # A reload that changes the keepalive: the kernel link is updated in place.
     before=$(index_of 1 "$(ifname 2 4)")
     write_config 1 auto "" 3

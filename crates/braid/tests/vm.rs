@@ -34,6 +34,7 @@ const REQUIRED: &[&str] = &[
     "mixed: n1 status: backend auto chose kernel",
     "mixed: n2 status: backend userspace",
     "mixed: handshakes between kernel and userspace",
+    "mixed: n1 status counts the kernel links' packets",
     "mixed: n2's TUN links and bridge are in VRF brdvrf",
     "mixed: n2's braid routes are in the VRF's table",
     "mixed: n2 has no braid route in the main table",

@@ -10,6 +10,7 @@ use crate::backend::{BackendError, LinkBackend, LinkSetup, LinkStats};
 use crate::userspace::resolve;
 use braid_plan::reconcile::Change;
 use braid_system::links::Settings;
+use braid_system::sync::RouteSocket;
 use braid_system::wireguard::{self, DeviceConfig, Genl, PeerConfig};
 use braid_system::{Netlink, SystemError};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -83,6 +84,8 @@ pub struct KernelBackend {
     links: BTreeMap<String, Option<String>>,
     /// One generic netlink socket per namespace, opened on first use.
     genl: Mutex<HashMap<Option<String>, Genl>>,
+    /// One route netlink socket per namespace, for interface counters.
+    route: Mutex<HashMap<Option<String>, RouteSocket>>,
     rx: Mutex<HashMap<String, RxSeen>>,
 }
 
@@ -105,6 +108,26 @@ impl KernelBackend {
         let result = f(genl);
         if result.is_err() {
             // A broken socket is opened again next time.
+            sockets.remove(&key);
+        }
+        result
+    }
+
+    fn with_route<T>(
+        &self,
+        netns: Option<&str>,
+        f: impl FnOnce(&mut RouteSocket) -> Result<T, SystemError>,
+    ) -> Result<T, SystemError> {
+        let mut sockets = self.route.lock().unwrap_or_else(|p| p.into_inner());
+        let key = netns.map(str::to_string);
+        let socket = match sockets.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(RouteSocket::connect_in(netns)?)
+            }
+        };
+        let result = f(socket);
+        if result.is_err() {
             sockets.remove(&key);
         }
         result
@@ -384,6 +407,12 @@ impl LinkBackend for KernelBackend {
             }
             seen.at
         };
+        let counters = self
+            .with_route(netns.as_deref(), |route| route.counters(name))
+            .inspect_err(|e| tracing::debug!(link = %name, "reading the counters: {e}"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         Some(LinkStats {
             endpoint: peer.endpoint.map(|e| e.to_string()),
             listen_port: device.listen_port,
@@ -391,6 +420,13 @@ impl LinkBackend for KernelBackend {
             last_rx,
             rx_bytes: peer.rx_bytes,
             tx_bytes: peer.tx_bytes,
+            // Packets through the interface, and what the kernel counted as errors on it:
+            // datagrams that failed to decrypt or were malformed, packets it could not
+            // send (no endpoint or session).
+            rx_packets: counters.rx_packets,
+            tx_packets: counters.tx_packets,
+            dropped_bad_packet: counters.rx_errors + counters.rx_dropped,
+            dropped_no_route: counters.tx_errors + counters.tx_dropped,
             ..LinkStats::default()
         })
     }
