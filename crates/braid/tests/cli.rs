@@ -429,6 +429,31 @@ fn run_refuses_what_this_build_cannot_do() {
             && err.contains("use `braid run -c"),
         "{err}"
     );
+    // Bonded links are the userspace backend's: refused with the kernel backend and by
+    // the one-shot `up`, whatever this kernel has.
+    let bonded = broken("alpha.json", |t| {
+        t.replacen(
+            "\"vrf\": \"\",",
+            "\"vrf\": \"\", \"backend\": \"kernel\",",
+            1,
+        )
+        .replacen(
+            "\"random_port\": false",
+            "\"random_port\": false, \"paths\": [{\"interface\": \"wan0\"}]",
+            1,
+        )
+    });
+    let bonded = bonded.path().join("alpha.json");
+    for command in ["run", "up"] {
+        let out = braid(&[command, "-c", bonded.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("transport[0]: multi-path links")
+                && err.contains("userspace backend"),
+            "{command}: {err}"
+        );
+    }
     // Where the kernel has WireGuard the kernel backend runs (the VM test covers that);
     // here it must be refused with the fix named.
     if kernel_has_wireguard() {

@@ -10,6 +10,7 @@ use crate::backend::{BackendError, LinkBackend, LinkSetup, LinkStats};
 use crate::userspace::resolve;
 use braid_plan::reconcile::Change;
 use braid_system::links::Settings;
+use braid_system::sync::RouteSocket;
 use braid_system::wireguard::{self, DeviceConfig, Genl, PeerConfig};
 use braid_system::{Netlink, SystemError};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -83,6 +84,8 @@ pub struct KernelBackend {
     links: BTreeMap<String, Option<String>>,
     /// One generic netlink socket per namespace, opened on first use.
     genl: Mutex<HashMap<Option<String>, Genl>>,
+    /// One route netlink socket per namespace, for interface counters.
+    route: Mutex<HashMap<Option<String>, RouteSocket>>,
     rx: Mutex<HashMap<String, RxSeen>>,
 }
 
@@ -110,6 +113,26 @@ impl KernelBackend {
         result
     }
 
+    fn with_route<T>(
+        &self,
+        netns: Option<&str>,
+        f: impl FnOnce(&mut RouteSocket) -> Result<T, SystemError>,
+    ) -> Result<T, SystemError> {
+        let mut sockets = self.route.lock().unwrap_or_else(|p| p.into_inner());
+        let key = netns.map(str::to_string);
+        let socket = match sockets.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(RouteSocket::connect_in(netns)?)
+            }
+        };
+        let result = f(socket);
+        if result.is_err() {
+            sockets.remove(&key);
+        }
+        result
+    }
+
     /// Creates the device if missing and brings every setting in line, in place: an
     /// existing device keeps its index, and its session when the peer stays the same.
     fn ensure(&self, desired: &Desired) -> Result<(), SystemError> {
@@ -126,33 +149,43 @@ impl KernelBackend {
         })
     }
 
-    /// Whether the device exists exactly as desired.
-    fn matches(&self, desired: &Desired) -> Result<bool, SystemError> {
+    /// How the device differs from the desired one: `None` when it matches exactly.
+    fn difference(&self, desired: &Desired) -> Result<Option<String>, SystemError> {
         let d = desired.clone();
-        let interface_ok =
-            braid_system::netns::block_on(move || async move { interface_matches(&d).await })??;
-        if !interface_ok {
-            return Ok(false);
+        let interface =
+            braid_system::netns::block_on(move || async move { interface_difference(&d).await })??;
+        if interface.is_some() {
+            return Ok(interface);
         }
         let device = self.with_genl(desired.netns.as_deref(), |genl| genl.device(&desired.name))?;
         let want = &desired.device;
-        let peer_ok = match device.peers.as_slice() {
-            [peer] => {
-                let mut ips = peer.allowed_ips.clone();
-                ips.sort();
-                let mut all = wireguard::all_addresses().to_vec();
-                all.sort();
-                peer.public_key == want.peer.public_key
-                    && peer.keepalive == want.peer.keepalive
-                    && (want.peer.endpoint.is_none() || peer.endpoint == want.peer.endpoint)
-                    && ips == all
-            }
-            _ => false,
+        let mut all = wireguard::all_addresses().to_vec();
+        all.sort();
+        let peer = match device.peers.as_slice() {
+            [peer] => peer,
+            peers => return Ok(Some(format!("{} peers", peers.len()))),
         };
-        Ok(device.private_key == Some(want.private_key)
-            && (want.listen_port == 0 || device.listen_port == want.listen_port)
-            && device.fwmark == want.fwmark
-            && peer_ok)
+        let mut ips = peer.allowed_ips.clone();
+        ips.sort();
+        let differences = [
+            (device.private_key != Some(want.private_key), "private key"),
+            (
+                want.listen_port != 0 && device.listen_port != want.listen_port,
+                "listen port",
+            ),
+            (device.fwmark != want.fwmark, "fwmark"),
+            (peer.public_key != want.peer.public_key, "peer key"),
+            (peer.keepalive != want.peer.keepalive, "keepalive"),
+            (
+                want.peer.endpoint.is_some() && peer.endpoint != want.peer.endpoint,
+                "endpoint",
+            ),
+            (ips != all, "allowed IPs"),
+        ];
+        Ok(differences
+            .iter()
+            .find(|(differs, _)| *differs)
+            .map(|(_, what)| what.to_string()))
     }
 }
 
@@ -251,35 +284,39 @@ impl LinkAddresses for Desired {
     }
 }
 
-/// The rtnetlink part of [`KernelBackend::matches`].
-async fn interface_matches(d: &Desired) -> Result<bool, SystemError> {
+/// The rtnetlink part of [`KernelBackend::difference`].
+async fn interface_difference(d: &Desired) -> Result<Option<String>, SystemError> {
     let overlay = overlay_netlink(d.netns.as_deref()).await?;
     let Some(link) = overlay.link_by_name(&d.name).await? else {
-        return Ok(false);
+        return Ok(Some("missing".into()));
     };
     let controller = match &d.vrf {
         None => None,
         Some(vrf) => match overlay.vrf(vrf).await? {
             Some(v) => Some(v.index),
-            None => return Ok(false),
+            None => return Ok(Some(format!("VRF {vrf} missing"))),
         },
     };
-    if link.kind.as_deref() != Some("wireguard")
-        || link.mtu != d.settings.mtu
-        || link.group != d.settings.group
-        || link.controller != controller
-        || !link.up
-    {
-        return Ok(false);
-    }
     let present = overlay.addresses(link.index).await?;
     let wanted: Vec<IpAddr> = d
         .link_local6
         .map(|n| IpAddr::V6(n.addr()))
         .into_iter()
         .chain(d.link4.map(|n| IpAddr::V4(n.addr())))
+        .chain(d.peer_link4.map(IpAddr::V4))
         .collect();
-    Ok(wanted.iter().all(|a| present.contains(a)))
+    let differences = [
+        (link.kind.as_deref() != Some("wireguard"), "kind"),
+        (link.mtu != d.settings.mtu, "MTU"),
+        (link.group != d.settings.group, "group"),
+        (link.controller != controller, "VRF"),
+        (!link.up, "down"),
+        (!wanted.iter().all(|a| present.contains(a)), "addresses"),
+    ];
+    Ok(differences
+        .iter()
+        .find(|(differs, _)| *differs)
+        .map(|(_, what)| what.to_string()))
 }
 
 impl LinkBackend for KernelBackend {
@@ -289,13 +326,16 @@ impl LinkBackend for KernelBackend {
 
     fn adopt(&mut self, setup: LinkSetup<'_>) -> bool {
         let d = desired(&setup);
-        match self.matches(&d) {
-            Ok(true) => {
+        match self.difference(&d) {
+            Ok(None) => {
                 tracing::info!(link = %d.name, "link already up as planned; left as it is");
                 self.links.insert(d.name, d.netns);
                 true
             }
-            Ok(false) => false,
+            Ok(Some(difference)) => {
+                tracing::debug!(link = %d.name, %difference, "the running device differs from the plan");
+                false
+            }
             Err(e) => {
                 tracing::debug!(link = %d.name, "cannot compare with the running device: {e}");
                 false
@@ -367,6 +407,12 @@ impl LinkBackend for KernelBackend {
             }
             seen.at
         };
+        let counters = self
+            .with_route(netns.as_deref(), |route| route.counters(name))
+            .inspect_err(|e| tracing::debug!(link = %name, "reading the counters: {e}"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         Some(LinkStats {
             endpoint: peer.endpoint.map(|e| e.to_string()),
             listen_port: device.listen_port,
@@ -374,6 +420,13 @@ impl LinkBackend for KernelBackend {
             last_rx,
             rx_bytes: peer.rx_bytes,
             tx_bytes: peer.tx_bytes,
+            // Packets through the interface, and what the kernel counted as errors on it:
+            // datagrams that failed to decrypt or were malformed, packets it could not
+            // send (no endpoint or session).
+            rx_packets: counters.rx_packets,
+            tx_packets: counters.tx_packets,
+            dropped_bad_packet: counters.rx_errors + counters.rx_dropped,
+            dropped_no_route: counters.tx_errors + counters.tx_dropped,
             ..LinkStats::default()
         })
     }

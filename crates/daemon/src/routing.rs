@@ -64,6 +64,17 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         if let Some(gw) = addresses.gateway4 {
             nl.add_address(bridge, IpAddr::V4(gw), 24).await?;
         }
+        if let Some(vrf) = vrf {
+            // Linux picks the source of what the node itself sends into a VRF from the
+            // outgoing link and the VRF device first; with only a link-local address on
+            // the link, IPv6 would leave from fe80::. The node's addresses on the VRF
+            // device make its own traffic leave from its overlay address.
+            nl.add_address(vrf.index, IpAddr::V6(addresses.address6), 128)
+                .await?;
+            if let Some(gw) = addresses.gateway4 {
+                nl.add_address(vrf.index, IpAddr::V4(gw), 32).await?;
+            }
+        }
     }
     if config.routing.mode != RoutingMode::None {
         set_forwarding(config.netns.as_deref())?;

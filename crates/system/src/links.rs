@@ -228,7 +228,8 @@ impl Netlink {
         Ok(Vrf { index, table })
     }
 
-    /// Every address on an interface, link-local ones included.
+    /// Every address on an interface, link-local ones and the far ends of point-to-point
+    /// ones included.
     pub async fn addresses(&self, index: u32) -> Result<Vec<std::net::IpAddr>, SystemError> {
         use futures_util::TryStreamExt;
         let mut stream = self
@@ -243,8 +244,13 @@ impl Netlink {
             .await
             .map_err(nl(format!("listing the addresses of interface {index}")))?
         {
+            // A point-to-point address has the local end in IFA_LOCAL and the far end in
+            // IFA_ADDRESS; an ordinary one the same address in both.
             for attribute in &message.attributes {
-                if let netlink_packet_route::address::AddressAttribute::Address(ip) = attribute {
+                use netlink_packet_route::address::AddressAttribute;
+                if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = attribute
+                    && !out.contains(ip)
+                {
                     out.push(*ip);
                 }
             }

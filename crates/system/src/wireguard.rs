@@ -7,10 +7,10 @@
 //! any thread.
 
 use crate::SystemError;
+use crate::sync::{self, io_err};
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NetlinkSerializable,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkSerializable,
 };
 use netlink_packet_generic::GenlMessage;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
@@ -20,7 +20,7 @@ use netlink_packet_wireguard::{
     WireguardCmd, WireguardDeviceFlags, WireguardMessage, WireguardPeer, WireguardPeerAttribute,
     WireguardPeerFlags,
 };
-use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_GENERIC};
+use netlink_sys::{Socket, protocols::NETLINK_GENERIC};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
@@ -84,23 +84,12 @@ pub struct Genl {
     sequence: u32,
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SystemError {
-    let what = what.into();
-    move |source| SystemError::Genl { what, source }
-}
-
 impl Genl {
     /// Opens a socket in the calling thread's namespace and resolves the family. Without
     /// the WireGuard module: [`SystemError::NoWireGuard`].
     pub fn connect() -> Result<Self, SystemError> {
-        let mut socket =
-            Socket::new(NETLINK_GENERIC).map_err(io_err("opening a generic netlink socket"))?;
-        socket
-            .bind_auto()
-            .map_err(io_err("binding a generic netlink socket"))?;
-        socket
-            .connect(&NlAddr::new(0, 0))
-            .map_err(io_err("connecting a generic netlink socket"))?;
+        let socket =
+            sync::open(NETLINK_GENERIC).map_err(io_err("opening a generic netlink socket"))?;
         let mut genl = Genl {
             socket,
             family: 0,
@@ -139,8 +128,6 @@ impl Genl {
             .ok_or(SystemError::NoWireGuard)
     }
 
-    /// Sends one request and collects the answers until the dump ends or the request is
-    /// acknowledged. An error from the kernel comes back as its errno.
     fn request<F>(
         &mut self,
         message: GenlMessage<F>,
@@ -150,44 +137,19 @@ impl Genl {
         GenlMessage<F>: NetlinkSerializable + NetlinkDeserializable + std::fmt::Debug,
     {
         self.sequence = self.sequence.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.sequence;
-        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        message.finalize();
-        let mut buffer = vec![0; message.buffer_len()];
-        message.serialize(&mut buffer);
-        self.socket.send(&buffer, 0)?;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut out = Vec::new();
-        loop {
-            let (data, _) = self.socket.recv_from_full()?;
-            let mut offset = 0;
-            while offset + 16 <= data.len() {
-                let reply = NetlinkMessage::<GenlMessage<F>>::deserialize(&data[offset..])
-                    .map_err(|e| std::io::Error::other(format!("bad netlink answer: {e}")))?;
-                let length = reply.header.length as usize;
-                if length == 0 {
-                    return Err(std::io::Error::other("bad netlink answer: length 0"));
-                }
-                offset += (length + 3) & !3;
-                if reply.header.sequence_number != self.sequence {
-                    continue; // an answer to an earlier, abandoned request
-                }
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::Error(_) if !dump => return Ok(out),
-                    _ => {}
-                }
-            }
-        }
+        sync::exchange(&self.socket, self.sequence, message, flags)
+    }
+
+    /// A message of the wireguard family, addressed with the family id the kernel gave it.
+    fn message(&self, payload: WireguardMessage) -> GenlMessage<WireguardMessage> {
+        let mut message = GenlMessage::from_payload(payload);
+        message.set_resolved_family_id(self.family);
+        message
     }
 
     /// The device named `ifname` with its peers and counters.
     pub fn device(&mut self, ifname: &str) -> Result<Device, SystemError> {
-        let request = GenlMessage::from_payload(WireguardMessage {
+        let request = self.message(WireguardMessage {
             cmd: WireguardCmd::GetDevice,
             attributes: vec![WireguardAttribute::IfName(ifname.to_string())],
         });
@@ -260,7 +222,7 @@ impl Genl {
         ifname: &str,
         attributes: Vec<WireguardAttribute>,
     ) -> Result<(), SystemError> {
-        let request = GenlMessage::from_payload(WireguardMessage {
+        let request = self.message(WireguardMessage {
             cmd: WireguardCmd::SetDevice,
             attributes,
         });

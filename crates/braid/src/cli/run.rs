@@ -32,24 +32,49 @@ pub enum Chosen {
     Userspace,
 }
 
-pub fn choose(config_path: &Path, backend: Backend) -> Result<Chosen> {
-    Ok(match backend {
+/// The first transport that bonds several paths (only the userspace backend does that).
+fn multipath(config: &braid_model::Config) -> Option<usize> {
+    config
+        .transports
+        .iter()
+        .position(|t| !t.paths.is_empty() || t.wan_auto)
+}
+
+pub fn choose(config_path: &Path, config: &braid_model::Config) -> Result<Chosen> {
+    let bonded = multipath(config);
+    Ok(match config.backend {
         Backend::Userspace => Chosen::Userspace,
-        Backend::Kernel if kernel::available() => Chosen::Kernel,
-        Backend::Kernel => bail!(
-            "{}: backend: \"kernel\", but {}",
-            config_path.display(),
-            braid_system::SystemError::NoWireGuard
-        ),
-        Backend::Auto if kernel::available() => {
-            tracing::info!("backend auto: this kernel has WireGuard; using the kernel backend");
+        Backend::Kernel => {
+            if let Some(i) = bonded {
+                bail!(
+                    "{}: transport[{i}]: multi-path links (\"paths\", \"wan\") need the userspace backend, and \"backend\" is \"kernel\"; set \"backend\": \"userspace\" (or \"auto\"), or remove the paths",
+                    config_path.display()
+                );
+            }
+            if !kernel::available() {
+                bail!(
+                    "{}: backend: \"kernel\", but {}",
+                    config_path.display(),
+                    braid_system::SystemError::NoWireGuard
+                );
+            }
             Chosen::Kernel
         }
         Backend::Auto => {
-            tracing::info!(
-                "backend auto: this kernel has no WireGuard; using the userspace backend"
-            );
-            Chosen::Userspace
+            if let Some(i) = bonded {
+                tracing::info!(
+                    "backend auto: transport[{i}] bonds several paths, which only the userspace backend does; using it"
+                );
+                Chosen::Userspace
+            } else if kernel::available() {
+                tracing::info!("backend auto: this kernel has WireGuard; using the kernel backend");
+                Chosen::Kernel
+            } else {
+                tracing::info!(
+                    "backend auto: this kernel has no WireGuard; using the userspace backend"
+                );
+                Chosen::Userspace
+            }
         }
     })
 }
@@ -76,7 +101,7 @@ pub fn run(config_path: &Path) -> Result<bool> {
     raise_file_limit();
     let config = load_runnable(config_path)?;
     let path = config_path.to_path_buf();
-    match choose(config_path, config.backend)? {
+    match choose(config_path, &config)? {
         Chosen::Kernel => {
             runtime()?.block_on(braid_daemon::run::run(path, KernelBackend::new()))?
         }
@@ -96,6 +121,13 @@ pub fn up(config_path: &Path) -> Result<bool> {
             "{}: routing.mode: \"{}\" needs the routing engine supervised by a daemon; run `braid run -c {}`, or use \"static\" or \"none\" with `braid up`",
             config_path.display(),
             config.routing.mode.name(),
+            config_path.display()
+        );
+    }
+    if let Some(i) = multipath(&config) {
+        bail!(
+            "{}: transport[{i}]: multi-path links (\"paths\", \"wan\") are carried by the userspace backend, which needs a running process; use `braid run -c {}`",
+            config_path.display(),
             config_path.display()
         );
     }
