@@ -260,6 +260,9 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                 // A burst of changes (a link coming up brings several) is one rescan.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 follow_uplinks(&mut r, &mut uplinks_known).await;
+                // Events that came during the rescan are covered by it: drop their wake-up
+                // (the next change, or the retry tick, rescans again).
+                let _ = tokio::time::timeout(Duration::ZERO, uplink_events.notified()).await;
             }
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(status::status(&r, started, SystemTime::now()));

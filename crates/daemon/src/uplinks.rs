@@ -91,6 +91,12 @@ pub async fn rescan<B: LinkBackend>(
         return Ok(Rescan::default());
     };
     let wan_auto = loaded.config.transports.iter().any(|t| t.wan_auto);
+    // Most meshes have no paths: nothing to follow, and no dumps of a thousand interfaces
+    // every time one of braid's own links appears.
+    let has_paths = loaded.config.transports.iter().any(|t| !t.paths.is_empty());
+    if !wan_auto && !has_paths && known.is_empty() && r.paths_down.is_empty() {
+        return Ok(Rescan::default());
+    }
     let links = loaded.plan.links.clone();
     let nl = Netlink::connect()?;
     let uplinks = nl.uplinks().await?;

@@ -60,15 +60,24 @@ pub async fn enslave_links<'a>(
     running: impl Iterator<Item = &'a str>,
     vrf: Option<Vrf>,
 ) -> Result<(), SystemError> {
+    // One listing for all links: a node with a thousand links must not dump a thousand
+    // interfaces a thousand times.
+    let present: std::collections::HashMap<String, braid_system::LinkInfo> = nl
+        .links()
+        .await?
+        .into_iter()
+        .map(|l| (l.name.clone(), l))
+        .collect();
     for name in running {
         let Some(link) = loaded.plan.links.iter().find(|l| l.name == name) else {
             continue;
         };
-        if nl.set_controller(name, vrf.map(|v| v.index)).await? {
+        let Some(info) = present.get(name) else {
+            continue;
+        };
+        if nl.set_controller_of(info, vrf.map(|v| v.index)).await? {
             tracing::info!(link = name, vrf = %loaded.config.vrf, "link moved into the VRF");
-            if let Some(index) = nl.link_by_name(name).await?.map(|l| l.index) {
-                add_addresses(nl, index, &Planned { loaded, link }).await?;
-            }
+            add_addresses(nl, info.index, &Planned { loaded, link }).await?;
         }
     }
     Ok(())

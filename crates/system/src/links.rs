@@ -123,6 +123,17 @@ impl Netlink {
         let Some(link) = self.link_by_name(name).await? else {
             return Ok(false);
         };
+        self.set_controller_of(&link, controller).await
+    }
+
+    /// As [`Netlink::set_controller`], for an interface from a listing already made (one
+    /// dump for many interfaces instead of one each).
+    pub async fn set_controller_of(
+        &self,
+        link: &crate::LinkInfo,
+        controller: Option<u32>,
+    ) -> Result<bool, SystemError> {
+        let name = &link.name;
         if link.controller == controller {
             return Ok(false);
         }
