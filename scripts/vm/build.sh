@@ -83,6 +83,10 @@ copy_with_libs() {
 copy_with_libs "$(command -v ip)" /usr/sbin/ip
 copy_with_libs "$(command -v wg)" /usr/bin/wg
 copy_with_libs "$(command -v ping)" /usr/bin/ping
+# babeld, for the Babel-in-a-VRF checks, when this machine has it (scripts/deps.sh installs it).
+if command -v babeld >/dev/null; then
+    copy_with_libs "$(command -v babeld)" /usr/sbin/babeld
+fi
 strip --strip-debug -o "$OUT/braid" "$BRAID"
 copy_with_libs "$OUT/braid" /usr/bin/braid
 

@@ -8,7 +8,10 @@
 #           removes one peer's links and leaves the others untouched; `braid down`.
 # 2. vrf:   the same with "vrf": links and bridge in the VRF, braid's routes only in the
 #           VRF's table, pings inside the VRF; `braid down` removes the VRF too.
-# 3. mixed: `braid run` on a kernel-backend node (backend auto) and a userspace node whose
+# 3. babel: 3 nodes, `braid run` with the kernel backend, routing by babeld: babeld
+#           learns every peer's network over the kernel links, pings between all nodes'
+#           networks. Only when babeld is here.
+# 4. mixed: `braid run` on a kernel-backend node (backend auto) and a userspace node whose
 #           overlay is in a VRF, linked together; status names each backend; a reload
 #           changes a kernel link in place.
 
@@ -81,7 +84,7 @@ write_registry() { # write_registry NODE...
     mv $f.new $f
 }
 
-write_config() { # write_config NODE BACKEND VRF KEEPALIVE
+write_config() { # write_config NODE BACKEND VRF KEEPALIVE [ROUTING_MODE]
     cat >/cfg/n$1.json <<EOF
 {
   "registry": "/cfg/registry.json",
@@ -97,9 +100,9 @@ write_config() { # write_config NODE BACKEND VRF KEEPALIVE
   ],
   "backend": "$2",
   "address_plan": {"ipv6": "2001:db8:5e::/48", "ipv4_pool": "198.18.0.0/15"},
-  "routing": {"mode": "static"},
+  "routing": {"mode": "${5:-static}", "hello_interval": 1},
   "status": {"listen": "off"},
-  "control_socket": "/run/braid/n$1.sock"
+  "control_socket": "/run/braid/n$1/braid.sock"
 }
 EOF
 }
@@ -308,6 +311,48 @@ mesh() { # mesh TAG VRF
     teardown
 }
 
+# babel_routes NODE: babeld installed routes to both peers' networks.
+babel_routes() {
+    local v6 v4
+    v6=$(inns n$1 ip -6 route show proto babel) || return 1
+    v4=$(inns n$1 ip -4 route show proto babel) || return 1
+    echo "$v6"
+    echo "$v4"
+    [ "$(echo "$v6" | grep -c '^2001:db8:5e:')" -ge 2 ] && [ "$(echo "$v4" | grep -c '^198\.18\.')" -ge 2 ]
+}
+babel() {
+    local tag=babel i j pids=""
+    if [ ! -x /usr/sbin/babeld ]; then
+        echo "VMTEST SKIP babel: babeld is not in the initramfs (install babeld on the host)"
+        return
+    fi
+    underlay 1 2 3
+    keys 1 2 3
+    write_registry 1 2 3
+    for i in 1 2 3; do
+        write_config $i kernel "" 1 babel
+        inns n$i braid run -c /cfg/n$i.json >/tmp/run.n$i 2>&1 &
+        pids="$pids $!"
+    done
+    check "$tag: every link has a handshake" wait_until 60 all_handshakes 1 2 3
+    for i in 1 2 3; do
+        check "$tag: n$i learns both peers' networks" wait_until 60 babel_routes $i
+    done
+    for i in 1 2 3; do
+        for j in 1 2 3; do
+            [ $i = $j ] && continue
+            check "$tag: ping n$i -> n$j's network" wait_until 20 ping_overlay $i $j ""
+        done
+    done
+    for i in 1 2 3; do
+        check "$tag: braid down on n$i (through its daemon)" inns n$i braid down -c /cfg/n$i.json
+    done
+    check "$tag: the daemons exited" wait_until 30 exited $pids
+    kill $pids 2>/dev/null
+    for i in 1 2 3; do check "$tag: nothing of braid's left on n$i" nothing_left $i; done
+    teardown
+}
+
 mixed() {
     local tag=mixed pid1 pid2 before after f
     underlay 1 2
@@ -355,5 +400,6 @@ mkdir -p /cfg /run/braid
 start=$(date +%s)
 mesh mesh ""
 mesh vrf brdvrf
+babel
 mixed
 echo "VMTEST DONE pass=$ok fail=$bad seconds=$(($(date +%s) - start))"

@@ -429,6 +429,26 @@ fn run_refuses_what_this_build_cannot_do() {
             && err.contains("use `braid run -c"),
         "{err}"
     );
+    // A VRF with a routing engine is refused until the engines run inside the VRF.
+    let vrf_babel = broken("alpha.json", |t| {
+        t.replacen(
+            "\"vrf\": \"\",",
+            "\"vrf\": \"brdvrf\", \"routing\": {\"mode\": \"babel\"},",
+            1,
+        )
+    });
+    let out = braid(&[
+        "run",
+        "-c",
+        vrf_babel.path().join("alpha.json").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("vrf: \"brdvrf\" with routing.mode \"babel\" is not supported yet")
+            && err.contains("use routing mode \"static\""),
+        "{err}"
+    );
     // Bonded links are the userspace backend's: refused with the kernel backend and by
     // the one-shot `up`, whatever this kernel has.
     let bonded = broken("alpha.json", |t| {

@@ -228,7 +228,7 @@ async fn ensure_interface(d: Desired) -> Result<(), SystemError> {
     overlay.apply_settings(&d.name, &settings).await?;
     // Addresses after the VRF: enslaving cycles the device, which drops IPv6 addresses.
     add_addresses(&overlay, index, &d).await?;
-    overlay.set_up(index).await
+    overlay.set_up_multicast(index).await
 }
 
 /// Creates the device in this namespace (its sockets stay here) and moves it to the

@@ -183,6 +183,21 @@ impl Netlink {
             .map_err(nl(format!("bringing interface {index} up")))
     }
 
+    /// Brings a link up with multicast on (as TUN devices have it): babeld's hellos are
+    /// link-local multicast.
+    pub async fn set_up_multicast(&self, index: u32) -> Result<(), SystemError> {
+        let message = LinkUnspec::new_with_index(index)
+            .up()
+            .multicast(true)
+            .build();
+        self.handle()
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(nl(format!("bringing interface {index} up")))
+    }
+
     /// The VRF named `name`, created (up, in `group`) with a free table if missing. A VRF
     /// that exists keeps its table and group.
     pub async fn ensure_vrf(&self, name: &str, group: u32) -> Result<Vrf, SystemError> {

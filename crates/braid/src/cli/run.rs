@@ -86,6 +86,16 @@ fn load_runnable(config_path: &Path) -> Result<braid_model::Config> {
     for warning in &warnings.0 {
         tracing::warn!("{warning}");
     }
+    if !config.vrf.is_empty()
+        && matches!(config.routing.mode, RoutingMode::Babel | RoutingMode::Bird)
+    {
+        bail!(
+            "{}: vrf: \"{}\" with routing.mode \"{}\" is not supported yet (the routing engine would run outside the VRF and see none of its routes); use routing mode \"static\" or \"none\" with a VRF, or remove \"vrf\"",
+            config_path.display(),
+            config.vrf,
+            config.routing.mode.name()
+        );
+    }
     Ok(config)
 }
 
