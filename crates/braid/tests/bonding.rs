@@ -194,3 +194,84 @@ fn wan_auto_follows_the_uplinks() {
     });
     assert_eq!(lost(&lab, 50), 0);
 }
+
+/// Bytes node 1 sent on each path so far.
+fn sent(f: &NodeFiles) -> Vec<u64> {
+    bond(f)["paths"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .map(|p| p["tx_bytes"].as_u64().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// 200 pings of 1000 bytes at 10 ms; returns the bytes each path sent meanwhile.
+fn spread(lab: &Lab, f: &NodeFiles) -> Vec<u64> {
+    let before = sent(f);
+    let out = lab
+        .try_exec(
+            1,
+            "ping",
+            &[
+                "-n",
+                "-q",
+                "-i",
+                "0.01",
+                "-s",
+                "1000",
+                "-c",
+                "200",
+                "169.254.0.2",
+            ],
+        )
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" 0% packet loss"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The status is published twice a second.
+    std::thread::sleep(Duration::from_millis(700));
+    sent(f).iter().zip(&before).map(|(a, b)| a - b).collect()
+}
+
+#[test]
+fn flow_redundant_and_backup_spread_as_configured() {
+    if !braid_lab::available_or_skip("flow_redundant_and_backup_spread_as_configured") {
+        return;
+    }
+    // 200 pings of ~1 KB put ~210 KB on a path that carries them; probes put ~10 KB on each.
+    let carried = 150_000;
+    let idle = 40_000;
+    for scheduler in ["flow", "redundant", "backup"] {
+        let (lab, _dir, files) = bonded_lab(&format!("b{}", &scheduler[..1]), scheduler);
+        start_daemons(&lab, &files);
+        wait_until("both paths up", Duration::from_secs(20), || {
+            states(&bond(&files[0])) == ["up", "up"]
+        });
+        let d = spread(&lab, &files[0]);
+        eprintln!("{scheduler}: bytes per path {d:?}");
+        match scheduler {
+            // One flow (one ping), one path.
+            "flow" => assert!(
+                d.iter().filter(|&&b| b > carried).count() == 1
+                    && d.iter().filter(|&&b| b < idle).count() == 1,
+                "flow: {d:?}"
+            ),
+            // Every packet on every path.
+            "redundant" => assert!(d.iter().all(|&b| b > carried), "redundant: {d:?}"),
+            // The preferred path only (equal priorities: the first), until it fails.
+            _ => {
+                assert!(d[0] > carried && d[1] < idle, "backup: {d:?}");
+                lab.cut_wan(1, 0).unwrap();
+                wait_until("wan0 out", Duration::from_secs(3), || {
+                    states(&bond(&files[0]))[0] == "down"
+                });
+                let d = spread(&lab, &files[0]);
+                assert!(d[1] > carried, "backup after the cut: {d:?}");
+            }
+        }
+    }
+}
