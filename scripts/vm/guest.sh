@@ -252,6 +252,10 @@ exited() { # exited PID...: none of the processes is alive
     return 0
 }
 
+up_fails() { # up_fails NODE TEXT: braid up fails and says TEXT
+    ! up "$1" && grep -q "$2" /tmp/up.n$1
+}
+
 up() { # up NODE: braid up, output kept in /tmp/up.nNODE
     local s
     inns n$1 braid up -c /cfg/n$1.json >/tmp/up.n$1 2>&1
@@ -304,6 +308,16 @@ mesh() { # mesh TAG VRF
         check "$tag: n2's ip$f link to n3 removed" absent 2 "$(ifname 3 $f)"
         check "$tag: ping n1 -> n2 over the ip$f link after the change" ping_link 1 2 $f
     done
+    # Invalid input changes nothing: a registry that does not parse.
+    before=""
+    for f in 4 6; do before="$before $(index_of 1 "$(ifname 2 $f)"):$(handshake_of 1 "$(ifname 2 $f)")"; done
+    cp /cfg/registry.json /cfg/registry.good
+    echo '[{"public_key": "not a key"' >/cfg/registry.json
+    check "$tag: braid up with an invalid registry fails naming it" up_fails 1 "registry.json"
+    mv /cfg/registry.good /cfg/registry.json
+    after=""
+    for f in 4 6; do after="$after $(index_of 1 "$(ifname 2 $f)"):$(handshake_of 1 "$(ifname 2 $f)")"; done
+    check "$tag: invalid input left n1's links as they were" same "$before" "$after"
     for i in 1 2 3; do
         check "$tag: braid down on n$i" inns n$i braid down -c /cfg/n$i.json
         check "$tag: nothing of braid's left on n$i" nothing_left $i

@@ -25,6 +25,8 @@ const REQUIRED: &[&str] = &[
     "mesh: n1 reports its links to n2 unchanged",
     "mesh: n1's links to n2 untouched (same ifindex and session)",
     "mesh: n1's ip4 link to n3 removed",
+    "mesh: braid up with an invalid registry fails naming it",
+    "mesh: invalid input left n1's links as they were",
     "mesh: nothing of braid's left on n3",
     "vrf: n1's links and bridge are in VRF brdvrf",
     "vrf: n2's braid routes are in the VRF's table",
