@@ -196,8 +196,22 @@ impl Netlink {
             .collect())
     }
 
+    /// One interface by name: a single request, not a listing (a node with a thousand
+    /// links asks this once per link). `None` when there is no such interface.
     pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>, SystemError> {
-        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+        let mut stream = self.handle.link().get().match_name(name).execute();
+        match stream.try_next().await {
+            Ok(message) => Ok(message.map(|m| info(&m))),
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.raw_code() == -libc::ENODEV || e.raw_code() == -libc::EINVAL =>
+            {
+                Ok(None)
+            }
+            Err(source) => Err(SystemError::Netlink {
+                what: format!("looking up interface {name}"),
+                source,
+            }),
+        }
     }
 
     pub async fn set_group(&self, index: u32, group: u32) -> Result<(), SystemError> {

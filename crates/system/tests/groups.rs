@@ -115,15 +115,19 @@ fn delete_link_by_name() {
     }
     let ns = Namespace::new("d");
     ns.ip(&["tuntap", "add", "mode", "tun", "name", "t9"]);
-    let (first, second) = netns::block_on_in(&ns.0, || async {
+    let (found, first, second, gone) = netns::block_on_in(&ns.0, || async {
         let nl = Netlink::connect().unwrap();
+        let found = nl.link_by_name("t9").await.unwrap().map(|l| l.name);
         (
+            found,
             nl.delete_link("t9").await.unwrap(),
             nl.delete_link("t9").await.unwrap(),
+            nl.link_by_name("t9").await.unwrap().is_none(),
         )
     })
     .unwrap();
-    assert!(first && !second);
+    assert_eq!(found.as_deref(), Some("t9"));
+    assert!(first && !second && gone);
 }
 
 #[test]
