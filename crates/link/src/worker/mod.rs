@@ -1,16 +1,18 @@
 //! The link's thread: moves packets between the TUN device and the UDP socket through the
 //! WireGuard state machine, ticks its timers, counts, and follows a roaming peer.
 
+mod bond;
+mod uapi_requests;
+
 use crate::LinkConfig;
 use crate::buffer::PacketBuffer;
 use crate::counters::{Counters, add};
 use crate::gso::GsoQueue;
 use crate::multipath::{Main, Multipath, socket_addr_for};
 use crate::tun_batch::{TunReader, TunWriter};
-use crate::uapi::{self, UapiSocket};
+use crate::uapi::UapiSocket;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
-use braid_uapi::{DeviceInfo, PeerInfo, Request, errno};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -284,60 +286,6 @@ impl Worker {
             .map_or(self.tunn_due, |due| due.min(self.tunn_due))
     }
 
-    /// Runs the bond's timers when due: probes, failover, reorder gaps.
-    fn bond_timers(&mut self, now: Instant) {
-        let Some(mp) = self.multipath.as_mut() else {
-            return;
-        };
-        if mp.bond.poll_timeout().is_some_and(|due| due <= now) {
-            mp.bond.handle_timeout(now);
-        }
-        let main = Main {
-            socket: &self.socket,
-            udp: &self.udp,
-            ipv6: self.ipv6_socket,
-            endpoint: self.endpoint,
-        };
-        mp.send_probes(&main);
-        mp.log_events(&self.name);
-        if mp.publish_due(now) {
-            let mut status = serde_json::to_value(mp.bond.status(now)).ok();
-            // Configured paths by name (their interface or source), learned ones by address.
-            if let Some(paths) = status
-                .as_mut()
-                .and_then(|s| s.get_mut("paths"))
-                .and_then(|p| p.as_array_mut())
-            {
-                for path in paths {
-                    let id = path["id"].as_u64().unwrap_or(u64::MAX);
-                    let name = match path["peer"].as_str() {
-                        Some(peer) => peer.to_string(),
-                        None => mp.label(braid_bond::PathId(id as u32)),
-                    };
-                    path["name"] = serde_json::Value::String(name);
-                }
-            }
-            *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = status;
-        }
-        let mut released = false;
-        while let Some(r) = mp.bond.pop_received() {
-            if self.writer.is_full() {
-                flush_tun(&mut self.writer, &self.tun, &self.name);
-            }
-            let len = r.packet.len();
-            self.writer.slot(len)[..len].copy_from_slice(&r.packet);
-            self.writer.commit(len);
-            released = true;
-        }
-        if released {
-            flush_tun(&mut self.writer, &self.tun, &self.name);
-        }
-    }
-
-    fn bond_due(&self) -> Option<Instant> {
-        self.multipath.as_ref()?.bond.poll_timeout()
-    }
-
     /// Ticks boringtun's timers; returns when they are next due.
     fn tick_tunn(&mut self, dst: &mut [u8]) -> Instant {
         self.tick(dst);
@@ -372,24 +320,6 @@ impl Worker {
         if self.tick > TIMER_TICK && self.tunn.time_since_last_handshake().is_some() {
             self.hurry = true;
         }
-    }
-
-    fn set_path_state(&mut self, interface: &str, up: bool) {
-        let Some(mp) = self.multipath.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        for id in mp.paths_on(interface) {
-            let result = if up {
-                mp.bond.path_up(id, now)
-            } else {
-                mp.bond.path_down(id)
-            };
-            if result.is_ok() {
-                tracing::info!(link = %self.name, path = %interface, up, "uplink state");
-            }
-        }
-        mp.log_events(&self.name);
     }
 
     /// Applies pending commands; true when the link should start a handshake now.
@@ -535,42 +465,6 @@ impl Worker {
         }
     }
 
-    /// Multi-path: the bond picks the path(s); the packet is encrypted once and queued on
-    /// each (several for the redundant scheduler).
-    fn encapsulate_multipath(&mut self, plaintext: &[u8], dst: &mut [u8]) {
-        let Some(mp) = self.multipath.as_mut() else {
-            return;
-        };
-        let picks = mp.bond.pick(plaintext, Instant::now());
-        let packet = match self.tunn.encapsulate(plaintext, dst) {
-            TunnResult::WriteToNetwork(packet) => packet,
-            TunnResult::Err(e) => {
-                tracing::debug!(link = %self.name, "encapsulate: {e:?}");
-                return;
-            }
-            _ => return,
-        };
-        let main = Main {
-            socket: &self.socket,
-            udp: &self.udp,
-            ipv6: self.ipv6_socket,
-            endpoint: self.endpoint,
-        };
-        if packet.first() != Some(&4) {
-            // No session yet: boringtun queued the packet and asks for a handshake.
-            if let Some(path) = mp.bond.pick_control() {
-                mp.send_one(path, packet, &main, &self.counters);
-            }
-            return;
-        }
-        if picks.is_empty() {
-            add(&self.counters.dropped_no_route, 1);
-        }
-        for path in &picks {
-            mp.queue(*path, packet, &main, &self.counters);
-        }
-    }
-
     fn handle_tun(&mut self, dst: &mut [u8]) {
         let mut reader = std::mem::replace(&mut self.reader, TunReader::new(0));
         for _ in 0..BATCH {
@@ -645,52 +539,6 @@ impl Worker {
 
     fn flush_tun(&mut self) {
         flush_tun(&mut self.writer, &self.tun, &self.name);
-    }
-
-    /// A bond probe. The far side makes its bond on the first one that comes from the
-    /// address the peer was last authenticated at (a handshake or data), learning that
-    /// address as the first path; probes from other addresses are taken once the bond
-    /// knows the peer's probe epoch (braid-bond checks they are fresh).
-    fn handle_probe(&mut self, datagram: &[u8], from: SocketAddr, source: Source) {
-        let now = Instant::now();
-        if self.multipath.is_none() {
-            if self.endpoint != Some(from) || source != Source::Main {
-                add(&self.counters.dropped_unknown_key, 1);
-                return;
-            }
-            let Ok(keys) = braid_bond::ProbeKeys::derive(
-                &x25519_dalek::StaticSecret::from(self.private_key),
-                &x25519_dalek::PublicKey::from(self.peer_public_key),
-            ) else {
-                add(&self.counters.dropped_bad_packet, 1);
-                return;
-            };
-            let mut mp = Multipath::passive(keys, now);
-            let accepted = mp
-                .bond
-                .learn_path(from, now)
-                .map_err(|_| ())
-                .and_then(|id| mp.bond.handle_probe(id, datagram, now).map_err(|_| ()));
-            if accepted.is_err() {
-                add(&self.counters.dropped_bad_packet, 1);
-                return;
-            }
-            tracing::info!(link = %self.name, peer = %from, "the peer bonds paths: following");
-            self.multipath = Some(Box::new(mp));
-        } else if let Some(mp) = self.multipath.as_mut() {
-            let result = match source {
-                Source::Path(i) => {
-                    mp.bond
-                        .handle_probe(braid_bond::PathId(u32::from(i)), datagram, now)
-                }
-                Source::Main => mp.bond.handle_probe_from(from, datagram, now).map(|_| ()),
-            };
-            if result.is_err() {
-                add(&self.counters.dropped_bad_packet, 1);
-                return;
-            }
-        }
-        self.bond_timers(now);
     }
 
     fn handle_datagram(
@@ -809,21 +657,6 @@ impl Worker {
         }
     }
 
-    /// Packets the reorder buffer lets go (in order) join the TUN batch.
-    fn drain_reordered(&mut self) {
-        let Some(mp) = self.multipath.as_mut() else {
-            return;
-        };
-        while let Some(r) = mp.bond.pop_received() {
-            if self.writer.is_full() {
-                flush_tun(&mut self.writer, &self.tun, &self.name);
-            }
-            let len = r.packet.len();
-            self.writer.slot(len)[..len].copy_from_slice(&r.packet);
-            self.writer.commit(len);
-        }
-    }
-
     fn count_drop(&self, e: &WireGuardError) {
         use WireGuardError::*;
         let counter = match e {
@@ -858,90 +691,6 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = at;
         }
-    }
-
-    fn handle_uapi(&mut self) {
-        let Some(mut stream) = self.uapi.as_ref().and_then(UapiSocket::accept) else {
-            return;
-        };
-        let Some(text) = uapi::read_request(&mut stream) else {
-            return;
-        };
-        let answer = match braid_uapi::parse_request(&text) {
-            Ok(Request::Get) => braid_uapi::format_get(&self.device_info()),
-            Ok(Request::Set(set)) => braid_uapi::format_errno(self.apply_set(set)),
-            Err(e) => {
-                tracing::debug!(link = %self.name, "UAPI request: {e}");
-                braid_uapi::format_errno(e.errno())
-            }
-        };
-        uapi::reply(&mut stream, &answer);
-    }
-
-    fn device_info(&self) -> DeviceInfo {
-        let stats = self.counters.snapshot();
-        DeviceInfo {
-            private_key: self.private_key,
-            listen_port: stats.listen_port,
-            fwmark: self.fwmark,
-            peers: vec![PeerInfo {
-                public_key: self.peer_public_key,
-                preshared_key: [0; 32],
-                endpoint: self.endpoint,
-                last_handshake: stats
-                    .last_handshake
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()),
-                rx_bytes: stats.rx_bytes,
-                tx_bytes: stats.tx_bytes,
-                persistent_keepalive: self.keepalive.unwrap_or(0),
-                allowed_ips: vec![
-                    "0.0.0.0/0".parse().expect("literal"),
-                    "::/0".parse().expect("literal"),
-                ],
-            }],
-        }
-    }
-
-    /// `set=1`: the endpoint and keepalive of the link's one peer may change; keys, ports,
-    /// marks, peers and allowed IPs come from braid's config and registry (EPERM).
-    fn apply_set(&mut self, set: braid_uapi::SetDevice) -> i32 {
-        let same_key = set.private_key.is_none_or(|k| k == self.private_key);
-        let same_port = set
-            .listen_port
-            .is_none_or(|p| p == self.counters.snapshot().listen_port);
-        let same_mark = set.fwmark.is_none_or(|m| m == self.fwmark);
-        let full: [ipnet::IpNet; 2] = [
-            "0.0.0.0/0".parse().expect("literal"),
-            "::/0".parse().expect("literal"),
-        ];
-        let peers_ok = set.peers.iter().all(|p| {
-            p.public_key == self.peer_public_key
-                && !p.remove
-                && p.preshared_key.is_none_or(|k| k == [0; 32])
-                && p.allowed_ips.iter().all(|ip| full.contains(ip))
-        });
-        if !(same_key && same_port && same_mark && peers_ok) || set.replace_peers {
-            return errno::EPERM;
-        }
-        for peer in set.peers {
-            if let Some(endpoint) = peer.endpoint {
-                let endpoint = canonical(endpoint);
-                self.endpoint = Some(endpoint);
-                *self
-                    .counters
-                    .endpoint
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(endpoint);
-            }
-            if let Some(keepalive) = peer.persistent_keepalive {
-                let keepalive = (keepalive > 0).then_some(keepalive);
-                if keepalive != self.keepalive {
-                    self.keepalive = keepalive;
-                    self.tunn = new_tunn(self.private_key, self.peer_public_key, keepalive);
-                }
-            }
-        }
-        0
     }
 
     fn tick(&mut self, dst: &mut [u8]) {

@@ -1,0 +1,91 @@
+//! The link's UAPI requests (`wg show`, `wg set`), answered from the worker's state.
+
+use super::{Worker, canonical, new_tunn};
+use crate::uapi::{self, UapiSocket};
+use braid_uapi::{DeviceInfo, PeerInfo, Request, errno};
+
+impl Worker {
+    pub(super) fn handle_uapi(&mut self) {
+        let Some(mut stream) = self.uapi.as_ref().and_then(UapiSocket::accept) else {
+            return;
+        };
+        let Some(text) = uapi::read_request(&mut stream) else {
+            return;
+        };
+        let answer = match braid_uapi::parse_request(&text) {
+            Ok(Request::Get) => braid_uapi::format_get(&self.device_info()),
+            Ok(Request::Set(set)) => braid_uapi::format_errno(self.apply_set(set)),
+            Err(e) => {
+                tracing::debug!(link = %self.name, "UAPI request: {e}");
+                braid_uapi::format_errno(e.errno())
+            }
+        };
+        uapi::reply(&mut stream, &answer);
+    }
+
+    pub(super) fn device_info(&self) -> DeviceInfo {
+        let stats = self.counters.snapshot();
+        DeviceInfo {
+            private_key: self.private_key,
+            listen_port: stats.listen_port,
+            fwmark: self.fwmark,
+            peers: vec![PeerInfo {
+                public_key: self.peer_public_key,
+                preshared_key: [0; 32],
+                endpoint: self.endpoint,
+                last_handshake: stats
+                    .last_handshake
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()),
+                rx_bytes: stats.rx_bytes,
+                tx_bytes: stats.tx_bytes,
+                persistent_keepalive: self.keepalive.unwrap_or(0),
+                allowed_ips: vec![
+                    "0.0.0.0/0".parse().expect("literal"),
+                    "::/0".parse().expect("literal"),
+                ],
+            }],
+        }
+    }
+
+    /// `set=1`: the endpoint and keepalive of the link's one peer may change; keys, ports,
+    /// marks, peers and allowed IPs come from braid's config and registry (EPERM).
+    pub(super) fn apply_set(&mut self, set: braid_uapi::SetDevice) -> i32 {
+        let same_key = set.private_key.is_none_or(|k| k == self.private_key);
+        let same_port = set
+            .listen_port
+            .is_none_or(|p| p == self.counters.snapshot().listen_port);
+        let same_mark = set.fwmark.is_none_or(|m| m == self.fwmark);
+        let full: [ipnet::IpNet; 2] = [
+            "0.0.0.0/0".parse().expect("literal"),
+            "::/0".parse().expect("literal"),
+        ];
+        let peers_ok = set.peers.iter().all(|p| {
+            p.public_key == self.peer_public_key
+                && !p.remove
+                && p.preshared_key.is_none_or(|k| k == [0; 32])
+                && p.allowed_ips.iter().all(|ip| full.contains(ip))
+        });
+        if !(same_key && same_port && same_mark && peers_ok) || set.replace_peers {
+            return errno::EPERM;
+        }
+        for peer in set.peers {
+            if let Some(endpoint) = peer.endpoint {
+                let endpoint = canonical(endpoint);
+                self.endpoint = Some(endpoint);
+                *self
+                    .counters
+                    .endpoint
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(endpoint);
+            }
+            if let Some(keepalive) = peer.persistent_keepalive {
+                let keepalive = (keepalive > 0).then_some(keepalive);
+                if keepalive != self.keepalive {
+                    self.keepalive = keepalive;
+                    self.tunn = new_tunn(self.private_key, self.peer_public_key, keepalive);
+                }
+            }
+        }
+        0
+    }
+}
