@@ -336,16 +336,7 @@ impl Bond {
     /// `id` (a configured path's socket, or [`path_by_addr`](Self::path_by_addr) of its
     /// source). Queues the reply to a request; drain [`poll_transmit`](Self::poll_transmit).
     pub fn handle_probe(&mut self, id: PathId, msg: &[u8], now: Instant) -> Result<(), ProbeDrop> {
-        let probe = match self.keys.open(msg) {
-            Ok(p) => p,
-            Err(e) => {
-                match e {
-                    crate::probe::ProbeError::Mac => self.probes.counters.bad_mac += 1,
-                    _ => self.probes.counters.malformed += 1,
-                }
-                return Err(ProbeDrop::Invalid(e));
-            }
-        };
+        let probe = self.open_probe(msg)?;
         let Ok(i) = self.index(id) else {
             self.probes.counters.unknown_path += 1;
             return Err(ProbeDrop::UnknownPath);
@@ -433,16 +424,7 @@ impl Bond {
         if let Some(id) = self.path_by_addr(addr) {
             return self.handle_probe(id, msg, now).map(|()| id);
         }
-        let probe = match self.keys.open(msg) {
-            Ok(p) => p,
-            Err(e) => {
-                match e {
-                    crate::probe::ProbeError::Mac => self.probes.counters.bad_mac += 1,
-                    _ => self.probes.counters.malformed += 1,
-                }
-                return Err(ProbeDrop::Invalid(e));
-            }
-        };
+        let probe = self.open_probe(msg)?;
         let fresh = probe.kind == Kind::Request
             && self.probes.peer_epoch == Some(probe.epoch)
             && self.probes.replay.would_accept(probe.seq);
@@ -641,6 +623,17 @@ impl Bond {
     }
 
     // ---- helpers ----
+
+    /// Checks a probe's MAC and form, counting what fails.
+    fn open_probe(&mut self, msg: &[u8]) -> Result<crate::probe::Probe, ProbeDrop> {
+        self.keys.open(msg).map_err(|e| {
+            match e {
+                crate::probe::ProbeError::Mac => self.probes.counters.bad_mac += 1,
+                _ => self.probes.counters.malformed += 1,
+            }
+            ProbeDrop::Invalid(e)
+        })
+    }
 
     fn index(&self, id: PathId) -> Result<usize, BondError> {
         self.paths

@@ -55,30 +55,7 @@ fn rules(lab: &Lab) -> String {
 
 /// Pings node 2's link address from node 1, `count` at 10 ms; returns the number lost.
 fn lost(lab: &Lab, count: u32) -> u32 {
-    let out = lab
-        .try_exec(
-            1,
-            "ping",
-            &[
-                "-n",
-                "-q",
-                "-i",
-                "0.01",
-                "-W",
-                "1",
-                "-c",
-                &count.to_string(),
-                "169.254.0.2",
-            ],
-        )
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let received = text
-        .split(", ")
-        .find_map(|p| p.strip_suffix(" received"))
-        .and_then(|n| n.trim().parse::<u32>().ok())
-        .unwrap_or(0);
-    count - received
+    lab.lost_pings(1, "169.254.0.2", count, 56)
 }
 
 #[test]
@@ -210,28 +187,7 @@ fn sent(f: &NodeFiles) -> Vec<u64> {
 /// 200 pings of 1000 bytes at 10 ms; returns the bytes each path sent meanwhile.
 fn spread(lab: &Lab, f: &NodeFiles) -> Vec<u64> {
     let before = sent(f);
-    let out = lab
-        .try_exec(
-            1,
-            "ping",
-            &[
-                "-n",
-                "-q",
-                "-i",
-                "0.01",
-                "-s",
-                "1000",
-                "-c",
-                "200",
-                "169.254.0.2",
-            ],
-        )
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(" 0% packet loss"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(lab.lost_pings(1, "169.254.0.2", 200, 1000), 0);
     // The status is published twice a second.
     std::thread::sleep(Duration::from_millis(700));
     sent(f).iter().zip(&before).map(|(a, b)| a - b).collect()

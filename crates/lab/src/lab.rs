@@ -366,6 +366,25 @@ impl Lab {
             .is_ok_and(|o| o.status.success())
     }
 
+    /// Sends `count` pings of `size` bytes from node `from` to `to`, 10 ms apart (1 s
+    /// timeout each); returns how many got no answer.
+    pub fn lost_pings(&self, from: usize, to: &str, count: u32, size: u32) -> u32 {
+        let (count_s, size_s) = (count.to_string(), size.to_string());
+        let args = [
+            "-n", "-q", "-i", "0.01", "-W", "1", "-s", &size_s, "-c", &count_s, to,
+        ];
+        let Ok(out) = self.try_exec(from, "ping", &args) else {
+            return count;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let received = text
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" received"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        count.saturating_sub(received)
+    }
+
     /// Starts `command` in the background inside node `i` and returns its PID; the lab
     /// ends it (SIGTERM, then SIGKILL) when it goes. Its program, arguments, environment
     /// and working directory are used; stdin is null.

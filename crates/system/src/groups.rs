@@ -149,30 +149,11 @@ impl Netlink {
 
     /// The addresses on an interface that are not link-local.
     pub async fn global_addresses(&self, index: u32) -> Result<Vec<IpAddr>, SystemError> {
-        let mut stream = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
-        let mut out = Vec::new();
-        while let Some(message) = stream
-            .try_next()
-            .await
-            .map_err(nl(format!("listing the addresses of interface {index}")))?
-        {
-            for attribute in &message.attributes {
-                if let AddressAttribute::Address(ip) = attribute {
-                    let link_local = match ip {
-                        IpAddr::V4(v4) => v4.is_link_local(),
-                        IpAddr::V6(v6) => v6.is_unicast_link_local(),
-                    };
-                    if !link_local {
-                        out.push(*ip);
-                    }
-                }
-            }
-        }
+        let mut out = self.addresses(index).await?;
+        out.retain(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_link_local(),
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+        });
         Ok(out)
     }
 
