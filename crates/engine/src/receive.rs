@@ -1,0 +1,230 @@
+//! Datagrams from the network: decrypt, authenticate, then (and only then) learn.
+
+use crate::{Engine, Event, Incoming, Rejection, Socket};
+use boringtun::noise::TunnResult;
+use boringtun::noise::errors::WireGuardError;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// WireGuard message types (WireGuard paper, section 5.4).
+const INITIATION: u8 = 1;
+const RESPONSE: u8 = 2;
+const COOKIE_REPLY: u8 = 3;
+const DATA: u8 = 4;
+
+/// What decapsulating one datagram gave, with the borrow of `out` ended.
+enum Outcome {
+    Failed(WireGuardError),
+    /// A message to send back (response, cookie reply, keepalive) at `out[..len]`.
+    Reply(usize),
+    /// A decrypted packet at `out[offset..offset + len]`.
+    Packet { offset: usize, len: usize },
+    Done,
+}
+
+impl Engine {
+    /// A UDP datagram from `from`, received on `socket`. `out` must hold the datagram's
+    /// length; a data packet for the TUN is decrypted into it ([`Incoming::Packet`]).
+    /// Afterwards drain [`poll_transmit`](Self::poll_transmit),
+    /// [`poll_packet`](Self::poll_packet) and [`poll_event`](Self::poll_event).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: Socket,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Incoming {
+        if braid_bond::is_probe(datagram) {
+            self.handle_probe(now, socket, from, datagram);
+            return Incoming::Nothing;
+        }
+        let kind = datagram.first().copied().unwrap_or(0);
+        let outcome = self.decapsulate(now, from, datagram, out);
+        let reply_kind = match outcome {
+            Outcome::Reply(len) => out[..len].first().copied(),
+            _ => None,
+        };
+        if reply_kind == Some(COOKIE_REPLY) {
+            self.stats.cookie_replies += 1;
+        }
+        let authenticated = match (&outcome, kind) {
+            (Outcome::Failed(e), _) => {
+                self.count_failure(now, e, kind, from);
+                return Incoming::Nothing;
+            }
+            _ if reply_kind == Some(COOKIE_REPLY) => false,
+            (_, INITIATION) => reply_kind == Some(RESPONSE),
+            (_, RESPONSE | DATA) => true,
+            _ => false,
+        };
+        if authenticated {
+            self.authenticated(now, socket, from, kind, datagram.len());
+        }
+        match outcome {
+            Outcome::Reply(len) => {
+                let reply = out[..len].to_vec();
+                self.send_control(now, reply);
+                if authenticated {
+                    self.release_queued(now);
+                }
+                Incoming::Nothing
+            }
+            Outcome::Packet { offset, len } => {
+                if offset != 0 {
+                    out.copy_within(offset..offset + len, 0);
+                }
+                self.deliver(now, socket, from, datagram, &out[..len])
+            }
+            Outcome::Done => {
+                if authenticated && kind == RESPONSE {
+                    self.release_queued(now);
+                }
+                Incoming::Nothing
+            }
+            Outcome::Failed(_) => Incoming::Nothing,
+        }
+    }
+
+    fn decapsulate(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Outcome {
+        let start = out.as_ptr() as usize;
+        let tunn = &mut self.tunn;
+        self.clock.run(now, || {
+            match tunn.decapsulate(Some(from.ip()), datagram, out) {
+                TunnResult::Err(e) => Outcome::Failed(e),
+                TunnResult::WriteToNetwork(p) => Outcome::Reply(p.len()),
+                TunnResult::WriteToTunnelV4(p, _) | TunnResult::WriteToTunnelV6(p, _) => {
+                    Outcome::Packet {
+                        offset: p.as_ptr() as usize - start,
+                        len: p.len(),
+                    }
+                }
+                TunnResult::Done => Outcome::Done,
+            }
+        })
+    }
+
+    /// Counts a datagram boringtun refused; refused initiations are also reported.
+    fn count_failure(&mut self, now: Instant, e: &WireGuardError, kind: u8, from: SocketAddr) {
+        use WireGuardError::*;
+        let rejection = match e {
+            WrongKey | WrongIndex | NoCurrentSession => {
+                self.stats.dropped_unknown_key += 1;
+                Rejection::WrongKey
+            }
+            DuplicateCounter | InvalidCounter => {
+                self.stats.dropped_replay += 1;
+                Rejection::Invalid
+            }
+            WrongTai64nTimestamp => {
+                self.stats.dropped_replay += 1;
+                Rejection::OldTimestamp
+            }
+            _ => {
+                self.stats.dropped_bad_packet += 1;
+                Rejection::Invalid
+            }
+        };
+        if kind == INITIATION {
+            self.stats.rejected_handshakes += 1;
+            if let Some(suppressed) = self.rejection_gate.pass(now) {
+                self.event(Event::HandshakeRejected {
+                    from,
+                    reason: rejection,
+                    suppressed,
+                });
+            }
+        }
+    }
+
+    /// The datagram authenticated: count it, refresh liveness, learn where the peer is.
+    fn authenticated(
+        &mut self,
+        now: Instant,
+        socket: Socket,
+        from: SocketAddr,
+        kind: u8,
+        len: usize,
+    ) {
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += len as u64;
+        self.last_rx = Some(now);
+        let has_session = kind == DATA || self.has_session(now);
+        self.ticks.activity(now, has_session);
+        if kind == INITIATION {
+            self.maybe_unfollow(socket, from);
+        }
+        if kind != DATA {
+            self.event(Event::HandshakeCompleted);
+        }
+        if self.bond.is_some() {
+            let known = self.known_path(socket, from);
+            let learns = socket == Socket::Main && self.configured.is_empty();
+            if let Some(bond) = self.bond.as_mut() {
+                // The far side learns the peer's paths from authenticated traffic.
+                let path = match known {
+                    Some(id) => Some(id),
+                    None if learns => bond.learn_path(from, now).ok(),
+                    None => None,
+                };
+                if let Some(id) = path {
+                    bond.on_authenticated(id, len, now);
+                }
+            }
+            self.drain_bond(now);
+            // Paths of a bond are not roaming: the endpoint stays where it is.
+            if self.endpoint.is_some() {
+                return;
+            }
+        }
+        self.roam(now, socket, from);
+    }
+
+    /// The peer authenticated from `from` on the link's own socket: it is there now.
+    fn roam(&mut self, now: Instant, socket: Socket, from: SocketAddr) {
+        if socket != Socket::Main || self.endpoint == Some(from) {
+            return;
+        }
+        self.endpoint = Some(from);
+        if let Some(suppressed) = self.endpoint_gate.pass(now) {
+            self.event(Event::EndpointChanged {
+                endpoint: from,
+                suppressed,
+            });
+        }
+    }
+
+    /// A decrypted data packet: straight to the TUN, or through the bond's reorder buffer.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        _socket: Socket,
+        _from: SocketAddr,
+        datagram: &[u8],
+        packet: &[u8],
+    ) -> Incoming {
+        let Some(bond) = self.bond.as_mut() else {
+            return Incoming::Packet(packet.len());
+        };
+        let Some((index, counter)) = braid_bond::wg::data_header(datagram) else {
+            return Incoming::Packet(packet.len());
+        };
+        let verdict = bond.push_received(index, counter, packet, now);
+        let incoming = match verdict {
+            braid_bond::Verdict::Deliver => Incoming::Packet(packet.len()),
+            braid_bond::Verdict::Buffered => Incoming::Nothing,
+            braid_bond::Verdict::Duplicate | braid_bond::Verdict::Dropped => {
+                self.stats.dropped_replay += 1;
+                Incoming::Nothing
+            }
+        };
+        self.drain_bond(now);
+        incoming
+    }
+}

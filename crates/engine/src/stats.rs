@@ -1,0 +1,24 @@
+//! What the engine counts. Plain numbers: the I/O shell publishes them (atomics, status,
+//! metrics) after each batch.
+
+/// Counters of one link, since it started. Bytes are WireGuard datagram sizes (UDP
+/// payload), as `wg show` counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Authenticated datagrams and their bytes.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Datagrams that are not valid WireGuard (bad length, type, MAC or AEAD tag).
+    pub dropped_bad_packet: u64,
+    /// Messages for a key or session this link does not have.
+    pub dropped_unknown_key: u64,
+    /// Replayed or too old data packets, and data the reorder buffer refused.
+    pub dropped_replay: u64,
+    /// Packets from the TUN with nowhere to go (no endpoint, no usable path).
+    pub dropped_no_route: u64,
+    /// Handshake initiations refused: replayed or older timestamps (a peer that
+    /// restarted with a clock behind its last run), or under load without a cookie.
+    pub rejected_handshakes: u64,
+    /// Unauthenticated datagrams answered with a cookie reply (the link is under load).
+    pub cookie_replies: u64,
+}
