@@ -301,3 +301,114 @@ fn lossy_jittery_duplicating_wires_deliver_no_packet_twice() {
     }
     assert!(pair.b.delivered.len() > 1700, "{} of 2000", pair.b.delivered.len());
 }
+
+// ---- bonded links ----
+
+/// a bonds two configured paths (sources 198.51.100.1 and .2) to b, which follows.
+fn bonded_pair(seed: u64, scheduler: braid_bond::Scheduler) -> Pair {
+    let mut a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
+    a.paths = vec![braid_bond::PathSpec::default(); 2];
+    a.scheduler = scheduler;
+    let b = config(2, 1, None, seed + 1);
+    Pair::new(a, b, seed)
+}
+
+fn paths_up(pair: &Pair, side: Side) -> usize {
+    let node = match side {
+        Side::A => &pair.a,
+        Side::B => &pair.b,
+    };
+    node.engine
+        .as_ref()
+        .and_then(|e| e.bond_status(pair.now))
+        .map_or(0, |s| {
+            s.paths
+                .iter()
+                .filter(|p| p.state == braid_bond::PathState::Up)
+                .count()
+        })
+}
+
+#[test]
+fn a_bonded_link_carries_data_within_one_round_trip_of_both_ends_running() {
+    let mut pair = bonded_pair(30, braid_bond::Scheduler::RoundRobin);
+    pair.send(Side::A, &packet(1, 100, 1));
+    // The handshake's round trip (20 ms) and the packet's way (10 ms).
+    pair.run_for(31 * MS);
+    assert_eq!(pair.b.delivered, vec![1]);
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(paths_up(&pair, Side::A), 2);
+    assert_eq!(paths_up(&pair, Side::B), 2, "b learned both paths");
+}
+
+#[test]
+fn the_far_side_of_a_bond_does_not_take_path_changes_for_roaming() {
+    let mut pair = bonded_pair(31, braid_bond::Scheduler::RoundRobin);
+    pair.run_for(Duration::from_secs(1));
+    let endpoint = pair.b.engine().endpoint();
+    let started = pair.now;
+    pair.stream(Side::A, 0, MS, Duration::from_secs(2));
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(pair.b.delivered.len(), 2000);
+    assert_eq!(pair.b.engine().endpoint(), endpoint);
+    let roams = pair
+        .b
+        .events
+        .iter()
+        .filter(|(t, e)| *t >= started && matches!(e, Event::EndpointChanged { .. }))
+        .count();
+    assert_eq!(roams, 0, "{:?}", pair.b.events);
+    // Both paths carried data: the far side answered on each.
+    let status = pair.a.engine().bond_status(pair.now).unwrap();
+    assert!(status.paths.iter().all(|p| p.counters.tx_packets > 500), "{status:?}");
+}
+
+#[test]
+fn a_bonded_path_dies_and_returns_and_traffic_moves_with_it() {
+    let mut pair = bonded_pair(32, braid_bond::Scheduler::RoundRobin);
+    pair.run_for(Duration::from_secs(1));
+    let path0 = pair.a.paths[0];
+    pair.wires.insert(path0, Wire { down: true, ..Wire::delay_ms(10) });
+    let before = pair.b.delivered.len();
+    pair.stream(Side::A, 0, 10 * MS, Duration::from_secs(2));
+    pair.run_for(Duration::from_secs(1));
+    let delivered = pair.b.delivered.len() - before;
+    // Half of what is sent in the first failover window (250 ms + a probe interval) may
+    // be lost on the dead path; after that, nothing.
+    assert!(delivered >= 200 - 20, "{delivered} of 200 delivered");
+    assert_eq!(paths_up(&pair, Side::A), 1);
+    pair.wires.remove(&path0);
+    pair.run_for(Duration::from_secs(1));
+    assert_eq!(paths_up(&pair, Side::A), 2, "the path is back within a second");
+}
+
+#[test]
+fn a_bond_whose_peer_restarted_is_back_within_a_second_of_it_answering() {
+    // b (a server with no endpoint for a) restarts; a's old session is useless to it.
+    let mut pair = bonded_pair(33, braid_bond::Scheduler::RoundRobin);
+    pair.run_for(Duration::from_secs(1));
+    pair.stop(Side::B);
+    pair.stream(Side::A, 0, 10 * MS, Duration::from_secs(3));
+    assert!(pair.a.events.iter().any(|(_, e)| *e == Event::Dead));
+    let b = config(2, 1, None, 77);
+    pair.restart(Side::B, b);
+    let restarted = pair.now;
+    let before = pair.b.delivered.len();
+    pair.stream(Side::A, 10_000, 10 * MS, Duration::from_secs(2));
+    let first = pair.b.delivered_at.get(before).map(|(t, _)| *t - restarted);
+    assert!(first.is_some_and(|d| d <= Duration::from_millis(1100)), "first packet after {first:?}");
+}
+
+#[test]
+fn bytes_are_charged_to_a_path_only_for_data_that_was_sent() {
+    let mut pair = bonded_pair(34, braid_bond::Scheduler::RoundRobin);
+    // Before the session: the packets wait, no path is charged for them.
+    for id in 0..5 {
+        assert!(matches!(pair.send(Side::A, &packet(id, 1000, 1)), Outgoing::Pending));
+    }
+    let status = pair.a.engine().bond_status(pair.now).unwrap();
+    let charged: u64 = status.paths.iter().map(|p| p.counters.tx_bytes).sum();
+    assert!(charged < 1000, "{charged} bytes charged before any data was sent");
+    pair.run_for(50 * MS);
+    assert_eq!(pair.b.delivered.len(), 5);
+}
