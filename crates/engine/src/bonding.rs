@@ -59,9 +59,7 @@ impl Engine {
     pub(crate) fn known_path(&self, socket: Socket, from: SocketAddr) -> Option<PathId> {
         let bond = self.bond.as_ref()?;
         match socket {
-            Socket::Path(i) if usize::from(i) < self.configured.len() => {
-                Some(PathId(u32::from(i)))
-            }
+            Socket::Path(i) if usize::from(i) < self.configured.len() => Some(PathId(u32::from(i))),
             Socket::Path(_) => None,
             Socket::Main => bond.path_by_addr(from),
         }

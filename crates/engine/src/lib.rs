@@ -44,8 +44,8 @@ pub use events::{Event, Rejection};
 pub use route::{Route, Routes, Socket, Transmit};
 pub use stats::Stats;
 
-use braid_bond::{Bond, PathSpec, Scheduler};
 use boringtun::noise::Tunn;
+use braid_bond::{Bond, PathSpec, Scheduler};
 use clock::Clock;
 use events::Gate;
 use random::Random;
@@ -99,6 +99,7 @@ pub enum Incoming {
 
 /// What became of an IP packet from the TUN.
 #[derive(Debug, Clone, Copy)]
+#[allow(clippy::large_enum_variant)] // returned on the stack once per packet: boxing would allocate
 pub enum Outgoing {
     /// An encrypted data message of this many bytes at the start of `out`: send it on
     /// every route.
@@ -209,7 +210,9 @@ impl Engine {
     /// Wall-clock time (since the Unix epoch) of the last authenticated datagram.
     pub fn last_rx(&self, now: Instant) -> Option<Duration> {
         let at = self.last_rx?;
-        self.clock.wall(now).checked_sub(now.saturating_duration_since(at))
+        self.clock
+            .wall(now)
+            .checked_sub(now.saturating_duration_since(at))
     }
 
     /// Whether a session exists (a handshake completed and has not expired).

@@ -18,7 +18,10 @@ enum Outcome {
     /// A message to send back (response, cookie reply, keepalive) at `out[..len]`.
     Reply(usize),
     /// A decrypted packet at `out[offset..offset + len]`.
-    Packet { offset: usize, len: usize },
+    Packet {
+        offset: usize,
+        len: usize,
+    },
     Done,
 }
 

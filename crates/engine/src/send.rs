@@ -8,9 +8,15 @@ use std::time::Instant;
 
 /// What encapsulating one packet gave, with the borrow of `out` ended.
 enum Sealed {
-    Data { offset: usize, len: usize },
+    Data {
+        offset: usize,
+        len: usize,
+    },
     /// No session: boringtun queued the packet and may want a handshake sent.
-    Handshake { offset: usize, len: usize },
+    Handshake {
+        offset: usize,
+        len: usize,
+    },
     Queued,
     Failed,
 }
@@ -132,10 +138,12 @@ impl Engine {
         let mut buffer = self.take_buffer();
         loop {
             let tunn = &mut self.tunn;
-            let message = self.clock.run(now, || match tunn.decapsulate(None, &[], &mut buffer) {
-                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-                _ => None,
-            });
+            let message = self
+                .clock
+                .run(now, || match tunn.decapsulate(None, &[], &mut buffer) {
+                    TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+                    _ => None,
+                });
             match message {
                 Some(message) => self.send_control(now, message),
                 None => break,
@@ -165,15 +173,17 @@ impl Engine {
     fn run_wireguard_timers(&mut self, now: Instant) {
         let mut buffer = self.take_buffer();
         let tunn = &mut self.tunn;
-        let message = self.clock.run(now, || match tunn.update_timers(&mut buffer) {
-            TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
-            TunnResult::Err(WireGuardError::ConnectionExpired) => None,
-            TunnResult::Err(e) => {
-                tracing::trace!("timers: {e:?}");
-                None
-            }
-            _ => None,
-        });
+        let message = self
+            .clock
+            .run(now, || match tunn.update_timers(&mut buffer) {
+                TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
+                TunnResult::Err(WireGuardError::ConnectionExpired) => None,
+                TunnResult::Err(e) => {
+                    tracing::trace!("timers: {e:?}");
+                    None
+                }
+                _ => None,
+            });
         self.buffer = buffer;
         if let Some(message) = message {
             self.send_control(now, message);

@@ -53,7 +53,10 @@ fn either_side_may_start_it() {
 fn a_packet_sent_before_the_session_waits_for_it_and_is_charged_to_no_path() {
     let mut pair = plain_pair(2);
     // Before any datagram crossed: the packet waits inside the engine.
-    assert!(matches!(pair.send(Side::A, &packet(9, 100, 1)), Outgoing::Pending));
+    assert!(matches!(
+        pair.send(Side::A, &packet(9, 100, 1)),
+        Outgoing::Pending
+    ));
     pair.run_for(50 * MS);
     assert_eq!(pair.b.delivered, vec![9]);
 }
@@ -63,15 +66,21 @@ fn sessions_rekey_after_rekey_after_time_without_losing_traffic() {
     let mut pair = plain_pair(3);
     pair.run_for(50 * MS);
     // 150 s of a packet every 100 ms each way: REKEY_AFTER_TIME is 120 s.
-    let mut id = 0;
-    for _ in 0..1500 {
+    for id in 0..1500 {
         pair.send(Side::A, &packet(id, 100, 1));
         pair.send(Side::B, &packet(id, 100, 1));
-        id += 1;
         pair.run_for(100 * MS);
     }
-    assert!(handshakes(&pair, Side::A) >= 2, "a rekeyed: {:?}", pair.a.events);
-    assert_eq!(pair.b.delivered.len(), 1500, "no packet lost across the rekey");
+    assert!(
+        handshakes(&pair, Side::A) >= 2,
+        "a rekeyed: {:?}",
+        pair.a.events
+    );
+    assert_eq!(
+        pair.b.delivered.len(),
+        1500,
+        "no packet lost across the rekey"
+    );
     assert_eq!(pair.a.delivered.len(), 1500);
 }
 
@@ -88,7 +97,10 @@ fn an_idle_link_with_a_keepalive_sends_one_every_interval() {
         .iter()
         .filter(|(_, from, _, bytes)| *from == pair.a.main && bytes.len() == 32)
         .count();
-    assert!((3..=5).contains(&keepalives), "{keepalives} keepalives in 100 s");
+    assert!(
+        (3..=5).contains(&keepalives),
+        "{keepalives} keepalives in 100 s"
+    );
 }
 
 #[test]
@@ -153,7 +165,12 @@ fn an_authenticated_peer_roams_and_the_endpoint_follows() {
 
 /// 30 well-formed initiations in one second from one address, each from a fresh random
 /// key that is not the link's peer, with a valid MAC1 for `to`'s key.
-fn hijack_attempt(pair: &mut Pair, victim_key: [u8; 32], from: std::net::SocketAddr, to: std::net::SocketAddr) {
+fn hijack_attempt(
+    pair: &mut Pair,
+    victim_key: [u8; 32],
+    from: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+) {
     pair.outsiders.push(from);
     for i in 0..30u8 {
         let attacker = x25519_dalek::StaticSecret::from([i.wrapping_add(100); 32]);
@@ -186,7 +203,10 @@ fn thirty_forged_initiations_neither_move_the_endpoint_nor_break_the_link() {
     hijack_attempt(&mut pair, victim, attacker, a_main);
     let stats = *pair.a.engine().stats();
     assert_eq!(pair.a.engine().endpoint(), Some(pair.b.main), "{stats:?}");
-    assert!(stats.rejected_handshakes + stats.cookie_replies >= 30, "{stats:?}");
+    assert!(
+        stats.rejected_handshakes + stats.cookie_replies >= 30,
+        "{stats:?}"
+    );
     // The link still carries traffic both ways, at once.
     pair.send(Side::A, &packet(1, 100, 1));
     pair.send(Side::B, &packet(2, 100, 1));
@@ -213,7 +233,10 @@ fn forged_initiations_before_the_peer_ever_answered_do_not_take_the_link() {
     let a_main = pair.a.main;
     hijack_attempt(&mut pair, sim::key(1).1, addr("198.18.0.201:40004"), a_main);
     assert_eq!(pair.a.engine().endpoint(), None);
-    assert!(pair.to_outsiders.iter().all(|(_, p)| p[0] == 3), "only cookie replies go out");
+    assert!(
+        pair.to_outsiders.iter().all(|(_, p)| p[0] == 3),
+        "only cookie replies go out"
+    );
 }
 
 #[test]
@@ -254,7 +277,10 @@ fn replayed_and_garbage_datagrams_change_nothing() {
     assert_eq!(pair.a.engine().endpoint(), endpoint);
     let stats = pair.a.engine().stats();
     assert!(stats.dropped_replay >= 20, "{stats:?}");
-    assert!(stats.dropped_bad_packet + stats.dropped_unknown_key >= 9, "{stats:?}");
+    assert!(
+        stats.dropped_bad_packet + stats.dropped_unknown_key >= 9,
+        "{stats:?}"
+    );
     pair.send(Side::B, &packet(100, 100, 1));
     pair.run_for(50 * MS);
     assert_eq!(pair.a.delivered.last(), Some(&100));
@@ -299,7 +325,11 @@ fn lossy_jittery_duplicating_wires_deliver_no_packet_twice() {
     for id in &pair.b.delivered {
         assert!(seen.insert(*id), "packet {id} delivered twice");
     }
-    assert!(pair.b.delivered.len() > 1700, "{} of 2000", pair.b.delivered.len());
+    assert!(
+        pair.b.delivered.len() > 1700,
+        "{} of 2000",
+        pair.b.delivered.len()
+    );
 }
 
 // ---- bonded links ----
@@ -360,7 +390,10 @@ fn the_far_side_of_a_bond_does_not_take_path_changes_for_roaming() {
     assert_eq!(roams, 0, "{:?}", pair.b.events);
     // Both paths carried data: the far side answered on each.
     let status = pair.a.engine().bond_status(pair.now).unwrap();
-    assert!(status.paths.iter().all(|p| p.counters.tx_packets > 500), "{status:?}");
+    assert!(
+        status.paths.iter().all(|p| p.counters.tx_packets > 500),
+        "{status:?}"
+    );
 }
 
 #[test]
@@ -368,7 +401,13 @@ fn a_bonded_path_dies_and_returns_and_traffic_moves_with_it() {
     let mut pair = bonded_pair(32, braid_bond::Scheduler::RoundRobin);
     pair.run_for(Duration::from_secs(1));
     let path0 = pair.a.paths[0];
-    pair.wires.insert(path0, Wire { down: true, ..Wire::delay_ms(10) });
+    pair.wires.insert(
+        path0,
+        Wire {
+            down: true,
+            ..Wire::delay_ms(10)
+        },
+    );
     let before = pair.b.delivered.len();
     pair.stream(Side::A, 0, 10 * MS, Duration::from_secs(2));
     pair.run_for(Duration::from_secs(1));
@@ -379,7 +418,11 @@ fn a_bonded_path_dies_and_returns_and_traffic_moves_with_it() {
     assert_eq!(paths_up(&pair, Side::A), 1);
     pair.wires.remove(&path0);
     pair.run_for(Duration::from_secs(1));
-    assert_eq!(paths_up(&pair, Side::A), 2, "the path is back within a second");
+    assert_eq!(
+        paths_up(&pair, Side::A),
+        2,
+        "the path is back within a second"
+    );
 }
 
 #[test]
@@ -396,7 +439,10 @@ fn a_bond_whose_peer_restarted_is_back_within_a_second_of_it_answering() {
     let before = pair.b.delivered.len();
     pair.stream(Side::A, 10_000, 10 * MS, Duration::from_secs(2));
     let first = pair.b.delivered_at.get(before).map(|(t, _)| *t - restarted);
-    assert!(first.is_some_and(|d| d <= Duration::from_millis(1100)), "first packet after {first:?}");
+    assert!(
+        first.is_some_and(|d| d <= Duration::from_millis(1100)),
+        "first packet after {first:?}"
+    );
 }
 
 #[test]
@@ -404,11 +450,17 @@ fn bytes_are_charged_to_a_path_only_for_data_that_was_sent() {
     let mut pair = bonded_pair(34, braid_bond::Scheduler::RoundRobin);
     // Before the session: the packets wait, no path is charged for them.
     for id in 0..5 {
-        assert!(matches!(pair.send(Side::A, &packet(id, 1000, 1)), Outgoing::Pending));
+        assert!(matches!(
+            pair.send(Side::A, &packet(id, 1000, 1)),
+            Outgoing::Pending
+        ));
     }
     let status = pair.a.engine().bond_status(pair.now).unwrap();
     let charged: u64 = status.paths.iter().map(|p| p.counters.tx_bytes).sum();
-    assert!(charged < 1000, "{charged} bytes charged before any data was sent");
+    assert!(
+        charged < 1000,
+        "{charged} bytes charged before any data was sent"
+    );
     pair.run_for(50 * MS);
     assert_eq!(pair.b.delivered.len(), 5);
 }

@@ -10,8 +10,8 @@ mod sim;
 
 use blake2::digest::{Digest, Mac};
 use braid_engine::{Engine, Socket};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use sim::{addr, config, key};
 use std::time::{Duration, Instant};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -55,7 +55,9 @@ fn aead(key: &[u8; 32], aad: &[u8], msg: &[u8], seal: bool) -> Vec<u8> {
     if seal {
         cipher.encrypt(&nonce.into(), payload).expect("seals")
     } else {
-        cipher.decrypt(&nonce.into(), payload).expect("the tag verifies")
+        cipher
+            .decrypt(&nonce.into(), payload)
+            .expect("the tag verifies")
     }
 }
 
@@ -79,7 +81,12 @@ fn open_timestamp(initiation: &[u8], responder_private: [u8; 32]) -> (u64, u32) 
     let ephemeral: [u8; 32] = initiation[8..40].try_into().unwrap();
     let c = hmac(&hmac(&c, &[&ephemeral]), &[&[1]]);
     let h = hash(&[&h, &ephemeral]);
-    let (c, k) = kdf2(&c, responder.diffie_hellman(&PublicKey::from(ephemeral)).as_bytes());
+    let (c, k) = kdf2(
+        &c,
+        responder
+            .diffie_hellman(&PublicKey::from(ephemeral))
+            .as_bytes(),
+    );
     let encrypted_static = &initiation[40..88];
     let initiator_static: [u8; 32] = aead(&k, &h, encrypted_static, false).try_into().unwrap();
     let h = hash(&[&h, encrypted_static]);
@@ -106,10 +113,20 @@ fn standard_initiation(initiator: [u8; 32], responder_public: [u8; 32], unix: u6
     let h = hash(&[&h, &responder_public]);
     let c = hmac(&hmac(&c, &[&ephemeral_public]), &[&[1]]);
     let h = hash(&[&h, &ephemeral_public]);
-    let (c, k) = kdf2(&c, ephemeral.diffie_hellman(&PublicKey::from(responder_public)).as_bytes());
+    let (c, k) = kdf2(
+        &c,
+        ephemeral
+            .diffie_hellman(&PublicKey::from(responder_public))
+            .as_bytes(),
+    );
     let encrypted_static = aead(&k, &h, PublicKey::from(&initiator).as_bytes(), true);
     let h = hash(&[&h, &encrypted_static]);
-    let (_, k) = kdf2(&c, initiator.diffie_hellman(&PublicKey::from(responder_public)).as_bytes());
+    let (_, k) = kdf2(
+        &c,
+        initiator
+            .diffie_hellman(&PublicKey::from(responder_public))
+            .as_bytes(),
+    );
     let mut stamp = (TAI64_BASE + unix).to_be_bytes().to_vec();
     stamp.extend_from_slice(&0u32.to_be_bytes());
     let encrypted_stamp = aead(&k, &h, &stamp, true);

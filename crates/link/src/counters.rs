@@ -19,10 +19,17 @@ pub struct Counters {
     pub dropped_replay: AtomicU64,
     /// Packets from the TUN that could not be sent (no endpoint yet, socket error).
     pub dropped_no_route: AtomicU64,
+    /// Handshake initiations refused (replayed or older timestamps, wrong key, invalid).
+    pub rejected_handshakes: AtomicU64,
+    /// Unauthenticated datagrams answered with a cookie reply (the link was under load).
+    pub cookie_replies: AtomicU64,
     pub(crate) last_handshake: Mutex<Option<SystemTime>>,
     pub(crate) last_rx: Mutex<Option<SystemTime>>,
     pub(crate) endpoint: Mutex<Option<SocketAddr>>,
     pub(crate) listen_port: AtomicU64,
+    /// Packets the engine had no route for (published; `dropped_no_route` counts failed
+    /// sends, and the snapshot reports both together).
+    pub(crate) engine_no_route: AtomicU64,
     /// The bond's status (paths, scheduler, reordering) as JSON, published twice a second
     /// by multi-path links.
     pub(crate) bond: Mutex<Option<serde_json::Value>>,
@@ -39,6 +46,8 @@ pub struct Snapshot {
     pub dropped_unknown_key: u64,
     pub dropped_replay: u64,
     pub dropped_no_route: u64,
+    pub rejected_handshakes: u64,
+    pub cookie_replies: u64,
     pub last_handshake: Option<SystemTime>,
     /// When an authenticated datagram last arrived (to within a timer tick).
     pub last_rx: Option<SystemTime>,
@@ -53,6 +62,33 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
+    /// Takes the engine's counters and state (the link's thread, after each batch). The
+    /// send side (`tx_*`, `dropped_no_route` for failed sends) is counted where the system
+    /// calls happen and added to the engine's count of packets it had no route for.
+    pub(crate) fn publish(
+        &self,
+        stats: &braid_engine::Stats,
+        endpoint: Option<SocketAddr>,
+        last_handshake: Option<SystemTime>,
+        last_rx: Option<SystemTime>,
+    ) {
+        let set = |c: &AtomicU64, v: u64| c.store(v, Ordering::Relaxed);
+        set(&self.rx_bytes, stats.rx_bytes);
+        set(&self.rx_packets, stats.rx_packets);
+        set(&self.dropped_bad_packet, stats.dropped_bad_packet);
+        set(&self.dropped_unknown_key, stats.dropped_unknown_key);
+        set(&self.dropped_replay, stats.dropped_replay);
+        set(&self.engine_no_route, stats.dropped_no_route);
+        set(&self.rejected_handshakes, stats.rejected_handshakes);
+        set(&self.cookie_replies, stats.cookie_replies);
+        *self.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = endpoint;
+        *self
+            .last_handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = last_handshake;
+        *self.last_rx.lock().unwrap_or_else(|p| p.into_inner()) = last_rx;
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {
@@ -63,7 +99,9 @@ impl Counters {
             dropped_bad_packet: get(&self.dropped_bad_packet),
             dropped_unknown_key: get(&self.dropped_unknown_key),
             dropped_replay: get(&self.dropped_replay),
-            dropped_no_route: get(&self.dropped_no_route),
+            dropped_no_route: get(&self.dropped_no_route) + get(&self.engine_no_route),
+            rejected_handshakes: get(&self.rejected_handshakes),
+            cookie_replies: get(&self.cookie_replies),
             last_rx: *self.last_rx.lock().unwrap_or_else(|p| p.into_inner()),
             last_handshake: *self
                 .last_handshake

@@ -1,5 +1,6 @@
-//! One userspace WireGuard link: a TUN device and a UDP socket around boringtun's
-//! `noise::Tunn` (the Noise state machine, one peer). Links are carried by a few reactor
+//! One userspace WireGuard link: a TUN device and UDP sockets around braid's link engine
+//! (`braid-engine`: the WireGuard session, the bond, timers, endpoint learning; sans-IO).
+//! This crate is the engine's I/O shell. Links are carried by a few reactor
 //! threads (one per core, see `reactor`), each serving many links with epoll and a timer
 //! heap; a link's state belongs to one reactor at a time, so it needs no lock.
 //!
@@ -11,7 +12,7 @@ mod buffer;
 mod counters;
 mod device;
 mod gso;
-mod multipath;
+mod output;
 mod reactor;
 mod tun_batch;
 mod uapi;
@@ -137,11 +138,12 @@ impl Link {
             source,
         })?);
         let name = config.name.clone();
-        let multipath = multipath_for(&config)?;
-        let mut worker = worker::Worker::new(
+        let paths = path_ports(&config)?;
+        let worker = worker::Worker::new(
             &config,
             tun,
             socket,
+            paths,
             counters.clone(),
             stop.clone(),
             commands,
@@ -153,9 +155,6 @@ impl Link {
             what: "setting up batched UDP I/O".into(),
             source,
         })?;
-        if let Some(multipath) = multipath {
-            worker.set_multipath(multipath);
-        }
         let (stopped_tx, stopped) = std::sync::mpsc::sync_channel(1);
         reactor::submit(reactor::Job {
             worker: Box::new(worker),
@@ -229,21 +228,12 @@ impl Link {
     }
 }
 
-/// Two paths or more: a socket per path and a bond over them.
-fn multipath_for(config: &LinkConfig) -> Result<Option<multipath::Multipath>, LinkError> {
+/// Two paths or more: a socket per path (the engine bonds them).
+fn path_ports(config: &LinkConfig) -> Result<Vec<output::PathPort>, LinkError> {
     if config.paths.len() < 2 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let keys = braid_bond::ProbeKeys::derive(
-        &x25519_dalek::StaticSecret::from(config.private_key),
-        &x25519_dalek::PublicKey::from(config.peer_public_key),
-    )
-    .map_err(|e| LinkError::Io {
-        link: config.name.clone(),
-        what: "deriving its path-probe keys".into(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
-    })?;
-    let mut paths = Vec::new();
+    let mut ports = Vec::new();
     for path in &config.paths {
         let socket = udp::bind_path(config, path)?;
         let udp =
@@ -253,21 +243,13 @@ fn multipath_for(config: &LinkConfig) -> Result<Option<multipath::Multipath>, Li
                 source,
             })?;
         let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-        let socket = multipath::PathSocket {
-            interface: path.interface.clone(),
+        ports.push(output::PathPort {
+            port: output::UdpPort { socket, udp, ipv6 },
             label: udp::path_label(path),
-            socket,
-            udp,
-            ipv6,
-        };
-        paths.push((socket, braid_bond::PathSpec::from(path)));
+            interface: path.interface.clone(),
+        });
     }
-    Ok(Some(multipath::Multipath::active(
-        keys,
-        config.scheduler,
-        paths,
-        std::time::Instant::now(),
-    )))
+    Ok(ports)
 }
 
 impl Drop for Link {

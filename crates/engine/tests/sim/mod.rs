@@ -267,7 +267,11 @@ impl Pair {
         if wire.down || self.dice.unit() < wire.loss {
             return;
         }
-        let copies = if self.dice.unit() < wire.duplicate { 2 } else { 1 };
+        let copies = if self.dice.unit() < wire.duplicate {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let jitter = if wire.jitter.is_zero() {
                 Duration::ZERO
@@ -358,7 +362,8 @@ impl Pair {
             return;
         };
         let mut out = vec![0u8; d.payload.len().max(MTU + 64)];
-        if let Incoming::Packet(len) = engine.handle_datagram(now, socket, d.from, &d.payload, &mut out)
+        if let Incoming::Packet(len) =
+            engine.handle_datagram(now, socket, d.from, &d.payload, &mut out)
             && let Some(id) = packet_id(&out[..len])
         {
             node.delivered.push(id);

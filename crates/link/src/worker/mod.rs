@@ -1,18 +1,19 @@
-//! The link's thread: moves packets between the TUN device and the UDP socket through the
-//! WireGuard state machine, ticks its timers, counts, and follows a roaming peer.
+//! The link's I/O shell around its engine: reads the TUN device and the UDP sockets in
+//! batches, hands bytes and `now` to the [`Engine`], and moves what it returns (encrypted
+//! datagrams per route, decrypted packets, handshakes, probes) out through GSO queues and
+//! coalesced TUN writes. Every decision (sessions, paths, endpoints, timers) is the
+//! engine's; this module reads the clock once per event and does the system calls.
 
-mod bond;
+mod log;
 mod uapi_requests;
 
 use crate::LinkConfig;
 use crate::buffer::PacketBuffer;
-use crate::counters::{Counters, add};
-use crate::gso::GsoQueue;
-use crate::multipath::{Main, Multipath, socket_addr_for};
+use crate::counters::Counters;
+use crate::output::{Output, PathPort, UdpPort};
 use crate::tun_batch::{TunReader, TunWriter};
 use crate::uapi::UapiSocket;
-use boringtun::noise::errors::WireGuardError;
-use boringtun::noise::{Tunn, TunnResult};
+use braid_engine::{Engine, EngineConfig, Incoming, Outgoing, Socket};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -22,22 +23,10 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime};
 use tun_rs::SyncDevice;
 
-/// boringtun expects its timers to be ticked this often.
-const TIMER_TICK: Duration = Duration::from_millis(250);
-/// A link that moved no packet for this long ticks its timers at [`IDLE_TICK`]: boringtun's
-/// timers (handshake retries, keepalives) then fire up to a second late, which an idle link
-/// does not notice, and a mesh of a thousand idle links sleeps.
-const IDLE_AFTER: Duration = Duration::from_secs(10);
-const IDLE_TICK: Duration = Duration::from_secs(1);
-/// An idle link without a session (its peer has not answered) ticks slower still: its only
-/// timer work is boringtun's handshake retry, and traffic or the peer dialling in wakes the
-/// link at once anyway. The tick doubles from 5 s to 60 s while the peer stays silent, so a
-/// node with a thousand absent peers does not spend a core on handshake retries
-/// (each costs three X25519 operations).
-const UNANSWERED_TICK: Duration = Duration::from_secs(5);
-const UNANSWERED_TICK_MAX: Duration = Duration::from_secs(60);
 /// Reads (TUN reads or UDP receives) per readable fd before looking at the other one again.
 const BATCH: usize = 64;
+/// How often a bonded link publishes its bond's status for `braid status`.
+const PUBLISH_BOND: Duration = Duration::from_millis(500);
 
 /// What became ready for a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +36,6 @@ pub enum Event {
     Wake,
     Uapi,
     /// The socket of configured path `n` (multi-path links).
-    Path(u8),
-}
-
-/// Where a datagram came in: the link's own socket, or a configured path's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Main,
     Path(u8),
 }
 
@@ -86,72 +68,68 @@ pub enum Command {
 
 pub struct Worker {
     name: String,
+    /// The peer's public key in base64, for log lines.
+    peer: String,
     tun: SyncDevice,
-    socket: UdpSocket,
-    ipv6_socket: bool,
-    tunn: Tunn,
+    engine: Engine,
     private_key: [u8; 32],
     peer_public_key: [u8; 32],
-    endpoint: Option<SocketAddr>,
-    keepalive: Option<u16>,
     fwmark: u32,
     uapi: Option<UapiSocket>,
-    /// Batched UDP I/O: GSO on send, GRO on receive (quinn-udp).
-    udp: quinn_udp::UdpSocketState,
-    /// Encrypted packets waiting to leave in one GSO send.
-    gso: GsoQueue,
+    out: Output,
+    /// The GSO queue the last data packet went to (encrypted straight into its tail).
+    hot_queue: Option<usize>,
     /// TUN reads split into packets (TSO), and decrypted packets coalesced for writing.
     reader: TunReader,
     writer: TunWriter,
     wake: Arc<crate::wake::Wake>,
-    /// When a packet last went through, to slow the timers of idle links.
-    last_activity: Instant,
-    /// The current tick of a link whose peer has not answered (backs off).
-    unanswered_tick: Duration,
-    /// The tick last chosen; a link on a slow tick that comes alive asks the reactor for
-    /// an early one (`hurry`).
-    tick: Duration,
-    hurry: bool,
-    /// When an authenticated datagram last arrived; published with each timer tick.
-    last_rx: Option<Instant>,
-    /// When boringtun's timers are next due (the link's timer also serves the bond).
-    tunn_due: Instant,
-    /// Paths, scheduler, probes and reordering: configured (this side owns a socket per
-    /// path), or made when the peer's first probe arrives (the far side of a bond).
-    multipath: Option<Box<Multipath>>,
+    published_bond: Option<Instant>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     commands: Receiver<Command>,
 }
 
-/// A new WireGuard state machine. Its session index base is random, as WireGuard's are:
-/// a link made again (new paths, a new keepalive) must not take the handshake answers
-/// meant for the instance before it.
-fn new_tunn(private_key: [u8; 32], peer: [u8; 32], keepalive: Option<u16>) -> Tunn {
-    let mut random = [0u8; 4];
-    let derived = u32::from_le_bytes([
-        private_key[1] ^ peer[1],
-        private_key[2] ^ peer[2],
-        private_key[3] ^ peer[3],
-        0,
-    ]);
-    let index = match getrandom::fill(&mut random) {
-        Ok(()) => u32::from_le_bytes(random),
-        Err(_) => derived ^ std::process::id(),
-    } >> 8;
-    Tunn::new(
-        x25519_dalek::StaticSecret::from(private_key),
-        x25519_dalek::PublicKey::from(peer),
-        None,
-        keepalive,
-        index,
-        None,
-    )
+/// The engine's configuration for a link.
+fn engine_config(config: &LinkConfig) -> EngineConfig {
+    let mut seed = [0u8; 8];
+    if getrandom::fill(&mut seed).is_err() {
+        // Distinct enough across restarts when the system has no randomness to give.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        seed = (nanos ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    EngineConfig {
+        private_key: config.private_key,
+        peer_public_key: config.peer_public_key,
+        keepalive: config.keepalive,
+        endpoint: config.endpoint,
+        paths: if config.paths.len() >= 2 {
+            config
+                .paths
+                .iter()
+                .map(braid_bond::PathSpec::from)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        scheduler: config.scheduler,
+        mtu: config.mtu as usize,
+        wall: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+        seed: u64::from_le_bytes(seed),
+    }
 }
 
 /// The peer's address as people write it (IPv4-mapped IPv6 back to IPv4).
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// A wall-clock reading from the engine (time since the Unix epoch).
+fn system_time(since_epoch: Option<Duration>) -> Option<SystemTime> {
+    since_epoch.and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d))
 }
 
 impl Worker {
@@ -160,92 +138,78 @@ impl Worker {
         config: &LinkConfig,
         tun: SyncDevice,
         socket: UdpSocket,
+        paths: Vec<PathPort>,
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         commands: Receiver<Command>,
         uapi: Option<UapiSocket>,
         wake: Arc<crate::wake::Wake>,
     ) -> std::io::Result<Self> {
-        *counters.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = config.endpoint;
         let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
-        Ok(Worker {
-            udp,
-            gso: GsoQueue::new()?,
-            reader: TunReader::new(config.mtu),
-            writer: TunWriter::new(config.mtu),
-            name: config.name.clone(),
-            tun,
+        let main = UdpPort {
             socket,
-            ipv6_socket: config.ipv6,
-            tunn: new_tunn(config.private_key, config.peer_public_key, config.keepalive),
+            udp,
+            ipv6: config.ipv6,
+        };
+        let engine = Engine::new(engine_config(config), Instant::now());
+        let worker = Worker {
+            name: config.name.clone(),
+            peer: log::key_b64(&config.peer_public_key),
+            tun,
+            engine,
             private_key: config.private_key,
             peer_public_key: config.peer_public_key,
-            endpoint: config.endpoint,
-            keepalive: config.keepalive,
             fwmark: config.fwmark,
             uapi,
+            out: Output::new(main, paths),
+            hot_queue: None,
+            reader: TunReader::new(config.mtu),
+            writer: TunWriter::new(config.mtu),
             wake,
-            last_activity: Instant::now(),
-            unanswered_tick: UNANSWERED_TICK,
-            tick: TIMER_TICK,
-            hurry: false,
-            last_rx: None,
-            tunn_due: Instant::now(),
-            multipath: None,
+            published_bond: None,
             counters,
             stop,
             commands,
-        })
+        };
+        worker.publish(Instant::now());
+        Ok(worker)
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Makes this a multi-path link (before it is handed to a reactor).
-    pub fn set_multipath(&mut self, multipath: Multipath) {
-        self.multipath = Some(Box::new(multipath));
-    }
-
     /// The descriptors the reactor watches for this link.
     pub fn fds(&self) -> Vec<(RawFd, Event)> {
         let mut fds = vec![
             (self.tun.as_raw_fd(), Event::Tun),
-            (self.socket.as_raw_fd(), Event::Network),
+            (self.out.main.socket.as_raw_fd(), Event::Network),
             (self.wake.fd(), Event::Wake),
         ];
         if let Some(uapi) = &self.uapi {
             fds.push((uapi.listener().as_raw_fd(), Event::Uapi));
         }
-        if let Some(mp) = &self.multipath {
-            for (i, path) in mp.sockets.iter().enumerate() {
-                fds.push((path.socket.as_raw_fd(), Event::Path(i as u8)));
-            }
+        for (i, path) in self.out.paths.iter().enumerate() {
+            fds.push((path.port.socket.as_raw_fd(), Event::Path(i as u8)));
         }
         fds
     }
 
-    /// Starts the handshake at once when the peer's address is known; returns when the
-    /// timers are first due.
-    pub fn start(&mut self, scratch: &mut Scratch) -> Instant {
-        if self.endpoint.is_some()
-            && let TunnResult::WriteToNetwork(p) = self
-                .tunn
-                .format_handshake_initiation(&mut scratch.dst, false)
-        {
-            let p = p.to_vec();
-            self.send(&p);
-        }
-        Instant::now()
+    /// Sends what the engine queued when it was made (its first handshake); returns when
+    /// its timers are first due.
+    pub fn start(&mut self, _scratch: &mut Scratch) -> Instant {
+        let now = Instant::now();
+        self.drain(now);
+        self.engine.poll_timeout()
     }
 
     /// Handles one readiness event; false when the link has been asked to stop.
     pub fn on_event(&mut self, event: Event, scratch: &mut Scratch) -> bool {
         match event {
             Event::Tun => self.handle_tun(&mut scratch.dst),
-            Event::Network => self.handle_network(Source::Main, &mut scratch.src, &mut scratch.dst),
+            Event::Network => self.handle_network(Socket::Main, &mut scratch.src, &mut scratch.dst),
             Event::Path(i) => {
-                self.handle_network(Source::Path(i), &mut scratch.src, &mut scratch.dst)
+                self.handle_network(Socket::Path(i), &mut scratch.src, &mut scratch.dst)
             }
             Event::Uapi => self.handle_uapi(),
             Event::Wake => {
@@ -253,261 +217,188 @@ impl Worker {
                 if self.stop.load(Ordering::Relaxed) {
                     return false;
                 }
-                if self.apply_commands() {
-                    // A new endpoint (or a new session after a keepalive change): try now.
-                    if let TunnResult::WriteToNetwork(p) = self
-                        .tunn
-                        .format_handshake_initiation(&mut scratch.dst, false)
-                    {
-                        let p = p.to_vec();
-                        self.send(&p);
-                    }
-                }
+                self.apply_commands();
             }
         }
         true
     }
 
-    /// Ticks the WireGuard timers; returns when they are next due.
-    ///
-    /// A link carrying traffic ticks every 250 ms (boringtun's granularity), an idle one
-    /// every second. A link without a session (its peer has not answered) ticks at 5 s,
-    /// doubling to 60 s: its only timer work is boringtun's handshake retry, which costs
-    /// three X25519 operations, and a node with a thousand absent peers would otherwise
-    /// spend a core on them. The peer dialling in, or an answer, is handled at once and
-    /// brings the fast tick back (see [`Worker::take_hurry`]).
-    pub fn on_timer(&mut self, scratch: &mut Scratch) -> Instant {
+    /// Runs the engine's timers; returns when they are next due.
+    pub fn on_timer(&mut self, _scratch: &mut Scratch) -> Instant {
         let now = Instant::now();
-        if now >= self.tunn_due {
-            self.tunn_due = self.tick_tunn(&mut scratch.dst);
-        }
-        self.bond_timers(now);
-        self.bond_due()
-            .map_or(self.tunn_due, |due| due.min(self.tunn_due))
+        self.engine.handle_timeout(now);
+        self.drain(now);
+        self.engine.poll_timeout()
     }
 
-    /// Ticks boringtun's timers; returns when they are next due.
-    fn tick_tunn(&mut self, dst: &mut [u8]) -> Instant {
-        self.tick(dst);
-        let idle = self.last_activity.elapsed() > IDLE_AFTER;
-        self.tick = match (self.tunn.time_since_last_handshake(), idle) {
-            (Some(_), false) => TIMER_TICK,
-            (Some(_), true) => IDLE_TICK,
-            (None, _) => self.unanswered_tick,
-        };
-        self.unanswered_tick = match self.tunn.time_since_last_handshake() {
-            None => (self.tick * 2).min(UNANSWERED_TICK_MAX),
-            Some(_) => UNANSWERED_TICK,
-        };
-        self.hurry = false;
-        Instant::now() + self.tick
-    }
-
-    /// When the link wants its timer after an event, if that may be sooner than before:
-    /// it came alive while on a slow tick, or its bond has something due.
+    /// When the link wants its timer after an event (the engine may want it sooner).
     pub fn take_hurry(&mut self) -> Option<Instant> {
-        if std::mem::take(&mut self.hurry) {
-            self.tunn_due = self.tunn_due.min(Instant::now() + TIMER_TICK);
-        }
-        let bond = self.bond_due();
-        Some(bond.map_or(self.tunn_due, |b| b.min(self.tunn_due)))
+        Some(self.engine.poll_timeout())
     }
 
-    /// Traffic from the TUN: an idle link with a session speeds its timers up (one whose
-    /// peer has not answered waits for the peer: see `handle_datagram`).
-    fn note_tun_activity(&mut self) {
-        self.last_activity = Instant::now();
-        if self.tick > TIMER_TICK && self.tunn.time_since_last_handshake().is_some() {
-            self.hurry = true;
-        }
-    }
-
-    /// Applies pending commands; true when the link should start a handshake now.
-    fn apply_commands(&mut self) -> bool {
-        let mut handshake = false;
-        self.unanswered_tick = UNANSWERED_TICK;
+    fn apply_commands(&mut self) {
+        let now = Instant::now();
         while let Ok(command) = self.commands.try_recv() {
-            if let Command::PathState { interface, up } = &command {
-                self.set_path_state(interface, *up);
-                continue;
-            }
-            handshake |=
-                self.endpoint.is_some() || matches!(command, Command::SetEndpoint(Some(_)));
             match command {
-                Command::PathState { .. } => {}
-                Command::SetEndpoint(endpoint) => {
-                    self.endpoint = endpoint;
-                    *self
-                        .counters
-                        .endpoint
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = endpoint;
-                }
-                Command::SetKeepalive(keepalive) => {
-                    self.keepalive = keepalive;
-                    self.tunn = new_tunn(self.private_key, self.peer_public_key, keepalive)
+                Command::SetEndpoint(endpoint) => self.engine.set_endpoint(now, endpoint),
+                Command::SetKeepalive(keepalive) => self.engine.set_keepalive(now, keepalive),
+                Command::PathState { interface, up } => {
+                    for index in self.out.paths_on(&interface) {
+                        tracing::info!(link = %self.name, peer = %self.peer, path = %interface, up, "uplink state");
+                        self.engine.set_path_up(now, index, up);
+                    }
                 }
             }
         }
-        handshake && self.endpoint.is_some()
+        self.drain(now);
     }
 
-    /// Sends one datagram now, after whatever is queued for a GSO send. Multi-path links
-    /// send it on the bond's control path.
-    fn send(&mut self, packet: &[u8]) {
-        self.flush();
-        if let Some(mp) = self.multipath.as_mut()
-            && let Some(path) = mp.bond.pick_control()
+    /// Moves everything the engine queued out: data first (its GSO queues), then
+    /// handshakes and probes, packets released for the TUN, events; publishes counters.
+    fn drain(&mut self, now: Instant) {
+        self.out.flush_all(&self.counters);
+        while let Some(t) = self.engine.poll_transmit() {
+            self.out.send_now(t.route, &t.payload, &self.counters);
+        }
+        let mut released = false;
+        while let Some(packet) = self.engine.poll_packet() {
+            self.write_tun(&packet);
+            released = true;
+        }
+        if released {
+            self.flush_tun();
+        }
+        while let Some(event) = self.engine.poll_event() {
+            log::event(&self.name, &self.peer, &self.out, event);
+        }
+        self.publish(now);
+        self.publish_bond(now);
+    }
+
+    /// Publishes the bond's status (twice a second), configured paths by name (their
+    /// interface or source), learned ones by address.
+    fn publish_bond(&mut self, now: Instant) {
+        if self
+            .published_bond
+            .is_some_and(|t| now.duration_since(t) < PUBLISH_BOND)
         {
-            let main = Main {
-                socket: &self.socket,
-                udp: &self.udp,
-                ipv6: self.ipv6_socket,
-                endpoint: self.endpoint,
-            };
-            mp.bond.record_sent(path, packet.len(), Instant::now());
-            mp.send_one(path, packet, &main, &self.counters);
             return;
         }
-        let Some(endpoint) = self.endpoint else {
-            add(&self.counters.dropped_no_route, 1);
+        let Some(status) = self.engine.bond_status(now) else {
             return;
         };
-        match self
-            .socket
-            .send_to(packet, socket_addr_for(self.ipv6_socket, endpoint))
+        self.published_bond = Some(now);
+        let mut status = serde_json::to_value(status).ok();
+        if let Some(paths) = status
+            .as_mut()
+            .and_then(|s| s.get_mut("paths"))
+            .and_then(|p| p.as_array_mut())
         {
-            Ok(_) => {
-                add(&self.counters.tx_packets, 1);
-                add(&self.counters.tx_bytes, packet.len() as u64);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => add(&self.counters.dropped_no_route, 1),
-            Err(e) => {
-                add(&self.counters.dropped_no_route, 1);
-                tracing::debug!(link = %self.name, %endpoint, "send: {e}");
+            for path in paths {
+                let id = path["id"].as_u64().unwrap_or(u64::MAX);
+                let name = match path["peer"].as_str() {
+                    Some(peer) => peer.to_string(),
+                    None => log::path_label(&self.out, id),
+                };
+                path["name"] = serde_json::Value::String(name);
             }
         }
+        *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    /// Encrypts a packet from the TUN straight into the GSO queue (sending what is queued
-    /// first when it cannot join).
-    fn encapsulate_queued(&mut self, plaintext: &[u8]) {
-        // Room for the largest a data message can be: 16 header bytes, the plaintext
-        // (padded to 16 by the spec; boringtun does not pad), a 16-byte tag. Whether it
-        // joins the queued packets is decided on its actual length, below.
-        let room = 32 + plaintext.len().next_multiple_of(16);
-        let max = self.udp.max_gso_segments().clamp(1, 64);
-        if !self.gso.has_room(room, max) {
-            self.flush();
-        }
-        let tail = self.gso.tail();
-        let start = tail.as_ptr();
-        let len = match self.tunn.encapsulate(plaintext, tail) {
-            TunnResult::WriteToNetwork(packet) if packet.as_ptr() == start => packet.len(),
-            // Not where the queue expects it (or not a data packet): send it on its own.
-            TunnResult::WriteToNetwork(packet) => {
-                let packet = packet.to_vec();
-                self.send(&packet);
-                return;
-            }
-            TunnResult::Err(e) => {
-                tracing::debug!(link = %self.name, "encapsulate: {e:?}");
-                return;
-            }
-            _ => return,
-        };
-        if !self.gso.can_keep(len) {
-            // Longer than the queued packets: they leave, it starts the next send.
-            let packet = self.gso.tail()[..len].to_vec();
-            self.flush();
-            self.gso.tail()[..len].copy_from_slice(&packet);
-        }
-        if self.gso.commit(len) {
-            self.flush();
-        }
+    /// Publishes the engine's counters and state for `braid status` and `wg show`.
+    fn publish(&self, now: Instant) {
+        self.counters.publish(
+            self.engine.stats(),
+            self.engine.endpoint(),
+            system_time(self.engine.last_handshake(now)),
+            system_time(self.engine.last_rx(now)),
+        );
     }
 
-    /// Sends the queued packets in one system call (UDP GSO), per path on multi-path links.
-    fn flush(&mut self) {
-        if let Some(mp) = self.multipath.as_mut() {
-            let main = Main {
-                socket: &self.socket,
-                udp: &self.udp,
-                ipv6: self.ipv6_socket,
-                endpoint: self.endpoint,
-            };
-            mp.flush_all(&main, &self.counters);
+    fn write_tun(&mut self, packet: &[u8]) {
+        if self.writer.is_full() {
+            self.flush_tun();
         }
-        let Some((contents, segment_size, count)) = self.gso.take() else {
-            return;
-        };
-        let (len, count) = (contents.len(), count as u64);
-        let Some(endpoint) = self.endpoint else {
-            add(&self.counters.dropped_no_route, count);
-            return;
-        };
-        let transmit = quinn_udp::Transmit {
-            destination: socket_addr_for(self.ipv6_socket, endpoint),
-            ecn: None,
-            contents,
-            segment_size,
-            src_ip: None,
-        };
-        match self.udp.try_send((&self.socket).into(), &transmit) {
-            Ok(()) => {
-                add(&self.counters.tx_packets, count);
-                add(&self.counters.tx_bytes, len as u64);
-            }
-            Err(e) => {
-                add(&self.counters.dropped_no_route, count);
-                tracing::debug!(link = %self.name, %endpoint, "send: {e}");
-            }
+        let len = packet.len();
+        self.writer.slot(len)[..len].copy_from_slice(packet);
+        self.writer.commit(len);
+    }
+
+    fn flush_tun(&mut self) {
+        if let Err(e) = self.writer.flush(&self.tun) {
+            tracing::debug!(link = %self.name, "writing the TUN device: {e}");
         }
     }
 
     fn handle_tun(&mut self, dst: &mut [u8]) {
         let mut reader = std::mem::replace(&mut self.reader, TunReader::new(0));
+        let now = Instant::now();
         for _ in 0..BATCH {
             let packets = match reader.read(&self.tun) {
-                Ok(n) => {
-                    self.note_tun_activity();
-                    n
-                }
+                Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::warn!(link = %self.name, "reading the TUN device: {e}");
                     break;
                 }
             };
-            if self.multipath.is_some() {
-                for i in 0..packets {
-                    self.encapsulate_multipath(reader.packet(i), dst);
-                }
-            } else {
-                for i in 0..packets {
-                    self.encapsulate_queued(reader.packet(i));
-                }
+            for i in 0..packets {
+                self.encapsulate(now, reader.packet(i), dst);
             }
         }
         self.reader = reader;
-        self.flush();
+        self.drain(now);
     }
 
-    fn handle_network(&mut self, source: Source, src: &mut [u8], dst: &mut [u8]) {
+    /// Encrypts a packet from the TUN straight into the GSO queue it most likely joins
+    /// (the last one used); if the engine routes it elsewhere, or on several paths, it is
+    /// copied into those queues.
+    fn encapsulate(&mut self, now: Instant, plaintext: &[u8], dst: &mut [u8]) {
+        // Room for the largest a data message can be: 16 header bytes, the plaintext
+        // padded to 16, a 16-byte tag.
+        let room = 32 + plaintext.len().next_multiple_of(16);
+        let hot = self.hot_queue;
+        let result = match hot {
+            Some(i) => {
+                let tail = self.out.tail(i, room, &self.counters);
+                self.engine.send_packet(now, plaintext, tail)
+            }
+            None => self.engine.send_packet(now, plaintext, dst),
+        };
+        let Outgoing::Data { len, routes } = result else {
+            return;
+        };
+        let mut routes_iter = routes.iter();
+        if let (Some(i), Some(first), 1) = (hot, routes_iter.next(), routes.len())
+            && self.out.route_of(i) == first
+        {
+            self.out.commit_tail(i, len, &self.counters);
+            return;
+        }
+        let packet = match hot {
+            Some(i) => self.out.written(i)[..len].to_vec(),
+            None => dst[..len].to_vec(),
+        };
+        for route in routes.iter() {
+            self.out.queue(route, &packet, &self.counters);
+        }
+        self.hot_queue = routes
+            .iter()
+            .next()
+            .and_then(|route| self.out.queue_index(route));
+    }
+
+    fn handle_network(&mut self, socket: Socket, src: &mut [u8], dst: &mut [u8]) {
         for _ in 0..BATCH {
             // One receive may hold several datagrams coalesced by UDP GRO, `stride` apart.
             let mut meta = [quinn_udp::RecvMeta::default()];
             let received = {
                 let mut bufs = [std::io::IoSliceMut::new(src)];
-                let (socket, udp) = match (source, self.multipath.as_ref()) {
-                    (Source::Path(i), Some(mp)) => match mp.sockets.get(usize::from(i)) {
-                        Some(p) => (&p.socket, &p.udp),
-                        None => return,
-                    },
-                    (Source::Path(_), None) => return,
-                    (Source::Main, _) => (&self.socket, &self.udp),
+                let Some(port) = self.out.port(socket) else {
+                    return;
                 };
-                udp.recv(socket.into(), &mut bufs, &mut meta)
+                port.udp.recv((&port.socket).into(), &mut bufs, &mut meta)
             };
             match received {
                 Ok(_) => {}
@@ -517,6 +408,7 @@ impl Worker {
                     break;
                 }
             }
+            let now = Instant::now();
             let meta = meta[0];
             let from = canonical(meta.addr);
             let stride = if meta.stride == 0 {
@@ -525,198 +417,51 @@ impl Worker {
                 meta.stride
             };
             for datagram in src[..meta.len].chunks(stride.max(1)) {
-                self.handle_datagram(datagram, from, source, dst);
+                self.handle_datagram(now, socket, from, datagram, dst);
             }
             // What one receive brought (a GRO batch: mostly one flow) reaches the TUN now,
             // coalesced: holding it for more receives only adds latency.
             self.flush_tun();
         }
-        // Handshake responses and packets released by a new session go out now, and the
-        // decrypted packets reach the TUN, coalesced.
-        self.flush();
-        self.flush_tun();
+        self.drain(Instant::now());
     }
 
-    fn flush_tun(&mut self) {
-        flush_tun(&mut self.writer, &self.tun, &self.name);
-    }
-
+    /// One datagram: data messages decrypt straight into the TUN batch, anything else
+    /// (handshakes, cookies, probes) into `dst`.
     fn handle_datagram(
         &mut self,
-        datagram: &[u8],
+        now: Instant,
+        socket: Socket,
         from: SocketAddr,
-        source: Source,
+        datagram: &[u8],
         dst: &mut [u8],
     ) {
-        if braid_bond::is_probe(datagram) {
-            self.handle_probe(datagram, from, source);
+        if datagram.first() != Some(&4) {
+            self.engine
+                .handle_datagram(now, socket, from, datagram, dst);
             return;
         }
-        // Data messages decrypt straight into the TUN batch; anything else (handshakes,
-        // cookies) into `dst`.
-        let is_data = datagram.first() == Some(&4);
-        let header = braid_bond::wg::data_header(datagram);
-        let out: &mut [u8] = if is_data {
-            if self.writer.is_full() {
-                self.flush_tun();
-            }
-            self.writer.slot(datagram.len())
-        } else {
-            dst
-        };
-        let start = out.as_ptr();
-        let result = self.tunn.decapsulate(Some(from.ip()), datagram, out);
-        if let TunnResult::Err(e) = &result {
-            self.count_drop(e);
-            return;
+        if self.writer.is_full() {
+            self.flush_tun();
         }
-        self.last_rx = Some(Instant::now());
-        // As note_activity(true); field by field, `result` borrows the TUN batch.
-        self.last_activity = Instant::now();
-        self.hurry |= self.tick > TIMER_TICK;
-        add(&self.counters.rx_packets, 1);
-        add(&self.counters.rx_bytes, datagram.len() as u64);
-        // Authenticated: the peer is at `from` now (roaming, or a peer that dialled in).
-        // On a configured path's socket the peer's address is the endpoint already.
-        if source == Source::Main && self.endpoint != Some(from) {
-            tracing::info!(link = %self.name, endpoint = %from, "peer endpoint");
-            self.endpoint = Some(from);
-            *self
-                .counters
-                .endpoint
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(from);
-        }
-        // A handshake initiation from an address the far side's bond does not know: the
-        // peer started over (new path sockets, or no paths any more). Follow it anew: the
-        // answer goes where the initiation came from, and the peer's next probes make a
-        // new bond.
-        if datagram.first() == Some(&1)
-            && source == Source::Main
-            && self
-                .multipath
-                .as_ref()
-                .is_some_and(|mp| mp.sockets.is_empty() && mp.bond.path_by_addr(from).is_none())
+        let slot = self.writer.slot(datagram.len());
+        if let Incoming::Packet(len) = self
+            .engine
+            .handle_datagram(now, socket, from, datagram, slot)
         {
-            tracing::info!(link = %self.name, peer = %from, "the peer's paths changed: following anew");
-            self.multipath = None;
-            *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.writer.commit(len);
         }
-        match result {
-            TunnResult::WriteToNetwork(packet) => {
-                let packet = packet.to_vec();
-                self.send(&packet);
-                // Send the packets queued while the handshake was in progress.
-                while let TunnResult::WriteToNetwork(packet) = self.tunn.decapsulate(None, &[], dst)
-                {
-                    let packet = packet.to_vec();
-                    self.send(&packet);
-                }
-            }
-            TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
-                let len = packet.len();
-                if let Some(mp) = self.multipath.as_mut() {
-                    let now = Instant::now();
-                    let path = match source {
-                        Source::Path(i) => Some(braid_bond::PathId(u32::from(i))),
-                        Source::Main => mp.bond.learn_path(from, now).ok(),
-                    };
-                    if let Some(path) = path {
-                        mp.bond.on_authenticated(path, datagram.len(), now);
-                    }
-                    if let Some((index, counter)) = header {
-                        match mp.bond.push_received(index, counter, packet, now) {
-                            braid_bond::Verdict::Deliver => {}
-                            braid_bond::Verdict::Buffered => {
-                                self.drain_reordered();
-                                return;
-                            }
-                            braid_bond::Verdict::Duplicate | braid_bond::Verdict::Dropped => {
-                                add(&self.counters.dropped_replay, 1);
-                                return;
-                            }
-                        }
-                    }
-                }
-                if !(is_data && packet.as_ptr() == start) {
-                    // Decrypted elsewhere: copy it into the batch (every TUN write carries
-                    // the batch's virtio header).
-                    let packet = packet.to_vec();
-                    if self.writer.is_full() {
-                        self.flush_tun();
-                    }
-                    self.writer.slot(len)[..len].copy_from_slice(&packet);
-                }
-                self.writer.commit(len);
-                self.drain_reordered();
-            }
-            _ => {}
+        // Packets the reorder buffer lets go follow the one just delivered.
+        while let Some(packet) = self.engine.poll_packet() {
+            self.write_tun(&packet);
         }
-        if !is_data {
-            self.note_handshake();
-        }
-    }
-
-    fn count_drop(&self, e: &WireGuardError) {
-        use WireGuardError::*;
-        let counter = match e {
-            WrongKey | WrongIndex | NoCurrentSession => &self.counters.dropped_unknown_key,
-            DuplicateCounter | InvalidCounter | WrongTai64nTimestamp => {
-                &self.counters.dropped_replay
-            }
-            _ => &self.counters.dropped_bad_packet,
-        };
-        add(counter, 1);
-        tracing::trace!(link = %self.name, "dropped a datagram: {e:?}");
-    }
-
-    /// Publishes when the last authenticated datagram arrived (coarse: once per tick).
-    fn note_rx(&self) {
-        if let Some(at) = self.last_rx {
-            let at = SystemTime::now().checked_sub(at.elapsed());
-            *self
-                .counters
-                .last_rx
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = at;
-        }
-    }
-
-    fn note_handshake(&self) {
-        if let Some(age) = self.tunn.time_since_last_handshake() {
-            let at = SystemTime::now().checked_sub(age);
-            *self
-                .counters
-                .last_handshake
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = at;
-        }
-    }
-
-    fn tick(&mut self, dst: &mut [u8]) {
-        match self.tunn.update_timers(dst) {
-            TunnResult::WriteToNetwork(packet) => {
-                let packet = packet.to_vec();
-                self.send(&packet);
-            }
-            TunnResult::Err(WireGuardError::ConnectionExpired) => {}
-            TunnResult::Err(e) => tracing::trace!(link = %self.name, "timers: {e:?}"),
-            _ => {}
-        }
-        self.note_rx();
-        self.note_handshake();
-    }
-}
-
-fn flush_tun(writer: &mut TunWriter, tun: &SyncDevice, name: &str) {
-    if let Err(e) = writer.flush(tun) {
-        tracing::debug!(link = %name, "writing the TUN device: {e}");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::socket_addr_for;
     use std::net::IpAddr;
 
     #[test]

@@ -1,8 +1,9 @@
 //! The link's UAPI requests (`wg show`, `wg set`), answered from the worker's state.
 
-use super::{Worker, canonical, new_tunn};
+use super::{Worker, canonical};
 use crate::uapi::{self, UapiSocket};
 use braid_uapi::{DeviceInfo, PeerInfo, Request, errno};
+use std::time::Instant;
 
 impl Worker {
     pub(super) fn handle_uapi(&mut self) {
@@ -32,13 +33,13 @@ impl Worker {
             peers: vec![PeerInfo {
                 public_key: self.peer_public_key,
                 preshared_key: [0; 32],
-                endpoint: self.endpoint,
+                endpoint: self.engine.endpoint(),
                 last_handshake: stats
                     .last_handshake
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()),
                 rx_bytes: stats.rx_bytes,
                 tx_bytes: stats.tx_bytes,
-                persistent_keepalive: self.keepalive.unwrap_or(0),
+                persistent_keepalive: self.engine.keepalive().unwrap_or(0),
                 allowed_ips: vec![
                     "0.0.0.0/0".parse().expect("literal"),
                     "::/0".parse().expect("literal"),
@@ -68,24 +69,19 @@ impl Worker {
         if !(same_key && same_port && same_mark && peers_ok) || set.replace_peers {
             return errno::EPERM;
         }
+        let now = Instant::now();
         for peer in set.peers {
             if let Some(endpoint) = peer.endpoint {
-                let endpoint = canonical(endpoint);
-                self.endpoint = Some(endpoint);
-                *self
-                    .counters
-                    .endpoint
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(endpoint);
+                self.engine.set_endpoint(now, Some(canonical(endpoint)));
             }
             if let Some(keepalive) = peer.persistent_keepalive {
                 let keepalive = (keepalive > 0).then_some(keepalive);
-                if keepalive != self.keepalive {
-                    self.keepalive = keepalive;
-                    self.tunn = new_tunn(self.private_key, self.peer_public_key, keepalive);
+                if keepalive != self.engine.keepalive() {
+                    self.engine.set_keepalive(now, keepalive);
                 }
             }
         }
+        self.drain(now);
         0
     }
 }

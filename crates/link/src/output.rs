@@ -1,0 +1,205 @@
+//! The link's way out: its UDP sockets (its own, and one per configured path of a bond)
+//! and a GSO queue per route, so that a batch of packets for one route leaves in one
+//! system call while the engine spreads others elsewhere. The engine decides routes; this
+//! only moves bytes and counts what left.
+
+use crate::counters::{Counters, add};
+use crate::gso::GsoQueue;
+use braid_engine::{Route, Socket};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+
+/// A UDP socket with its batched-I/O state.
+pub struct UdpPort {
+    pub socket: UdpSocket,
+    pub udp: quinn_udp::UdpSocketState,
+    /// A dual-stack IPv6 socket: IPv4 peers are addressed as IPv4-mapped IPv6.
+    pub ipv6: bool,
+}
+
+/// A configured path's socket.
+pub struct PathPort {
+    pub port: UdpPort,
+    /// Its name in logs and status: interface and/or source address.
+    pub label: String,
+    /// The interface it is bound to, if any (netlink events name it).
+    pub interface: Option<String>,
+}
+
+pub struct Output {
+    pub main: UdpPort,
+    pub paths: Vec<PathPort>,
+    /// One GSO queue per route that has sent; index 0 is made first and reused most.
+    queues: Vec<(Route, GsoQueue)>,
+}
+
+/// The address a dual-stack socket sends to: IPv4 peers as IPv4-mapped IPv6.
+pub fn socket_addr_for(ipv6_socket: bool, addr: SocketAddr) -> SocketAddr {
+    match (ipv6_socket, addr) {
+        (true, SocketAddr::V4(v4)) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
+        _ => addr,
+    }
+}
+
+impl Output {
+    pub fn new(main: UdpPort, paths: Vec<PathPort>) -> Output {
+        Output {
+            main,
+            paths,
+            queues: Vec::new(),
+        }
+    }
+
+    pub fn port(&self, socket: Socket) -> Option<&UdpPort> {
+        match socket {
+            Socket::Main => Some(&self.main),
+            Socket::Path(i) => self.paths.get(usize::from(i)).map(|p| &p.port),
+        }
+    }
+
+    /// The configured paths bound to `interface`.
+    pub fn paths_on(&self, interface: &str) -> Vec<u8> {
+        (0..self.paths.len())
+            .filter(|&i| self.paths[i].interface.as_deref() == Some(interface))
+            .map(|i| i as u8)
+            .collect()
+    }
+
+    /// The queue for `route`, made on first use (its buffer is mapped lazily); `None` if
+    /// it cannot be mapped.
+    pub fn queue_index(&mut self, route: Route) -> Option<usize> {
+        if let Some(i) = self.queues.iter().position(|(r, _)| *r == route) {
+            return Some(i);
+        }
+        let queue = GsoQueue::new().ok()?;
+        self.queues.push((route, queue));
+        Some(self.queues.len() - 1)
+    }
+
+    pub fn route_of(&self, queue: usize) -> Route {
+        self.queues[queue].0
+    }
+
+    fn max_segments(&self, route: Route) -> usize {
+        self.port(route.socket)
+            .map_or(1, |p| p.udp.max_gso_segments())
+            .clamp(1, 64)
+    }
+
+    /// Free space at the tail of queue `i` for a packet of up to `room` bytes, sending
+    /// what is queued there first if it has no room.
+    pub fn tail(&mut self, i: usize, room: usize, counters: &Counters) -> &mut [u8] {
+        let max = self.max_segments(self.queues[i].0);
+        if !self.queues[i].1.has_room(room, max) {
+            self.flush(i, counters);
+        }
+        self.queues[i].1.tail()
+    }
+
+    /// Queue `i`'s tail as it is (what was just written there), without sending.
+    pub fn written(&mut self, i: usize) -> &mut [u8] {
+        self.queues[i].1.tail()
+    }
+
+    /// Keeps the `len` bytes just written at queue `i`'s tail.
+    pub fn commit_tail(&mut self, i: usize, len: usize, counters: &Counters) {
+        if !self.queues[i].1.can_keep(len) {
+            // Longer than the queued packets: they leave, it starts the next send.
+            let packet = self.queues[i].1.tail()[..len].to_vec();
+            self.flush(i, counters);
+            self.queues[i].1.tail()[..len].copy_from_slice(&packet);
+        }
+        if self.queues[i].1.commit(len) {
+            self.flush(i, counters);
+        }
+    }
+
+    /// Queues a copy of an encrypted packet for `route`.
+    pub fn queue(&mut self, route: Route, packet: &[u8], counters: &Counters) {
+        let Some(i) = self.queue_index(route) else {
+            self.send_now(route, packet, counters);
+            return;
+        };
+        let max = self.max_segments(route);
+        if !self.queues[i].1.fits(packet.len(), max) {
+            self.flush(i, counters);
+        }
+        let tail = self.queues[i].1.tail();
+        if tail.len() < packet.len() {
+            self.send_now(route, packet, counters);
+            return;
+        }
+        tail[..packet.len()].copy_from_slice(packet);
+        if self.queues[i].1.commit(packet.len()) {
+            self.flush(i, counters);
+        }
+    }
+
+    pub fn flush_all(&mut self, counters: &Counters) {
+        for i in 0..self.queues.len() {
+            self.flush(i, counters);
+        }
+    }
+
+    /// Sends queue `i` in one system call (UDP GSO).
+    fn flush(&mut self, i: usize, counters: &Counters) {
+        let route = self.queues[i].0;
+        let Some((contents, segment_size, count)) = self.queues[i].1.take() else {
+            return;
+        };
+        let count = count as u64;
+        let port = match route.socket {
+            Socket::Main => &self.main,
+            Socket::Path(p) => match self.paths.get(usize::from(p)) {
+                Some(path) => &path.port,
+                None => {
+                    add(&counters.dropped_no_route, count);
+                    return;
+                }
+            },
+        };
+        let transmit = quinn_udp::Transmit {
+            destination: socket_addr_for(port.ipv6, route.to),
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        match port.udp.try_send((&port.socket).into(), &transmit) {
+            Ok(()) => {
+                add(&counters.tx_packets, count);
+                add(&counters.tx_bytes, contents.len() as u64);
+            }
+            Err(e) => {
+                add(&counters.dropped_no_route, count);
+                tracing::debug!(to = %route.to, "send: {e}");
+            }
+        }
+    }
+
+    /// Sends one datagram on `route` now, after what is queued there.
+    pub fn send_now(&mut self, route: Route, packet: &[u8], counters: &Counters) {
+        if let Some(i) = self.queues.iter().position(|(r, _)| *r == route) {
+            self.flush(i, counters);
+        }
+        let Some(port) = self.port(route.socket) else {
+            add(&counters.dropped_no_route, 1);
+            return;
+        };
+        match port
+            .socket
+            .send_to(packet, socket_addr_for(port.ipv6, route.to))
+        {
+            Ok(_) => {
+                add(&counters.tx_packets, 1);
+                add(&counters.tx_bytes, packet.len() as u64);
+            }
+            Err(e) => {
+                add(&counters.dropped_no_route, 1);
+                if e.kind() != ErrorKind::WouldBlock {
+                    tracing::debug!(to = %route.to, "send: {e}");
+                }
+            }
+        }
+    }
+}
