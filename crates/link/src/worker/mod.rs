@@ -10,7 +10,6 @@ use crate::counters::{Counters, add};
 use crate::gso::GsoQueue;
 use crate::multipath::{Main, Multipath, socket_addr_for};
 use crate::tun_batch::{TunReader, TunWriter};
-use crate::uapi::UapiSocket;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
 use std::io::ErrorKind;
@@ -45,7 +44,6 @@ pub enum Event {
     Tun,
     Network,
     Wake,
-    Uapi,
     /// The socket of configured path `n` (multi-path links).
     Path(u8),
 }
@@ -82,6 +80,12 @@ pub enum Command {
         interface: String,
         up: bool,
     },
+    /// A UAPI request (`wg show`, `wg set`), read and parsed on the UAPI thread; answered
+    /// from the link's state (`uapi_requests.rs`).
+    Uapi {
+        request: braid_uapi::Request,
+        reply: crate::uapi::Reply,
+    },
 }
 
 pub struct Worker {
@@ -95,7 +99,6 @@ pub struct Worker {
     endpoint: Option<SocketAddr>,
     keepalive: Option<u16>,
     fwmark: u32,
-    uapi: Option<UapiSocket>,
     /// Batched UDP I/O: GSO on send, GRO on receive (quinn-udp).
     udp: quinn_udp::UdpSocketState,
     /// Encrypted packets waiting to leave in one GSO send.
@@ -163,7 +166,6 @@ impl Worker {
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         commands: Receiver<Command>,
-        uapi: Option<UapiSocket>,
         wake: Arc<crate::wake::Wake>,
     ) -> std::io::Result<Self> {
         *counters.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = config.endpoint;
@@ -183,7 +185,6 @@ impl Worker {
             endpoint: config.endpoint,
             keepalive: config.keepalive,
             fwmark: config.fwmark,
-            uapi,
             wake,
             last_activity: Instant::now(),
             unanswered_tick: UNANSWERED_TICK,
@@ -214,9 +215,6 @@ impl Worker {
             (self.socket.as_raw_fd(), Event::Network),
             (self.wake.fd(), Event::Wake),
         ];
-        if let Some(uapi) = &self.uapi {
-            fds.push((uapi.listener().as_raw_fd(), Event::Uapi));
-        }
         if let Some(mp) = &self.multipath {
             for (i, path) in mp.sockets.iter().enumerate() {
                 fds.push((path.socket.as_raw_fd(), Event::Path(i as u8)));
@@ -247,7 +245,6 @@ impl Worker {
             Event::Path(i) => {
                 self.handle_network(Source::Path(i), &mut scratch.src, &mut scratch.dst)
             }
-            Event::Uapi => self.handle_uapi(),
             Event::Wake => {
                 self.wake.drain();
                 if self.stop.load(Ordering::Relaxed) {
@@ -325,8 +322,17 @@ impl Worker {
     /// Applies pending commands; true when the link should start a handshake now.
     fn apply_commands(&mut self) -> bool {
         let mut handshake = false;
-        self.unanswered_tick = UNANSWERED_TICK;
         while let Ok(command) = self.commands.try_recv() {
+            // Answered at once; a `wg show` neither starts a handshake nor resets the
+            // back-off of a link whose peer is silent.
+            let command = match command {
+                Command::Uapi { request, reply } => {
+                    self.answer_uapi(request, reply);
+                    continue;
+                }
+                command => command,
+            };
+            self.unanswered_tick = UNANSWERED_TICK;
             if let Command::PathState { interface, up } = &command {
                 self.set_path_state(interface, *up);
                 continue;
@@ -334,7 +340,7 @@ impl Worker {
             handshake |=
                 self.endpoint.is_some() || matches!(command, Command::SetEndpoint(Some(_)));
             match command {
-                Command::PathState { .. } => {}
+                Command::PathState { .. } | Command::Uapi { .. } => {}
                 Command::SetEndpoint(endpoint) => {
                     self.endpoint = endpoint;
                     *self
