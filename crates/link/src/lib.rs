@@ -7,6 +7,10 @@
 //! The packet path is batched: TUN offloads (`tun_batch`: TSO reads split here, GRO-coalesced
 //! writes) and UDP GSO/GRO (`gso`, quinn-udp), so a 64 KiB TCP burst costs a few system
 //! calls instead of ~45 per direction.
+//!
+//! The links' UAPI sockets (`wg show`, `wg set`) are served by one thread of their own
+//! (`uapi`), which reads and parses each request under a deadline and a size cap and only
+//! then hands it to the link: a client can never hold a reactor.
 
 mod buffer;
 mod counters;
@@ -106,6 +110,8 @@ pub struct Link {
     wake: Arc<wake::Wake>,
     /// The link's state comes back here when its reactor lets it go.
     stopped: Option<std::sync::mpsc::Receiver<Box<worker::Worker>>>,
+    /// Its UAPI socket, while served (dropping it removes the socket file).
+    uapi: Option<uapi::Served>,
 }
 
 impl Link {
@@ -137,6 +143,22 @@ impl Link {
             what: "creating its wake-up eventfd".into(),
             source,
         })?);
+        // Served by the process's UAPI thread, never by the link's reactor.
+        let uapi = match uapi {
+            None => None,
+            Some(socket) => {
+                let target = uapi::Target {
+                    name: config.name.clone(),
+                    control: control.clone(),
+                    wake: wake.clone(),
+                };
+                Some(uapi::serve(socket, target).map_err(|source| LinkError::Io {
+                    link: config.name.clone(),
+                    what: "starting the UAPI thread".into(),
+                    source,
+                })?)
+            }
+        };
         let name = config.name.clone();
         let paths = path_ports(&config)?;
         let worker = worker::Worker::new(
@@ -147,7 +169,6 @@ impl Link {
             counters.clone(),
             stop.clone(),
             commands,
-            uapi,
             wake.clone(),
         )
         .map_err(|source| LinkError::Io {
@@ -172,6 +193,7 @@ impl Link {
             control,
             wake,
             stopped: Some(stopped),
+            uapi,
         })
     }
 
@@ -219,6 +241,8 @@ impl Link {
     }
 
     fn shutdown(&mut self) {
+        // No new UAPI clients; the socket file goes before the link does.
+        self.uapi.take();
         self.stop.store(true, Ordering::Relaxed);
         self.wake.wake();
         if let Some(stopped) = self.stopped.take() {

@@ -89,8 +89,7 @@ fn token(slot: usize, event: Event) -> u64 {
         Event::Tun => 0,
         Event::Network => 1,
         Event::Wake => 2,
-        Event::Uapi => 3,
-        Event::Path(i) => 4 + u64::from(i.min(250)),
+        Event::Path(i) => 3 + u64::from(i.min(250)),
     };
     ((slot as u64) << 8) | kind
 }
@@ -100,8 +99,7 @@ fn untoken(token: u64) -> (usize, Event) {
         0 => Event::Tun,
         1 => Event::Network,
         2 => Event::Wake,
-        3 => Event::Uapi,
-        k => Event::Path((k - 4) as u8),
+        k => Event::Path((k - 3) as u8),
     };
     ((token >> 8) as usize, event)
 }
@@ -318,13 +316,12 @@ mod tests {
                 Event::Tun,
                 Event::Network,
                 Event::Wake,
-                Event::Uapi,
                 Event::Path(0),
                 Event::Path(15),
             ] {
                 assert_eq!(untoken(token(slot, event)), (slot, event));
             }
         }
-        assert_ne!(token(1 << 40, Event::Uapi), INBOX);
+        assert_ne!(token(1 << 40, Event::Path(250)), INBOX);
     }
 }

@@ -12,7 +12,6 @@ use crate::buffer::PacketBuffer;
 use crate::counters::Counters;
 use crate::output::{Output, PathPort, UdpPort};
 use crate::tun_batch::{TunReader, TunWriter};
-use crate::uapi::UapiSocket;
 use braid_engine::{Engine, EngineConfig, Incoming, Outgoing, Socket};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -34,7 +33,6 @@ pub enum Event {
     Tun,
     Network,
     Wake,
-    Uapi,
     /// The socket of configured path `n` (multi-path links).
     Path(u8),
 }
@@ -64,6 +62,12 @@ pub enum Command {
         interface: String,
         up: bool,
     },
+    /// A UAPI request (`wg show`, `wg set`), read and parsed on the UAPI thread; answered
+    /// from the link's state (`uapi_requests.rs`).
+    Uapi {
+        request: braid_uapi::Request,
+        reply: crate::uapi::Reply,
+    },
 }
 
 pub struct Worker {
@@ -75,7 +79,6 @@ pub struct Worker {
     private_key: [u8; 32],
     peer_public_key: [u8; 32],
     fwmark: u32,
-    uapi: Option<UapiSocket>,
     out: Output,
     /// The GSO queue the last data packet went to (encrypted straight into its tail).
     hot_queue: Option<usize>,
@@ -142,7 +145,6 @@ impl Worker {
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         commands: Receiver<Command>,
-        uapi: Option<UapiSocket>,
         wake: Arc<crate::wake::Wake>,
     ) -> std::io::Result<Self> {
         let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
@@ -160,7 +162,6 @@ impl Worker {
             private_key: config.private_key,
             peer_public_key: config.peer_public_key,
             fwmark: config.fwmark,
-            uapi,
             out: Output::new(main, paths),
             hot_queue: None,
             reader: TunReader::new(config.mtu),
@@ -186,9 +187,6 @@ impl Worker {
             (self.out.main.socket.as_raw_fd(), Event::Network),
             (self.wake.fd(), Event::Wake),
         ];
-        if let Some(uapi) = &self.uapi {
-            fds.push((uapi.listener().as_raw_fd(), Event::Uapi));
-        }
         for (i, path) in self.out.paths.iter().enumerate() {
             fds.push((path.port.socket.as_raw_fd(), Event::Path(i as u8)));
         }
@@ -211,7 +209,6 @@ impl Worker {
             Event::Path(i) => {
                 self.handle_network(Socket::Path(i), &mut scratch.src, &mut scratch.dst)
             }
-            Event::Uapi => self.handle_uapi(),
             Event::Wake => {
                 self.wake.drain();
                 if self.stop.load(Ordering::Relaxed) {
@@ -240,6 +237,9 @@ impl Worker {
         let now = Instant::now();
         while let Ok(command) = self.commands.try_recv() {
             match command {
+                // Answered at once; a `wg show` neither starts a handshake nor resets the
+                // back-off of a link whose peer is silent.
+                Command::Uapi { request, reply } => self.answer_uapi(request, reply),
                 Command::SetEndpoint(endpoint) => self.engine.set_endpoint(now, endpoint),
                 Command::SetKeepalive(keepalive) => self.engine.set_keepalive(now, keepalive),
                 Command::PathState { interface, up } => {

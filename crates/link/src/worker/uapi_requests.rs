@@ -1,27 +1,20 @@
-//! The link's UAPI requests (`wg show`, `wg set`), answered from the worker's state.
+//! The link's UAPI requests (`wg show`, `wg set`), answered from the worker's state. The
+//! requests come read and parsed from the UAPI thread (`crate::uapi`), so answering one
+//! never waits for a client.
 
 use super::{Worker, canonical};
-use crate::uapi::{self, UapiSocket};
+use crate::uapi::Reply;
 use braid_uapi::{DeviceInfo, PeerInfo, Request, errno};
 use std::time::Instant;
 
 impl Worker {
-    pub(super) fn handle_uapi(&mut self) {
-        let Some(mut stream) = self.uapi.as_ref().and_then(UapiSocket::accept) else {
-            return;
+    /// Answers one request: `get=1` with the device and its peer, `set=1` with its errno.
+    pub(super) fn answer_uapi(&mut self, request: Request, reply: Reply) {
+        let answer = match request {
+            Request::Get => braid_uapi::format_get(&self.device_info()),
+            Request::Set(set) => braid_uapi::format_errno(self.apply_set(set)),
         };
-        let Some(text) = uapi::read_request(&mut stream) else {
-            return;
-        };
-        let answer = match braid_uapi::parse_request(&text) {
-            Ok(Request::Get) => braid_uapi::format_get(&self.device_info()),
-            Ok(Request::Set(set)) => braid_uapi::format_errno(self.apply_set(set)),
-            Err(e) => {
-                tracing::debug!(link = %self.name, "UAPI request: {e}");
-                braid_uapi::format_errno(e.errno())
-            }
-        };
-        uapi::reply(&mut stream, &answer);
+        reply.send(answer);
     }
 
     pub(super) fn device_info(&self) -> DeviceInfo {
