@@ -462,3 +462,57 @@ fn dns_endpoints_are_resolved_again_until_the_peer_answers() {
         .clone();
     assert_eq!(link["endpoint"], "198.18.0.2:40002", "{link}");
 }
+
+#[test]
+fn a_key_rotation_is_applied_in_place_on_reload() {
+    let Some(m) = mesh("kr_rotate", 2) else {
+        return;
+    };
+    for i in 1..=2 {
+        m.start(i);
+    }
+    wait_until("links up", Duration::from_secs(20), || {
+        (1..=2).all(|i| all_up(&m.configs[i - 1]))
+    });
+    // A new key for n1: in its config, and its new public key in the registry.
+    let key = String::from_utf8(braid(&["keygen"]).stdout).unwrap();
+    let key = key.trim().to_string();
+    let mut pubkey = Command::new(env!("CARGO_BIN_EXE_braid"));
+    pubkey
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = pubkey.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), key.as_bytes()).unwrap();
+    let public = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&m.configs[0]).unwrap()).unwrap();
+    config["private_key"] = Value::String(key);
+    std::fs::write(
+        &m.configs[0],
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    let mut registry: Value = serde_json::from_str(&m.full_registry).unwrap();
+    registry[0]["public_key"] = Value::String(public.trim().to_string());
+    std::fs::write(
+        m.registry(),
+        serde_json::to_string_pretty(&registry).unwrap(),
+    )
+    .unwrap();
+    let reload = braid(&["reload", "-c", m.config(1)]);
+    let summary = String::from_utf8_lossy(&reload.stdout).to_string();
+    assert!(
+        summary.contains("0 added, 2 updated, 0 removed"),
+        "{summary}"
+    );
+    assert!(braid(&["reload", "-c", m.config(2)]).status.success());
+    wait_until(
+        "n1 <-> n2 under the new key",
+        Duration::from_secs(10),
+        || m.lab.ping(1, "fe80::2%brd4x40004") && m.lab.ping(2, "fe80::1%brd4x40002"),
+    );
+    wait_until("links up again", Duration::from_secs(10), || {
+        (1..=2).all(|i| all_up(&m.configs[i - 1]))
+    });
+}

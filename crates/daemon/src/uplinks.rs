@@ -180,6 +180,7 @@ mod tests {
             fwmark: 0,
             group: 2,
             peer_public_key: braid_model::PublicKey([1; 32]),
+            local_public_key: braid_model::PublicKey([2; 32]),
             peer: "p".into(),
             keepalive: None,
             transport: 0,

@@ -96,9 +96,12 @@ impl LinkBackend for UserspaceBackend {
         let name = setup.link.name.clone();
         let in_place = changes
             .iter()
-            .all(|c| matches!(c, Change::Endpoint | Change::Keepalive));
+            .all(|c| matches!(c, Change::Endpoint | Change::Keepalive | Change::LocalKey));
         match self.links.get(&name) {
             Some(link) if in_place => {
+                if changes.contains(&Change::LocalKey) {
+                    link.set_private_key(setup.private_key.0);
+                }
                 if changes.contains(&Change::Endpoint) {
                     link.set_endpoint(
                         setup

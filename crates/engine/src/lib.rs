@@ -279,6 +279,26 @@ impl Engine {
         self.initiate(now, false);
     }
 
+    /// Rotates this side's private key (`wg set private-key`): a new session under the new
+    /// key is negotiated at once; a bond starts over with probe keys derived from it.
+    pub fn set_private_key(&mut self, now: Instant, private_key: [u8; 32]) {
+        if private_key == self.private_key {
+            return;
+        }
+        self.private_key = private_key;
+        let config = self.tunn_config();
+        self.tunn = new_tunn(&self.clock, now, &config, self.keepalive, &mut self.random);
+        self.bond = if self.configured.is_empty() {
+            None
+        } else {
+            bonding::active(self, now)
+        };
+        self.bond_up = false;
+        self.dead_since = None;
+        self.ticks.reset(now);
+        self.initiate(now, false);
+    }
+
     // ---- internals shared by the modules ----
 
     fn tunn_config(&self) -> EngineConfig {

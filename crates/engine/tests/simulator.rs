@@ -464,3 +464,21 @@ fn bytes_are_charged_to_a_path_only_for_data_that_was_sent() {
     pair.run_for(50 * MS);
     assert_eq!(pair.b.delivered.len(), 5);
 }
+
+#[test]
+fn a_key_rotation_is_applied_in_place_and_the_link_carries_on() {
+    let mut pair = plain_pair(40);
+    pair.run_for(50 * MS);
+    // a gets a new key; b is told the new public key (its link is made again).
+    let now = pair.now;
+    pair.a.engine().set_private_key(now, sim::key(11).0);
+    pair.flush(Side::A);
+    let b = config(2, 11, None, 41);
+    pair.restart(Side::B, b);
+    pair.run_for(100 * MS);
+    pair.send(Side::A, &packet(1, 100, 1));
+    pair.send(Side::B, &packet(2, 100, 1));
+    pair.run_for(50 * MS);
+    assert_eq!(pair.b.delivered, vec![1]);
+    assert_eq!(pair.a.delivered, vec![2]);
+}

@@ -217,6 +217,15 @@ impl Link {
         self.wake.wake();
     }
 
+    /// Rotates this side's private key in place (like `wg set private-key`): a new
+    /// handshake under the new key starts at once.
+    pub fn set_private_key(&self, private_key: [u8; 32]) {
+        let _ = self
+            .control
+            .send(worker::Command::SetPrivateKey(private_key));
+        self.wake.wake();
+    }
+
     /// An uplink went down or came back: the link's paths on it are out at once, or
     /// probed again (they come up after answering).
     pub fn set_path_state(&self, interface: &str, up: bool) {

@@ -44,6 +44,10 @@ pub struct LinkPlan {
     pub group: u32,
     #[serde(serialize_with = "crate::serialize_key")]
     pub peer_public_key: PublicKey,
+    /// This node's own public key (from the config's private key): a new one is a key
+    /// rotation, applied to the running link in place.
+    #[serde(serialize_with = "crate::serialize_key")]
+    pub local_public_key: PublicKey,
     /// The peer's registry name or short key.
     pub peer: String,
     /// Persistent keepalive in seconds, if any.
@@ -83,6 +87,7 @@ pub fn plan_links(config: &Config, registry: &Registry) -> Vec<LinkPlan> {
                     fwmark: transport.fwmark,
                     group: config.active_group,
                     peer_public_key: node.public_key,
+                    local_public_key: own_key,
                     peer: node.label(),
                     keepalive: transport.keepalive,
                     transport: t,

@@ -17,6 +17,9 @@ pub enum Change {
     Keepalive,
     /// The peer behind the link changed keys: a new session is needed.
     PeerKey,
+    /// This node's own key changed (a key rotation): applied in place, like
+    /// `wg set private-key`, with a new handshake.
+    LocalKey,
     /// The underlay paths or the scheduler changed.
     Paths,
 }
@@ -54,6 +57,10 @@ pub fn changes(old: &LinkPlan, new: &LinkPlan) -> Vec<Change> {
     check(old.endpoint != new.endpoint, Change::Endpoint);
     check(old.keepalive != new.keepalive, Change::Keepalive);
     check(old.peer_public_key != new.peer_public_key, Change::PeerKey);
+    check(
+        old.local_public_key != new.local_public_key,
+        Change::LocalKey,
+    );
     check(
         old.paths != new.paths || old.scheduler != new.scheduler,
         Change::Paths,
@@ -103,6 +110,7 @@ mod tests {
             fwmark: 0,
             group: 2,
             peer_public_key: PublicKey([port as u8; 32]),
+            local_public_key: PublicKey([0; 32]),
             peer: name.into(),
             keepalive: None,
             transport: 0,
@@ -125,6 +133,13 @@ mod tests {
         let mut new = link("a1", 1);
         new.scheduler = braid_model::extensions::Scheduler::Redundant;
         assert_eq!(changes(&link("a1", 1), &new), vec![Change::Paths]);
+    }
+
+    #[test]
+    fn a_new_own_key_is_a_change_of_every_link() {
+        let mut new = link("a1", 1);
+        new.local_public_key = PublicKey([9; 32]);
+        assert_eq!(changes(&link("a1", 1), &new), vec![Change::LocalKey]);
     }
 
     #[test]

@@ -56,6 +56,8 @@ impl Scratch {
 pub enum Command {
     SetEndpoint(Option<SocketAddr>),
     SetKeepalive(Option<u16>),
+    /// A key rotation: this side's new private key.
+    SetPrivateKey([u8; 32]),
     /// An uplink went down or came back (netlink): its paths are out at once, or probed
     /// again.
     PathState {
@@ -242,6 +244,11 @@ impl Worker {
                 Command::Uapi { request, reply } => self.answer_uapi(request, reply),
                 Command::SetEndpoint(endpoint) => self.engine.set_endpoint(now, endpoint),
                 Command::SetKeepalive(keepalive) => self.engine.set_keepalive(now, keepalive),
+                Command::SetPrivateKey(key) => {
+                    self.private_key = key;
+                    self.engine.set_private_key(now, key);
+                    tracing::info!(link = %self.name, peer = %self.peer, "private key rotated");
+                }
                 Command::PathState { interface, up } => {
                     for index in self.out.paths_on(&interface) {
                         tracing::info!(link = %self.name, peer = %self.peer, path = %interface, up, "uplink state");
