@@ -103,6 +103,11 @@ impl<B: LinkBackend> Reconciler<B> {
     }
 
     /// Names of the links the backend runs.
+    /// The running links' plans.
+    pub fn running_links(&self) -> impl Iterator<Item = &LinkPlan> {
+        self.running.iter()
+    }
+
     pub fn running(&self) -> impl Iterator<Item = &str> {
         self.running.iter().map(|l| l.name.as_str())
     }
@@ -217,7 +222,7 @@ impl<B: LinkBackend> Reconciler<B> {
                 continue;
             }
             let live =
-                crate::status::link_state(self.backend.stats(&link.name).as_ref(), now) == "up";
+                crate::routing::link_alive(link, self.backend.stats(&link.name).as_ref(), now);
             if all || !live {
                 self.backend.re_resolve(link);
                 count += 1;

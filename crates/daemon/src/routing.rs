@@ -368,20 +368,11 @@ pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate
     }
 }
 
-/// Whether a link carries traffic now. With a persistent keepalive, a datagram must have
-/// arrived within three keepalive intervals (and 2 s); without one, the session must be live
-/// (a handshake within 180 s).
+/// Whether a link carries traffic now: its state is `up` (see `status::link_state`).
 pub fn link_alive(
     link: &braid_plan::LinkPlan,
     stats: Option<&crate::backend::LinkStats>,
     now: std::time::SystemTime,
 ) -> bool {
-    let Some(stats) = stats else { return false };
-    match link.keepalive {
-        Some(k) => stats.last_rx.is_some_and(|t| {
-            now.duration_since(t).unwrap_or_default()
-                <= std::time::Duration::from_secs(3 * u64::from(k) + 2)
-        }),
-        None => crate::status::link_state(Some(stats), now) == "up",
-    }
+    crate::status::link_state(stats, link.keepalive, now) == "up"
 }

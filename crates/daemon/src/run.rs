@@ -15,7 +15,9 @@ use tokio::signal::unix::{SignalKind, signal};
 /// without a session are resolved again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Every DNS endpoint is resolved again this often, live or not.
-pub const RE_RESOLVE_ALL_EVERY: u32 = 60; // retry ticks: 5 minutes
+/// Every link's DNS endpoint is resolved again this often (retry ticks: 135 s, as
+/// wireguard-tools' reresolve-dns does); a link that is not up is resolved on every tick.
+pub const RE_RESOLVE_ALL_EVERY: u32 = 27;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -191,11 +193,13 @@ fn log_state_changes<B: LinkBackend>(
 ) {
     let now = SystemTime::now();
     let mut seen = std::collections::BTreeMap::new();
-    for link in r.running() {
-        let state = status::link_state(r.backend().stats(link).as_ref(), now);
+    for plan in r.running_links() {
+        let link = plan.name.as_str();
+        let state = status::link_state(r.backend().stats(link).as_ref(), plan.keepalive, now);
         if last.get(link) != Some(&state) {
             tracing::info!(
                 link,
+                peer = %plan.peer,
                 from = last.get(link).copied().unwrap_or("new"),
                 to = state,
                 "link state"

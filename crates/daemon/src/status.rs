@@ -73,14 +73,30 @@ fn unix(t: SystemTime) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
-pub fn link_state(stats: Option<&LinkStats>, now: SystemTime) -> &'static str {
-    match stats {
-        None => "failed",
-        Some(s) => match s.last_handshake {
-            None => "connecting",
-            Some(t) if now.duration_since(t).unwrap_or_default() <= SESSION_LIFETIME => "up",
-            Some(_) => "stale",
-        },
+/// The state of a link, decided here only: `failed` (planned, not running), `connecting`
+/// (no handshake yet), `up` or `stale`. With a persistent keepalive of `k` seconds the peer
+/// sends at least every `k` s, so a link is up while a datagram arrived within three
+/// keepalive intervals (plus 2 s of slack) and stale after; without one, it is up while its
+/// session is (a handshake within REJECT_AFTER_TIME, 180 s; WireGuard paper, section 6).
+pub fn link_state(
+    stats: Option<&LinkStats>,
+    keepalive: Option<u16>,
+    now: SystemTime,
+) -> &'static str {
+    let Some(s) = stats else { return "failed" };
+    let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    match (s.last_handshake, keepalive) {
+        (None, _) => "connecting",
+        (Some(_), Some(k)) if k > 0 => {
+            let window = Duration::from_secs(3 * u64::from(k) + 2);
+            if s.last_rx.is_some_and(|t| age(t) <= window) {
+                "up"
+            } else {
+                "stale"
+            }
+        }
+        (Some(t), _) if age(t) <= SESSION_LIFETIME => "up",
+        (Some(_), _) => "stale",
     }
 }
 
@@ -116,7 +132,7 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                         peer: l.peer.clone(),
                         peer_public_key: l.peer_public_key.to_base64(),
                         family: l.family.to_string(),
-                        state: link_state(stats.as_ref(), now),
+                        state: link_state(stats.as_ref(), l.keepalive, now),
                         stats: stats.unwrap_or_else(|| LinkStats {
                             endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
                             listen_port: l.listen_port,
@@ -152,9 +168,26 @@ mod tests {
             last_handshake: Some(now - Duration::from_secs(secs_ago)),
             ..LinkStats::default()
         };
-        assert_eq!(link_state(None, now), "failed");
-        assert_eq!(link_state(Some(&LinkStats::default()), now), "connecting");
-        assert_eq!(link_state(Some(&at(5)), now), "up");
-        assert_eq!(link_state(Some(&at(181)), now), "stale");
+        assert_eq!(link_state(None, None, now), "failed");
+        assert_eq!(
+            link_state(Some(&LinkStats::default()), None, now),
+            "connecting"
+        );
+        assert_eq!(link_state(Some(&at(5)), None, now), "up");
+        assert_eq!(link_state(Some(&at(181)), None, now), "stale");
+    }
+
+    #[test]
+    fn with_a_keepalive_three_missed_ones_make_a_link_stale() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let heard = |secs_ago| LinkStats {
+            last_handshake: Some(now - Duration::from_secs(30)),
+            last_rx: Some(now - Duration::from_secs(secs_ago)),
+            ..LinkStats::default()
+        };
+        // keepalive 5 s: up while heard within 17 s, stale after (not 180 s).
+        assert_eq!(link_state(Some(&heard(10)), Some(5), now), "up");
+        assert_eq!(link_state(Some(&heard(18)), Some(5), now), "stale");
+        assert_eq!(link_state(Some(&heard(18)), None, now), "up");
     }
 }
