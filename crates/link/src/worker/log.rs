@@ -18,6 +18,7 @@ pub(super) fn path_label(out: &Output, id: u64) -> String {
 }
 
 pub(super) fn event(link: &str, peer: &str, out: &Output, event: Event) {
+    let (link, peer) = (tracing::field::display(link), tracing::field::display(peer));
     use braid_bond::Event as Path;
     match event {
         Event::EndpointChanged {
