@@ -483,3 +483,21 @@ fn a_plain_engine_takes_hostile_bytes_into_a_buffer_of_the_datagrams_length() {
     }
     assert_eq!(engine.endpoint(), Some(addr("192.0.2.2:51002")));
 }
+
+#[test]
+fn a_packet_the_responder_queued_before_the_handshake_leaves_once_the_session_is_confirmed() {
+    // b waits for a (no endpoint) and has a packet for it. When a dials in, b answers;
+    // b may send on the new session once a's first data message confirms it, and then the
+    // waiting packet must leave, not wait for the next handshake.
+    let a = config(1, 2, None, 61);
+    let b = config(2, 1, None, 62);
+    let mut pair = Pair::new(a, b, 61);
+    pair.run_for(S);
+    assert!(matches!(pair.send(Side::B, &packet(7, 100, 1)), Outgoing::Pending | Outgoing::Dropped));
+    let b_main = pair.b.main;
+    let now = pair.now;
+    pair.a.engine().set_endpoint(now, Some(b_main));
+    pair.flush(Side::A);
+    pair.run_for(200 * MS);
+    assert_eq!(pair.a.delivered, vec![7]);
+}
