@@ -1,6 +1,6 @@
 //! Datagrams from the network: decrypt, authenticate, then (and only then) learn.
 
-use crate::{Engine, Event, Incoming, Rejection, Socket};
+use crate::{Engine, Event, Incoming, Rejection, Route, Socket};
 use boringtun::noise::TunnResult;
 use boringtun::noise::errors::WireGuardError;
 use std::net::SocketAddr;
@@ -67,6 +67,14 @@ impl Engine {
         match outcome {
             Outcome::Reply(len) => {
                 let reply = out[..len].to_vec();
+                if reply_kind == Some(COOKIE_REPLY) {
+                    // The cookie is for the address the message came from (WireGuard
+                    // paper, section 5.4.7): the sender proves it can receive there. Sent
+                    // to the endpoint (or nowhere, before the peer ever answered), a peer
+                    // at a new address could never get in while the link is under load.
+                    self.send_to(now, Route { socket, to: from }, reply);
+                    return Incoming::Nothing;
+                }
                 self.send_control(now, reply);
                 if authenticated {
                     self.release_queued(now);

@@ -113,6 +113,17 @@ impl Engine {
         }
     }
 
+    /// Sends a message that answers a datagram on the route it came in by (a cookie
+    /// reply), charged to the bond's path there if it has one.
+    pub(crate) fn send_to(&mut self, now: Instant, route: Route, payload: Vec<u8>) {
+        if let Some(id) = self.known_path(route.socket, route.to)
+            && let Some(bond) = self.bond.as_mut()
+        {
+            bond.record_sent(id, payload.len(), now);
+        }
+        self.push_transmit(Transmit { route, payload });
+    }
+
     /// Starts a handshake if the peer's address is known (`force`: even if one is in
     /// progress).
     pub(crate) fn initiate(&mut self, now: Instant, force: bool) {
