@@ -45,18 +45,24 @@ pub use route::{Route, Routes, Socket, Transmit};
 pub use stats::Stats;
 
 use boringtun::noise::Tunn;
+use boringtun::noise::rate_limiter::RateLimiter;
 use braid_bond::{Bond, PathSpec, Scheduler};
 use clock::Clock;
 use events::Gate;
 use random::Random;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ticks::Ticks;
 
 /// Most queued transmits, packets or events kept before the oldest are dropped (the shell
 /// drains them after every call; this only bounds memory if it does not).
 const MAX_QUEUED: usize = 4096;
+
+/// Handshake messages a link takes per second before it answers with cookie replies
+/// (boringtun's per-peer limit; WireGuard paper, section 5.3).
+const HANDSHAKE_RATE_LIMIT: u64 = 10;
 
 /// What one link is: keys, peer, paths. Everything random comes from `seed`.
 #[derive(Clone)]
@@ -116,6 +122,10 @@ pub struct Engine {
     clock: Clock,
     random: Random,
     tunn: Tunn,
+    /// The handshake rate limit of every `Tunn` this engine makes. The engine opens its
+    /// one-second windows itself (on each handshake message), so they do not depend on
+    /// how often the timers run.
+    rate_limiter: Arc<RateLimiter>,
     private_key: [u8; 32],
     peer_public_key: [u8; 32],
     keepalive: Option<u16>,
@@ -150,10 +160,12 @@ impl Engine {
     pub fn new(config: EngineConfig, now: Instant) -> Engine {
         let clock = Clock::new(now, config.wall);
         let mut random = Random::new(config.seed);
-        let tunn = new_tunn(&clock, now, &config, config.keepalive, &mut random);
+        let rate_limiter = new_rate_limiter(&clock, now, &config);
+        let tunn = new_tunn(&clock, now, &config, &rate_limiter, &mut random);
         let mut engine = Engine {
             clock,
             tunn,
+            rate_limiter,
             private_key: config.private_key,
             peer_public_key: config.peer_public_key,
             keepalive: config.keepalive,
@@ -274,7 +286,13 @@ impl Engine {
     pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<u16>) {
         self.keepalive = keepalive;
         let config = self.tunn_config();
-        self.tunn = new_tunn(&self.clock, now, &config, keepalive, &mut self.random);
+        self.tunn = new_tunn(
+            &self.clock,
+            now,
+            &config,
+            &self.rate_limiter,
+            &mut self.random,
+        );
         self.ticks.reset(now);
         self.initiate(now, false);
     }
@@ -330,7 +348,7 @@ fn new_tunn(
     clock: &Clock,
     now: Instant,
     config: &EngineConfig,
-    keepalive: Option<u16>,
+    rate_limiter: &Arc<RateLimiter>,
     random: &mut Random,
 ) -> Tunn {
     let index = random.session_index();
@@ -339,9 +357,18 @@ fn new_tunn(
             x25519_dalek::StaticSecret::from(config.private_key),
             x25519_dalek::PublicKey::from(config.peer_public_key),
             None,
-            keepalive,
+            config.keepalive,
             index,
-            None,
+            Some(Arc::clone(rate_limiter)),
         )
+    })
+}
+
+/// The handshake rate limiter for this side's key (it checks MAC1 against it).
+fn new_rate_limiter(clock: &Clock, now: Instant, config: &EngineConfig) -> Arc<RateLimiter> {
+    let secret = x25519_dalek::StaticSecret::from(config.private_key);
+    let public = x25519_dalek::PublicKey::from(&secret);
+    clock.run(now, || {
+        Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT))
     })
 }

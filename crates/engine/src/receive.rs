@@ -106,7 +106,14 @@ impl Engine {
     ) -> Outcome {
         let start = out.as_ptr() as usize;
         let tunn = &mut self.tunn;
+        let limiter = &self.rate_limiter;
         self.clock.run(now, || {
+            if matches!(datagram.first(), Some(&INITIATION | &RESPONSE)) {
+                // A new one-second window of the handshake rate limit, if one is due.
+                // boringtun only opens one when its timers run, and an unanswered link
+                // runs them once a minute (ticks.rs).
+                limiter.reset_count();
+            }
             match tunn.decapsulate(Some(from.ip()), datagram, out) {
                 TunnResult::Err(e) => Outcome::Failed(e),
                 TunnResult::WriteToNetwork(p) => Outcome::Reply(p.len()),
