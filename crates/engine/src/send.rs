@@ -18,6 +18,9 @@ enum Sealed {
         len: usize,
     },
     Queued,
+    /// No session, and the initiation boringtun wanted to write did not fit `out`
+    /// (148 bytes, more than a small packet needs): the packet is queued.
+    QueuedNoRoom,
     Failed,
 }
 
@@ -37,6 +40,7 @@ impl Engine {
                     Sealed::Handshake { offset, len }
                 }
             }
+            TunnResult::Err(WireGuardError::DestinationBufferTooSmall) => Sealed::QueuedNoRoom,
             TunnResult::Err(_) => Sealed::Failed,
             _ => Sealed::Queued,
         });
@@ -62,6 +66,11 @@ impl Engine {
             }
             Sealed::Queued => {
                 self.ticks.activity(now, false);
+                Outgoing::Pending
+            }
+            Sealed::QueuedNoRoom => {
+                self.ticks.activity(now, false);
+                self.initiate(now, false);
                 Outgoing::Pending
             }
             Sealed::Failed => {
