@@ -144,6 +144,9 @@ pub struct Engine {
     last_dead_retry: Option<Instant>,
     ticks: Ticks,
     last_rx: Option<Instant>,
+    /// When the last handshake completed. boringtun stamps it with the time its timers
+    /// last ran, up to a minute stale on a link whose peer had not answered (ticks.rs).
+    handshake_at: Option<Instant>,
     stats: Stats,
     endpoint_gate: Gate,
     rejection_gate: Gate,
@@ -179,6 +182,7 @@ impl Engine {
             last_dead_retry: None,
             ticks: Ticks::new(now),
             last_rx: None,
+            handshake_at: None,
             stats: Stats::default(),
             endpoint_gate: Gate::new(Duration::from_secs(1)),
             rejection_gate: Gate::new(Duration::from_secs(10)),
@@ -213,10 +217,13 @@ impl Engine {
 
     /// Wall-clock time (since the Unix epoch) of the current session's handshake.
     pub fn last_handshake(&self, now: Instant) -> Option<Duration> {
-        let age = self
-            .clock
-            .run(now, || self.tunn.time_since_last_handshake())?;
-        self.clock.wall(now).checked_sub(age)
+        if !self.has_session(now) {
+            return None;
+        }
+        let at = self.handshake_at?;
+        self.clock
+            .wall(now)
+            .checked_sub(now.saturating_duration_since(at))
     }
 
     /// Wall-clock time (since the Unix epoch) of the last authenticated datagram.

@@ -179,6 +179,7 @@ impl Engine {
             self.maybe_unfollow(socket, from);
         }
         if kind != DATA {
+            self.handshake_at = Some(now);
             self.event(Event::HandshakeCompleted);
         }
         if self.bond.is_some() {
