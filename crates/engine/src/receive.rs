@@ -197,17 +197,19 @@ impl Engine {
                 }
             }
             self.drain_bond(now);
-            // Paths of a bond are not roaming: the endpoint stays where it is.
-            if self.endpoint.is_some() {
+            // On the far side, the peer's paths are not roaming: the endpoint stays where
+            // it is. The side that owns the paths sends all of them to one address, the
+            // peer's, and follows it like any WireGuard peer.
+            if self.endpoint.is_some() && self.configured.is_empty() {
                 return;
             }
         }
-        self.roam(now, socket, from);
+        self.roam(now, from);
     }
 
-    /// The peer authenticated from `from` on the link's own socket: it is there now.
-    fn roam(&mut self, now: Instant, socket: Socket, from: SocketAddr) {
-        if socket != Socket::Main || self.endpoint == Some(from) {
+    /// The peer authenticated from `from`: it is there now.
+    fn roam(&mut self, now: Instant, from: SocketAddr) {
+        if self.endpoint == Some(from) {
             return;
         }
         self.endpoint = Some(from);
