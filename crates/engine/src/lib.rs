@@ -24,11 +24,14 @@
 //! A single-path link is a link without a bond: the same engine, the same calls.
 //!
 //! Rules it keeps (WireGuard paper, sections 5 and 6; kernel WireGuard's behaviour): no
-//! state changes on an unauthenticated datagram. The endpoint moves, liveness refreshes
-//! and the far side of a bond follows the peer only after a datagram authenticates: a data
-//! packet that decrypts, an initiation that the handshake accepts (it answers with a
-//! response), or a response that completes the handshake. A cookie reply (the answer under
-//! load) is not authentication.
+//! state changes on an unauthenticated datagram. Liveness refreshes and the far side of a
+//! bond follows the peer only after a datagram authenticates: a data packet that
+//! decrypts, an initiation that the handshake accepts (it answers with a response), or a
+//! response that completes the handshake. The endpoint moves on a data packet or a
+//! response only: an initiation may be a replay (a restarted engine has forgotten the
+//! newest timestamp it took), so it is answered where it came from and the endpoint
+//! follows on the data message that confirms the session. A cookie reply (the answer
+//! under load) is not authentication, and goes back to the sender.
 
 mod bonding;
 mod clock;

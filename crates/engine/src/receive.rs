@@ -75,9 +75,18 @@ impl Engine {
                     self.send_to(now, Route { socket, to: from }, reply);
                     return Incoming::Nothing;
                 }
+                if kind == INITIATION {
+                    // A response (and whatever the new session lets go) goes where the
+                    // initiation came from; the endpoint follows on the session's first
+                    // data message (see `authenticated`).
+                    let route = Route { socket, to: from };
+                    self.send_to(now, route, reply);
+                    self.release_queued(now, Some(route));
+                    return Incoming::Nothing;
+                }
                 self.send_control(now, reply);
                 if authenticated {
-                    self.release_queued(now);
+                    self.release_queued(now, None);
                 }
                 Incoming::Nothing
             }
@@ -89,7 +98,7 @@ impl Engine {
             }
             Outcome::Done => {
                 if authenticated && kind == RESPONSE {
-                    self.release_queued(now);
+                    self.release_queued(now, None);
                 }
                 Incoming::Nothing
             }
@@ -204,7 +213,13 @@ impl Engine {
                 return;
             }
         }
-        self.roam(now, from);
+        // An initiation proves the peer's key, not that the peer is at `from` now: after
+        // a restart (which forgets the newest timestamp taken) anyone can replay an old
+        // one. The peer confirms every handshake with a data message (kernel WireGuard,
+        // wireguard-go and boringtun send a keepalive at once); the endpoint moves then.
+        if kind != INITIATION {
+            self.roam(now, from);
+        }
     }
 
     /// The peer authenticated from `from`: it is there now.

@@ -153,8 +153,9 @@ impl Engine {
         }
     }
 
-    /// Sends the packets that waited for the session that just began.
-    pub(crate) fn release_queued(&mut self, now: Instant) {
+    /// Sends the packets that waited for the session that just began (and any
+    /// initiation boringtun makes for them), on `route` or else as control messages.
+    pub(crate) fn release_queued(&mut self, now: Instant, route: Option<Route>) {
         let mut buffer = self.take_buffer();
         loop {
             let tunn = &mut self.tunn;
@@ -164,9 +165,10 @@ impl Engine {
                     TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
                     _ => None,
                 });
-            match message {
-                Some(message) => self.send_control(now, message),
-                None => break,
+            match (message, route) {
+                (Some(message), Some(route)) => self.send_to(now, route, message),
+                (Some(message), None) => self.send_control(now, message),
+                (None, _) => break,
             }
         }
         self.buffer = buffer;
