@@ -493,7 +493,10 @@ fn a_packet_the_responder_queued_before_the_handshake_leaves_once_the_session_is
     let b = config(2, 1, None, 62);
     let mut pair = Pair::new(a, b, 61);
     pair.run_for(S);
-    assert!(matches!(pair.send(Side::B, &packet(7, 100, 1)), Outgoing::Pending | Outgoing::Dropped));
+    assert!(matches!(
+        pair.send(Side::B, &packet(7, 100, 1)),
+        Outgoing::Pending | Outgoing::Dropped
+    ));
     let b_main = pair.b.main;
     let now = pair.now;
     pair.a.engine().set_endpoint(now, Some(b_main));
