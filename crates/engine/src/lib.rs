@@ -131,6 +131,8 @@ pub struct Engine {
     rate_limiter: Arc<RateLimiter>,
     private_key: [u8; 32],
     peer_public_key: [u8; 32],
+    /// The bond's probe keys, derived once (`None` for a low-order peer key).
+    probe_keys: Option<braid_bond::ProbeKeys>,
     keepalive: Option<u16>,
     endpoint: Option<SocketAddr>,
     mtu: usize,
@@ -174,6 +176,7 @@ impl Engine {
             rate_limiter,
             private_key: config.private_key,
             peer_public_key: config.peer_public_key,
+            probe_keys: bonding::keys(config.private_key, config.peer_public_key),
             keepalive: config.keepalive,
             endpoint: config.endpoint,
             mtu: config.mtu.max(1280),
