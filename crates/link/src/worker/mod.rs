@@ -82,6 +82,9 @@ pub struct Worker {
     out: Output,
     /// The GSO queue the last data packet went to (encrypted straight into its tail).
     hot_queue: Option<usize>,
+    /// A packet on its way from one GSO queue to others (kept to reuse its allocation:
+    /// a round-robin bond moves every packet).
+    moving: Vec<u8>,
     /// TUN reads split into packets (TSO), and decrypted packets coalesced for writing.
     reader: TunReader,
     writer: TunWriter,
@@ -164,6 +167,7 @@ impl Worker {
             fwmark: config.fwmark,
             out: Output::new(main, paths),
             hot_queue: None,
+            moving: Vec::new(),
             reader: TunReader::new(config.mtu),
             writer: TunWriter::new(config.mtu),
             wake,
@@ -376,12 +380,13 @@ impl Worker {
             self.out.commit_tail(i, len, &self.counters);
             return;
         }
-        let packet = match hot {
-            Some(i) => self.out.written(i)[..len].to_vec(),
-            None => dst[..len].to_vec(),
-        };
+        self.moving.clear();
+        match hot {
+            Some(i) => self.moving.extend_from_slice(&self.out.written(i)[..len]),
+            None => self.moving.extend_from_slice(&dst[..len]),
+        }
         for route in routes.iter() {
-            self.out.queue(route, &packet, &self.counters);
+            self.out.queue(route, &self.moving, &self.counters);
         }
         self.hot_queue = routes
             .iter()
