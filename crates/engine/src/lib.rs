@@ -13,7 +13,8 @@
 //! - [`Engine::send_packet`]`(now, packet, out)`: an IP packet from the TUN, encrypted into
 //!   `out`, with the route(s) it leaves on ([`Outgoing::Data`]).
 //! - [`Engine::handle_timeout`]`(now)`: when [`Engine::poll_timeout`] is due.
-//! - [`Engine::set_endpoint`], [`Engine::set_keepalive`], [`Engine::set_path_up`]: commands.
+//! - [`Engine::set_endpoint`], [`Engine::set_keepalive`], [`Engine::set_path_up`],
+//!   [`Engine::set_wall`]: commands.
 //!
 //! Outputs, polled after every input: [`Engine::poll_transmit`] (handshakes, probes,
 //! keepalives, packets released by a new session, each with its route),
@@ -293,6 +294,14 @@ impl Engine {
         self.endpoint = endpoint;
         self.ticks.reset(now);
         self.initiate(now, true);
+    }
+
+    /// The wall clock (time since the Unix epoch) read `wall` at `now`; the shell passes
+    /// it now and then (each timer run). Handshake timestamps follow a clock corrected
+    /// forward after the start (NTP on a machine without a real-time clock, time asleep),
+    /// as kernel WireGuard's and wireguard-go's do; a clock set back is not followed.
+    pub fn set_wall(&mut self, now: Instant, wall: Duration) {
+        self.clock.follow_wall(now, wall);
     }
 
     /// Changes the persistent keepalive: a new session is negotiated.

@@ -504,3 +504,41 @@ fn a_packet_the_responder_queued_before_the_handshake_leaves_once_the_session_is
     pair.run_for(200 * MS);
     assert_eq!(pair.a.delivered, vec![7]);
 }
+
+// ---- clocks ----
+
+#[test]
+fn a_node_that_started_with_its_clock_behind_is_taken_once_the_clock_is_corrected() {
+    // A router without a real-time clock restarts after a power cut with the time it last
+    // saved (here an hour behind) and corrects it by NTP a few seconds later. Its peer
+    // remembers the newer timestamps of its previous run and refuses the new ones until
+    // they pass them (WireGuard paper, section 5.1). Kernel WireGuard and wireguard-go
+    // read the clock for every initiation, so they are taken as soon as NTP corrects it;
+    // the engine must follow a corrected clock forward too (never back: its own stamps
+    // must keep growing).
+    let a = config(1, 2, None, 63);
+    let b = config(2, 1, Some(addr("192.0.2.1:51001")), 64);
+    let mut pair = Pair::new(a, b, 63);
+    pair.run_for(10 * S);
+    assert!(has_session(&mut pair, Side::A));
+    pair.stop(Side::B);
+    pair.run_for(S);
+    let behind = wall_now(&pair) - Duration::from_secs(3600);
+    let mut restarted = config(2, 1, Some(addr("192.0.2.1:51001")), 65);
+    restarted.wall = behind;
+    let now = pair.now;
+    pair.b.engine = Some(Engine::new(restarted, now));
+    pair.flush(Side::B);
+    pair.run_for(S);
+    assert!(
+        pair.a.engine().stats().rejected_handshakes >= 1,
+        "stamps an hour old are refused"
+    );
+    // NTP corrects b's clock; b's next initiation carries the corrected time.
+    let now = pair.now;
+    let wall = wall_now(&pair);
+    pair.b.engine().set_wall(now, wall);
+    pair.send(Side::B, &packet(1, 100, 1));
+    pair.run_for(6 * S);
+    assert_eq!(pair.a.delivered, vec![1], "b is taken after the correction");
+}
