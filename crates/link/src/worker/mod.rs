@@ -227,6 +227,10 @@ impl Worker {
     /// Runs the engine's timers; returns when they are next due.
     pub fn on_timer(&mut self, _scratch: &mut Scratch) -> Instant {
         let now = Instant::now();
+        // The engine's handshake timestamps follow a wall clock corrected after the start.
+        if let Ok(wall) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            self.engine.set_wall(now, wall);
+        }
         self.engine.handle_timeout(now);
         self.drain(now);
         self.engine.poll_timeout()
