@@ -542,3 +542,55 @@ fn a_node_that_started_with_its_clock_behind_is_taken_once_the_clock_is_correcte
     pair.run_for(6 * S);
     assert_eq!(pair.a.delivered, vec![1], "b is taken after the correction");
 }
+
+#[test]
+fn a_bonding_peer_that_restarts_on_new_path_addresses_is_followed_again_within_a_second() {
+    // a restarts with new source ports on both uplinks (new sockets). Its first
+    // initiation comes from an address b's bond does not know: b drops the old bond and
+    // makes a new one from a's next probes.
+    let mut pair = bonded_pair(66);
+    pair.run_for(S);
+    assert!(pair.b.engine().bonded().0);
+    pair.stop(Side::A);
+    pair.run_for(S);
+    pair.a.paths = vec![addr("198.51.100.1:52001"), addr("198.51.100.2:52001")];
+    let mut a = config(1, 2, Some(addr("192.0.2.2:51002")), 67);
+    a.paths = vec![braid_bond::PathSpec::default(); 2];
+    a.scheduler = braid_bond::Scheduler::RoundRobin;
+    pair.restart(Side::A, a);
+    let restarted = pair.now;
+    pair.stream(Side::A, 0, 10 * MS, 2 * S);
+    let first = pair.b.delivered_at.first().map(|(t, _)| *t - restarted);
+    assert!(
+        first.is_some_and(|d| d <= 100 * MS),
+        "first packet after {first:?}"
+    );
+    assert!(
+        pair.b.delivered.len() >= 190,
+        "{} of 200",
+        pair.b.delivered.len()
+    );
+    let status = pair
+        .b
+        .engine()
+        .bond_status(pair.now)
+        .expect("b follows again");
+    let up: Vec<_> = status
+        .paths
+        .iter()
+        .filter(|p| p.state == braid_bond::PathState::Up)
+        .filter_map(|p| p.peer)
+        .collect();
+    assert!(
+        up.contains(&pair.a.paths[0]) && up.contains(&pair.a.paths[1]),
+        "{status:?}"
+    );
+    // The far side answers on both new paths: a sees both up.
+    let a_up = pair.a.engine().bond_status(pair.now).map_or(0, |s| {
+        s.paths
+            .iter()
+            .filter(|p| p.state == braid_bond::PathState::Up)
+            .count()
+    });
+    assert_eq!(a_up, 2);
+}
