@@ -594,3 +594,25 @@ fn a_bonding_peer_that_restarts_on_new_path_addresses_is_followed_again_within_a
     });
     assert_eq!(a_up, 2);
 }
+
+#[test]
+fn under_load_the_initiator_still_completes_its_handshake() {
+    // The flood is at a, the side that dials: b's response meets a's rate limit, a answers
+    // it with a cookie reply, and b's next response (to a's retry) carries a valid MAC2.
+    let a = config(1, 2, None, 68);
+    let b = config(2, 1, None, 69);
+    let mut pair = Pair::new(a, b, 68);
+    let attacker = addr("198.18.0.207:40004");
+    pair.outsiders.push(attacker);
+    let forged = forged_initiation(sim::key(1).1, 4);
+    let (a_main, b_main) = (pair.a.main, pair.b.main);
+    flood(&mut pair, attacker, a_main, &forged, 10 * MS, 100 * MS);
+    let now = pair.now;
+    pair.a.engine().set_endpoint(now, Some(b_main));
+    pair.flush(Side::A);
+    flood(&mut pair, attacker, a_main, &forged, 10 * MS, 12 * S);
+    let stats = *pair.a.engine().stats();
+    assert!(stats.cookie_replies > 0, "a was under load: {stats:?}");
+    assert!(has_session(&mut pair, Side::A), "{stats:?}");
+    assert!(has_session(&mut pair, Side::B));
+}
