@@ -16,10 +16,11 @@ pub(crate) const DEAD_RETRY: Duration = Duration::from_secs(1);
 /// own retries (every 5 s while traffic waits) take over.
 pub(crate) const DEAD_RETRY_FOR: Duration = Duration::from_secs(120);
 
-fn keys(engine: &Engine) -> Option<ProbeKeys> {
+/// The link's probe keys (one X25519 agreement: made once, when the engine is made).
+pub(crate) fn keys(private_key: [u8; 32], peer_public_key: [u8; 32]) -> Option<ProbeKeys> {
     ProbeKeys::derive(
-        &x25519_dalek::StaticSecret::from(engine.private_key),
-        &x25519_dalek::PublicKey::from(engine.peer_public_key),
+        &x25519_dalek::StaticSecret::from(private_key),
+        &x25519_dalek::PublicKey::from(peer_public_key),
     )
     .ok()
 }
@@ -31,7 +32,7 @@ pub(crate) fn active(engine: &Engine, now: Instant) -> Option<Bond> {
         ..BondConfig::default()
     };
     let mut random = engine.random.clone();
-    let mut bond = Bond::new(config, keys(engine)?, random.next_u64(), now);
+    let mut bond = Bond::new(config, engine.probe_keys.clone()?, random.next_u64(), now);
     for spec in &engine.configured {
         bond.add_path(*spec, now).ok()?;
     }
@@ -95,10 +96,16 @@ impl Engine {
             self.stats.dropped_unknown_key += 1;
             return;
         }
-        let Some(keys) = keys(self) else {
+        // Checked before anything is made for it: a datagram that merely starts like a
+        // probe, from a forged source, costs a MAC check and nothing more.
+        let Some(keys) = self.probe_keys.clone() else {
             self.stats.dropped_bad_packet += 1;
             return;
         };
+        if keys.open(datagram).is_err() {
+            self.stats.dropped_bad_packet += 1;
+            return;
+        }
         let epoch = self.random.next_u64();
         let mut bond = Bond::new(BondConfig::default(), keys, epoch, now);
         let accepted = bond

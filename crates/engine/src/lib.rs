@@ -13,7 +13,8 @@
 //! - [`Engine::send_packet`]`(now, packet, out)`: an IP packet from the TUN, encrypted into
 //!   `out`, with the route(s) it leaves on ([`Outgoing::Data`]).
 //! - [`Engine::handle_timeout`]`(now)`: when [`Engine::poll_timeout`] is due.
-//! - [`Engine::set_endpoint`], [`Engine::set_keepalive`], [`Engine::set_path_up`]: commands.
+//! - [`Engine::set_endpoint`], [`Engine::set_keepalive`], [`Engine::set_path_up`],
+//!   [`Engine::set_wall`]: commands.
 //!
 //! Outputs, polled after every input: [`Engine::poll_transmit`] (handshakes, probes,
 //! keepalives, packets released by a new session, each with its route),
@@ -24,11 +25,14 @@
 //! A single-path link is a link without a bond: the same engine, the same calls.
 //!
 //! Rules it keeps (WireGuard paper, sections 5 and 6; kernel WireGuard's behaviour): no
-//! state changes on an unauthenticated datagram. The endpoint moves, liveness refreshes
-//! and the far side of a bond follows the peer only after a datagram authenticates: a data
-//! packet that decrypts, an initiation that the handshake accepts (it answers with a
-//! response), or a response that completes the handshake. A cookie reply (the answer under
-//! load) is not authentication.
+//! state changes on an unauthenticated datagram. Liveness refreshes and the far side of a
+//! bond follows the peer only after a datagram authenticates: a data packet that
+//! decrypts, an initiation that the handshake accepts (it answers with a response), or a
+//! response that completes the handshake. The endpoint moves on a data packet or a
+//! response only: an initiation may be a replay (a restarted engine has forgotten the
+//! newest timestamp it took), so it is answered where it came from and the endpoint
+//! follows on the data message that confirms the session. A cookie reply (the answer
+//! under load) is not authentication, and goes back to the sender.
 
 mod bonding;
 mod clock;
@@ -45,18 +49,24 @@ pub use route::{Route, Routes, Socket, Transmit};
 pub use stats::Stats;
 
 use boringtun::noise::Tunn;
+use boringtun::noise::rate_limiter::RateLimiter;
 use braid_bond::{Bond, PathSpec, Scheduler};
 use clock::Clock;
 use events::Gate;
 use random::Random;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ticks::Ticks;
 
 /// Most queued transmits, packets or events kept before the oldest are dropped (the shell
 /// drains them after every call; this only bounds memory if it does not).
 const MAX_QUEUED: usize = 4096;
+
+/// Handshake messages a link takes per second before it answers with cookie replies
+/// (boringtun's per-peer limit; WireGuard paper, section 5.3).
+const HANDSHAKE_RATE_LIMIT: u64 = 10;
 
 /// What one link is: keys, peer, paths. Everything random comes from `seed`.
 #[derive(Clone)]
@@ -116,8 +126,14 @@ pub struct Engine {
     clock: Clock,
     random: Random,
     tunn: Tunn,
+    /// The handshake rate limit of every `Tunn` this engine makes. The engine opens its
+    /// one-second windows itself (on each handshake message), so they do not depend on
+    /// how often the timers run.
+    rate_limiter: Arc<RateLimiter>,
     private_key: [u8; 32],
     peer_public_key: [u8; 32],
+    /// The bond's probe keys, derived once (`None` for a low-order peer key).
+    probe_keys: Option<braid_bond::ProbeKeys>,
     keepalive: Option<u16>,
     endpoint: Option<SocketAddr>,
     mtu: usize,
@@ -134,6 +150,9 @@ pub struct Engine {
     last_dead_retry: Option<Instant>,
     ticks: Ticks,
     last_rx: Option<Instant>,
+    /// When the last handshake completed. boringtun stamps it with the time its timers
+    /// last ran, up to a minute stale on a link whose peer had not answered (ticks.rs).
+    handshake_at: Option<Instant>,
     stats: Stats,
     endpoint_gate: Gate,
     rejection_gate: Gate,
@@ -150,12 +169,15 @@ impl Engine {
     pub fn new(config: EngineConfig, now: Instant) -> Engine {
         let clock = Clock::new(now, config.wall);
         let mut random = Random::new(config.seed);
-        let tunn = new_tunn(&clock, now, &config, config.keepalive, &mut random);
+        let rate_limiter = new_rate_limiter(&clock, now, &config);
+        let tunn = new_tunn(&clock, now, &config, &rate_limiter, &mut random);
         let mut engine = Engine {
             clock,
             tunn,
+            rate_limiter,
             private_key: config.private_key,
             peer_public_key: config.peer_public_key,
+            probe_keys: bonding::keys(config.private_key, config.peer_public_key),
             keepalive: config.keepalive,
             endpoint: config.endpoint,
             mtu: config.mtu.max(1280),
@@ -167,6 +189,7 @@ impl Engine {
             last_dead_retry: None,
             ticks: Ticks::new(now),
             last_rx: None,
+            handshake_at: None,
             stats: Stats::default(),
             endpoint_gate: Gate::new(Duration::from_secs(1)),
             rejection_gate: Gate::new(Duration::from_secs(10)),
@@ -201,10 +224,13 @@ impl Engine {
 
     /// Wall-clock time (since the Unix epoch) of the current session's handshake.
     pub fn last_handshake(&self, now: Instant) -> Option<Duration> {
-        let age = self
-            .clock
-            .run(now, || self.tunn.time_since_last_handshake())?;
-        self.clock.wall(now).checked_sub(age)
+        if !self.has_session(now) {
+            return None;
+        }
+        let at = self.handshake_at?;
+        self.clock
+            .wall(now)
+            .checked_sub(now.saturating_duration_since(at))
     }
 
     /// Wall-clock time (since the Unix epoch) of the last authenticated datagram.
@@ -270,11 +296,25 @@ impl Engine {
         self.initiate(now, true);
     }
 
+    /// The wall clock (time since the Unix epoch) read `wall` at `now`; the shell passes
+    /// it now and then (each timer run). Handshake timestamps follow a clock corrected
+    /// forward after the start (NTP on a machine without a real-time clock, time asleep),
+    /// as kernel WireGuard's and wireguard-go's do; a clock set back is not followed.
+    pub fn set_wall(&mut self, now: Instant, wall: Duration) {
+        self.clock.follow_wall(now, wall);
+    }
+
     /// Changes the persistent keepalive: a new session is negotiated.
     pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<u16>) {
         self.keepalive = keepalive;
         let config = self.tunn_config();
-        self.tunn = new_tunn(&self.clock, now, &config, keepalive, &mut self.random);
+        self.tunn = new_tunn(
+            &self.clock,
+            now,
+            &config,
+            &self.rate_limiter,
+            &mut self.random,
+        );
         self.ticks.reset(now);
         self.initiate(now, false);
     }
@@ -350,7 +390,7 @@ fn new_tunn(
     clock: &Clock,
     now: Instant,
     config: &EngineConfig,
-    keepalive: Option<u16>,
+    rate_limiter: &Arc<RateLimiter>,
     random: &mut Random,
 ) -> Tunn {
     let index = random.session_index();
@@ -359,9 +399,18 @@ fn new_tunn(
             x25519_dalek::StaticSecret::from(config.private_key),
             x25519_dalek::PublicKey::from(config.peer_public_key),
             None,
-            keepalive,
+            config.keepalive,
             index,
-            None,
+            Some(Arc::clone(rate_limiter)),
         )
+    })
+}
+
+/// The handshake rate limiter for this side's key (it checks MAC1 against it).
+fn new_rate_limiter(clock: &Clock, now: Instant, config: &EngineConfig) -> Arc<RateLimiter> {
+    let secret = x25519_dalek::StaticSecret::from(config.private_key);
+    let public = x25519_dalek::PublicKey::from(&secret);
+    clock.run(now, || {
+        Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT))
     })
 }

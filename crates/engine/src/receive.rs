@@ -1,6 +1,6 @@
 //! Datagrams from the network: decrypt, authenticate, then (and only then) learn.
 
-use crate::{Engine, Event, Incoming, Rejection, Socket};
+use crate::{Engine, Event, Incoming, Rejection, Route, Socket};
 use boringtun::noise::TunnResult;
 use boringtun::noise::errors::WireGuardError;
 use std::net::SocketAddr;
@@ -67,9 +67,26 @@ impl Engine {
         match outcome {
             Outcome::Reply(len) => {
                 let reply = out[..len].to_vec();
+                if reply_kind == Some(COOKIE_REPLY) {
+                    // The cookie is for the address the message came from (WireGuard
+                    // paper, section 5.4.7): the sender proves it can receive there. Sent
+                    // to the endpoint (or nowhere, before the peer ever answered), a peer
+                    // at a new address could never get in while the link is under load.
+                    self.send_to(now, Route { socket, to: from }, reply);
+                    return Incoming::Nothing;
+                }
+                if kind == INITIATION {
+                    // A response (and whatever the new session lets go) goes where the
+                    // initiation came from; the endpoint follows on the session's first
+                    // data message (see `authenticated`).
+                    let route = Route { socket, to: from };
+                    self.send_to(now, route, reply);
+                    self.release_queued(now, Some(route));
+                    return Incoming::Nothing;
+                }
                 self.send_control(now, reply);
                 if authenticated {
-                    self.release_queued(now);
+                    self.release_queued(now, None);
                 }
                 Incoming::Nothing
             }
@@ -81,7 +98,7 @@ impl Engine {
             }
             Outcome::Done => {
                 if authenticated && kind == RESPONSE {
-                    self.release_queued(now);
+                    self.release_queued(now, None);
                 }
                 Incoming::Nothing
             }
@@ -98,7 +115,14 @@ impl Engine {
     ) -> Outcome {
         let start = out.as_ptr() as usize;
         let tunn = &mut self.tunn;
+        let limiter = &self.rate_limiter;
         self.clock.run(now, || {
+            if matches!(datagram.first(), Some(&INITIATION | &RESPONSE)) {
+                // A new one-second window of the handshake rate limit, if one is due.
+                // boringtun only opens one when its timers run, and an unanswered link
+                // runs them once a minute (ticks.rs).
+                limiter.reset_count();
+            }
             match tunn.decapsulate(Some(from.ip()), datagram, out) {
                 TunnResult::Err(e) => Outcome::Failed(e),
                 TunnResult::WriteToNetwork(p) => Outcome::Reply(p.len()),
@@ -164,6 +188,7 @@ impl Engine {
             self.maybe_unfollow(socket, from);
         }
         if kind != DATA {
+            self.handshake_at = Some(now);
             self.event(Event::HandshakeCompleted);
         }
         if self.bond.is_some() {
@@ -181,17 +206,25 @@ impl Engine {
                 }
             }
             self.drain_bond(now);
-            // Paths of a bond are not roaming: the endpoint stays where it is.
-            if self.endpoint.is_some() {
+            // On the far side, the peer's paths are not roaming: the endpoint stays where
+            // it is. The side that owns the paths sends all of them to one address, the
+            // peer's, and follows it like any WireGuard peer.
+            if self.endpoint.is_some() && self.configured.is_empty() {
                 return;
             }
         }
-        self.roam(now, socket, from);
+        // An initiation proves the peer's key, not that the peer is at `from` now: after
+        // a restart (which forgets the newest timestamp taken) anyone can replay an old
+        // one. The peer confirms every handshake with a data message (kernel WireGuard,
+        // wireguard-go and boringtun send a keepalive at once); the endpoint moves then.
+        if kind != INITIATION {
+            self.roam(now, from);
+        }
     }
 
-    /// The peer authenticated from `from` on the link's own socket: it is there now.
-    fn roam(&mut self, now: Instant, socket: Socket, from: SocketAddr) {
-        if socket != Socket::Main || self.endpoint == Some(from) {
+    /// The peer authenticated from `from`: it is there now.
+    fn roam(&mut self, now: Instant, from: SocketAddr) {
+        if self.endpoint == Some(from) {
             return;
         }
         self.endpoint = Some(from);

@@ -18,6 +18,9 @@ enum Sealed {
         len: usize,
     },
     Queued,
+    /// No session, and the initiation boringtun wanted to write did not fit `out`
+    /// (148 bytes, more than a small packet needs): the packet is queued.
+    QueuedNoRoom,
     Failed,
 }
 
@@ -37,6 +40,7 @@ impl Engine {
                     Sealed::Handshake { offset, len }
                 }
             }
+            TunnResult::Err(WireGuardError::DestinationBufferTooSmall) => Sealed::QueuedNoRoom,
             TunnResult::Err(_) => Sealed::Failed,
             _ => Sealed::Queued,
         });
@@ -62,6 +66,11 @@ impl Engine {
             }
             Sealed::Queued => {
                 self.ticks.activity(now, false);
+                Outgoing::Pending
+            }
+            Sealed::QueuedNoRoom => {
+                self.ticks.activity(now, false);
+                self.initiate(now, false);
                 Outgoing::Pending
             }
             Sealed::Failed => {
@@ -113,6 +122,17 @@ impl Engine {
         }
     }
 
+    /// Sends a message that answers a datagram on the route it came in by (a cookie
+    /// reply), charged to the bond's path there if it has one.
+    pub(crate) fn send_to(&mut self, now: Instant, route: Route, payload: Vec<u8>) {
+        if let Some(id) = self.known_path(route.socket, route.to)
+            && let Some(bond) = self.bond.as_mut()
+        {
+            bond.record_sent(id, payload.len(), now);
+        }
+        self.push_transmit(Transmit { route, payload });
+    }
+
     /// Starts a handshake if the peer's address is known (`force`: even if one is in
     /// progress).
     pub(crate) fn initiate(&mut self, now: Instant, force: bool) {
@@ -133,8 +153,9 @@ impl Engine {
         }
     }
 
-    /// Sends the packets that waited for the session that just began.
-    pub(crate) fn release_queued(&mut self, now: Instant) {
+    /// Sends the packets that waited for the session that just began (and any
+    /// initiation boringtun makes for them), on `route` or else as control messages.
+    pub(crate) fn release_queued(&mut self, now: Instant, route: Option<Route>) {
         let mut buffer = self.take_buffer();
         loop {
             let tunn = &mut self.tunn;
@@ -144,9 +165,10 @@ impl Engine {
                     TunnResult::WriteToNetwork(p) => Some(p.to_vec()),
                     _ => None,
                 });
-            match message {
-                Some(message) => self.send_control(now, message),
-                None => break,
+            match (message, route) {
+                (Some(message), Some(route)) => self.send_to(now, route, message),
+                (Some(message), None) => self.send_control(now, message),
+                (None, _) => break,
             }
         }
         self.buffer = buffer;

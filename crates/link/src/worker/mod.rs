@@ -84,6 +84,9 @@ pub struct Worker {
     out: Output,
     /// The GSO queue the last data packet went to (encrypted straight into its tail).
     hot_queue: Option<usize>,
+    /// A packet on its way from one GSO queue to others (kept to reuse its allocation:
+    /// a round-robin bond moves every packet).
+    moving: Vec<u8>,
     /// TUN reads split into packets (TSO), and decrypted packets coalesced for writing.
     reader: TunReader,
     writer: TunWriter,
@@ -166,6 +169,7 @@ impl Worker {
             fwmark: config.fwmark,
             out: Output::new(main, paths),
             hot_queue: None,
+            moving: Vec::new(),
             reader: TunReader::new(config.mtu),
             writer: TunWriter::new(config.mtu),
             wake,
@@ -225,6 +229,10 @@ impl Worker {
     /// Runs the engine's timers; returns when they are next due.
     pub fn on_timer(&mut self, _scratch: &mut Scratch) -> Instant {
         let now = Instant::now();
+        // The engine's handshake timestamps follow a wall clock corrected after the start.
+        if let Ok(wall) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            self.engine.set_wall(now, wall);
+        }
         self.engine.handle_timeout(now);
         self.drain(now);
         self.engine.poll_timeout()
@@ -383,12 +391,13 @@ impl Worker {
             self.out.commit_tail(i, len, &self.counters);
             return;
         }
-        let packet = match hot {
-            Some(i) => self.out.written(i)[..len].to_vec(),
-            None => dst[..len].to_vec(),
-        };
+        self.moving.clear();
+        match hot {
+            Some(i) => self.moving.extend_from_slice(&self.out.written(i)[..len]),
+            None => self.moving.extend_from_slice(&dst[..len]),
+        }
         for route in routes.iter() {
-            self.out.queue(route, &packet, &self.counters);
+            self.out.queue(route, &self.moving, &self.counters);
         }
         self.hot_queue = routes
             .iter()
