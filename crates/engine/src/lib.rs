@@ -327,7 +327,16 @@ impl Engine {
         }
         self.private_key = private_key;
         let config = self.tunn_config();
-        self.tunn = new_tunn(&self.clock, now, &config, self.keepalive, &mut self.random);
+        // MAC1 and cookies are keyed by this side's public key: a new limiter for the new key.
+        self.rate_limiter = new_rate_limiter(&self.clock, now, &config);
+        self.probe_keys = bonding::keys(private_key, self.peer_public_key);
+        self.tunn = new_tunn(
+            &self.clock,
+            now,
+            &config,
+            &self.rate_limiter,
+            &mut self.random,
+        );
         self.bond = if self.configured.is_empty() {
             None
         } else {
