@@ -2,6 +2,7 @@
 //! extensions), and their validation. Pure: parsing takes text, never opens files.
 
 pub mod config;
+pub mod duplicates;
 pub mod extensions;
 pub mod family;
 pub mod host;
