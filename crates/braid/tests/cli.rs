@@ -497,6 +497,51 @@ fn run_refuses_what_this_build_cannot_do() {
     );
 }
 
+/// `braid check` refuses exactly what `braid run` refuses: one validation for both (it
+/// used to call these configs valid).
+#[test]
+fn check_refuses_what_run_refuses() {
+    let cases = [
+        (
+            broken("alpha.json", |t| {
+                t.replacen(
+                    "\"vrf\": \"\",",
+                    "\"vrf\": \"brdvrf\", \"routing\": {\"mode\": \"bird\"},",
+                    1,
+                )
+            }),
+            "alpha.json: vrf: \"brdvrf\" with routing.mode \"bird\" is not supported yet",
+        ),
+        (
+            broken("alpha.json", |t| {
+                t.replacen(
+                    "\"vrf\": \"\",",
+                    "\"vrf\": \"\", \"backend\": \"kernel\",",
+                    1,
+                )
+                .replacen(
+                    "\"random_port\": false",
+                    "\"random_port\": false, \"wan\": \"auto\"",
+                    1,
+                )
+            }),
+            "alpha.json: transport[0]: multi-path links (\"paths\", \"wan\") need the userspace backend",
+        ),
+    ];
+    for (dir, needle) in &cases {
+        let config = dir.path().join("alpha.json");
+        let check = check_fails(dir);
+        assert!(
+            check.contains(needle) && check.contains("; fix: ") && check.contains("1 error found"),
+            "check: {check}"
+        );
+        let run = braid(&["run", "-c", config.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && err.contains(needle), "run: {err}");
+        assert!(!err.contains("error: error:"), "one `error:` prefix: {err}");
+    }
+}
+
 /// Whether the generic netlink family of WireGuard exists (module loaded or built in).
 fn kernel_has_wireguard() -> bool {
     std::path::Path::new("/sys/module/wireguard").exists()

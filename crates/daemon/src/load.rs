@@ -70,6 +70,8 @@ pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loade
             return Err(problems);
         }
     };
+    // What this build cannot run: the same refusals `braid run` and `braid up` make.
+    problems.extend(braid_model::support::unsupported(&config, &config_file));
     for transport in config.transports.iter_mut().filter(|t| t.wan_auto) {
         transport.paths = uplinks
             .iter()

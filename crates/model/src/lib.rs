@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod problem;
 pub mod read;
 pub mod registry;
+pub mod support;
 
 pub use config::{Config, Transport};
 pub use family::AddressFamily;
