@@ -1,0 +1,155 @@
+//! The daemon against hostile or mistaken local clients, in the lab: a stalled control
+//! socket client, a flood of idle status-listener connections, a second `braid run` of the
+//! same config, and the CLI when the config is broken or the daemon is gone.
+
+mod common;
+use common::*;
+
+use braid_lab::{ConfigOptions, Lab, LabSpec};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Mesh {
+    lab: Lab,
+    _dir: tempfile::TempDir,
+    configs: Vec<PathBuf>,
+}
+
+impl Mesh {
+    fn start(&self, node: usize) -> u32 {
+        let config = &self.configs[node - 1];
+        let log = config.with_file_name("braid.log");
+        self.lab
+            .spawn_private_uapi(
+                node,
+                Command::new(env!("CARGO_BIN_EXE_braid"))
+                    .arg("run")
+                    .arg("-c")
+                    .arg(config),
+                Some(&log),
+            )
+            .unwrap()
+    }
+    fn config(&self, node: usize) -> &str {
+        self.configs[node - 1].to_str().unwrap()
+    }
+    fn socket(&self, node: usize) -> PathBuf {
+        self.configs[node - 1].with_file_name("braid.sock")
+    }
+    fn log(&self, node: usize) -> String {
+        std::fs::read_to_string(self.configs[node - 1].with_file_name("braid.log"))
+            .unwrap_or_default()
+    }
+    /// Waits until node `node`'s daemon answers `braid status`.
+    fn wait_answering(&self, node: usize) {
+        wait_until("the daemon to answer", Duration::from_secs(20), || {
+            braid(&["status", "-c", self.config(node)]).status.success()
+        });
+    }
+}
+
+/// A lab of `nodes` nodes named after `tag` and this process (unique among engineers).
+fn mesh(tag: &str, nodes: usize) -> Option<Mesh> {
+    if !braid_lab::available_or_skip(tag) {
+        return None;
+    }
+    let name = format!("{}{:x}", &tag[..2], std::process::id() % 0xffff);
+    let lab = Lab::up(LabSpec::new(&name, nodes)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(dir.path(), &ConfigOptions::default())
+        .unwrap();
+    Some(Mesh {
+        lab,
+        _dir: dir,
+        configs: files.into_iter().map(|f| f.config).collect(),
+    })
+}
+
+/// Runs braid with `args`, killing it after `limit`; `None` when it had to be killed.
+fn braid_within(args: &[&str], limit: Duration) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Issue 17, defect 4: a client that sends half a request and waits used to stall the
+/// whole daemon (status, reload, the HTTP listener, even SIGTERM).
+#[test]
+fn a_stalled_control_client_freezes_nothing() {
+    let Some(m) = mesh("cs_stall", 2) else { return };
+    let pid = m.start(1);
+    m.wait_answering(1);
+
+    let mut stalled = UnixStream::connect(m.socket(1)).unwrap();
+    stalled.write_all(b"{\"command\":").unwrap();
+    // Another client is answered at once, well before the stalled one's deadline.
+    let started = Instant::now();
+    let status = braid_within(
+        &["status", "--json", "-c", m.config(1)],
+        Duration::from_secs(10),
+    )
+    .expect("braid status answered while a client stalls");
+    assert!(status.status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "status took {:?}",
+        started.elapsed()
+    );
+    // So does the HTTP listener (it asks the same run loop).
+    let (code, _) = http(&m.lab.ns(1), "GET", "/status");
+    assert_eq!(code, 200);
+    // The stalled client is told why after about 2 s, and the connection closed.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = String::new();
+    stalled.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("no complete request within 2 s"), "{reply}");
+    // A request larger than 64 KiB is refused without being read to its end.
+    let mut big = UnixStream::connect(m.socket(1)).unwrap();
+    big.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..64 {
+        if big.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut reply = String::new();
+    let _ = big.read_to_string(&mut reply);
+    assert!(reply.contains("request too large"), "{reply}");
+
+    // SIGTERM is obeyed at once even with a stalled client connected.
+    let mut stalled = UnixStream::connect(m.socket(1)).unwrap();
+    stalled.write_all(b"{").unwrap();
+    // SAFETY: kill on the PID of a braid daemon this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    wait_until(
+        "the daemon to stop on SIGTERM",
+        Duration::from_secs(5),
+        || gone(pid),
+    );
+    assert!(m.log(1).contains("down"), "{}", m.log(1));
+}
