@@ -153,3 +153,113 @@ fn a_stalled_control_client_freezes_nothing() {
     );
     assert!(m.log(1).contains("down"), "{}", m.log(1));
 }
+
+/// Opens up to `n` TCP connections to the status listener of namespace `ns` and keeps them
+/// idle; stops at the first that does not connect within a second (a full backlog).
+fn idle_http_connections(ns: &str, n: usize) -> Vec<std::net::TcpStream> {
+    let addr: std::net::SocketAddr = "127.0.0.1:8091".parse().unwrap();
+    braid_system::netns::run_in(ns, move || {
+        (0..n)
+            .map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+            .collect()
+    })
+    .unwrap()
+}
+
+/// Issue 17, defect 5: idle connections to the status listener (any local user can make
+/// them) used to take every descriptor of the daemon; status, reload and `wg show` then
+/// failed, and reload blamed the config's permissions.
+#[test]
+fn idle_status_connections_cannot_exhaust_the_daemons_descriptors() {
+    let Some(m) = mesh("fd_flood", 2) else { return };
+    // A low limit so that the flood is small; the cap is an eighth of it (32).
+    let pid = m
+        .lab
+        .spawn_private_uapi(
+            1,
+            Command::new("prlimit")
+                .arg("--nofile=256:256")
+                .arg(env!("CARGO_BIN_EXE_braid"))
+                .arg("run")
+                .arg("-c")
+                .arg(m.config(1)),
+            Some(&m.configs[0].with_file_name("braid.log")),
+        )
+        .unwrap();
+    m.wait_answering(1);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let baseline = fds();
+
+    let mut flood = idle_http_connections(&m.lab.ns(1), 400);
+    assert!(flood.len() > 300, "only {} connections", flood.len());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        fds() < baseline + 40,
+        "the daemon holds {} descriptors (baseline {baseline})",
+        fds()
+    );
+    // Root's tools still work during the flood.
+    let status = braid_within(
+        &["status", "--json", "-c", m.config(1)],
+        Duration::from_secs(10),
+    )
+    .expect("status answered during the flood");
+    assert!(status.status.success(), "{status:?}");
+    let reload = braid_within(&["reload", "-c", m.config(1)], Duration::from_secs(10))
+        .expect("reload answered during the flood");
+    let out = String::from_utf8_lossy(&reload.stdout);
+    assert!(
+        reload.status.success() && out.contains("unchanged"),
+        "{out} {}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    // The idle connections are closed by the daemon after 5 s.
+    std::thread::sleep(Duration::from_secs(7));
+    let mut still_open = 0;
+    for stream in &mut flood {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        if let Err(e) = stream.read(&mut buf)
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "connections the daemon kept open");
+    drop(flood);
+    let (code, metrics) = http(&m.lab.ns(1), "GET", "/metrics");
+    assert_eq!(code, 200);
+    let closed_cap = sample(
+        &metrics,
+        "braid_status_connections_closed_total",
+        &["reason=\"cap\""],
+    );
+    let closed_idle = sample(
+        &metrics,
+        "braid_status_connections_closed_total",
+        &["reason=\"timeout\""],
+    );
+    assert!(
+        closed_cap.is_some_and(|n| n > 0.0) && closed_idle.is_some_and(|n| n >= 32.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "braid_status_connections_max", &[]),
+        Some(32.0)
+    );
+    assert_eq!(sample(&metrics, "braid_process_max_fds", &[]), Some(256.0));
+    assert!(
+        fds() <= baseline + 2,
+        "{} descriptors after the flood, {baseline} before",
+        fds()
+    );
+}

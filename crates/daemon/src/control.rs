@@ -136,7 +136,12 @@ pub fn serve(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // EMFILE and the like: do not spin; the connection waits in the backlog.
-                    tracing::warn!("control socket: accepting a connection: {e}");
+                    if crate::fds::exhausted(&e) {
+                        let fix = crate::fds::exhausted_fix();
+                        tracing::warn!("control socket: accepting a connection: {e}; {fix}");
+                    } else {
+                        tracing::warn!("control socket: accepting a connection: {e}");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }

@@ -24,12 +24,24 @@ fn read(path: &Path, what: &str) -> Result<String, Problems> {
             file: path.display().to_string(),
             path: String::new(),
             message: format!("cannot read the {what}: {e}"),
-            fix: match e.kind() {
-                std::io::ErrorKind::NotFound => format!("check the path; the {what} must exist"),
-                _ => format!("make the {what} readable by this user"),
-            },
+            fix: read_fix(&e, what),
         }])
     })
+}
+
+/// How to fix a failed read: the cause named, not guessed (running out of descriptors is
+/// not a permission problem).
+fn read_fix(e: &std::io::Error, what: &str) -> String {
+    use std::io::ErrorKind;
+    if crate::fds::exhausted(e) {
+        return crate::fds::exhausted_fix();
+    }
+    match e.kind() {
+        ErrorKind::NotFound => format!("check the path; the {what} must exist"),
+        ErrorKind::PermissionDenied => format!("make the {what} readable by this user"),
+        ErrorKind::IsADirectory => format!("name the {what} file, not a directory"),
+        _ => format!("the system refused to read the {what}: check the file and its file system"),
+    }
 }
 
 /// The registry path from the config, relative to the config's directory when relative.
@@ -157,4 +169,24 @@ pub fn digest(text: &str) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_errors_name_their_real_cause() {
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let fix = read_fix(&emfile, "config");
+        assert!(
+            fix.contains("out of file descriptors") && !fix.contains("readable"),
+            "{fix}"
+        );
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            read_fix(&denied, "config"),
+            "make the config readable by this user"
+        );
+    }
 }
