@@ -263,3 +263,56 @@ fn idle_status_connections_cannot_exhaust_the_daemons_descriptors() {
         fds()
     );
 }
+
+fn link_lines(lab: &Lab, node: usize) -> String {
+    let out = lab
+        .exec(node, "ip", &["-o", "link", "show", "group", "2"])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // Counters and states change; names and indexes must not.
+        .map(|l| l.split(" mtu ").next().unwrap_or(l).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Issue 17, defect 10: a second `braid run` of the same config used to fail on the busy
+/// ports and, on its way out, delete the running daemon's interfaces and control socket.
+#[test]
+fn a_second_run_of_the_same_config_refuses_and_changes_nothing() {
+    let Some(m) = mesh("si_single", 2) else {
+        return;
+    };
+    let pid = m.start(1);
+    m.start(2);
+    wait_until("n1 <-> n2", Duration::from_secs(20), || {
+        m.lab.ping(1, "fe80::2%brd4x40004")
+    });
+    let before = link_lines(&m.lab, 1);
+    assert!(before.contains("brd4x40004"), "{before}");
+
+    let started = Instant::now();
+    let second = Command::new("timeout")
+        .args(["20", "ip", "netns", "exec", &m.lab.ns(1)])
+        .arg(env!("CARGO_BIN_EXE_braid"))
+        .args(["run", "-c", m.config(1)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("error: already running (pid {pid})")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing changed: same interfaces (same indexes), socket and status, traffic flows.
+    assert_eq!(link_lines(&m.lab, 1), before);
+    assert!(m.socket(1).exists());
+    assert!(braid(&["status", "-c", m.config(1)]).status.success());
+    assert!(m.lab.ping(1, "fe80::2%brd4x40004"));
+    assert!(!gone(pid));
+}

@@ -7,6 +7,7 @@ pub mod bird;
 pub mod control;
 pub mod fds;
 pub mod http;
+pub mod instance;
 pub mod kernel;
 pub mod load;
 pub mod metrics;

@@ -97,6 +97,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(config_path: &Path) -> Result<bool> {
     raise_file_limit();
     let config = load_runnable(config_path)?;
+    // One daemon per control socket: taken before anything is touched, held until exit.
+    let _instance = braid_daemon::instance::acquire(Path::new(&config.control_socket))?;
     let path = config_path.to_path_buf();
     match choose(config_path, &config)? {
         Chosen::Kernel => {
@@ -142,6 +144,9 @@ pub fn up(config_path: &Path) -> Result<bool> {
         ),
         _ => {}
     }
+    // A running daemon of this control socket holds its lock: refuse before touching
+    // anything (and keep a second `up` from running beside this one).
+    let _instance = braid_daemon::instance::acquire(Path::new(&config.control_socket))?;
     let rt = runtime()?;
     let socket = std::path::PathBuf::from(&config.control_socket);
     if rt
