@@ -316,3 +316,144 @@ fn a_second_run_of_the_same_config_refuses_and_changes_nothing() {
     assert!(m.lab.ping(1, "fe80::2%brd4x40004"));
     assert!(!gone(pid));
 }
+
+/// Runs braid as user nobody (uid 65534).
+fn braid_as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Issue 17, defect 9: `braid status` needed a parseable config to find the socket, and
+/// printed `error: error: ...` after a bad edit; non-root users got no clear word.
+#[test]
+fn status_reaches_the_daemon_whatever_the_config_says() {
+    let Some(m) = mesh("st_status", 2) else {
+        return;
+    };
+    m.start(1);
+    m.wait_answering(1);
+    let socket = m.socket(1);
+    let socket = socket.to_str().unwrap();
+
+    // A config with a semantic error: the socket is still read from it.
+    edit_json(&m.configs[0], |doc| {
+        doc["transport"][0]["send_port"] = 0.into()
+    });
+    let out = braid(&["status", "--json", "-c", m.config(1)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("warning: {}: 1 error", m.config(1))) && err.contains(socket),
+        "{err}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["links"].is_array(), "{doc}");
+
+    // Not even JSON: --socket reaches the daemon, and so does --socket alone.
+    std::fs::write(&m.configs[0], "{ \"registry\": ").unwrap();
+    let out = braid(&["status", "-c", m.config(1), "--socket", socket]);
+    assert!(out.status.success(), "{out:?}");
+    let out = braid(&["status", "--socket", socket]);
+    assert!(out.status.success(), "{out:?}");
+    // Without --socket the default is tried, and a failure has one `error:` prefix.
+    let out = braid(&["status", "-c", m.config(1)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        assert!(
+            err.contains("error: no daemon answered on control socket /run/braid/braid.sock")
+                || err.contains("error: permission denied"),
+            "{err}"
+        );
+        assert!(!err.contains("error: error"), "{err}");
+        assert_eq!(err.matches("error:").count(), 1, "{err}");
+    }
+
+    // A user other than root is told that the socket is root's.
+    let out = braid_as_nobody(&["status", "--socket", socket]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.starts_with("error: permission denied: the control socket")
+            && err.contains("run this as root"),
+        "{err}"
+    );
+}
+
+/// Issue 17, defect 9: after `kill -9`, `braid down` left the links' UAPI sockets behind
+/// (ghosts in `wg show`), and it reported deleting interface groups even when there was
+/// nothing to delete.
+#[test]
+fn down_after_a_crash_removes_stale_uapi_sockets_and_says_when_nothing_is_left() {
+    let Some(m) = mesh("dw_down", 2) else { return };
+    // The daemon runs under a holder process that keeps its private /run/wireguard alive
+    // after the daemon is killed.
+    let pidfile = m.configs[0].with_file_name("braid.pid");
+    let log = m.configs[0].with_file_name("braid.log");
+    let script = format!(
+        "{} run -c {} >{} 2>&1 & echo $! >{}; exec sleep 600",
+        env!("CARGO_BIN_EXE_braid"),
+        m.config(1),
+        log.display(),
+        pidfile.display()
+    );
+    let holder = m
+        .lab
+        .spawn_private_uapi(1, Command::new("sh").args(["-c", &script]), None)
+        .unwrap();
+    m.start(2);
+    m.wait_answering(1);
+    let in_holder = |args: &[&str]| -> Output {
+        let holder = holder.to_string();
+        let mut all = vec!["-t", holder.as_str(), "-m", "-n"];
+        all.extend_from_slice(args);
+        Command::new("nsenter").args(&all).output().unwrap()
+    };
+    let uapi = || String::from_utf8_lossy(&in_holder(&["ls", "/run/wireguard"]).stdout).to_string();
+    wait_until("the links' UAPI sockets", Duration::from_secs(20), || {
+        uapi().contains("brd4x40004.sock") && uapi().contains("brd6x40005.sock")
+    });
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill on the PID of a braid daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("the daemon gone", Duration::from_secs(5), || {
+        gone(pid as u32)
+    });
+    assert!(
+        uapi().contains("brd4x40004.sock"),
+        "kill -9 leaves the sockets"
+    );
+
+    let braid_bin = env!("CARGO_BIN_EXE_braid");
+    let down = in_holder(&[braid_bin, "down", "-c", m.config(1)]);
+    let out = String::from_utf8_lossy(&down.stdout);
+    assert!(down.status.success(), "{down:?}");
+    assert!(
+        // The TUN devices went with the process; the node's bridge stayed.
+        out.contains("no daemon was running; removed")
+            && out.contains("braid0")
+            && out.contains("interface groups 2 and 1 deleted")
+            && out.contains("2 stale UAPI sockets")
+            && out.contains("the stale control socket"),
+        "{out}"
+    );
+    let left = uapi();
+    assert!(!left.contains("brd"), "UAPI sockets left: {left}");
+    assert!(!m.socket(1).exists());
+
+    // Again: nothing left, and it says so instead of reporting deletions.
+    let down = in_holder(&[braid_bin, "down", "-c", m.config(1)]);
+    let out = String::from_utf8_lossy(&down.stdout);
+    assert!(down.status.success(), "{down:?}");
+    assert_eq!(
+        out.trim(),
+        "down: no daemon was running and braid had left nothing to remove"
+    );
+}

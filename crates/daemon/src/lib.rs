@@ -4,6 +4,7 @@
 pub mod babel;
 pub mod backend;
 pub mod bird;
+pub mod cleanup;
 pub mod control;
 pub mod fds;
 pub mod http;
