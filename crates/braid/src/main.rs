@@ -95,16 +95,24 @@ enum Command {
         after_help = "Example:\n  braid reload -c /etc/braid/config.json\n\nExit status 1 when the new input is invalid: the running network then stays as it was.\nSIGHUP to `braid run` does the same."
     )]
     Reload {
+        /// The node's config; only its `control_socket` is used.
         #[arg(short, long, value_name = "CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// The daemon's control socket (default: the config's, else /run/braid/braid.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
     /// Show the running daemon's links: state, peer, endpoint, handshake, traffic.
     #[command(
-        after_help = "Examples:\n  braid status -c /etc/braid/config.json\n  braid status -c /etc/braid/config.json --json\n  braid status -c /etc/braid/config.json --watch\n\nThe same JSON is served at GET /status and as Prometheus metrics at GET /metrics (config status.listen).\nThe JSON schema is documented in docs/status-json.md."
+        after_help = "Examples:\n  braid status -c /etc/braid/config.json\n  braid status -c /etc/braid/config.json --json\n  braid status --socket /run/braid/braid.sock --watch\n\nThe daemon is found by its control socket: --socket, else the config's control_socket (read even from a\nconfig with errors), else /run/braid/braid.sock.\nThe same JSON is served at GET /status and as Prometheus metrics at GET /metrics (config status.listen).\nThe JSON schema is documented in docs/status-json.md."
     )]
     Status {
+        /// The node's config; only its `control_socket` is used.
         #[arg(short, long, value_name = "CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// The daemon's control socket (default: the config's, else /run/braid/braid.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
         /// Print the documented JSON document.
         #[arg(long)]
         json: bool,
@@ -114,11 +122,16 @@ enum Command {
     },
     /// Remove every interface braid made, through the daemon or directly if it is gone.
     #[command(
-        after_help = "Example:\n  braid down -c /etc/braid/config.json\n\nWorks after the daemon was killed: braid's interfaces are found by interface group."
+        after_help = "Example:\n  braid down -c /etc/braid/config.json\n\nWorks after the daemon was killed: braid's interfaces are found by interface group, and the links'\nstale UAPI sockets and the control socket are removed. Says so when there was nothing to remove."
     )]
     Down {
+        /// The node's config: its control socket, and braid's interface groups when no
+        /// daemon answers.
         #[arg(short, long, value_name = "CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// The daemon's control socket (default: the config's, else /run/braid/braid.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
     /// Run a whole mesh on this machine in network namespaces (needs root).
     #[command(
@@ -148,7 +161,13 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Problems from validation carry their own `error: ` prefix: print one, not two.
+            let text = format!("{e:#}");
+            if text.starts_with("error: ") {
+                eprintln!("{text}");
+            } else {
+                eprintln!("error: {text}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -159,6 +178,16 @@ fn status(ok: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn target<'a>(
+    config: &'a Option<PathBuf>,
+    socket: &'a Option<PathBuf>,
+) -> cli::control::Target<'a> {
+    cli::control::Target {
+        config: config.as_deref(),
+        socket: socket.as_deref(),
     }
 }
 
@@ -184,13 +213,20 @@ fn run(command: Command) -> Result<ExitCode> {
         } => status(cli::routes::run(&config, format, via6, via4)?),
         Command::Run { config } => status(cli::run::run(&config)?),
         Command::Up { config } => status(cli::run::up(&config)?),
-        Command::Reload { config } => status(cli::control::reload(&config)?),
+        Command::Reload { config, socket } => {
+            status(cli::control::reload(&target(&config, &socket))?)
+        }
         Command::Status {
             config,
+            socket,
             json,
             watch,
-        } => status(cli::control::status(&config, json, watch)?),
-        Command::Down { config } => status(cli::control::down(&config)?),
+        } => status(cli::control::status(
+            &target(&config, &socket),
+            json,
+            watch,
+        )?),
+        Command::Down { config, socket } => status(cli::control::down(&target(&config, &socket))?),
         Command::Lab { command } => status(cli::lab::run(command)?),
     })
 }

@@ -497,6 +497,85 @@ fn run_refuses_what_this_build_cannot_do() {
     );
 }
 
+/// `braid check` refuses exactly what `braid run` refuses: one validation for both (it
+/// used to call these configs valid).
+#[test]
+fn check_refuses_what_run_refuses() {
+    let cases = [
+        (
+            broken("alpha.json", |t| {
+                t.replacen(
+                    "\"vrf\": \"\",",
+                    "\"vrf\": \"brdvrf\", \"routing\": {\"mode\": \"bird\"},",
+                    1,
+                )
+            }),
+            "alpha.json: vrf: \"brdvrf\" with routing.mode \"bird\" is not supported yet",
+        ),
+        (
+            broken("alpha.json", |t| {
+                t.replacen(
+                    "\"vrf\": \"\",",
+                    "\"vrf\": \"\", \"backend\": \"kernel\",",
+                    1,
+                )
+                .replacen(
+                    "\"random_port\": false",
+                    "\"random_port\": false, \"wan\": \"auto\"",
+                    1,
+                )
+            }),
+            "alpha.json: transport[0]: multi-path links (\"paths\", \"wan\") need the userspace backend",
+        ),
+    ];
+    for (dir, needle) in &cases {
+        let config = dir.path().join("alpha.json");
+        let check = check_fails(dir);
+        assert!(
+            check.contains(needle) && check.contains("; fix: ") && check.contains("1 error found"),
+            "check: {check}"
+        );
+        let run = braid(&["run", "-c", config.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && err.contains(needle), "run: {err}");
+        assert!(!err.contains("error: error:"), "one `error:` prefix: {err}");
+    }
+}
+
+/// A registry that is not UTF-8 is an encoding error (it was "make it readable"), and a
+/// config others can read, private key and all, is warned about.
+#[test]
+fn check_names_encoding_errors_and_exposed_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = broken("registry.json", |t| t);
+    let registry = dir.path().join("registry.json");
+    let mut bytes = std::fs::read(&registry).unwrap();
+    bytes.splice(1..1, b"\n// caf\xe9\n".iter().copied());
+    std::fs::write(&registry, bytes).unwrap();
+    let err = check_fails(&dir);
+    assert!(
+        err.contains("registry.json: the registry (named by the config's `registry` field) is not UTF-8 text: invalid byte 0xe9 at line 2, column 7")
+            && err.contains("fix: save the file as UTF-8")
+            && !err.contains("readable"),
+        "{err}"
+    );
+
+    let dir = broken("registry.json", |t| t);
+    let config = dir.path().join("alpha.json");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = braid(&["check", "-c", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("warning: ")
+            && err.contains("alpha.json: private_key: the config holds this node's private key and other users can read it (mode 0644); fix: chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = braid(&["check", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
 /// Whether the generic netlink family of WireGuard exists (module loaded or built in).
 fn kernel_has_wireguard() -> bool {
     std::path::Path::new("/sys/module/wireguard").exists()

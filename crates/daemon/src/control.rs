@@ -76,18 +76,133 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Reads one request from a connection; `Err` holds the reply to send for a bad request.
+/// How long a client has to send its whole request line after connecting.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a client has to take the reply before braid gives up on it.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The largest request accepted, newline included. Requests are a few dozen bytes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Connections served at once; more are answered "busy" and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Reads one request from a connection, waiting at most [`READ_TIMEOUT`] and reading at
+/// most [`MAX_REQUEST`] bytes; `Err` holds the reply to send for a bad or late request.
 pub async fn read_request(stream: &mut UnixStream) -> Result<Request, Reply> {
-    let mut line = String::new();
-    let mut reader = BufReader::new(stream);
-    match reader.read_line(&mut line).await {
-        Ok(_) => {
-            serde_json::from_str(line.trim()).map_err(|e| Reply::error(format!("bad request: {e}")))
-        }
-        Err(e) => Err(Reply::error(format!("reading request: {e}"))),
+    read_request_within(stream, READ_TIMEOUT).await
+}
+
+async fn read_request_within(
+    stream: &mut UnixStream,
+    timeout: std::time::Duration,
+) -> Result<Request, Reply> {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(stream).take(MAX_REQUEST as u64 + 1);
+    match tokio::time::timeout(timeout, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => Err(Reply::error(format!(
+            "no complete request within {} s; send one JSON line such as {{\"command\":\"status\"}} followed by a newline",
+            timeout.as_secs_f32()
+        ))),
+        Ok(Err(e)) => Err(Reply::error(format!("reading request: {e}"))),
+        Ok(Ok(_)) if line.len() > MAX_REQUEST => Err(Reply::error(format!(
+            "request too large: more than {MAX_REQUEST} bytes; a request is one short JSON line such as {{\"command\":\"status\"}}"
+        ))),
+        Ok(Ok(_)) => serde_json::from_slice(line.trim_ascii())
+            .map_err(|e| Reply::error(format!("bad request: {e}"))),
     }
 }
 
+/// A request read from a client, handed to the run loop, which answers on `reply`.
+#[derive(Debug)]
+pub struct Incoming {
+    pub request: Request,
+    pub reply: tokio::sync::oneshot::Sender<Reply>,
+    /// Resolves once the reply was written (or given up on): `down` waits for it before
+    /// the process exits.
+    pub written: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Serves the control socket in the background: every connection in its own task, so
+/// a slow or hostile client never holds up the run loop or another client. Valid requests
+/// go to `requests`; bad, late and oversized ones get an error reply here.
+pub fn serve(
+    listener: UnixListener,
+    requests: tokio::sync::mpsc::Sender<Incoming>,
+) -> tokio::task::JoinHandle<()> {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::spawn(async move {
+        loop {
+            let mut stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and the like: do not spin; the connection waits in the backlog.
+                    if crate::fds::exhausted(&e) {
+                        let fix = crate::fds::exhausted_fix();
+                        tracing::warn!("control socket: accepting a connection: {e}; {fix}");
+                    } else {
+                        tracing::warn!("control socket: accepting a connection: {e}");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tokio::spawn(async move {
+                    let busy = Reply::error(format!(
+                        "busy: {MAX_CONNECTIONS} control connections are open; try again"
+                    ));
+                    let _ =
+                        tokio::time::timeout(WRITE_TIMEOUT, write_reply(&mut stream, &busy)).await;
+                });
+                continue;
+            };
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                connection(stream, requests).await;
+                drop(slot);
+            });
+        }
+    })
+}
+
+/// One client: read its request, have the run loop answer it, write the reply.
+async fn connection(mut stream: UnixStream, requests: tokio::sync::mpsc::Sender<Incoming>) {
+    let (reply, written) = match read_request(&mut stream).await {
+        Err(reply) => {
+            tracing::warn!("control socket: {}", reply.message);
+            (reply, None)
+        }
+        Ok(request) => {
+            let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+            let (written_tx, written_rx) = tokio::sync::oneshot::channel();
+            let incoming = Incoming {
+                request,
+                reply: reply_tx,
+                written: written_rx,
+            };
+            if requests.send(incoming).await.is_err() {
+                return; // the daemon is stopping
+            }
+            match reply_rx.await {
+                Ok(reply) => (reply, Some(written_tx)),
+                Err(_) => return,
+            }
+        }
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write_reply(&mut stream, &reply)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("control reply: {e}"),
+        Err(_) => tracing::warn!(
+            "control reply: the client did not read it within {} s",
+            WRITE_TIMEOUT.as_secs()
+        ),
+    }
+    if let Some(written) = written {
+        let _ = written.send(());
+    }
+}
+
+/// Writes the reply as one JSON line and closes the sending side.
 pub async fn write_reply(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
     let mut text = serde_json::to_string(reply).map_err(std::io::Error::other)?;
     text.push('\n');
@@ -168,6 +283,127 @@ mod tests {
             reply.message
         );
         server.await.unwrap();
+    }
+
+    /// A run loop stand-in: answers every request with "answered".
+    fn answer_all(mut rx: tokio::sync::mpsc::Receiver<Incoming>) {
+        tokio::spawn(async move {
+            while let Some(incoming) = rx.recv().await {
+                let _ = incoming.reply.send(Reply::ok("answered"));
+            }
+        });
+    }
+
+    async fn raw_reply(stream: UnixStream) -> Reply {
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply).await.unwrap();
+        serde_json::from_str(&reply).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stalled_client_holds_up_nobody_and_is_told_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("braid.sock");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let _server = serve(bind(&path).unwrap(), tx);
+        answer_all(rx);
+        // Half a line, then silence: the old loop waited for the rest forever.
+        let mut stalled = UnixStream::connect(&path).await.unwrap();
+        stalled.write_all(b"{\"command\":").await.unwrap();
+        let started = std::time::Instant::now();
+        let reply = tokio::time::timeout(
+            // Well inside the stalled client's 2 s: answered while it still waits.
+            std::time::Duration::from_millis(1500),
+            call(&path, &Request::Status),
+        )
+        .await
+        .expect("another client answered at once")
+        .unwrap();
+        assert!(reply.ok && reply.message == "answered");
+        let reply = raw_reply(stalled).await;
+        let waited = started.elapsed();
+        assert!(
+            !reply.ok && reply.message.contains("no complete request within 2 s"),
+            "{}",
+            reply.message
+        );
+        assert!(
+            waited >= READ_TIMEOUT - std::time::Duration::from_millis(300)
+                && waited < READ_TIMEOUT + std::time::Duration::from_secs(2),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_request_is_refused_without_reading_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("braid.sock");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let _server = serve(bind(&path).unwrap(), tx);
+        answer_all(rx);
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        // 8 MiB without a newline: the server stops at 64 KiB and answers; the rest of the
+        // write fails or is left unread.
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..128 {
+                if write.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut reply = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            BufReader::new(read).read_line(&mut reply),
+        )
+        .await
+        .expect("a reply before the deadline")
+        .unwrap();
+        let reply: Reply = serde_json::from_str(&reply).unwrap();
+        assert!(
+            !reply.ok
+                && reply
+                    .message
+                    .contains("request too large: more than 65536 bytes"),
+            "{}",
+            reply.message
+        );
+        writer.abort();
+        // A request of exactly the limit's size (padded with blanks) is still read.
+        let mut exact = UnixStream::connect(&path).await.unwrap();
+        let mut text = b"{\"command\":\"status\"}".to_vec();
+        text.resize(MAX_REQUEST - 1, b' ');
+        text.push(b'\n');
+        exact.write_all(&text).await.unwrap();
+        let reply = raw_reply(exact).await;
+        assert!(reply.ok, "{}", reply.message);
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_told_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("braid.sock");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let _server = serve(bind(&path).unwrap(), tx);
+        answer_all(rx);
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(UnixStream::connect(&path).await.unwrap());
+        }
+        // Give the server time to accept them all.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let reply = call(&path, &Request::Status).await.unwrap();
+        assert!(
+            !reply.ok && reply.message.starts_with("busy"),
+            "{}",
+            reply.message
+        );
+        drop(idle);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let reply = call(&path, &Request::Status).await.unwrap();
+        assert!(reply.ok, "{}", reply.message);
     }
 
     #[tokio::test]

@@ -4,8 +4,11 @@
 pub mod babel;
 pub mod backend;
 pub mod bird;
+pub mod cleanup;
 pub mod control;
+pub mod fds;
 pub mod http;
+pub mod instance;
 pub mod kernel;
 pub mod load;
 pub mod metrics;

@@ -18,18 +18,67 @@ pub struct Loaded {
 }
 
 fn read(path: &Path, what: &str) -> Result<String, Problems> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let problem = |message: String, fix: String| {
         Problems(vec![Problem {
             severity: Severity::Error,
             file: path.display().to_string(),
             path: String::new(),
-            message: format!("cannot read the {what}: {e}"),
-            fix: match e.kind() {
-                std::io::ErrorKind::NotFound => format!("check the path; the {what} must exist"),
-                _ => format!("make the {what} readable by this user"),
-            },
+            message,
+            fix,
         }])
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| problem(format!("cannot read the {what}: {e}"), read_fix(&e, what)))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = position_of_byte(e.as_bytes(), e.utf8_error().valid_up_to());
+        problem(
+            format!(
+                "the {what} is not UTF-8 text: invalid byte 0x{:02x} at line {line}, column {column}",
+                e.as_bytes()[e.utf8_error().valid_up_to()]
+            ),
+            "save the file as UTF-8 (JSON text is UTF-8, RFC 8259 section 8.1); `iconv -f LATIN1 -t UTF-8` converts Latin-1".into(),
+        )
     })
+}
+
+/// 1-based line and column (in characters) of byte `at` of `bytes`, which are valid UTF-8
+/// before `at`.
+fn position_of_byte(bytes: &[u8], at: usize) -> (usize, usize) {
+    let before = String::from_utf8_lossy(&bytes[..at.min(bytes.len())]);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Other users can read the config, which holds the node's private key: a warning (as
+/// OpenSSH warns about a private key file with group or other permissions).
+fn private_key_exposure(config_path: &Path) -> Option<Problem> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(config_path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| Problem {
+        severity: Severity::Warning,
+        file: config_path.display().to_string(),
+        path: "private_key".into(),
+        message: format!(
+            "the config holds this node's private key and other users can read it (mode {mode:04o})"
+        ),
+        fix: format!("chmod 600 {}", config_path.display()),
+    })
+}
+
+/// How to fix a failed read: the cause named, not guessed (running out of descriptors is
+/// not a permission problem).
+fn read_fix(e: &std::io::Error, what: &str) -> String {
+    use std::io::ErrorKind;
+    if crate::fds::exhausted(e) {
+        return crate::fds::exhausted_fix();
+    }
+    match e.kind() {
+        ErrorKind::NotFound => format!("check the path; the {what} must exist"),
+        ErrorKind::PermissionDenied => format!("make the {what} readable by this user"),
+        ErrorKind::IsADirectory => format!("name the {what} file, not a directory"),
+        _ => format!("the system refused to read the {what}: check the file and its file system"),
+    }
 }
 
 /// The registry path from the config, relative to the config's directory when relative.
@@ -45,10 +94,27 @@ pub fn registry_path(config_path: &Path, registry: &str) -> PathBuf {
     }
 }
 
-/// Loads the config only (no registry).
+/// Loads the config only (no registry). Warns when other users can read it.
 pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
     let text = read(config_path, "config")?;
-    Config::parse(&config_path.display().to_string(), &text)
+    let (config, mut warnings) = Config::parse(&config_path.display().to_string(), &text)?;
+    warnings.0.extend(private_key_exposure(config_path));
+    Ok((config, warnings))
+}
+
+/// The control socket a config names, read as leniently as possible so that a broken
+/// edit does not hide the running daemon: the config's `control_socket` when it is valid
+/// JSON (the default when it has none), `None` when it cannot be read or parsed.
+pub fn control_socket_despite_errors(config_path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read(config_path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let doc: serde_json::Value = serde_json::from_str(&braid_model::jsonc::strip(&text)).ok()?;
+    match doc.get("control_socket") {
+        None | Some(serde_json::Value::Null) => {
+            Some(PathBuf::from(braid_model::config::DEFAULT_CONTROL_SOCKET))
+        }
+        Some(v) => v.as_str().filter(|s| s.starts_with('/')).map(PathBuf::from),
+    }
 }
 
 /// Loads and validates everything; `Err` holds every problem (errors and warnings).
@@ -70,6 +136,8 @@ pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loade
             return Err(problems);
         }
     };
+    // What this build cannot run: the same refusals `braid run` and `braid up` make.
+    problems.extend(braid_model::support::unsupported(&config, &config_file));
     for transport in config.transports.iter_mut().filter(|t| t.wan_auto) {
         transport.paths = uplinks
             .iter()
@@ -155,4 +223,75 @@ pub fn digest(text: &str) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_utf8_gets_an_encoding_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.json");
+        std::fs::write(&path, b"[\n  {\"name\": \"caf\xe9\"}\n]").unwrap();
+        let text = read(&path, "registry").unwrap_err().to_string();
+        assert!(
+            text.contains("the registry is not UTF-8 text: invalid byte 0xe9 at line 2, column 16")
+                && text.contains("save the file as UTF-8")
+                && !text.contains("readable"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_config_others_can_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = private_key_exposure(&path).unwrap().to_string();
+        assert!(
+            warning.starts_with("warning: ")
+                && warning.contains("private_key: the config holds this node's private key and other users can read it (mode 0644)")
+                && warning.contains("fix: chmod 600"),
+            "{warning}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(private_key_exposure(&path).is_none());
+    }
+
+    #[test]
+    fn the_control_socket_is_found_in_a_config_with_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        // Invalid as a config (a bad key, an unknown field), still readable JSON.
+        std::fs::write(&path, "{\"private_key\": 1, \"colour\": 2, // a comment\n \"control_socket\": \"/run/x/braid.sock\",}").unwrap();
+        assert_eq!(
+            control_socket_despite_errors(&path),
+            Some(PathBuf::from("/run/x/braid.sock"))
+        );
+        std::fs::write(&path, "{\"registry\": \"r.json\"}").unwrap();
+        assert_eq!(
+            control_socket_despite_errors(&path),
+            Some(PathBuf::from("/run/braid/braid.sock"))
+        );
+        std::fs::write(&path, "{\"registry\": ").unwrap();
+        assert_eq!(control_socket_despite_errors(&path), None);
+    }
+
+    #[test]
+    fn read_errors_name_their_real_cause() {
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let fix = read_fix(&emfile, "config");
+        assert!(
+            fix.contains("out of file descriptors") && !fix.contains("readable"),
+            "{fix}"
+        );
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            read_fix(&denied, "config"),
+            "make the config readable by this user"
+        );
+    }
 }

@@ -101,6 +101,82 @@ fn register_paths(registry: &mut Registry, status: &Status) {
 
 /// Renders the status as Prometheus text (OpenMetrics-compatible exposition).
 pub fn render(status: &Status) -> String {
+    encode_registry(&registry_of(status))
+}
+
+/// As [`render`], plus the process's descriptors and the status listener's connections.
+pub fn render_with_listener(status: &Status, listener: &crate::http::ListenerStats) -> String {
+    let mut registry = registry_of(status);
+    register_process(&mut registry, listener);
+    encode_registry(&registry)
+}
+
+fn encode_registry(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, registry);
+    out
+}
+
+/// Descriptors of the process and connections of the status listener.
+fn register_process(registry: &mut Registry, listener: &crate::http::ListenerStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let gauge = |n: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        g
+    };
+    let counter = |n: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(n);
+        c
+    };
+    if let Some(open) = crate::fds::open() {
+        registry.register(
+            "process_open_fds",
+            "File descriptors the daemon holds",
+            gauge(open),
+        );
+    }
+    if let Some(limit) = crate::fds::limit() {
+        registry.register(
+            "process_max_fds",
+            "The daemon's limit on file descriptors (RLIMIT_NOFILE, soft)",
+            gauge(limit),
+        );
+    }
+    registry.register(
+        "status_connections",
+        "Connections open on the status listener",
+        gauge(listener.open.load(Relaxed)),
+    );
+    registry.register(
+        "status_connections_max",
+        "The most connections the status listener holds at once",
+        gauge(listener.cap.load(Relaxed)),
+    );
+    let closed = Family::<Labels, Counter>::default();
+    for (reason, n) in [
+        ("cap", listener.refused.load(Relaxed)),
+        ("timeout", listener.timed_out.load(Relaxed)),
+    ] {
+        closed
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(n);
+    }
+    registry.register(
+        "status_connections_closed",
+        "Status listener connections braid closed: at once because the cap was reached, or idle or open too long",
+        closed,
+    );
+    registry.register(
+        "status_accept_errors",
+        "Failed accepts on the status listener (e.g. out of descriptors)",
+        counter(listener.accept_errors.load(Relaxed)),
+    );
+}
+
+fn registry_of(status: &Status) -> Registry {
     let mut registry = Registry::with_prefix("braid");
     let node = &status.node;
 
@@ -262,9 +338,5 @@ pub fn render(status: &Status) -> String {
         "1 when the node network and braid's routes were last set up without error",
         healthy,
     );
-
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = encode(&mut out, &registry);
-    out
+    registry
 }

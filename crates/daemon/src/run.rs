@@ -236,6 +236,9 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
         source,
     };
     let listener = control::bind(&socket).map_err(control_err)?;
+    // Each client in its own task (read deadline, size limit); requests come here.
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<control::Incoming>(16);
+    let _control = control::serve(listener, control_tx);
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
@@ -297,23 +300,21 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                 ticks = ticks.wrapping_add(1);
                 r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());
             }
-            accepted = listener.accept() => {
-                let Ok((mut stream, _)) = accepted else { continue };
-                let (reply, stop) = match control::read_request(&mut stream).await {
-                    Err(reply) => (reply, false),
-                    Ok(Request::Reload) => (reload(&mut r).await, false),
-                    Ok(Request::Status) => {
+            Some(incoming) = control_rx.recv() => {
+                let (reply, stop) = match incoming.request {
+                    Request::Reload => (reload(&mut r).await, false),
+                    Request::Status => {
                         let doc = status::status(&r, started, SystemTime::now());
                         let mut reply = Reply::ok("status");
                         reply.status = serde_json::to_value(doc).ok();
                         (reply, false)
                     }
-                    Ok(Request::Down) => (shutdown(&mut r).await, true),
+                    Request::Down => (shutdown(&mut r).await, true),
                 };
-                if let Err(e) = control::write_reply(&mut stream, &reply).await {
-                    tracing::warn!("control reply: {e}");
-                }
+                let _ = incoming.reply.send(reply);
                 if stop {
+                    // Let the client have its reply before the process exits.
+                    let _ = tokio::time::timeout(control::WRITE_TIMEOUT, incoming.written).await;
                     remove_socket(&socket);
                     return Ok(());
                 }

@@ -74,26 +74,44 @@ pub const LAB_ALLOCATION: &str = "2001:db8:bd00::/48";
 pub const LAB_IPV4_POOL: &str = "10.0.0.0/8";
 
 fn write_json(path: &Path, value: &Value) -> Result<(), LabError> {
+    write_json_with_mode(path, value, 0o644)
+}
+
+fn write_json_with_mode(path: &Path, value: &Value, mode: u32) -> Result<(), LabError> {
     let error = |source| LabError::Write {
         path: path.display().to_string(),
         source,
     };
     let mut text = serde_json::to_string_pretty(value).map_err(|e| error(e.into()))?;
     text.push('\n');
-    write(path, &text)
+    write_with_mode(path, &text, mode)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), LabError> {
+/// Writes `text` to `path` with permissions `mode` (also when the file existed), so a
+/// config, which holds a private key, is never readable by other users (0600).
+fn write_with_mode(path: &Path, text: &str, mode: u32) -> Result<(), LabError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| LabError::Write {
             path: dir.display().to_string(),
             source,
         })?;
     }
-    std::fs::write(path, text).map_err(|source| LabError::Write {
+    let error = |source| LabError::Write {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(error)?;
+    file.write_all(text.as_bytes()).map_err(error)
 }
 
 impl Lab {
@@ -192,7 +210,8 @@ pub fn write_configs(
         });
         registry.push(json!({"public_key": public, "name": format!("n{i}"), "index": i, "endpoints": endpoints, "remarks": {}}));
         let config_path = node_dir.join("config.json");
-        write_json(&config_path, &config)?;
+        // The config holds the node's private key: 0600, as `braid check` expects.
+        write_json_with_mode(&config_path, &config, 0o600)?;
         files.push(NodeFiles {
             index: i,
             config: config_path,

@@ -170,3 +170,21 @@ fn options_choose_families_and_ports() {
     .unwrap_err();
     assert!(err.to_string().contains("65530"), "{err}");
 }
+
+/// Configs hold private keys: only their owner may read them (issue 17); the registry is
+/// public.
+#[test]
+fn configs_are_written_0600_and_the_registry_0644() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let files = write_configs("cfg", 2, dir.path(), &ConfigOptions::default()).unwrap();
+    for f in &files {
+        assert_eq!(mode(&f.config), 0o600, "{}", f.config.display());
+    }
+    assert_eq!(mode(&dir.path().join("registry.json")), 0o644);
+    // Written again over a world-readable file: 0600 again.
+    std::fs::set_permissions(&files[0].config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let files = write_configs("cfg", 2, dir.path(), &ConfigOptions::default()).unwrap();
+    assert_eq!(mode(&files[0].config), 0o600);
+}

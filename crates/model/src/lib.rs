@@ -2,6 +2,7 @@
 //! extensions), and their validation. Pure: parsing takes text, never opens files.
 
 pub mod config;
+pub mod duplicates;
 pub mod extensions;
 pub mod family;
 pub mod host;
@@ -11,6 +12,7 @@ pub mod mesh;
 pub mod problem;
 pub mod read;
 pub mod registry;
+pub mod support;
 
 pub use config::{Config, Transport};
 pub use family::AddressFamily;

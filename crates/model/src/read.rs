@@ -18,10 +18,25 @@ pub fn index_path(parent: &str, index: usize) -> String {
     format!("{parent}[{index}]")
 }
 
-/// Parses JSON-with-comments text; a syntax error becomes a problem with line and column.
+/// Parses JSON-with-comments text; a syntax error becomes a problem with line and column,
+/// and so does every key repeated within one object (the value is still returned, so the
+/// rest of the document is checked too).
 pub fn parse_document(c: &mut Collector, text: &str) -> Option<Value> {
-    match serde_json::from_str::<Value>(&crate::jsonc::strip(text)) {
-        Ok(value) => Some(value),
+    let json = crate::jsonc::strip(text);
+    match serde_json::from_str::<Value>(&json) {
+        Ok(value) => {
+            for d in crate::duplicates::find(&json) {
+                c.error(
+                    &d.path,
+                    format!(
+                        "duplicate field `{}` at line {}, column {} (first at line {}, column {}); the file would mean whichever value a reader keeps",
+                        d.key, d.line, d.column, d.first_line, d.first_column
+                    ),
+                    format!("keep one `{}` in this object and delete the other", d.key),
+                );
+            }
+            Some(value)
+        }
         Err(e) => {
             let path = format!("line {}, column {}", e.line(), e.column());
             let what = e.to_string();

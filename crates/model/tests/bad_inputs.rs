@@ -729,6 +729,33 @@ fn r15_node_not_an_object() {
     );
 }
 
+#[test]
+fn r16_duplicate_key_gives_line_column_and_field() {
+    // The last value used to win silently (serde_json keeps it).
+    let text = "[\n  {\"public_key\": \"PUB_A\", \"endpoints\": [],\n   \"remarks\": {\"name\": \"n1\",\n     \"name\": \"n9\"}}\n]"
+        .replace("PUB_A", PUB_A);
+    assert_has(
+        &registry_text_errors(&text),
+        &[
+            "error: registry.json: [0].remarks.name: duplicate field `name` at line 4, column 6 (first at line 3, column 16)",
+            "fix: keep one `name`",
+        ],
+    );
+}
+
+#[test]
+fn c47_duplicate_key_in_config() {
+    let text = good_config().to_string().replacen(
+        "\"prefix\":\"brd4x\"",
+        "\"prefix\":\"brd4x\",\"mtu\":1280",
+        1,
+    );
+    assert_has(
+        &config_text_errors(&text),
+        &["node.json: transport[0].mtu: duplicate field `mtu` at line 1, column"],
+    );
+}
+
 // ---- config against registry ----
 
 fn cross(config: Value, registry: Value) -> String {

@@ -34,10 +34,7 @@ pub enum Chosen {
 
 /// The first transport that bonds several paths (only the userspace backend does that).
 fn multipath(config: &braid_model::Config) -> Option<usize> {
-    config
-        .transports
-        .iter()
-        .position(|t| !t.paths.is_empty() || t.wan_auto)
+    braid_model::support::first_multipath(config)
 }
 
 pub fn choose(config_path: &Path, config: &braid_model::Config) -> Result<Chosen> {
@@ -45,12 +42,7 @@ pub fn choose(config_path: &Path, config: &braid_model::Config) -> Result<Chosen
     Ok(match config.backend {
         Backend::Userspace => Chosen::Userspace,
         Backend::Kernel => {
-            if let Some(i) = bonded {
-                bail!(
-                    "{}: transport[{i}]: multi-path links (\"paths\", \"wan\") need the userspace backend, and \"backend\" is \"kernel\"; set \"backend\": \"userspace\" (or \"auto\"), or remove the paths",
-                    config_path.display()
-                );
-            }
+            // Multi-path transports with "kernel" were refused by `load_runnable`.
             if !kernel::available() {
                 bail!(
                     "{}: backend: \"kernel\", but {}",
@@ -79,22 +71,17 @@ pub fn choose(config_path: &Path, config: &braid_model::Config) -> Result<Chosen
     })
 }
 
-/// The config, with warnings logged; what this build cannot run is refused.
+/// The config, with warnings logged; what this build cannot run is refused, by the same
+/// check `braid check` and every reload make (`braid_model::support::unsupported`).
 fn load_runnable(config_path: &Path) -> Result<braid_model::Config> {
     let (config, warnings) =
         load::config(config_path).map_err(|problems| anyhow::anyhow!("{problems}"))?;
     for warning in &warnings.0 {
         tracing::warn!("{warning}");
     }
-    if !config.vrf.is_empty()
-        && matches!(config.routing.mode, RoutingMode::Babel | RoutingMode::Bird)
-    {
-        bail!(
-            "{}: vrf: \"{}\" with routing.mode \"{}\" is not supported yet (the routing engine would run outside the VRF and see none of its routes); use routing mode \"static\" or \"none\" with a VRF, or remove \"vrf\"",
-            config_path.display(),
-            config.vrf,
-            config.routing.mode.name()
-        );
+    let refused = braid_model::support::unsupported(&config, &config_path.display().to_string());
+    if refused.has_errors() {
+        bail!("{refused}");
     }
     Ok(config)
 }
@@ -110,6 +97,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(config_path: &Path) -> Result<bool> {
     raise_file_limit();
     let config = load_runnable(config_path)?;
+    // One daemon per control socket: taken before anything is touched, held until exit.
+    let _instance = braid_daemon::instance::acquire(Path::new(&config.control_socket))?;
     let path = config_path.to_path_buf();
     match choose(config_path, &config)? {
         Chosen::Kernel => {
@@ -155,6 +144,9 @@ pub fn up(config_path: &Path) -> Result<bool> {
         ),
         _ => {}
     }
+    // A running daemon of this control socket holds its lock: refuse before touching
+    // anything (and keep a second `up` from running beside this one).
+    let _instance = braid_daemon::instance::acquire(Path::new(&config.control_socket))?;
     let rt = runtime()?;
     let socket = std::path::PathBuf::from(&config.control_socket);
     if rt
