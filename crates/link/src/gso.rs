@@ -26,6 +26,11 @@ impl GsoQueue {
         })
     }
 
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Whether a packet of `len` bytes may join the queue (else flush first).
     pub fn fits(&self, len: usize, max_segments: usize) -> bool {
         self.count == 0

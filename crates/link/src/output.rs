@@ -29,11 +29,19 @@ pub struct PathPort {
 pub struct Output {
     pub main: UdpPort,
     pub paths: Vec<PathPort>,
-    /// One GSO queue per route that has sent; index 0 is made first and reused most.
+    /// One GSO queue per route that has sent recently, at most [`MAX_QUEUES`] (more only
+    /// while that many hold packets at once).
     queues: Vec<(Route, GsoQueue)>,
+    /// When each queue was last used (a counter of `queue_index` calls), for eviction.
+    used: Vec<u64>,
+    uses: u64,
     /// A packet set aside while its queue is sent (kept to reuse its allocation).
     spare: Vec<u8>,
 }
+
+/// GSO queues kept for routes: two per possible path (a bond's paths, and the addresses a
+/// roaming peer used last).
+const MAX_QUEUES: usize = 2 * braid_bond::MAX_PATHS;
 
 /// The address a dual-stack socket sends to: IPv4 peers as IPv4-mapped IPv6.
 pub fn socket_addr_for(ipv6_socket: bool, addr: SocketAddr) -> SocketAddr {
@@ -49,6 +57,8 @@ impl Output {
             main,
             paths,
             queues: Vec::new(),
+            used: Vec::new(),
+            uses: 0,
             spare: Vec::new(),
         }
     }
@@ -69,13 +79,27 @@ impl Output {
     }
 
     /// The queue for `route`, made on first use (its buffer is mapped lazily); `None` if
-    /// it cannot be mapped.
+    /// it cannot be mapped. A route not used for a while (a peer that roamed away, a path
+    /// forgotten) gives its empty queue to the new one: indexes stay, routes change, so a
+    /// caller holding an index checks [`route_of`](Self::route_of).
     pub fn queue_index(&mut self, route: Route) -> Option<usize> {
+        self.uses += 1;
         if let Some(i) = self.queues.iter().position(|(r, _)| *r == route) {
+            self.used[i] = self.uses;
+            return Some(i);
+        }
+        if self.queues.len() >= MAX_QUEUES
+            && let Some(i) = (0..self.queues.len())
+                .filter(|&i| self.queues[i].1.is_empty())
+                .min_by_key(|&i| self.used[i])
+        {
+            self.queues[i].0 = route;
+            self.used[i] = self.uses;
             return Some(i);
         }
         let queue = GsoQueue::new().ok()?;
         self.queues.push((route, queue));
+        self.used.push(self.uses);
         Some(self.queues.len() - 1)
     }
 
@@ -229,10 +253,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "Output keeps one GSO queue (a 69 KB buffer) per route it ever sent on, for the \
-                life of the link: a peer that roams (learned paths of a bond, NAT rebinding) \
-                adds one each time, and flush_all walks them all after every event. Needs an \
-                eviction that keeps the worker's hot_queue index valid"]
     fn queues_for_routes_no_longer_used_are_given_back() {
         let mut out = loopback_output();
         let counters = Counters::default();
