@@ -516,3 +516,26 @@ fn a_key_rotation_is_applied_in_place_on_reload() {
         (1..=2).all(|i| all_up(&m.configs[i - 1]))
     });
 }
+
+#[test]
+fn a_link_whose_interface_is_deleted_is_made_again() {
+    let Some(m) = mesh("ld_deleted", 2) else {
+        return;
+    };
+    for i in 1..=2 {
+        m.start(i);
+    }
+    wait_until("links up", Duration::from_secs(20), || {
+        (1..=2).all(|i| all_up(&m.configs[i - 1]))
+    });
+    // An admin's slip: the interface goes away under the running daemon.
+    m.lab.exec(1, "ip", &["link", "del", "brd4x40004"]).unwrap();
+    wait_until("brd4x40004 made again", Duration::from_secs(10), || {
+        links(&m.lab, 1).contains(&"brd4x40004".to_string())
+    });
+    wait_until("traffic over it again", Duration::from_secs(10), || {
+        m.lab.ping(1, "fe80::2%brd4x40004")
+    });
+    let log = std::fs::read_to_string(m.configs[0].with_file_name("braid.log")).unwrap();
+    assert!(log.contains("interface disappeared"), "{log}");
+}

@@ -88,4 +88,9 @@ pub trait LinkBackend: Send {
     /// An uplink (a path's interface) went down or came back. Backends without paths
     /// ignore it.
     fn set_path_state(&mut self, _interface: &str, _up: bool) {}
+    /// The running links whose interface is gone (deleted by someone else): the
+    /// reconciler makes them again.
+    fn missing(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -144,6 +144,23 @@ impl<B: LinkBackend> Reconciler<B> {
 
     /// Tries again the links of the current plan that failed to come up; `None` when
     /// there is nothing to retry.
+    /// Makes again the links whose interface disappeared (an admin's `ip link del`,
+    /// another tool's cleanup): reconciles against what exists, not against memory.
+    pub fn recreate_missing(&mut self) -> Option<Summary> {
+        let missing = self.backend.missing();
+        if missing.is_empty() {
+            return None;
+        }
+        for name in &missing {
+            tracing::warn!(link = %name, "the link's interface disappeared: making it again");
+            if let Err(e) = self.backend.remove(name) {
+                tracing::warn!("{e}");
+            }
+            self.running.retain(|l| &l.name != name);
+        }
+        self.retry_failed()
+    }
+
     pub fn retry_failed(&mut self) -> Option<Summary> {
         let loaded = self.current.take()?;
         let steps = diff(&self.running, &loaded.plan.links);

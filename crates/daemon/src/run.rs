@@ -267,6 +267,11 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                 // A burst of changes (a link coming up brings several) is one rescan.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 follow_uplinks(&mut r, &mut uplinks_known).await;
+                // A link's own interface deleted under it is made again at once.
+                if let Some(summary) = r.recreate_missing() {
+                    tracing::info!(%summary, "links made again");
+                    apply_routing(&mut r).await;
+                }
                 // Events that came during the rescan are covered by it: drop their wake-up
                 // (the next change, or the retry tick, rescans again).
                 let _ = tokio::time::timeout(Duration::ZERO, uplink_events.notified()).await;
@@ -290,6 +295,10 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = retry.tick() => {
+                if let Some(summary) = r.recreate_missing() {
+                    tracing::info!(%summary, "links made again");
+                    apply_routing(&mut r).await;
+                }
                 if let Some(summary) = r.retry_failed() {
                     tracing::info!(%summary, "retried failed links");
                     apply_routing(&mut r).await;

@@ -177,6 +177,14 @@ impl LinkBackend for UserspaceBackend {
         names.iter().map(|_| Ok(())).collect()
     }
 
+    fn missing(&mut self) -> Vec<String> {
+        self.links
+            .iter()
+            .filter(|(_, link)| link.device_gone())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     fn stats(&self, name: &str) -> Option<LinkStats> {
         let s = self.links.get(name)?.stats();
         Some(LinkStats {

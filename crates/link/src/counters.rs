@@ -27,6 +27,9 @@ pub struct Counters {
     pub(crate) last_rx: Mutex<Option<SystemTime>>,
     pub(crate) endpoint: Mutex<Option<SocketAddr>>,
     pub(crate) listen_port: AtomicU64,
+    /// The TUN device went away under the link (`ip link del`, another tool's cleanup):
+    /// the link stopped; its owner makes it again.
+    pub(crate) device_gone: std::sync::atomic::AtomicBool,
     /// Packets the engine had no route for (published; `dropped_no_route` counts failed
     /// sends, and the snapshot reports both together).
     pub(crate) engine_no_route: AtomicU64,

@@ -201,6 +201,11 @@ impl Link {
         &self.name
     }
 
+    /// Whether the link's TUN device went away under it (it then stopped; make it again).
+    pub fn device_gone(&self) -> bool {
+        self.counters.device_gone.load(Ordering::Relaxed)
+    }
+
     pub fn stats(&self) -> Snapshot {
         self.counters.snapshot()
     }

@@ -210,7 +210,14 @@ impl Worker {
     /// Handles one readiness event; false when the link has been asked to stop.
     pub fn on_event(&mut self, event: Event, scratch: &mut Scratch) -> bool {
         match event {
-            Event::Tun => self.handle_tun(&mut scratch.dst),
+            Event::Tun => {
+                if !self.handle_tun(&mut scratch.dst) {
+                    // The device is gone: stop (its descriptors would report an error on
+                    // every turn of the reactor) and let the owner make the link again.
+                    self.counters.device_gone.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            }
             Event::Network => self.handle_network(Socket::Main, &mut scratch.src, &mut scratch.dst),
             Event::Path(i) => {
                 self.handle_network(Socket::Path(i), &mut scratch.src, &mut scratch.dst)
@@ -346,15 +353,22 @@ impl Worker {
         }
     }
 
-    fn handle_tun(&mut self, dst: &mut [u8]) {
+    /// Reads a batch from the TUN device; false when the device is gone.
+    fn handle_tun(&mut self, dst: &mut [u8]) -> bool {
         let mut reader = std::mem::replace(&mut self.reader, TunReader::new(0));
         let now = Instant::now();
+        let mut alive = true;
         for _ in 0..BATCH {
             let packets = match reader.read(&self.tun) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    tracing::warn!(link = %self.name, "reading the TUN device: {e}");
+                    // EBADFD: the interface was deleted under the open descriptor.
+                    alive = !matches!(
+                        e.raw_os_error(),
+                        Some(libc::EBADFD | libc::ENODEV | libc::EIO)
+                    );
+                    tracing::warn!(link = %self.name, peer = %self.peer, "reading the TUN device: {e}{}", if alive { "" } else { " (the interface is gone)" });
                     break;
                 }
             };
@@ -364,6 +378,7 @@ impl Worker {
         }
         self.reader = reader;
         self.drain(now);
+        alive
     }
 
     /// Encrypts a packet from the TUN straight into the GSO queue it most likely joins
