@@ -235,6 +235,10 @@ impl Worker {
 
     /// Runs the engine's timers; returns when they are next due.
     pub fn on_timer(&mut self, _scratch: &mut Scratch) -> Instant {
+        // boringtun logs its timers' decisions (HANDSHAKE(REKEY_TIMEOUT), ...) itself: the
+        // span puts the link and its peer on those lines.
+        let span = tracing::info_span!("link", link = %self.name, peer = %self.peer);
+        let _entered = span.enter();
         let now = Instant::now();
         // The engine's handshake timestamps follow a wall clock corrected after the start.
         if let Ok(wall) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
@@ -421,6 +425,8 @@ impl Worker {
     }
 
     fn handle_network(&mut self, socket: Socket, src: &mut [u8], dst: &mut [u8]) {
+        let span = tracing::info_span!("link", link = %self.name, peer = %self.peer);
+        let _entered = span.enter();
         for _ in 0..BATCH {
             // One receive may hold several datagrams coalesced by UDP GRO, `stride` apart.
             let mut meta = [quinn_udp::RecvMeta::default()];
