@@ -19,6 +19,14 @@ pub struct Counters {
     pub dropped_replay: AtomicU64,
     /// Packets from the TUN that could not be sent (no endpoint yet, socket error).
     pub dropped_no_route: AtomicU64,
+    /// Datagrams sent larger than the underlay's path MTU (the kernel fragmented them).
+    pub tx_fragmented: AtomicU64,
+    /// Batches that left one datagram per message because the kernel refused UDP GSO for
+    /// their segment size (see `send`).
+    pub tx_gso_fallbacks: AtomicU64,
+    /// The underlay's path MTU toward the peer as the kernel last reported it (IP bytes),
+    /// when a send was too large for it; 0 until then.
+    pub underlay_mtu: AtomicU64,
     pub(crate) last_handshake: Mutex<Option<SystemTime>>,
     pub(crate) last_rx: Mutex<Option<SystemTime>>,
     pub(crate) endpoint: Mutex<Option<SocketAddr>>,
@@ -39,6 +47,13 @@ pub struct Snapshot {
     pub dropped_unknown_key: u64,
     pub dropped_replay: u64,
     pub dropped_no_route: u64,
+    /// Datagrams sent larger than the underlay's path MTU, in fragments.
+    pub tx_fragmented: u64,
+    /// Batches sent one datagram per message because the kernel refused UDP GSO for them.
+    pub tx_gso_fallbacks: u64,
+    /// The underlay's path MTU toward the peer, when the kernel reported it (a datagram was
+    /// too large for it).
+    pub underlay_mtu: Option<u32>,
     pub last_handshake: Option<SystemTime>,
     /// When an authenticated datagram last arrived (to within a timer tick).
     pub last_rx: Option<SystemTime>,
@@ -64,6 +79,9 @@ impl Counters {
             dropped_unknown_key: get(&self.dropped_unknown_key),
             dropped_replay: get(&self.dropped_replay),
             dropped_no_route: get(&self.dropped_no_route),
+            tx_fragmented: get(&self.tx_fragmented),
+            tx_gso_fallbacks: get(&self.tx_gso_fallbacks),
+            underlay_mtu: Some(get(&self.underlay_mtu) as u32).filter(|&m| m > 0),
             last_rx: *self.last_rx.lock().unwrap_or_else(|p| p.into_inner()),
             last_handshake: *self
                 .last_handshake

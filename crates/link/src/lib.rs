@@ -13,6 +13,7 @@ mod device;
 mod gso;
 mod multipath;
 mod reactor;
+mod send;
 mod tun_batch;
 mod uapi;
 mod udp;
@@ -246,12 +247,14 @@ fn multipath_for(config: &LinkConfig) -> Result<Option<multipath::Multipath>, Li
     let mut paths = Vec::new();
     for path in &config.paths {
         let socket = udp::bind_path(config, path)?;
-        let udp =
-            quinn_udp::UdpSocketState::new((&socket).into()).map_err(|source| LinkError::Io {
+        let label = udp::path_label(path);
+        let udp = send::UdpState::new(&socket, &config.name, Some(&label)).map_err(|source| {
+            LinkError::Io {
                 link: config.name.clone(),
-                what: format!("path {}: setting up batched UDP I/O", udp::path_label(path)),
+                what: format!("path {label}: setting up batched UDP I/O"),
                 source,
-            })?;
+            }
+        })?;
         let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
         let socket = multipath::PathSocket {
             interface: path.interface.clone(),

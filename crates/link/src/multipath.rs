@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The link's own socket, which the far side sends every path's traffic on.
 pub struct Main<'a> {
     pub socket: &'a UdpSocket,
-    pub udp: &'a quinn_udp::UdpSocketState,
+    pub udp: &'a crate::send::UdpState,
     pub ipv6: bool,
     pub endpoint: Option<SocketAddr>,
 }
@@ -28,7 +28,7 @@ pub struct PathSocket {
     /// The interface the socket is bound to, if any (netlink events name it).
     pub interface: Option<String>,
     pub socket: UdpSocket,
-    pub udp: quinn_udp::UdpSocketState,
+    pub udp: crate::send::UdpState,
     pub ipv6: bool,
 }
 
@@ -177,11 +177,8 @@ impl Multipath {
             segment_size,
             src_ip: None,
         };
-        match udp.try_send(socket.into(), &transmit) {
-            Ok(()) => {
-                add(&counters.tx_packets, count as u64);
-                add(&counters.tx_bytes, contents.len() as u64);
-            }
+        match crate::send::send_batch(udp, socket, &transmit) {
+            Ok(sent) => sent.count(counters),
             Err(e) => {
                 add(&counters.dropped_no_route, count as u64);
                 tracing::debug!(%path, %to, "send: {e}");
@@ -267,12 +264,7 @@ fn target<'a>(
     sockets: &'a [PathSocket],
     path: PathId,
     main: &Main<'a>,
-) -> Option<(
-    &'a UdpSocket,
-    &'a quinn_udp::UdpSocketState,
-    bool,
-    SocketAddr,
-)> {
+) -> Option<(&'a UdpSocket, &'a crate::send::UdpState, bool, SocketAddr)> {
     if let Some(s) = sockets.get(path.0 as usize) {
         return Some((&s.socket, &s.udp, s.ipv6, main.endpoint?));
     }

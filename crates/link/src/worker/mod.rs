@@ -97,7 +97,7 @@ pub struct Worker {
     fwmark: u32,
     uapi: Option<UapiSocket>,
     /// Batched UDP I/O: GSO on send, GRO on receive (quinn-udp).
-    udp: quinn_udp::UdpSocketState,
+    udp: crate::send::UdpState,
     /// Encrypted packets waiting to leave in one GSO send.
     gso: GsoQueue,
     /// TUN reads split into packets (TSO), and decrypted packets coalesced for writing.
@@ -167,7 +167,7 @@ impl Worker {
         wake: Arc<crate::wake::Wake>,
     ) -> std::io::Result<Self> {
         *counters.endpoint.lock().unwrap_or_else(|p| p.into_inner()) = config.endpoint;
-        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        let udp = crate::send::UdpState::new(&socket, &config.name, None)?;
         Ok(Worker {
             udp,
             gso: GsoQueue::new()?,
@@ -441,7 +441,7 @@ impl Worker {
         let Some((contents, segment_size, count)) = self.gso.take() else {
             return;
         };
-        let (len, count) = (contents.len(), count as u64);
+        let count = count as u64;
         let Some(endpoint) = self.endpoint else {
             add(&self.counters.dropped_no_route, count);
             return;
@@ -453,11 +453,8 @@ impl Worker {
             segment_size,
             src_ip: None,
         };
-        match self.udp.try_send((&self.socket).into(), &transmit) {
-            Ok(()) => {
-                add(&self.counters.tx_packets, count);
-                add(&self.counters.tx_bytes, len as u64);
-            }
+        match crate::send::send_batch(&self.udp, &self.socket, &transmit) {
+            Ok(sent) => sent.count(&self.counters),
             Err(e) => {
                 add(&self.counters.dropped_no_route, count);
                 tracing::debug!(link = %self.name, %endpoint, "send: {e}");
