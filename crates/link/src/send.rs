@@ -8,6 +8,10 @@
 //! kernels without the 2023 change that stable series back to 5.4 took). It refuses any GSO
 //! send with EIO when the device cannot checksum, and EINVAL has other causes on old kernels.
 //!
+//! A single datagram goes the same way, as a GSO send of one segment: the kernel's check
+//! refuses it when it is larger than the path MTU, before anything is sent, which a plain
+//! send would not tell (it would fragment it silently).
+//!
 //! When that happens the batch leaves one datagram per message in one `sendmmsg` (the kernel
 //! fragments those above the MTU), the refusal is remembered per destination so that later
 //! batches of that segment size or more go the same way at once (GSO is tried again after
@@ -35,6 +39,8 @@ const WARN_EVERY: Duration = Duration::from_secs(600);
 const REMEMBERED: usize = 16;
 /// Bytes WireGuard adds to a packet: a 16-byte data header and a 16-byte AEAD tag.
 const WIREGUARD_OVERHEAD: usize = 32;
+/// The least MTU of a link: IPv6 needs 1280 (RFC 8200, section 5).
+const MIN_LINK_MTU: usize = 1280;
 /// Datagrams per `sendmmsg` (the GSO queue holds at most 64).
 const MMSG_BATCH: usize = 64;
 
@@ -120,22 +126,28 @@ impl UdpState {
             return;
         }
         self.warned.set(Some((now, refusal.mtu)));
-        let (link, path, to) = (&self.link, self.path.as_deref().unwrap_or("-"), refusal.to);
-        match refusal.mtu {
-            Some(mtu) => {
-                let advised = mtu.saturating_sub(header_len(to) + WIREGUARD_OVERHEAD);
-                tracing::warn!(
-                    link, path, %to, datagram, underlay_mtu = mtu, advised_link_mtu = advised,
-                    "encrypted datagrams are larger than the underlay's MTU toward the peer: the kernel fragments them (slower, and lost where fragments are dropped); set this link's MTU to {advised} or less (underlay MTU {mtu} - {} of IP, UDP and WireGuard headers)",
-                    header_len(to) + WIREGUARD_OVERHEAD
-                );
-            }
-            None => tracing::warn!(
+        let (link, path, to) = (&self.link, self.path.as_deref(), refusal.to);
+        let Some(mtu) = refusal.mtu else {
+            tracing::warn!(
                 link, path, %to, datagram, errno,
-                "the kernel refused a UDP GSO send ({}); sending these datagrams one by one",
+                "the kernel refused a UDP GSO send ({}): sending these datagrams one by one",
                 io::Error::from_raw_os_error(errno)
-            ),
-        }
+            );
+            return;
+        };
+        let overhead = header_len(to) + WIREGUARD_OVERHEAD;
+        let advised = mtu.saturating_sub(overhead);
+        let fix = if advised >= MIN_LINK_MTU {
+            format!("a link MTU of {advised} or less avoids it")
+        } else {
+            format!(
+                "no link MTU avoids it for full-size packets: {advised} is below {MIN_LINK_MTU}, the least a link carrying IPv6 may have"
+            )
+        };
+        tracing::warn!(
+            link, path, %to, datagram, underlay_mtu = mtu, advised_link_mtu = advised,
+            "encrypted datagrams are larger than the underlay's MTU toward the peer ({mtu} - {overhead} bytes of IP, UDP and WireGuard headers = {advised}): the kernel sends them in fragments (slower, and lost where fragments are dropped); {fix}"
+        );
     }
 }
 
@@ -181,11 +193,13 @@ impl Sent {
     }
 }
 
-/// Sends `transmit`: one datagram, or a GSO batch of `segment_size`-byte datagrams (the
-/// last may be shorter). When the kernel refuses the GSO send (EMSGSIZE, EINVAL or EIO) the
-/// datagrams leave one by one and the refusal is remembered for the destination (see the
-/// module's documentation). `transmit.ecn` and `transmit.src_ip` are not supported (braid
-/// sets neither).
+/// Sends `transmit`: a GSO batch of `segment_size`-byte datagrams (the last may be
+/// shorter), or one datagram, which goes as a batch of one: the kernel's GSO check then
+/// tells, without sending anything, whether it is larger than the path MTU (a plain send
+/// would fragment it without a word). When the kernel refuses the GSO send (EMSGSIZE,
+/// EINVAL or EIO) the datagrams leave one by one and the refusal is remembered for the
+/// destination (see the module's documentation). `transmit.ecn` and `transmit.src_ip` are
+/// not supported (braid sets neither).
 ///
 /// Errors: the first datagram could not be sent at all (`WouldBlock` when the send buffer is
 /// full); nothing of the batch left.
@@ -200,31 +214,23 @@ pub fn send_batch(
         Some(s) if s > 0 && s < contents.len() => s,
         _ => contents.len(),
     };
-    let known = udp.refusal(to.ip());
-    if segment == contents.len() {
-        socket.send_to(contents, to)?;
-        return Ok(sent_each(contents, segment, 1, known, false));
-    }
     let now = Instant::now();
-    if let Some(r) = known
-        && r.refuses(segment)
-        && now.duration_since(r.at) < RETRY_GSO_AFTER
-    {
+    let known = udp
+        .refusal(to.ip())
+        .filter(|r| now.duration_since(r.at) < RETRY_GSO_AFTER);
+    if known.is_some_and(|r| r.refuses(segment)) {
         let n = send_each(socket, to, contents, segment)?;
-        return Ok(sent_each(contents, segment, n, known, true));
+        return Ok(sent_each(contents, segment, n, known));
     }
     let e = match send_gso(socket.as_raw_fd(), to, contents, segment) {
         Ok(()) => {
-            if known.is_some_and(|r| r.refuses(segment)) {
-                udp.forget(to.ip()); // the path takes these segments again
+            if udp.refusal(to.ip()).is_some_and(|r| r.refuses(segment)) {
+                udp.forget(to.ip()); // the path takes these segments (again)
             }
-            let underlay_mtu = known.and_then(|r| r.mtu);
-            let datagrams = contents.len().div_ceil(segment) as u64;
-            let bytes = contents.len() as u64;
             return Ok(Sent {
-                datagrams,
-                bytes,
-                underlay_mtu,
+                datagrams: contents.len().div_ceil(segment) as u64,
+                bytes: contents.len() as u64,
+                underlay_mtu: known.and_then(|r| r.mtu),
                 ..Sent::default()
             });
         }
@@ -261,22 +267,16 @@ pub fn send_batch(
         segment,
         n + usize::from(first_sent),
         Some(refusal),
-        true,
     ))
 }
 
-/// What sending the first `n` datagrams of `contents` one by one amounts to.
-fn sent_each(
-    contents: &[u8],
-    segment: usize,
-    n: usize,
-    refusal: Option<Refusal>,
-    unbatched: bool,
-) -> Sent {
+/// What sending the first `n` datagrams of `contents` one by one amounts to (a batch of
+/// several is a GSO fallback).
+fn sent_each(contents: &[u8], segment: usize, n: usize, refusal: Option<Refusal>) -> Sent {
     let mtu = refusal.and_then(|r| r.mtu);
     let header = refusal.map_or(0, |r| header_len(r.to));
     let mut sent = Sent {
-        unbatched,
+        unbatched: contents.len() > segment,
         underlay_mtu: mtu,
         dropped: contents.len().div_ceil(segment).saturating_sub(n) as u64,
         ..Sent::default()
@@ -498,13 +498,7 @@ mod tests {
     fn datagrams_above_the_reported_mtu_count_as_fragmented() {
         let contents = [0u8; 3 * 1452 + 100];
         // 1452 + 28 > 1300; 100 + 28 fits.
-        let sent = sent_each(
-            &contents,
-            1452,
-            4,
-            Some(refusal("198.18.0.2", Some(1300))),
-            true,
-        );
+        let sent = sent_each(&contents, 1452, 4, Some(refusal("198.18.0.2", Some(1300))));
         assert_eq!(
             sent,
             Sent {
@@ -522,15 +516,17 @@ mod tests {
             1452,
             1,
             Some(refusal("2001:db8::2", Some(1480))),
-            true,
         );
-        assert_eq!(v6.fragmented, 1);
+        assert_eq!(
+            (v6.fragmented, v6.unbatched),
+            (1, false),
+            "one datagram is no batch"
+        );
         let v4 = sent_each(
             &contents[..1452],
             1452,
             1,
             Some(refusal("::ffff:198.18.0.2", Some(1480))),
-            true,
         );
         assert_eq!(v4.fragmented, 0, "an IPv4-mapped peer travels as IPv4");
     }
@@ -538,9 +534,100 @@ mod tests {
     #[test]
     fn a_partly_sent_batch_counts_the_rest_dropped_and_unknown_mtus_count_nothing() {
         let contents = [0u8; 5 * 1000];
-        let sent = sent_each(&contents, 1000, 2, Some(refusal("198.18.0.2", None)), true);
+        let sent = sent_each(&contents, 1000, 2, Some(refusal("198.18.0.2", None)));
         assert_eq!((sent.datagrams, sent.dropped, sent.fragmented), (2, 3, 0));
-        assert_eq!(sent_each(&contents[..10], 10, 1, None, false).fragmented, 0);
+        assert_eq!(sent_each(&contents[..10], 10, 1, None).fragmented, 0);
+    }
+
+    /// Real sockets over a veth pair of MTU 1300 (root, namespaces): GSO batches and single
+    /// datagrams above the MTU leave in fragments and arrive whole; smaller ones still go
+    /// with GSO.
+    #[test]
+    fn datagrams_above_the_underlay_mtu_leave_in_fragments_and_arrive_whole() {
+        let test = "datagrams_above_the_underlay_mtu_leave_in_fragments_and_arrive_whole";
+        if !braid_lab::available_or_skip(test) {
+            return;
+        }
+        let name = format!("us{:x}", std::process::id() % 0xffff);
+        let lab = braid_lab::Lab::up(braid_lab::LabSpec::new(&name, 2)).unwrap();
+        lab.exec(1, "ip", &["link", "set", "u2", "mtu", "1300"])
+            .unwrap();
+        lab.exec(2, "ip", &["link", "set", "u1", "mtu", "1300"])
+            .unwrap();
+        for (from, to) in [("198.18.0.1", "198.18.0.2"), ("2001:db8::1", "2001:db8::2")] {
+            let to_ip: IpAddr = to.parse().unwrap();
+            let receiver =
+                braid_system::netns::run_in(&lab.ns(2), move || UdpSocket::bind((to_ip, 0)))
+                    .unwrap()
+                    .unwrap();
+            receiver
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let dest = SocketAddr::new(to_ip, receiver.local_addr().unwrap().port());
+            let from: IpAddr = from.parse().unwrap();
+            let sent = braid_system::netns::run_in(&lab.ns(1), move || {
+                let socket = UdpSocket::bind((from, 0))?;
+                let udp = UdpState::new(&socket, "test", None)?;
+                let send = |bytes: &[u8], segment: usize| {
+                    let transmit = quinn_udp::Transmit {
+                        destination: dest,
+                        ecn: None,
+                        contents: bytes,
+                        segment_size: Some(segment),
+                        src_ip: None,
+                    };
+                    send_batch(&udp, &socket, &transmit)
+                };
+                let big = vec![7u8; 4 * 1452];
+                let small = vec![8u8; 4 * 1000];
+                // A plain send (handshakes, probes) fragments too: the socket allows it.
+                socket.send_to(&big[..1452], dest)?;
+                Ok::<_, io::Error>([
+                    send(&big, 1452)?,         // refused: learns the MTU
+                    send(&big, 1452)?,         // known: one by one at once
+                    send(&small, 1000)?,       // fits: GSO
+                    send(&big[..1452], 1452)?, // a single datagram above the MTU
+                ])
+            })
+            .unwrap()
+            .unwrap();
+            let mtu = Some(1300);
+            assert_eq!(
+                sent[0],
+                Sent {
+                    datagrams: 4,
+                    bytes: 4 * 1452,
+                    dropped: 0,
+                    fragmented: 4,
+                    unbatched: true,
+                    underlay_mtu: mtu,
+                },
+                "{to}"
+            );
+            assert_eq!(sent[1], sent[0], "{to}");
+            assert_eq!(
+                (sent[2].datagrams, sent[2].fragmented, sent[2].unbatched),
+                (4, 0, false),
+                "{to}"
+            );
+            assert_eq!(
+                (sent[3].datagrams, sent[3].fragmented, sent[3].unbatched),
+                (1, 1, false),
+                "{to}"
+            );
+            let mut sizes = Vec::new();
+            let mut buf = [0u8; 2048];
+            while let Ok(n) = receiver.recv(&mut buf) {
+                sizes.push(n);
+                if sizes.len() == 14 {
+                    break;
+                }
+            }
+            let mut expected = vec![1452; 9];
+            expected.extend([1000; 4]);
+            expected.push(1452);
+            assert_eq!(sizes, expected, "{to}: what arrived");
+        }
     }
 
     #[test]

@@ -93,6 +93,15 @@ fn braid_pair(test: &str, tag: &str, ipv6: bool) {
         "pings of {FULL_PING} bytes (datagrams of {} bytes on a {UNDERLAY_MTU}-byte underlay)",
         FULL_PING + 28 + 32 + if ipv6 { 48 } else { 28 }
     );
+    // Single datagrams (no GSO batch) are counted and teach the MTU too: each node sent 20
+    // full-size ones (its pings and its answers).
+    for (node, link) in [(1, &la), (2, &lb)] {
+        let s = link.stats();
+        assert!(
+            s.tx_fragmented >= 20 && s.underlay_mtu == Some(1300),
+            "node {node} after the pings: {s:?}"
+        );
+    }
     let forward = iperf3_mbits(&lab, false, 5);
     let reverse = iperf3_mbits(&lab, true, 5);
     eprintln!("{test}: one TCP stream 1 -> 2 {forward:.0} Mbit/s, 2 -> 1 {reverse:.0} Mbit/s");
