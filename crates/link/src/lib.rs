@@ -13,6 +13,7 @@ mod device;
 mod gso;
 mod multipath;
 mod reactor;
+mod reseg;
 mod send;
 mod tun_batch;
 mod uapi;

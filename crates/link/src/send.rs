@@ -20,6 +20,10 @@
 //! with EMSGSIZE and queues the MTU on the socket's error queue (`ip_local_error`,
 //! `ipv6_local_error`), so the link can count fragmented datagrams and advise a link MTU.
 //!
+//! While the report is fresh, [`UdpState::fitting_packet`] tells the TUN reader how large
+//! an inner packet may be for its datagram to fit, and TCP bursts are cut to that
+//! (`crate::reseg`), so that a TCP stream stops needing fragments at all.
+//!
 //! quinn-udp still sets the socket up and receives (GRO), but its send is not used for GSO
 //! batches: on EINVAL or EIO it turns GSO off for the socket's lifetime.
 
@@ -101,8 +105,25 @@ impl UdpState {
         })
     }
 
+    /// What is remembered toward `to` (IPv4-mapped addresses are IPv4), fresh or not.
     fn refusal(&self, to: IpAddr) -> Option<Refusal> {
+        let to = to.to_canonical();
         self.refusals.borrow().iter().find(|r| r.to == to).copied()
+    }
+
+    /// The largest inner packet whose encrypted datagram fits the underlay toward `to`
+    /// without fragments, while the kernel's report that the underlay is narrower is fresh
+    /// (younger than [`RETRY_GSO_AFTER`]); `None` when no datagram toward `to` was too large.
+    /// Rounded down to 16 bytes, WireGuard's padding unit. `crate::reseg` cuts TCP bursts to
+    /// it.
+    pub fn fitting_packet(&self, to: SocketAddr) -> Option<usize> {
+        let refusal = self.refusal(to.ip())?;
+        let mtu = refusal.mtu?;
+        if refusal.at.elapsed() >= RETRY_GSO_AFTER {
+            return None;
+        }
+        let room = mtu.saturating_sub(header_len(refusal.to) + WIREGUARD_OVERHEAD);
+        Some(room / 16 * 16)
     }
 
     fn remember(&self, refusal: Refusal) {
@@ -115,6 +136,7 @@ impl UdpState {
     }
 
     fn forget(&self, to: IpAddr) {
+        let to = to.to_canonical();
         self.refusals.borrow_mut().retain(|r| r.to != to);
     }
 
@@ -248,7 +270,7 @@ pub fn send_batch(
         path_mtu(socket, to, first)
     };
     let refusal = Refusal {
-        to: to.ip(),
+        to: to.ip().to_canonical(),
         segment: known.map_or(segment, |r| r.segment.min(segment)),
         mtu,
         at: now,

@@ -116,10 +116,9 @@ fn braid_pair(test: &str, tag: &str, ipv6: bool) {
             s.tx_packets, s.tx_fragmented, s.tx_gso_fallbacks, s.underlay_mtu
         );
         assert_eq!(s.underlay_mtu, Some(1300), "node {node}: {s:?}");
-        assert!(
-            s.tx_fragmented > 100 && s.tx_gso_fallbacks > 0,
-            "node {node}: {s:?}"
-        );
+        // Once the MTU is known, TCP bursts are cut to fit (reseg): few datagrams need
+        // fragments (the pings, a burst when the MTU is checked again every 10 s).
+        assert!(s.tx_fragmented < s.tx_packets / 20, "node {node}: {s:?}");
     }
     drop((la, lb));
 }
@@ -216,7 +215,7 @@ fn wireguard_go_pair(test: &str, tag: &str, binary: &str, peer_sends: bool) {
     }
     let s = la.stats();
     assert!(
-        s.tx_fragmented > 100 && s.underlay_mtu == Some(1300),
+        s.underlay_mtu == Some(1300) && s.tx_fragmented < s.tx_packets / 20,
         "{s:?}"
     );
     drop(la);

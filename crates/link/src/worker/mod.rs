@@ -465,7 +465,8 @@ impl Worker {
     fn handle_tun(&mut self, dst: &mut [u8]) {
         let mut reader = std::mem::replace(&mut self.reader, TunReader::new(0));
         for _ in 0..BATCH {
-            let packets = match reader.read(&self.tun) {
+            let fitting = self.endpoint.and_then(|e| self.udp.fitting_packet(e));
+            let packets = match reader.read(&self.tun, fitting) {
                 Ok(n) => {
                     self.note_tun_activity();
                     n
