@@ -240,7 +240,8 @@ pub fn send_batch(
     let known = udp
         .refusal(to.ip())
         .filter(|r| now.duration_since(r.at) < RETRY_GSO_AFTER);
-    if known.is_some_and(|r| r.refuses(segment)) {
+    // Without GSO in the kernel (quinn-udp found no UDP_SEGMENT) there is nothing to ask.
+    if known.is_some_and(|r| r.refuses(segment)) || udp.max_gso_segments() <= 1 {
         let n = send_each(socket, to, contents, segment)?;
         return Ok(sent_each(contents, segment, n, known));
     }
