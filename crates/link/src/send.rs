@@ -4,9 +4,10 @@
 //! braid's sockets let the kernel fragment at the source ([`crate::udp::allow_fragmentation`]),
 //! so a single datagram larger than the path MTU leaves in fragments. A GSO send cannot:
 //! Linux refuses one whose segment plus IP and UDP headers exceeds the path MTU, and then
-//! nothing of the batch leaves (`udp_send_skb`: EMSGSIZE, measured on 6.18; EINVAL on
-//! kernels without the 2023 change that stable series back to 5.4 took). It refuses any GSO
-//! send with EIO when the device cannot checksum, and EINVAL has other causes on old kernels.
+//! nothing of the batch leaves (`udp_send_skb`: EMSGSIZE, measured on 6.18; EINVAL on older
+//! kernels, before the change to `hlen + min(datalen, gso_size) > fragsize` that stable
+//! series back to 5.4 took). It refuses any GSO send with EIO when the device cannot
+//! checksum, and EINVAL has other causes on old kernels.
 //!
 //! A single datagram goes the same way, as a GSO send of one segment: the kernel's check
 //! refuses it when it is larger than the path MTU, before anything is sent, which a plain
@@ -16,7 +17,7 @@
 //! fragments those above the MTU), the refusal is remembered per destination so that later
 //! batches of that segment size or more go the same way at once (GSO is tried again after
 //! [`RETRY_GSO_AFTER`], in case the path changed), and the kernel is asked for the path MTU:
-//! the first datagram is sent once more with DF set and `IP_RECVERR` on, which fails locally
+//! the first datagram is tried once more with DF set and `IP_RECVERR` on, which fails locally
 //! with EMSGSIZE and queues the MTU on the socket's error queue (`ip_local_error`,
 //! `ipv6_local_error`), so the link can count fragmented datagrams and advise a link MTU.
 //!
