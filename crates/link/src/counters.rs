@@ -23,6 +23,14 @@ pub struct Counters {
     pub rejected_handshakes: AtomicU64,
     /// Unauthenticated datagrams answered with a cookie reply (the link was under load).
     pub cookie_replies: AtomicU64,
+    /// Datagrams sent larger than the underlay's path MTU (the kernel fragmented them).
+    pub tx_fragmented: AtomicU64,
+    /// Batches that left one datagram per message because the kernel refused UDP GSO for
+    /// their segment size (see `send`).
+    pub tx_gso_fallbacks: AtomicU64,
+    /// The underlay's path MTU toward the peer as the kernel last reported it (IP bytes),
+    /// when a send was too large for it; 0 until then.
+    pub underlay_mtu: AtomicU64,
     pub(crate) last_handshake: Mutex<Option<SystemTime>>,
     pub(crate) last_rx: Mutex<Option<SystemTime>>,
     pub(crate) endpoint: Mutex<Option<SocketAddr>>,
@@ -51,6 +59,13 @@ pub struct Snapshot {
     pub dropped_no_route: u64,
     pub rejected_handshakes: u64,
     pub cookie_replies: u64,
+    /// Datagrams sent larger than the underlay's path MTU, in fragments.
+    pub tx_fragmented: u64,
+    /// Batches sent one datagram per message because the kernel refused UDP GSO for them.
+    pub tx_gso_fallbacks: u64,
+    /// The underlay's path MTU toward the peer, when the kernel reported it (a datagram was
+    /// too large for it).
+    pub underlay_mtu: Option<u32>,
     pub last_handshake: Option<SystemTime>,
     /// When an authenticated datagram last arrived (to within a timer tick).
     pub last_rx: Option<SystemTime>,
@@ -105,6 +120,9 @@ impl Counters {
             dropped_no_route: get(&self.dropped_no_route) + get(&self.engine_no_route),
             rejected_handshakes: get(&self.rejected_handshakes),
             cookie_replies: get(&self.cookie_replies),
+            tx_fragmented: get(&self.tx_fragmented),
+            tx_gso_fallbacks: get(&self.tx_gso_fallbacks),
+            underlay_mtu: Some(get(&self.underlay_mtu) as u32).filter(|&m| m > 0),
             last_rx: *self.last_rx.lock().unwrap_or_else(|p| p.into_inner()),
             last_handshake: *self
                 .last_handshake

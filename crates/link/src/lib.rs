@@ -18,6 +18,8 @@ mod device;
 mod gso;
 mod output;
 mod reactor;
+mod reseg;
+mod send;
 mod tun_batch;
 mod uapi;
 mod udp;
@@ -274,16 +276,18 @@ fn path_ports(config: &LinkConfig) -> Result<Vec<output::PathPort>, LinkError> {
     let mut ports = Vec::new();
     for path in &config.paths {
         let socket = udp::bind_path(config, path)?;
-        let udp =
-            quinn_udp::UdpSocketState::new((&socket).into()).map_err(|source| LinkError::Io {
+        let label = udp::path_label(path);
+        let udp = send::UdpState::new(&socket, &config.name, Some(&label)).map_err(|source| {
+            LinkError::Io {
                 link: config.name.clone(),
-                what: format!("path {}: setting up batched UDP I/O", udp::path_label(path)),
+                what: format!("path {label}: setting up batched UDP I/O"),
                 source,
-            })?;
+            }
+        })?;
         let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
         ports.push(output::PathPort {
             port: output::UdpPort { socket, udp, ipv6 },
-            label: udp::path_label(path),
+            label,
             interface: path.interface.clone(),
         });
     }

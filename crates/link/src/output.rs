@@ -12,7 +12,7 @@ use std::net::{SocketAddr, UdpSocket};
 /// A UDP socket with its batched-I/O state.
 pub struct UdpPort {
     pub socket: UdpSocket,
-    pub udp: quinn_udp::UdpSocketState,
+    pub udp: crate::send::UdpState,
     /// A dual-stack IPv6 socket: IPv4 peers are addressed as IPv4-mapped IPv6.
     pub ipv6: bool,
 }
@@ -195,11 +195,8 @@ impl Output {
             segment_size,
             src_ip: None,
         };
-        match port.udp.try_send((&port.socket).into(), &transmit) {
-            Ok(()) => {
-                add(&counters.tx_packets, count);
-                add(&counters.tx_bytes, contents.len() as u64);
-            }
+        match crate::send::send_batch(&port.udp, &port.socket, &transmit) {
+            Ok(sent) => sent.count(counters),
             Err(e) => {
                 add(&counters.dropped_no_route, count);
                 tracing::debug!(to = %route.to, "send: {e}");
@@ -241,7 +238,7 @@ mod tests {
     fn loopback_output() -> Output {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
         socket.set_nonblocking(true).expect("non-blocking");
-        let udp = quinn_udp::UdpSocketState::new((&socket).into()).expect("socket state");
+        let udp = crate::send::UdpState::new(&socket, "test", None).expect("socket state");
         Output::new(
             UdpPort {
                 socket,

@@ -42,7 +42,9 @@ impl TunReader {
     }
 
     /// Reads once: the number of packets now available through [`TunReader::packet`].
-    pub fn read(&mut self, tun: &SyncDevice) -> io::Result<usize> {
+    /// With `max_packet` (the underlay is narrower than the link, see `reseg`), a TCP burst
+    /// is cut into segments of at most that many bytes.
+    pub fn read(&mut self, tun: &SyncDevice, max_packet: Option<usize>) -> io::Result<usize> {
         if self.buffers.is_none() {
             self.buffers = Some((
                 PacketBuffer::new(VIRTIO_NET_HDR_LEN + 65535)?,
@@ -55,7 +57,12 @@ impl TunReader {
         let mut chunks = segments.chunks_mut(self.room);
         let mut bufs: [&mut [u8]; IDEAL_BATCH_SIZE] =
             std::array::from_fn(|_| chunks.next().unwrap_or_default());
-        tun.recv_multiple(raw, &mut bufs, &mut self.sizes, 0)
+        match max_packet {
+            Some(max) if tun.tcp_gso() => {
+                crate::reseg::read_fitting(tun, raw, &mut bufs, &mut self.sizes, max)
+            }
+            _ => tun.recv_multiple(raw, &mut bufs, &mut self.sizes, 0),
+        }
     }
 
     pub fn packet(&self, i: usize) -> &[u8] {

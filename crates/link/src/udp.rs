@@ -1,9 +1,11 @@
-//! The link's UDP socket: bound to the listen port, marked with the fwmark, non-blocking.
+//! The link's UDP socket: bound to the listen port, marked with the fwmark, non-blocking,
+//! and allowed to leave in fragments (see [`allow_fragmentation`]).
 
 use crate::{LinkConfig, LinkError};
 use braid_model::extensions::PathConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 
 /// The link's own socket, on its listen port. A link with exactly one configured path
 /// binds it to that path's interface or source address (plain WireGuard on the wire).
@@ -93,4 +95,69 @@ fn bind_on(config: &LinkConfig, path: &PathConfig, port: u16) -> Result<UdpSocke
         .set_nonblocking(true)
         .map_err(io("making its UDP socket non-blocking"))?;
     Ok(socket.into())
+}
+
+/// Lets the kernel fragment the socket's datagrams at the source when they are larger than
+/// the path MTU, undoing quinn-udp's setup (`UdpSocketState::new` sets IP_PMTUDISC_PROBE and
+/// IPV6_DONTFRAG for QUIC, which does its own path MTU discovery: with them a datagram above
+/// the device MTU fails with EMSGSIZE and is lost). Call it after quinn-udp's setup.
+///
+/// - IPv4 (and IPv4-mapped destinations of a dual-stack socket): `IP_PMTUDISC_DONT`, so the
+///   DF bit is clear, as kernel WireGuard sends (`udp_tunnel_xmit_skb` with `df = 0`): the
+///   kernel fragments to the route's MTU, and a smaller hop further on fragments again
+///   instead of dropping the datagram and relying on an ICMP "fragmentation needed" that
+///   firewalls often filter (the classic PMTUD black hole). `IP_PMTUDISC_WANT` (the kernel
+///   default, what wireguard-go runs with) sets DF on datagrams that fit the known path MTU,
+///   and such a hop would black-hole them.
+/// - IPv6: `IPV6_PMTUDISC_WANT` and `IPV6_DONTFRAG` 0, the kernel defaults that kernel
+///   WireGuard and wireguard-go send with: routers never fragment IPv6, the source fragments
+///   to the path MTU it knows (the device's, lowered by ICMPv6 Packet Too Big).
+///
+/// Measured on Linux 6.18 (a veth of MTU 1300): with these options a 1452-byte datagram
+/// leaves in two fragments; with quinn-udp's it fails with EMSGSIZE. UDP GSO refuses
+/// segments above the path MTU whatever these options say; `crate::send` handles that.
+pub fn allow_fragmentation(socket: &UdpSocket) -> std::io::Result<()> {
+    let ipv6 = socket.local_addr()?.is_ipv6();
+    let fd = socket.as_raw_fd();
+    if ipv6 {
+        set_int(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_WANT,
+        )?;
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0)?;
+    }
+    // On a dual-stack IPv6 socket this governs the IPv4-mapped destinations.
+    set_int(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    )
+}
+
+/// `setsockopt` with an `int` value.
+pub(crate) fn set_int(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: `value` lives across the call and its size is passed; `fd` is an open socket
+    // borrowed by the caller.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

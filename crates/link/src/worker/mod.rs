@@ -152,7 +152,7 @@ impl Worker {
         commands: Receiver<Command>,
         wake: Arc<crate::wake::Wake>,
     ) -> std::io::Result<Self> {
-        let udp = quinn_udp::UdpSocketState::new((&socket).into())?;
+        let udp = crate::send::UdpState::new(&socket, &config.name, None)?;
         let main = UdpPort {
             socket,
             udp,
@@ -363,7 +363,12 @@ impl Worker {
         let now = Instant::now();
         let mut alive = true;
         for _ in 0..BATCH {
-            let packets = match reader.read(&self.tun) {
+            // A narrower underlay (see `reseg`): TCP bursts are cut to fit it.
+            let fitting = self
+                .engine
+                .endpoint()
+                .and_then(|e| self.out.main.udp.fitting_packet(e));
+            let packets = match reader.read(&self.tun, fitting) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {

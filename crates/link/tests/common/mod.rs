@@ -64,3 +64,64 @@ pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 pub fn lab_name(tag: &str) -> String {
     format!("{tag}{:x}", std::process::id() % 0xffff)
 }
+
+/// One TCP stream with iperf3 for `seconds` from node 1 to node 2's tunnel address
+/// 169.254.0.2 (`reverse`: node 2 sends); returns Mbit/s received, 0 when iperf3 produced
+/// no report (a stalled tunnel: iperf3 is bounded by `timeout` so a stall cannot hang the
+/// test). The server is ended by PID.
+pub fn iperf3_mbits(lab: &Lab, reverse: bool, seconds: u32) -> f64 {
+    let server = lab
+        .spawn(
+            2,
+            std::process::Command::new("iperf3").args(["-s", "--logfile", "/dev/null"]),
+        )
+        .unwrap();
+    let limit = (seconds + 15).to_string();
+    let seconds = seconds.to_string();
+    let mut args = vec![
+        "-k",
+        "2",
+        &limit,
+        "iperf3",
+        "-c",
+        "169.254.0.2",
+        "-t",
+        &seconds,
+        "-J",
+    ];
+    if reverse {
+        args.push("-R");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let out = lab.try_exec(1, "timeout", &args).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !text.contains("unable to connect") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // SAFETY: kill on the PID of the iperf3 server started above.
+    unsafe { libc::kill(server as i32, libc::SIGTERM) };
+    serde_json::from_str::<serde_json::Value>(&report)
+        .ok()
+        .and_then(|r| r["end"]["sum_received"]["bits_per_second"].as_f64())
+        .map_or(0.0, |bits| bits / 1e6)
+}
+
+/// A directory removed when dropped (also while a failing test unwinds).
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
