@@ -52,6 +52,17 @@ pub struct LinkStats {
     pub dropped_replay: u64,
     /// Packets from the TUN that could not be sent: no endpoint yet, or a send error.
     pub dropped_no_route: u64,
+    /// Handshake initiations refused (replayed or older timestamps, another key, invalid).
+    pub rejected_handshakes: u64,
+    /// Unauthenticated handshakes answered with a cookie reply (the link was under load).
+    pub cookie_replies: u64,
+    /// Datagrams sent above the underlay's path MTU, fragmented by the kernel.
+    pub tx_fragmented: u64,
+    /// Batches sent one datagram per message because the kernel refused UDP GSO for them.
+    pub tx_gso_fallbacks: u64,
+    /// The underlay's path MTU toward the peer, once the kernel reported one (a datagram was
+    /// too large for it); `None` until then.
+    pub underlay_mtu: Option<u32>,
     /// Multi-path links: paths (state, RTT, jitter, loss, rates, bytes, last probe),
     /// scheduler and reorder-buffer counters; see docs/bonding.md.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -244,6 +244,11 @@ fn registry_of(status: &Status) -> Registry {
     let rx_packets = Family::<Labels, Counter>::default();
     let tx_packets = Family::<Labels, Counter>::default();
     let dropped = Family::<Labels, Counter>::default();
+    let rejected = Family::<Labels, Counter>::default();
+    let cookies = Family::<Labels, Counter>::default();
+    let fragmented = Family::<Labels, Counter>::default();
+    let gso_fallbacks = Family::<Labels, Counter>::default();
+    let underlay_mtu = Family::<Labels, Gauge>::default();
     for link in &status.links {
         let base = labels(&[
             ("link", &link.name),
@@ -274,6 +279,21 @@ fn registry_of(status: &Status) -> Registry {
             let mut l = base.clone();
             l.push(("reason".into(), reason.into()));
             dropped.get_or_create(&l).inc_by(n);
+        }
+        rejected
+            .get_or_create(&base)
+            .inc_by(link.stats.rejected_handshakes);
+        cookies
+            .get_or_create(&base)
+            .inc_by(link.stats.cookie_replies);
+        fragmented
+            .get_or_create(&base)
+            .inc_by(link.stats.tx_fragmented);
+        gso_fallbacks
+            .get_or_create(&base)
+            .inc_by(link.stats.tx_gso_fallbacks);
+        if let Some(mtu) = link.stats.underlay_mtu {
+            underlay_mtu.get_or_create(&base).set(i64::from(mtu));
         }
     }
     registry.register(
@@ -310,6 +330,31 @@ fn registry_of(status: &Status) -> Registry {
         "link_dropped_packets",
         "Packets dropped on the link, by reason",
         dropped,
+    );
+    registry.register(
+        "link_rejected_handshakes",
+        "Handshake initiations the link refused (replayed or older timestamps, another key, invalid)",
+        rejected,
+    );
+    registry.register(
+        "link_cookie_replies",
+        "Handshakes answered with a cookie reply because the link was under load",
+        cookies,
+    );
+    registry.register(
+        "link_fragmented_datagrams",
+        "Datagrams sent above the underlay's path MTU, fragmented by the kernel",
+        fragmented,
+    );
+    registry.register(
+        "link_gso_fallbacks",
+        "Batches sent one datagram per message because the kernel refused UDP GSO for them",
+        gso_fallbacks,
+    );
+    registry.register(
+        "link_underlay_mtu_bytes",
+        "The underlay's path MTU toward the peer, once the kernel reported one",
+        underlay_mtu,
     );
 
     register_paths(&mut registry, status);

@@ -200,6 +200,11 @@ impl LinkBackend for UserspaceBackend {
             dropped_unknown_key: s.dropped_unknown_key,
             dropped_replay: s.dropped_replay,
             dropped_no_route: s.dropped_no_route,
+            rejected_handshakes: s.rejected_handshakes,
+            cookie_replies: s.cookie_replies,
+            tx_fragmented: s.tx_fragmented,
+            tx_gso_fallbacks: s.tx_gso_fallbacks,
+            underlay_mtu: s.underlay_mtu,
             bond: s.bond,
         })
     }
