@@ -30,6 +30,7 @@ mod children;
 pub mod command;
 pub mod configs;
 mod error;
+pub mod impair;
 mod lab;
 pub mod namespace;
 pub mod shaping;
@@ -39,13 +40,14 @@ pub mod workload;
 
 pub use configs::{ConfigOptions, NodeFiles, write_configs};
 pub use error::LabError;
+pub use impair::{Impairer, Profile, WanImpairment, WanShape};
 pub use lab::{Lab, LabSpec, MAX_NODES};
 pub use namespace::{cleanup, namespace_name, namespace_prefix};
 pub use shaping::LinkShape;
 pub use underlay::{NodeAddrs, node_addrs};
 pub use wans::{
-    INTERNET_V4, INTERNET_V6, MAX_WANS, hub_name, parse_wans, wan_addrs, wan_gateway, wan_iface,
-    wan_table,
+    INTERNET_V4, INTERNET_V6, MAX_WANS, hub_name, impair_queue, parse_wans, wan_addrs, wan_gateway,
+    wan_iface, wan_table,
 };
 pub use workload::{WorkloadAddrs, workload_addrs};
 
