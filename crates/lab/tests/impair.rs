@@ -389,7 +389,8 @@ fn iperf(lab: &Lab, seconds: u32, udp_mbit: Option<u32>, reverse: bool) -> f64 {
     ];
     let rate = udp_mbit.map(|r| format!("{r}M"));
     if let Some(rate) = &rate {
-        args.extend(["-u", "-b", rate, "-l", "1400"]);
+        // A 4 MiB socket buffer, so a busy receiver does not drop what the line carried.
+        args.extend(["-u", "-b", rate, "-l", "1400", "-w", "4M"]);
     }
     if reverse {
         args.push("-R");

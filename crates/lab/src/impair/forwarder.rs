@@ -30,6 +30,8 @@ struct Direction {
     uplink: String,
     direction: &'static str,
     imp: Impairment,
+    /// The latest time a verdict of this queue is held for.
+    last: Option<Instant>,
 }
 
 type Job = (Request, mpsc::Sender<Reply>);
@@ -140,8 +142,8 @@ impl<R: BufRead> TakeLine for R {
 struct Forwarder {
     nf: NfQueue,
     directions: HashMap<u16, Direction>,
-    /// Packets waiting for their time: (time, arrival order, queue, id).
-    held: BinaryHeap<Reverse<(Instant, u64, u16, u32)>>,
+    /// Verdicts waiting for their time: (time, arrival order, queue, id, verdict).
+    held: BinaryHeap<Reverse<(Instant, u64, u16, u32, u32)>>,
     order: u64,
 }
 
@@ -175,30 +177,44 @@ impl Forwarder {
         }
     }
 
+    /// Decides a packet's verdict and when to send it. The kernel finds a verdict's packet
+    /// by walking its queue from the oldest, so verdicts are sent in arrival order where
+    /// the order is kept: a drop waits for the packets before it (else every drop of a
+    /// full line would walk the whole queue).
     fn on_packet(&mut self, now: Instant, p: Packet) -> io::Result<()> {
-        let verdict = match self.directions.get_mut(&p.queue) {
-            Some(d) => d.imp.on_packet(now, p.len),
-            None => Verdict::Deliver(now),
-        };
-        match verdict {
-            Verdict::Deliver(at) if at <= now => self.nf.verdict(p.queue, p.id, nfqueue::ACCEPT),
-            Verdict::Deliver(at) => {
-                self.order += 1;
-                self.held.push(Reverse((at, self.order, p.queue, p.id)));
-                Ok(())
+        let (at, verdict) = match self.directions.get_mut(&p.queue) {
+            Some(d) => {
+                let in_order = !d.imp.settings().reorder;
+                let (at, verdict) = match d.imp.on_packet(now, p.len) {
+                    Verdict::Deliver(at) => (at, nfqueue::ACCEPT),
+                    Verdict::Drop(_) if in_order => (d.last.unwrap_or(now), nfqueue::DROP),
+                    Verdict::Drop(_) => (now, nfqueue::DROP),
+                };
+                let at = at.max(now);
+                if in_order {
+                    d.last = Some(at);
+                }
+                (at, verdict)
             }
-            Verdict::Drop(_) => self.nf.verdict(p.queue, p.id, nfqueue::DROP),
+            None => (now, nfqueue::ACCEPT),
+        };
+        if at <= now && self.held.is_empty() {
+            return self.nf.verdict(p.queue, p.id, verdict);
         }
+        self.order += 1;
+        self.held
+            .push(Reverse((at, self.order, p.queue, p.id, verdict)));
+        Ok(())
     }
 
     /// Accepts every held packet whose time has come.
     fn release(&mut self, now: Instant) -> io::Result<()> {
-        while let Some(Reverse((at, _, queue, id))) = self.held.peek().copied() {
+        while let Some(Reverse((at, _, queue, id, verdict))) = self.held.peek().copied() {
             if at > now {
                 break;
             }
             self.held.pop();
-            self.nf.verdict(queue, id, nfqueue::ACCEPT)?;
+            self.nf.verdict(queue, id, verdict)?;
         }
         Ok(())
     }
@@ -235,6 +251,7 @@ impl Forwarder {
                                     uplink: uplink.clone(),
                                     direction,
                                     imp: Impairment::new(settings, seed, now),
+                                    last: None,
                                 },
                             );
                         }
