@@ -139,11 +139,14 @@ impl<R: BufRead> TakeLine for R {
     }
 }
 
+/// A verdict waiting for its time: (time, arrival order, queue, packet id, verdict).
+type Held = (Instant, u64, u16, u32, u32);
+
 struct Forwarder {
     nf: NfQueue,
     directions: HashMap<u16, Direction>,
-    /// Verdicts waiting for their time: (time, arrival order, queue, id, verdict).
-    held: BinaryHeap<Reverse<(Instant, u64, u16, u32, u32)>>,
+    /// Verdicts waiting for their time, earliest first.
+    held: BinaryHeap<Reverse<Held>>,
     order: u64,
 }
 
