@@ -41,6 +41,14 @@ fn skip(test: &str) -> bool {
     false
 }
 
+/// One measuring test at a time: on two cores, parallel tests would measure each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`SERIAL`] for a test (declare it before the lab, so the lab goes first).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A lab of two nodes, n1 with two uplinks and n2 with one, that starts its forwarder from
 /// this crate's `braid-lab-impair`.
 fn lab(tag: &str) -> Lab {
@@ -73,6 +81,8 @@ fn set(lab: &Lab, down: Settings, up: Settings) {
 #[derive(Debug, Default)]
 struct Probe {
     sent: u32,
+    /// When each datagram was sent, CLOCK_REALTIME ns.
+    sent_at: Vec<u64>,
     /// (sequence number, one-way delay) in arrival order.
     arrived: Vec<(u32, Duration)>,
 }
@@ -254,6 +264,17 @@ fn probe(
             )
         };
         assert_eq!(rc, 0, "SO_TIMESTAMPNS");
+        let rcvbuf: libc::c_int = 4 << 20;
+        // SAFETY: as above. A big buffer, so a busy receiver does not drop datagrams.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&rcvbuf as *const libc::c_int).cast(),
+                4,
+            )
+        };
         ready_tx.send(()).unwrap();
         let mut arrived = Vec::new();
         while !stop_rx.load(Ordering::Relaxed) {
@@ -287,6 +308,7 @@ fn probe(
         let mut buf = vec![0u8; size.max(12)];
         let gap = Duration::from_secs(1) / rate;
         let start = Instant::now();
+        let mut sent_at = Vec::with_capacity(count as usize);
         for seq in 0..count {
             let due = start + gap * seq;
             while Instant::now() < due {
@@ -296,13 +318,16 @@ fn probe(
             let stamp = realtime_ns();
             buf[4..12].copy_from_slice(&stamp.to_be_bytes());
             socket.send_to(&buf, &to).unwrap();
+            sent_at.push(stamp);
         }
+        sent_at
     });
-    sender.join().unwrap();
+    let sent_at = sender.join().unwrap();
     std::thread::sleep(linger);
     stop.store(true, Ordering::Relaxed);
     Probe {
         sent: count,
+        sent_at,
         arrived: receiver.join().unwrap(),
     }
 }
@@ -372,9 +397,32 @@ fn ping_rtt(lab: &Lab, count: u32) -> f64 {
         .unwrap()
 }
 
+/// What one iperf3 run saw, Mbit/s of payload.
+#[derive(Debug, Clone, Copy)]
+struct Iperf {
+    sent: f64,
+    received: f64,
+    /// Datagrams the receiving socket dropped (its buffer was full), from the receiving
+    /// namespace's `RcvbufErrors`.
+    receiver_drops: u64,
+}
+
+/// `RcvbufErrors` of UDP in the namespace of node `i`.
+fn rcvbuf_errors(lab: &Lab, i: usize) -> u64 {
+    let snmp = stdout(lab.exec(i, "cat", &["/proc/net/snmp"]).unwrap());
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().unwrap_or(""), udp.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// iperf3 from n1 over wan1 to n2 (`reverse`: n2 sends), one stream, UDP at `udp_mbit`
-/// or TCP; the received Mbit/s of payload.
-fn iperf(lab: &Lab, seconds: u32, udp_mbit: Option<u32>, reverse: bool) -> f64 {
+/// or TCP.
+fn iperf(lab: &Lab, seconds: u32, udp_mbit: Option<u32>, reverse: bool) -> Iperf {
     let secs = seconds.to_string();
     let mut args = vec![
         "-c",
@@ -395,12 +443,22 @@ fn iperf(lab: &Lab, seconds: u32, udp_mbit: Option<u32>, reverse: bool) -> f64 {
     if reverse {
         args.push("-R");
     }
+    let receiver = if reverse { 1 } else { 2 };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        let drops = rcvbuf_errors(lab, receiver);
         let out = lab.try_exec(1, "iperf3", &args).unwrap();
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if let Some(bps) = report["end"]["sum_received"]["bits_per_second"].as_f64() {
-            return bps / 1e6;
+        let end = &report["end"];
+        if let (Some(sent), Some(received)) = (
+            end["sum_sent"]["bits_per_second"].as_f64(),
+            end["sum_received"]["bits_per_second"].as_f64(),
+        ) {
+            return Iperf {
+                sent: sent / 1e6,
+                received: received / 1e6,
+                receiver_drops: rcvbuf_errors(lab, receiver) - drops,
+            };
         }
         assert!(
             Instant::now() < deadline,
@@ -409,6 +467,22 @@ fn iperf(lab: &Lab, seconds: u32, udp_mbit: Option<u32>, reverse: bool) -> f64 {
         );
         std::thread::sleep(ms(300));
     }
+}
+
+/// The UDP rate through a line that carries `line` Mbit/s of payload, offered 1.5 times
+/// that: the first of up to 3 runs that is a measurement of the line (the sender offered
+/// at least 1.2 times the line and the receiving socket dropped nothing; on a busy
+/// machine iperf3 itself may fall short); panics when none is.
+fn udp_through(lab: &Lab, line: f64, reverse: bool) -> f64 {
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let run = iperf(lab, 4, Some((line * 1.5) as u32), reverse);
+        runs.push(run);
+        if run.sent >= 1.2 * line && run.receiver_drops == 0 {
+            return run.received;
+        }
+    }
+    panic!("no UDP run offered 1.2 x {line:.1} Mbit/s without drops at the receiver: {runs:?}");
 }
 
 /// Payload Mbit/s that a line of `rate` carries with `payload`-byte datagrams (IPv4 and
@@ -423,9 +497,13 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
     if skip("delay_and_rate_match_their_settings_at_100_mbit") {
         return;
     }
+    let _serial = serial();
     let lab = lab("id");
-    lab.spawn(2, Command::new("iperf3").args(["-s", "-p", "47001"]))
-        .unwrap();
+    // One server for the measurements, one for the background load.
+    for port in ["47001", "47002"] {
+        lab.spawn(2, Command::new("iperf3").args(["-s", "-p", port]))
+            .unwrap();
+    }
     let line = |rate, delay| Settings {
         rate_mbit: Some(rate),
         delay: ms(delay),
@@ -449,10 +527,10 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
     assert!(up.median_delay_ms() >= 10.0 && down.median_delay_ms() >= 15.0);
     assert!((rtt - 25.0).abs() < 1.0, "ping {rtt} ms");
     // Rate, each direction: UDP offered above the rate, TCP.
-    let udp_up = iperf(&lab, 4, Some(150), false);
-    let udp_down = iperf(&lab, 4, Some(220), true);
-    let tcp_up = iperf(&lab, 5, None, false);
     let (want_up, want_down) = (goodput(100.0, 1400.0, 28.0), goodput(150.0, 1400.0, 28.0));
+    let udp_up = udp_through(&lab, want_up, false);
+    let udp_down = udp_through(&lab, want_down, true);
+    let tcp_up = iperf(&lab, 5, None, false).received;
     let want_tcp = goodput(100.0, 1448.0, 52.0);
     eprintln!(
         "UDP up {udp_up:.1} Mbit/s (line 100: {want_up:.1} of payload), down {udp_down:.1} (line 150: {want_down:.1}); TCP up {tcp_up:.1} ({want_tcp:.1})"
@@ -476,7 +554,7 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
                 "-c",
                 "198.18.0.2",
                 "-p",
-                "47001",
+                "47002",
                 "--bind-dev",
                 "wan1",
                 "-t",
@@ -495,19 +573,22 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
     let out = load.join().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "the load: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "up at 80 Mbit/s of load: {:.3} ms (median {:.3}), lost {}",
+        "up at 80 Mbit/s of load: mean {:.3} ms, min/1%/50%/99%/max {}, lost {}",
         loaded.mean_delay_ms(),
-        loaded.median_delay_ms(),
+        loaded.spread(),
         loaded.lost()
     );
+    // The median: a datagram behind a burst of the load (iperf3 catches up in bursts when
+    // it runs late) waits in the line's queue, as on a real line; the typical one does not.
     assert!(
-        (loaded.mean_delay_ms() - 10.0).abs() < 1.0,
-        "one-way delay under load {:.3} ms",
-        loaded.mean_delay_ms()
+        loaded.quantile_ms(0.0) >= 10.0 && loaded.median_delay_ms() < 11.0,
+        "one-way delay under load {}",
+        loaded.spread()
     );
     let status = lab.impair_status().unwrap();
     assert_eq!(status.len(), 2);
@@ -519,6 +600,7 @@ fn random_and_bursty_loss_match_their_settings() {
     if skip("random_and_bursty_loss_match_their_settings") {
         return;
     }
+    let _serial = serial();
     let lab = lab("il");
     set(
         &lab,
@@ -586,6 +668,7 @@ fn jitter_keeps_order_unless_reordering_is_asked_for() {
     if skip("jitter_keeps_order_unless_reordering_is_asked_for") {
         return;
     }
+    let _serial = serial();
     let lab = lab("ij");
     let jittery = |reorder| Settings {
         delay: ms(20),
@@ -634,7 +717,9 @@ fn outages_and_the_queue_limit_drop_what_they_should() {
     if skip("outages_and_the_queue_limit_drop_what_they_should") {
         return;
     }
+    let _serial = serial();
     let lab = lab("io");
+    let before = realtime_ns();
     set(
         &lab,
         Settings::default(),
@@ -646,12 +731,42 @@ fn outages_and_the_queue_limit_drop_what_they_should() {
             ..Settings::default()
         },
     );
+    let after = realtime_ns();
     // 3.5 s at 1000/s: the outages at 1 s, 2 s and 3 s after the setting fall inside.
     let p = probe_up(&lab, 3500, 1000, ms(50));
     let runs = p.loss_runs();
     eprintln!("outage 200 ms every 1 s: loss runs {runs:?}");
-    assert!((2..=4).contains(&runs.len()), "{runs:?}");
-    assert!(runs.iter().all(|&r| (170..=230).contains(&r)), "{runs:?}");
+    // By send time (robust to a sender that runs late): a datagram sent well inside a
+    // window is lost, one sent well outside arrives. The forwarder set the period's start
+    // between `before` and `after`; 3 ms more for the way to the hub.
+    let margin = (after - before) + 3_000_000;
+    let arrived: std::collections::HashSet<u32> = p.arrived.iter().map(|&(s, _)| s).collect();
+    let (mut inside, mut outside) = (0, 0);
+    for (seq, &at) in p.sent_at.iter().enumerate() {
+        let since = at.saturating_sub(before) % 1_000_000_000;
+        let period = at.saturating_sub(before) / 1_000_000_000;
+        let got = arrived.contains(&(seq as u32));
+        if period >= 1 && since >= margin && since + margin < 200_000_000 {
+            inside += 1;
+            assert!(
+                !got,
+                "datagram {seq} sent {since} ns into an outage arrived"
+            );
+        } else if period == 0 || (since >= 200_000_000 + margin && since + margin < 1_000_000_000) {
+            outside += 1;
+            assert!(
+                got,
+                "datagram {seq} sent {since} ns after an outage's start was lost"
+            );
+        }
+    }
+    assert!(
+        inside > 200 && outside > 2500,
+        "{inside} inside, {outside} outside"
+    );
+    let status = lab.impair_status().unwrap();
+    let up = status.iter().find(|s| s.direction == "up").unwrap();
+    assert_eq!(u64::from(p.lost()), up.counters.dropped_outage);
     // A 10 Mbit/s line with a 20-packet queue under a 30 Mbit/s flood: the queue drops
     // the excess, and the delay is at most the queue's worth (20 x 1.2 ms) more.
     set(
@@ -706,6 +821,7 @@ fn changes_apply_while_traffic_runs_and_kernel_shapes_take_over() {
     if skip("changes_apply_while_traffic_runs_and_kernel_shapes_take_over") {
         return;
     }
+    let _serial = serial();
     let lab = lab("ic");
     let delay = |d| Settings {
         delay: ms(d),
