@@ -929,18 +929,38 @@ fn the_lab_ends_its_forwarder_and_refuses_bad_settings() {
             .collect();
         assert_eq!(found.len(), 1, "one forwarder in the hub: {pids}");
         pid = found.remove(0);
-        // A second uplink reuses the running forwarder.
+        // A second uplink reuses the running forwarder, and IPv6 is impaired too.
         lab.impair_wan(
             1,
             0,
             &WanImpairment::both(Settings {
-                delay: ms(1),
+                delay: ms(5),
                 ..Settings::default()
             }),
         )
         .unwrap();
         let again = stdout(braid_lab::command::ip(&["netns", "pids", &lab.hub()]).unwrap());
         assert_eq!(again.split_whitespace().count(), 1, "{again}");
+        lab.ping(1, "2001:db8::2"); // neighbour discovery, itself impaired
+        let ping6 = stdout(
+            lab.exec(
+                1,
+                "ping",
+                &["-6", "-n", "-c", "5", "-i", "0.05", "2001:db8::2"],
+            )
+            .unwrap(),
+        );
+        let avg: f64 = ping6
+            .lines()
+            .find(|l| l.starts_with("rtt"))
+            .and_then(|l| l.split(" = ").nth(1))
+            .and_then(|v| v.split('/').nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{ping6}"));
+        assert!(
+            (9.9..=12.0).contains(&avg),
+            "IPv6 RTT {avg} ms with 5 ms each way"
+        );
         // A lab without a way to start one says what to do.
         let bare = Lab::up(LabSpec::new(&unique_name("in"), 2).with_wans(&[2, 1])).unwrap();
         let err = bare

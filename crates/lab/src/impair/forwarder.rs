@@ -106,7 +106,8 @@ fn control_loop(listener: UnixListener, jobs: mpsc::Sender<Job>, wake: i32) {
 fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>, wake: i32) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
-    BufReader::new(&stream).take_line(&mut line)?;
+    // One request line, of at most 1 MiB.
+    BufReader::new(std::io::Read::take(&stream, 1 << 20)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             let (tx, rx) = mpsc::channel();
@@ -124,19 +125,6 @@ fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>, wake: i32) -> io::
     let mut text = serde_json::to_string(&reply).map_err(io::Error::other)?;
     text.push('\n');
     (&stream).write_all(text.as_bytes())
-}
-
-trait TakeLine {
-    fn take_line(&mut self, line: &mut String) -> io::Result<()>;
-}
-
-impl<R: BufRead> TakeLine for R {
-    /// Reads one line of at most 1 MiB.
-    fn take_line(&mut self, line: &mut String) -> io::Result<()> {
-        let mut limited = std::io::Read::take(self, 1 << 20);
-        let mut reader = BufReader::new(&mut limited);
-        reader.read_line(line).map(drop)
-    }
 }
 
 /// A verdict waiting for its time: (time, arrival order, queue, packet id, verdict).
