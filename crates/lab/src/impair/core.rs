@@ -297,6 +297,11 @@ impl Impairment {
         self.settings = settings;
     }
 
+    /// Starts the randomness again from `seed` (the rest of the state carries on).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
     /// A packet of `len` bytes arrives at `now` (calls come in time order): when it
     /// reaches the far end, or why it is lost.
     pub fn on_packet(&mut self, now: Instant, len: usize) -> Verdict {

@@ -32,6 +32,8 @@ struct Direction {
     imp: Impairment,
     /// The latest time a verdict of this queue is held for.
     last: Option<Instant>,
+    /// The seed its randomness started from.
+    seed: u64,
 }
 
 type Job = (Request, mpsc::Sender<Reply>);
@@ -226,8 +228,15 @@ impl Forwarder {
                     (queue_down, "down", impairment.down, 0x6d6f_6421u64),
                     (queue_up, "up", impairment.up, 0x7570_2121u64),
                 ] {
+                    let seed = impairment.seed ^ mix ^ (u64::from(queue) << 32);
                     match self.directions.get_mut(&queue) {
-                        Some(d) => d.imp.set(settings, now),
+                        Some(d) => {
+                            d.imp.set(settings, now);
+                            if d.seed != seed {
+                                d.imp.reseed(seed);
+                                d.seed = seed;
+                            }
+                        }
                         None if settings.is_clear() => {}
                         None => {
                             if let Err(e) = self.nf.bind(queue, KERNEL_QUEUE_MAXLEN) {
@@ -235,7 +244,6 @@ impl Forwarder {
                                     "binding NFQUEUE {queue} for {uplink} {direction}: {e}"
                                 ));
                             }
-                            let seed = impairment.seed ^ mix ^ u64::from(queue) << 32;
                             self.directions.insert(
                                 queue,
                                 Direction {
@@ -243,6 +251,7 @@ impl Forwarder {
                                     direction,
                                     imp: Impairment::new(settings, seed, now),
                                     last: None,
+                                    seed,
                                 },
                             );
                         }
