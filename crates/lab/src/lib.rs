@@ -2,7 +2,9 @@
 //! pairs (a full mesh, so every pair can be shaped, made lossy or cut on its own). Used by
 //! `braid lab`, the integration tests and the benchmarks. With uplinks
 //! ([`LabSpec::with_wans`]) the nodes instead reach each other through a hub namespace,
-//! the "internet", over one veth per uplink, each shaped on its own (see [`wans`]).
+//! the "internet", over one veth per uplink, each shaped on its own (see [`wans`]), and
+//! each direction of an uplink can behave like a real line (rate, delay, jitter, loss,
+//! bursty loss, queue, outages) through the impairment forwarder (see [`impair`]).
 //!
 //! It drives `ip`, `tc` and `nft` (a failing command becomes a [`LabError`] naming it,
 //! with its stderr). Everything it makes lives in namespaces named `brd-<lab>-n<i>`
