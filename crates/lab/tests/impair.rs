@@ -470,19 +470,34 @@ fn iperf(lab: &Lab, seconds: u32, udp_mbit: Option<u32>, reverse: bool) -> Iperf
 }
 
 /// The UDP rate through a line that carries `line` Mbit/s of payload, offered 1.5 times
-/// that: the first of up to 3 runs that is a measurement of the line (the sender offered
-/// at least 1.2 times the line and the receiving socket dropped nothing; on a busy
-/// machine iperf3 itself may fall short); panics when none is.
+/// that, checked to be within 5 % of `line`. A busy machine can only make a run carry
+/// less (iperf3 falls short of its offer, stalls and lets the line's queue run dry, or
+/// its receiving socket overflows), never more: so every run must stay under 1.05 x
+/// `line`, and the best of up to 3 runs must reach 0.95 x `line`. Returns the best.
 fn udp_through(lab: &Lab, line: f64, reverse: bool) -> f64 {
-    let mut runs = Vec::new();
+    let mut runs: Vec<Iperf> = Vec::new();
     for _ in 0..3 {
         let run = iperf(lab, 4, Some((line * 1.5) as u32), reverse);
+        eprintln!(
+            "UDP run through {line:.1}: sent {:.1}, received {:.1} Mbit/s, {} dropped by the receiving socket",
+            run.sent, run.received, run.receiver_drops
+        );
+        assert!(
+            run.received <= 1.05 * line,
+            "{:.1} Mbit/s through a line of {line:.1}: {run:?}",
+            run.received
+        );
         runs.push(run);
-        if run.sent >= 1.2 * line && run.receiver_drops == 0 {
-            return run.received;
+        if run.received >= 0.95 * line {
+            break;
         }
     }
-    panic!("no UDP run offered 1.2 x {line:.1} Mbit/s without drops at the receiver: {runs:?}");
+    let best = runs.iter().map(|r| r.received).fold(0.0, f64::max);
+    assert!(
+        best >= 0.95 * line,
+        "at best {best:.1} Mbit/s through a line of {line:.1}: {runs:?}"
+    );
+    best
 }
 
 /// Payload Mbit/s that a line of `rate` carries with `payload`-byte datagrams (IPv4 and
