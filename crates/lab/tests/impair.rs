@@ -545,8 +545,20 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
     let (want_up, want_down) = (goodput(100.0, 1400.0, 28.0), goodput(150.0, 1400.0, 28.0));
     let udp_up = udp_through(&lab, want_up, false);
     let udp_down = udp_through(&lab, want_down, true);
-    let tcp_up = iperf(&lab, 5, None, false).received;
     let want_tcp = goodput(100.0, 1448.0, 52.0);
+    // TCP likewise: load only makes a run carry less; the best of up to 3 runs.
+    let mut tcp_up = 0.0f64;
+    for _ in 0..3 {
+        let run = iperf(&lab, 5, None, false).received;
+        assert!(
+            run <= 1.05 * want_tcp,
+            "TCP {run:.1} Mbit/s through {want_tcp:.1}"
+        );
+        tcp_up = tcp_up.max(run);
+        if tcp_up >= 0.95 * want_tcp {
+            break;
+        }
+    }
     eprintln!(
         "UDP up {udp_up:.1} Mbit/s (line 100: {want_up:.1} of payload), down {udp_down:.1} (line 150: {want_down:.1}); TCP up {tcp_up:.1} ({want_tcp:.1})"
     );
