@@ -534,7 +534,10 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
         delay: ms(delay),
         ..Settings::default()
     };
-    set(&lab, line(150.0, 15), line(100.0, 10));
+    // Down slower than up: the rates are per direction (and a download above 100 Mbit/s
+    // needs an iperf3 sender that this busy machine cannot always give it; bench/impair.sh
+    // measures 300 Mbit/s and more).
+    set(&lab, line(60.0, 15), line(100.0, 10));
     // Idle: one-way delay per direction and ping RTT.
     let up = probe_up(&lab, 400, 200, ms(100));
     let down = probe_down(&lab, 400, 200, ms(100));
@@ -552,7 +555,7 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
     assert!(up.median_delay_ms() >= 10.0 && down.median_delay_ms() >= 15.0);
     assert!((rtt - 25.0).abs() < 1.0, "ping {rtt} ms");
     // Rate, each direction: UDP offered above the rate, TCP.
-    let (want_up, want_down) = (goodput(100.0, 1400.0, 28.0), goodput(150.0, 1400.0, 28.0));
+    let (want_up, want_down) = (goodput(100.0, 1400.0, 28.0), goodput(60.0, 1400.0, 28.0));
     let udp_up = udp_through(&lab, want_up, false);
     let udp_down = udp_through(&lab, want_down, true);
     let want_tcp = goodput(100.0, 1448.0, 52.0);
@@ -570,7 +573,7 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
         }
     }
     eprintln!(
-        "UDP up {udp_up:.1} Mbit/s (line 100: {want_up:.1} of payload), down {udp_down:.1} (line 150: {want_down:.1}); TCP up {tcp_up:.1} ({want_tcp:.1})"
+        "UDP up {udp_up:.1} Mbit/s (line 100: {want_up:.1} of payload), down {udp_down:.1} (line 60: {want_down:.1}); TCP up {tcp_up:.1} ({want_tcp:.1})"
     );
     for (got, want) in [(udp_up, want_up), (udp_down, want_down), (tcp_up, want_tcp)] {
         assert!(
