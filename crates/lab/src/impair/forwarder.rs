@@ -1,9 +1,11 @@
-//! The forwarder: the I/O shell around [`Impairment`]. One thread moves packets: it reads
-//! queued packets from NFQUEUE, asks each direction's [`Impairment`] for a verdict, drops
-//! at once or keeps `(time, queue, id)` in a heap, and sends the accept verdicts when
-//! their time comes (ppoll with a nanosecond timeout to the earliest, timer slack 1 ns).
-//! A second thread serves the control socket and hands requests over a channel (woken by
-//! an eventfd).
+//! The forwarder: the I/O shell around [`Impairment`]. One thread (SCHED_FIFO) moves
+//! packets: it reads queued packets from NFQUEUE, asks each direction's [`Impairment`] for
+//! a verdict, keeps `(time, order, queue, id, verdict)` in a heap, and sends the verdicts
+//! when their time comes, in batches (ppoll with a nanosecond timeout to the earliest,
+//! timer slack 1 ns). A packet to deliver waits until its arrival time; a packet to drop
+//! waits for the packets before it in its queue (see [`Forwarder::on_packet`]). A second
+//! thread serves the control socket and hands requests over a channel (woken by an
+//! eventfd).
 
 use super::control::{DirectionStatus, Reply, Request};
 use super::nfqueue::{self, NfQueue, Packet};
