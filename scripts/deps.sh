@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages braid's lab and tests use (as root): iproute2 (ip, tc) and
-# nftables for the lab, ping, util-linux (nsenter), wireguard-go and wireguard-tools as
-# interop peers, iperf3 for throughput, wrk to load the status listener, babeld and bird2
-# for routing, and for the VM test of kernel WireGuard and VRF (crates/braid/tests/vm.rs):
-# qemu-system-x86, busybox-static, kmod (depmod), cpio and binutils (strip). Packages
+# Installs the Debian packages braid's lab and tests use (as root): iproute2 (ip, tc),
+# nftables and iptables (the impairment forwarder's NFQUEUE rules) for the lab, ping,
+# util-linux (nsenter), wireguard-go and wireguard-tools as interop peers, iperf3 for
+# throughput, wrk to load the status listener, babeld and bird2 for routing, and for the
+# VM test of kernel WireGuard and VRF (crates/braid/tests/vm.rs): qemu-system-x86, busybox-static, kmod (depmod), cpio and binutils (strip). Packages
 # already installed are skipped.
 set -euo pipefail
 
-PACKAGES=(iproute2 nftables iputils-ping procps util-linux wireguard-go wireguard-tools iperf3 wrk babeld bird2
+PACKAGES=(iproute2 nftables iptables iputils-ping procps util-linux wireguard-go wireguard-tools iperf3 wrk babeld bird2
     qemu-system-x86 busybox-static kmod cpio binutils)
 missing=()
 for p in "${PACKAGES[@]}"; do

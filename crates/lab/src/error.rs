@@ -49,6 +49,9 @@ pub enum LabError {
     /// An operation that needs the other underlay (the pair mesh or the uplinks).
     #[error("{0}")]
     Topology(String),
+    /// The impairment forwarder: bad settings, or it could not be started or reached.
+    #[error("uplink impairment: {0}")]
+    Impair(String),
     /// A pair names the same node twice.
     #[error("a pair needs two different nodes, not {0} and {0}")]
     SameNode(usize),

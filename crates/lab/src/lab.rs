@@ -3,6 +3,7 @@
 use crate::LabError;
 use crate::children::Children;
 use crate::command::{in_netns, namespaces, nft_script, run_unchecked};
+use crate::impair::{self, DirectionStatus, Impairer, WanImpairment, WanShape};
 use crate::namespace::{self, cleanup, namespace_name, namespace_prefix};
 use crate::shaping::{self, LinkShape, PairState};
 use crate::underlay::{self, NodeAddrs, node_addrs};
@@ -111,6 +112,8 @@ pub struct Lab {
     /// The state of every pair that is shaped or cut, keyed (smaller, larger).
     pairs: Mutex<BTreeMap<(usize, usize), PairState>>,
     children: Children,
+    /// How to start the impairment forwarder ([`Lab::set_impairer`]).
+    impairer: Mutex<Option<Impairer>>,
     torn_down: bool,
 }
 
@@ -129,6 +132,7 @@ impl Lab {
             spec,
             pairs: Mutex::new(BTreeMap::new()),
             children: Children::default(),
+            impairer: Mutex::new(None),
             torn_down: false,
         };
         lab.build()?; // on error, `lab` drops here and removes what exists
@@ -163,6 +167,7 @@ impl Lab {
             spec,
             pairs: Mutex::new(BTreeMap::new()),
             children: Children::default(),
+            impairer: Mutex::new(None),
             torn_down: true,
         })
     }
@@ -314,11 +319,111 @@ impl Lab {
     }
 
     /// Shapes node `i`'s uplink `k` (0-based) in both directions: a tbf rate on both veth
-    /// ends, random loss in the hub. `LinkShape::default()` clears it; a cut stays.
+    /// ends, random loss in the hub. `LinkShape::default()` clears it; a cut stays. An
+    /// impairment of the uplink ([`Lab::impair_wan`]) is removed.
     pub fn shape_wan(&self, i: usize, k: usize, shape: LinkShape) -> Result<(), LabError> {
         self.check_wan(i, k)?;
         tracing::info!(lab = %self.spec.name, i, k, ?shape, "lab: shaping uplink");
+        self.unimpair(i, k)?;
         wans::shape(&self.spec.name, &self.ns(i), i, k, shape)
+    }
+
+    /// Tells the lab how to start the impairment forwarder (needed before the first
+    /// [`Lab::impair_wan`] unless one already runs in the hub): e.g. the `braid` binary
+    /// with `["lab", "impair"]`, or `braid-lab-impair`. The lab ends a forwarder it started
+    /// when it goes (unless detached); `cleanup` ends any.
+    pub fn set_impairer(&self, impairer: Impairer) {
+        *self.impairer.lock().unwrap_or_else(|p| p.into_inner()) = Some(impairer);
+    }
+
+    /// Impairs node `i`'s uplink `k` per direction in the forwarder (see
+    /// [`crate::impair`]), starting the forwarder if none runs; changes apply at once,
+    /// also while traffic runs. A kernel shape of the uplink ([`Lab::shape_wan`]) is
+    /// removed; a cut stays. A clear impairment removes the uplink's queue rules.
+    pub fn impair_wan(
+        &self,
+        i: usize,
+        k: usize,
+        impairment: &WanImpairment,
+    ) -> Result<(), LabError> {
+        self.check_wan(i, k)?;
+        impairment.validate().map_err(LabError::Impair)?;
+        tracing::info!(lab = %self.spec.name, i, k, ?impairment, "lab: impairing uplink");
+        if impairment.is_clear() {
+            return self.unimpair(i, k);
+        }
+        let hub = self.hub();
+        if impair::request(&hub, impair::Request::Status)?.is_none() {
+            let impairer = self
+                .impairer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or_else(|| {
+                    LabError::Impair(
+                        "no forwarder runs in the hub and the lab does not know how to start one: call Lab::set_impairer (e.g. the braid binary with `lab impair`, or braid-lab-impair)".into(),
+                    )
+                })?;
+            impair::start(&hub, &impairer, &self.children)?;
+        }
+        let (down, up) = (
+            wans::impair_queue(i, k, false),
+            wans::impair_queue(i, k, true),
+        );
+        impair::request(
+            &hub,
+            impair::Request::Set {
+                uplink: wans::hub_iface(i, k),
+                queue_down: down,
+                queue_up: up,
+                impairment: Box::new(*impairment),
+            },
+        )?
+        .ok_or_else(|| LabError::Impair("the forwarder went away".into()))?;
+        wans::set_queue_rules(
+            &self.spec.name,
+            i,
+            k,
+            (!impairment.down.is_clear()).then_some(down),
+            (!impairment.up.is_clear()).then_some(up),
+        )?;
+        wans::shape(&self.spec.name, &self.ns(i), i, k, LinkShape::default())
+    }
+
+    /// Shapes node `i`'s uplink `k` as `braid lab wan` asks: by the kernel
+    /// ([`Lab::shape_wan`]) or by the forwarder ([`Lab::impair_wan`]).
+    pub fn shape_uplink(&self, i: usize, k: usize, shape: &WanShape) -> Result<(), LabError> {
+        match shape {
+            WanShape::Kernel(s) => self.shape_wan(i, k, *s),
+            WanShape::Impaired(imp) => self.impair_wan(i, k, imp),
+        }
+    }
+
+    /// Every impaired direction's settings and counters, from the forwarder (empty when
+    /// none runs).
+    pub fn impair_status(&self) -> Result<Vec<DirectionStatus>, LabError> {
+        if !self.has_wans() {
+            return Ok(Vec::new());
+        }
+        Ok(impair::request(&self.hub(), impair::Request::Status)?
+            .map(|r| r.status)
+            .unwrap_or_default())
+    }
+
+    /// Removes node `i`'s uplink `k` from the forwarder: its queue rules go and, when a
+    /// forwarder runs, its directions pass everything (packets it holds still leave on time).
+    fn unimpair(&self, i: usize, k: usize) -> Result<(), LabError> {
+        wans::set_queue_rules(&self.spec.name, i, k, None, None)?;
+        impair::request(
+            &self.hub(),
+            impair::Request::Set {
+                uplink: wans::hub_iface(i, k),
+                queue_down: wans::impair_queue(i, k, false),
+                queue_up: wans::impair_queue(i, k, true),
+                impairment: Box::default(),
+            },
+        )
+        .map(drop)
     }
 
     /// Drops all traffic over node `i`'s uplink `k`, both ways (in the hub; the veth stays

@@ -2,7 +2,9 @@
 //! pairs (a full mesh, so every pair can be shaped, made lossy or cut on its own). Used by
 //! `braid lab`, the integration tests and the benchmarks. With uplinks
 //! ([`LabSpec::with_wans`]) the nodes instead reach each other through a hub namespace,
-//! the "internet", over one veth per uplink, each shaped on its own (see [`wans`]).
+//! the "internet", over one veth per uplink, each shaped on its own (see [`wans`]), and
+//! each direction of an uplink can behave like a real line (rate, delay, jitter, loss,
+//! bursty loss, queue, outages) through the impairment forwarder (see [`impair`]).
 //!
 //! It drives `ip`, `tc` and `nft` (a failing command becomes a [`LabError`] naming it,
 //! with its stderr). Everything it makes lives in namespaces named `brd-<lab>-n<i>`
@@ -30,6 +32,7 @@ mod children;
 pub mod command;
 pub mod configs;
 mod error;
+pub mod impair;
 mod lab;
 pub mod namespace;
 pub mod shaping;
@@ -39,13 +42,14 @@ pub mod workload;
 
 pub use configs::{ConfigOptions, NodeFiles, write_configs};
 pub use error::LabError;
+pub use impair::{Impairer, Profile, WanImpairment, WanShape};
 pub use lab::{Lab, LabSpec, MAX_NODES};
 pub use namespace::{cleanup, namespace_name, namespace_prefix};
 pub use shaping::LinkShape;
 pub use underlay::{NodeAddrs, node_addrs};
 pub use wans::{
-    INTERNET_V4, INTERNET_V6, MAX_WANS, hub_name, parse_wans, wan_addrs, wan_gateway, wan_iface,
-    wan_table,
+    INTERNET_V4, INTERNET_V6, MAX_WANS, hub_name, impair_queue, parse_wans, wan_addrs, wan_gateway,
+    wan_iface, wan_table,
 };
 pub use workload::{WorkloadAddrs, workload_addrs};
 

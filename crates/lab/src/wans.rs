@@ -22,9 +22,15 @@
 //!   node and from postrouting for traffic to it). Every change rewrites only its own
 //!   chain or qdisc, so it needs no memory of earlier changes: `braid lab wan` applies
 //!   them from another process.
+//! - An uplink can instead be impaired per direction by the forwarder ([`crate::impair`]):
+//!   the hub's iptables `mangle` table (iptables-legacy; this kernel's nftables has no
+//!   `queue`) sends traffic from the node (PREROUTING `-i n<i>w<k>`) to NFQUEUE
+//!   [`impair_queue`]`(i, k, true)` and traffic to it (POSTROUTING `-o n<i>w<k>`) to
+//!   `impair_queue(i, k, false)`. An uplink is shaped by the kernel or by the forwarder,
+//!   never both: setting one clears the other.
 
 use crate::LabError;
-use crate::command::{ip_batch, nft_script, run};
+use crate::command::{ip_batch, nft_script, run, run_unchecked, run_with_input};
 use crate::namespace::{self, namespace_prefix};
 use crate::shaping::{LinkShape, NFT_TABLE, burst_bytes};
 use crate::underlay::NodeAddrs;
@@ -79,6 +85,16 @@ pub fn wan_gateway(k: usize) -> NodeAddrs {
         v4: Ipv4Addr::new(198, 18, k8, 254),
         v6: Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xfe),
     }
+}
+
+/// The first NFQUEUE number of the impairment forwarder in the hub.
+pub const QUEUE_BASE: u16 = 1000;
+
+/// The NFQUEUE number of node `i`'s uplink `k`, traffic from the node (`up`) or to it:
+/// `1000 + 2 * ((i - 1) * 8 + k) + up`.
+pub fn impair_queue(i: usize, k: usize, up: bool) -> u16 {
+    let slot = (i.saturating_sub(1) * MAX_WANS + k) * 2 + usize::from(up);
+    QUEUE_BASE.saturating_add(u16::try_from(slot).unwrap_or(u16::MAX - QUEUE_BASE))
 }
 
 /// Parses a `--wans` list: comma-separated uplink counts per node (`"2"`, `"2,1"`), each
@@ -303,6 +319,84 @@ pub(crate) fn shape(
     nft_script(&hub_name(lab), &script)
 }
 
+/// The iptables-restore script (table `mangle`, `--noflush`) that turns the rules listed
+/// by `iptables -t mangle -S` (`current`) into the queue rules of the hub veth `dev`:
+/// `-i dev` in PREROUTING to queue `up`, `-o dev` in POSTROUTING to queue `down` (none
+/// when `None`). `None` when nothing changes.
+pub(crate) fn queue_rules_script(
+    current: &str,
+    dev: &str,
+    down: Option<u16>,
+    up: Option<u16>,
+) -> Option<String> {
+    let wanted: Vec<String> = [
+        up.map(|q| format!("-A PREROUTING -i {dev} -j NFQUEUE --queue-num {q}")),
+        down.map(|q| format!("-A POSTROUTING -o {dev} -j NFQUEUE --queue-num {q}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let ours = |line: &&str| {
+        line.contains("NFQUEUE")
+            && ((line.starts_with("-A PREROUTING ") && line.contains(&format!(" -i {dev} ")))
+                || (line.starts_with("-A POSTROUTING ") && line.contains(&format!(" -o {dev} "))))
+    };
+    let existing: Vec<&str> = current.lines().map(str::trim).filter(ours).collect();
+    if existing.len() == wanted.len() && existing.iter().all(|l| wanted.iter().any(|w| w == l)) {
+        return None;
+    }
+    let mut script = String::from("*mangle\n");
+    for line in existing {
+        script.push_str(&line.replacen("-A ", "-D ", 1));
+        script.push('\n');
+    }
+    for line in wanted {
+        script.push_str(&line);
+        script.push('\n');
+    }
+    script.push_str("COMMIT\n");
+    Some(script)
+}
+
+/// Sets the queue rules of node `i`'s uplink `k` in the hub, IPv4 and IPv6 (see
+/// [`queue_rules_script`]). With both `None` and no iptables installed, nothing is to do.
+pub(crate) fn set_queue_rules(
+    lab: &str,
+    i: usize,
+    k: usize,
+    down: Option<u16>,
+    up: Option<u16>,
+) -> Result<(), LabError> {
+    let (hub, dev) = (hub_name(lab), hub_iface(i, k));
+    for tool in ["iptables-legacy", "ip6tables-legacy"] {
+        let listed = run_unchecked("ip", &["netns", "exec", &hub, tool, "-t", "mangle", "-S"]);
+        let current = match listed {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).to_string(),
+            _ if down.is_none() && up.is_none() => return Ok(()),
+            Ok(out) => {
+                return Err(LabError::Command {
+                    command: format!("ip netns exec {hub} {tool} -t mangle -S"),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(LabError::Impair(format!(
+                    "{e}: the impairment needs iptables (Debian package `iptables`, scripts/deps.sh)"
+                )));
+            }
+        };
+        if let Some(script) = queue_rules_script(&current, &dev, down, up) {
+            let restore = format!("{tool}-restore");
+            run_with_input(
+                "ip",
+                &["netns", "exec", &hub, &restore, "--noflush"],
+                &script,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Cuts (`true`) or restores node `i`'s uplink `k`, both directions, in the hub.
 pub(crate) fn set_cut(lab: &str, i: usize, k: usize, cut: bool) -> Result<(), LabError> {
     let chain = cut_chain(i, k);
@@ -397,6 +491,36 @@ mod tests {
             (wan_iface(1), hub_iface(2, 1)),
             ("wan1".into(), "n2w1".into())
         );
+    }
+
+    #[test]
+    fn queue_numbers_are_distinct_per_uplink_and_direction() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 1..=crate::MAX_NODES {
+            for k in 0..MAX_WANS {
+                for up in [false, true] {
+                    assert!(seen.insert(impair_queue(i, k, up)), "n{i}w{k} {up}");
+                }
+            }
+        }
+        assert_eq!(impair_queue(1, 0, false), 1000);
+        assert_eq!(impair_queue(1, 0, true), 1001);
+        assert_eq!(impair_queue(2, 1, true), 1019);
+    }
+
+    #[test]
+    fn queue_rules_replace_only_their_own_uplink() {
+        let current = "-P PREROUTING ACCEPT\n-A PREROUTING -i n1w0 -j NFQUEUE --queue-num 1001\n-A PREROUTING -i n1w01 -j NFQUEUE --queue-num 9\n-A POSTROUTING -o n2w0 -j NFQUEUE --queue-num 1016\n";
+        let script = queue_rules_script(current, "n1w0", Some(1000), None).unwrap();
+        assert_eq!(
+            script,
+            "*mangle\n-D PREROUTING -i n1w0 -j NFQUEUE --queue-num 1001\n-A POSTROUTING -o n1w0 -j NFQUEUE --queue-num 1000\nCOMMIT\n"
+        );
+        let same = "-A PREROUTING -i n1w0 -j NFQUEUE --queue-num 1001\n";
+        assert_eq!(queue_rules_script(same, "n1w0", None, Some(1001)), None);
+        assert_eq!(queue_rules_script("", "n1w0", None, None), None);
+        let cleared = queue_rules_script(current, "n2w0", None, None).unwrap();
+        assert!(cleared.contains("-D POSTROUTING -o n2w0") && !cleared.contains("-A "));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use crate::cli::lab_checks;
 use anyhow::{Context, Result, bail};
-use braid_lab::{ConfigOptions, Lab, LabSpec, LinkShape};
+use braid_lab::impair::{Impairer, WanArgs, parse_profiles};
+use braid_lab::{ConfigOptions, Lab, LabSpec, WanShape};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::Command;
@@ -44,28 +45,32 @@ pub enum LabCommand {
         /// backup); braid's default when left out.
         #[arg(long, requires = "wans")]
         scheduler: Option<String>,
+        /// Uplink profiles, comma-separated n<node>w<uplink>=PROFILE (fibre, dsl, lte, leo,
+        /// geo), applied before the daemons start, e.g. `n1w0=dsl,n1w1=lte`.
+        #[arg(long, value_name = "LIST", requires = "wans")]
+        profiles: Option<String>,
     },
     /// Shape, cut or restore one uplink of a lab built with --wans, in both directions.
     #[command(
-        after_help = "Examples:\n  sudo braid lab wan --node 1 --wan 0 --rate 200\n  sudo braid lab wan --node 1 --wan 1 --rate 100 --loss 5\n  sudo braid lab wan --node 1 --wan 1 --cut\n  sudo braid lab wan --node 1 --wan 1 --restore\n  sudo braid lab wan --node 1 --wan 1 --clear\n\n--rate and --loss set the uplink's shape as a whole: one left out is removed. A cut stays\nin place until --restore, whatever the shape."
+        after_help = "Examples:\n  sudo braid lab wan --node 1 --wan 0 --rate 200\n  sudo braid lab wan --node 1 --wan 1 --rate 100 --loss 5\n  sudo braid lab wan --node 1 --wan 0 --profile dsl\n  sudo braid lab wan --node 1 --wan 1 --rate 30 --delay 25 --jitter 7.5 --loss 0.5\n  sudo braid lab wan --node 1 --wan 1 --rate 50/10 --delay 10 --burst-loss 1,25 --queue 400/100\n  sudo braid lab wan --show\n  sudo braid lab wan --node 1 --wan 1 --cut\n  sudo braid lab wan --node 1 --wan 1 --restore\n  sudo braid lab wan --node 1 --wan 1 --clear\n\n--rate and --loss set the uplink's shape as a whole: one left out is removed. A cut stays\nin place until --restore, whatever the shape. Only --rate and --loss, whole numbers for\nboth directions: the kernel shapes (tbf, nftables). Anything more (a profile, delay,\njitter, burst loss, queue, outage, DOWN/UP values, fractions): the impairment forwarder\nin the hub shapes the uplink, rate included (docs/lab.md)."
     )]
     Wan {
         #[arg(long, default_value = "lab")]
         name: String,
         /// The node (1-based).
-        #[arg(long)]
-        node: usize,
+        #[arg(long, required_unless_present = "show")]
+        node: Option<usize>,
         /// The uplink (0-based: wan0, wan1, ...).
+        #[arg(long, required_unless_present = "show")]
+        wan: Option<usize>,
+        /// How to shape the uplink.
+        #[command(flatten)]
+        shaping: Box<ShapingFlags>,
+        /// Print every impaired direction's settings and counters.
         #[arg(long)]
-        wan: usize,
-        /// Rate limit in Mbit/s: tbf on both ends of the uplink's veth.
-        #[arg(long, value_name = "MBIT")]
-        rate: Option<u32>,
-        /// Random loss in percent, in each direction (nftables `numgen random`, in the hub).
-        #[arg(long, value_name = "PERCENT")]
-        loss: Option<u8>,
-        /// Remove rate and loss.
-        #[arg(long, conflicts_with_all = ["rate", "loss"])]
+        show: bool,
+        /// Remove the uplink's shape or impairment.
+        #[arg(long, conflicts_with_all = ["rate", "loss", "delay", "jitter", "reorder", "burst_loss", "queue", "outage", "profile"])]
         clear: bool,
         /// Drop everything over the uplink, both directions (the veth stays up).
         #[arg(long)]
@@ -80,6 +85,9 @@ pub enum LabCommand {
         #[arg(long, conflicts_with_all = ["cut", "restore", "down"])]
         up: bool,
     },
+    /// The impairment forwarder (started by the lab in its hub namespace; not for use by hand).
+    #[command(hide = true)]
+    Impair,
     /// Remove the lab: its processes, namespaces and files.
     #[command(after_help = "Example:\n  sudo braid lab down")]
     Down {
@@ -91,6 +99,41 @@ pub enum LabCommand {
     /// Remove every braid lab namespace (brd-*), e.g. after a killed test run.
     #[command(after_help = "Example:\n  sudo braid lab cleanup")]
     Cleanup,
+}
+
+/// The shaping flags of `braid lab wan` (boxed: they are many).
+#[derive(clap::Args)]
+pub struct ShapingFlags {
+    /// Rate limit in Mbit/s, or DOWN/UP (e.g. 50/10).
+    #[arg(long, value_name = "MBIT[/MBIT]")]
+    pub rate: Option<String>,
+    /// Random loss in percent, in each direction, or DOWN/UP.
+    #[arg(long, value_name = "PERCENT[/PERCENT]")]
+    pub loss: Option<String>,
+    /// One-way delay in ms (or 20ms, 1.5s, 500us), or DOWN/UP.
+    #[arg(long, value_name = "MS[/MS]")]
+    pub delay: Option<String>,
+    /// Delay variation, up to this much either way, or DOWN/UP.
+    #[arg(long, value_name = "MS[/MS]")]
+    pub jitter: Option<String>,
+    /// Let jitter reorder packets (drawn per packet); otherwise order is kept.
+    #[arg(long)]
+    pub reorder: bool,
+    /// Bursty loss (Gilbert-Elliott), percent: P,R[,LOSS_BAD[,LOSS_GOOD]].
+    #[arg(long, value_name = "P,R")]
+    pub burst_loss: Option<String>,
+    /// Queue limit in packets (with a rate), or DOWN/UP.
+    #[arg(long, value_name = "PACKETS[/PACKETS]")]
+    pub queue: Option<String>,
+    /// Periodic total outage: EVERY,LASTING (e.g. 15s,100ms).
+    #[arg(long, value_name = "EVERY,LASTING")]
+    pub outage: Option<String>,
+    /// A named profile (fibre, dsl, lte, leo, geo) as the base the other flags change.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Seed of the loss and jitter randomness.
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 fn lab_dir(name: &str, dir: Option<PathBuf>) -> PathBuf {
@@ -111,6 +154,7 @@ pub fn run(command: LabCommand) -> Result<bool> {
             seconds,
             wans,
             scheduler,
+            profiles,
         } => {
             let wans = match wans {
                 Some(text) => braid_lab::parse_wans(&text)?,
@@ -124,18 +168,40 @@ pub fn run(command: LabCommand) -> Result<bool> {
                     braid_model::extensions::Scheduler::NAMES.join(", ")
                 );
             }
+            let profiles = match profiles {
+                Some(text) => {
+                    parse_profiles(&text).map_err(|e| anyhow::anyhow!("--profiles {e}"))?
+                }
+                None => Vec::new(),
+            };
             let spec = LabSpec::new(&name, nodes).with_wans(&wans);
+            let impair = |lab: &Lab| -> Result<()> {
+                for &(i, k, profile) in &profiles {
+                    lab.set_impairer(impairer(&name)?);
+                    lab.impair_wan(i, k, &profile.impairment())
+                        .with_context(|| format!("--profiles: n{i}w{k}={}", profile.name()))?;
+                    println!("n{i} wan{k}: {} profile", profile.name());
+                }
+                Ok(())
+            };
             if bare {
-                return up_bare(spec);
+                return up_bare(spec, impair);
             }
-            up(spec, lab_dir(&name, dir), plan_only, seconds, scheduler)
+            up(
+                spec,
+                lab_dir(&name, dir),
+                plan_only,
+                seconds,
+                scheduler,
+                impair,
+            )
         }
         LabCommand::Wan {
             name,
             node,
             wan,
-            rate,
-            loss,
+            shaping,
+            show,
             clear,
             cut,
             restore,
@@ -143,22 +209,61 @@ pub fn run(command: LabCommand) -> Result<bool> {
             up,
         } => {
             let lab = Lab::attach(&name)?;
+            lab.set_impairer(impairer(&name)?);
+            if show {
+                print!("{}", show_impairment(&lab)?);
+                if node.is_none() {
+                    return Ok(true);
+                }
+            }
+            let (Some(node), Some(wan)) = (node, wan) else {
+                bail!("give --node and --wan");
+            };
             let mut done = Vec::new();
-            if rate.is_some() || loss.is_some() || clear {
-                let shape = LinkShape {
-                    rate_mbit: rate.filter(|&r| r > 0),
-                    loss_percent: loss.filter(|&l| l > 0),
-                };
-                lab.shape_wan(node, wan, shape)?;
-                done.push(format!(
-                    "rate {}, loss {}",
-                    shape
-                        .rate_mbit
-                        .map_or("none".into(), |r| format!("{r} Mbit/s")),
-                    shape
-                        .loss_percent
-                        .map_or("none".into(), |l| format!("{l}%"))
-                ));
+            let ShapingFlags {
+                rate,
+                loss,
+                delay,
+                jitter,
+                reorder,
+                burst_loss,
+                queue,
+                outage,
+                profile,
+                seed,
+            } = *shaping;
+            let args = WanArgs {
+                rate,
+                loss,
+                delay,
+                jitter,
+                reorder,
+                burst_loss,
+                queue,
+                outage,
+                profile,
+                seed,
+            };
+            if args != WanArgs::default() || clear {
+                let shape = args.shape().map_err(|e| anyhow::anyhow!("{e}"))?;
+                lab.shape_uplink(node, wan, &shape)?;
+                done.push(match shape {
+                    _ if clear => "shape and impairment cleared".into(),
+                    WanShape::Kernel(shape) => format!(
+                        "rate {}, loss {}",
+                        shape
+                            .rate_mbit
+                            .map_or("none".into(), |r| format!("{r} Mbit/s")),
+                        shape
+                            .loss_percent
+                            .map_or("none".into(), |l| format!("{l}%"))
+                    ),
+                    WanShape::Impaired(imp) => format!(
+                        "impaired by the forwarder: down {}; up {}",
+                        braid_lab::impair::describe(&imp.down),
+                        braid_lab::impair::describe(&imp.up)
+                    ),
+                });
             }
             if cut {
                 lab.cut_wan(node, wan)?;
@@ -174,10 +279,14 @@ pub fn run(command: LabCommand) -> Result<bool> {
             }
             if done.is_empty() {
                 bail!(
-                    "nothing to do: give --rate, --loss, --clear, --cut, --restore, --down or --up"
+                    "nothing to do: give --rate, --loss, --delay, --profile (or another shaping flag), --clear, --cut, --restore, --down, --up or --show"
                 );
             }
             println!("lab {name}: n{node} wan{wan}: {}", done.join("; "));
+            Ok(true)
+        }
+        LabCommand::Impair => {
+            braid_lab::impair::serve().context("the impairment forwarder")?;
             Ok(true)
         }
         LabCommand::Down { name, dir } => {
@@ -212,9 +321,48 @@ fn print_uplinks(lab: &Lab) {
     }
 }
 
-fn up_bare(spec: LabSpec) -> Result<bool> {
+/// The forwarder of the lab `name`: this binary as `braid lab impair`, its output in
+/// /run/braid-lab/<name>/impair.log.
+fn impairer(name: &str) -> Result<Impairer> {
+    let dir = lab_dir(name, None);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(Impairer {
+        program: std::env::current_exe().context("finding the braid binary")?,
+        args: vec!["lab".into(), "impair".into()],
+        log: Some(dir.join("impair.log")),
+    })
+}
+
+/// Every impaired direction, one line each.
+fn show_impairment(lab: &Lab) -> Result<String> {
+    let status = lab.impair_status()?;
+    if status.is_empty() {
+        return Ok("no uplink is impaired by the forwarder\n".into());
+    }
+    let mut out = String::new();
+    for s in status {
+        let c = s.counters;
+        out.push_str(&format!(
+            "{} {:<4} {}\n     packets {} delivered {} lost: queue {} loss {} burst {} outage {}; queued {}\n",
+            s.uplink,
+            s.direction,
+            braid_lab::impair::describe(&s.settings),
+            c.packets,
+            c.delivered,
+            c.dropped_queue,
+            c.dropped_loss,
+            c.dropped_burst,
+            c.dropped_outage,
+            s.queued
+        ));
+    }
+    Ok(out)
+}
+
+fn up_bare(spec: LabSpec, impair: impl Fn(&Lab) -> Result<()>) -> Result<bool> {
     let name = spec.name.clone();
     let lab = Lab::up(spec).context("building the lab")?;
+    impair(&lab)?;
     println!(
         "lab {name}: {} nodes (namespaces {}..{}), no configs, no daemons",
         lab.nodes(),
@@ -239,10 +387,12 @@ fn up(
     plan_only: bool,
     seconds: u32,
     scheduler: Option<String>,
+    impair: impl Fn(&Lab) -> Result<()>,
 ) -> Result<bool> {
     let (name, nodes) = (&spec.name.clone(), spec.nodes);
     let dir = std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
     let lab = Lab::up(spec).context("building the lab")?;
+    impair(&lab)?;
     let options = ConfigOptions {
         scheduler,
         ..ConfigOptions::default()
