@@ -159,8 +159,14 @@ fn a_stalled_control_client_freezes_nothing() {
 fn idle_http_connections(ns: &str, n: usize) -> Vec<std::net::TcpStream> {
     let addr: std::net::SocketAddr = "127.0.0.1:8091".parse().unwrap();
     braid_system::netns::run_in(ns, move || {
+        // Every connection that the listener's backlog takes within 15 s: on a loaded
+        // machine some connects time out while the daemon closes the ones over its cap.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
         (0..n)
-            .map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+            .take_while(|_| std::time::Instant::now() < deadline)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+            })
             .collect()
     })
     .unwrap()
@@ -195,7 +201,9 @@ fn idle_status_connections_cannot_exhaust_the_daemons_descriptors() {
     let baseline = fds();
 
     let mut flood = idle_http_connections(&m.lab.ns(1), 400);
-    assert!(flood.len() > 300, "only {} connections", flood.len());
+    // Far more than the daemon's cap (32 here) must have been offered for the test to mean
+    // anything.
+    assert!(flood.len() > 128, "only {} connections", flood.len());
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         fds() < baseline + 40,
