@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The per-interface parameters of RAIT's slides: a tunnel, link quality, no split horizon,
 /// rxcost 32, and the RTT metric (timestamps, max-rtt-penalty 1024, rtt-max 1024).
@@ -45,129 +45,104 @@ pub fn config_text(
     text
 }
 
-pub struct Babeld {
-    child: Child,
-    ctl: PathBuf,
-    hello_interval: u16,
-    /// The interfaces babeld was told about, besides the bridge.
-    interfaces: BTreeSet<String>,
+/// The program braid runs in routing mode `babel`.
+pub const PROGRAM: &str = "babeld";
+
+/// The files of braid's babeld, all in one directory (`<control socket dir>/babeld`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    pub conf: PathBuf,
+    pub ctl: PathBuf,
+    pub pid: PathBuf,
+    pub state: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Files {
+    pub fn in_dir(dir: &Path) -> Files {
+        Files {
+            conf: dir.join("babeld.conf"),
+            ctl: dir.join("babeld.ctl"),
+            pid: dir.join("babeld.pid"),
+            state: dir.join("babeld.state"),
+            log: dir.join("babeld.log"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BabelError {
     #[error("babeld: {0}")]
     Io(#[from] std::io::Error),
-    #[error("babeld's control socket {0} did not come up; see {1}")]
-    NoSocket(String, String),
     #[error("babeld answered `{0}` to `{1}`")]
     Refused(String, String),
 }
 
-impl Babeld {
-    /// Writes the config into `dir` and starts babeld (in `netns` when given).
-    pub fn start(
-        dir: &Path,
-        netns: Option<&str>,
-        bridge: &str,
-        hello_interval: u16,
-        redistribute: &[String],
-    ) -> Result<Babeld, BabelError> {
-        std::fs::create_dir_all(dir)?;
-        let ctl = dir.join("babeld.ctl");
-        let _ = std::fs::remove_file(&ctl);
-        let conf = dir.join("babeld.conf");
-        std::fs::write(
-            &conf,
-            config_text(&ctl, bridge, hello_interval, redistribute),
-        )?;
-        let log = dir.join("babeld.log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut command = Command::new("babeld");
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-I")
-            .arg(dir.join("babeld.pid"))
-            .arg("-S")
-            .arg(dir.join("babeld.state"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        // A process started from a thread inside the namespace runs in that namespace.
-        let child = match netns {
-            None => command.spawn()?,
-            Some(ns) => braid_system::netns::run_in(ns, move || command.spawn())
-                .map_err(|e| std::io::Error::other(e.to_string()))??,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while UnixStream::connect(&ctl).is_err() {
-            if Instant::now() > deadline {
-                return Err(BabelError::NoSocket(
-                    ctl.display().to_string(),
-                    log.display().to_string(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        tracing::info!(pid = child.id(), "babeld started");
-        Ok(Babeld {
-            child,
-            ctl,
-            hello_interval,
-            interfaces: BTreeSet::new(),
-        })
-    }
-
-    /// False once babeld has exited.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Makes babeld's interfaces exactly `links` (plus the bridge).
-    pub fn sync(&mut self, links: &BTreeSet<String>) -> Result<(), BabelError> {
-        let add: Vec<String> = links.difference(&self.interfaces).cloned().collect();
-        let remove: Vec<String> = self.interfaces.difference(links).cloned().collect();
-        if add.is_empty() && remove.is_empty() {
-            return Ok(());
-        }
-        let stream = UnixStream::connect(&self.ctl)?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut writer = stream;
-        read_until_ok(&mut reader, "(banner)")?;
-        let parameters = interface_parameters(self.hello_interval);
-        for name in &add {
-            let line = format!("interface {name} {parameters}");
-            writeln!(writer, "{line}")?;
-            read_until_ok(&mut reader, &line)?;
-            self.interfaces.insert(name.clone());
-        }
-        for name in &remove {
-            let line = format!("flush interface {name}");
-            writeln!(writer, "{line}")?;
-            read_until_ok(&mut reader, &line)?;
-            self.interfaces.remove(name);
-        }
-        tracing::info!(
-            added = add.len(),
-            removed = remove.len(),
-            "babeld interfaces"
-        );
-        Ok(())
-    }
-
-    /// Stops babeld (by its PID) and waits for it.
-    pub fn stop(mut self) {
-        // SAFETY: kill on the PID of the babeld this struct started and has not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
+/// The babeld command line for `files` (foreground, its pid file and state file there),
+/// with stdout and stderr appended to `log`.
+pub fn command(files: &Files, log: std::fs::File) -> std::io::Result<Command> {
+    let mut command = Command::new(PROGRAM);
+    command
+        .arg("-c")
+        .arg(&files.conf)
+        .arg("-I")
+        .arg(&files.pid)
+        .arg("-S")
+        .arg(&files.state)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(command)
 }
 
-fn read_until_ok(reader: &mut impl BufRead, request: &str) -> Result<(), BabelError> {
+/// Makes babeld's interfaces (besides the bridge, which is in its config) exactly `want`,
+/// over its control socket; `have` is what babeld was told so far and is kept up to date.
+/// Returns (added, removed). Each answer is awaited at most [`ANSWER_TIMEOUT`].
+pub fn sync_interfaces(
+    ctl: &Path,
+    have: &mut BTreeSet<String>,
+    want: &BTreeSet<String>,
+    hello_interval: u16,
+) -> Result<(usize, usize), BabelError> {
+    let add: Vec<String> = want.difference(have).cloned().collect();
+    let remove: Vec<String> = have.difference(want).cloned().collect();
+    if add.is_empty() && remove.is_empty() {
+        return Ok((0, 0));
+    }
+    let (mut reader, mut writer) = connect(ctl)?;
+    let parameters = interface_parameters(hello_interval);
+    for name in &add {
+        let line = format!("interface {name} {parameters}");
+        writeln!(writer, "{line}")?;
+        read_until_ok(&mut reader, &line, &mut |_| {})?;
+        have.insert(name.clone());
+    }
+    for name in &remove {
+        let line = format!("flush interface {name}");
+        writeln!(writer, "{line}")?;
+        read_until_ok(&mut reader, &line, &mut |_| {})?;
+        have.remove(name);
+    }
+    Ok((add.len(), remove.len()))
+}
+
+/// How long braid waits for one answer of babeld on its control socket.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn connect(ctl: &Path) -> Result<(BufReader<UnixStream>, UnixStream), BabelError> {
+    let stream = UnixStream::connect(ctl)?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    read_until_ok(&mut reader, "(banner)", &mut |_| {})?;
+    Ok((reader, stream))
+}
+
+fn read_until_ok(
+    reader: &mut impl BufRead,
+    request: &str,
+    each: &mut dyn FnMut(&str),
+) -> Result<(), BabelError> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -182,7 +157,7 @@ fn read_until_ok(reader: &mut impl BufRead, request: &str) -> Result<(), BabelEr
             l if l.starts_with("no") || l.starts_with("bad") => {
                 return Err(BabelError::Refused(l.into(), request.into()));
             }
-            _ => {}
+            l => each(l),
         }
     }
 }

@@ -5,8 +5,7 @@
 //! BIRD 2.0.12 (Debian 12) has no Babel RTT metric; braid adds it when BIRD does.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// What the configuration depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,107 +72,65 @@ protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; hello interv
 pub enum BirdError {
     #[error("bird: {0}")]
     Io(#[from] std::io::Error),
-    #[error("bird's control socket {0} did not come up; see {1}")]
-    NoSocket(String, String),
     #[error("birdc configure: {0}")]
     Configure(String),
 }
 
-pub struct Bird {
-    child: Child,
-    dir: PathBuf,
-    netns: Option<String>,
-    inputs: BirdInputs,
+/// The program braid runs in routing mode `bird`.
+pub const PROGRAM: &str = "bird";
+
+/// The files of braid's BIRD, all in one directory (`<control socket dir>/bird`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    pub conf: PathBuf,
+    pub ctl: PathBuf,
+    pub pid: PathBuf,
+    pub log: PathBuf,
 }
 
-fn spawn_in(netns: Option<&str>, mut command: Command) -> std::io::Result<Child> {
-    match netns {
-        None => command.spawn(),
-        // A process started from a thread inside the namespace runs in that namespace.
-        Some(ns) => braid_system::netns::run_in(ns, move || command.spawn())
-            .map_err(|e| std::io::Error::other(e.to_string()))?,
+impl Files {
+    pub fn in_dir(dir: &Path) -> Files {
+        Files {
+            conf: dir.join("bird.conf"),
+            ctl: dir.join("bird.ctl"),
+            pid: dir.join("bird.pid"),
+            log: dir.join("bird.log"),
+        }
     }
 }
 
-impl Bird {
-    pub fn start(dir: &Path, netns: Option<&str>, inputs: BirdInputs) -> Result<Bird, BirdError> {
-        std::fs::create_dir_all(dir)?;
-        let (conf, ctl, log) = (
-            dir.join("bird.conf"),
-            dir.join("bird.ctl"),
-            dir.join("bird.log"),
-        );
-        std::fs::write(&conf, config_text(&inputs))?;
-        let _ = std::fs::remove_file(&ctl);
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut command = Command::new("bird");
-        command
-            .arg("-f")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-s")
-            .arg(&ctl)
-            .arg("-P")
-            .arg(dir.join("bird.pid"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        let child = spawn_in(netns, command)?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::os::unix::net::UnixStream::connect(&ctl).is_err() {
-            if Instant::now() > deadline {
-                return Err(BirdError::NoSocket(
-                    ctl.display().to_string(),
-                    log.display().to_string(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        tracing::info!(pid = child.id(), "bird started");
-        Ok(Bird {
-            child,
-            dir: dir.to_path_buf(),
-            netns: netns.map(str::to_string),
-            inputs,
-        })
-    }
+/// The BIRD command line for `files` (foreground, its control socket and pid file there),
+/// with stdout and stderr appended to `log`.
+pub fn command(files: &Files, log: std::fs::File) -> std::io::Result<Command> {
+    let mut command = Command::new(PROGRAM);
+    command
+        .arg("-f")
+        .arg("-c")
+        .arg(&files.conf)
+        .arg("-s")
+        .arg(&files.ctl)
+        .arg("-P")
+        .arg(&files.pid)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(command)
+}
 
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+/// Writes `inputs`' configuration and has the running BIRD load it (`birdc configure`).
+pub fn configure(files: &Files, inputs: &BirdInputs) -> Result<(), BirdError> {
+    std::fs::write(&files.conf, config_text(inputs))?;
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(&files.ctl)
+        .arg("configure")
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() || !text.contains("Reconfigured") {
+        return Err(BirdError::Configure(text.trim().to_string()));
     }
-
-    /// Rewrites the configuration and reloads BIRD when the inputs changed.
-    pub fn update(&mut self, inputs: BirdInputs) -> Result<(), BirdError> {
-        if inputs == self.inputs {
-            return Ok(());
-        }
-        std::fs::write(self.dir.join("bird.conf"), config_text(&inputs))?;
-        let mut command = Command::new("birdc");
-        command
-            .arg("-s")
-            .arg(self.dir.join("bird.ctl"))
-            .arg("configure")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = spawn_in(self.netns.as_deref(), command)?;
-        let out = child.wait_with_output()?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if !out.status.success() || !text.contains("Reconfigured") {
-            return Err(BirdError::Configure(text.trim().to_string()));
-        }
-        tracing::info!("bird reconfigured");
-        self.inputs = inputs;
-        Ok(())
-    }
-
-    pub fn stop(mut self) {
-        // SAFETY: kill on the PID of the bird this struct started and has not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod babel;
 pub mod backend;
 pub mod bird;
 pub mod control;
+pub mod engine;
 pub mod http;
 pub mod kernel;
 pub mod load;

@@ -210,9 +210,12 @@ fn nat(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
     })
 }
 
-/// Removes what [`apply`] set up outside braid's interfaces: its routes (those on braid's
-/// links go with the links; the upstream default routes do not) and the NAT table.
+/// Removes what [`apply`] set up outside braid's interfaces: a routing daemon an earlier
+/// braid left, its routes (those on braid's links go with the links; the upstream default
+/// routes do not) and the NAT table.
 pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
+    // A routing daemon left by a braid that crashed (the running one is stopped already).
+    stop_stale_engines(config);
     // Path policy rules live in the underlay: this namespace.
     crate::uplinks::remove_rules().await?;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
@@ -245,22 +248,23 @@ fn announce_routes(loaded: &crate::load::Loaded) -> Vec<braid_plan::routes::Rout
     out
 }
 
-/// In routing mode `babel`: starts babeld if it is not running (again, if it died) and
-/// makes its interfaces braid's running links. In other modes: stops it.
-pub fn supervise_babel<B: LinkBackend>(
-    r: &mut Reconciler<B>,
-) -> Result<(), crate::babel::BabelError> {
-    // What babeld needs, copied out of the loaded inputs.
-    let wanted = r
-        .loaded()
-        .filter(|l| l.config.routing.mode == RoutingMode::Babel)
-        .and_then(|loaded| {
-            let config = &loaded.config;
-            let plan = config.address_plan.as_ref()?;
-            let dir = std::path::Path::new(&config.control_socket)
-                .parent()
-                .unwrap_or(std::path::Path::new("/run/braid"))
-                .join("babeld");
+/// The directory of a routing daemon's files: `<control socket dir>/<name>`.
+pub fn engine_dir(config: &braid_model::Config, name: &str) -> std::path::PathBuf {
+    std::path::Path::new(&config.control_socket)
+        .parent()
+        .unwrap_or(std::path::Path::new("/run/braid"))
+        .join(name)
+}
+
+/// The routing daemon the loaded inputs call for (babeld in mode `babel`, BIRD in mode
+/// `bird`), with what it must be told; `None` in other modes.
+pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine::Wanted> {
+    let loaded = r.loaded()?;
+    let config = &loaded.config;
+    let plan = config.address_plan.as_ref()?;
+    match config.routing.mode {
+        RoutingMode::Babel => {
+            let dir = engine_dir(config, "babeld");
             let mut redistribute: Vec<String> = announce_routes(loaded)
                 .iter()
                 .map(|r| {
@@ -281,54 +285,22 @@ pub fn supervise_babel<B: LinkBackend>(
                 ));
                 redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
             }
-            Some((
+            let files = crate::babel::Files::in_dir(&dir);
+            Some(crate::engine::Wanted::Babel {
+                config: crate::babel::config_text(
+                    &files.ctl,
+                    &plan.bridge,
+                    config.routing.hello_interval,
+                    &redistribute,
+                ),
                 dir,
-                config.netns.clone(),
-                plan.bridge.clone(),
-                config.routing.hello_interval,
-                redistribute,
-            ))
-        });
-    let Some((dir, netns, bridge, hello_interval, redistribute)) = wanted else {
-        if let Some(babel) = r.babel.take() {
-            babel.stop();
+                netns: config.netns.clone(),
+                hello_interval: config.routing.hello_interval,
+                links: r.running().map(str::to_string).collect(),
+            })
         }
-        return Ok(());
-    };
-    if r.babel.as_mut().is_some_and(|b| !b.alive()) {
-        tracing::warn!("babeld exited; starting it again");
-        r.babel = None;
-    }
-    if r.babel.is_none() {
-        r.babel = Some(crate::babel::Babeld::start(
-            &dir,
-            netns.as_deref(),
-            &bridge,
-            hello_interval,
-            &redistribute,
-        )?);
-    }
-    let links: std::collections::BTreeSet<String> = r.running().map(str::to_string).collect();
-    match r.babel.as_mut() {
-        Some(babel) => babel.sync(&links),
-        None => Ok(()),
-    }
-}
-
-/// In routing mode `bird`: starts BIRD if it is not running (again, if it died) and reloads
-/// it when its configuration changes. In other modes: stops it.
-pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate::bird::BirdError> {
-    let wanted = r
-        .loaded()
-        .filter(|l| l.config.routing.mode == RoutingMode::Bird)
-        .and_then(|loaded| {
-            let config = &loaded.config;
-            let plan = config.address_plan.as_ref()?;
+        RoutingMode::Bird => {
             let a = loaded.plan.node.addresses.as_ref()?;
-            let dir = std::path::Path::new(&config.control_socket)
-                .parent()
-                .unwrap_or(std::path::Path::new("/run/braid"))
-                .join("bird");
             let router_id = a
                 .gateway4
                 .unwrap_or_else(|| std::net::Ipv4Addr::from((a.index as u32).max(1)));
@@ -347,25 +319,70 @@ pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate
                 exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
                 exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
             };
-            Some((dir, config.netns.clone(), inputs))
-        });
-    let Some((dir, netns, inputs)) = wanted else {
-        if let Some(bird) = r.bird.take() {
-            bird.stop();
+            Some(crate::engine::Wanted::Bird {
+                dir: engine_dir(config, "bird"),
+                netns: config.netns.clone(),
+                inputs,
+            })
         }
-        return Ok(());
-    };
-    if r.bird.as_mut().is_some_and(|b| !b.alive()) {
-        tracing::warn!("bird exited; starting it again");
-        r.bird = None;
+        _ => None,
     }
-    match r.bird.as_mut() {
-        Some(bird) => bird.update(inputs),
-        None => {
-            r.bird = Some(crate::bird::Bird::start(&dir, netns.as_deref(), inputs)?);
-            Ok(())
+}
+
+/// Tells the routing daemon's supervisor (started on first need) what is wanted now: the
+/// daemon of the routing mode with braid's running links, or none. Never blocks; the
+/// supervisor starts, restarts and updates the daemon on its own thread (see `engine`).
+pub fn supervise_engine<B: LinkBackend>(r: &mut Reconciler<B>) {
+    let wanted = wanted_engine(r);
+    if wanted.is_none() && r.engine.is_none() {
+        return;
+    }
+    if r.engine.is_none() {
+        match crate::engine::Supervisor::start() {
+            Ok(supervisor) => r.engine = Some(supervisor),
+            Err(e) => {
+                tracing::error!("starting the routing daemon's supervision thread: {e}");
+                return;
+            }
         }
     }
+    if let Some(engine) = &r.engine {
+        engine.want(wanted);
+    }
+}
+
+/// Stops routing daemons an earlier braid left running for this config (after a crash),
+/// found by their pid files and command lines (see `engine::stop_stale`).
+pub fn stop_stale_engines(config: &braid_model::Config) {
+    let babel = crate::babel::Files::in_dir(&engine_dir(config, "babeld"));
+    let bird = crate::bird::Files::in_dir(&engine_dir(config, "bird"));
+    for (program, pid, conf) in [
+        (crate::babel::PROGRAM, &babel.pid, &babel.conf),
+        (crate::bird::PROGRAM, &bird.pid, &bird.conf),
+    ] {
+        match crate::engine::stop_stale(pid, program, conf) {
+            Ok(Some(stale)) => {
+                tracing::warn!(
+                    pid = stale,
+                    "stopped the {program} an earlier braid left running"
+                )
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("looking for an earlier {program} ({}): {e}", pid.display()),
+        }
+    }
+}
+
+/// The routing's problems now: setting up the node network and routes, and the routing
+/// daemon. Empty when routing is healthy.
+pub fn problems<B: LinkBackend>(r: &Reconciler<B>) -> Vec<String> {
+    let mut out: Vec<String> = r.routing_error.iter().cloned().collect();
+    if let Some(engine) = &r.engine {
+        let health = engine.health();
+        out.extend(health.error);
+        out.extend(health.missing_routes);
+    }
+    out
 }
 
 /// Whether a link carries traffic now. With a persistent keepalive, a datagram must have

@@ -123,16 +123,13 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     let groups = r
         .loaded()
         .map(|l| (l.config.active_group, l.config.stale_group));
+    if let Some(engine) = r.engine.take() {
+        engine.stop();
+    }
     if let Some(config) = r.loaded().map(|l| l.config.clone())
         && let Err(e) = crate::routing::teardown(&config).await
     {
         tracing::error!("removing routes and NAT: {e}");
-    }
-    if let Some(babel) = r.babel.take() {
-        babel.stop();
-    }
-    if let Some(bird) = r.bird.take() {
-        bird.stop();
     }
     let summary = r.remove_all();
     if let Some((active, stale)) = groups
@@ -149,15 +146,10 @@ async fn apply_routing<B: LinkBackend>(r: &mut Reconciler<B>) {
     supervise_engines(r);
 }
 
-/// Keeps babeld or BIRD running and in step (and stopped in other modes).
+/// Keeps babeld or BIRD running and in step (and stopped in other modes), from the
+/// supervisor's own thread: this never waits.
 fn supervise_engines<B: LinkBackend>(r: &mut Reconciler<B>) {
-    let result = crate::routing::supervise_babel(r)
-        .map_err(|e| e.to_string())
-        .and(crate::routing::supervise_bird(r).map_err(|e| e.to_string()));
-    if let Err(e) = result {
-        tracing::error!("{e}");
-        r.routing_error = Some(e);
-    }
+    crate::routing::supervise_engine(r);
 }
 
 async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
