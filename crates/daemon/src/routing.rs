@@ -226,6 +226,28 @@ pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
     Ok(())
 }
 
+/// Deletes braid's interface groups except the interfaces named in `keep` (the node's
+/// bridge on a restart), which stay in the active group for the next start to adopt and
+/// for `braid down` to remove. With `keep` empty: both groups, as `run::delete_groups`.
+pub async fn delete_groups_keeping(
+    netns: Option<&str>,
+    active: u32,
+    stale: u32,
+    keep: &[String],
+) -> Result<(), SystemError> {
+    let nl = Netlink::connect_in(netns)?;
+    if keep.is_empty() {
+        nl.delete_group(active).await?;
+        return nl.delete_group(stale).await;
+    }
+    for link in nl.links_in_group(active).await? {
+        if !keep.contains(&link.name) {
+            nl.set_group(link.index, stale).await?;
+        }
+    }
+    nl.delete_group(stale).await
+}
+
 /// The node's /64 and /24 on its bridge, as routes babeld can redistribute.
 fn announce_routes(loaded: &crate::load::Loaded) -> Vec<braid_plan::routes::RoutePlan> {
     let (Some(plan), Some(a)) = (&loaded.config.address_plan, &loaded.plan.node.addresses) else {

@@ -1,6 +1,7 @@
 //! `braid run`: the foreground daemon. It reconciles at start, on SIGHUP and on
 //! `braid reload`, retries links that failed, serves the control socket, and on SIGTERM,
-//! SIGINT or `braid down` removes everything it made.
+//! SIGINT or `braid down` removes everything it made (SIGTERM and SIGINT keep the node's
+//! bridge, so that workloads stay attached across a restart).
 
 use crate::backend::LinkBackend;
 use crate::control::{self, Reply, Request};
@@ -118,11 +119,18 @@ async fn follow_uplinks<B: LinkBackend>(r: &mut Reconciler<B>, known: &mut Vec<S
     }
 }
 
-async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
+/// Removes what braid made. `keep_bridge` (SIGTERM, SIGINT: a restart) keeps the node's
+/// bridge and the workloads attached to it; `braid down` removes it too.
+async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>, keep_bridge: bool) -> Reply {
     let netns = r.loaded().and_then(|l| l.config.netns.clone());
     let groups = r
         .loaded()
         .map(|l| (l.config.active_group, l.config.stale_group));
+    let keep = if keep_bridge {
+        crate::routing::extra_interfaces(r)
+    } else {
+        Vec::new()
+    };
     if let Some(engine) = r.engine.take() {
         engine.stop();
     }
@@ -133,11 +141,12 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
     }
     let summary = r.remove_all();
     if let Some((active, stale)) = groups
-        && let Err(e) = delete_groups(netns.as_deref(), active, stale).await
+        && let Err(e) =
+            crate::routing::delete_groups_keeping(netns.as_deref(), active, stale, &keep).await
     {
         tracing::error!("deleting interface groups: {e}");
     }
-    tracing::info!(%summary, "down");
+    tracing::info!(%summary, kept = ?keep, "down");
     Reply::ok(format!("down: {summary}"))
 }
 
@@ -296,7 +305,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                         reply.status = serde_json::to_value(doc).ok();
                         (reply, false)
                     }
-                    Ok(Request::Down) => (shutdown(&mut r).await, true),
+                    Ok(Request::Down) => (shutdown(&mut r, false).await, true),
                 };
                 if let Err(e) = control::write_reply(&mut stream, &reply).await {
                     tracing::warn!("control reply: {e}");
@@ -308,7 +317,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
             }
         }
     }
-    shutdown(&mut r).await;
+    shutdown(&mut r, true).await;
     remove_socket(&socket);
     Ok(())
 }
