@@ -77,11 +77,15 @@ fn around_a_blocked_underlay(test: &str, mode: &str, tool: &str, flag: &str, pro
         (2..=4).contains(&first),
         "the route to E goes through B, C or D, not {first}"
     );
-    // babeld learned it: proto babel routes in n1.
+    // babeld learned it: proto babel routes in n1, in braid's table.
     let routes = String::from_utf8_lossy(
-        &lab.exec(1, "ip", &["-6", "route", "show", "proto", proto])
-            .unwrap()
-            .stdout,
+        &lab.exec(
+            1,
+            "ip",
+            &["-6", "route", "show", "table", "98", "proto", proto],
+        )
+        .unwrap()
+        .stdout,
     )
     .to_string();
     assert!(routes.contains("2001:db8:bd00:5::/64"), "{routes}");

@@ -2,7 +2,9 @@
 //! interfaces equal to braid's links through babeld's control socket (`interface X ...`,
 //! `flush interface X`), without restarting it when peers come and go. babeld announces the
 //! node's /64 and /24 (braid installs them as `proto 98` routes on the bridge so babeld can
-//! redistribute exactly those) and nothing else.
+//! redistribute exactly those), on an exit braid's default routes upstream, and nothing
+//! else. babeld's routes go into braid's table (`export-table`), where it also finds
+//! braid's (`import-table`); see `braid_system::rules`.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -26,8 +28,11 @@ pub fn config_text(
     hello_interval: u16,
     redistribute: &[String],
 ) -> String {
+    // babeld installs its routes into braid's table and redistributes from it (braid's own
+    // routes there: the node's prefixes on the bridge, an exit's way upstream).
+    let table = braid_system::routes::MESH_TABLE;
     let mut text = format!(
-        "# written by braid; babeld is driven over {}\nlocal-path-readwrite {}\n",
+        "# written by braid; babeld is driven over {}\nlocal-path-readwrite {}\nexport-table {table}\nimport-table {table}\n",
         ctl.display(),
         ctl.display()
     );
@@ -126,6 +131,73 @@ pub fn sync_interfaces(
     Ok((add.len(), remove.len()))
 }
 
+/// A route a routing daemon selected and means to have in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedRoute {
+    pub destination: ipnet::IpNet,
+    /// The source prefix of a source-specific route (`None`: any source).
+    pub source: Option<ipnet::IpNet>,
+    /// The next hop and interface, as the daemon says them (for messages).
+    pub via: String,
+}
+
+impl std::fmt::Display for SelectedRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.destination)?;
+        if let Some(source) = self.source {
+            write!(f, " from {source}")?;
+        }
+        if !self.via.is_empty() {
+            write!(f, " {}", self.via)?;
+        }
+        Ok(())
+    }
+}
+
+/// The routes babeld installed (by its own account), from a `dump` line such as
+/// `add route 55a1 prefix 0.0.0.0/0 from 0.0.0.0/0 installed yes id .. metric 196 ..
+/// via fe80::1 if brd4x40004`. Other lines, and routes not installed, give `None`.
+pub fn installed_route(line: &str) -> Option<SelectedRoute> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.get(..2) != Some(&["add", "route"][..]) {
+        return None;
+    }
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|i| words.get(i + 1))
+            .copied()
+    };
+    if after("installed") != Some("yes") {
+        return None;
+    }
+    let destination: ipnet::IpNet = after("prefix")?.parse().ok()?;
+    let source = after("from")
+        .and_then(|s| s.parse::<ipnet::IpNet>().ok())
+        .filter(|s| s.prefix_len() != 0);
+    let via = match (after("via"), after("if")) {
+        (Some(via), Some(dev)) => format!("via {via} dev {dev}"),
+        _ => String::new(),
+    };
+    Some(SelectedRoute {
+        destination: destination.trunc(),
+        source: source.map(|s| s.trunc()),
+        via,
+    })
+}
+
+/// The routes babeld installed, from its `dump` over the control socket.
+pub fn installed_routes(ctl: &Path) -> Result<Vec<SelectedRoute>, BabelError> {
+    let (mut reader, mut writer) = connect(ctl)?;
+    writeln!(writer, "dump")?;
+    let mut out = Vec::new();
+    read_until_ok(&mut reader, "dump", &mut |line| {
+        out.extend(installed_route(line));
+    })?;
+    Ok(out)
+}
+
 /// How long braid waits for one answer of babeld on its control socket.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -167,6 +239,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dump_lines_give_the_installed_routes() {
+        let route = installed_route("add route 55a1d3e60560 prefix 0.0.0.0/0 from 0.0.0.0/0 installed yes id bc:31:d3:a6:3c:cc:38:5f metric 196 refmetric 100 via fe80::9c78:7dff:fed9:8f91 if vb").unwrap();
+        assert_eq!(route.destination.to_string(), "0.0.0.0/0");
+        assert_eq!(route.source, None);
+        assert_eq!(
+            route.to_string(),
+            "0.0.0.0/0 via fe80::9c78:7dff:fed9:8f91 dev vb"
+        );
+        let specific = installed_route("add route 1 prefix ::/0 from 2001:db8:bd00::/48 installed yes id x metric 96 refmetric 0 via fe80::1 if brd4x1").unwrap();
+        assert_eq!(specific.source.unwrap().to_string(), "2001:db8:bd00::/48");
+        assert!(installed_route("add route 2 prefix ::/0 from ::/0 installed no id x metric 96 refmetric 0 via fe80::1 if brd4x1").is_none());
+        assert!(
+            installed_route(
+                "add xroute 10.0.1.0/24-0.0.0.0/0 prefix 10.0.1.0/24 from 0.0.0.0/0 metric 0"
+            )
+            .is_none()
+        );
+        assert!(installed_route("add interface vb up true").is_none());
+    }
+
+    #[test]
     fn config_redistributes_only_the_node_prefixes() {
         let text = config_text(
             Path::new("/run/braid/babeld.ctl"),
@@ -178,6 +271,10 @@ mod tests {
             ],
         );
         assert!(text.contains("local-path-readwrite /run/braid/babeld.ctl"));
+        assert!(
+            text.contains("export-table 98\nimport-table 98\n"),
+            "{text}"
+        );
         assert!(text.contains("interface braid0 type wired"));
         assert!(text.contains("redistribute proto 98 ip 2001:db8:bd00:1::/64 eq 64 allow"));
         assert!(text.ends_with("redistribute local deny\nredistribute deny\n"));

@@ -24,7 +24,15 @@ pub struct BirdInputs {
     pub exit_metric: u32,
 }
 
+/// The names of BIRD's kernel protocols in braid's configuration (for `birdc show route
+/// export`).
+pub const KERNEL4: &str = "kernel4";
+pub const KERNEL6: &str = "kernel6";
+
+/// BIRD's configuration: the babel protocol on the links, the node's prefixes exported,
+/// learned routes into braid's table (`routes::MESH_TABLE`).
 pub fn config_text(i: &BirdInputs) -> String {
+    let table = braid_system::routes::MESH_TABLE;
     let patterns = i
         .patterns
         .iter()
@@ -57,8 +65,8 @@ pub fn config_text(i: &BirdInputs) -> String {
     format!(
         "# written by braid\nrouter id {};\nprotocol device {{ scan time 10; }}\n\
 protocol direct {{ ipv4; ipv6; interface \"{}\"; }}\n\
-protocol kernel {{ ipv4 {{ export where source = RTS_BABEL; }}; }}\n\
-protocol kernel {{ ipv6 {{ export where source = RTS_BABEL; }}; }}\n{statics}\
+protocol kernel {KERNEL4} {{ ipv4 {{ export where source = RTS_BABEL; }}; kernel table {table}; }}\n\
+protocol kernel {KERNEL6} {{ ipv6 {{ export where source = RTS_BABEL; }}; kernel table {table}; }}\n{statics}\
 protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; hello interval {} s; }};\n  ipv4 {{ import all; {} }};\n  ipv6 {{ import all; {} }};\n}}\n",
         i.router_id,
         i.bridge,
@@ -133,9 +141,72 @@ pub fn configure(files: &Files, inputs: &BirdInputs) -> Result<(), BirdError> {
     Ok(())
 }
 
+/// The routes BIRD exports to the kernel (`birdc show route export kernel4|kernel6`): what
+/// it means to have in braid's table. `show route` prints a route as a line starting with
+/// its prefix, the next hop on the following, indented line.
+pub fn exported_routes(files: &Files) -> Result<Vec<crate::babel::SelectedRoute>, BirdError> {
+    let mut out = Vec::new();
+    for protocol in [KERNEL4, KERNEL6] {
+        let output = Command::new("birdc")
+            .arg("-s")
+            .arg(&files.ctl)
+            .args(["show", "route", "export", protocol])
+            .stdin(Stdio::null())
+            .output()?;
+        if !output.status.success() {
+            return Err(BirdError::Configure(format!(
+                "birdc show route export {protocol}: {}",
+                String::from_utf8_lossy(&output.stdout).trim()
+            )));
+        }
+        out.extend(parse_routes(&String::from_utf8_lossy(&output.stdout)));
+    }
+    Ok(out)
+}
+
+/// The routes in `birdc show route` output (pure).
+pub fn parse_routes(text: &str) -> Vec<crate::babel::SelectedRoute> {
+    let mut out: Vec<crate::babel::SelectedRoute> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(char::is_whitespace) {
+            if let (Some(last), Some(via)) = (out.last_mut(), line.trim().strip_prefix("via "))
+                && last.via.is_empty()
+            {
+                last.via = format!("via {}", via.replacen(" on ", " dev ", 1));
+            }
+            continue;
+        }
+        let Some(Ok(destination)) = line
+            .split_whitespace()
+            .next()
+            .map(str::parse::<ipnet::IpNet>)
+        else {
+            continue;
+        };
+        out.push(crate::babel::SelectedRoute {
+            destination: destination.trunc(),
+            source: None,
+            via: String::new(),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_route_output_gives_prefixes_and_next_hops() {
+        let text = "BIRD 2.0.12 ready.\nTable master4:\n10.0.2.0/24          unicast [babel1 12:00:00.000] * (130/96) [00:00:00:00:00:00:00:02]\n\tvia 169.254.0.2 on brd4x40004\n0.0.0.0/0            unicast [babel1 12:00:01.000] * (130/196) [00:00:00:00:00:00:00:01]\n\tvia 169.254.0.1 on brd4x40002\n";
+        let routes = parse_routes(text);
+        assert_eq!(routes.len(), 2, "{routes:?}");
+        assert_eq!(
+            routes[0].to_string(),
+            "10.0.2.0/24 via 169.254.0.2 dev brd4x40004"
+        );
+        assert_eq!(routes[1].destination.to_string(), "0.0.0.0/0");
+    }
 
     #[test]
     fn config_exports_only_the_node_prefixes() {
@@ -163,5 +234,11 @@ mod tests {
         );
         assert!(text.contains("babel_metric = 100;"), "{text}");
         assert!(text.contains("router id 10.0.1.254;"));
+        assert!(
+            text.contains(
+                "protocol kernel kernel4 { ipv4 { export where source = RTS_BABEL; }; kernel table 98; }"
+            ),
+            "{text}"
+        );
     }
 }

@@ -39,6 +39,11 @@ const FAST_POLL: Duration = Duration::from_millis(50);
 const SLOW_POLL: Duration = Duration::from_millis(250);
 /// After a failed attempt to bring the daemon in step with braid, the next try.
 const APPLY_RETRY: Duration = Duration::from_secs(1);
+/// How often the routes the daemon selected are compared with the kernel's table.
+pub const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
+/// At most this often, babeld is started again to install routes it believes installed
+/// but the kernel does not hold (see [`Supervision::verify`]).
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The routing daemon braid wants, and what it must be told. Computed by the main loop
 /// from the loaded inputs (see `routing::wanted_engine`).
@@ -266,6 +271,21 @@ struct Supervision {
     backoff: Backoff,
     restarts: u32,
     error: Option<String>,
+    /// A netlink connection to read the kernel's routes, in the daemon's namespace.
+    kernel: Option<KernelView>,
+    /// Routes found missing by the last check (confirmed when the next finds them too).
+    suspects: Vec<String>,
+    /// Routes found missing by the last two checks.
+    missing: Vec<String>,
+    last_verify: Option<Instant>,
+    last_resync: Option<Instant>,
+}
+
+/// A current-thread runtime and a netlink connection for it, in `netns`.
+struct KernelView {
+    netns: Option<String>,
+    runtime: tokio::runtime::Runtime,
+    netlink: braid_system::Netlink,
 }
 
 impl Supervision {
@@ -277,6 +297,11 @@ impl Supervision {
             backoff: Backoff::default(),
             restarts: 0,
             error: None,
+            kernel: None,
+            suspects: Vec::new(),
+            missing: Vec::new(),
+            last_verify: None,
+            last_resync: None,
         }
     }
 
@@ -327,6 +352,8 @@ impl Supervision {
             tracing::error!("{message}");
             self.error = Some(message);
             self.running = None;
+            self.suspects.clear();
+            self.missing.clear();
             self.restarts = self.restarts.saturating_add(1);
             self.backoff.failed(now);
         }
@@ -389,6 +416,13 @@ impl Supervision {
                 running.retry_at = None;
                 self.error = None;
                 self.backoff.running(running.started, now);
+                if self
+                    .last_verify
+                    .is_none_or(|t| now.duration_since(t) >= VERIFY_INTERVAL)
+                {
+                    self.last_verify = Some(now);
+                    self.verify(&wanted, now);
+                }
             }
             Err(e) => {
                 if self.error.as_deref() != Some(e.as_str()) {
@@ -401,9 +435,120 @@ impl Supervision {
         }
     }
 
+    /// Compares the routes the daemon selected with braid's table in the kernel. A route
+    /// missing in two checks in a row (a single check can race the daemon's own changes)
+    /// is a problem in the health and an error in the log, naming what holds its place.
+    /// babeld believes a route installed even when the kernel refused it (it ignores
+    /// "File exists"), and never tries again; once nothing holds the place any more, it
+    /// is started again (at most every [`RESYNC_INTERVAL`]) so that it installs the route.
+    /// BIRD's kernel protocol re-synchronises by itself.
+    fn verify(&mut self, wanted: &Wanted, now: Instant) {
+        let Some(running) = self.running.as_ref() else {
+            return;
+        };
+        let program = running.program;
+        let (selected, protocol, netns) = match wanted {
+            Wanted::Babel { netns, .. } => (
+                babel::installed_routes(&running.ctl).map_err(|e| e.to_string()),
+                braid_system::routes::RTPROT_BABEL,
+                netns,
+            ),
+            Wanted::Bird { dir, netns, .. } => (
+                bird::exported_routes(&bird::Files::in_dir(dir)).map_err(|e| e.to_string()),
+                braid_system::routes::RTPROT_BIRD,
+                netns,
+            ),
+        };
+        let selected = match selected {
+            Ok(selected) => selected,
+            Err(e) => {
+                tracing::warn!("reading the routes {program} selected: {e}");
+                return;
+            }
+        };
+        let kernel = match self.kernel_routes(netns) {
+            Ok(kernel) => kernel,
+            Err(e) => {
+                tracing::warn!("reading braid's routing table: {e}");
+                return;
+            }
+        };
+        let found = missing_routes(&selected, &kernel, protocol);
+        let described: Vec<String> = found
+            .iter()
+            .map(|(route, holder)| describe(program, route, holder.as_ref()))
+            .collect();
+        let confirmed: Vec<String> = described
+            .iter()
+            .filter(|d| self.suspects.contains(d))
+            .cloned()
+            .collect();
+        for problem in confirmed.iter().filter(|c| !self.missing.contains(c)) {
+            tracing::error!("{problem}");
+        }
+        if !self.missing.is_empty() && confirmed.is_empty() {
+            tracing::info!("every route {program} selected is in the kernel again");
+        }
+        let free_place = found
+            .iter()
+            .zip(&described)
+            .any(|((_, holder), d)| holder.is_none() && confirmed.contains(d));
+        self.suspects = described;
+        self.missing = confirmed;
+        if free_place
+            && program == babel::PROGRAM
+            && self
+                .last_resync
+                .is_none_or(|t| now.duration_since(t) >= RESYNC_INTERVAL)
+        {
+            self.last_resync = Some(now);
+            self.restarts = self.restarts.saturating_add(1);
+            self.stop_running(
+                "routes it believes installed are not in the kernel and nothing holds their \
+                 place; starting it again to install them",
+            );
+        }
+    }
+
+    /// Every route in braid's table, read in the daemon's namespace.
+    fn kernel_routes(
+        &mut self,
+        netns: &Option<String>,
+    ) -> Result<Vec<braid_system::routes::KernelRoute>, String> {
+        if self.kernel.as_ref().is_none_or(|k| &k.netns != netns) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let ns = netns.clone();
+            let netlink = runtime
+                .block_on(async move { braid_system::Netlink::connect_in(ns.as_deref()) })
+                .map_err(|e| e.to_string())?;
+            self.kernel = Some(KernelView {
+                netns: netns.clone(),
+                runtime,
+                netlink,
+            });
+        }
+        let Some(view) = self.kernel.as_ref() else {
+            return Err("no netlink connection".into());
+        };
+        let result = view.runtime.block_on(
+            view.netlink
+                .routes_in_table(braid_system::routes::MESH_TABLE),
+        );
+        result.map_err(|e| {
+            self.kernel = None;
+            e.to_string()
+        })
+    }
+
     /// Stops the running daemon (if any) and waits for it: SIGTERM, then SIGKILL after
     /// [`STOP_GRACE`].
     fn stop_running(&mut self, why: &str) {
+        self.suspects.clear();
+        self.missing.clear();
+        self.last_verify = None;
         let Some(mut running) = self.running.take() else {
             return;
         };
@@ -427,7 +572,7 @@ impl Supervision {
                 ready: self.running.as_ref().is_some_and(|r| r.in_step) && self.error.is_none(),
                 restarts: self.restarts,
                 error: self.error.clone(),
-                missing_routes: Vec::new(),
+                missing_routes: self.missing.clone(),
             },
         };
         *lock(&self.shared) = health;
@@ -557,6 +702,52 @@ fn apply(running: &mut Running, wanted: &Wanted) -> Result<(), String> {
     Ok(())
 }
 
+/// The routes of `selected` that `kernel` (braid's table) does not hold as routes of
+/// `protocol`, each with the route that holds its place (same destination and source),
+/// if any (pure).
+pub fn missing_routes(
+    selected: &[babel::SelectedRoute],
+    kernel: &[braid_system::routes::KernelRoute],
+    protocol: u8,
+) -> Vec<(
+    babel::SelectedRoute,
+    Option<braid_system::routes::KernelRoute>,
+)> {
+    let same = |s: &babel::SelectedRoute, k: &braid_system::routes::KernelRoute| {
+        k.destination.trunc() == s.destination && k.source.map(|n| n.trunc()) == s.source
+    };
+    selected
+        .iter()
+        .filter(|s| !kernel.iter().any(|k| same(s, k) && k.protocol == protocol))
+        .map(|s| (s.clone(), kernel.iter().find(|k| same(s, k)).cloned()))
+        .collect()
+}
+
+/// One sentence on a missing route: what holds its place and what to do.
+pub fn describe(
+    program: &str,
+    route: &babel::SelectedRoute,
+    holder: Option<&braid_system::routes::KernelRoute>,
+) -> String {
+    let table = braid_system::routes::MESH_TABLE;
+    match holder {
+        Some(h) => format!(
+            "{program}'s route {route} is not in the kernel (table {table}): a route of {} \
+             holds its place{}; braid does not replace routes it did not make: remove that \
+             one (ip route del {}{} table {table} proto {})",
+            braid_system::routes::protocol_name(h.protocol),
+            h.gateway.map(|g| format!(" (via {g})")).unwrap_or_default(),
+            h.destination,
+            h.source.map(|s| format!(" from {s}")).unwrap_or_default(),
+            h.protocol
+        ),
+        None => format!(
+            "{program}'s route {route} is not in the kernel (table {table}): the kernel did \
+             not take it; see {program}'s log"
+        ),
+    }
+}
+
 /// Spawns `command` tied to this thread's life (the parent-death signal SIGTERM), inside
 /// the network namespace `netns` when given (`setns` in the child, before exec).
 fn spawn_tied(mut command: Command, netns: Option<&str>) -> std::io::Result<Child> {
@@ -679,6 +870,45 @@ fn last_line(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_selected_route_held_by_another_protocol_is_missing_and_named() {
+        let selected = |d: &str, s: Option<&str>| babel::SelectedRoute {
+            destination: d.parse().unwrap(),
+            source: s.map(|s| s.parse().unwrap()),
+            via: "via fe80::1 dev brd4x1".into(),
+        };
+        let kernel = |d: &str, s: Option<&str>, protocol| braid_system::routes::KernelRoute {
+            destination: d.parse().unwrap(),
+            source: s.map(|s| s.parse().unwrap()),
+            protocol,
+            table: 98,
+            metric: 0,
+            gateway: Some("192.0.2.99".parse().unwrap()),
+            oif: 3,
+        };
+        let chosen = [
+            selected("0.0.0.0/0", None),
+            selected("::/0", Some("2001:db8:bd00::/48")),
+            selected("10.0.2.0/24", None),
+        ];
+        let table = [
+            kernel("0.0.0.0/0", None, 4),
+            kernel("::/0", Some("2001:db8:bd00::/48"), 42),
+        ];
+        let missing = missing_routes(&chosen, &table, 42);
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert_eq!(missing[0].1.as_ref().map(|h| h.protocol), Some(4));
+        assert!(missing[1].1.is_none());
+        let text = describe("babeld", &missing[0].0, missing[0].1.as_ref());
+        assert!(
+            text.contains("0.0.0.0/0 via fe80::1 dev brd4x1 is not in the kernel (table 98)")
+                && text.contains("proto static (4)")
+                && text.contains("ip route del 0.0.0.0/0 table 98 proto 4"),
+            "{text}"
+        );
+        assert!(describe("babeld", &missing[1].0, None).contains("the kernel did not take it"));
+    }
 
     #[test]
     fn backoff_restarts_at_once_then_doubles_up_to_ten_seconds() {

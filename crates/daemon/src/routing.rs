@@ -2,6 +2,12 @@
 //! its workloads (holding the /64's ::1 and the /24's .254) and forwarding; in routing mode
 //! `static`, the plan's routes to every peer's prefixes and toward the exit, reconciled on
 //! every reload (routes tagged `proto 98`).
+//!
+//! Every route braid wants goes into braid's own table (`routes::MESH_TABLE`, or the VRF's
+//! table for routes over the overlay with VRF isolation), never into the main table, and
+//! policy rules (`braid_system::rules`) send the mesh's traffic there: the host's own
+//! routes, its default route above all, stay as they are and in charge of the host's own
+//! traffic. A route braid cannot install is an error in the log, the status and the health.
 
 use crate::backend::LinkBackend;
 use crate::reconciler::Reconciler;
@@ -34,16 +40,18 @@ fn set_forwarding(netns: Option<&str>) -> Result<(), SystemError> {
     })
 }
 
-/// Brings the node network and the routes in line with the plan. Returns the routes
-/// (added, removed).
-/// The routes now installed, and how many a call added and removed.
+/// What [`apply`] did: the routes now installed, how many it added and removed, and what
+/// it could not do (routes it could not install or remove, the policy rules), one
+/// sentence each.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub installed: Vec<braid_plan::routes::RoutePlan>,
     pub added: usize,
     pub removed: usize,
+    pub failed: Vec<String>,
 }
 
+/// Brings the node network, braid's routes and its policy rules in line with the plan.
 pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemError> {
     let Some(loaded) = r.loaded() else {
         return Ok(Outcome::default());
@@ -87,7 +95,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .collect();
     let table_of = |dev: &str| match vrf {
         Some(v) if overlay.contains(dev) => v.table,
-        _ => braid_system::routes::MAIN_TABLE,
+        _ => braid_system::routes::MESH_TABLE,
     };
     let now = std::time::SystemTime::now();
     let running: std::collections::HashSet<&str> = r.running().collect();
@@ -140,7 +148,33 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             }
         }
     }
-    let (added, removed) = nl.sync_routes(&desired).await?;
+    let sync = nl.sync_routes(&desired).await?;
+    let failed_specs: Vec<&RouteSpec> = sync.failed.iter().map(|(spec, _)| spec).collect();
+    let installed: Vec<_> = installed
+        .into_iter()
+        .zip(&desired)
+        .filter(|(_, spec)| !failed_specs.contains(spec))
+        .map(|(route, _)| route)
+        .collect();
+    let mut failed: Vec<String> = sync.failed.iter().map(|(_, why)| why.clone()).collect();
+    if config.routing.mode != RoutingMode::None {
+        // Traffic to the mesh, and the mesh's own traffic, into braid's table.
+        let sources: Vec<ipnet::IpNet> = config
+            .address_plan
+            .iter()
+            .flat_map(|p| {
+                std::iter::once(ipnet::IpNet::V6(p.ipv6)).chain(p.ipv4_pool.map(ipnet::IpNet::V4))
+            })
+            .collect();
+        let bridge = config.address_plan.as_ref().map(|p| p.bridge.as_str());
+        let rules = braid_system::rules::desired(&sources, bridge);
+        if let Err(e) = nl
+            .sync_mesh_rules(braid_system::routes::MESH_TABLE, &rules)
+            .await
+        {
+            failed.push(e.to_string());
+        }
+    }
     let masquerade = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
             plan.ipv4_pool
@@ -160,8 +194,9 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     }
     Ok(Outcome {
         installed,
-        added,
-        removed,
+        added: sync.added,
+        removed: sync.removed,
+        failed,
     })
 }
 
@@ -219,7 +254,12 @@ pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
     // Path policy rules live in the underlay: this namespace.
     crate::uplinks::remove_rules().await?;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
-    nl.sync_routes(&[]).await?;
+    let sync = nl.sync_routes(&[]).await?;
+    if let Some((_, why)) = sync.failed.first() {
+        return Err(SystemError::State(why.clone()));
+    }
+    nl.sync_mesh_rules(braid_system::routes::MESH_TABLE, &Default::default())
+        .await?;
     if config.exit.is_some() {
         nat(config.netns.as_deref(), None)?;
     }
@@ -301,6 +341,8 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                 // An exit announces the default route, IPv6 source-specific from the
                 // network's allocation (RAIT's slides), with its preference as the metric.
                 let metric = loaded.plan.node.exit_preference.unwrap_or(0).min(0xfffe);
+                // braid's own default routes upstream only (`proto 98` is added by
+                // config_text), not whatever else holds a default route.
                 redistribute.push(format!(
                     "ip ::/0 eq 0 metric {metric} src-prefix {}",
                     plan.ipv6

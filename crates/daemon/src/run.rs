@@ -173,7 +173,13 @@ async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
                 );
             }
             r.routes = outcome.installed;
-            r.routing_error = None;
+            let error = (!outcome.failed.is_empty()).then(|| outcome.failed.join("; "));
+            if error.is_some() && error != r.routing_error {
+                for failure in &outcome.failed {
+                    tracing::error!("{failure}");
+                }
+            }
+            r.routing_error = error;
         }
         Err(e) => {
             tracing::error!("node network and routes: {e}");
@@ -289,6 +295,10 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                     apply_routing(&mut r).await;
                 } else {
                     supervise_engines(&mut r);
+                    if r.routing_error.is_some() {
+                        // A route or rule that could not be set up: try again.
+                        apply_routes(&mut r).await;
+                    }
                 }
                 follow_uplinks(&mut r, &mut uplinks_known).await;
                 ticks = ticks.wrapping_add(1);

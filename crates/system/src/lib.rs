@@ -8,6 +8,7 @@ pub mod groups;
 pub mod links;
 pub mod netns;
 pub mod routes;
+pub mod rules;
 pub mod sync;
 pub mod uplinks;
 pub mod wireguard;

@@ -30,6 +30,56 @@ pub struct RouteSpec {
 /// The main routing table (`ip route` without `table`).
 pub const MAIN_TABLE: u32 = 254;
 
+/// braid's own routing table: the routes braid wants (its own, `proto 98`, and its
+/// routing daemon's) live here, never in the main table, so they do not compete with the
+/// host's; the policy rules of [`crate::rules`] send traffic here (`ip route show table
+/// 98`).
+pub const MESH_TABLE: u32 = 98;
+
+/// babeld's and BIRD's routing protocol numbers (`proto babel`, `proto bird`).
+pub const RTPROT_BABEL: u8 = 42;
+pub const RTPROT_BIRD: u8 = 12;
+
+/// The name `ip route` gives a routing protocol number (rt_protos), with the number.
+pub fn protocol_name(protocol: u8) -> String {
+    let name = match protocol {
+        1 => "redirect",
+        2 => "kernel",
+        3 => "boot",
+        4 => "static",
+        RTPROT_BIRD => "bird",
+        16 => "dhcp",
+        RTPROT_BABEL => "babel",
+        RTPROT_BRAID => "braid",
+        186 => "bgp",
+        188 => "ospf",
+        _ => return format!("proto {protocol}"),
+    };
+    format!("proto {name} ({protocol})")
+}
+
+/// A route as the kernel holds it, whoever made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub destination: IpNet,
+    /// A source-specific route's source prefix (`from`), if any.
+    pub source: Option<IpNet>,
+    pub protocol: u8,
+    pub table: u32,
+    pub metric: u32,
+    pub gateway: Option<IpAddr>,
+    pub oif: u32,
+}
+
+/// What [`Netlink::sync_routes`] did: routes added and removed, and the routes it could
+/// not add or remove, each with one sentence saying why (the others were still applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteSync {
+    pub added: usize,
+    pub removed: usize,
+    pub failed: Vec<(RouteSpec, String)>,
+}
+
 fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> SystemError {
     move |source| SystemError::Netlink { what, source }
 }
@@ -70,7 +120,51 @@ fn spec_of(message: &RouteMessage) -> Option<RouteSpec> {
     })
 }
 
+fn protocol_of(message: &RouteMessage) -> u8 {
+    u8::from(message.header.protocol)
+}
+
+fn kernel_route(message: &RouteMessage) -> Option<KernelRoute> {
+    let spec = spec_of(message)?;
+    let source = message.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Source(a) => {
+            address(a).and_then(|ip| IpNet::new(ip, message.header.source_prefix_length).ok())
+        }
+        _ => None,
+    });
+    Some(KernelRoute {
+        destination: spec.destination,
+        source,
+        protocol: protocol_of(message),
+        table: spec.table,
+        metric: spec.metric,
+        gateway: spec.gateway,
+        oif: spec.oif,
+    })
+}
+
 impl Netlink {
+    /// Every route (IPv4 and IPv6) in `table`, whoever made it.
+    pub async fn routes_in_table(&self, table: u32) -> Result<Vec<KernelRoute>, SystemError> {
+        let mut out = Vec::new();
+        for query in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let mut stream = self.handle().route().get(query).execute();
+            while let Some(message) = stream
+                .try_next()
+                .await
+                .map_err(nl("listing routes".into()))?
+            {
+                if let Some(route) = kernel_route(&message).filter(|r| r.table == table) {
+                    out.push(route);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// braid's routes in every table, with the messages that delete them.
     pub async fn braid_routes(&self) -> Result<Vec<(RouteSpec, RouteMessage)>, SystemError> {
         let mut out = Vec::new();
@@ -137,29 +231,40 @@ impl Netlink {
             .map_err(nl(format!("adding route {} via {via}", r.destination)))
     }
 
-    /// Makes braid's routes exactly `desired`: removes the others, adds the missing.
-    /// Returns (added, removed).
-    pub async fn sync_routes(&self, desired: &[RouteSpec]) -> Result<(usize, usize), SystemError> {
+    /// Makes braid's routes exactly `desired`: removes the others, adds the missing. A
+    /// route that cannot be added or removed is reported in [`RouteSync::failed`] and the
+    /// rest still applied; only failing to list the routes is an error.
+    pub async fn sync_routes(&self, desired: &[RouteSpec]) -> Result<RouteSync, SystemError> {
         let existing = self.braid_routes().await?;
         let have: HashSet<&RouteSpec> = existing.iter().map(|(s, _)| s).collect();
         let want: HashSet<&RouteSpec> = desired.iter().collect();
-        let mut removed = 0;
+        let mut out = RouteSync::default();
         for (spec, message) in &existing {
             if !want.contains(spec) {
-                self.handle()
-                    .route()
-                    .del(message.clone())
-                    .execute()
-                    .await
-                    .map_err(nl(format!("deleting route {}", spec.destination)))?;
-                removed += 1;
+                match self.handle().route().del(message.clone()).execute().await {
+                    Ok(()) => out.removed += 1,
+                    Err(e) => out.failed.push((
+                        spec.clone(),
+                        format!(
+                            "cannot remove braid's route {} (table {}): {e}",
+                            spec.destination, spec.table
+                        ),
+                    )),
+                }
             }
         }
-        let mut added = 0;
         for spec in desired.iter().filter(|s| !have.contains(s)) {
-            self.add_route(spec).await?;
-            added += 1;
+            match self.add_route(spec).await {
+                Ok(()) => out.added += 1,
+                Err(e) => out.failed.push((
+                    spec.clone(),
+                    format!(
+                        "cannot install route {} (table {}): {e}",
+                        spec.destination, spec.table
+                    ),
+                )),
+            }
         }
-        Ok((added, removed))
+        Ok(out)
     }
 }
