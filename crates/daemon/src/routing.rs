@@ -148,7 +148,10 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             }
         }
     }
-    let sync = nl.sync_routes(&desired).await?;
+    let tables: Vec<u32> = std::iter::once(braid_system::routes::MESH_TABLE)
+        .chain(vrf.map(|v| v.table))
+        .collect();
+    let sync = nl.sync_routes(&desired, &tables).await?;
     let failed_specs: Vec<&RouteSpec> = sync.failed.iter().map(|(spec, _)| spec).collect();
     let installed: Vec<_> = installed
         .into_iter()
@@ -254,7 +257,17 @@ pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
     // Path policy rules live in the underlay: this namespace.
     crate::uplinks::remove_rules().await?;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
-    let sync = nl.sync_routes(&[]).await?;
+    // braid's tables: its own, and its VRF's (routes there also go with the VRF).
+    let mut tables = vec![braid_system::routes::MESH_TABLE];
+    if !config.vrf.is_empty()
+        && let Some(table) = nl
+            .link_by_name(&config.vrf)
+            .await?
+            .and_then(|l| l.vrf_table)
+    {
+        tables.push(table);
+    }
+    let sync = nl.sync_routes(&[], &tables).await?;
     if let Some((_, why)) = sync.failed.first() {
         return Err(SystemError::State(why.clone()));
     }

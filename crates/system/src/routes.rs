@@ -1,5 +1,8 @@
 //! Routes braid installs, tagged with braid's own routing protocol number so they can be
-//! listed, reconciled and removed without touching anyone else's.
+//! listed, reconciled and removed without touching anyone else's: braid adds routes
+//! without replacing (a route of the same key that braid did not make is a
+//! [`SystemError::RouteCollision`], left alone), and removes only routes of its protocol in
+//! its own tables.
 
 use crate::SystemError;
 use crate::groups::Netlink;
@@ -165,8 +168,11 @@ impl Netlink {
         Ok(out)
     }
 
-    /// braid's routes in every table, with the messages that delete them.
-    pub async fn braid_routes(&self) -> Result<Vec<(RouteSpec, RouteMessage)>, SystemError> {
+    /// braid's routes (`proto 98`) in `tables`, with the messages that delete them.
+    pub async fn braid_routes(
+        &self,
+        tables: &[u32],
+    ) -> Result<Vec<(RouteSpec, RouteMessage)>, SystemError> {
         let mut out = Vec::new();
         for query in [
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -181,7 +187,7 @@ impl Netlink {
                 if message.header.protocol != RouteProtocol::Other(RTPROT_BRAID) {
                     continue;
                 }
-                if let Some(spec) = spec_of(&message) {
+                if let Some(spec) = spec_of(&message).filter(|s| tables.contains(&s.table)) {
                     out.push((spec, message));
                 }
             }
@@ -222,20 +228,74 @@ impl Netlink {
         let via = r
             .gateway
             .map_or_else(|| format!("interface {}", r.oif), |g| g.to_string());
-        self.handle()
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl(format!("adding route {} via {via}", r.destination)))
+        // Never NLM_F_REPLACE on a guess: a route of the same key may be the host's.
+        match self.handle().route().add(message.clone()).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {}
+            other => return other.map_err(nl(format!("adding route {} via {via}", r.destination))),
+        }
+        match self.holder_of(r).await? {
+            // braid's own (another shape of a route it made): replacing it is braid's call.
+            Some(holder) if holder.protocol == RTPROT_BRAID => self
+                .handle()
+                .route()
+                .add(message)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl(format!(
+                    "replacing braid's route {} via {via}",
+                    r.destination
+                ))),
+            Some(holder) => Err(SystemError::RouteCollision {
+                route: format!("{} via {via}", r.destination),
+                table: r.table,
+                metric: r.metric,
+                holder: format!(
+                    "{}{}",
+                    protocol_name(holder.protocol),
+                    holder
+                        .gateway
+                        .map(|g| format!(" via {g}"))
+                        .unwrap_or_default()
+                ),
+                fix: format!(
+                    "ip route del {} table {} metric {} proto {}",
+                    r.destination, r.table, holder.metric, holder.protocol
+                ),
+            }),
+            None => Err(SystemError::State(format!(
+                "adding route {} via {via} (table {}): the kernel says it exists, yet no route \
+                 holds its place",
+                r.destination, r.table
+            ))),
+        }
     }
 
-    /// Makes braid's routes exactly `desired`: removes the others, adds the missing. A
+    /// The route that holds the place of `r` in its table (same destination and metric,
+    /// or else the same destination), whoever made it.
+    async fn holder_of(&self, r: &RouteSpec) -> Result<Option<KernelRoute>, SystemError> {
+        let routes = self.routes_in_table(r.table).await?;
+        let same = |k: &&KernelRoute| k.destination == r.destination && k.source.is_none();
+        Ok(routes
+            .iter()
+            .filter(same)
+            .find(|k| k.metric == r.metric)
+            .or_else(|| routes.iter().find(same))
+            .cloned())
+    }
+
+    /// Makes braid's routes in `tables` (braid's own: [`MESH_TABLE`], a VRF's) exactly
+    /// `desired`: removes the others of braid's protocol there, adds the missing. Routes
+    /// elsewhere, the main table above all, are never removed (earlier builds of braid took
+    /// over host routes there by replacing them; such a route may be the host's). A
     /// route that cannot be added or removed is reported in [`RouteSync::failed`] and the
     /// rest still applied; only failing to list the routes is an error.
-    pub async fn sync_routes(&self, desired: &[RouteSpec]) -> Result<RouteSync, SystemError> {
-        let existing = self.braid_routes().await?;
+    pub async fn sync_routes(
+        &self,
+        desired: &[RouteSpec],
+        tables: &[u32],
+    ) -> Result<RouteSync, SystemError> {
+        let existing = self.braid_routes(tables).await?;
         let have: HashSet<&RouteSpec> = existing.iter().map(|(s, _)| s).collect();
         let want: HashSet<&RouteSpec> = desired.iter().collect();
         let mut out = RouteSync::default();
@@ -256,6 +316,9 @@ impl Netlink {
         for spec in desired.iter().filter(|s| !have.contains(s)) {
             match self.add_route(spec).await {
                 Ok(()) => out.added += 1,
+                Err(e @ SystemError::RouteCollision { .. }) => {
+                    out.failed.push((spec.clone(), e.to_string()))
+                }
                 Err(e) => out.failed.push((
                     spec.clone(),
                     format!(
