@@ -160,8 +160,11 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .map(|(route, _)| route)
         .collect();
     let mut failed: Vec<String> = sync.failed.iter().map(|(_, why)| why.clone()).collect();
-    if config.routing.mode != RoutingMode::None {
-        // Traffic to the mesh, and the mesh's own traffic, into braid's table.
+    // Traffic to the mesh, and the mesh's own traffic, into braid's table (no rules in
+    // routing mode `none`: braid routes nothing then).
+    let rules = if config.routing.mode == RoutingMode::None {
+        Default::default()
+    } else {
         let sources: Vec<ipnet::IpNet> = config
             .address_plan
             .iter()
@@ -170,13 +173,13 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             })
             .collect();
         let bridge = config.address_plan.as_ref().map(|p| p.bridge.as_str());
-        let rules = braid_system::rules::desired(&sources, bridge);
-        if let Err(e) = nl
-            .sync_mesh_rules(braid_system::routes::MESH_TABLE, &rules)
-            .await
-        {
-            failed.push(e.to_string());
-        }
+        braid_system::rules::desired(&sources, bridge)
+    };
+    if let Err(e) = nl
+        .sync_mesh_rules(braid_system::routes::MESH_TABLE, &rules)
+        .await
+    {
+        failed.push(e.to_string());
     }
     let masquerade = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
