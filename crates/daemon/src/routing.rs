@@ -270,16 +270,30 @@ pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
     {
         tables.push(table);
     }
-    let sync = nl.sync_routes(&[], &tables).await?;
-    if let Some((_, why)) = sync.failed.first() {
-        return Err(SystemError::State(why.clone()));
+    // Every step is tried; the first error is returned.
+    let mut first: Option<SystemError> = None;
+    match nl.sync_routes(&[], &tables).await {
+        Ok(sync) => {
+            if let Some((_, why)) = sync.failed.into_iter().next() {
+                first.get_or_insert(SystemError::State(why));
+            }
+        }
+        Err(e) => {
+            first.get_or_insert(e);
+        }
     }
-    nl.sync_mesh_rules(braid_system::routes::MESH_TABLE, &Default::default())
-        .await?;
-    if config.exit.is_some() {
-        nat(config.netns.as_deref(), None)?;
+    if let Err(e) = nl
+        .sync_mesh_rules(braid_system::routes::MESH_TABLE, &Default::default())
+        .await
+    {
+        first.get_or_insert(e);
     }
-    Ok(())
+    if config.exit.is_some()
+        && let Err(e) = nat(config.netns.as_deref(), None)
+    {
+        first.get_or_insert(e);
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// Deletes braid's interface groups except the interfaces named in `keep` (the node's
