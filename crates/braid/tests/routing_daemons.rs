@@ -42,6 +42,13 @@ fn status(config: &Path) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// The end of a node's braid.log, for failure messages.
+fn log_tail(config: &Path) -> String {
+    let text = std::fs::read_to_string(config.with_file_name("braid.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 fn healthy(config: &Path) -> bool {
     status(config).is_some_and(|doc| doc["routing"]["healthy"] == true)
 }
@@ -199,14 +206,20 @@ fn crash_and_restart(test: &str, mode: &str, program: &str) {
         now.len() == 1 && now[0] != second[0] && healthy(&node.config)
     });
     let doc = status(&node.config).unwrap_or_default();
-    assert!(again.is_some(), "{program} not back and healthy: {doc}");
+    assert!(
+        again.is_some(),
+        "{program} not back and healthy: {doc}\n{}",
+        log_tail(&node.config)
+    );
     eprintln!(
         "{program} back and healthy {:?} after its kill -9",
         again.unwrap()
     );
     assert!(
-        doc["routing"]["engine"]["restarts"].as_u64() >= Some(1),
-        "{doc}"
+        doc["routing"]["engine"]["restarts"].as_u64() >= Some(1)
+            && doc["routing"]["engine"]["pid"] == json!(daemons(program, &conf)[0]),
+        "{doc}\n{}",
+        log_tail(&node.config)
     );
 
     // 4. A daemon an earlier braid left running (one started before the parent-death

@@ -7,7 +7,7 @@
 //! braid's (`import-table`); see `braid_system::rules`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -114,17 +114,17 @@ pub fn sync_interfaces(
     if add.is_empty() && remove.is_empty() {
         return Ok((0, 0));
     }
-    let (mut reader, mut writer) = connect(ctl)?;
+    let (mut reader, writer) = connect(ctl)?;
     let parameters = interface_parameters(hello_interval);
     for name in &add {
         let line = format!("interface {name} {parameters}");
-        writeln!(writer, "{line}")?;
+        send_line(&writer, &line)?;
         read_until_ok(&mut reader, &line, &mut |_| {})?;
         have.insert(name.clone());
     }
     for name in &remove {
         let line = format!("flush interface {name}");
-        writeln!(writer, "{line}")?;
+        send_line(&writer, &line)?;
         read_until_ok(&mut reader, &line, &mut |_| {})?;
         have.remove(name);
     }
@@ -189,8 +189,8 @@ pub fn installed_route(line: &str) -> Option<SelectedRoute> {
 
 /// The routes babeld installed, from its `dump` over the control socket.
 pub fn installed_routes(ctl: &Path) -> Result<Vec<SelectedRoute>, BabelError> {
-    let (mut reader, mut writer) = connect(ctl)?;
-    writeln!(writer, "dump")?;
+    let (mut reader, writer) = connect(ctl)?;
+    send_line(&writer, "dump")?;
     let mut out = Vec::new();
     read_until_ok(&mut reader, "dump", &mut |line| {
         out.extend(installed_route(line));
@@ -200,6 +200,38 @@ pub fn installed_routes(ctl: &Path) -> Result<Vec<SelectedRoute>, BabelError> {
 
 /// How long braid waits for one answer of babeld on its control socket.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Writes `line` and a newline with MSG_NOSIGNAL: babeld dying in the middle of a
+/// conversation is an error here (EPIPE), never a SIGPIPE for braid.
+fn send_line(stream: &UnixStream, line: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let bytes = format!("{line}\n").into_bytes();
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let rest = &bytes[sent..];
+        // SAFETY: send on a connected socket this function borrows, from a live buffer of
+        // `rest.len()` bytes.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        match n {
+            n if n > 0 => sent += n as usize,
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
 
 fn connect(ctl: &Path) -> Result<(BufReader<UnixStream>, UnixStream), BabelError> {
     let stream = UnixStream::connect(ctl)?;

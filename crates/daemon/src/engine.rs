@@ -356,6 +356,8 @@ impl Supervision {
             self.missing.clear();
             self.restarts = self.restarts.saturating_add(1);
             self.backoff.failed(now);
+            // Shown at once, not only at the end of this step (a start can take a while).
+            self.publish();
         }
         let Some(wanted) = self.wanted.clone() else {
             return;
@@ -365,7 +367,10 @@ impl Supervision {
                 return;
             }
             match start(&wanted, now) {
-                Ok(running) => self.running = Some(running),
+                Ok(running) => {
+                    self.running = Some(running);
+                    self.publish();
+                }
                 Err(e) => {
                     let message = format!("starting {}: {e}", wanted.program());
                     tracing::error!("{message}");

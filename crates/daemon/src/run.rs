@@ -215,6 +215,11 @@ fn log_state_changes<B: LinkBackend>(
 
 /// Runs the daemon until SIGTERM, SIGINT or `braid down`.
 pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(), RunError> {
+    // The CLI restores SIGPIPE's default action (for `braid plan | head`); the daemon must
+    // not die when the other end of one of its sockets goes away in the middle of a write
+    // (a status client, babeld's control socket): an EPIPE error is enough.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let started = SystemTime::now();
     let mut r = Reconciler::new(&config_path, backend);
     let summary = r.reload()?;
