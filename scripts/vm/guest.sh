@@ -189,7 +189,7 @@ contains() { # contains FILE TEXT
 }
 
 # Nothing of braid's left in a node: no interface in its groups, no WireGuard device, no
-# braid0, no VRF, no proto 98 route.
+# braid0, no VRF, no proto 98 route, no policy rule into braid's table.
 nothing_left() {
     local i=$1
     [ -z "$(inns n$i ip link show group 2)" ] || { inns n$i ip link show group 2; return 1; }
@@ -198,6 +198,8 @@ nothing_left() {
     [ -z "$(inns n$i ip link show type vrf)" ] || { inns n$i ip link show type vrf; return 1; }
     [ -z "$(inns n$i ip route show table all proto 98)" ] || { inns n$i ip route show table all proto 98; return 1; }
     [ -z "$(inns n$i ip -6 route show table all proto 98)" ] || { inns n$i ip -6 route show table all proto 98; return 1; }
+    ! inns n$i ip rule | grep -q "lookup 98" || { inns n$i ip rule; return 1; }
+    ! inns n$i ip -6 rule | grep -q "lookup 98" || { inns n$i ip -6 rule; return 1; }
 }
 
 # count_is N NODE COMMAND...: the command, run in the node, succeeds and prints N lines.
@@ -325,11 +327,11 @@ mesh() { # mesh TAG VRF
     teardown
 }
 
-# babel_routes NODE: babeld installed routes to both peers' networks.
+# babel_routes NODE: babeld installed routes to both peers' networks (in braid's table 98).
 babel_routes() {
     local v6 v4
-    v6=$(inns n$1 ip -6 route show proto babel) || return 1
-    v4=$(inns n$1 ip -4 route show proto babel) || return 1
+    v6=$(inns n$1 ip -6 route show table 98 proto babel) || return 1
+    v4=$(inns n$1 ip -4 route show table 98 proto babel) || return 1
     echo "$v6"
     echo "$v4"
     [ "$(echo "$v6" | grep -c '^2001:db8:5e:')" -ge 2 ] && [ "$(echo "$v4" | grep -c '^198\.18\.')" -ge 2 ]

@@ -77,11 +77,15 @@ fn around_a_blocked_underlay(test: &str, mode: &str, tool: &str, flag: &str, pro
         (2..=4).contains(&first),
         "the route to E goes through B, C or D, not {first}"
     );
-    // babeld learned it: proto babel routes in n1.
+    // babeld learned it: proto babel routes in n1, in braid's table.
     let routes = String::from_utf8_lossy(
-        &lab.exec(1, "ip", &["-6", "route", "show", "proto", proto])
-            .unwrap()
-            .stdout,
+        &lab.exec(
+            1,
+            "ip",
+            &["-6", "route", "show", "table", "98", "proto", proto],
+        )
+        .unwrap()
+        .stdout,
     )
     .to_string();
     assert!(routes.contains("2001:db8:bd00:5::/64"), "{routes}");
@@ -156,22 +160,21 @@ fn peers_come_and_go_without_restarting_babeld(
         "{}",
         String::from_utf8_lossy(&reload.stderr)
     );
+    // braid tells babeld from its supervision thread, right after the reload.
+    wait_until("babeld dropping n4's links", Duration::from_secs(5), || {
+        !interfaces().contains(&"brd4x40008".to_string())
+    });
     assert_eq!(pid(), before, "babeld was restarted");
-    assert!(
-        !interfaces().contains(&"brd4x40008".to_string()),
-        "{:?}",
-        interfaces()
-    );
     std::fs::write(registry, full).unwrap();
     assert!(
         braid(&["reload", "-c", config.to_str().unwrap()])
             .status
             .success()
     );
-    assert_eq!(pid(), before, "babeld was restarted");
-    assert!(
-        interfaces().contains(&"brd4x40008".to_string()),
-        "{:?}",
-        interfaces()
+    wait_until(
+        "babeld speaking on n4's links again",
+        Duration::from_secs(5),
+        || interfaces().contains(&"brd4x40008".to_string()),
     );
+    assert_eq!(pid(), before, "babeld was restarted");
 }

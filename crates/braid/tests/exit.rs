@@ -246,7 +246,7 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
             .success()
     );
     assert!(
-        lab.exec(1, "ip", &["route", "show", "proto", "98"])
+        lab.exec(1, "ip", &["route", "show", "table", "all", "proto", "98"])
             .unwrap()
             .stdout
             .is_empty()

@@ -278,9 +278,13 @@ fn babel_prefers_the_better_exit_and_fails_over_to_the_other() {
     );
     // The default route node 3 learned is source-specific from the allocation.
     let routes = String::from_utf8_lossy(
-        &lab.exec(3, "ip", &["-6", "route", "show", "proto", "babel"])
-            .unwrap()
-            .stdout,
+        &lab.exec(
+            3,
+            "ip",
+            &["-6", "route", "show", "table", "98", "proto", "babel"],
+        )
+        .unwrap()
+        .stdout,
     )
     .to_string();
     assert!(routes.contains("from 2001:db8:bd00::/48"), "{routes}");

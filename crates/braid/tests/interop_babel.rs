@@ -160,6 +160,8 @@ fn a_wireguard_go_and_babeld_node_joins_a_braid_babel_mesh() {
                         "-6",
                         "route",
                         "show",
+                        "table",
+                        "98",
                         "2001:db8:bd00:3::/64",
                         "proto",
                         "babel",

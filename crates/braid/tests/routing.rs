@@ -35,17 +35,25 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
     let addrs: Vec<_> = (1..=n)
         .map(|i| lab.add_workload(i, "braid0").unwrap())
         .collect();
-    // braid's routes: proto 98, one per peer prefix and link.
+    // braid's routes: proto 98 in braid's table 98, one per peer prefix and link.
     wait_until("n1's routes", Duration::from_secs(20), || {
         let out = lab
-            .exec(1, "ip", &["-6", "route", "show", "proto", "98"])
+            .exec(
+                1,
+                "ip",
+                &["-6", "route", "show", "table", "98", "proto", "98"],
+            )
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().count() == 2 * (n - 1)
     });
     let routes = String::from_utf8_lossy(
-        &lab.exec(1, "ip", &["-4", "route", "show", "proto", "98"])
-            .unwrap()
-            .stdout,
+        &lab.exec(
+            1,
+            "ip",
+            &["-4", "route", "show", "table", "98", "proto", "98"],
+        )
+        .unwrap()
+        .stdout,
     )
     .to_string();
     assert!(
@@ -114,15 +122,24 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
         "the bridge survived down"
     );
     let left = lab
-        .exec(1, "ip", &["-6", "route", "show", "proto", "98"])
+        .exec(
+            1,
+            "ip",
+            &["-6", "route", "show", "table", "all", "proto", "98"],
+        )
         .unwrap();
     assert!(left.stdout.is_empty());
 }
 
-/// The IPv4 next hop node 3 uses toward the internet.
+/// The IPv4 next hop node 3 uses toward the internet for the mesh's traffic (from its
+/// gateway address on the bridge, an address of the pool).
 fn default_next_hop(lab: &Lab) -> Option<String> {
     let out = lab
-        .try_exec(3, "ip", &["-4", "route", "get", "192.0.2.1"])
+        .try_exec(
+            3,
+            "ip",
+            &["-4", "route", "get", "192.0.2.1", "from", "10.0.3.254"],
+        )
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     text.split_whitespace()

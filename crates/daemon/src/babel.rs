@@ -2,14 +2,16 @@
 //! interfaces equal to braid's links through babeld's control socket (`interface X ...`,
 //! `flush interface X`), without restarting it when peers come and go. babeld announces the
 //! node's /64 and /24 (braid installs them as `proto 98` routes on the bridge so babeld can
-//! redistribute exactly those) and nothing else.
+//! redistribute exactly those), on an exit braid's default routes upstream, and nothing
+//! else. babeld's routes go into braid's table (`export-table`), where it also finds
+//! braid's (`import-table`); see `braid_system::rules`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// The per-interface parameters of RAIT's slides: a tunnel, link quality, no split horizon,
 /// rxcost 32, and the RTT metric (timestamps, max-rtt-penalty 1024, rtt-max 1024).
@@ -26,8 +28,11 @@ pub fn config_text(
     hello_interval: u16,
     redistribute: &[String],
 ) -> String {
+    // babeld installs its routes into braid's table and redistributes from it (braid's own
+    // routes there: the node's prefixes on the bridge, an exit's way upstream).
+    let table = braid_system::routes::MESH_TABLE;
     let mut text = format!(
-        "# written by braid; babeld is driven over {}\nlocal-path-readwrite {}\n",
+        "# written by braid; babeld is driven over {}\nlocal-path-readwrite {}\nexport-table {table}\nimport-table {table}\n",
         ctl.display(),
         ctl.display()
     );
@@ -45,129 +50,203 @@ pub fn config_text(
     text
 }
 
-pub struct Babeld {
-    child: Child,
-    ctl: PathBuf,
-    hello_interval: u16,
-    /// The interfaces babeld was told about, besides the bridge.
-    interfaces: BTreeSet<String>,
+/// The program braid runs in routing mode `babel`.
+pub const PROGRAM: &str = "babeld";
+
+/// The files of braid's babeld, all in one directory (`<control socket dir>/babeld`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    pub conf: PathBuf,
+    pub ctl: PathBuf,
+    pub pid: PathBuf,
+    pub state: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Files {
+    pub fn in_dir(dir: &Path) -> Files {
+        Files {
+            conf: dir.join("babeld.conf"),
+            ctl: dir.join("babeld.ctl"),
+            pid: dir.join("babeld.pid"),
+            state: dir.join("babeld.state"),
+            log: dir.join("babeld.log"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BabelError {
     #[error("babeld: {0}")]
     Io(#[from] std::io::Error),
-    #[error("babeld's control socket {0} did not come up; see {1}")]
-    NoSocket(String, String),
     #[error("babeld answered `{0}` to `{1}`")]
     Refused(String, String),
 }
 
-impl Babeld {
-    /// Writes the config into `dir` and starts babeld (in `netns` when given).
-    pub fn start(
-        dir: &Path,
-        netns: Option<&str>,
-        bridge: &str,
-        hello_interval: u16,
-        redistribute: &[String],
-    ) -> Result<Babeld, BabelError> {
-        std::fs::create_dir_all(dir)?;
-        let ctl = dir.join("babeld.ctl");
-        let _ = std::fs::remove_file(&ctl);
-        let conf = dir.join("babeld.conf");
-        std::fs::write(
-            &conf,
-            config_text(&ctl, bridge, hello_interval, redistribute),
-        )?;
-        let log = dir.join("babeld.log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut command = Command::new("babeld");
-        command
-            .arg("-c")
-            .arg(&conf)
-            .arg("-I")
-            .arg(dir.join("babeld.pid"))
-            .arg("-S")
-            .arg(dir.join("babeld.state"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        // A process started from a thread inside the namespace runs in that namespace.
-        let child = match netns {
-            None => command.spawn()?,
-            Some(ns) => braid_system::netns::run_in(ns, move || command.spawn())
-                .map_err(|e| std::io::Error::other(e.to_string()))??,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while UnixStream::connect(&ctl).is_err() {
-            if Instant::now() > deadline {
-                return Err(BabelError::NoSocket(
-                    ctl.display().to_string(),
-                    log.display().to_string(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        tracing::info!(pid = child.id(), "babeld started");
-        Ok(Babeld {
-            child,
-            ctl,
-            hello_interval,
-            interfaces: BTreeSet::new(),
-        })
-    }
+/// The babeld command line for `files` (foreground, its pid file and state file there),
+/// with stdout and stderr appended to `log`.
+pub fn command(files: &Files, log: std::fs::File) -> std::io::Result<Command> {
+    let mut command = Command::new(PROGRAM);
+    command
+        .arg("-c")
+        .arg(&files.conf)
+        .arg("-I")
+        .arg(&files.pid)
+        .arg("-S")
+        .arg(&files.state)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(command)
+}
 
-    /// False once babeld has exited.
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+/// Makes babeld's interfaces (besides the bridge, which is in its config) exactly `want`,
+/// over its control socket; `have` is what babeld was told so far and is kept up to date.
+/// Returns (added, removed). Each answer is awaited at most [`ANSWER_TIMEOUT`].
+pub fn sync_interfaces(
+    ctl: &Path,
+    have: &mut BTreeSet<String>,
+    want: &BTreeSet<String>,
+    hello_interval: u16,
+) -> Result<(usize, usize), BabelError> {
+    let add: Vec<String> = want.difference(have).cloned().collect();
+    let remove: Vec<String> = have.difference(want).cloned().collect();
+    if add.is_empty() && remove.is_empty() {
+        return Ok((0, 0));
     }
+    let (mut reader, writer) = connect(ctl)?;
+    let parameters = interface_parameters(hello_interval);
+    for name in &add {
+        let line = format!("interface {name} {parameters}");
+        send_line(&writer, &line)?;
+        read_until_ok(&mut reader, &line, &mut |_| {})?;
+        have.insert(name.clone());
+    }
+    for name in &remove {
+        let line = format!("flush interface {name}");
+        send_line(&writer, &line)?;
+        read_until_ok(&mut reader, &line, &mut |_| {})?;
+        have.remove(name);
+    }
+    Ok((add.len(), remove.len()))
+}
 
-    /// Makes babeld's interfaces exactly `links` (plus the bridge).
-    pub fn sync(&mut self, links: &BTreeSet<String>) -> Result<(), BabelError> {
-        let add: Vec<String> = links.difference(&self.interfaces).cloned().collect();
-        let remove: Vec<String> = self.interfaces.difference(links).cloned().collect();
-        if add.is_empty() && remove.is_empty() {
-            return Ok(());
+/// A route a routing daemon selected and means to have in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedRoute {
+    pub destination: ipnet::IpNet,
+    /// The source prefix of a source-specific route (`None`: any source).
+    pub source: Option<ipnet::IpNet>,
+    /// The next hop and interface, as the daemon says them (for messages).
+    pub via: String,
+}
+
+impl std::fmt::Display for SelectedRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.destination)?;
+        if let Some(source) = self.source {
+            write!(f, " from {source}")?;
         }
-        let stream = UnixStream::connect(&self.ctl)?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut writer = stream;
-        read_until_ok(&mut reader, "(banner)")?;
-        let parameters = interface_parameters(self.hello_interval);
-        for name in &add {
-            let line = format!("interface {name} {parameters}");
-            writeln!(writer, "{line}")?;
-            read_until_ok(&mut reader, &line)?;
-            self.interfaces.insert(name.clone());
+        if !self.via.is_empty() {
+            write!(f, " {}", self.via)?;
         }
-        for name in &remove {
-            let line = format!("flush interface {name}");
-            writeln!(writer, "{line}")?;
-            read_until_ok(&mut reader, &line)?;
-            self.interfaces.remove(name);
-        }
-        tracing::info!(
-            added = add.len(),
-            removed = remove.len(),
-            "babeld interfaces"
-        );
         Ok(())
-    }
-
-    /// Stops babeld (by its PID) and waits for it.
-    pub fn stop(mut self) {
-        // SAFETY: kill on the PID of the babeld this struct started and has not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
     }
 }
 
-fn read_until_ok(reader: &mut impl BufRead, request: &str) -> Result<(), BabelError> {
+/// The routes babeld installed (by its own account), from a `dump` line such as
+/// `add route 55a1 prefix 0.0.0.0/0 from 0.0.0.0/0 installed yes id .. metric 196 ..
+/// via fe80::1 if brd4x40004`. Other lines, and routes not installed, give `None`.
+pub fn installed_route(line: &str) -> Option<SelectedRoute> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.get(..2) != Some(&["add", "route"][..]) {
+        return None;
+    }
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|i| words.get(i + 1))
+            .copied()
+    };
+    if after("installed") != Some("yes") {
+        return None;
+    }
+    let destination: ipnet::IpNet = after("prefix")?.parse().ok()?;
+    let source = after("from")
+        .and_then(|s| s.parse::<ipnet::IpNet>().ok())
+        .filter(|s| s.prefix_len() != 0);
+    let via = match (after("via"), after("if")) {
+        (Some(via), Some(dev)) => format!("via {via} dev {dev}"),
+        _ => String::new(),
+    };
+    Some(SelectedRoute {
+        destination: destination.trunc(),
+        source: source.map(|s| s.trunc()),
+        via,
+    })
+}
+
+/// The routes babeld installed, from its `dump` over the control socket.
+pub fn installed_routes(ctl: &Path) -> Result<Vec<SelectedRoute>, BabelError> {
+    let (mut reader, writer) = connect(ctl)?;
+    send_line(&writer, "dump")?;
+    let mut out = Vec::new();
+    read_until_ok(&mut reader, "dump", &mut |line| {
+        out.extend(installed_route(line));
+    })?;
+    Ok(out)
+}
+
+/// How long braid waits for one answer of babeld on its control socket.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Writes `line` and a newline with MSG_NOSIGNAL: babeld dying in the middle of a
+/// conversation is an error here (EPIPE), never a SIGPIPE for braid.
+fn send_line(stream: &UnixStream, line: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let bytes = format!("{line}\n").into_bytes();
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let rest = &bytes[sent..];
+        // SAFETY: send on a connected socket this function borrows, from a live buffer of
+        // `rest.len()` bytes.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        match n {
+            n if n > 0 => sent += n as usize,
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn connect(ctl: &Path) -> Result<(BufReader<UnixStream>, UnixStream), BabelError> {
+    let stream = UnixStream::connect(ctl)?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    stream.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    read_until_ok(&mut reader, "(banner)", &mut |_| {})?;
+    Ok((reader, stream))
+}
+
+fn read_until_ok(
+    reader: &mut impl BufRead,
+    request: &str,
+    each: &mut dyn FnMut(&str),
+) -> Result<(), BabelError> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -182,7 +261,7 @@ fn read_until_ok(reader: &mut impl BufRead, request: &str) -> Result<(), BabelEr
             l if l.starts_with("no") || l.starts_with("bad") => {
                 return Err(BabelError::Refused(l.into(), request.into()));
             }
-            _ => {}
+            l => each(l),
         }
     }
 }
@@ -190,6 +269,27 @@ fn read_until_ok(reader: &mut impl BufRead, request: &str) -> Result<(), BabelEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dump_lines_give_the_installed_routes() {
+        let route = installed_route("add route 55a1d3e60560 prefix 0.0.0.0/0 from 0.0.0.0/0 installed yes id bc:31:d3:a6:3c:cc:38:5f metric 196 refmetric 100 via fe80::9c78:7dff:fed9:8f91 if vb").unwrap();
+        assert_eq!(route.destination.to_string(), "0.0.0.0/0");
+        assert_eq!(route.source, None);
+        assert_eq!(
+            route.to_string(),
+            "0.0.0.0/0 via fe80::9c78:7dff:fed9:8f91 dev vb"
+        );
+        let specific = installed_route("add route 1 prefix ::/0 from 2001:db8:bd00::/48 installed yes id x metric 96 refmetric 0 via fe80::1 if brd4x1").unwrap();
+        assert_eq!(specific.source.unwrap().to_string(), "2001:db8:bd00::/48");
+        assert!(installed_route("add route 2 prefix ::/0 from ::/0 installed no id x metric 96 refmetric 0 via fe80::1 if brd4x1").is_none());
+        assert!(
+            installed_route(
+                "add xroute 10.0.1.0/24-0.0.0.0/0 prefix 10.0.1.0/24 from 0.0.0.0/0 metric 0"
+            )
+            .is_none()
+        );
+        assert!(installed_route("add interface vb up true").is_none());
+    }
 
     #[test]
     fn config_redistributes_only_the_node_prefixes() {
@@ -203,6 +303,10 @@ mod tests {
             ],
         );
         assert!(text.contains("local-path-readwrite /run/braid/babeld.ctl"));
+        assert!(
+            text.contains("export-table 98\nimport-table 98\n"),
+            "{text}"
+        );
         assert!(text.contains("interface braid0 type wired"));
         assert!(text.contains("redistribute proto 98 ip 2001:db8:bd00:1::/64 eq 64 allow"));
         assert!(text.ends_with("redistribute local deny\nredistribute deny\n"));

@@ -5,8 +5,7 @@
 //! BIRD 2.0.12 (Debian 12) has no Babel RTT metric; braid adds it when BIRD does.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// What the configuration depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +24,15 @@ pub struct BirdInputs {
     pub exit_metric: u32,
 }
 
+/// The names of BIRD's kernel protocols in braid's configuration (for `birdc show route
+/// export`).
+pub const KERNEL4: &str = "kernel4";
+pub const KERNEL6: &str = "kernel6";
+
+/// BIRD's configuration: the babel protocol on the links, the node's prefixes exported,
+/// learned routes into braid's table (`routes::MESH_TABLE`).
 pub fn config_text(i: &BirdInputs) -> String {
+    let table = braid_system::routes::MESH_TABLE;
     let patterns = i
         .patterns
         .iter()
@@ -58,8 +65,8 @@ pub fn config_text(i: &BirdInputs) -> String {
     format!(
         "# written by braid\nrouter id {};\nprotocol device {{ scan time 10; }}\n\
 protocol direct {{ ipv4; ipv6; interface \"{}\"; }}\n\
-protocol kernel {{ ipv4 {{ export where source = RTS_BABEL; }}; }}\n\
-protocol kernel {{ ipv6 {{ export where source = RTS_BABEL; }}; }}\n{statics}\
+protocol kernel {KERNEL4} {{ ipv4 {{ export where source = RTS_BABEL; }}; kernel table {table}; }}\n\
+protocol kernel {KERNEL6} {{ ipv6 {{ export where source = RTS_BABEL; }}; kernel table {table}; }}\n{statics}\
 protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; hello interval {} s; }};\n  ipv4 {{ import all; {} }};\n  ipv6 {{ import all; {} }};\n}}\n",
         i.router_id,
         i.bridge,
@@ -73,112 +80,133 @@ protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; hello interv
 pub enum BirdError {
     #[error("bird: {0}")]
     Io(#[from] std::io::Error),
-    #[error("bird's control socket {0} did not come up; see {1}")]
-    NoSocket(String, String),
     #[error("birdc configure: {0}")]
     Configure(String),
 }
 
-pub struct Bird {
-    child: Child,
-    dir: PathBuf,
-    netns: Option<String>,
-    inputs: BirdInputs,
+/// The program braid runs in routing mode `bird`.
+pub const PROGRAM: &str = "bird";
+
+/// The files of braid's BIRD, all in one directory (`<control socket dir>/bird`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    pub conf: PathBuf,
+    pub ctl: PathBuf,
+    pub pid: PathBuf,
+    pub log: PathBuf,
 }
 
-fn spawn_in(netns: Option<&str>, mut command: Command) -> std::io::Result<Child> {
-    match netns {
-        None => command.spawn(),
-        // A process started from a thread inside the namespace runs in that namespace.
-        Some(ns) => braid_system::netns::run_in(ns, move || command.spawn())
-            .map_err(|e| std::io::Error::other(e.to_string()))?,
+impl Files {
+    pub fn in_dir(dir: &Path) -> Files {
+        Files {
+            conf: dir.join("bird.conf"),
+            ctl: dir.join("bird.ctl"),
+            pid: dir.join("bird.pid"),
+            log: dir.join("bird.log"),
+        }
     }
 }
 
-impl Bird {
-    pub fn start(dir: &Path, netns: Option<&str>, inputs: BirdInputs) -> Result<Bird, BirdError> {
-        std::fs::create_dir_all(dir)?;
-        let (conf, ctl, log) = (
-            dir.join("bird.conf"),
-            dir.join("bird.ctl"),
-            dir.join("bird.log"),
-        );
-        std::fs::write(&conf, config_text(&inputs))?;
-        let _ = std::fs::remove_file(&ctl);
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut command = Command::new("bird");
-        command
-            .arg("-f")
-            .arg("-c")
-            .arg(&conf)
+/// The BIRD command line for `files` (foreground, its control socket and pid file there),
+/// with stdout and stderr appended to `log`.
+pub fn command(files: &Files, log: std::fs::File) -> std::io::Result<Command> {
+    let mut command = Command::new(PROGRAM);
+    command
+        .arg("-f")
+        .arg("-c")
+        .arg(&files.conf)
+        .arg("-s")
+        .arg(&files.ctl)
+        .arg("-P")
+        .arg(&files.pid)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(command)
+}
+
+/// Writes `inputs`' configuration and has the running BIRD load it (`birdc configure`).
+pub fn configure(files: &Files, inputs: &BirdInputs) -> Result<(), BirdError> {
+    std::fs::write(&files.conf, config_text(inputs))?;
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(&files.ctl)
+        .arg("configure")
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() || !text.contains("Reconfigured") {
+        return Err(BirdError::Configure(text.trim().to_string()));
+    }
+    Ok(())
+}
+
+/// The routes BIRD exports to the kernel (`birdc show route export kernel4|kernel6`): what
+/// it means to have in braid's table. `show route` prints a route as a line starting with
+/// its prefix, the next hop on the following, indented line.
+pub fn exported_routes(files: &Files) -> Result<Vec<crate::babel::SelectedRoute>, BirdError> {
+    let mut out = Vec::new();
+    for protocol in [KERNEL4, KERNEL6] {
+        let output = Command::new("birdc")
             .arg("-s")
-            .arg(&ctl)
-            .arg("-P")
-            .arg(dir.join("bird.pid"))
+            .arg(&files.ctl)
+            .args(["show", "route", "export", protocol])
             .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        let child = spawn_in(netns, command)?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::os::unix::net::UnixStream::connect(&ctl).is_err() {
-            if Instant::now() > deadline {
-                return Err(BirdError::NoSocket(
-                    ctl.display().to_string(),
-                    log.display().to_string(),
-                ));
+            .output()?;
+        if !output.status.success() {
+            return Err(BirdError::Configure(format!(
+                "birdc show route export {protocol}: {}",
+                String::from_utf8_lossy(&output.stdout).trim()
+            )));
+        }
+        out.extend(parse_routes(&String::from_utf8_lossy(&output.stdout)));
+    }
+    Ok(out)
+}
+
+/// The routes in `birdc show route` output (pure).
+pub fn parse_routes(text: &str) -> Vec<crate::babel::SelectedRoute> {
+    let mut out: Vec<crate::babel::SelectedRoute> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(char::is_whitespace) {
+            if let (Some(last), Some(via)) = (out.last_mut(), line.trim().strip_prefix("via "))
+                && last.via.is_empty()
+            {
+                last.via = format!("via {}", via.replacen(" on ", " dev ", 1));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            continue;
         }
-        tracing::info!(pid = child.id(), "bird started");
-        Ok(Bird {
-            child,
-            dir: dir.to_path_buf(),
-            netns: netns.map(str::to_string),
-            inputs,
-        })
+        let Some(Ok(destination)) = line
+            .split_whitespace()
+            .next()
+            .map(str::parse::<ipnet::IpNet>)
+        else {
+            continue;
+        };
+        out.push(crate::babel::SelectedRoute {
+            destination: destination.trunc(),
+            source: None,
+            via: String::new(),
+        });
     }
-
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Rewrites the configuration and reloads BIRD when the inputs changed.
-    pub fn update(&mut self, inputs: BirdInputs) -> Result<(), BirdError> {
-        if inputs == self.inputs {
-            return Ok(());
-        }
-        std::fs::write(self.dir.join("bird.conf"), config_text(&inputs))?;
-        let mut command = Command::new("birdc");
-        command
-            .arg("-s")
-            .arg(self.dir.join("bird.ctl"))
-            .arg("configure")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = spawn_in(self.netns.as_deref(), command)?;
-        let out = child.wait_with_output()?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if !out.status.success() || !text.contains("Reconfigured") {
-            return Err(BirdError::Configure(text.trim().to_string()));
-        }
-        tracing::info!("bird reconfigured");
-        self.inputs = inputs;
-        Ok(())
-    }
-
-    pub fn stop(mut self) {
-        // SAFETY: kill on the PID of the bird this struct started and has not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_route_output_gives_prefixes_and_next_hops() {
+        let text = "BIRD 2.0.12 ready.\nTable master4:\n10.0.2.0/24          unicast [babel1 12:00:00.000] * (130/96) [00:00:00:00:00:00:00:02]\n\tvia 169.254.0.2 on brd4x40004\n0.0.0.0/0            unicast [babel1 12:00:01.000] * (130/196) [00:00:00:00:00:00:00:01]\n\tvia 169.254.0.1 on brd4x40002\n";
+        let routes = parse_routes(text);
+        assert_eq!(routes.len(), 2, "{routes:?}");
+        assert_eq!(
+            routes[0].to_string(),
+            "10.0.2.0/24 via 169.254.0.2 dev brd4x40004"
+        );
+        assert_eq!(routes[1].destination.to_string(), "0.0.0.0/0");
+    }
 
     #[test]
     fn config_exports_only_the_node_prefixes() {
@@ -206,5 +234,11 @@ mod tests {
         );
         assert!(text.contains("babel_metric = 100;"), "{text}");
         assert!(text.contains("router id 10.0.1.254;"));
+        assert!(
+            text.contains(
+                "protocol kernel kernel4 { ipv4 { export where source = RTS_BABEL; }; kernel table 98; }"
+            ),
+            "{text}"
+        );
     }
 }

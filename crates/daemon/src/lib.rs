@@ -6,6 +6,7 @@ pub mod backend;
 pub mod bird;
 pub mod cleanup;
 pub mod control;
+pub mod engine;
 pub mod fds;
 pub mod http;
 pub mod instance;

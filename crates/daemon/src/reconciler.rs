@@ -60,10 +60,8 @@ pub struct Reconciler<B: LinkBackend> {
     /// The routes braid installed last, and the error of the last attempt, if any.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
     pub routing_error: Option<String>,
-    /// babeld, in routing mode `babel`.
-    pub babel: Option<crate::babel::Babeld>,
-    /// BIRD, in routing mode `bird`.
-    pub bird: Option<crate::bird::Bird>,
+    /// The supervisor of the routing daemon (babeld or BIRD), once one was wanted.
+    pub engine: Option<crate::engine::Supervisor>,
     /// The uplinks found now, for transports with `wan: "auto"` (see `uplinks`).
     pub uplinks: Vec<String>,
     /// Path interfaces last reported down to the backend.
@@ -83,8 +81,7 @@ impl<B: LinkBackend> Reconciler<B> {
             last_reload_ok: false,
             routes: Vec::new(),
             routing_error: None,
-            babel: None,
-            bird: None,
+            engine: None,
             uplinks: Vec::new(),
             paths_down: std::collections::BTreeSet::new(),
         }

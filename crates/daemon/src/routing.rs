@@ -2,6 +2,12 @@
 //! its workloads (holding the /64's ::1 and the /24's .254) and forwarding; in routing mode
 //! `static`, the plan's routes to every peer's prefixes and toward the exit, reconciled on
 //! every reload (routes tagged `proto 98`).
+//!
+//! Every route braid wants goes into braid's own table (`routes::MESH_TABLE`, or the VRF's
+//! table for routes over the overlay with VRF isolation), never into the main table, and
+//! policy rules (`braid_system::rules`) send the mesh's traffic there: the host's own
+//! routes, its default route above all, stay as they are and in charge of the host's own
+//! traffic. A route braid cannot install is an error in the log, the status and the health.
 
 use crate::backend::LinkBackend;
 use crate::reconciler::Reconciler;
@@ -34,16 +40,18 @@ fn set_forwarding(netns: Option<&str>) -> Result<(), SystemError> {
     })
 }
 
-/// Brings the node network and the routes in line with the plan. Returns the routes
-/// (added, removed).
-/// The routes now installed, and how many a call added and removed.
+/// What [`apply`] did: the routes now installed, how many it added and removed, and what
+/// it could not do (routes it could not install or remove, the policy rules), one
+/// sentence each.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub installed: Vec<braid_plan::routes::RoutePlan>,
     pub added: usize,
     pub removed: usize,
+    pub failed: Vec<String>,
 }
 
+/// Brings the node network, braid's routes and its policy rules in line with the plan.
 pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemError> {
     let Some(loaded) = r.loaded() else {
         return Ok(Outcome::default());
@@ -87,7 +95,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .collect();
     let table_of = |dev: &str| match vrf {
         Some(v) if overlay.contains(dev) => v.table,
-        _ => braid_system::routes::MAIN_TABLE,
+        _ => braid_system::routes::MESH_TABLE,
     };
     let now = std::time::SystemTime::now();
     let running: std::collections::HashSet<&str> = r.running().collect();
@@ -140,7 +148,39 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             }
         }
     }
-    let (added, removed) = nl.sync_routes(&desired).await?;
+    let tables: Vec<u32> = std::iter::once(braid_system::routes::MESH_TABLE)
+        .chain(vrf.map(|v| v.table))
+        .collect();
+    let sync = nl.sync_routes(&desired, &tables).await?;
+    let failed_specs: Vec<&RouteSpec> = sync.failed.iter().map(|(spec, _)| spec).collect();
+    let installed: Vec<_> = installed
+        .into_iter()
+        .zip(&desired)
+        .filter(|(_, spec)| !failed_specs.contains(spec))
+        .map(|(route, _)| route)
+        .collect();
+    let mut failed: Vec<String> = sync.failed.iter().map(|(_, why)| why.clone()).collect();
+    // Traffic to the mesh, and the mesh's own traffic, into braid's table (no rules in
+    // routing mode `none`: braid routes nothing then).
+    let rules = if config.routing.mode == RoutingMode::None {
+        Default::default()
+    } else {
+        let sources: Vec<ipnet::IpNet> = config
+            .address_plan
+            .iter()
+            .flat_map(|p| {
+                std::iter::once(ipnet::IpNet::V6(p.ipv6)).chain(p.ipv4_pool.map(ipnet::IpNet::V4))
+            })
+            .collect();
+        let bridge = config.address_plan.as_ref().map(|p| p.bridge.as_str());
+        braid_system::rules::desired(&sources, bridge)
+    };
+    if let Err(e) = nl
+        .sync_mesh_rules(braid_system::routes::MESH_TABLE, &rules)
+        .await
+    {
+        failed.push(e.to_string());
+    }
     let masquerade = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
             plan.ipv4_pool
@@ -160,8 +200,9 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     }
     Ok(Outcome {
         installed,
-        added,
-        removed,
+        added: sync.added,
+        removed: sync.removed,
+        failed,
     })
 }
 
@@ -210,17 +251,71 @@ fn nat(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
     })
 }
 
-/// Removes what [`apply`] set up outside braid's interfaces: its routes (those on braid's
-/// links go with the links; the upstream default routes do not) and the NAT table.
+/// Removes what [`apply`] set up outside braid's interfaces: a routing daemon an earlier
+/// braid left, its routes (those on braid's links go with the links; the upstream default
+/// routes do not) and the NAT table.
 pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
+    // A routing daemon left by a braid that crashed (the running one is stopped already).
+    stop_stale_engines(config);
     // Path policy rules live in the underlay: this namespace.
     crate::uplinks::remove_rules().await?;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
-    nl.sync_routes(&[]).await?;
-    if config.exit.is_some() {
-        nat(config.netns.as_deref(), None)?;
+    // braid's tables: its own, and its VRF's (routes there also go with the VRF).
+    let mut tables = vec![braid_system::routes::MESH_TABLE];
+    if !config.vrf.is_empty()
+        && let Some(table) = nl
+            .link_by_name(&config.vrf)
+            .await?
+            .and_then(|l| l.vrf_table)
+    {
+        tables.push(table);
     }
-    Ok(())
+    // Every step is tried; the first error is returned.
+    let mut first: Option<SystemError> = None;
+    match nl.sync_routes(&[], &tables).await {
+        Ok(sync) => {
+            if let Some((_, why)) = sync.failed.into_iter().next() {
+                first.get_or_insert(SystemError::State(why));
+            }
+        }
+        Err(e) => {
+            first.get_or_insert(e);
+        }
+    }
+    if let Err(e) = nl
+        .sync_mesh_rules(braid_system::routes::MESH_TABLE, &Default::default())
+        .await
+    {
+        first.get_or_insert(e);
+    }
+    if config.exit.is_some()
+        && let Err(e) = nat(config.netns.as_deref(), None)
+    {
+        first.get_or_insert(e);
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Deletes braid's interface groups except the interfaces named in `keep` (the node's
+/// bridge on a restart), which stay in the active group for the next start to adopt and
+/// for `braid down` to remove. With `keep` empty: both groups, as `run::delete_groups`.
+pub async fn delete_groups_keeping(
+    netns: Option<&str>,
+    active: u32,
+    stale: u32,
+    keep: &[String],
+) -> Result<(), SystemError> {
+    let nl = Netlink::connect_in(netns)?;
+    if keep.is_empty() {
+        nl.delete_group(active).await?;
+        return nl.delete_group(stale).await;
+    }
+    for link in nl.links_in_group(active).await? {
+        if !keep.contains(&link.name) {
+            nl.set_group(link.index, stale).await?;
+        }
+    }
+    nl.delete_group(stale).await
 }
 
 /// The node's /64 and /24 on its bridge, as routes babeld can redistribute.
@@ -245,22 +340,23 @@ fn announce_routes(loaded: &crate::load::Loaded) -> Vec<braid_plan::routes::Rout
     out
 }
 
-/// In routing mode `babel`: starts babeld if it is not running (again, if it died) and
-/// makes its interfaces braid's running links. In other modes: stops it.
-pub fn supervise_babel<B: LinkBackend>(
-    r: &mut Reconciler<B>,
-) -> Result<(), crate::babel::BabelError> {
-    // What babeld needs, copied out of the loaded inputs.
-    let wanted = r
-        .loaded()
-        .filter(|l| l.config.routing.mode == RoutingMode::Babel)
-        .and_then(|loaded| {
-            let config = &loaded.config;
-            let plan = config.address_plan.as_ref()?;
-            let dir = std::path::Path::new(&config.control_socket)
-                .parent()
-                .unwrap_or(std::path::Path::new("/run/braid"))
-                .join("babeld");
+/// The directory of a routing daemon's files: `<control socket dir>/<name>`.
+pub fn engine_dir(config: &braid_model::Config, name: &str) -> std::path::PathBuf {
+    std::path::Path::new(&config.control_socket)
+        .parent()
+        .unwrap_or(std::path::Path::new("/run/braid"))
+        .join(name)
+}
+
+/// The routing daemon the loaded inputs call for (babeld in mode `babel`, BIRD in mode
+/// `bird`), with what it must be told; `None` in other modes.
+pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine::Wanted> {
+    let loaded = r.loaded()?;
+    let config = &loaded.config;
+    let plan = config.address_plan.as_ref()?;
+    match config.routing.mode {
+        RoutingMode::Babel => {
+            let dir = engine_dir(config, "babeld");
             let mut redistribute: Vec<String> = announce_routes(loaded)
                 .iter()
                 .map(|r| {
@@ -275,60 +371,30 @@ pub fn supervise_babel<B: LinkBackend>(
                 // An exit announces the default route, IPv6 source-specific from the
                 // network's allocation (RAIT's slides), with its preference as the metric.
                 let metric = loaded.plan.node.exit_preference.unwrap_or(0).min(0xfffe);
+                // braid's own default routes upstream only (`proto 98` is added by
+                // config_text), not whatever else holds a default route.
                 redistribute.push(format!(
                     "ip ::/0 eq 0 metric {metric} src-prefix {}",
                     plan.ipv6
                 ));
                 redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
             }
-            Some((
+            let files = crate::babel::Files::in_dir(&dir);
+            Some(crate::engine::Wanted::Babel {
+                config: crate::babel::config_text(
+                    &files.ctl,
+                    &plan.bridge,
+                    config.routing.hello_interval,
+                    &redistribute,
+                ),
                 dir,
-                config.netns.clone(),
-                plan.bridge.clone(),
-                config.routing.hello_interval,
-                redistribute,
-            ))
-        });
-    let Some((dir, netns, bridge, hello_interval, redistribute)) = wanted else {
-        if let Some(babel) = r.babel.take() {
-            babel.stop();
+                netns: config.netns.clone(),
+                hello_interval: config.routing.hello_interval,
+                links: r.running().map(str::to_string).collect(),
+            })
         }
-        return Ok(());
-    };
-    if r.babel.as_mut().is_some_and(|b| !b.alive()) {
-        tracing::warn!("babeld exited; starting it again");
-        r.babel = None;
-    }
-    if r.babel.is_none() {
-        r.babel = Some(crate::babel::Babeld::start(
-            &dir,
-            netns.as_deref(),
-            &bridge,
-            hello_interval,
-            &redistribute,
-        )?);
-    }
-    let links: std::collections::BTreeSet<String> = r.running().map(str::to_string).collect();
-    match r.babel.as_mut() {
-        Some(babel) => babel.sync(&links),
-        None => Ok(()),
-    }
-}
-
-/// In routing mode `bird`: starts BIRD if it is not running (again, if it died) and reloads
-/// it when its configuration changes. In other modes: stops it.
-pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate::bird::BirdError> {
-    let wanted = r
-        .loaded()
-        .filter(|l| l.config.routing.mode == RoutingMode::Bird)
-        .and_then(|loaded| {
-            let config = &loaded.config;
-            let plan = config.address_plan.as_ref()?;
+        RoutingMode::Bird => {
             let a = loaded.plan.node.addresses.as_ref()?;
-            let dir = std::path::Path::new(&config.control_socket)
-                .parent()
-                .unwrap_or(std::path::Path::new("/run/braid"))
-                .join("bird");
             let router_id = a
                 .gateway4
                 .unwrap_or_else(|| std::net::Ipv4Addr::from((a.index as u32).max(1)));
@@ -347,25 +413,70 @@ pub fn supervise_bird<B: LinkBackend>(r: &mut Reconciler<B>) -> Result<(), crate
                 exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
                 exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
             };
-            Some((dir, config.netns.clone(), inputs))
-        });
-    let Some((dir, netns, inputs)) = wanted else {
-        if let Some(bird) = r.bird.take() {
-            bird.stop();
+            Some(crate::engine::Wanted::Bird {
+                dir: engine_dir(config, "bird"),
+                netns: config.netns.clone(),
+                inputs,
+            })
         }
-        return Ok(());
-    };
-    if r.bird.as_mut().is_some_and(|b| !b.alive()) {
-        tracing::warn!("bird exited; starting it again");
-        r.bird = None;
+        _ => None,
     }
-    match r.bird.as_mut() {
-        Some(bird) => bird.update(inputs),
-        None => {
-            r.bird = Some(crate::bird::Bird::start(&dir, netns.as_deref(), inputs)?);
-            Ok(())
+}
+
+/// Tells the routing daemon's supervisor (started on first need) what is wanted now: the
+/// daemon of the routing mode with braid's running links, or none. Never blocks; the
+/// supervisor starts, restarts and updates the daemon on its own thread (see `engine`).
+pub fn supervise_engine<B: LinkBackend>(r: &mut Reconciler<B>) {
+    let wanted = wanted_engine(r);
+    if wanted.is_none() && r.engine.is_none() {
+        return;
+    }
+    if r.engine.is_none() {
+        match crate::engine::Supervisor::start() {
+            Ok(supervisor) => r.engine = Some(supervisor),
+            Err(e) => {
+                tracing::error!("starting the routing daemon's supervision thread: {e}");
+                return;
+            }
         }
     }
+    if let Some(engine) = &r.engine {
+        engine.want(wanted);
+    }
+}
+
+/// Stops routing daemons an earlier braid left running for this config (after a crash),
+/// found by their pid files and command lines (see `engine::stop_stale`).
+pub fn stop_stale_engines(config: &braid_model::Config) {
+    let babel = crate::babel::Files::in_dir(&engine_dir(config, "babeld"));
+    let bird = crate::bird::Files::in_dir(&engine_dir(config, "bird"));
+    for (program, pid, conf) in [
+        (crate::babel::PROGRAM, &babel.pid, &babel.conf),
+        (crate::bird::PROGRAM, &bird.pid, &bird.conf),
+    ] {
+        match crate::engine::stop_stale(pid, program, conf) {
+            Ok(Some(stale)) => {
+                tracing::warn!(
+                    pid = stale,
+                    "stopped the {program} an earlier braid left running"
+                )
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("looking for an earlier {program} ({}): {e}", pid.display()),
+        }
+    }
+}
+
+/// The routing's problems now: setting up the node network and routes, and the routing
+/// daemon. Empty when routing is healthy.
+pub fn problems<B: LinkBackend>(r: &Reconciler<B>) -> Vec<String> {
+    let mut out: Vec<String> = r.routing_error.iter().cloned().collect();
+    if let Some(engine) = &r.engine {
+        let health = engine.health();
+        out.extend(health.error);
+        out.extend(health.missing_routes);
+    }
+    out
 }
 
 /// Whether a link carries traffic now: its state is `up` (see `status::link_state`).

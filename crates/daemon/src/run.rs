@@ -1,6 +1,7 @@
 //! `braid run`: the foreground daemon. It reconciles at start, on SIGHUP and on
 //! `braid reload`, retries links that failed, serves the control socket, and on SIGTERM,
-//! SIGINT or `braid down` removes everything it made.
+//! SIGINT or `braid down` removes everything it made (SIGTERM and SIGINT keep the node's
+//! bridge, so that workloads stay attached across a restart).
 
 use crate::backend::LinkBackend;
 use crate::control::{self, Reply, Request};
@@ -120,29 +121,34 @@ async fn follow_uplinks<B: LinkBackend>(r: &mut Reconciler<B>, known: &mut Vec<S
     }
 }
 
-async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
+/// Removes what braid made. `keep_bridge` (SIGTERM, SIGINT: a restart) keeps the node's
+/// bridge and the workloads attached to it; `braid down` removes it too.
+async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>, keep_bridge: bool) -> Reply {
     let netns = r.loaded().and_then(|l| l.config.netns.clone());
     let groups = r
         .loaded()
         .map(|l| (l.config.active_group, l.config.stale_group));
+    let keep = if keep_bridge {
+        crate::routing::extra_interfaces(r)
+    } else {
+        Vec::new()
+    };
+    if let Some(engine) = r.engine.take() {
+        engine.stop();
+    }
     if let Some(config) = r.loaded().map(|l| l.config.clone())
         && let Err(e) = crate::routing::teardown(&config).await
     {
         tracing::error!("removing routes and NAT: {e}");
     }
-    if let Some(babel) = r.babel.take() {
-        babel.stop();
-    }
-    if let Some(bird) = r.bird.take() {
-        bird.stop();
-    }
     let summary = r.remove_all();
     if let Some((active, stale)) = groups
-        && let Err(e) = delete_groups(netns.as_deref(), active, stale).await
+        && let Err(e) =
+            crate::routing::delete_groups_keeping(netns.as_deref(), active, stale, &keep).await
     {
         tracing::error!("deleting interface groups: {e}");
     }
-    tracing::info!(%summary, "down");
+    tracing::info!(%summary, kept = ?keep, "down");
     Reply::ok(format!("down: {summary}"))
 }
 
@@ -151,15 +157,10 @@ async fn apply_routing<B: LinkBackend>(r: &mut Reconciler<B>) {
     supervise_engines(r);
 }
 
-/// Keeps babeld or BIRD running and in step (and stopped in other modes).
+/// Keeps babeld or BIRD running and in step (and stopped in other modes), from the
+/// supervisor's own thread: this never waits.
 fn supervise_engines<B: LinkBackend>(r: &mut Reconciler<B>) {
-    let result = crate::routing::supervise_babel(r)
-        .map_err(|e| e.to_string())
-        .and(crate::routing::supervise_bird(r).map_err(|e| e.to_string()));
-    if let Err(e) = result {
-        tracing::error!("{e}");
-        r.routing_error = Some(e);
-    }
+    crate::routing::supervise_engine(r);
 }
 
 async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
@@ -174,7 +175,13 @@ async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
                 );
             }
             r.routes = outcome.installed;
-            r.routing_error = None;
+            let error = (!outcome.failed.is_empty()).then(|| outcome.failed.join("; "));
+            if error.is_some() && error != r.routing_error {
+                for failure in &outcome.failed {
+                    tracing::error!("{failure}");
+                }
+            }
+            r.routing_error = error;
         }
         Err(e) => {
             tracing::error!("node network and routes: {e}");
@@ -212,6 +219,11 @@ fn log_state_changes<B: LinkBackend>(
 
 /// Runs the daemon until SIGTERM, SIGINT or `braid down`.
 pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(), RunError> {
+    // The CLI restores SIGPIPE's default action (for `braid plan | head`); the daemon must
+    // not die when the other end of one of its sockets goes away in the middle of a write
+    // (a status client, babeld's control socket): an EPIPE error is enough.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let started = SystemTime::now();
     let mut r = Reconciler::new(&config_path, backend);
     let summary = r.reload()?;
@@ -304,6 +316,10 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                     apply_routing(&mut r).await;
                 } else {
                     supervise_engines(&mut r);
+                    if r.routing_error.is_some() {
+                        // A route or rule that could not be set up: try again.
+                        apply_routes(&mut r).await;
+                    }
                 }
                 follow_uplinks(&mut r, &mut uplinks_known).await;
                 ticks = ticks.wrapping_add(1);
@@ -318,7 +334,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
                         reply.status = serde_json::to_value(doc).ok();
                         (reply, false)
                     }
-                    Request::Down => (shutdown(&mut r).await, true),
+                    Request::Down => (shutdown(&mut r, false).await, true),
                 };
                 let _ = incoming.reply.send(reply);
                 if stop {
@@ -330,7 +346,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
             }
         }
     }
-    shutdown(&mut r).await;
+    shutdown(&mut r, true).await;
     remove_socket(&socket);
     Ok(())
 }

@@ -23,9 +23,15 @@ pub struct Status {
 pub struct RoutingStatus {
     /// The config's routing mode.
     pub mode: &'static str,
-    /// False when the last attempt to set up the node network or the routes failed.
+    /// False when the node network or braid's routes could not be set up, or the routing
+    /// daemon is not running and in step; `problems` says why.
     pub healthy: bool,
+    /// The problems joined by "; " (`None` when healthy).
     pub error: Option<String>,
+    /// Every current problem, one sentence each.
+    pub problems: Vec<String>,
+    /// The routing daemon (babeld, BIRD), in routing modes `babel` and `bird`.
+    pub engine: Option<crate::engine::EngineHealth>,
     /// Routes braid installed (routing mode `static`), as in the plan.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
 }
@@ -143,10 +149,17 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                 .collect()
         })
         .unwrap_or_default();
+    let problems = crate::routing::problems(r);
     let routing = RoutingStatus {
         mode: r.loaded().map_or("none", |l| l.config.routing.mode.name()),
-        healthy: r.routing_error.is_none(),
-        error: r.routing_error.clone(),
+        healthy: problems.is_empty(),
+        error: (!problems.is_empty()).then(|| problems.join("; ")),
+        engine: r
+            .engine
+            .as_ref()
+            .map(|e| e.health())
+            .filter(|h| h.program.is_some()),
+        problems,
         routes: r.routes.clone(),
     };
     Status {

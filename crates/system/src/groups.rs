@@ -97,13 +97,27 @@ impl Netlink {
         &self.handle
     }
 
-    /// Creates a bridge (if missing) in `group`, up, and returns its index.
+    /// Creates a bridge (if missing) in `group`, up, and returns its index. An existing
+    /// bridge of that name is adopted as it is, with its ports (the workloads attached to
+    /// it stay attached across a restart of braid); an interface of that name that is not
+    /// a bridge is an error.
     pub async fn ensure_bridge(&self, name: &str, group: u32) -> Result<u32, SystemError> {
-        if self.link_by_name(name).await?.is_none() {
-            let message = rtnetlink::LinkBridge::new(name).build();
-            match self.handle.link().add(message).execute().await {
-                Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {}
-                other => other.map_err(nl(format!("creating bridge {name}")))?,
+        match self.link_by_name(name).await? {
+            Some(existing) if existing.kind.as_deref().is_some_and(|k| k != "bridge") => {
+                return Err(SystemError::State(format!(
+                    "interface {name} exists and is a {}, not a bridge; remove it, or name \
+                     another bridge in the config's address_plan.bridge",
+                    existing.kind.unwrap_or_default()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let message = rtnetlink::LinkBridge::new(name).build();
+                match self.handle.link().add(message).execute().await {
+                    Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {}
+                    other => other.map_err(nl(format!("creating bridge {name}")))?,
+                }
+                tracing::info!(bridge = name, "created the node's bridge");
             }
         }
         let link = self
@@ -113,16 +127,18 @@ impl Netlink {
                 what: format!("bridge {name} vanished after creation"),
                 source: rtnetlink::Error::RequestFailed,
             })?;
-        let message = LinkUnspec::new_with_index(link.index)
-            .link_group(group)
-            .up()
-            .build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
-            .await
-            .map_err(nl(format!("bringing bridge {name} up")))?;
+        if link.group != group || !link.up {
+            let message = LinkUnspec::new_with_index(link.index)
+                .link_group(group)
+                .up()
+                .build();
+            self.handle
+                .link()
+                .set(message)
+                .execute()
+                .await
+                .map_err(nl(format!("bringing bridge {name} up")))?;
+        }
         Ok(link.index)
     }
 

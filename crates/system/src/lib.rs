@@ -8,6 +8,7 @@ pub mod groups;
 pub mod links;
 pub mod netns;
 pub mod routes;
+pub mod rules;
 pub mod sync;
 pub mod uplinks;
 pub mod wireguard;
@@ -38,6 +39,18 @@ pub enum SystemError {
     /// device that vanished); the message says what to do.
     #[error("{0}")]
     State(String),
+    /// A route braid wants has the key (table, destination, metric) of a route braid did
+    /// not make; braid leaves that route alone and says so.
+    #[error(
+        "route {route} (table {table}, metric {metric}) collides with a route braid did not make ({holder}); braid leaves it alone: remove it to let braid's in ({fix})"
+    )]
+    RouteCollision {
+        route: String,
+        table: u32,
+        metric: u32,
+        holder: String,
+        fix: String,
+    },
     #[error("network namespace {name}: {source}")]
     Netns {
         name: String,

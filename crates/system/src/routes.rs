@@ -1,5 +1,8 @@
 //! Routes braid installs, tagged with braid's own routing protocol number so they can be
-//! listed, reconciled and removed without touching anyone else's.
+//! listed, reconciled and removed without touching anyone else's: braid adds routes
+//! without replacing (a route of the same key that braid did not make is a
+//! [`SystemError::RouteCollision`], left alone), and removes only routes of its protocol in
+//! its own tables.
 
 use crate::SystemError;
 use crate::groups::Netlink;
@@ -29,6 +32,56 @@ pub struct RouteSpec {
 
 /// The main routing table (`ip route` without `table`).
 pub const MAIN_TABLE: u32 = 254;
+
+/// braid's own routing table: the routes braid wants (its own, `proto 98`, and its
+/// routing daemon's) live here, never in the main table, so they do not compete with the
+/// host's; the policy rules of [`crate::rules`] send traffic here (`ip route show table
+/// 98`).
+pub const MESH_TABLE: u32 = 98;
+
+/// babeld's and BIRD's routing protocol numbers (`proto babel`, `proto bird`).
+pub const RTPROT_BABEL: u8 = 42;
+pub const RTPROT_BIRD: u8 = 12;
+
+/// The name `ip route` gives a routing protocol number (rt_protos), with the number.
+pub fn protocol_name(protocol: u8) -> String {
+    let name = match protocol {
+        1 => "redirect",
+        2 => "kernel",
+        3 => "boot",
+        4 => "static",
+        RTPROT_BIRD => "bird",
+        16 => "dhcp",
+        RTPROT_BABEL => "babel",
+        RTPROT_BRAID => "braid",
+        186 => "bgp",
+        188 => "ospf",
+        _ => return format!("proto {protocol}"),
+    };
+    format!("proto {name} ({protocol})")
+}
+
+/// A route as the kernel holds it, whoever made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub destination: IpNet,
+    /// A source-specific route's source prefix (`from`), if any.
+    pub source: Option<IpNet>,
+    pub protocol: u8,
+    pub table: u32,
+    pub metric: u32,
+    pub gateway: Option<IpAddr>,
+    pub oif: u32,
+}
+
+/// What [`Netlink::sync_routes`] did: routes added and removed, and the routes it could
+/// not add or remove, each with one sentence saying why (the others were still applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteSync {
+    pub added: usize,
+    pub removed: usize,
+    pub failed: Vec<(RouteSpec, String)>,
+}
 
 fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> SystemError {
     move |source| SystemError::Netlink { what, source }
@@ -70,9 +123,56 @@ fn spec_of(message: &RouteMessage) -> Option<RouteSpec> {
     })
 }
 
+fn protocol_of(message: &RouteMessage) -> u8 {
+    u8::from(message.header.protocol)
+}
+
+fn kernel_route(message: &RouteMessage) -> Option<KernelRoute> {
+    let spec = spec_of(message)?;
+    let source = message.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Source(a) => {
+            address(a).and_then(|ip| IpNet::new(ip, message.header.source_prefix_length).ok())
+        }
+        _ => None,
+    });
+    Some(KernelRoute {
+        destination: spec.destination,
+        source,
+        protocol: protocol_of(message),
+        table: spec.table,
+        metric: spec.metric,
+        gateway: spec.gateway,
+        oif: spec.oif,
+    })
+}
+
 impl Netlink {
-    /// braid's routes in every table, with the messages that delete them.
-    pub async fn braid_routes(&self) -> Result<Vec<(RouteSpec, RouteMessage)>, SystemError> {
+    /// Every route (IPv4 and IPv6) in `table`, whoever made it.
+    pub async fn routes_in_table(&self, table: u32) -> Result<Vec<KernelRoute>, SystemError> {
+        let mut out = Vec::new();
+        for query in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let mut stream = self.handle().route().get(query).execute();
+            while let Some(message) = stream
+                .try_next()
+                .await
+                .map_err(nl("listing routes".into()))?
+            {
+                if let Some(route) = kernel_route(&message).filter(|r| r.table == table) {
+                    out.push(route);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// braid's routes (`proto 98`) in `tables`, with the messages that delete them.
+    pub async fn braid_routes(
+        &self,
+        tables: &[u32],
+    ) -> Result<Vec<(RouteSpec, RouteMessage)>, SystemError> {
         let mut out = Vec::new();
         for query in [
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -87,7 +187,7 @@ impl Netlink {
                 if message.header.protocol != RouteProtocol::Other(RTPROT_BRAID) {
                     continue;
                 }
-                if let Some(spec) = spec_of(&message) {
+                if let Some(spec) = spec_of(&message).filter(|s| tables.contains(&s.table)) {
                     out.push((spec, message));
                 }
             }
@@ -128,38 +228,106 @@ impl Netlink {
         let via = r
             .gateway
             .map_or_else(|| format!("interface {}", r.oif), |g| g.to_string());
-        self.handle()
-            .route()
-            .add(message)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl(format!("adding route {} via {via}", r.destination)))
+        // Never NLM_F_REPLACE on a guess: a route of the same key may be the host's.
+        match self.handle().route().add(message.clone()).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => {}
+            other => return other.map_err(nl(format!("adding route {} via {via}", r.destination))),
+        }
+        match self.holder_of(r).await? {
+            // braid's own (another shape of a route it made): replacing it is braid's call.
+            Some(holder) if holder.protocol == RTPROT_BRAID => self
+                .handle()
+                .route()
+                .add(message)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl(format!(
+                    "replacing braid's route {} via {via}",
+                    r.destination
+                ))),
+            Some(holder) => Err(SystemError::RouteCollision {
+                route: format!("{} via {via}", r.destination),
+                table: r.table,
+                metric: r.metric,
+                holder: format!(
+                    "{}{}",
+                    protocol_name(holder.protocol),
+                    holder
+                        .gateway
+                        .map(|g| format!(" via {g}"))
+                        .unwrap_or_default()
+                ),
+                fix: format!(
+                    "ip route del {} table {} metric {} proto {}",
+                    r.destination, r.table, holder.metric, holder.protocol
+                ),
+            }),
+            None => Err(SystemError::State(format!(
+                "adding route {} via {via} (table {}): the kernel says it exists, yet no route \
+                 holds its place",
+                r.destination, r.table
+            ))),
+        }
     }
 
-    /// Makes braid's routes exactly `desired`: removes the others, adds the missing.
-    /// Returns (added, removed).
-    pub async fn sync_routes(&self, desired: &[RouteSpec]) -> Result<(usize, usize), SystemError> {
-        let existing = self.braid_routes().await?;
+    /// The route that holds the place of `r` in its table (same destination and metric,
+    /// or else the same destination), whoever made it.
+    async fn holder_of(&self, r: &RouteSpec) -> Result<Option<KernelRoute>, SystemError> {
+        let routes = self.routes_in_table(r.table).await?;
+        let same = |k: &&KernelRoute| k.destination == r.destination && k.source.is_none();
+        Ok(routes
+            .iter()
+            .filter(same)
+            .find(|k| k.metric == r.metric)
+            .or_else(|| routes.iter().find(same))
+            .cloned())
+    }
+
+    /// Makes braid's routes in `tables` (braid's own: [`MESH_TABLE`], a VRF's) exactly
+    /// `desired`: removes the others of braid's protocol there, adds the missing. Routes
+    /// elsewhere, the main table above all, are never removed (earlier builds of braid took
+    /// over host routes there by replacing them; such a route may be the host's). A
+    /// route that cannot be added or removed is reported in [`RouteSync::failed`] and the
+    /// rest still applied; only failing to list the routes is an error.
+    pub async fn sync_routes(
+        &self,
+        desired: &[RouteSpec],
+        tables: &[u32],
+    ) -> Result<RouteSync, SystemError> {
+        let existing = self.braid_routes(tables).await?;
         let have: HashSet<&RouteSpec> = existing.iter().map(|(s, _)| s).collect();
         let want: HashSet<&RouteSpec> = desired.iter().collect();
-        let mut removed = 0;
+        let mut out = RouteSync::default();
         for (spec, message) in &existing {
             if !want.contains(spec) {
-                self.handle()
-                    .route()
-                    .del(message.clone())
-                    .execute()
-                    .await
-                    .map_err(nl(format!("deleting route {}", spec.destination)))?;
-                removed += 1;
+                match self.handle().route().del(message.clone()).execute().await {
+                    Ok(()) => out.removed += 1,
+                    Err(e) => out.failed.push((
+                        spec.clone(),
+                        format!(
+                            "cannot remove braid's route {} (table {}): {e}",
+                            spec.destination, spec.table
+                        ),
+                    )),
+                }
             }
         }
-        let mut added = 0;
         for spec in desired.iter().filter(|s| !have.contains(s)) {
-            self.add_route(spec).await?;
-            added += 1;
+            match self.add_route(spec).await {
+                Ok(()) => out.added += 1,
+                Err(e @ SystemError::RouteCollision { .. }) => {
+                    out.failed.push((spec.clone(), e.to_string()))
+                }
+                Err(e) => out.failed.push((
+                    spec.clone(),
+                    format!(
+                        "cannot install route {} (table {}): {e}",
+                        spec.destination, spec.table
+                    ),
+                )),
+            }
         }
-        Ok((added, removed))
+        Ok(out)
     }
 }

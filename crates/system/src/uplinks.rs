@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// The priority of braid's path rules: before the main table's rule (32766).
 pub const RULE_PRIORITY: u32 = 5210;
 
-/// Tables that never make an interface an uplink.
+/// Tables that never make an interface an uplink (nor does braid's own, `routes::MESH_TABLE`).
 const LOCAL_TABLE: u32 = 255;
 const MAIN_TABLE: u32 = 254;
 const DEFAULT_TABLE: u32 = 253;
@@ -98,7 +98,11 @@ impl Netlink {
                         _ => {}
                     }
                 }
-                if matches!(table, LOCAL_TABLE | MAIN_TABLE | DEFAULT_TABLE | 0) {
+                // braid's own table holds the mesh's default routes (over links), which
+                // make no interface an uplink.
+                if matches!(table, LOCAL_TABLE | MAIN_TABLE | DEFAULT_TABLE | 0)
+                    || table == crate::routes::MESH_TABLE
+                {
                     continue;
                 }
                 let Some(link) = oif.and_then(|i| links.iter().find(|l| l.index == i)) else {
@@ -136,7 +140,10 @@ impl Netlink {
                 if !is_braids(&message) {
                     continue;
                 }
-                if let Some(rule) = rule_of(&message) {
+                // braid's mesh rules (crate::rules) are not path rules.
+                if let Some(rule) = rule_of(&message)
+                    .filter(|r| !matches!(r, PathRule::Oif { table, .. } | PathRule::From { table, .. } if *table == crate::routes::MESH_TABLE))
+                {
                     out.push((rule, message));
                 }
             }

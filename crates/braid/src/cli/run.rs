@@ -175,6 +175,10 @@ pub fn up(config_path: &Path) -> Result<bool> {
             "up: {summary}; routes: {} added, {} removed",
             routes.added, routes.removed
         );
-        Ok(summary.failed.is_empty())
+        // Routes or rules braid wants but could not set up (the rest were applied).
+        for failure in &routes.failed {
+            eprintln!("error: {failure}");
+        }
+        Ok(summary.failed.is_empty() && routes.failed.is_empty())
     })
 }
