@@ -42,9 +42,11 @@
 //! WireGuard on the wire: the bond sends probes, which the peer drops, and every packet
 //! goes on the one path.
 
+pub mod arrival;
 pub mod bond;
 pub mod flow_hash;
 pub mod loss;
+pub mod owd;
 pub mod path;
 pub mod probe;
 pub mod prober;
@@ -56,6 +58,7 @@ pub mod status;
 pub mod wg;
 pub mod window;
 
+pub use arrival::Excluded;
 pub use bond::{Bond, BondConfig, BondError, Event, ReorderMode, Transmit};
 pub use path::{Counters, DownReason, PathId, PathSpec, PathState};
 pub use probe::{ProbeKeys, is_probe};

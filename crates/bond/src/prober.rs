@@ -35,6 +35,10 @@ pub(crate) struct Outstanding {
     pub sent_at: Instant,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    pub tx_repeated_bytes: u64,
+    pub tx_repeated_packets: u64,
+    /// The queue (µs) the earliest-arrival model expected ahead of this request.
+    pub queue_us: f64,
 }
 
 /// The counters at one answered request: ours when we sent it, the peer's when it
@@ -46,6 +50,8 @@ pub(crate) struct RateSnap {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    pub tx_repeated_bytes: u64,
+    pub tx_repeated_packets: u64,
     pub sent_at: Instant,
 }
 
@@ -145,7 +151,8 @@ impl ProbeSession {
         }
     }
 
-    fn ts_us(&self, now: Instant) -> u64 {
+    /// Our clock as probes carry it: µs since this bond started.
+    pub fn ts_us(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_micros() as u64
     }
 
@@ -176,11 +183,13 @@ impl ProbeSession {
         }
     }
 
-    /// A new request on `path`, recorded as outstanding.
+    /// A new request on `path`, recorded as outstanding with the queue (µs) the
+    /// earliest-arrival model expects ahead of it.
     pub fn request(
         &mut self,
         path: &mut Path,
         own_scheduler: Option<Scheduler>,
+        queue_us: f64,
         now: Instant,
     ) -> Probe {
         let p = self.base(path, own_scheduler, now);
@@ -194,6 +203,9 @@ impl ProbeSession {
             sent_at: now,
             tx_bytes: path.counters.tx_bytes,
             tx_packets: path.counters.tx_packets,
+            tx_repeated_bytes: path.counters.tx_repeated_bytes,
+            tx_repeated_packets: path.counters.tx_repeated_packets,
+            queue_us,
         });
         path.probe.last_sent = Some(now);
         self.counters.sent_requests += 1;
@@ -304,22 +316,30 @@ impl ProbeSession {
             .saturating_duration_since(o.sent_at)
             .saturating_sub(Duration::from_micros(u64::from(rep.held_us)));
         path.rtt.update(rtt, now);
+        // One-way, toward the peer: its clock when the request arrived less ours when it
+        // left (plus the clocks' offset, the same on every path).
+        let sent_us = self.ts_us(o.sent_at) as i64;
+        let arrived_us = (rep.ts_us as i64).saturating_sub(i64::from(rep.held_us));
+        path.owd_out
+            .update(arrived_us.saturating_sub(sent_us), o.queue_us, now);
         path.loss.record(false);
         path.probe.consecutive = path.probe.consecutive.saturating_add(1);
         path.probe.last_answer = Some(now);
-        rate_sample(path, rep, &o);
+        rate_sample(path, rep, &o, now);
         Ok(rtt)
     }
 }
 
 /// Updates the path's delivery-rate and capacity estimates from an accepted reply.
-fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding) {
+fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding, now: Instant) {
     let snap = RateSnap {
         peer_ts_us: rep.ts_us,
         rx_bytes: rep.rx_bytes,
         rx_packets: rep.rx_packets,
         tx_bytes: o.tx_bytes,
         tx_packets: o.tx_packets,
+        tx_repeated_bytes: o.tx_repeated_bytes,
+        tx_repeated_packets: o.tx_repeated_packets,
         sent_at: o.sent_at,
     };
     let Some(prev) = path.probe.rate_snap else {
@@ -342,26 +362,84 @@ fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding) {
         .sent_at
         .saturating_duration_since(prev.sent_at)
         .as_secs_f64();
-    let delivered = (snap.rx_bytes - prev.rx_bytes) as f64 / (peer_dt as f64 / 1e6);
+    // The peer counts what decrypted: of a repeated packet, one copy. Counted as
+    // delivered on the wire, the second copy is assumed to have arrived too.
+    let repeated_bytes = snap
+        .tx_repeated_bytes
+        .saturating_sub(prev.tx_repeated_bytes);
+    let delivered =
+        ((snap.rx_bytes - prev.rx_bytes) + repeated_bytes) as f64 / (peer_dt as f64 / 1e6);
     let sent = if our_dt > 0.0 {
         snap.tx_bytes.saturating_sub(prev.tx_bytes) as f64 / our_dt
     } else {
         0.0
     };
     let tx_pkts = snap.tx_packets.saturating_sub(prev.tx_packets);
+    let pairs = snap
+        .tx_repeated_packets
+        .saturating_sub(prev.tx_repeated_packets)
+        .min(tx_pkts / 2);
+    let unique = tx_pkts - pairs;
     let rx_pkts = snap.rx_packets.saturating_sub(prev.rx_packets);
-    if tx_pkts > 0 {
-        let l = 1.0 - (rx_pkts as f64 / tx_pkts as f64).min(1.0);
+    if unique > 0 {
+        let l = 1.0 - (rx_pkts as f64 / unique as f64).min(1.0);
         path.probe.data_loss = 0.75 * path.probe.data_loss + 0.25 * l;
     }
-    let queueing = match (path.rtt.srtt(), path.rtt.min()) {
-        (Some(s), Some(m)) => s > m + (m / 2).max(Duration::from_millis(5)),
+    let queueing = if path.owd_out.samples() >= 2 {
+        path.owd_out.queueing()
+    } else {
+        match (path.rtt.srtt(), path.rtt.min()) {
+            (Some(s), Some(m)) => s > m + (m / 2).max(Duration::from_millis(5)),
+            _ => false,
+        }
+    };
+    // The path's own loss, per copy, from samples without congestion: no queue now, no
+    // probe in the interval that found the queue at half the largest seen or above the
+    // queueing bar, less than 10% lost (a queue that overflowed is not the path's random
+    // loss). Every unique packet lost is charged to the copies sent once (probes,
+    // packets not repeated), which overstates it while repeating (a repeated packet is
+    // lost only when both copies are) and so keeps repeating.
+    let interval_peak = path.owd_out.take_interval_peak();
+    let model_peak = path.queue.take_peak();
+    let filled = interval_peak
+        > path
+            .owd_out
+            .queueing_bar_us()
+            .max(0.5 * path.owd_out.peak_excess_us())
+        || model_peak >= 0.8 * crate::arrival::queue_cap(path);
+    if std::env::var("BOND_DEBUG").is_ok() {
+        eprintln!(
+            "key {} {:?} tx {} rx {} pairs {} q {} filled {} peak {:.0} bar {:.0} ipeak {:.0} mpeak {:.4} sent {:.0} deliv {:.0}",
+            path.key,
+            path.origin,
+            tx_pkts,
+            rx_pkts,
+            pairs,
+            queueing,
+            filled,
+            path.owd_out.peak_excess_us(),
+            path.owd_out.queueing_bar_us(),
+            interval_peak,
+            model_peak,
+            sent,
+            delivered
+        );
+    }
+    if !queueing && !filled && delivered >= sent * crate::rate::LOSS_RATIO {
+        let singles = tx_pkts - 2 * pairs;
+        let lost = unique.saturating_sub(rx_pkts).min(singles);
+        path.loss_rate.record(singles, singles - lost, now);
+    }
+    // The model expected more queue than the path showed, by more than its jitter.
+    let overestimated_queue = match (path.owd_out.residual_us(), path.owd_out.base_us()) {
+        (Some(r), Some(b)) => r < b as f64 - path.owd_out.queueing_bar_us(),
         _ => false,
     };
     path.capacity.update(RateSample {
         sent,
         delivered,
         queueing,
+        overestimated_queue,
     });
     path.probe.rate_snap = Some(snap);
 }

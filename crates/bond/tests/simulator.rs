@@ -221,7 +221,9 @@ fn redundant_with_5_percent_loss_per_path_delivers_more_than_99_5_percent() {
         .map(|d| d.id)
         .collect();
     let loss = 1.0 - got.len() as f64 / sent as f64;
-    let dups = sim.b.bond.status(sim.now).reorder.counters.duplicates;
+    // Second copies are dropped by the (simulated) replay window before the bond, or by
+    // the bond's own duplicate window.
+    let dups = sim.b.replayed + sim.b.bond.status(sim.now).reorder.counters.duplicates;
     println!(
         "redundant: sent {sent}, delivered {}, loss {:.3}%, duplicates discarded {dups}",
         got.len(),
@@ -352,8 +354,8 @@ fn reorder_buffer_puts_two_paths_of_10_and_30_ms_back_in_order() {
     let (n, inv, wait) = reorder_run(ReorderMode::Auto);
     assert_eq!(n, 6000);
     assert_eq!(inv, 0);
-    // The wait follows the RTT spread (40 ms) plus a margin, not the maximum.
-    assert!((40.0..60.0).contains(&wait), "{wait}");
+    // The wait follows the one-way delay spread (20 ms) plus a margin, not the maximum.
+    assert!((20.0..30.0).contains(&wait), "{wait}");
     let (n_off, inv_off, _) = reorder_run(ReorderMode::Off);
     assert_eq!(n_off, 6000);
     assert!(

@@ -1,0 +1,295 @@
+//! Bonding real-looking uplinks, in the simulator: TCP bulk flows over unequal paths with
+//! delay, jitter and loss (issue 16, section 3's cases), against the same paths alone.
+//! Every number printed here is a simulation (`tests/sim`), not a lab measurement.
+//!
+//! `cargo test --release -p braid-bond --test uplinks -- --nocapture --test-threads 1`
+//! prints the table recorded in BENCHMARKS.md.
+
+mod sim;
+
+use braid_bond::{BondConfig, PathSpec, Scheduler};
+use sim::{LinkSpec, Side, Sim};
+use std::time::Duration;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// One direction-pair of a path: A to B (the data direction), B to A (the ACKs).
+type Link = (LinkSpec, LinkSpec);
+
+fn fibre() -> Link {
+    let l = LinkSpec::new(300, 5).queue_ms(20);
+    (l, l)
+}
+
+/// DSL 50/10 Mbit/s, 20 ms; the data goes the fast way.
+fn dsl() -> Link {
+    (
+        LinkSpec::new(50, 20).queue_ms(50),
+        LinkSpec::new(10, 20).queue_ms(50),
+    )
+}
+
+/// LTE 30 Mbit/s, 50 ± 15 ms, 0.5% loss each way.
+fn lte() -> Link {
+    let l = LinkSpec::new(30, 35)
+        .jitter_ms(30)
+        .loss(0.005)
+        .queue_ms(100);
+    (l, l)
+}
+
+/// GEO satellite 20 Mbit/s, 600 ms.
+fn geo() -> Link {
+    let l = LinkSpec::new(20, 600).queue_ms(100);
+    (l, l)
+}
+
+fn plain(mbit: u64, delay_ms: u64) -> Link {
+    let l = LinkSpec::new(mbit, delay_ms).queue_ms(20);
+    (l, l)
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+struct Run {
+    /// TCP goodput over the measured span, all flows, Mbit/s.
+    mbps: f64,
+    /// Share of data bytes per path (A's sends).
+    share: Vec<f64>,
+    retransmits: u64,
+    spurious: u64,
+    recoveries: u64,
+    timeouts: u64,
+    /// Packets the receiver's reorder buffer held, released after the wait, and late;
+    /// the wait (mean of samples every 0.5 s).
+    held: u64,
+    waited: u64,
+    late: u64,
+    wait_ms: f64,
+    /// Median and 95th percentile ping RTT during the transfer, ms.
+    ping: Option<(f64, f64)>,
+}
+
+fn cfg(s: Scheduler) -> BondConfig {
+    BondConfig {
+        scheduler: Some(s),
+        ..BondConfig::default()
+    }
+}
+
+/// `flows` TCP flows from A to B over `links` for `secs` (after 1 s of probes), pings
+/// every 10 ms alongside when `ping`.
+fn run(links: &[Link], s: Scheduler, flows: usize, secs: u64, ping: bool, seed: u64) -> Run {
+    let specs: Vec<_> = links
+        .iter()
+        .map(|(ab, ba)| (PathSpec::default(), *ab, *ba))
+        .collect();
+    let mut sim = Sim::new(cfg(s), BondConfig::default(), &specs, seed);
+    // Probes bring the paths up; a trickle lets B learn them.
+    let (s0, e0) = (sim.now, sim.now + 1000 * MS);
+    sim.stream(Side::A, 1, 100, 20 * MS, (s0, e0));
+    sim.run_until(e0);
+    let start = sim.now;
+    let end = start + Duration::from_secs(secs);
+    for k in 0..flows {
+        sim.tcp_flow(6000 + k as u16, start, end);
+    }
+    if ping {
+        sim.ping(10 * MS, (start + 2000 * MS, end));
+    }
+    let before = sim.a.data_bytes.clone();
+    let mut t = start;
+    let mut waits = Vec::new();
+    while t < end {
+        t += 500 * MS;
+        sim.run_until(t);
+        waits.push(sim.b.bond.status(sim.now).reorder.wait_ms);
+        if std::env::var("SIM_TRACE").is_ok() {
+            let st = sim.a.bond.status(sim.now);
+            for p in &st.paths {
+                println!(
+                    "  t={:?} path {} cap {:?} rate {:.1} queue {:.1} ms arrival {:?} delay {:?} jit {:.1} loss {:.4} rep {} ex {:?} rtt {:?}",
+                    sim.now - start,
+                    p.id,
+                    p.capacity_bps.map(|c| (c / 1e6).round()),
+                    p.rate_bps / 1e6,
+                    p.queue_ms,
+                    p.arrival_ms,
+                    p.send_delay_ms,
+                    p.send_jitter_ms,
+                    p.send_loss,
+                    p.repeating,
+                    p.excluded,
+                    p.rtt_ms
+                );
+            }
+            let r = sim.b.bond.status(sim.now).reorder;
+            println!(
+                "  B wait {:.1} ms observed {:.1} ms {:?}",
+                r.wait_ms, r.observed_ms, r.counters
+            );
+            let r = sim.a.bond.status(sim.now).reorder;
+            println!(
+                "  A wait {:.1} ms observed {:.1} ms {:?}",
+                r.wait_ms, r.observed_ms, r.counters
+            );
+            let cw: Vec<String> = sim
+                .tcp
+                .iter()
+                .map(|f| format!("{:.0}/{}", f.sender.cwnd, f.receiver.stats.delivered_bytes))
+                .collect();
+            println!("  tcp cwnd/delivered {cw:?}");
+        }
+    }
+    sim.run_until(end + 500 * MS);
+    let bytes: Vec<f64> = sim
+        .a
+        .data_bytes
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a - b) as f64)
+        .collect();
+    let total: f64 = bytes.iter().sum::<f64>().max(1.0);
+    let delivered: u64 = sim
+        .tcp
+        .iter()
+        .map(|f| f.receiver.stats.delivered_bytes)
+        .sum();
+    let st = |f: fn(&sim::tcp::TcpStats) -> u64| -> u64 {
+        sim.tcp
+            .iter()
+            .map(|t| f(&t.sender.stats) + f(&t.receiver.stats))
+            .sum()
+    };
+    let reorder = sim.b.bond.status(sim.now).reorder;
+    let ping = (!sim.pings.is_empty()).then(|| {
+        let mut rtts: Vec<f64> = sim
+            .pings
+            .iter()
+            .map(|(s, r)| (*r - *s).as_secs_f64() * 1e3)
+            .collect();
+        rtts.sort_by(f64::total_cmp);
+        (rtts[rtts.len() / 2], rtts[rtts.len() * 95 / 100])
+    });
+    Run {
+        mbps: delivered as f64 * 8.0 / secs as f64 / 1e6,
+        share: bytes.iter().map(|b| b / total).collect(),
+        retransmits: st(|s| s.retransmits),
+        spurious: st(|s| s.spurious),
+        recoveries: st(|s| s.recoveries),
+        timeouts: st(|s| s.timeouts),
+        held: reorder.counters.held,
+        waited: reorder.counters.released_after_wait,
+        late: reorder.counters.released_late,
+        wait_ms: waits.iter().sum::<f64>() / waits.len().max(1) as f64,
+        ping,
+    }
+}
+
+fn show(name: &str, r: &Run) {
+    let share: Vec<String> = r
+        .share
+        .iter()
+        .map(|s| format!("{:.0}%", s * 100.0))
+        .collect();
+    println!(
+        "{name}: {:.1} Mbit/s, share {}, retransmits {} (spurious {}), recoveries {}, RTOs {}, \
+         reorder held {} waited-out {} late {} wait {:.1} ms{}",
+        r.mbps,
+        share.join(":"),
+        r.retransmits,
+        r.spurious,
+        r.recoveries,
+        r.timeouts,
+        r.held,
+        r.waited,
+        r.late,
+        r.wait_ms,
+        r.ping
+            .map(|(m, p)| format!(", ping RTT median {m:.1} ms p95 {p:.1} ms"))
+            .unwrap_or_default()
+    );
+}
+
+fn secs() -> u64 {
+    std::env::var("SIM_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// The bonded run against each path alone: prints them, returns (bonded, alone...).
+fn compare(name: &str, links: &[Link], s: Scheduler, flows: usize, ping: bool) -> (Run, Vec<Run>) {
+    let n = secs();
+    let bonded = run(links, s, flows, n, ping, 1);
+    let alone: Vec<Run> = links
+        .iter()
+        .map(|l| run(std::slice::from_ref(l), s, flows, n, ping, 1))
+        .collect();
+    let best = alone.iter().map(|r| r.mbps).fold(0.0, f64::max);
+    let sum: f64 = alone.iter().map(|r| r.mbps).sum();
+    println!(
+        "== {name}, {s:?}, {flows} flow(s), {n} s: bonded {:.1} Mbit/s = {:.0}% of the sum of the paths alone ({sum:.1}), {:.0}% of the best alone ({best:.1})",
+        bonded.mbps,
+        100.0 * bonded.mbps / sum,
+        100.0 * bonded.mbps / best
+    );
+    show("   bonded", &bonded);
+    for (i, r) in alone.iter().enumerate() {
+        show(&format!("   path {i} alone"), r);
+    }
+    (bonded, alone)
+}
+
+#[test]
+fn scenarios() {
+    let only = std::env::var("SIM_ONLY").unwrap_or_default();
+    let want = |k: &str| only.is_empty() || only.split(',').any(|o| o == k);
+    if want("a") {
+        compare(
+            "300+100 equal delay",
+            &[plain(300, 10), plain(100, 10)],
+            Scheduler::EarliestArrival,
+            1,
+            false,
+        );
+    }
+    if want("aw") {
+        compare(
+            "300+100 equal delay",
+            &[plain(300, 10), plain(100, 10)],
+            Scheduler::Weighted,
+            1,
+            false,
+        );
+    }
+    if want("b") {
+        compare(
+            "DSL+LTE",
+            &[dsl(), lte()],
+            Scheduler::EarliestArrival,
+            1,
+            false,
+        );
+    }
+    if want("c") {
+        compare(
+            "fibre+GEO",
+            &[fibre(), geo()],
+            Scheduler::EarliestArrival,
+            1,
+            true,
+        );
+    }
+    if want("f") {
+        compare(
+            "300+100 equal delay",
+            &[plain(300, 10), plain(100, 10)],
+            Scheduler::Flow,
+            8,
+            false,
+        );
+        compare("DSL+LTE", &[dsl(), lte()], Scheduler::Flow, 8, false);
+        compare("fibre+GEO", &[fibre(), geo()], Scheduler::Flow, 8, false);
+    }
+}
