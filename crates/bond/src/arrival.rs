@@ -59,16 +59,15 @@ pub const LOSS_TOLERANCE: f64 = 0.001;
 /// A lossy path whose loss, squared (what repeating each packet leaves), is above this
 /// (and above the cleanest path's own loss) is left out.
 pub const REPEAT_LIMIT: f64 = 1e-4;
-/// Packets a loss estimate must rest on before it counts.
-pub const MIN_LOSS_WEIGHT: f64 = 1000.0;
+/// Buckets (of 200 packets and a second or more) a loss estimate must rest on before it
+/// counts.
+pub const MIN_LOSS_BUCKETS: usize = 3;
 
 /// Bytes sent on a path and not yet drained at its estimated rate.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VirtualQueue {
     bytes: f64,
     at: Option<Instant>,
-    /// The largest queue (s) since [`take_peak`](Self::take_peak).
-    peak: f64,
 }
 
 impl VirtualQueue {
@@ -96,14 +95,6 @@ impl VirtualQueue {
         let b = self.drained(rate, now) + len as f64;
         self.bytes = b.min(rate * cap.min(MAX_QUEUE_S)).max(0.0);
         self.at = Some(self.at.map_or(now, |a| a.max(now)));
-        if rate > 0.0 {
-            self.peak = self.peak.max(self.bytes / rate);
-        }
-    }
-
-    /// The largest queue (s) since the last call: whether we filled the path lately.
-    pub fn take_peak(&mut self) -> f64 {
-        std::mem::take(&mut self.peak)
     }
 
     pub fn clear(&mut self) {
@@ -241,13 +232,13 @@ pub(crate) fn estimates(
 fn loss_floor(paths: &[Path]) -> Option<f64> {
     paths
         .iter()
-        .filter(|p| p.is_up() && p.loss_rate.weight() >= MIN_LOSS_WEIGHT)
+        .filter(|p| p.is_up() && p.loss_rate.buckets() >= MIN_LOSS_BUCKETS)
         .map(|p| p.loss_rate.loss())
         .min_by(f64::total_cmp)
 }
 
 fn loss_role(p: &Path, floor: f64, repeat: bool) -> Role {
-    if p.loss_rate.weight() < MIN_LOSS_WEIGHT {
+    if p.loss_rate.buckets() < MIN_LOSS_BUCKETS {
         return Role::Use;
     }
     let loss = p.loss_rate.loss();

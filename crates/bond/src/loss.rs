@@ -36,56 +36,59 @@ impl LossWindow {
     }
 }
 
-/// Packets [`LossRate`] averages over.
-pub const HORIZON: f64 = 4000.0;
+/// Packets per [`LossRate`] bucket, at least.
+pub const BUCKET: u64 = 200;
+/// Time per [`LossRate`] bucket, at least.
+pub const BUCKET_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+/// Buckets [`LossRate`] keeps.
+pub const BUCKETS: usize = 9;
 
-/// Half-life of [`LossRate`]'s memory in time.
-pub const HALF_LIFE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// One-way loss of everything sent on a path over about the last [`HORIZON`] packets, or
-/// the last [`HALF_LIFE`] or so when fewer are sent: long enough to tell 0.5% from
-/// nothing (20 losses expected), short enough to follow a path that changes within
-/// seconds when it carries traffic, and within a minute when it carries only probes (40
-/// a second counting replies).
-#[derive(Debug, Clone, Copy, Default)]
+/// A path's *random* loss, one way: the median loss rate of the last [`BUCKETS`] buckets,
+/// each of at least [`BUCKET`] packets and [`BUCKET_TIME`]. Random loss shows in most
+/// buckets (at 0.5%, a 200-packet bucket loses one or more in 63% of cases); a queue
+/// overflowing (our own traffic finding the bottleneck, a slow start) loses many packets
+/// within a second or two, a few buckets, which the median ignores. A busy path closes
+/// a bucket every second; one carrying only probes (40 a second counting replies) every
+/// 5 s, so a verdict lasts about 45 s without traffic.
+#[derive(Debug, Clone, Default)]
 pub struct LossRate {
-    sent: f64,
-    lost: f64,
-    at: Option<std::time::Instant>,
+    buckets: std::collections::VecDeque<f64>,
+    sent: u64,
+    lost: u64,
+    since: Option<std::time::Instant>,
 }
 
 impl LossRate {
     /// `sent` packets went out and the peer received `received` of them.
     pub fn record(&mut self, sent: u64, received: u64, now: std::time::Instant) {
-        if let Some(at) = self.at {
-            let age = now.saturating_duration_since(at).as_secs_f64();
-            let k = 0.5f64.powf(age / HALF_LIFE.as_secs_f64());
-            self.sent *= k;
-            self.lost *= k;
-        }
-        self.at = Some(now);
-        let lost = sent.saturating_sub(received);
-        self.sent += sent as f64;
-        self.lost += lost as f64;
-        if self.sent > HORIZON {
-            let k = HORIZON / self.sent;
-            self.sent *= k;
-            self.lost *= k;
+        self.sent += sent;
+        self.lost += sent.saturating_sub(received);
+        let since = *self.since.get_or_insert(now);
+        if self.sent >= BUCKET && now.saturating_duration_since(since) >= BUCKET_TIME {
+            self.since = Some(now);
+            let rate = (self.lost as f64 / self.sent as f64).min(1.0);
+            if self.buckets.len() >= BUCKETS {
+                self.buckets.pop_front();
+            }
+            self.buckets.push_back(rate);
+            self.sent = 0;
+            self.lost = 0;
         }
     }
 
-    /// Fraction lost, 0..=1 (0 before anything was sent).
+    /// The median loss rate of the buckets, 0..=1 (0 before any).
     pub fn loss(&self) -> f64 {
-        if self.sent <= 0.0 {
-            0.0
-        } else {
-            (self.lost / self.sent).clamp(0.0, 1.0)
+        let mut v: Vec<f64> = self.buckets.iter().copied().collect();
+        if v.is_empty() {
+            return 0.0;
         }
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     }
 
-    /// How many packets the estimate rests on (at most [`HORIZON`]).
-    pub fn weight(&self) -> f64 {
-        self.sent
+    /// How many buckets the estimate rests on.
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
     }
 }
 
@@ -94,46 +97,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loss_rate_follows_the_last_packets() {
-        let t = std::time::Instant::now();
-        let ms = std::time::Duration::from_millis(1);
+    fn loss_rate_is_the_median_of_recent_buckets() {
+        let t0 = std::time::Instant::now();
+        let mut t = t0;
+        let mut tick = || {
+            t += std::time::Duration::from_millis(500);
+            t
+        };
         let mut r = LossRate::default();
         assert_eq!(r.loss(), 0.0);
-        for _ in 0..100 {
-            r.record(1000, 995, t);
+        // Random loss: 1 in 200 in most buckets (a bucket per second).
+        for i in 0..9 {
+            r.record(100, 100, tick());
+            r.record(100, if i % 4 == 0 { 100 } else { 99 }, tick());
         }
-        assert!((r.loss() - 0.005).abs() < 1e-9, "{}", r.loss());
-        assert_eq!(r.weight(), HORIZON);
-        // The path heals: after 3 horizons the old loss has mostly faded.
-        for _ in 0..12 {
-            r.record(1000, 1000, t);
+        assert!(r.buckets() >= 8, "{}", r.buckets());
+        assert!((r.loss() - 0.005).abs() < 1e-12, "{}", r.loss());
+        // A queue overflowing in two buckets out of nine: the median does not move.
+        let mut c = LossRate::default();
+        for i in 0..18 {
+            c.record(100, if i == 6 || i == 7 { 60 } else { 100 }, tick());
         }
-        assert!(r.loss() < 0.0005, "{}", r.loss());
-        // More received than sent (counters crossing a sample boundary) is not negative.
-        r.record(10, 20, t);
-        assert!(r.loss() >= 0.0);
-        // With only a few packets, time makes it forget: half in 30 s.
-        let mut r = LossRate::default();
-        r.record(1000, 900, t);
-        r.record(0, 0, t + 30_000 * ms);
-        assert!((r.weight() - 500.0).abs() < 1e-6, "{}", r.weight());
-        assert!((r.loss() - 0.1).abs() < 1e-9);
-    }
-
-    #[test]
-    fn counts_losses_in_the_window_only() {
-        let mut w = LossWindow::default();
-        assert_eq!(w.loss(), 0.0);
-        for i in 0..10 {
-            w.record(i % 2 == 0);
+        assert_eq!(c.loss(), 0.0);
+        // A burst of loss within one second is one bucket, however many packets.
+        let mut b = LossRate::default();
+        for k in 0..10 {
+            b.record(2000, 1800, t0 + std::time::Duration::from_millis(50 * k));
         }
-        assert_eq!(w.loss(), 0.5);
-        for _ in 0..WINDOW {
-            w.record(false);
+        assert!(b.buckets() <= 1);
+        // Packets counted in small samples still make buckets; more received than sent
+        // (counters crossing a sample boundary) is not negative.
+        let mut d = LossRate::default();
+        for _ in 0..50 {
+            d.record(8, 8, tick());
         }
-        assert_eq!(w.loss(), 0.0);
-        assert_eq!(w.samples(), WINDOW);
-        w.record(true);
-        assert!((w.loss() - 1.0 / 128.0).abs() < 1e-12);
+        d.record(10, 20, tick());
+        assert_eq!(d.buckets(), 2);
+        assert_eq!(d.loss(), 0.0);
     }
 }

@@ -80,8 +80,6 @@ pub struct OneWayDelay {
     samples: u64,
     /// Samples taken with no queue expected ahead.
     idle: u64,
-    /// The largest excess since [`take_interval_peak`](Self::take_interval_peak).
-    interval_peak: f64,
 }
 
 impl OneWayDelay {
@@ -106,7 +104,6 @@ impl OneWayDelay {
         let base = self.base.get().unwrap_or(sample_us);
         let excess = (sample_us - base) as f64;
         self.peak.update(-(sample_us - base), now);
-        self.interval_peak = self.interval_peak.max(excess);
         let residual = sample_us as f64 - expected_queue_us;
         if self.samples == 0 {
             self.excess = excess;
@@ -141,11 +138,6 @@ impl OneWayDelay {
     /// Smoothed delay above the base (queueing plus jitter), µs.
     pub fn excess_us(&self) -> f64 {
         self.excess
-    }
-
-    /// The largest delay above the base since the last call, µs (0 with no sample).
-    pub fn take_interval_peak(&mut self) -> f64 {
-        std::mem::take(&mut self.interval_peak)
     }
 
     /// The queueing bar: 2 ms plus three times the slowly smoothed sample-to-sample

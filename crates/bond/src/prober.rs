@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 const MAX_OUTSTANDING: usize = 64;
 /// Delivery-rate samples span at least this much of the peer's time.
 const RATE_INTERVAL_US: u64 = 200_000;
+/// A sample that sent at least this share of a path's measured capacity may have
+/// overflowed its queue: its losses do not count as the path's random loss.
+const FULL_LOAD: f64 = 0.9;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Outstanding {
@@ -367,8 +370,10 @@ fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding, now: Instant) {
     let repeated_bytes = snap
         .tx_repeated_bytes
         .saturating_sub(prev.tx_repeated_bytes);
-    let delivered =
-        ((snap.rx_bytes - prev.rx_bytes) + repeated_bytes) as f64 / (peer_dt as f64 / 1e6);
+    // Over the longer of the two intervals: jitter can shorten the peer's (both probes
+    // delayed differently), which would show more delivered than the path carries.
+    let span = (peer_dt as f64 / 1e6).max(our_dt);
+    let delivered = ((snap.rx_bytes - prev.rx_bytes) + repeated_bytes) as f64 / span;
     let sent = if our_dt > 0.0 {
         snap.tx_bytes.saturating_sub(prev.tx_bytes) as f64 / our_dt
     } else {
@@ -393,44 +398,22 @@ fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding, now: Instant) {
             _ => false,
         }
     };
-    // The path's own loss, per copy, from samples without congestion: no queue now, no
-    // probe in the interval that found the queue at half the largest seen or above the
-    // queueing bar, less than 10% lost (a queue that overflowed is not the path's random
-    // loss). Every unique packet lost is charged to the copies sent once (probes,
-    // packets not repeated), which overstates it while repeating (a repeated packet is
-    // lost only when both copies are) and so keeps repeating.
-    let interval_peak = path.owd_out.take_interval_peak();
-    let model_peak = path.queue.take_peak();
-    let filled = interval_peak
-        > path
-            .owd_out
-            .queueing_bar_us()
-            .max(0.5 * path.owd_out.peak_excess_us())
-        || model_peak >= 0.8 * crate::arrival::queue_cap(path);
-    if std::env::var("BOND_DEBUG").is_ok() {
-        eprintln!(
-            "key {} {:?} tx {} rx {} pairs {} q {} filled {} peak {:.0} bar {:.0} ipeak {:.0} mpeak {:.4} sent {:.0} deliv {:.0}",
-            path.key,
-            path.origin,
-            tx_pkts,
-            rx_pkts,
-            pairs,
-            queueing,
-            filled,
-            path.owd_out.peak_excess_us(),
-            path.owd_out.queueing_bar_us(),
-            interval_peak,
-            model_peak,
-            sent,
-            delivered
-        );
-    }
-    if !queueing && !filled && delivered >= sent * crate::rate::LOSS_RATIO {
+    // The path's own (random) loss, per copy, from samples that cannot have overflowed
+    // its queue: no queue, not heavy loss, and less than [`FULL_LOAD`] of a measured
+    // capacity sent. Every unique packet lost is charged to the copies sent once
+    // (probes, packets not repeated), which overstates it while repeating (a repeated
+    // packet is lost only when both copies are) and so keeps repeating.
+    let lost = unique.saturating_sub(rx_pkts);
+    let heavy = lost as f64 > unique as f64 * crate::rate::HEAVY_LOSS;
+    let full = path
+        .capacity
+        .measured()
+        .is_some_and(|c| sent >= c * FULL_LOAD);
+    if !queueing && !heavy && !full {
         let singles = tx_pkts - 2 * pairs;
-        let lost = unique.saturating_sub(rx_pkts).min(singles);
+        let lost = lost.min(singles);
         path.loss_rate.record(singles, singles - lost, now);
     }
-    // The model expected more queue than the path showed, by more than its jitter.
     let overestimated_queue = match (path.owd_out.residual_us(), path.owd_out.base_us()) {
         (Some(r), Some(b)) => r < b as f64 - path.owd_out.queueing_bar_us(),
         _ => false,
@@ -438,6 +421,8 @@ fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding, now: Instant) {
     path.capacity.update(RateSample {
         sent,
         delivered,
+        packets: unique,
+        lost: unique.saturating_sub(rx_pkts),
         queueing,
         overestimated_queue,
     });

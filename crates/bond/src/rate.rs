@@ -76,6 +76,10 @@ pub struct RateSample {
     pub sent: f64,
     /// Bytes per second the peer received from the path.
     pub delivered: f64,
+    /// Packets sent in the interval (a repeated packet once) and how many of them the
+    /// peer did not receive.
+    pub packets: u64,
+    pub lost: u64,
     /// Whether the path is queueing: its one-way delay toward the peer clearly above its
     /// base (`owd.rs`), or without those, its RTT above its minimum by a margin.
     pub queueing: bool,
@@ -88,15 +92,22 @@ pub struct RateSample {
 /// (Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 2016): the
 /// peer cannot receive faster than the bottleneck, so the largest delivery rate over the
 /// last [`WINDOW`] samples in which the path was in use is a lower bound that reaches the
-/// capacity as soon as the path was kept busy for one sample. On top of it, a probing
-/// gain: a sample that used most of the estimate without a queue, or that showed the
-/// earliest-arrival model expecting queue the path did not have, raises the gain by
-/// [`GROWTH`] (up to [`MAX_GAIN`]), so a path can show it carries more; a queue or heavy
-/// loss (delivered below [`LOSS_RATIO`] of sent: random loss of a few percent is not
-/// congestion) resets the gain to 1 and keeps only the last [`CONGESTED_WINDOW`]
-/// samples, so the estimate is what the path just delivered at its bottleneck. Samples
-/// of an idle path (sent below [`IDLE_RATIO`] of the estimate) change nothing: a path
-/// keeps its estimate while it is not needed.
+/// capacity as soon as the path was kept busy for one sample.
+///
+/// On top of it, a probing gain: a sample without congestion in which the queue model
+/// (bytes sent, drained at the estimate; `arrival.rs`) expected more queue than the
+/// path's one-way delay showed raises the gain by [`GROWTH`] (up to [`MAX_GAIN`]): we sent
+/// faster than the estimate and no queue built, so the path carries more. Before a
+/// path's bottleneck was ever found, a sample that used [`USED_RATIO`] of the estimate
+/// raises it too. A queue, or
+/// heavy loss ([`HEAVY_LOSS`] of the packets: random loss of a few percent is not
+/// congestion), resets the gain to 1 and keeps only the last [`CONGESTED_WINDOW`]
+/// samples, so the estimate is what the path just delivered at its bottleneck.
+///
+/// Samples of an idle path (sent below [`IDLE_RATIO`] of the estimate) change nothing: a
+/// path keeps its estimate while it is not needed. Until a sample finds the bottleneck
+/// the estimate is only a lower bound and [`measured`](CapacityEstimator::measured) is
+/// `None`: light traffic says nothing about what a path can carry.
 #[derive(Debug, Clone, Default)]
 pub struct CapacityEstimator {
     samples: VecDeque<f64>,
@@ -116,8 +127,14 @@ pub const CONGESTED_WINDOW: usize = 3;
 pub const GROWTH: f64 = 1.25;
 /// Largest probing gain.
 pub const MAX_GAIN: f64 = 2.0;
-/// A sample is congested when delivered < sent × this (10% lost), or the path queues.
-pub const LOSS_RATIO: f64 = 0.90;
+/// A sample is congested when it lost more than this share of its packets (and at
+/// least [`MIN_LOSS_PACKETS`] of them), or the path queues. Counting packets, not
+/// comparing rates: on a jittery path the rates of one interval differ by the jitter.
+pub const HEAVY_LOSS: f64 = 0.10;
+/// Fewer losses than this in a sample never make it congested.
+pub const MIN_LOSS_PACKETS: u64 = 5;
+/// Before the bottleneck is found, a sample that used this share of the estimate grows it.
+pub const USED_RATIO: f64 = 0.7;
 /// A sample that sent less than this share of the estimate is an idle path's.
 pub const IDLE_RATIO: f64 = 0.1;
 /// Estimates never fall below this (bytes/s), so a path that carried no traffic for a
@@ -137,7 +154,9 @@ impl CapacityEstimator {
         if self.gain < 1.0 {
             self.gain = 1.0;
         }
-        let congested = s.delivered < s.sent * LOSS_RATIO || s.queueing;
+        let heavy_loss =
+            s.lost >= MIN_LOSS_PACKETS && s.lost as f64 > s.packets as f64 * HEAVY_LOSS;
+        let congested = heavy_loss || s.queueing;
         self.samples.push_back(s.delivered.max(FLOOR));
         if congested {
             self.measured = true;
@@ -149,7 +168,11 @@ impl CapacityEstimator {
             while self.samples.len() > WINDOW {
                 self.samples.pop_front();
             }
-            if s.overestimated_queue && self.measured {
+            // Grow on evidence (the queue model expected a queue the path did not
+            // have); before the bottleneck was ever found, also whenever most of the
+            // lower bound was used without trouble, so a path can show what it carries.
+            let used = before.is_some_and(|e| s.sent >= e * USED_RATIO);
+            if (s.overestimated_queue && self.measured) || (used && !self.measured) {
                 self.gain = (self.gain * GROWTH).min(MAX_GAIN);
             }
         }
@@ -217,10 +240,13 @@ mod tests {
         assert_eq!(b.debt_time(t0 + Duration::from_millis(11)), Duration::ZERO);
     }
 
+    /// A sample of 1000-byte packets.
     fn sample(sent: f64, delivered: f64, queueing: bool) -> RateSample {
         RateSample {
             sent,
             delivered,
+            packets: (sent / 1000.0) as u64,
+            lost: ((sent - delivered).max(0.0) / 1000.0) as u64,
             queueing,
             overestimated_queue: false,
         }
@@ -238,10 +264,8 @@ mod tests {
             for _ in 0..200 {
                 let delivered = f64::min(offered, cap);
                 c.update(RateSample {
-                    sent: offered,
-                    delivered,
-                    queueing: queue_signal && offered > cap,
                     overestimated_queue: offered <= cap,
+                    ..sample(offered, delivered, queue_signal && offered > cap)
                 });
                 offered = 1.5 * c.estimate().unwrap();
             }
@@ -276,7 +300,8 @@ mod tests {
         for _ in 0..5 {
             c.update(sample(1e6, 1e6, false));
         }
-        assert_eq!(c.estimate(), Some(1e6));
+        // Used without trouble before any bottleneck was found: probing upwards.
+        assert!(c.estimate().unwrap() > 1e6);
         assert_eq!(c.measured(), None, "light traffic is a lower bound only");
         // The path got slower: it queues, and delivered what it now can.
         for _ in 0..3 {

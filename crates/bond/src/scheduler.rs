@@ -233,7 +233,8 @@ fn pick_round_robin(st: &mut SchedState, paths: &mut [Path], now: Instant) -> Pi
 
 /// The weight of each live path for the weighted scheduler: configured weights when
 /// every live path has one, else measured capacity (bytes/s, capped at the rate cap);
-/// a path not yet measured counts as the mean of the measured ones.
+/// a path whose bottleneck was not found yet counts as the mean of the measured ones,
+/// or what it already carried if that is more.
 pub(crate) fn weights(paths: &[Path]) -> Vec<(PathId, f64)> {
     let live: Vec<&Path> = paths.iter().filter(|p| p.is_up()).collect();
     if live.iter().all(|p| p.spec.weight.is_some()) {
@@ -250,7 +251,9 @@ pub(crate) fn weights(paths: &[Path]) -> Vec<(PathId, f64)> {
     };
     live.iter()
         .map(|p| {
-            let mut w = p.capacity.measured().unwrap_or(mean);
+            // Not measured yet: at least what it already carried, and the mean.
+            let lower = p.capacity.estimate().unwrap_or(0.0);
+            let mut w = p.capacity.measured().unwrap_or(mean.max(lower));
             if let Some(b) = &p.bucket {
                 w = w.min(b.rate());
             }

@@ -21,11 +21,15 @@ fn fibre() -> Link {
     (l, l)
 }
 
-/// DSL 50/10 Mbit/s, 20 ms; the data goes the fast way.
+/// DSL 50/10 Mbit/s, 20 ms, a 50 ms queue; the data goes the fast way.
 fn dsl() -> Link {
+    dsl_queue(50)
+}
+
+fn dsl_queue(ms: u64) -> Link {
     (
-        LinkSpec::new(50, 20).queue_ms(50),
-        LinkSpec::new(10, 20).queue_ms(50),
+        LinkSpec::new(50, 20).queue_ms(ms),
+        LinkSpec::new(10, 20).queue_ms(ms),
     )
 }
 
@@ -44,8 +48,14 @@ fn geo() -> Link {
     (l, l)
 }
 
+/// A wired path with a 20 ms queue (a tbf's latency, like the lab's) and a trace of
+/// jitter (0-0.5 ms), so runs with different seeds differ.
 fn plain(mbit: u64, delay_ms: u64) -> Link {
     let l = LinkSpec::new(mbit, delay_ms).queue_ms(20);
+    let l = LinkSpec {
+        jitter: Duration::from_micros(500),
+        ..l
+    };
     (l, l)
 }
 
@@ -218,25 +228,59 @@ fn secs() -> u64 {
         .unwrap_or(10)
 }
 
-/// The bonded run against each path alone: prints them, returns (bonded, alone...).
-fn compare(name: &str, links: &[Link], s: Scheduler, flows: usize, ping: bool) -> (Run, Vec<Run>) {
+fn seeds() -> u64 {
+    std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Mean and minimum goodput of runs.
+fn spread(runs: &[Run]) -> (f64, f64) {
+    let mean = runs.iter().map(|r| r.mbps).sum::<f64>() / runs.len() as f64;
+    let min = runs.iter().map(|r| r.mbps).fold(f64::INFINITY, f64::min);
+    (mean, min)
+}
+
+/// The bonded runs (one per seed) against each path alone with the same seeds: prints
+/// them, returns (bonded runs, per path the runs alone).
+fn compare(
+    name: &str,
+    links: &[Link],
+    s: Scheduler,
+    flows: usize,
+    ping: bool,
+) -> (Vec<Run>, Vec<Vec<Run>>) {
     let n = secs();
-    let bonded = run(links, s, flows, n, ping, 1);
-    let alone: Vec<Run> = links
-        .iter()
-        .map(|l| run(std::slice::from_ref(l), s, flows, n, ping, 1))
+    let seeds = 1..=seeds();
+    let bonded: Vec<Run> = seeds
+        .clone()
+        .map(|seed| run(links, s, flows, n, ping, seed))
         .collect();
-    let best = alone.iter().map(|r| r.mbps).fold(0.0, f64::max);
-    let sum: f64 = alone.iter().map(|r| r.mbps).sum();
+    let alone: Vec<Vec<Run>> = links
+        .iter()
+        .map(|l| {
+            seeds
+                .clone()
+                .map(|seed| run(std::slice::from_ref(l), s, flows, n, ping, seed))
+                .collect()
+        })
+        .collect();
+    let means: Vec<f64> = alone.iter().map(|r| spread(r).0).collect();
+    let best = means.iter().copied().fold(0.0, f64::max);
+    let sum: f64 = means.iter().sum();
+    let (mean, min) = spread(&bonded);
     println!(
-        "== {name}, {s:?}, {flows} flow(s), {n} s: bonded {:.1} Mbit/s = {:.0}% of the sum of the paths alone ({sum:.1}), {:.0}% of the best alone ({best:.1})",
-        bonded.mbps,
-        100.0 * bonded.mbps / sum,
-        100.0 * bonded.mbps / best
+        "== {name}, {s:?}, {flows} flow(s), {n} s, {} seed(s): bonded {mean:.1} Mbit/s (min {min:.1}) = {:.0}% of the sum of the paths alone ({sum:.1}), {:.0}% of the best alone ({best:.1})",
+        bonded.len(),
+        100.0 * mean / sum,
+        100.0 * mean / best
     );
-    show("   bonded", &bonded);
-    for (i, r) in alone.iter().enumerate() {
-        show(&format!("   path {i} alone"), r);
+    for (k, r) in bonded.iter().enumerate() {
+        show(&format!("   bonded, seed {}", k + 1), r);
+    }
+    for (i, runs) in alone.iter().enumerate() {
+        show(&format!("   path {i} alone, seed 1"), &runs[0]);
     }
     (bonded, alone)
 }
@@ -267,6 +311,15 @@ fn scenarios() {
         compare(
             "DSL+LTE",
             &[dsl(), lte()],
+            Scheduler::EarliestArrival,
+            1,
+            false,
+        );
+    }
+    if want("b2") {
+        compare(
+            "DSL (150 ms queue)+LTE",
+            &[dsl_queue(150), lte()],
             Scheduler::EarliestArrival,
             1,
             false,
