@@ -397,6 +397,16 @@ impl Bond {
                     // One-way, from the peer: our clock now less its clock at sending.
                     let sample = (self.probes.ts_us(now) as i64).saturating_sub(probe.ts_us as i64);
                     p.owd_in.update(sample, 0.0, now);
+                    // A fresh request saying the peer received more of our packets on this
+                    // path shows it works both ways, as an answer would: a path whose
+                    // queue is full and drops our requests is not taken for dead while
+                    // the peer keeps receiving on it.
+                    if probe.rx_packets > p.probe.peer_rx_packets {
+                        if p.probe.peer_rx_packets > 0 && p.state != PathState::Down {
+                            p.probe.last_answer = Some(now);
+                        }
+                        p.probe.peer_rx_packets = probe.rx_packets;
+                    }
                     prober::adopt_attributes(p, &probe, now);
                     self.probes.peer_scheduler = probe.scheduler;
                 }

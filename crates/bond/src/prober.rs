@@ -69,6 +69,8 @@ pub(crate) struct PathProbe {
     pub last_unconfirmed_reply: Option<Instant>,
     /// Loss of data packets from the counters (EWMA), next to probe loss.
     pub data_loss: f64,
+    /// The most packets the peer reported receiving on this path in a request.
+    pub peer_rx_packets: u64,
 }
 
 impl PathProbe {
@@ -82,6 +84,7 @@ impl PathProbe {
             rate_snap: None,
             last_unconfirmed_reply: None,
             data_loss: 0.0,
+            peer_rx_packets: 0,
         }
     }
 }

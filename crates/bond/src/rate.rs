@@ -99,7 +99,8 @@ pub struct RateSample {
 /// path's one-way delay showed raises the gain by [`GROWTH`] (up to [`MAX_GAIN`]): we sent
 /// faster than the estimate and no queue built, so the path carries more. Before a
 /// path's bottleneck was ever found, a sample that used [`USED_RATIO`] of the estimate
-/// raises it too. A queue, or
+/// raises it too; after, one that used [`FULL_RATIO`] of it without a queue raises it
+/// by [`GENTLE_GROWTH`] (the path may have become faster). A queue, or
 /// heavy loss ([`HEAVY_LOSS`] of the packets: random loss of a few percent is not
 /// congestion), resets the gain to 1 and keeps only the last [`CONGESTED_WINDOW`]
 /// samples, so the estimate is what the path just delivered at its bottleneck.
@@ -135,6 +136,10 @@ pub const HEAVY_LOSS: f64 = 0.10;
 pub const MIN_LOSS_PACKETS: u64 = 5;
 /// Before the bottleneck is found, a sample that used this share of the estimate grows it.
 pub const USED_RATIO: f64 = 0.7;
+/// After, a sample that used this share of the estimate without a queue grows it by
+/// [`GENTLE_GROWTH`].
+pub const FULL_RATIO: f64 = 0.9;
+pub const GENTLE_GROWTH: f64 = 1.05;
 /// A sample that sent less than this share of the estimate is an idle path's.
 pub const IDLE_RATIO: f64 = 0.1;
 /// Estimates never fall below this (bytes/s), so a path that carried no traffic for a
@@ -172,8 +177,12 @@ impl CapacityEstimator {
             // have); before the bottleneck was ever found, also whenever most of the
             // lower bound was used without trouble, so a path can show what it carries.
             let used = before.is_some_and(|e| s.sent >= e * USED_RATIO);
+            let full = before.is_some_and(|e| s.sent >= e * FULL_RATIO);
             if (s.overestimated_queue && self.measured) || (used && !self.measured) {
                 self.gain = (self.gain * GROWTH).min(MAX_GAIN);
+            } else if full {
+                // Sending all the estimate allows without a queue: a little more.
+                self.gain = (self.gain * GENTLE_GROWTH).min(MAX_GAIN);
             }
         }
     }

@@ -165,6 +165,9 @@ fn weighted_run(weights: [Option<u32>; 2], offered_mbit: f64, seed: u64) -> (f64
         .filter(|(_, e)| matches!(e, Event::PathDown(..)))
         .count();
     println!("path downs at A: {downs}");
+    for (t, e) in &sim.a.events {
+        println!("  {:?} {e:?}", *t - sim.t0);
+    }
     let ratio = bytes[0] / bytes[1];
     let delivery = (delivered - delivered_before) as f64 / half_sent;
     println!(
