@@ -518,7 +518,11 @@ impl Bond {
             .paths
             .iter()
             .filter(|p| self.probed(p))
-            .filter_map(|p| prober::next_deadline(p, self.failover_after(p)));
+            .filter_map(|p| {
+                let failover = self.failover_after(p);
+                let lost = prober::lost_after(p, failover, self.cfg.failover_max);
+                prober::next_deadline(p, failover, lost)
+            });
         let forget = self.paths.iter().filter_map(|p| match p.origin {
             Origin::Learned(_) => p
                 .last_sign_of_life()
@@ -540,7 +544,8 @@ impl Bond {
             }
             let failover = self.failover_after(&self.paths[i]);
             let p = &mut self.paths[i];
-            if let Transition::Down(r) = prober::on_timer(p, failover, now) {
+            let lost = prober::lost_after(p, failover, self.cfg.failover_max);
+            if let Transition::Down(r) = prober::on_timer(p, failover, lost, now) {
                 let id = p.id;
                 self.event(Event::PathDown(id, r));
             }
@@ -758,11 +763,13 @@ fn reorder_wait(paths: &[Path], max: Duration) -> Option<Duration> {
     if measured.len() >= 2 {
         let lo = measured.iter().map(|m| m.0).min_by(f64::total_cmp)?;
         let limit = max.as_secs_f64() * 1e6;
-        let hi = measured
-            .iter()
-            .filter(|m| m.1 - lo <= limit)
-            .map(|m| m.2)
-            .max_by(f64::total_cmp)?;
+        let eligible: Vec<&(f64, f64, f64)> =
+            measured.iter().filter(|m| m.1 - lo <= limit).collect();
+        if eligible.len() < 2 {
+            // One path in use: nothing to reorder but loss.
+            return None;
+        }
+        let hi = eligible.iter().map(|m| m.2).max_by(f64::total_cmp)?;
         let us = (hi - lo).max(0.0) + 1_000.0;
         return Some(Duration::from_secs_f64(us.min(1e12) / 1e6));
     }

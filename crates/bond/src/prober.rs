@@ -478,11 +478,27 @@ pub(crate) fn on_answer(path: &mut Path, up_after: u32) -> Transition {
     }
 }
 
+/// How long a request waits for its answer before it counts as lost: the failover time,
+/// or before the path's first RTT sample `longest` (so a path slower than the failover
+/// time, a GEO satellite's 600 ms, can be answered at all and come up).
+pub(crate) fn lost_after(path: &Path, failover_after: Duration, longest: Duration) -> Duration {
+    if path.rtt.srtt().is_some() {
+        failover_after
+    } else {
+        failover_after.max(longest)
+    }
+}
+
 /// On a timer: requests unanswered for `lost_after` count as lost; a path whose last
 /// answer is older than `failover_after` goes down.
-pub(crate) fn on_timer(path: &mut Path, failover_after: Duration, now: Instant) -> Transition {
+pub(crate) fn on_timer(
+    path: &mut Path,
+    failover_after: Duration,
+    lost_after: Duration,
+    now: Instant,
+) -> Transition {
     while let Some(o) = path.probe.outstanding.front() {
-        if o.sent_at + failover_after > now {
+        if o.sent_at + lost_after > now {
             break;
         }
         path.probe.outstanding.pop_front();
@@ -504,12 +520,16 @@ pub(crate) fn on_timer(path: &mut Path, failover_after: Duration, now: Instant) 
 }
 
 /// The earliest time [`on_timer`] has something to do for this path.
-pub(crate) fn next_deadline(path: &Path, failover_after: Duration) -> Option<Instant> {
+pub(crate) fn next_deadline(
+    path: &Path,
+    failover_after: Duration,
+    lost_after: Duration,
+) -> Option<Instant> {
     let lost = path
         .probe
         .outstanding
         .front()
-        .map(|o| o.sent_at + failover_after);
+        .map(|o| o.sent_at + lost_after);
     let fail = match path.state {
         PathState::Up | PathState::Probing => path.probe.last_answer.map(|a| a + failover_after),
         PathState::Down => None,
