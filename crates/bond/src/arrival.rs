@@ -270,6 +270,9 @@ pub(crate) fn earliest(est: &[Option<Estimate>], ok: &[usize], len: usize) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::{Origin, PathId, PathSpec, PathState};
+    use crate::rate::RateSample;
+    use proptest::prelude::*;
     use std::time::Duration;
 
     #[test]
@@ -286,5 +289,165 @@ mod tests {
         assert!((q.delay(1e6, t0) - MAX_QUEUE_S).abs() < 1e-9);
         q.add(1500, 1e6, 0.02, t0);
         assert!((q.delay(1e6, t0) - 0.02).abs() < 1e-9);
+    }
+
+    /// A live path whose capacity was measured at `rate` (bytes/s) and whose one-way
+    /// delay toward the peer is `delay_us` (relative), with no jitter.
+    fn path(i: u32, rate: f64, delay_us: i64, now: Instant) -> Path {
+        let mut p = Path::new(PathId(i), PathSpec::default(), Origin::Configured, now);
+        p.state = PathState::Up;
+        p.capacity.update(RateSample {
+            sent: rate,
+            delivered: rate,
+            packets: 1000,
+            lost: 0,
+            queueing: true,
+            overestimated_queue: false,
+        });
+        for _ in 0..4 {
+            p.owd_out.update(delay_us, 0.0, now);
+        }
+        p
+    }
+
+    /// Sends `packets` (gap before it in µs, size) through the earliest-arrival choice
+    /// with the model as reality; returns, per packet, the path and the absolute arrival
+    /// (s after the start).
+    fn send(paths: &mut [Path], packets: &[(u32, usize)], t0: Instant) -> Vec<(usize, f64)> {
+        let ok: Vec<usize> = (0..paths.len()).collect();
+        let mut t = t0;
+        let mut out = Vec::new();
+        for &(gap, len) in packets {
+            t += Duration::from_micros(u64::from(gap));
+            let est = estimates(paths, 0.1, true, t);
+            let i = earliest(&est, &ok, len).expect("a live path");
+            let e = est[i].expect("live");
+            let at = (t - t0).as_secs_f64() + e.arrival(len);
+            out.push((i, at));
+            paths[i].queue.add(len, e.rate, MAX_QUEUE_S, t);
+        }
+        out
+    }
+
+    fn setup() -> impl Strategy<Value = (Vec<(f64, i64)>, Vec<(u32, usize)>)> {
+        (
+            prop::collection::vec((1e5f64..1e8, 0i64..50_000), 1..5),
+            prop::collection::vec((0u32..2_000, 60usize..1500), 1..300),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// With exact estimates, packets arrive in the order they were sent, up to one
+        /// packet's transmission time: a later packet could only arrive earlier on a
+        /// path the earlier one would have chosen, unless it is shorter.
+        #[test]
+        fn exact_estimates_never_reorder((specs, packets) in setup()) {
+            let t0 = Instant::now();
+            let mut paths: Vec<Path> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (r, d))| path(i as u32, *r, *d, t0))
+                .collect();
+            let arrivals = send(&mut paths, &packets, t0);
+            for (k, w) in arrivals.windows(2).enumerate() {
+                let (len, next_rate) = (packets[k].1 as f64, specs[w[1].0].0);
+                prop_assert!(w[1].1 >= w[0].1 - len / next_rate - 1e-9, "{:?}", w);
+            }
+            // With packets of one size, strictly in order.
+            let same: Vec<(u32, usize)> = packets.iter().map(|(g, _)| (*g, 1400)).collect();
+            let mut paths: Vec<Path> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (r, d))| path(i as u32, *r, *d, t0))
+                .collect();
+            for w in send(&mut paths, &same, t0).windows(2) {
+                prop_assert!(w[1].1 >= w[0].1 - 1e-9, "{:?}", w);
+            }
+        }
+
+        /// Every packet arrives no later than it would if every packet went on any one
+        /// of the paths alone: a bond is never slower than its best path.
+        #[test]
+        fn never_later_than_on_any_path_alone((specs, packets) in setup()) {
+            let t0 = Instant::now();
+            let mut paths: Vec<Path> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (r, d))| path(i as u32, *r, *d, t0))
+                .collect();
+            let bonded = send(&mut paths, &packets, t0);
+            for (j, (r, d)) in specs.iter().enumerate() {
+                let mut alone = [path(j as u32, *r, *d, t0)];
+                let single = send(&mut alone, &packets, t0);
+                for (b, a) in bonded.iter().zip(&single) {
+                    prop_assert!(b.1 <= a.1 + 1e-9, "path {}: {} > {}", j, b.1, a.1);
+                }
+            }
+        }
+
+        /// A path slower than the best by more than the reorder wait is never chosen
+        /// while the others are up, however long their queues.
+        #[test]
+        fn a_path_beyond_the_reorder_wait_is_left_out(
+            (specs, packets) in setup(),
+            extra in 101_000i64..700_000,
+        ) {
+            let t0 = Instant::now();
+            let mut paths: Vec<Path> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, (r, d))| path(i as u32, *r, *d, t0))
+                .collect();
+            let slow = paths.len();
+            paths.push(path(slow as u32, 1e8, 50_000 + extra, t0));
+            let est = estimates(&paths, 0.1, true, t0);
+            prop_assert_eq!(est[slow].map(|e| e.role), Some(Role::Out(Excluded::Delay)));
+            for (i, _) in send(&mut paths, &packets, t0) {
+                prop_assert!(i != slow);
+            }
+        }
+    }
+
+    #[test]
+    fn a_lossy_path_repeats_and_a_very_lossy_one_is_left_out() {
+        let t0 = Instant::now();
+        let mut ps = vec![
+            path(0, 1e6, 10_000, t0),
+            path(1, 1e6, 10_000, t0),
+            path(2, 1e6, 10_000, t0),
+        ];
+        let mut t = t0;
+        for _ in 0..5 {
+            t += Duration::from_secs(2);
+            ps[0].loss_rate.record(1000, 1000, t);
+            ps[1].loss_rate.record(1000, 995, t);
+            ps[2].loss_rate.record(1000, 970, t);
+        }
+        let roles: Vec<Role> = estimates(&ps, 0.1, true, t)
+            .iter()
+            .map(|e| e.unwrap().role)
+            .collect();
+        assert_eq!(roles, [Role::Use, Role::Repeat, Role::Out(Excluded::Loss)]);
+        // Without repeating, the lossy one is left out too.
+        let roles: Vec<Role> = estimates(&ps, 0.1, false, t)
+            .iter()
+            .map(|e| e.unwrap().role)
+            .collect();
+        assert_eq!(roles[1], Role::Out(Excluded::Loss));
+        // All equally lossy: relative to the cleanest, none is.
+        for p in &mut ps {
+            p.loss_rate = crate::loss::LossRate::default();
+            for k in 0..5 {
+                p.loss_rate
+                    .record(1000, 950, t + Duration::from_secs(2 * k));
+            }
+        }
+        assert!(
+            estimates(&ps, 0.1, true, t)
+                .iter()
+                .all(|e| e.unwrap().role == Role::Use)
+        );
     }
 }

@@ -329,4 +329,33 @@ mod tests {
         });
         assert_eq!(c.estimate(), Some(4e5 * GROWTH));
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The peer never receives faster than the bottleneck, so the bottleneck
+        /// estimate never exceeds the capacity, and a few saturated samples find it
+        /// (less the random loss), whatever came before.
+        #[test]
+        fn the_bottleneck_estimate_is_a_lower_bound_that_saturation_finds(
+            cap in 1e5f64..1e8,
+            loss in 0.0f64..0.05,
+            offers in prop::collection::vec(0.0f64..3.0, 1..60),
+        ) {
+            let mut c = CapacityEstimator::default();
+            for k in offers {
+                let sent = k * cap;
+                let delivered = sent.min(cap) * (1.0 - loss);
+                c.update(sample(sent, delivered, sent > cap));
+                prop_assert!(c.bottleneck().unwrap_or(0.0) <= cap * (1.0 + 1e-9));
+                prop_assert!(c.estimate().unwrap_or(0.0) <= cap.max(FLOOR) * MAX_GAIN * (1.0 + 1e-9));
+            }
+            for _ in 0..3 {
+                c.update(sample(2.0 * cap, cap * (1.0 - loss), true));
+            }
+            let b = c.bottleneck().unwrap();
+            prop_assert!(b >= cap * (1.0 - loss) * (1.0 - 1e-9), "{} of {}", b, cap);
+            prop_assert!(c.measured().is_some());
+        }
+    }
 }

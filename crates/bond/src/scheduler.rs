@@ -558,4 +558,58 @@ mod tests {
         assert_eq!(p.as_slice(), [PathId(1)]);
         assert!(pick(Scheduler::Flow, &mut st, &mut [], &udp(1), 100, 1, AP, t0).is_empty());
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the paths' states, rates and delays: every scheduler picks at least
+        /// one path when there is any, only live ones while one is live, and a path
+        /// twice only when earliest-arrival repeats on a lossy one.
+        #[test]
+        fn picks_are_live_paths(
+            states in prop::collection::vec((0u8..3, 1e5f64..1e8, 0i64..200_000), 1..6),
+            sports in prop::collection::vec(any::<u16>(), 1..50),
+        ) {
+            let now = Instant::now();
+            let mut ps = paths(&vec![PathSpec::default(); states.len()], now);
+            for (p, (st, rate, delay)) in ps.iter_mut().zip(&states) {
+                p.state = match st {
+                    0 => PathState::Up,
+                    1 => PathState::Probing,
+                    _ => PathState::Down,
+                };
+                p.capacity.update(crate::rate::RateSample {
+                    sent: *rate,
+                    delivered: *rate,
+                    queueing: true,
+                    ..crate::rate::RateSample::default()
+                });
+                p.owd_out.update(*delay, 0.0, now);
+            }
+            let any_up = ps.iter().any(|p| p.is_up());
+            for kind in [
+                Scheduler::Flow,
+                Scheduler::RoundRobin,
+                Scheduler::Weighted,
+                Scheduler::Redundant,
+                Scheduler::Backup,
+                Scheduler::EarliestArrival,
+            ] {
+                let mut st = SchedState::default();
+                for sport in &sports {
+                    let picks = pick(kind, &mut st, &mut ps, &udp(*sport), 1400, 1, AP, now);
+                    prop_assert!(!picks.is_empty());
+                    for id in &picks {
+                        let p = ps.iter().find(|p| p.id == *id).unwrap();
+                        prop_assert!(!any_up || p.is_up(), "{:?} picked {:?}", kind, id);
+                    }
+                    let mut ids: Vec<PathId> = picks.to_vec();
+                    ids.dedup();
+                    if kind != Scheduler::EarliestArrival {
+                        prop_assert_eq!(ids.len(), picks.len());
+                    }
+                }
+            }
+        }
+    }
 }
