@@ -329,7 +329,10 @@ mod tests {
         out
     }
 
-    fn setup() -> impl Strategy<Value = (Vec<(f64, i64)>, Vec<(u32, usize)>)> {
+    /// Paths (rate in bytes/s, delay in µs) and packets (gap in µs, size).
+    type Setup = (Vec<(f64, i64)>, Vec<(u32, usize)>);
+
+    fn setup() -> impl Strategy<Value = Setup> {
         (
             prop::collection::vec((1e5f64..1e8, 0i64..50_000), 1..5),
             prop::collection::vec((0u32..2_000, 60usize..1500), 1..300),
