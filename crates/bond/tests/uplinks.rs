@@ -355,7 +355,7 @@ fn compare(
 
 /// The table in BENCHMARKS.md (a few minutes in a debug build):
 /// `cargo test --release -p braid-bond --test uplinks -- --ignored --nocapture`, with
-/// `SIM_SEEDS`, `SIM_SECS` and `SIM_ONLY` (a, aw, b, b2, c, e8, f) to choose.
+/// `SIM_SEEDS`, `SIM_SECS` and `SIM_ONLY` (a, aw, b, bw, b2, c, e8, f) to choose.
 #[test]
 #[ignore]
 fn scenarios() {
@@ -387,6 +387,9 @@ fn scenarios() {
             1,
             false,
         );
+    }
+    if want("bw") {
+        compare("DSL+LTE", &[dsl(), lte()], Scheduler::Weighted, 1, false);
     }
     if want("b2") {
         compare(
