@@ -634,7 +634,7 @@ impl Bond {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let out_lo = self.paths.iter().filter_map(|p| p.owd_out.base_us()).min();
         let in_lo = self.paths.iter().filter_map(|p| p.owd_in.base_us()).min();
-        let above = |v: Option<i64>, lo: Option<i64>| Some((v? - lo?) as f64 / 1e3);
+        let above = |v: Option<i64>, lo: Option<i64>| Some(v?.saturating_sub(lo?) as f64 / 1e3);
         let estimates = self.arrival_estimates(now);
         let first = estimates
             .iter()

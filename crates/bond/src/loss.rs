@@ -53,6 +53,8 @@ pub const BUCKETS: usize = 9;
 #[derive(Debug, Clone, Default)]
 pub struct LossRate {
     buckets: std::collections::VecDeque<f64>,
+    /// Their median, kept as buckets close (read for every packet scheduled).
+    median: f64,
     sent: u64,
     lost: u64,
     since: Option<std::time::Instant>,
@@ -73,17 +75,15 @@ impl LossRate {
             self.buckets.push_back(rate);
             self.sent = 0;
             self.lost = 0;
+            let mut v: Vec<f64> = self.buckets.iter().copied().collect();
+            v.sort_by(f64::total_cmp);
+            self.median = v[v.len() / 2];
         }
     }
 
     /// The median loss rate of the buckets, 0..=1 (0 before any).
     pub fn loss(&self) -> f64 {
-        let mut v: Vec<f64> = self.buckets.iter().copied().collect();
-        if v.is_empty() {
-            return 0.0;
-        }
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        self.median
     }
 
     /// How many buckets the estimate rests on.

@@ -93,7 +93,7 @@ impl OneWayDelay {
         if let Some(last) = self.last
             && expected_queue_us < 1_000.0
         {
-            let d = (sample_us - last).unsigned_abs() as f64;
+            let d = sample_us.saturating_sub(last).unsigned_abs() as f64;
             self.jitter += (d - self.jitter) / 16.0;
             // A running mean at first, then an exponential one.
             self.idle += 1;
@@ -102,8 +102,9 @@ impl OneWayDelay {
         }
         self.last = Some(sample_us);
         let base = self.base.get().unwrap_or(sample_us);
-        let excess = (sample_us - base) as f64;
-        self.peak.update(-(sample_us - base), now);
+        let above = sample_us.saturating_sub(base);
+        let excess = above as f64;
+        self.peak.update(above.saturating_neg(), now);
         let residual = sample_us as f64 - expected_queue_us;
         if self.samples == 0 {
             self.excess = excess;
@@ -149,7 +150,7 @@ impl OneWayDelay {
     /// The largest delay above the base over the last [`BASE_WINDOW`] (how much queue
     /// the path can hold, as far as seen), µs.
     pub fn peak_excess_us(&self) -> f64 {
-        self.peak.get().map_or(0.0, |p| (-p) as f64)
+        self.peak.get().map_or(0.0, |p| -(p as f64))
     }
 
     /// Smoothed sample less the queue the sender's model expected ahead of it, µs.
@@ -246,5 +247,21 @@ mod tests {
         d.reset();
         assert_eq!(d.samples(), 0);
         assert_eq!(d.residual_us(), None);
+    }
+
+    #[test]
+    fn extreme_samples_from_a_confused_peer_do_not_panic() {
+        let t0 = Instant::now();
+        let mut d = OneWayDelay::default();
+        for v in [i64::MAX, i64::MIN, 0, i64::MIN, i64::MAX, -1] {
+            d.update(v, f64::MAX, t0);
+            d.update(v, 0.0, t0);
+        }
+        let _ = (
+            d.high_us(),
+            d.queueing(),
+            d.peak_excess_us(),
+            d.residual_us(),
+        );
     }
 }
