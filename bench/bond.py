@@ -4,6 +4,7 @@ server n2 with one, each figure against the same setup with one path.
 
   (a) equal paths, 2 x 200 Mbit/s (tbf), ONE TCP stream, scheduler weighted: >= 90% of 400
   (b) unequal 300 + 100 Mbit/s, one stream, weighted:                        >= 85% of 400
+  (x) as b with earliest-arrival, braid's default scheduler (issue 16):      >= 85% of 400
   (c) flow scheduler, 8 TCP streams over 2 x 200 Mbit/s:                      >= 90% of 400
   (d) failover: pings every 10 ms alongside a stream; one path cut both ways mid-stream:
       longest gap between answered pings <= 300 ms and the stream goes on (also shown: how
@@ -402,7 +403,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--braid", default=BRAID)
-    ap.add_argument("--only", default="a,b,c,d,e,w", help="comma list of cases (a..e; f comes with a; w: a and b with configured weights)")
+    ap.add_argument("--only", default="a,b,x,c,d,e,w", help="comma list of cases (a..e, x; f comes with a; w: a and b with configured weights)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -428,6 +429,8 @@ def main():
                          "result": f"{a['bonded_cpu_s_per_gb']:.2f} bonded vs {a['single_cpu_s_per_gb']:.2f} one path", "pass": None})
         if "b" in only:
             rows.append(throughput_case("b: 300 + 100, 1 stream, weighted", [300, 100], "weighted", 1, 0.85, args.seconds))
+        if "x" in only:
+            rows.append(throughput_case("x: 300 + 100, 1 stream, earliest-arrival", [300, 100], "earliest-arrival", 1, 0.85, args.seconds))
         if "w" in only:
             # Diagnostics: the same with configured weights instead of measured capacity.
             rows.append(throughput_case("a': as a, weights 1:1 configured", [200, 200], "weighted", 1, 0.90, args.seconds, [1, 1]))

@@ -1,10 +1,11 @@
 //! [`Bond`]: one link's paths, scheduler, probes and reorder buffer, driven by a worker.
 
+use crate::arrival::{self, Role};
 use crate::path::{DownReason, Origin, Path, PathId, PathSpec, PathState};
 use crate::probe::{Kind, PROBE_LEN, ProbeKeys};
 use crate::prober::{self, ProbeDrop, ProbeSession, Transition};
 use crate::reorder::{Released, ReorderBuffer, ReorderConfig, Verdict};
-use crate::scheduler::{self, MAX_PATHS, Picks, SchedState, Scheduler};
+use crate::scheduler::{self, ArrivalParams, MAX_PATHS, Picks, SchedState, Scheduler};
 use crate::status::{BondStatus, PathStatus, ReorderStatus};
 use crate::wg;
 use std::collections::VecDeque;
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReorderMode {
-    /// When the peer spreads single flows over paths (round-robin, weighted).
+    /// When the peer spreads single flows over paths (round-robin, weighted,
+    /// earliest-arrival).
     Auto,
     On,
     Off,
@@ -36,9 +38,14 @@ pub struct BondConfig {
     pub up_after: u32,
     pub reorder: ReorderMode,
     pub reorder_buffer: ReorderConfig,
-    /// Bounds of the reorder wait, which otherwise follows the paths' RTT spread.
+    /// Bounds of the reorder wait, which otherwise follows the paths' one-way delay
+    /// spread. The upper bound is also the spread beyond which `earliest-arrival` leaves
+    /// a slow path out while a faster one is up (its packets would come after the wait).
     pub reorder_wait_min: Duration,
     pub reorder_wait_max: Duration,
+    /// `earliest-arrival`: send each packet twice on a path whose loss exceeds the
+    /// cleanest path's (true), or leave such a path out (false).
+    pub repeat_on_lossy_paths: bool,
     /// A learned path with no authenticated traffic for this long is forgotten.
     pub forget_learned_after: Duration,
 }
@@ -57,6 +64,7 @@ impl Default for BondConfig {
             reorder_buffer: ReorderConfig::default(),
             reorder_wait_min: Duration::from_millis(1),
             reorder_wait_max: Duration::from_millis(100),
+            repeat_on_lossy_paths: true,
             forget_learned_after: Duration::from_secs(120),
         }
     }
@@ -240,6 +248,7 @@ impl Bond {
         p.probe.consecutive = 0;
         p.probe.outstanding.clear();
         p.credit = 0.0;
+        p.queue.clear();
         self.event(Event::PathDown(id, DownReason::Admin));
         Ok(())
     }
@@ -269,9 +278,13 @@ impl Bond {
     }
 
     /// The path(s) to send this plaintext IP packet on, its bytes accounted to them.
-    /// Encapsulate once and send the same datagram on every path returned.
+    /// Encapsulate once and send the same datagram once per entry returned: on every
+    /// path for `redundant`, and twice on the same path when `earliest-arrival` repeats
+    /// packets on a lossy one (the peer's replay window drops the second copy that
+    /// arrives).
     pub fn pick(&mut self, packet: &[u8], now: Instant) -> Picks {
         let wire = wg::data_wire_len(packet.len());
+        let params = self.arrival_params();
         let picks = if self.probes.peer_speaks_bond {
             scheduler::pick(
                 self.scheduler(),
@@ -280,6 +293,7 @@ impl Bond {
                 packet,
                 wire,
                 self.flow_seed,
+                params,
                 now,
             )
         } else {
@@ -287,10 +301,24 @@ impl Bond {
             // last heard on (or the first configured one).
             scheduler::fallback(&self.paths)
         };
-        for id in &picks {
+        for (k, id) in picks.iter().enumerate() {
             self.record_sent(*id, wire, now);
+            if picks[..k].contains(id)
+                && let Ok(i) = self.index(*id)
+            {
+                let c = &mut self.paths[i].counters;
+                c.tx_repeated_bytes += wire as u64;
+                c.tx_repeated_packets += 1;
+            }
         }
         picks
+    }
+
+    fn arrival_params(&self) -> ArrivalParams {
+        ArrivalParams {
+            spread_limit: self.cfg.reorder_wait_max.as_secs_f64(),
+            repeat: self.cfg.repeat_on_lossy_paths,
+        }
     }
 
     /// The one path for a message that is not user data (handshake, cookie, keepalive):
@@ -310,7 +338,10 @@ impl Bond {
     /// Accounts bytes sent on a path outside [`pick`](Self::pick) (handshakes etc.).
     pub fn record_sent(&mut self, id: PathId, wire_len: usize, now: Instant) {
         if let Ok(i) = self.index(id) {
+            let rate = arrival::queue_rate(&self.paths, i);
             let p = &mut self.paths[i];
+            let cap = arrival::queue_cap(p);
+            p.queue.add(wire_len, rate, cap, now);
             p.counters.tx_bytes += wire_len as u64;
             p.counters.tx_packets += 1;
             if let Some(b) = p.bucket.as_mut() {
@@ -363,6 +394,19 @@ impl Bond {
                     p.counters.rx_bytes += msg.len() as u64;
                     p.counters.rx_packets += 1;
                     p.last_heard = Some(now);
+                    // One-way, from the peer: our clock now less its clock at sending.
+                    let sample = (self.probes.ts_us(now) as i64).saturating_sub(probe.ts_us as i64);
+                    p.owd_in.update(sample, 0.0, now);
+                    // A fresh request saying the peer received more of our packets on this
+                    // path shows it works both ways, as an answer would: a path whose
+                    // queue is full and drops our requests is not taken for dead while
+                    // the peer keeps receiving on it.
+                    if probe.rx_packets > p.probe.peer_rx_packets {
+                        if p.probe.peer_rx_packets > 0 && p.state != PathState::Down {
+                            p.probe.last_answer = Some(now);
+                        }
+                        p.probe.peer_rx_packets = probe.rx_packets;
+                    }
                     prober::adopt_attributes(p, &probe, now);
                     self.probes.peer_scheduler = probe.scheduler;
                 }
@@ -372,8 +416,18 @@ impl Bond {
             }
             Kind::Reply => {
                 let up_after = self.cfg.up_after;
+                let epoch = self.probes.peer_epoch;
                 let p = &mut self.paths[i];
                 self.probes.accept_reply(p, &probe, now)?;
+                if self.probes.peer_epoch != epoch {
+                    // The peer's clock origin moved: one-way delays start over, on
+                    // every path at once (they are compared with each other).
+                    for p in &mut self.paths {
+                        p.owd_out.reset();
+                        p.owd_in.reset();
+                    }
+                }
+                let p = &mut self.paths[i];
                 p.counters.rx_bytes += msg.len() as u64;
                 p.counters.rx_packets += 1;
                 p.last_heard = Some(now);
@@ -386,7 +440,7 @@ impl Bond {
                     p.credit = 0.0;
                     self.event(Event::PathUp(id));
                 }
-                self.update_reorder();
+                self.update_reorder(now);
             }
         }
         Ok(())
@@ -464,7 +518,11 @@ impl Bond {
             .paths
             .iter()
             .filter(|p| self.probed(p))
-            .filter_map(|p| prober::next_deadline(p, self.failover_after(p)));
+            .filter_map(|p| {
+                let failover = self.failover_after(p);
+                let lost = prober::lost_after(p, failover, self.cfg.failover_max);
+                prober::next_deadline(p, failover, lost)
+            });
         let forget = self.paths.iter().filter_map(|p| match p.origin {
             Origin::Learned(_) => p
                 .last_sign_of_life()
@@ -486,7 +544,8 @@ impl Bond {
             }
             let failover = self.failover_after(&self.paths[i]);
             let p = &mut self.paths[i];
-            if let Transition::Down(r) = prober::on_timer(p, failover, now) {
+            let lost = prober::lost_after(p, failover, self.cfg.failover_max);
+            if let Transition::Down(r) = prober::on_timer(p, failover, lost, now) {
                 let id = p.id;
                 self.event(Event::PathDown(id, r));
             }
@@ -494,7 +553,10 @@ impl Bond {
             if p.probe.next_send <= now {
                 let next = p.probe.next_send + interval;
                 p.probe.next_send = if next <= now { now + interval } else { next };
-                let req = self.probes.request(p, own, now);
+                let rate = arrival::queue_rate(&self.paths, i);
+                let p = &mut self.paths[i];
+                let queue_us = p.queue.delay(rate, now) * 1e6;
+                let req = self.probes.request(p, own, queue_us, now);
                 let payload = self.keys.seal(&req);
                 self.queue_probe(i, payload, now);
             }
@@ -511,7 +573,7 @@ impl Bond {
             self.paths.retain(|p| p.id != id);
             self.event(Event::PathForgotten(id));
         }
-        self.update_reorder();
+        self.update_reorder(now);
         self.reorder.handle_timeout(now);
     }
 
@@ -544,29 +606,24 @@ impl Bond {
         self.events.push_back(e);
     }
 
-    /// Follows the peer's scheduler (reorder only when it spreads flows) and the RTT
+    /// Follows the peer's scheduler (reorder only when it spreads flows) and the delay
     /// spread of live paths (the wait).
-    fn update_reorder(&mut self) {
+    fn update_reorder(&mut self, now: Instant) {
         let peer = self.probes.peer_scheduler.or(self.cfg.scheduler);
         let on = match self.cfg.reorder {
             ReorderMode::On => true,
             ReorderMode::Off => false,
-            ReorderMode::Auto => matches!(peer, Some(Scheduler::RoundRobin | Scheduler::Weighted)),
+            ReorderMode::Auto => matches!(
+                peer,
+                Some(Scheduler::RoundRobin | Scheduler::Weighted | Scheduler::EarliestArrival)
+            ),
         };
         self.reorder.set_enabled(on);
-        let live: Vec<&Path> = self.paths.iter().filter(|p| p.is_up()).collect();
-        let srtts: Vec<Duration> = live.iter().filter_map(|p| p.rtt.srtt()).collect();
-        let wait = match (srtts.iter().min(), srtts.iter().max()) {
-            (Some(lo), Some(hi)) if srtts.len() >= 2 => {
-                let var = live
-                    .iter()
-                    .map(|p| p.rtt.rttvar())
-                    .max()
-                    .unwrap_or_default();
-                (*hi - *lo) + 2 * var + Duration::from_millis(1)
-            }
-            _ => self.cfg.reorder_wait_min,
-        };
+        let spread = reorder_wait(&self.paths, self.cfg.reorder_wait_max)
+            .unwrap_or(self.cfg.reorder_wait_min);
+        // What the buffer saw the paths actually do, with a margin.
+        let seen = self.reorder.observed(now).mul_f64(1.25) + Duration::from_millis(1);
+        let wait = spread.max(seen);
         self.reorder
             .set_wait(wait.clamp(self.cfg.reorder_wait_min, self.cfg.reorder_wait_max));
     }
@@ -575,6 +632,15 @@ impl Bond {
 
     pub fn status(&self, now: Instant) -> BondStatus {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let out_lo = self.paths.iter().filter_map(|p| p.owd_out.base_us()).min();
+        let in_lo = self.paths.iter().filter_map(|p| p.owd_in.base_us()).min();
+        let above = |v: Option<i64>, lo: Option<i64>| Some(v?.saturating_sub(lo?) as f64 / 1e3);
+        let estimates = self.arrival_estimates(now);
+        let first = estimates
+            .iter()
+            .flatten()
+            .map(|e| e.arrival(1400))
+            .min_by(f64::total_cmp);
         let ago = |t: Option<Instant>| t.map(|t| ms(now.saturating_duration_since(t)));
         BondStatus {
             scheduler: self.scheduler(),
@@ -587,6 +653,7 @@ impl Bond {
             reorder: ReorderStatus {
                 enabled: self.reorder.is_enabled(),
                 wait_ms: ms(self.reorder.wait()),
+                observed_ms: ms(self.reorder.observed(now)),
                 buffered: self.reorder.buffered_len(),
                 counters: self.reorder.counters(),
             },
@@ -594,7 +661,9 @@ impl Bond {
             paths: self
                 .paths
                 .iter()
-                .map(|p| PathStatus {
+                .zip(estimates.iter().copied())
+                .enumerate()
+                .map(|(i, (p, est))| PathStatus {
                     id: p.id,
                     key: p.key,
                     origin: match p.origin {
@@ -611,6 +680,18 @@ impl Bond {
                     data_loss: p.probe.data_loss,
                     delivery_rate_bps: p.capacity.delivered() * 8.0,
                     capacity_bps: p.capacity.estimate().map(|c| c * 8.0),
+                    rate_bps: arrival::queue_rate(&self.paths, i) * 8.0,
+                    queue_ms: p.queue.delay(arrival::queue_rate(&self.paths, i), now) * 1e3,
+                    send_delay_ms: above(p.owd_out.base_us(), out_lo),
+                    send_jitter_ms: p.owd_out.jitter_us() / 1e3,
+                    receive_delay_ms: above(p.owd_in.base_us(), in_lo),
+                    send_loss: p.loss_rate.loss(),
+                    arrival_ms: est.zip(first).map(|(e, f)| (e.arrival(1400) - f) * 1e3),
+                    repeating: est.is_some_and(|e| e.role == Role::Repeat),
+                    excluded: est.and_then(|e| match e.role {
+                        Role::Out(why) => Some(why),
+                        _ => None,
+                    }),
                     weight: p.spec.weight,
                     priority: p.spec.priority,
                     rate_cap_bps: p.spec.rate_cap_bps,
@@ -623,6 +704,12 @@ impl Bond {
     }
 
     // ---- helpers ----
+
+    /// The earliest-arrival estimates of every path (`None`: not up).
+    fn arrival_estimates(&self, now: Instant) -> Vec<Option<arrival::Estimate>> {
+        let p = self.arrival_params();
+        arrival::estimates(&self.paths, p.spread_limit, p.repeat, now)
+    }
 
     /// Checks a probe's MAC and form, counting what fails.
     fn open_probe(&mut self, msg: &[u8]) -> Result<crate::probe::Probe, ProbeDrop> {
@@ -645,4 +732,56 @@ impl Bond {
     fn path(&self, id: PathId) -> Option<&Path> {
         self.paths.iter().find(|p| p.id == id)
     }
+}
+
+/// The reorder wait for the live paths, unclamped; `None` with fewer than two.
+///
+/// From the one-way delays toward this side when at least two live paths have them: the
+/// latest a packet is likely to arrive on any path (its base, smoothed excess and twice
+/// its jitter) less the earliest any path delivers (the lowest base), plus 1 ms. Paths
+/// whose delay exceeds the best's by more than `max` are left out of it: a sender using
+/// `earliest-arrival` leaves them out too, and one that does not gets no longer wait
+/// than `max` anyway. Without one-way delays (a peer's probes not seen yet): the RTT
+/// spread plus twice the largest RTT variation, about twice the one-way spread.
+fn reorder_wait(paths: &[Path], max: Duration) -> Option<Duration> {
+    let live: Vec<&Path> = paths.iter().filter(|p| p.is_up()).collect();
+    if live.len() < 2 {
+        return None;
+    }
+    let measured: Vec<(f64, f64, f64)> = live
+        .iter()
+        .filter_map(|p| {
+            let d = &p.owd_in;
+            let base = d.base_us()? as f64;
+            Some((
+                base,
+                d.high_us()?,
+                base + d.excess_us() + 2.0 * d.jitter_us(),
+            ))
+        })
+        .collect();
+    if measured.len() >= 2 {
+        let lo = measured.iter().map(|m| m.0).min_by(f64::total_cmp)?;
+        let limit = max.as_secs_f64() * 1e6;
+        let eligible: Vec<&(f64, f64, f64)> =
+            measured.iter().filter(|m| m.1 - lo <= limit).collect();
+        if eligible.len() < 2 {
+            // One path in use: nothing to reorder but loss.
+            return None;
+        }
+        let hi = eligible.iter().map(|m| m.2).max_by(f64::total_cmp)?;
+        let us = (hi - lo).max(0.0) + 1_000.0;
+        return Some(Duration::from_secs_f64(us.min(1e12) / 1e6));
+    }
+    let srtts: Vec<Duration> = live.iter().filter_map(|p| p.rtt.srtt()).collect();
+    let (lo, hi) = (srtts.iter().min()?, srtts.iter().max()?);
+    if srtts.len() < 2 {
+        return None;
+    }
+    let var = live
+        .iter()
+        .map(|p| p.rtt.rttvar())
+        .max()
+        .unwrap_or_default();
+    Some((*hi - *lo) + 2 * var + Duration::from_millis(1))
 }

@@ -15,7 +15,10 @@
 //!    [`Bond::add_path`] per configured path, in config order (ids 0, 1, …). The far
 //!    side adds none: it learns them.
 //! 2. TUN → network, per plaintext IP packet: [`Bond::pick`] gives the path(s);
-//!    `Tunn::encapsulate` once; send the same datagram on every path picked.
+//!    `Tunn::encapsulate` once; send the same datagram once per entry picked (every
+//!    live path for `redundant`; the same path twice when `earliest-arrival` repeats
+//!    packets on a lossy path: the peer's replay window drops the second copy that
+//!    arrives).
 //!    Handshakes, cookies and keepalives from `Tunn` go on [`Bond::pick_control`]
 //!    (record them with [`Bond::record_sent`]).
 //! 3. Network → TUN, per datagram received on path `p` (the far side maps the source
@@ -25,7 +28,8 @@
 //!    - otherwise read [`wg::data_header`] (receiver index, counter) *before*
 //!      `Tunn::decapsulate`; if decapsulation yields a packet for the tunnel: far side
 //!      [`Bond::learn_path`] (source address), then [`Bond::on_authenticated`] (path,
-//!      datagram length), then [`Bond::push_received`] (index, counter, plaintext): on
+//!      datagram length; only for datagrams that decrypted, so a repeated packet's
+//!      second copy is not counted), then [`Bond::push_received`] (index, counter, plaintext): on
 //!      [`Verdict::Deliver`] write the plaintext to the TUN; in every case then write
 //!      all of [`Bond::pop_received`]. Anything else `decapsulate` returns (handshake
 //!      responses, queued packets) goes out as usual; on the far side, call
@@ -42,9 +46,11 @@
 //! WireGuard on the wire: the bond sends probes, which the peer drops, and every packet
 //! goes on the one path.
 
+pub mod arrival;
 pub mod bond;
 pub mod flow_hash;
 pub mod loss;
+pub mod owd;
 pub mod path;
 pub mod probe;
 pub mod prober;
@@ -56,6 +62,7 @@ pub mod status;
 pub mod wg;
 pub mod window;
 
+pub use arrival::Excluded;
 pub use bond::{Bond, BondConfig, BondError, Event, ReorderMode, Transmit};
 pub use path::{Counters, DownReason, PathId, PathSpec, PathState};
 pub use probe::{ProbeKeys, is_probe};

@@ -1,7 +1,9 @@
 //! A path: one underlay route between the two ends of a link (one local socket or source
 //! address on this side, one peer address). Its configuration, state and measurements.
 
-use crate::loss::LossWindow;
+use crate::arrival::VirtualQueue;
+use crate::loss::{LossRate, LossWindow};
+use crate::owd::OneWayDelay;
 use crate::prober::PathProbe;
 use crate::rate::{CapacityEstimator, TokenBucket};
 use crate::rtt::RttEstimator;
@@ -74,8 +76,13 @@ pub enum Origin {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
+    /// Everything sent on the path (data, probes, control; both copies of a repeated
+    /// packet).
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    /// Second copies sent by `earliest-arrival` on a lossy path (part of `tx_*`).
+    pub tx_repeated_bytes: u64,
+    pub tx_repeated_packets: u64,
     pub rx_bytes: u64,
     pub rx_packets: u64,
 }
@@ -93,6 +100,14 @@ pub(crate) struct Path {
     pub rtt: RttEstimator,
     pub loss: LossWindow,
     pub capacity: CapacityEstimator,
+    /// One-way delay toward the peer (from replies to our probes).
+    pub owd_out: OneWayDelay,
+    /// One-way delay from the peer (from its probe requests).
+    pub owd_in: OneWayDelay,
+    /// One-way loss toward the peer over about the last 4000 packets.
+    pub loss_rate: LossRate,
+    /// Bytes sent and not yet drained at the estimated rate (earliest-arrival).
+    pub queue: VirtualQueue,
     pub bucket: Option<TokenBucket>,
     /// The weighted scheduler's byte credit.
     pub credit: f64,
@@ -114,6 +129,10 @@ impl Path {
             rtt: RttEstimator::default(),
             loss: LossWindow::default(),
             capacity: CapacityEstimator::default(),
+            owd_out: OneWayDelay::default(),
+            owd_in: OneWayDelay::default(),
+            loss_rate: LossRate::default(),
+            queue: VirtualQueue::default(),
             bucket: spec.rate_cap_bps.map(|r| TokenBucket::new(r, now)),
             credit: 0.0,
             counters: Counters::default(),

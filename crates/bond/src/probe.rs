@@ -10,7 +10,7 @@
 //! | 0 | 4 | type: `62 00 00 00` |
 //! | 4 | 1 | kind: 1 request, 2 reply |
 //! | 5 | 1 | version: 1 |
-//! | 6 | 1 | sender's scheduler: 0 none, 1 flow, 2 round-robin, 3 weighted, 4 redundant, 5 backup |
+//! | 6 | 1 | sender's scheduler: 0 none, 1 flow, 2 round-robin, 3 weighted, 4 redundant, 5 backup, 6 earliest-arrival |
 //! | 7 | 1 | flags: bit 0 = the sender configured this path (its attributes below are authoritative) |
 //! | 8 | 4 | path key: the configured side's id of the path |
 //! | 12 | 4 | priority of the path |
@@ -110,6 +110,7 @@ fn scheduler_code(s: Option<Scheduler>) -> u8 {
         Some(Scheduler::Weighted) => 3,
         Some(Scheduler::Redundant) => 4,
         Some(Scheduler::Backup) => 5,
+        Some(Scheduler::EarliestArrival) => 6,
     }
 }
 
@@ -120,6 +121,7 @@ fn scheduler_from_code(c: u8) -> Option<Scheduler> {
         3 => Some(Scheduler::Weighted),
         4 => Some(Scheduler::Redundant),
         5 => Some(Scheduler::Backup),
+        6 => Some(Scheduler::EarliestArrival),
         _ => None,
     }
 }

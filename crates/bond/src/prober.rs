@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 const MAX_OUTSTANDING: usize = 64;
 /// Delivery-rate samples span at least this much of the peer's time.
 const RATE_INTERVAL_US: u64 = 200_000;
+/// A sample that sent at least this share of a path's measured capacity may have
+/// overflowed its queue: its losses do not count as the path's random loss.
+const FULL_LOAD: f64 = 0.9;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Outstanding {
@@ -35,6 +38,10 @@ pub(crate) struct Outstanding {
     pub sent_at: Instant,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    pub tx_repeated_bytes: u64,
+    pub tx_repeated_packets: u64,
+    /// The queue (µs) the earliest-arrival model expected ahead of this request.
+    pub queue_us: f64,
 }
 
 /// The counters at one answered request: ours when we sent it, the peer's when it
@@ -46,6 +53,8 @@ pub(crate) struct RateSnap {
     pub rx_packets: u64,
     pub tx_bytes: u64,
     pub tx_packets: u64,
+    pub tx_repeated_bytes: u64,
+    pub tx_repeated_packets: u64,
     pub sent_at: Instant,
 }
 
@@ -60,6 +69,8 @@ pub(crate) struct PathProbe {
     pub last_unconfirmed_reply: Option<Instant>,
     /// Loss of data packets from the counters (EWMA), next to probe loss.
     pub data_loss: f64,
+    /// The most packets the peer reported receiving on this path in a request.
+    pub peer_rx_packets: u64,
 }
 
 impl PathProbe {
@@ -73,6 +84,7 @@ impl PathProbe {
             rate_snap: None,
             last_unconfirmed_reply: None,
             data_loss: 0.0,
+            peer_rx_packets: 0,
         }
     }
 }
@@ -145,7 +157,8 @@ impl ProbeSession {
         }
     }
 
-    fn ts_us(&self, now: Instant) -> u64 {
+    /// Our clock as probes carry it: µs since this bond started.
+    pub fn ts_us(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_micros() as u64
     }
 
@@ -176,11 +189,13 @@ impl ProbeSession {
         }
     }
 
-    /// A new request on `path`, recorded as outstanding.
+    /// A new request on `path`, recorded as outstanding with the queue (µs) the
+    /// earliest-arrival model expects ahead of it.
     pub fn request(
         &mut self,
         path: &mut Path,
         own_scheduler: Option<Scheduler>,
+        queue_us: f64,
         now: Instant,
     ) -> Probe {
         let p = self.base(path, own_scheduler, now);
@@ -194,6 +209,9 @@ impl ProbeSession {
             sent_at: now,
             tx_bytes: path.counters.tx_bytes,
             tx_packets: path.counters.tx_packets,
+            tx_repeated_bytes: path.counters.tx_repeated_bytes,
+            tx_repeated_packets: path.counters.tx_repeated_packets,
+            queue_us,
         });
         path.probe.last_sent = Some(now);
         self.counters.sent_requests += 1;
@@ -304,22 +322,30 @@ impl ProbeSession {
             .saturating_duration_since(o.sent_at)
             .saturating_sub(Duration::from_micros(u64::from(rep.held_us)));
         path.rtt.update(rtt, now);
+        // One-way, toward the peer: its clock when the request arrived less ours when it
+        // left (plus the clocks' offset, the same on every path).
+        let sent_us = self.ts_us(o.sent_at) as i64;
+        let arrived_us = (rep.ts_us as i64).saturating_sub(i64::from(rep.held_us));
+        path.owd_out
+            .update(arrived_us.saturating_sub(sent_us), o.queue_us, now);
         path.loss.record(false);
         path.probe.consecutive = path.probe.consecutive.saturating_add(1);
         path.probe.last_answer = Some(now);
-        rate_sample(path, rep, &o);
+        rate_sample(path, rep, &o, now);
         Ok(rtt)
     }
 }
 
 /// Updates the path's delivery-rate and capacity estimates from an accepted reply.
-fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding) {
+fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding, now: Instant) {
     let snap = RateSnap {
         peer_ts_us: rep.ts_us,
         rx_bytes: rep.rx_bytes,
         rx_packets: rep.rx_packets,
         tx_bytes: o.tx_bytes,
         tx_packets: o.tx_packets,
+        tx_repeated_bytes: o.tx_repeated_bytes,
+        tx_repeated_packets: o.tx_repeated_packets,
         sent_at: o.sent_at,
     };
     let Some(prev) = path.probe.rate_snap else {
@@ -342,26 +368,66 @@ fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding) {
         .sent_at
         .saturating_duration_since(prev.sent_at)
         .as_secs_f64();
-    let delivered = (snap.rx_bytes - prev.rx_bytes) as f64 / (peer_dt as f64 / 1e6);
+    // The peer counts what decrypted: of a repeated packet, one copy. Counted as
+    // delivered on the wire, the second copy is assumed to have arrived too.
+    let repeated_bytes = snap
+        .tx_repeated_bytes
+        .saturating_sub(prev.tx_repeated_bytes);
+    // Over the longer of the two intervals: jitter can shorten the peer's (both probes
+    // delayed differently), which would show more delivered than the path carries.
+    let span = (peer_dt as f64 / 1e6).max(our_dt);
+    let delivered = ((snap.rx_bytes - prev.rx_bytes) + repeated_bytes) as f64 / span;
     let sent = if our_dt > 0.0 {
         snap.tx_bytes.saturating_sub(prev.tx_bytes) as f64 / our_dt
     } else {
         0.0
     };
     let tx_pkts = snap.tx_packets.saturating_sub(prev.tx_packets);
+    let pairs = snap
+        .tx_repeated_packets
+        .saturating_sub(prev.tx_repeated_packets)
+        .min(tx_pkts / 2);
+    let unique = tx_pkts - pairs;
     let rx_pkts = snap.rx_packets.saturating_sub(prev.rx_packets);
-    if tx_pkts > 0 {
-        let l = 1.0 - (rx_pkts as f64 / tx_pkts as f64).min(1.0);
+    if unique > 0 {
+        let l = 1.0 - (rx_pkts as f64 / unique as f64).min(1.0);
         path.probe.data_loss = 0.75 * path.probe.data_loss + 0.25 * l;
     }
-    let queueing = match (path.rtt.srtt(), path.rtt.min()) {
-        (Some(s), Some(m)) => s > m + (m / 2).max(Duration::from_millis(5)),
+    let queueing = if path.owd_out.samples() >= 2 {
+        path.owd_out.queueing()
+    } else {
+        match (path.rtt.srtt(), path.rtt.min()) {
+            (Some(s), Some(m)) => s > m + (m / 2).max(Duration::from_millis(5)),
+            _ => false,
+        }
+    };
+    // The path's own (random) loss, per copy, from samples that cannot have overflowed
+    // its queue: no queue, not heavy loss, and less than [`FULL_LOAD`] of a measured
+    // capacity sent. Every unique packet lost is charged to the copies sent once
+    // (probes, packets not repeated), which overstates it while repeating (a repeated
+    // packet is lost only when both copies are) and so keeps repeating.
+    let lost = unique.saturating_sub(rx_pkts);
+    let heavy = lost as f64 > unique as f64 * crate::rate::HEAVY_LOSS;
+    let full = path
+        .capacity
+        .measured()
+        .is_some_and(|c| sent >= c * FULL_LOAD);
+    if !queueing && !heavy && !full {
+        let singles = tx_pkts - 2 * pairs;
+        let lost = lost.min(singles);
+        path.loss_rate.record(singles, singles - lost, now);
+    }
+    let overestimated_queue = match (path.owd_out.residual_us(), path.owd_out.base_us()) {
+        (Some(r), Some(b)) => r < b as f64 - path.owd_out.queueing_bar_us(),
         _ => false,
     };
     path.capacity.update(RateSample {
         sent,
         delivered,
+        packets: unique,
+        lost: unique.saturating_sub(rx_pkts),
         queueing,
+        overestimated_queue,
     });
     path.probe.rate_snap = Some(snap);
 }
@@ -412,11 +478,27 @@ pub(crate) fn on_answer(path: &mut Path, up_after: u32) -> Transition {
     }
 }
 
+/// How long a request waits for its answer before it counts as lost: the failover time,
+/// or before the path's first RTT sample `longest` (so a path slower than the failover
+/// time, a GEO satellite's 600 ms, can be answered at all and come up).
+pub(crate) fn lost_after(path: &Path, failover_after: Duration, longest: Duration) -> Duration {
+    if path.rtt.srtt().is_some() {
+        failover_after
+    } else {
+        failover_after.max(longest)
+    }
+}
+
 /// On a timer: requests unanswered for `lost_after` count as lost; a path whose last
 /// answer is older than `failover_after` goes down.
-pub(crate) fn on_timer(path: &mut Path, failover_after: Duration, now: Instant) -> Transition {
+pub(crate) fn on_timer(
+    path: &mut Path,
+    failover_after: Duration,
+    lost_after: Duration,
+    now: Instant,
+) -> Transition {
     while let Some(o) = path.probe.outstanding.front() {
-        if o.sent_at + failover_after > now {
+        if o.sent_at + lost_after > now {
             break;
         }
         path.probe.outstanding.pop_front();
@@ -438,12 +520,16 @@ pub(crate) fn on_timer(path: &mut Path, failover_after: Duration, now: Instant) 
 }
 
 /// The earliest time [`on_timer`] has something to do for this path.
-pub(crate) fn next_deadline(path: &Path, failover_after: Duration) -> Option<Instant> {
+pub(crate) fn next_deadline(
+    path: &Path,
+    failover_after: Duration,
+    lost_after: Duration,
+) -> Option<Instant> {
     let lost = path
         .probe
         .outstanding
         .front()
-        .map(|o| o.sent_at + failover_after);
+        .map(|o| o.sent_at + lost_after);
     let fail = match path.state {
         PathState::Up | PathState::Probing => path.probe.last_answer.map(|a| a + failover_after),
         PathState::Down => None,

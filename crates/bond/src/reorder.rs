@@ -25,6 +25,15 @@
 //!   they come.
 //! - When disabled (the peer's scheduler keeps flows on one path) every packet is
 //!   delivered at once; duplicates are still discarded.
+//!
+//! The buffer also measures how much reordering there really is ([`observed`]): how
+//! long a gap that did fill had been waited for, and for a packet that came after its
+//! gap was skipped, how long it would have had to wait. The largest recent value (it
+//! halves every [`OBSERVED_HALF_LIFE`]) lets the link raise the wait to what the paths
+//! actually do, as RACK's reordering window grows on evidence of reordering (RFC 8985
+//! §6.2).
+//!
+//! [`observed`]: ReorderBuffer::observed
 
 use crate::window::{Seen, Window};
 use std::collections::{BTreeMap, VecDeque};
@@ -32,6 +41,10 @@ use std::time::{Duration, Instant};
 
 /// Width of the duplicate window, the same as boringtun's replay window.
 pub const SEEN_WINDOW: u64 = 1024;
+/// The observed reordering halves this often when nothing larger is seen.
+pub const OBSERVED_HALF_LIFE: Duration = Duration::from_secs(10);
+/// Skipped gaps remembered to tell how late a late packet was.
+const SKIPS: usize = 64;
 const SEEN_WORDS: usize = (SEEN_WINDOW / 64) as usize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +129,10 @@ pub struct ReorderBuffer {
     ready: VecDeque<Released>,
     bytes: usize,
     counters: ReorderCounters,
+    /// Recent skips: (when, the wait then, `next` before, `next` after).
+    skips: VecDeque<(Instant, Duration, u64, u64)>,
+    /// Largest reordering seen, and when.
+    observed: Option<(Duration, Instant)>,
 }
 
 impl ReorderBuffer {
@@ -133,6 +150,39 @@ impl ReorderBuffer {
             ready: VecDeque::new(),
             bytes: 0,
             counters: ReorderCounters::default(),
+            skips: VecDeque::new(),
+            observed: None,
+        }
+    }
+
+    /// The largest reordering seen recently (see the module docs), decayed to `now`.
+    pub fn observed(&self, now: Instant) -> Duration {
+        match self.observed {
+            None => Duration::ZERO,
+            Some((d, at)) => {
+                let age = now.saturating_duration_since(at).as_secs_f64();
+                d.mul_f64(0.5f64.powf(age / OBSERVED_HALF_LIFE.as_secs_f64()))
+            }
+        }
+    }
+
+    fn observe(&mut self, d: Duration, now: Instant) {
+        if d >= self.observed(now) {
+            self.observed = Some((d, now));
+        }
+    }
+
+    /// A packet behind `next`: if a recent skip passed over it, it came this much later
+    /// than the packet that started the wait.
+    fn observe_late(&mut self, counter: u64, now: Instant) {
+        let skip = self
+            .skips
+            .iter()
+            .rev()
+            .find(|(_, _, before, after)| *before <= counter && counter < *after)
+            .copied();
+        if let Some((at, wait, _, _)) = skip {
+            self.observe(now.saturating_duration_since(at) + wait, now);
         }
     }
 
@@ -203,6 +253,7 @@ impl ReorderBuffer {
             return self.deliver_or_queue(session, counter, packet);
         }
         if counter < self.next {
+            self.observe_late(counter, now);
             if !self.cfg.deliver_late {
                 self.counters.dropped += 1;
                 return Verdict::Dropped;
@@ -211,6 +262,11 @@ impl ReorderBuffer {
             return self.deliver_or_queue(session, counter, packet);
         }
         if counter == self.next {
+            // It fills a gap that held packets waited for: that much reordering.
+            self.trim_arrivals();
+            if let Some((at, _)) = self.arrivals.front() {
+                self.observe(now.saturating_duration_since(*at), now);
+            }
             self.counters.in_order += 1;
             let v = self.deliver_or_queue(session, counter, packet);
             self.next = self.next.saturating_add(1);
@@ -219,7 +275,7 @@ impl ReorderBuffer {
         }
         // Ahead of a gap: make room if needed, then hold.
         while self.full(packet.len()) && !self.held.is_empty() {
-            let n = self.skip_gap();
+            let n = self.skip_gap(now);
             self.counters.forced += n;
         }
         if self.full(packet.len()) {
@@ -264,7 +320,7 @@ impl ReorderBuffer {
             self.trim_arrivals();
             match self.arrivals.front() {
                 Some((at, _)) if *at + self.wait <= now => {
-                    let n = self.skip_gap();
+                    let n = self.skip_gap(now);
                     self.counters.released_after_wait += n;
                 }
                 _ => break,
@@ -313,13 +369,25 @@ impl ReorderBuffer {
     }
 
     /// Gives up on the gap before the lowest held packet; returns how many were released.
-    fn skip_gap(&mut self) -> u64 {
+    fn skip_gap(&mut self, now: Instant) -> u64 {
         match self.held.first_key_value() {
             Some((&c, _)) => {
+                if self.skips.len() >= SKIPS {
+                    self.skips.pop_front();
+                }
+                self.skips.push_back((now, self.wait, self.next, c));
                 self.next = c;
                 self.drain_run()
             }
             None => 0,
+        }
+    }
+
+    /// Releases everything held, in order, skipping every gap (no wait is recorded).
+    fn skip_all(&mut self) {
+        while let Some((&c, _)) = self.held.first_key_value() {
+            self.next = c;
+            self.drain_run();
         }
     }
 
@@ -330,9 +398,7 @@ impl ReorderBuffer {
     }
 
     fn flush(&mut self) {
-        while !self.held.is_empty() {
-            self.skip_gap();
-        }
+        self.skip_all();
         self.arrivals.clear();
     }
 
@@ -341,6 +407,7 @@ impl ReorderBuffer {
         self.previous = self.session;
         self.session = Some(session);
         self.seen = Window::default();
+        self.skips.clear();
         // A session's counters start at 0: if this one is early in the session, wait
         // for what came before it; otherwise start here.
         self.next = if first < self.cfg.max_packets as u64 {
@@ -522,6 +589,29 @@ mod tests {
         }
         assert!(b.counters().forced > 0);
         assert_eq!(b.push(1, 2, &[0], t), Verdict::Dropped);
+    }
+
+    #[test]
+    fn the_reordering_seen_is_measured_from_filled_gaps_and_late_packets() {
+        let t = Instant::now();
+        let mut b = ReorderBuffer::new(ReorderConfig::default(), true, 10 * MS);
+        let mut out = vec![];
+        assert_eq!(b.observed(t), Duration::ZERO);
+        push(&mut b, 1, 0, t, &mut out);
+        push(&mut b, 1, 2, t, &mut out);
+        // 1 fills the gap 7 ms after 2 arrived.
+        push(&mut b, 1, 1, t + 7 * MS, &mut out);
+        assert_eq!(b.observed(t + 7 * MS), 7 * MS);
+        // 4 waits its 10 ms, the gap at 3 is skipped at 20 ms; 3 comes at 35 ms: it would
+        // have needed 25 ms.
+        push(&mut b, 1, 4, t + 10 * MS, &mut out);
+        timeout(&mut b, t + 20 * MS, &mut out);
+        push(&mut b, 1, 3, t + 35 * MS, &mut out);
+        assert_eq!(b.observed(t + 35 * MS), 25 * MS);
+        // It halves every 10 s.
+        let later = t + 35 * MS + OBSERVED_HALF_LIFE;
+        let half = b.observed(later).as_secs_f64();
+        assert!((half - 0.0125).abs() < 1e-6, "{half}");
     }
 
     #[test]

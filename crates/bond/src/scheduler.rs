@@ -1,13 +1,16 @@
-//! The five schedulers: which path(s) a packet goes out on.
+//! The six schedulers: which path(s) a packet goes out on.
 //!
-//! Every scheduler considers only paths that are up. With none up it falls back to one
+//! `earliest-arrival` (the default, `arrival.rs`) sends each packet where it is expected
+//! to arrive first; the others are simpler rules. Every scheduler considers only paths
+//! that are up. With none up it falls back to one
 //! path, the one with the most recent sign of life (probe answer or authenticated
 //! traffic) that is not administratively down, so a link is never black-holed while
 //! probes are still deciding. Rate caps (token buckets) are respected by the per-packet
-//! schedulers (`round-robin`, `weighted`): a path over its cap is skipped, and when every
-//! path is over, the one that will conform soonest is used. `flow` and `backup` ignore
+//! schedulers (`round-robin`, `weighted`, `earliest-arrival`): a path over its cap is
+//! skipped, and when every path is over, the one that will conform soonest is used. `flow` and `backup` ignore
 //! caps (moving a flow to honour a cap would reorder it); `redundant` ignores them too.
 
+use crate::arrival;
 use crate::flow_hash::{flow_hash, rendezvous_score};
 use crate::path::{Path, PathId};
 pub use braid_model::extensions::Scheduler;
@@ -20,7 +23,9 @@ pub const MAX_PATHS: usize = 16;
 /// was capped or idle cannot save up a burst.
 const CREDIT_LIMIT: f64 = 256.0 * 1024.0;
 
-/// The paths a packet is to be sent on (one, or all live ones for `redundant`).
+/// The paths a packet is to be sent on: one; all live ones for `redundant`; or one path
+/// twice when `earliest-arrival` repeats packets on a lossy path (send the datagram once
+/// per entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Picks {
     ids: [PathId; MAX_PATHS],
@@ -74,8 +79,28 @@ pub(crate) struct SchedState {
     rr_last: Option<PathId>,
 }
 
+/// Settings of the earliest-arrival scheduler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArrivalParams {
+    /// The longest reorder wait the receiver gives (s): paths slower than the best by
+    /// more are left out.
+    pub spread_limit: f64,
+    /// Whether lossy paths repeat packets (else they are left out).
+    pub repeat: bool,
+}
+
+impl Default for ArrivalParams {
+    fn default() -> Self {
+        ArrivalParams {
+            spread_limit: 0.1,
+            repeat: true,
+        }
+    }
+}
+
 /// Chooses the path(s) for one packet. `packet` is the plaintext IP packet, `wire_len`
 /// what it will weigh on the wire. Does not account the bytes (the caller does).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pick(
     kind: Scheduler,
     st: &mut SchedState,
@@ -83,6 +108,7 @@ pub(crate) fn pick(
     packet: &[u8],
     wire_len: usize,
     seed: u64,
+    arrival: ArrivalParams,
     now: Instant,
 ) -> Picks {
     if !paths.iter().any(Path::is_up) {
@@ -104,7 +130,29 @@ pub(crate) fn pick(
             .filter(|p| p.is_up())
             .min_by_key(|p| (p.spec.priority, p.id))
             .map_or(Picks::none(), |p| Picks::one(p.id)),
+        Scheduler::EarliestArrival => pick_earliest_arrival(paths, wire_len, arrival, now),
     }
+}
+
+fn pick_earliest_arrival(
+    paths: &mut [Path],
+    wire_len: usize,
+    params: ArrivalParams,
+    now: Instant,
+) -> Picks {
+    let ok = match conforming(paths, now) {
+        Ok(ok) => ok,
+        Err(id) => return Picks::one(id),
+    };
+    let est = arrival::estimates(paths, params.spread_limit, params.repeat, now);
+    let Some(i) = arrival::earliest(&est, &ok, wire_len) else {
+        return Picks::none();
+    };
+    let mut picks = Picks::one(paths[i].id);
+    if est[i].is_some_and(|e| e.role == arrival::Role::Repeat) {
+        picks.push(paths[i].id);
+    }
+    picks
 }
 
 /// No path is up: the most recently alive one that is not administratively down (any
@@ -185,7 +233,8 @@ fn pick_round_robin(st: &mut SchedState, paths: &mut [Path], now: Instant) -> Pi
 
 /// The weight of each live path for the weighted scheduler: configured weights when
 /// every live path has one, else measured capacity (bytes/s, capped at the rate cap);
-/// a path not yet measured counts as the mean of the measured ones.
+/// a path whose bottleneck was not found yet counts as the mean of the measured ones,
+/// or what it already carried if that is more.
 pub(crate) fn weights(paths: &[Path]) -> Vec<(PathId, f64)> {
     let live: Vec<&Path> = paths.iter().filter(|p| p.is_up()).collect();
     if live.iter().all(|p| p.spec.weight.is_some()) {
@@ -194,7 +243,7 @@ pub(crate) fn weights(paths: &[Path]) -> Vec<(PathId, f64)> {
             .map(|p| (p.id, f64::from(p.spec.weight.unwrap_or(1).max(1))))
             .collect();
     }
-    let measured: Vec<f64> = live.iter().filter_map(|p| p.capacity.estimate()).collect();
+    let measured: Vec<f64> = live.iter().filter_map(|p| p.capacity.measured()).collect();
     let mean = if measured.is_empty() {
         1.0
     } else {
@@ -202,7 +251,9 @@ pub(crate) fn weights(paths: &[Path]) -> Vec<(PathId, f64)> {
     };
     live.iter()
         .map(|p| {
-            let mut w = p.capacity.estimate().unwrap_or(mean);
+            // Not measured yet: at least what it already carried, and the mean.
+            let lower = p.capacity.estimate().unwrap_or(0.0);
+            let mut w = p.capacity.measured().unwrap_or(mean.max(lower));
             if let Some(b) = &p.bucket {
                 w = w.min(b.rate());
             }
@@ -249,6 +300,11 @@ mod tests {
     use crate::path::{DownReason, Origin, PathSpec, PathState};
     use std::time::Duration;
 
+    const AP: ArrivalParams = ArrivalParams {
+        spread_limit: 0.1,
+        repeat: true,
+    };
+
     fn paths(specs: &[PathSpec], now: Instant) -> Vec<Path> {
         specs
             .iter()
@@ -276,7 +332,7 @@ mod tests {
         let mut st = SchedState::default();
         let mut bytes = vec![0usize; ps.len()];
         for i in 0..n {
-            let picks = pick(kind, &mut st, ps, &udp(i as u16), len, 1, now);
+            let picks = pick(kind, &mut st, ps, &udp(i as u16), len, 1, AP, now);
             for id in &picks {
                 bytes[id.0 as usize] += len;
             }
@@ -310,7 +366,16 @@ mod tests {
         // Mixed packet sizes: the split is by bytes, not packets.
         for i in 0..40_000usize {
             let len = if i % 3 == 0 { 1400 } else { 80 };
-            let p = pick(Scheduler::Weighted, &mut st, &mut ps, &udp(1), len, 1, now);
+            let p = pick(
+                Scheduler::Weighted,
+                &mut st,
+                &mut ps,
+                &udp(1),
+                len,
+                1,
+                AP,
+                now,
+            );
             bytes[p[0].0 as usize] += len;
         }
         let ratio = bytes[0] as f64 / bytes[1] as f64;
@@ -325,7 +390,8 @@ mod tests {
             p.capacity.update(crate::rate::RateSample {
                 sent: rate,
                 delivered: rate,
-                queueing: false,
+                queueing: true,
+                ..crate::rate::RateSample::default()
             });
         }
         let b = run(Scheduler::Weighted, &mut ps, 40_000, 1000, now);
@@ -349,7 +415,16 @@ mod tests {
         let mut t = t0;
         for _ in 0..8_000 {
             t += Duration::from_micros(250);
-            let p = pick(Scheduler::Weighted, &mut st, &mut ps, &udp(1), 1000, 1, t);
+            let p = pick(
+                Scheduler::Weighted,
+                &mut st,
+                &mut ps,
+                &udp(1),
+                1000,
+                1,
+                AP,
+                t,
+            );
             bytes[p[0].0 as usize] += 1000;
             if let Some(b) = ps[p[0].0 as usize].bucket.as_mut() {
                 b.consume(1000, t);
@@ -368,6 +443,7 @@ mod tests {
             &udp(1),
             1000,
             1,
+            AP,
             later,
         );
         assert_eq!(p.as_slice(), [PathId(1)]);
@@ -380,10 +456,10 @@ mod tests {
         let mut st = SchedState::default();
         let mut before = Vec::new();
         for f in 0..600u16 {
-            let first = pick(Scheduler::Flow, &mut st, &mut ps, &udp(f), 100, 9, now);
+            let first = pick(Scheduler::Flow, &mut st, &mut ps, &udp(f), 100, 9, AP, now);
             for _ in 0..3 {
                 assert_eq!(
-                    pick(Scheduler::Flow, &mut st, &mut ps, &udp(f), 100, 9, now),
+                    pick(Scheduler::Flow, &mut st, &mut ps, &udp(f), 100, 9, AP, now),
                     first
                 );
             }
@@ -402,6 +478,7 @@ mod tests {
                 &udp(f as u16),
                 100,
                 9,
+                AP,
                 now,
             )[0];
             if *old == PathId(2) {
@@ -418,7 +495,16 @@ mod tests {
         let mut ps = paths(&[PathSpec::default(); 3], now);
         ps[1].state = PathState::Probing;
         let mut st = SchedState::default();
-        let p = pick(Scheduler::Redundant, &mut st, &mut ps, &udp(1), 100, 1, now);
+        let p = pick(
+            Scheduler::Redundant,
+            &mut st,
+            &mut ps,
+            &udp(1),
+            100,
+            1,
+            AP,
+            now,
+        );
         assert_eq!(p.as_slice(), [PathId(0), PathId(2)]);
     }
 
@@ -431,7 +517,8 @@ mod tests {
         };
         let mut ps = paths(&[spec(5), spec(1), spec(3)], now);
         let mut st = SchedState::default();
-        let mut go = |ps: &mut [Path]| pick(Scheduler::Backup, &mut st, ps, &udp(1), 100, 1, now);
+        let mut go =
+            |ps: &mut [Path]| pick(Scheduler::Backup, &mut st, ps, &udp(1), 100, 1, AP, now);
         assert_eq!(go(&mut ps).as_slice(), [PathId(1)]);
         ps[1].state = PathState::Down;
         assert_eq!(go(&mut ps).as_slice(), [PathId(2)]);
@@ -455,19 +542,74 @@ mod tests {
             Scheduler::Weighted,
             Scheduler::Redundant,
             Scheduler::Backup,
+            Scheduler::EarliestArrival,
         ] {
-            let p = pick(kind, &mut st, &mut ps, &udp(1), 100, 1, t0);
+            let p = pick(kind, &mut st, &mut ps, &udp(1), 100, 1, AP, t0);
             assert_eq!(p.as_slice(), [PathId(1)], "{kind:?}");
         }
         ps[1].down_reason = Some(DownReason::Admin);
-        let p = pick(Scheduler::Flow, &mut st, &mut ps, &udp(1), 100, 1, t0);
+        let p = pick(Scheduler::Flow, &mut st, &mut ps, &udp(1), 100, 1, AP, t0);
         assert_eq!(p.as_slice(), [PathId(2)]);
         // All administratively down: still one path, not none.
         for p in &mut ps {
             p.down_reason = Some(DownReason::Admin);
         }
-        let p = pick(Scheduler::Flow, &mut st, &mut ps, &udp(1), 100, 1, t0);
+        let p = pick(Scheduler::Flow, &mut st, &mut ps, &udp(1), 100, 1, AP, t0);
         assert_eq!(p.as_slice(), [PathId(1)]);
-        assert!(pick(Scheduler::Flow, &mut st, &mut [], &udp(1), 100, 1, t0).is_empty());
+        assert!(pick(Scheduler::Flow, &mut st, &mut [], &udp(1), 100, 1, AP, t0).is_empty());
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the paths' states, rates and delays: every scheduler picks at least
+        /// one path when there is any, only live ones while one is live, and a path
+        /// twice only when earliest-arrival repeats on a lossy one.
+        #[test]
+        fn picks_are_live_paths(
+            states in prop::collection::vec((0u8..3, 1e5f64..1e8, 0i64..200_000), 1..6),
+            sports in prop::collection::vec(any::<u16>(), 1..50),
+        ) {
+            let now = Instant::now();
+            let mut ps = paths(&vec![PathSpec::default(); states.len()], now);
+            for (p, (st, rate, delay)) in ps.iter_mut().zip(&states) {
+                p.state = match st {
+                    0 => PathState::Up,
+                    1 => PathState::Probing,
+                    _ => PathState::Down,
+                };
+                p.capacity.update(crate::rate::RateSample {
+                    sent: *rate,
+                    delivered: *rate,
+                    queueing: true,
+                    ..crate::rate::RateSample::default()
+                });
+                p.owd_out.update(*delay, 0.0, now);
+            }
+            let any_up = ps.iter().any(|p| p.is_up());
+            for kind in [
+                Scheduler::Flow,
+                Scheduler::RoundRobin,
+                Scheduler::Weighted,
+                Scheduler::Redundant,
+                Scheduler::Backup,
+                Scheduler::EarliestArrival,
+            ] {
+                let mut st = SchedState::default();
+                for sport in &sports {
+                    let picks = pick(kind, &mut st, &mut ps, &udp(*sport), 1400, 1, AP, now);
+                    prop_assert!(!picks.is_empty());
+                    for id in &picks {
+                        let p = ps.iter().find(|p| p.id == *id).unwrap();
+                        prop_assert!(!any_up || p.is_up(), "{:?} picked {:?}", kind, id);
+                    }
+                    let mut ids: Vec<PathId> = picks.to_vec();
+                    ids.dedup();
+                    if kind != Scheduler::EarliestArrival {
+                        prop_assert_eq!(ids.len(), picks.len());
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Status of a bonded link, as it appears in `braid status` JSON.
 
+use crate::arrival::Excluded;
 use crate::path::{Counters, DownReason, PathId, PathState};
 use crate::prober::ProbeCounters;
 use crate::reorder::ReorderCounters;
@@ -28,6 +29,26 @@ pub struct PathStatus {
     pub delivery_rate_bps: f64,
     /// Estimated capacity, bit/s (the weighted scheduler's weight when unset).
     pub capacity_bps: Option<f64>,
+    /// The rate `earliest-arrival` drains the path's queue at, bit/s: the capacity, else
+    /// the slowest measured path's (10 Mbit/s if none), capped at the rate cap.
+    pub rate_bps: f64,
+    /// Bytes sent and not yet drained at `rate_bps`, as time (ms).
+    pub queue_ms: f64,
+    /// One-way delay toward the peer above the fastest path's (base delays over 10 s), ms.
+    pub send_delay_ms: Option<f64>,
+    /// Jitter of the one-way delay toward the peer (RFC 3550 style), ms.
+    pub send_jitter_ms: f64,
+    /// One-way delay from the peer above the fastest path's, ms.
+    pub receive_delay_ms: Option<f64>,
+    /// One-way loss toward the peer over about the last 4000 packets, 0..=1.
+    pub send_loss: f64,
+    /// How much later than on the best path a 1400-byte packet sent now would arrive on
+    /// this one, as `earliest-arrival` expects (queue, rate and delay), ms; live paths.
+    pub arrival_ms: Option<f64>,
+    /// `earliest-arrival` sends each packet twice on this path (it is lossy).
+    pub repeating: bool,
+    /// Why `earliest-arrival` leaves this live path out while a better one is up.
+    pub excluded: Option<Excluded>,
     pub weight: Option<u32>,
     pub priority: u32,
     pub rate_cap_bps: Option<u64>,
@@ -43,6 +64,9 @@ pub struct PathStatus {
 pub struct ReorderStatus {
     pub enabled: bool,
     pub wait_ms: f64,
+    /// The largest reordering the buffer saw recently (halving every 10 s), ms: how
+    /// long filled gaps were waited for and how late packets after a skipped gap came.
+    pub observed_ms: f64,
     /// Packets waiting now.
     pub buffered: usize,
     #[serde(flatten)]

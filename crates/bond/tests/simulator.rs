@@ -165,6 +165,9 @@ fn weighted_run(weights: [Option<u32>; 2], offered_mbit: f64, seed: u64) -> (f64
         .filter(|(_, e)| matches!(e, Event::PathDown(..)))
         .count();
     println!("path downs at A: {downs}");
+    for (t, e) in &sim.a.events {
+        println!("  {:?} {e:?}", *t - sim.t0);
+    }
     let ratio = bytes[0] / bytes[1];
     let delivery = (delivered - delivered_before) as f64 / half_sent;
     println!(
@@ -221,7 +224,9 @@ fn redundant_with_5_percent_loss_per_path_delivers_more_than_99_5_percent() {
         .map(|d| d.id)
         .collect();
     let loss = 1.0 - got.len() as f64 / sent as f64;
-    let dups = sim.b.bond.status(sim.now).reorder.counters.duplicates;
+    // Second copies are dropped by the (simulated) replay window before the bond, or by
+    // the bond's own duplicate window.
+    let dups = sim.b.replayed + sim.b.bond.status(sim.now).reorder.counters.duplicates;
     println!(
         "redundant: sent {sent}, delivered {}, loss {:.3}%, duplicates discarded {dups}",
         got.len(),
@@ -352,8 +357,8 @@ fn reorder_buffer_puts_two_paths_of_10_and_30_ms_back_in_order() {
     let (n, inv, wait) = reorder_run(ReorderMode::Auto);
     assert_eq!(n, 6000);
     assert_eq!(inv, 0);
-    // The wait follows the RTT spread (40 ms) plus a margin, not the maximum.
-    assert!((40.0..60.0).contains(&wait), "{wait}");
+    // The wait follows the one-way delay spread (20 ms) plus a margin, not the maximum.
+    assert!((20.0..30.0).contains(&wait), "{wait}");
     let (n_off, inv_off, _) = reorder_run(ReorderMode::Off);
     assert_eq!(n_off, 6000);
     assert!(

@@ -448,7 +448,7 @@ fn read_transport(c: &mut Collector, path: &str, value: &Value) -> Option<Transp
         }
     };
     let scheduler = match read::field(c, map, path, "scheduler", None) {
-        None => Some(Scheduler::Flow),
+        None => Some(Scheduler::EarliestArrival),
         Some(v) => read::choice(c, &field_path(path, "scheduler"), v, Scheduler::NAMES)
             .and_then(Scheduler::from_name),
     };

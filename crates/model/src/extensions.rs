@@ -352,7 +352,7 @@ pub fn read_status(c: &mut Collector, path: &str, value: &Value) -> Option<Statu
     }
 }
 
-/// How a multi-path link spreads packets over its paths.
+/// How a multi-path link spreads packets over its paths (docs/bonding.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheduler {
@@ -361,13 +361,22 @@ pub enum Scheduler {
     Weighted,
     Redundant,
     Backup,
+    /// Each packet on the path where it is expected to arrive first (the default).
+    EarliestArrival,
 }
 
 impl Scheduler {
-    pub const NAMES: &'static [&'static str] =
-        &["flow", "round-robin", "weighted", "redundant", "backup"];
+    pub const NAMES: &'static [&'static str] = &[
+        "earliest-arrival",
+        "flow",
+        "round-robin",
+        "weighted",
+        "redundant",
+        "backup",
+    ];
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
+            "earliest-arrival" => Some(Self::EarliestArrival),
             "flow" => Some(Self::Flow),
             "round-robin" => Some(Self::RoundRobin),
             "weighted" => Some(Self::Weighted),

@@ -5,11 +5,17 @@
 //! Each path is two directions with a rate (a FIFO queue with tail drop), a delay, a
 //! jitter (which never reorders within a direction), random loss, and cut intervals.
 //! WireGuard is stood in for by its framing only (type 4, receiver index, counter,
-//! plaintext, 16-byte tag): the bond never looks inside the encryption.
+//! plaintext, 16-byte tag): the bond never looks inside the encryption; a second copy of
+//! a counter is dropped before the bond sees it, as boringtun's replay window does.
+//! The two bonds' clocks are offset (B's started 137 ms earlier), as two machines' are.
+//! Applications: constant-rate UDP streams, TCP bulk flows (`tcp.rs`) and pings.
 //! Time is virtual; the only randomness is a seeded generator.
 
 #![allow(dead_code)]
 
+pub mod tcp;
+
+use braid_bond::window::Window;
 use braid_bond::{Bond, BondConfig, Event, PathId, PathSpec, ProbeKeys, Verdict, is_probe, wg};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -67,6 +73,10 @@ impl LinkSpec {
         self.jitter = Duration::from_millis(j);
         self
     }
+    pub fn queue_ms(mut self, q: u64) -> Self {
+        self.queue = Duration::from_millis(q);
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -103,6 +113,8 @@ enum Ev {
     },
     /// The application at `from` sends an IP packet.
     App { from: Side, packet: Vec<u8> },
+    /// TCP flow `flow`'s sender asked to be called (pacing, RTO).
+    Tcp { flow: usize },
 }
 
 /// One application packet as received.
@@ -119,6 +131,12 @@ pub struct Endpoint {
     pub bond: Bond,
     session: u32,
     counter: u64,
+    /// The peer's counters seen (boringtun's replay window).
+    replay: Window<16>,
+    /// Second copies dropped by it.
+    pub replayed: u64,
+    /// TCP and ping packets delivered, for the sim to hand to their flows.
+    inbox: Vec<Vec<u8>>,
     pub delivered: Vec<Delivery>,
     pub events: Vec<(Instant, Event)>,
     /// Datagrams sent per sim path (data only).
@@ -143,7 +161,24 @@ pub struct Sim {
     pub record: Option<Vec<Recorded>>,
     /// Extra datagrams to inject at B: (time, sim path, bytes).
     pub inject: Vec<(Instant, usize, Vec<u8>)>,
+    /// TCP flows from A to B.
+    pub tcp: Vec<TcpFlow>,
+    /// Ping round trips: (sent, answered) of pings from A, echoed by B.
+    pub pings: Vec<(Instant, Instant)>,
 }
+
+/// One TCP bulk flow from A to B.
+pub struct TcpFlow {
+    pub sport: u16,
+    pub sender: tcp::Sender,
+    pub receiver: tcp::Receiver,
+    wake: Option<Instant>,
+    /// Stop sending new data after this.
+    pub until: Instant,
+}
+
+/// The UDP port pings use.
+pub const PING_PORT: u16 = 7;
 
 pub fn keys() -> (ProbeKeys, ProbeKeys) {
     use x25519_dalek::{PublicKey, StaticSecret};
@@ -166,7 +201,9 @@ impl Sim {
         let t0 = Instant::now();
         let (ka, kb) = keys();
         let mut a = Bond::new(a_cfg, ka, 0xa11c_e000 ^ seed, t0);
-        let b = Bond::new(b_cfg, kb, 0xb0b0_0000 ^ seed, t0);
+        // B's clock started earlier: one-way delays carry an offset, as between machines.
+        let b_start = t0.checked_sub(Duration::from_millis(137)).unwrap_or(t0);
+        let b = Bond::new(b_cfg, kb, 0xb0b0_0000 ^ seed, b_start);
         let mut paths = Vec::new();
         for (i, (spec, ab, ba)) in links.iter().enumerate() {
             let id = a.add_path(*spec, t0).unwrap();
@@ -189,6 +226,9 @@ impl Sim {
             bond,
             session: 0,
             counter: 0,
+            replay: Window::default(),
+            replayed: 0,
+            inbox: Vec::new(),
             delivered: Vec::new(),
             events: Vec::new(),
             data_sent: vec![0; n],
@@ -209,6 +249,35 @@ impl Sim {
             b,
             record: None,
             inject: Vec::new(),
+            tcp: Vec::new(),
+            pings: Vec::new(),
+        }
+    }
+
+    /// Starts a TCP bulk flow from A to B on `sport` at `start`, sending until `until`.
+    /// Returns its index in [`Sim::tcp`].
+    pub fn tcp_flow(&mut self, sport: u16, start: Instant, until: Instant) -> usize {
+        let i = self.tcp.len();
+        self.tcp.push(TcpFlow {
+            sport,
+            sender: tcp::Sender::new(start),
+            receiver: tcp::Receiver::default(),
+            wake: Some(start),
+            until,
+        });
+        self.push(start, Ev::Tcp { flow: i });
+        i
+    }
+
+    /// Schedules pings from A every `every` in `[start, end)`; B answers each at once.
+    pub fn ping(&mut self, every: Duration, (start, end): (Instant, Instant)) {
+        let mut t = start;
+        while t < end {
+            let mut p = udp_packet(Side::A, PING_PORT, 0, 64);
+            let us = (t - self.t0).as_micros() as u64;
+            p[28..36].copy_from_slice(&us.to_le_bytes());
+            self.app(t, Side::A, p);
+            t += every;
         }
     }
 
@@ -360,6 +429,12 @@ impl Sim {
             return;
         };
         let ep = self.ep(to);
+        // boringtun drops a counter it has seen (a repeated packet's second copy) before
+        // the bond hears of it.
+        if ep.replay.check_and_mark(counter).is_err() {
+            ep.replayed += 1;
+            return;
+        }
         // "Decryption" succeeded: the packet is authentic.
         let id = match to {
             Side::A => PathId(i as u32),
@@ -442,8 +517,11 @@ impl Sim {
                 match ev {
                     Ev::Arrive { to, path, bytes } => self.arrive(to, path, bytes),
                     Ev::App { from, packet } => self.app_send(from, packet),
+                    Ev::Tcp { flow } => self.tcp_wake(flow),
                 }
             }
+            self.apps(Side::A);
+            self.apps(Side::B);
         }
     }
 
@@ -454,6 +532,11 @@ impl Sim {
 }
 
 fn record_delivery(ep: &mut Endpoint, now: Instant, plain: &[u8], path: usize) {
+    let port = |o: usize| u16::from_be_bytes([plain[o], plain[o + 1]]);
+    if plain.len() >= 36 && (plain[9] == 6 || (port(20) == PING_PORT || port(22) == PING_PORT)) {
+        ep.inbox.push(plain.to_vec());
+        return;
+    }
     if plain.len() >= 36 {
         // The flow's port: the one that is not 443.
         let sp = u16::from_be_bytes([plain[20], plain[21]]);
@@ -491,4 +574,115 @@ pub fn udp_packet(from: Side, sport: u16, id: u64, size: usize) -> Vec<u8> {
     p[22..24].copy_from_slice(&dp.to_be_bytes());
     p[28..36].copy_from_slice(&id.to_le_bytes());
     p
+}
+
+/// A TCP packet (IPv4, ports, then our own fields at offset 40: kind 1 data with sequence
+/// and send time, kind 2 ACK with cumulative ACK, echoed send time and SACKs).
+fn tcp_packet(from: Side, sport: u16, size: usize, fields: &[u64]) -> Vec<u8> {
+    let mut p = udp_packet(from, sport, 0, size.max(40 + 8 * fields.len()));
+    p[9] = 6;
+    for (k, f) in fields.iter().enumerate() {
+        p[40 + 8 * k..48 + 8 * k].copy_from_slice(&f.to_le_bytes());
+    }
+    p
+}
+
+fn field(p: &[u8], k: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&p[40 + 8 * k..48 + 8 * k]);
+    u64::from_le_bytes(b)
+}
+
+impl Sim {
+    fn us(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.t0).as_micros() as u64
+    }
+
+    fn at_us(&self, us: u64) -> Instant {
+        self.t0 + Duration::from_micros(us)
+    }
+
+    /// Sends what a TCP sender wants and schedules its next wake-up.
+    fn tcp_out(&mut self, flow: usize, out: tcp::Out) {
+        let sport = self.tcp[flow].sport;
+        for (seq, xmit) in out.packets {
+            let pkt = tcp_packet(Side::A, sport, tcp::PACKET, &[1, seq, self.us(xmit)]);
+            self.app_send(Side::A, pkt);
+        }
+        let f = &mut self.tcp[flow];
+        if let Some(w) = out.wake
+            && f.wake.is_none_or(|old| old <= self.now || w < old)
+        {
+            f.wake = Some(w);
+            self.push(w, Ev::Tcp { flow });
+        }
+    }
+
+    fn tcp_wake(&mut self, flow: usize) {
+        let now = self.now;
+        let f = &mut self.tcp[flow];
+        if f.wake.is_some_and(|w| w > now) {
+            return;
+        }
+        f.wake = None;
+        if now >= f.until {
+            return;
+        }
+        let out = f.sender.send(now);
+        self.tcp_out(flow, out);
+    }
+
+    /// Hands delivered TCP and ping packets to their flows.
+    fn apps(&mut self, side: Side) {
+        let inbox = std::mem::take(&mut self.ep(side).inbox);
+        for p in inbox {
+            let dport = u16::from_be_bytes([p[22], p[23]]);
+            let sport = u16::from_be_bytes([p[20], p[21]]);
+            if p[9] != 6 {
+                // A ping: B echoes it, A records the round trip.
+                match side {
+                    Side::B => {
+                        let mut echo = udp_packet(Side::B, PING_PORT, 0, 64);
+                        echo[28..36].copy_from_slice(&p[28..36]);
+                        self.app_send(Side::B, echo);
+                    }
+                    Side::A => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&p[28..36]);
+                        let sent = self.at_us(u64::from_le_bytes(b));
+                        self.pings.push((sent, self.now));
+                    }
+                }
+                continue;
+            }
+            let port = if side == Side::B { sport } else { dport };
+            let Some(flow) = self.tcp.iter().position(|f| f.sport == port) else {
+                continue;
+            };
+            match (side, field(&p, 0)) {
+                (Side::B, 1) => {
+                    let xmit = self.at_us(field(&p, 2));
+                    let (cum, sacks, echo) = self.tcp[flow].receiver.on_data(field(&p, 1), xmit);
+                    let mut fields = vec![2, cum, self.us(echo)];
+                    fields.extend(sacks);
+                    let ack = tcp_packet(Side::B, port, tcp::ACK, &fields);
+                    self.app_send(Side::B, ack);
+                }
+                (Side::A, 2) => {
+                    let cum = field(&p, 1);
+                    let echo = self.at_us(field(&p, 2));
+                    let n = (p.len() - 40) / 8;
+                    let sacks: Vec<u64> = (3..n).map(|k| field(&p, k)).collect();
+                    let now = self.now;
+                    let f = &mut self.tcp[flow];
+                    if now >= f.until {
+                        continue;
+                    }
+                    let out = f.sender.on_ack(cum, &sacks, echo, now);
+                    self.tcp_out(flow, out);
+                }
+                _ => {}
+            }
+        }
+    }
 }

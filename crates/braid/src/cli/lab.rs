@@ -41,8 +41,8 @@ pub enum LabCommand {
         /// more than one uplink gets a path per uplink.
         #[arg(long, value_name = "LIST")]
         wans: Option<String>,
-        /// Scheduler of the multi-path transports (flow, round-robin, weighted, redundant,
-        /// backup); braid's default when left out.
+        /// Scheduler of the multi-path transports (earliest-arrival, flow, round-robin,
+        /// weighted, redundant, backup); braid's default (earliest-arrival) when left out.
         #[arg(long, requires = "wans")]
         scheduler: Option<String>,
         /// Uplink profiles, comma-separated n<node>w<uplink>=PROFILE (fibre, dsl, lte, leo,
