@@ -355,6 +355,8 @@ fn systemd_units_pass_systemd_analyze_verify() {
             "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE",
             "DeviceAllow=/dev/net/tun rw",
             "ProtectSystem=strict",
+            "ExecStartPre=+/bin/mkdir -p -m 0755 /run/wireguard",
+            "ReadWritePaths=-/run/wireguard",
         ] {
             assert!(text.lines().any(|l| l == line), "{unit}: no {line}");
         }
