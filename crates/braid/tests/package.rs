@@ -52,7 +52,15 @@ fn package_state() -> String {
     }
 }
 
-/// Purges the package on drop, whatever happened.
+/// The mask `dpkg -r` leaves (`deb-systemd-helper mask`) until the purge.
+const MASK: &str = "/etc/systemd/system/braid.service";
+
+fn masked() -> bool {
+    std::fs::read_link(MASK).is_ok_and(|target| target == Path::new("/dev/null"))
+}
+
+/// Purges the package on drop, whatever happened, and removes a mask of braid.service that
+/// the package left behind.
 struct Installed;
 
 impl Drop for Installed {
@@ -62,6 +70,10 @@ impl Drop for Installed {
             if !out.status.success() {
                 eprintln!("WARNING: dpkg --purge braid failed: {}", text(&out));
             }
+        }
+        // Only ours: the test refuses to start while one exists.
+        if masked() {
+            let _ = std::fs::remove_file(MASK);
         }
     }
 }
@@ -88,7 +100,7 @@ const FILES: &[&str] = &[
 /// Links that would enable or start a unit at boot.
 const ENABLE_LINKS: &[&str] = &[
     "/etc/systemd/system/multi-user.target.wants/braid.service",
-    "/etc/systemd/system/braid.service",
+    MASK,
 ];
 
 fn check_installed(deb: &Path) {
@@ -212,9 +224,13 @@ fn deb_package_installs_and_removes_cleanly() {
         return;
     }
     // Never overwrite a braid this test did not install.
-    if package_state() != "not-installed" || Path::new("/usr/bin/braid").exists() {
+    if package_state() != "not-installed"
+        || Path::new("/usr/bin/braid").exists()
+        || std::fs::symlink_metadata(MASK).is_ok()
+    {
         eprintln!(
-            "\n*** SKIPPED {TEST}: a braid package or /usr/bin/braid is already on this machine; not touching it ***\n"
+            "\n*** SKIPPED {TEST}: a braid package (state {}), /usr/bin/braid or {MASK} is already on this machine; not touching it ***\n",
+            package_state()
         );
         return;
     }
