@@ -3,7 +3,7 @@
 mod cli;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,11 +12,25 @@ use std::process::ExitCode;
 /// It reads a registry of nodes and this node's config (ranet's formats, plus optional
 /// extensions) and builds one point-to-point WireGuard link per peer and transport.
 #[derive(Parser)]
-#[command(name = "braid", version, about, long_about = None)]
+#[command(name = "braid", version, about)]
 #[command(
     after_help = "Examples:\n  braid keygen > key && braid pubkey < key\n  braid check -c /etc/braid/config.json\n  braid plan -c /etc/braid/config.json --json\n  braid lab up --nodes 4\n\nDocs: docs/cli.md, docs/config.md, docs/registry.md"
 )]
 struct Cli {
+    /// Log level: off, error, warn, info, debug, trace, or a filter such as
+    /// `info,braid_link=debug` [default: $BRAID_LOG, else $RUST_LOG, else info].
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = cli::logging::parse_level)]
+    log_level: Option<String>,
+    /// Log lines on stderr: text, or json (one object per line) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        env = "BRAID_LOG_FORMAT"
+    )]
+    log_format: cli::logging::Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,7 +90,7 @@ enum Command {
     },
     /// Run the daemon in the foreground: bring up every planned link and keep them in step.
     #[command(
-        after_help = "Example:\n  braid run -c /etc/braid/config.json\n\nReloads on SIGHUP and `braid reload`; SIGTERM/SIGINT or `braid down` remove everything it made.\nLog level: BRAID_LOG=debug."
+        after_help = "Examples:\n  braid run -c /etc/braid/config.json\n  braid run -c /etc/braid/config.json --log-level debug --log-format json\n\nReloads on SIGHUP and `braid reload`; SIGTERM/SIGINT or `braid down` remove everything it made.\nUnder systemd (Type=notify) it reports READY=1 once the links, routes and control socket are up,\nand STOPPING=1 when it starts taking them down."
     )]
     Run {
         #[arg(short, long, value_name = "CONFIG")]
@@ -141,6 +155,23 @@ enum Command {
         #[command(subcommand)]
         command: cli::lab::LabCommand,
     },
+    /// Print a shell completion script (bash, zsh or fish), generated from this CLI.
+    #[command(
+        after_help = "Examples:\n  source <(braid completions bash)\n  braid completions bash > /usr/share/bash-completion/completions/braid\n  braid completions zsh > /usr/share/zsh/vendor-completions/_braid\n  braid completions fish > /usr/share/fish/vendor_completions.d/braid.fish\n\nThe Debian package installs all three."
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: cli::docgen::Shell,
+    },
+    /// Print the braid(8) man page, or write every page (braid-SUBCOMMAND.8) into DIR.
+    #[command(
+        after_help = "Examples:\n  braid man | man -l -\n  braid man /usr/local/share/man/man8 && mandb -q\n\nThe pages are generated from this CLI's definition, as --help is; the Debian package installs them."
+    )]
+    Man {
+        /// Directory to write every page into (created if missing); one path per line on stdout.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -149,21 +180,18 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    cli::logging::init(cli.log_level.as_deref(), cli.log_format);
+    let json = cli.log_format == cli::logging::Format::Json;
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             // Problems from validation carry their own `error: ` prefix: print one, not two.
             let text = format!("{e:#}");
-            if text.starts_with("error: ") {
+            if json {
+                // One more log line for the shipper, not a stray line of text.
+                tracing::error!("{}", text.strip_prefix("error: ").unwrap_or(&text));
+            } else if text.starts_with("error: ") {
                 eprintln!("{text}");
             } else {
                 eprintln!("error: {text}");
@@ -228,5 +256,65 @@ fn run(command: Command) -> Result<ExitCode> {
         )?),
         Command::Down { config, socket } => status(cli::control::down(&target(&config, &socket))?),
         Command::Lab { command } => status(cli::lab::run(command)?),
+        Command::Completions { shell } => {
+            cli::docgen::completions(Cli::command(), shell, &mut std::io::stdout().lock());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            cli::docgen::man(Cli::command(), dir.as_deref())?;
+            ExitCode::SUCCESS
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every visible subcommand, at every depth, as its page name (`braid-lab-up`).
+    fn subcommands(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("{prefix}-{}", sub.get_name());
+            subcommands(sub, &name, out);
+            out.push(name);
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_a_man_page_with_its_synopsis() {
+        let pages = cli::docgen::pages(Cli::command()).unwrap();
+        let mut wanted = vec!["braid".to_string()];
+        subcommands(
+            &Cli::command().disable_help_subcommand(true),
+            "braid",
+            &mut wanted,
+        );
+        assert!(wanted.contains(&"braid-lab-up".to_string()), "{wanted:?}");
+        for name in &wanted {
+            let file = format!("{name}.8");
+            let (_, text) = pages
+                .iter()
+                .find(|(f, _)| *f == file)
+                .unwrap_or_else(|| panic!("no man page {file}"));
+            let text = String::from_utf8_lossy(text);
+            assert!(text.contains(".TH"), "{file}: {text}");
+            // The synopsis names the command as typed: `braid lab up`.
+            let typed = name.replace('-', " ");
+            assert!(
+                text.contains(&typed) || text.contains(&name.replace('-', r"\-")),
+                "{file}: {text}"
+            );
+        }
+        assert_eq!(
+            pages.len(),
+            wanted.len(),
+            "pages: {:?}",
+            pages.iter().map(|p| &p.0).collect::<Vec<_>>()
+        );
+    }
 }

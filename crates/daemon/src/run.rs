@@ -217,8 +217,13 @@ fn log_state_changes<B: LinkBackend>(
     *last = seen;
 }
 
-/// Runs the daemon until SIGTERM, SIGINT or `braid down`.
-pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(), RunError> {
+/// Runs the daemon until SIGTERM, SIGINT or `braid down`. `ready` is called once, when the
+/// first reconcile is done and the routes, control socket and status listener are up.
+pub async fn run<B: LinkBackend>(
+    config_path: PathBuf,
+    backend: B,
+    ready: impl FnOnce(&crate::reconciler::Summary),
+) -> Result<(), RunError> {
     // The CLI restores SIGPIPE's default action (for `braid plan | head`); the daemon must
     // not die when the other end of one of its sockets goes away in the middle of a write
     // (a status client, babeld's control socket): an EPIPE error is enough.
@@ -269,6 +274,7 @@ pub async fn run<B: LinkBackend>(config_path: PathBuf, backend: B) -> Result<(),
     let mut alive = std::collections::BTreeSet::new();
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     let mut ticks: u32 = 0;
+    ready(&summary);
     loop {
         tokio::select! {
             _ = hup.recv() => {

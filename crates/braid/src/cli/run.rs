@@ -100,14 +100,22 @@ pub fn run(config_path: &Path) -> Result<bool> {
     // One daemon per control socket: taken before anything is touched, held until exit.
     let _instance = braid_daemon::instance::acquire(Path::new(&config.control_socket))?;
     let path = config_path.to_path_buf();
-    match choose(config_path, &config)? {
-        Chosen::Kernel => {
-            runtime()?.block_on(braid_daemon::run::run(path, KernelBackend::new()))?
-        }
-        Chosen::Userspace => {
-            runtime()?.block_on(braid_daemon::run::run(path, UserspaceBackend::new()))?
-        }
-    }
+    // systemd (Type=notify) hears READY=1 from the daemon's `ready` hook and STOPPING=1
+    // when a stop signal arrives or the daemon returns (`braid down`).
+    let ready = super::service::ready;
+    let rt = runtime()?;
+    let result = match choose(config_path, &config)? {
+        Chosen::Kernel => rt.block_on(async {
+            super::service::stopping_on_signal();
+            braid_daemon::run::run(path, KernelBackend::new(), ready).await
+        }),
+        Chosen::Userspace => rt.block_on(async {
+            super::service::stopping_on_signal();
+            braid_daemon::run::run(path, UserspaceBackend::new(), ready).await
+        }),
+    };
+    super::service::stopping();
+    result?;
     Ok(true)
 }
 
