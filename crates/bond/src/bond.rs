@@ -263,6 +263,7 @@ impl Bond {
             p.down_reason = None;
             p.probe.last_answer = None;
             p.probe.next_send = now;
+            p.probe.since = now;
         }
         Ok(())
     }
@@ -549,6 +550,7 @@ impl Bond {
                 let id = p.id;
                 self.event(Event::PathDown(id, r));
             }
+            let interval = probe_interval(&self.paths[i], interval, now);
             let p = &mut self.paths[i];
             if p.probe.next_send <= now {
                 let next = p.probe.next_send + interval;
@@ -784,4 +786,30 @@ fn reorder_wait(paths: &[Path], max: Duration) -> Option<Duration> {
         .max()
         .unwrap_or_default();
     Some((*hi - *lo) + 2 * var + Duration::from_millis(1))
+}
+
+/// A path that is not up and has been silent for [`SILENT_AFTER`] is probed every
+/// [`SILENT_INTERVAL`], and after [`LONG_SILENT_AFTER`] every [`LONG_SILENT_INTERVAL`]:
+/// a bond whose peer is gone must not send 20 probes a second per path for ever (a
+/// metered uplink pays for them). The first answer makes the path heard again, and it is
+/// probed at the full rate from then on, so it comes up within one slow interval plus
+/// `up_after` fast probes of returning.
+pub const SILENT_AFTER: Duration = Duration::from_secs(5);
+pub const SILENT_INTERVAL: Duration = Duration::from_millis(500);
+pub const LONG_SILENT_AFTER: Duration = Duration::from_secs(60);
+pub const LONG_SILENT_INTERVAL: Duration = Duration::from_secs(2);
+
+fn probe_interval(p: &Path, normal: Duration, now: Instant) -> Duration {
+    if p.is_up() {
+        return normal;
+    }
+    let heard = p
+        .last_sign_of_life()
+        .unwrap_or(p.probe.since)
+        .max(p.probe.since);
+    match now.saturating_duration_since(heard) {
+        s if s >= LONG_SILENT_AFTER => LONG_SILENT_INTERVAL.max(normal),
+        s if s >= SILENT_AFTER => SILENT_INTERVAL.max(normal),
+        _ => normal,
+    }
 }

@@ -71,6 +71,9 @@ pub(crate) struct PathProbe {
     pub data_loss: f64,
     /// The most packets the peer reported receiving on this path in a request.
     pub peer_rx_packets: u64,
+    /// When probing of the path began (made, or brought back up by its uplink): the
+    /// start of its silence when it never answered.
+    pub since: Instant,
 }
 
 impl PathProbe {
@@ -85,6 +88,7 @@ impl PathProbe {
             last_unconfirmed_reply: None,
             data_loss: 0.0,
             peer_rx_packets: 0,
+            since: now,
         }
     }
 }

@@ -324,8 +324,6 @@ fn a_dead_bond_retries_once_a_second_and_then_backs_off() {
 }
 
 #[test]
-#[ignore = "braid-bond probes every path every 50 ms for as long as it is down (prober.rs): \
-            a back-off for paths that have been down a while belongs in braid-bond"]
 fn a_dead_bond_does_not_probe_at_full_rate_forever() {
     // Measured: 24,124 datagrams in 10 minutes from a bond of two paths whose peer is gone
     // (40 probes a second, about 33 kbit/s or 360 MB a day on a metered uplink). The
