@@ -5,10 +5,8 @@ mod common;
 
 use braid_lab::{Lab, LabSpec};
 use braid_link::Link;
-use braid_model::PublicKey;
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 #[test]
 fn braid_to_braid_carries_ipv4_and_ipv6() {
@@ -116,41 +114,6 @@ fn wg(lab: &Lab, node: usize, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn b64(key: &[u8; 32]) -> String {
-    PublicKey(*key).to_base64()
-}
-
-/// iperf3 for 5 s over the tunnel from node 1 to node 2's tunnel address, `reverse` for the
-/// other direction; returns Mbit/s received.
-fn iperf3(lab: &Lab, reverse: bool) -> f64 {
-    let server = lab
-        .spawn(
-            2,
-            Command::new("iperf3").args(["-s", "--logfile", "/dev/null"]),
-        )
-        .unwrap();
-    let mut args = vec!["-c", "169.254.0.2", "-t", "5", "-J"];
-    if reverse {
-        args.push("-R");
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let report = loop {
-        let out = lab.try_exec(1, "iperf3", &args).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if !text.contains("unable to connect") || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    // SAFETY: kill on the PID of the iperf3 server started above.
-    unsafe { libc::kill(server as i32, libc::SIGTERM) };
-    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
-    report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("iperf3: {report}"))
-        / 1e6
-}
-
 /// Node 1 runs a braid link, node 2 wireguard-go configured with `wg set`. `braid_dials`:
 /// only braid knows the other's endpoint (else only wireguard-go does), so the first
 /// handshake comes from that side.
@@ -168,36 +131,18 @@ fn wireguard_go_pair(test: &str, tag: &str, braid_dials: bool) {
     let (a, b) = (key_pair(), key_pair());
     // wireguard-go's UAPI socket lives in the shared /var/run/wireguard: use a unique name.
     let ifname = format!("brdwg{:x}{tag}", std::process::id() % 0xffff);
-    let mut go = Command::new("wireguard-go");
-    go.args(["-f", &ifname])
-        .env("LOG_LEVEL", "error")
-        .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1");
-    lab.spawn(2, &mut go).unwrap();
-    wait_for("wireguard-go's UAPI socket", || {
-        std::path::Path::new(&format!("/var/run/wireguard/{ifname}.sock")).exists()
-    });
     let dir = std::env::temp_dir().join(format!("brd-wg-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let key_file = dir.join("key");
-    std::fs::write(&key_file, b64(&b.0)).unwrap();
-    let mut set = vec![
-        "set",
+    let endpoint = (!braid_dials).then_some("198.18.0.1:40004");
+    wireguard_go_on_node2(
+        &lab,
+        std::path::Path::new("wireguard-go"),
         &ifname,
-        "private-key",
-        key_file.to_str().unwrap(),
-        "listen-port",
-        "40002",
-    ];
-    let peer = b64(&a.1);
-    set.extend(["peer", &peer, "allowed-ips", "0.0.0.0/0,::/0"]);
-    if !braid_dials {
-        set.extend(["endpoint", "198.18.0.1:40004"]);
-    }
-    lab.exec(2, "wg", &set).unwrap();
-    lab.exec(2, "ip", &["addr", "add", "169.254.0.2/16", "dev", &ifname])
-        .unwrap();
-    lab.exec(2, "ip", &["link", "set", &ifname, "mtu", "1420", "up"])
-        .unwrap();
+        &b,
+        &a.1,
+        endpoint,
+        &dir,
+    );
     let endpoint = braid_dials.then_some("198.18.0.2:40002");
     let la = start_in(&lab, 1, config("brdt2", 40004, endpoint, &a, &b.1, 1));
     if braid_dials {
@@ -221,8 +166,8 @@ fn wireguard_go_pair(test: &str, tag: &str, braid_dials: bool) {
         .unwrap_or(0);
     assert!(when > 0, "wg show reports no handshake: {handshakes}");
     assert!(la.stats().last_handshake.is_some());
-    let forward = iperf3(&lab, false);
-    let reverse = iperf3(&lab, true);
+    let forward = iperf3_mbits(&lab, false, 5);
+    let reverse = iperf3_mbits(&lab, true, 5);
     eprintln!(
         "{test}: iperf3 braid -> wireguard-go {forward:.0} Mbit/s, wireguard-go -> braid {reverse:.0} Mbit/s"
     );

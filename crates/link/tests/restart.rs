@@ -7,7 +7,6 @@
 mod common;
 
 use braid_lab::{Lab, LabSpec};
-use braid_model::PublicKey;
 use common::*;
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,10 +27,6 @@ fn anchor_wireguard_go() -> Option<PathBuf> {
     places.push(root.join("shared/anchors/bin").join(name));
     places.push(PathBuf::from("/work/shared/anchors/bin").join(name));
     places.into_iter().find(|p| p.exists())
-}
-
-fn b64(key: &[u8; 32]) -> String {
-    PublicKey(*key).to_base64()
 }
 
 /// Which wireguard-go: Debian's (`wireguard-go` on PATH) or the current release.
@@ -56,54 +51,6 @@ fn binary(go: Go, test: &str) -> Option<PathBuf> {
         );
     }
     found
-}
-
-/// Starts wireguard-go on node 2 as the peer of node 1's braid link (key `own`, port
-/// 40002, endpoint 198.18.0.1:40004), addressed 169.254.0.2; returns its PID.
-fn start_wireguard_go(
-    lab: &Lab,
-    go: &std::path::Path,
-    ifname: &str,
-    own: &([u8; 32], [u8; 32]),
-    peer: &[u8; 32],
-    dir: &std::path::Path,
-) -> u32 {
-    let mut command = Command::new(go);
-    command
-        .args(["-f", ifname])
-        .env("LOG_LEVEL", "error")
-        .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1");
-    let pid = lab.spawn(2, &mut command).unwrap();
-    wait_for("wireguard-go's UAPI socket", || {
-        std::path::Path::new(&format!("/var/run/wireguard/{ifname}.sock")).exists()
-    });
-    let key_file = dir.join("key");
-    std::fs::write(&key_file, b64(&own.0)).unwrap();
-    let peer = b64(peer);
-    lab.exec(
-        2,
-        "wg",
-        &[
-            "set",
-            ifname,
-            "private-key",
-            key_file.to_str().unwrap(),
-            "listen-port",
-            "40002",
-            "peer",
-            &peer,
-            "allowed-ips",
-            "0.0.0.0/0,::/0",
-            "endpoint",
-            "198.18.0.1:40004",
-        ],
-    )
-    .unwrap();
-    lab.exec(2, "ip", &["addr", "add", "169.254.0.2/16", "dev", ifname])
-        .unwrap();
-    lab.exec(2, "ip", &["link", "set", ifname, "mtu", "1420", "up"])
-        .unwrap();
-    pid
 }
 
 fn stop_pid(pid: u32) {
@@ -148,13 +95,15 @@ fn restart(test: &str, tag: &str, go: Go, braid_first: bool) {
         let first = braid_peer();
         wait_for("the first life's ping", || lab.ping(2, "169.254.0.1"));
         first.stop();
-        let restarted = start_wireguard_go(&lab, &go, &ifname, &b, &a.1, &dir);
+        let restarted =
+            wireguard_go_on_node2(&lab, &go, &ifname, &b, &a.1, Some("198.18.0.1:40004"), &dir);
         let took = time_to_ping(&lab);
         stop_pid(restarted);
         eprintln!("{test}: braid -> wireguard-go, back after {took:?}");
         assert!(took < BACK_WITHIN, "back after {took:?}");
     } else {
-        let first = start_wireguard_go(&lab, &go, &ifname, &b, &a.1, &dir);
+        let first =
+            wireguard_go_on_node2(&lab, &go, &ifname, &b, &a.1, Some("198.18.0.1:40004"), &dir);
         wait_for("the first life's ping", || lab.ping(2, "169.254.0.1"));
         stop_pid(first);
         wait_for("wireguard-go gone", || {

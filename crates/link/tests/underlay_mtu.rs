@@ -149,42 +149,16 @@ fn wireguard_go_pair(test: &str, tag: &str, binary: &str, peer_sends: bool) {
     let (a, b) = (key_pair(), key_pair());
     // wireguard-go's UAPI socket lives in the shared /var/run/wireguard: a unique name.
     let ifname = format!("brdu{tag}{:x}", std::process::id() % 0xffff);
-    let socket = format!("/var/run/wireguard/{ifname}.sock");
-    let mut go = Command::new(binary);
-    go.args(["-f", &ifname])
-        .env("LOG_LEVEL", "error")
-        .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1");
-    lab.spawn(2, &mut go).unwrap();
-    wait_for("wireguard-go's UAPI socket", || {
-        std::path::Path::new(&socket).exists()
-    });
     let dir = TempDir::new(&format!("brd-{tag}-{}", std::process::id()));
-    let key_file = dir.0.join("key");
-    std::fs::write(&key_file, braid_model::PublicKey(b.0).to_base64()).unwrap();
-    let peer = braid_model::PublicKey(a.1).to_base64();
-    lab.exec(
-        2,
-        "wg",
-        &[
-            "set",
-            &ifname,
-            "private-key",
-            key_file.to_str().unwrap(),
-            "listen-port",
-            "40002",
-            "peer",
-            &peer,
-            "allowed-ips",
-            "0.0.0.0/0,::/0",
-            "endpoint",
-            "198.18.0.1:40004",
-        ],
-    )
-    .unwrap();
-    lab.exec(2, "ip", &["addr", "add", "169.254.0.2/16", "dev", &ifname])
-        .unwrap();
-    lab.exec(2, "ip", &["link", "set", &ifname, "mtu", "1420", "up"])
-        .unwrap();
+    wireguard_go_on_node2(
+        &lab,
+        std::path::Path::new(binary),
+        &ifname,
+        &b,
+        &a.1,
+        Some("198.18.0.1:40004"),
+        &dir.0,
+    );
     let la = start_in(
         &lab,
         1,
@@ -221,7 +195,7 @@ fn wireguard_go_pair(test: &str, tag: &str, binary: &str, peer_sends: bool) {
     drop(la);
     // The lab ends wireguard-go; its socket file goes with it.
     drop(lab);
-    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(format!("/var/run/wireguard/{ifname}.sock"));
 }
 
 /// The current wireguard-go release. Only braid's direction is asserted: this release's own
