@@ -182,7 +182,12 @@ fn crash_and_restart(test: &str, mode: &str, program: &str) {
     node.start();
     let back = time_until(Duration::from_secs(10), || healthy(&node.config));
     let doc = status(&node.config).unwrap_or_default();
-    let back = back.unwrap_or_else(|| panic!("routing not healthy after restart: {doc}"));
+    let back = back.unwrap_or_else(|| {
+        panic!(
+            "routing not healthy after restart: {doc}\n{}",
+            log_tail(&node.config)
+        )
+    });
     eprintln!("routing healthy {back:?} after the restart");
     assert!(
         back <= Duration::from_secs(2),

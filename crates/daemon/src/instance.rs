@@ -96,9 +96,58 @@ pub fn acquire(socket: &Path) -> Result<InstanceLock, InstanceError> {
     })
 }
 
+/// How long a starting daemon waits for a lock whose recorded holder is gone: a daemon
+/// killed a moment ago (or a child it forked just then, before its exec) can hold the lock
+/// for a little while after its pid has ended.
+pub const DYING_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`acquire`] for a starting daemon: refuses at once while the daemon named in the lock
+/// file runs; when that pid is gone (a crash a moment ago), waits up to
+/// [`DYING_HOLDER_WAIT`] for the kernel to let the lock go.
+pub fn acquire_for_start(socket: &Path) -> Result<InstanceLock, InstanceError> {
+    let deadline = std::time::Instant::now() + DYING_HOLDER_WAIT;
+    loop {
+        match acquire(socket) {
+            Err(InstanceError::Running { pid, .. })
+                if !pid.is_some_and(alive) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether process `pid` runs: it exists, is not a zombie and is not exiting. (A daemon
+/// killed with SIGKILL can spend a while in its exit closing TUN devices, in state D, still
+/// holding the lock: the kernel's PF_EXITING flag, field 9 of /proc/PID/stat, tells.)
+fn alive(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    // After the command: state (field 3), then ppid, pgrp, session, tty, tpgid, flags (9).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+    let exiting = fields
+        .get(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0);
+    !zombie && !exiting
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_missing_one_is_not() {
+        assert!(alive(std::process::id()));
+        assert!(!alive(u32::MAX - 1));
+    }
 
     #[test]
     fn a_second_holder_is_refused_with_the_first_ones_pid() {

@@ -98,7 +98,7 @@ pub fn run(config_path: &Path) -> Result<bool> {
     raise_file_limit();
     let config = load_runnable(config_path)?;
     // One daemon per control socket: taken before anything is touched, held until exit.
-    let _instance = braid_daemon::instance::acquire(Path::new(&config.control_socket))?;
+    let _instance = braid_daemon::instance::acquire_for_start(Path::new(&config.control_socket))?;
     let path = config_path.to_path_buf();
     // systemd (Type=notify) hears READY=1 from the daemon's `ready` hook and STOPPING=1
     // when a stop signal arrives or the daemon returns (`braid down`).
@@ -154,7 +154,7 @@ pub fn up(config_path: &Path) -> Result<bool> {
     }
     // A running daemon of this control socket holds its lock: refuse before touching
     // anything (and keep a second `up` from running beside this one).
-    let _instance = braid_daemon::instance::acquire(Path::new(&config.control_socket))?;
+    let _instance = braid_daemon::instance::acquire_for_start(Path::new(&config.control_socket))?;
     let rt = runtime()?;
     let socket = std::path::PathBuf::from(&config.control_socket);
     if rt
