@@ -43,6 +43,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new node's config and private key file, and print its registry entry.
+    #[command(
+        after_help = "Examples:\n  braid init -c /etc/braid/config.json --registry https://reg.example.net/registry.json \\\n      --address 192.0.2.1 --address ip6= --address-plan 2001:db8:5e::/48 --name n6\n  braid init -c node.json --registry registry.json --address 192.0.2.7 --send-port 40007 --routing none\n\nRefuses to overwrite the config or the key file. The key file is written 0600.\nPrints the node's registry entry on stdout (like `braid meta`)."
+    )]
+    Init(cli::init::InitArgs),
     /// Print a new private key (base64), like `wg genkey`.
     #[command(after_help = "Example:\n  braid keygen > /etc/braid/private.key")]
     Keygen,
@@ -195,6 +200,7 @@ fn run(command: Command) -> Result<ExitCode> {
     Ok(match command {
         Command::Check { config } => cli::check::run(&config),
         Command::Plan { config, json } => status(cli::plan::run(&config, json)?),
+        Command::Init(args) => status(cli::init::run(&args)?),
         Command::Keygen => {
             cli::keys::keygen()?;
             ExitCode::SUCCESS

@@ -81,7 +81,8 @@ fn read_fix(e: &std::io::Error, what: &str) -> String {
     }
 }
 
-/// The registry path from the config, relative to the config's directory when relative.
+/// A path from the config (the registry, the private key file), relative to the config's
+/// directory when relative.
 pub fn registry_path(config_path: &Path, registry: &str) -> PathBuf {
     let registry = Path::new(registry);
     if registry.is_absolute() {
@@ -94,12 +95,45 @@ pub fn registry_path(config_path: &Path, registry: &str) -> PathBuf {
     }
 }
 
-/// Loads the config only (no registry). Warns when other users can read it.
+/// Loads the config only (no registry), and the private key file it names. Warns when
+/// other users can read a config that holds the key inline.
 pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
     let text = read(config_path, "config")?;
-    let (config, mut warnings) = Config::parse(&config_path.display().to_string(), &text)?;
-    warnings.0.extend(private_key_exposure(config_path));
+    let key_files = |written: &str| read_key_file(&registry_path(config_path, written));
+    let (config, mut warnings) =
+        Config::parse_with(&config_path.display().to_string(), &text, &key_files)?;
+    if config.private_key_file.is_none() {
+        warnings.0.extend(private_key_exposure(config_path));
+    }
     Ok((config, warnings))
+}
+
+/// Reads a private key file for the model to judge: its text and permission bits.
+pub fn read_key_file(path: &Path) -> braid_model::KeyFile {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| braid_model::KeyFile::Unreadable {
+        path: shown.clone(),
+        message: e.to_string(),
+        fix: read_fix(&e, "private key file"),
+    };
+    let mode = match std::fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o777,
+        Err(e) => return unreadable(e),
+    };
+    // A key is 44 characters: 4 KiB is plenty, and a huge file is not read whole.
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut bytes));
+    match read {
+        // Anything not UTF-8 is simply not a key, which the model reports as bad base64.
+        Ok(_) => braid_model::KeyFile::Read {
+            path: shown.clone(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            mode,
+        },
+        Err(e) => unreadable(e),
+    }
 }
 
 /// The control socket a config names, read as leniently as possible so that a broken
