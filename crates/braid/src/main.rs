@@ -138,6 +138,14 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Signing keys and signatures for the registry (minisign format).
+    #[command(
+        after_help = "Examples:\n  braid registry keygen -s /root/braid-registry.key -p braid-registry.pub\n  braid registry sign -s /root/braid-registry.key registry.json\n  braid registry verify -p braid-registry.pub registry.json"
+    )]
+    Registry {
+        #[command(subcommand)]
+        command: cli::registry::RegistryCommand,
+    },
     /// Run a whole mesh on this machine in network namespaces (needs root).
     #[command(
         after_help = "Examples:\n  sudo braid lab up --nodes 4\n  sudo braid lab down\n  sudo braid lab cleanup   # after a killed run"
@@ -234,5 +242,6 @@ fn run(command: Command) -> Result<ExitCode> {
         )?),
         Command::Down { config, socket } => status(cli::control::down(&target(&config, &socket))?),
         Command::Lab { command } => status(cli::lab::run(command)?),
+        Command::Registry { command } => status(cli::registry::run(command)?),
     })
 }

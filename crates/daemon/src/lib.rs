@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod load;
 pub mod metrics;
 pub mod reconciler;
+pub mod registry_file;
 pub mod routing;
 pub mod run;
 pub mod status;

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 /// A config, its registry and the plan, with any warnings.
 pub struct Loaded {
     pub config: Config,
+    /// The file the registry was read from: the configured path, or a URL source's cache.
     pub registry_path: PathBuf,
+    /// What the registry's valid signature says (when the config trusts signing keys).
+    pub signed: Option<braid_model::signed::Signed>,
     /// Versions of the inputs: the first 16 hex digits of the SHA-256 of each file.
     pub config_hash: String,
     pub registry_hash: String,
@@ -156,9 +159,30 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
     load_with_uplinks(config_path, &[])
 }
 
+/// A registry handed to the load instead of read from its file: a fetched copy, verified,
+/// that is validated with the config before it is kept (see `fetch`).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub text: String,
+    pub signed: Option<braid_model::signed::Signed>,
+}
+
 /// As [`load`], with the uplinks found now: transports with `wan: "auto"` get one path per
 /// uplink (none found: the default route, one path).
 pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loaded, Problems> {
+    load_inner(config_path, uplinks, None)
+}
+
+/// As [`load`] with `candidate` as the registry; problems name the configured source.
+pub fn load_candidate(config_path: &Path, candidate: Candidate) -> Result<Loaded, Problems> {
+    load_inner(config_path, &[], Some(candidate))
+}
+
+fn load_inner(
+    config_path: &Path,
+    uplinks: &[String],
+    candidate: Option<Candidate>,
+) -> Result<Loaded, Problems> {
     let config_file = config_path.display().to_string();
     let config_hash = read(config_path, "config")
         .map(|t| digest(&t))
@@ -181,17 +205,39 @@ pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loade
             })
             .collect();
     }
-    let registry_path = registry_path(config_path, &config.registry);
-    let registry_file = registry_path.display().to_string();
-    let registry = read(
-        &registry_path,
-        "registry (named by the config's `registry` field)",
-    )
-    .and_then(|text| Registry::parse(&registry_file, &text).map(|(r, w)| (r, w, digest(&text))));
-    let (registry, registry_hash) = match registry {
-        Ok((registry, warnings, hash)) => {
+    let location = crate::registry_file::locate(config_path, &config);
+    let registry_path = location.file.clone();
+    let registry_file = match &candidate {
+        Some(_) => location.source.clone(),
+        None => registry_path.display().to_string(),
+    };
+    let verified = match candidate {
+        Some(c) => Ok(crate::registry_file::Verified {
+            text: c.text,
+            signed: c.signed,
+        }),
+        None if location.cached && !registry_path.exists() => {
+            Err(Problems(vec![crate::registry_file::not_fetched_yet(
+                &location,
+            )]))
+        }
+        None => read(
+            &registry_path,
+            if location.cached {
+                "registry (the last good copy of the config's `registry` URL)"
+            } else {
+                "registry (named by the config's `registry` field)"
+            },
+        )
+        .and_then(|text| crate::registry_file::verify_at(&location, &config, text)),
+    };
+    let registry = verified.and_then(|v| {
+        Registry::parse(&registry_file, &v.text).map(|(r, w)| (r, w, digest(&v.text), v.signed))
+    });
+    let (registry, registry_hash, signed) = match registry {
+        Ok((registry, warnings, hash, signed)) => {
             problems.extend(warnings);
-            (registry, hash)
+            (registry, hash, signed)
         }
         Err(errors) => {
             problems.extend(errors);
@@ -212,6 +258,7 @@ pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loade
         Ok(plan) if !problems.has_errors() => Ok(Loaded {
             config,
             registry_path,
+            signed,
             config_hash,
             registry_hash,
             plan,

@@ -99,6 +99,36 @@ fn register_paths(registry: &mut Registry, status: &Status) {
     );
 }
 
+/// The registry's version, refusals and fetcher (docs/metrics.md, "Registry").
+fn register_registry(registry: &mut Registry, status: &Status) {
+    let r = &status.registry;
+    let version = FloatGauge::default();
+    version.set(r.signed_version.unwrap_or(0) as f64);
+    registry.register(
+        "registry_version_timestamp_seconds",
+        "The running registry's version: its signature's timestamp (0: not signed)",
+        version,
+    );
+    let refusals = Family::<Labels, Counter>::default();
+    for (reason, n) in &r.state.refusals {
+        refusals
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "registry_refusals",
+        "Registries refused (the running one kept), by reason",
+        refusals,
+    );
+    let last = FloatGauge::default();
+    last.set(r.state.last_refusal_at.unwrap_or(0) as f64);
+    registry.register(
+        "registry_last_refusal_timestamp_seconds",
+        "Unix time of the last refused registry (0: none)",
+        last,
+    );
+}
+
 /// Renders the status as Prometheus text (OpenMetrics-compatible exposition).
 pub fn render(status: &Status) -> String {
     encode_registry(&registry_of(status))
@@ -313,6 +343,7 @@ fn registry_of(status: &Status) -> Registry {
     );
 
     register_paths(&mut registry, status);
+    register_registry(&mut registry, status);
 
     let routes = Family::<Labels, Gauge>::default();
     for (family, v6) in [("ip4", false), ("ip6", true)] {

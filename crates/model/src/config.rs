@@ -11,7 +11,7 @@ use crate::keyfile::KeyFileReader;
 use crate::keys::PrivateKey;
 use crate::problem::{Collector, Problems};
 use crate::read::{self, field_path, index_path};
-use crate::source::RegistrySource;
+use crate::source::{RegistryOptions, RegistrySource};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -31,6 +31,8 @@ pub struct Config {
     pub registry: String,
     /// The same, classified: a path or a URL (`file://`, `https://`).
     pub registry_source: RegistrySource,
+    /// Trusted signing keys, refresh period, CA file and cache of the registry.
+    pub registry_options: RegistryOptions,
     pub private_key: PrivateKey,
     /// The file the private key was read from (`private_key_file`, as written); `None` when
     /// the key is inline (`private_key`).
@@ -76,6 +78,10 @@ pub struct Transport {
 
 const CONFIG_FIELDS: &[&str] = &[
     "registry",
+    "registry_keys",
+    "registry_refresh",
+    "registry_ca_file",
+    "registry_cache",
     "private_key",
     "private_key_file",
     "name",
@@ -170,6 +176,34 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
             .map_err(|e| c.error("registry", e.to_string(), e.fix()))
             .ok()
     });
+    let registry_options = crate::source::read_options(c, map);
+    if let (Some(source), Some(options)) = (&registry_source, &registry_options)
+        && !source.is_url()
+    {
+        for (key, set) in [
+            ("registry_refresh", map.contains_key("registry_refresh")),
+            ("registry_ca_file", options.ca_file.is_some()),
+            ("registry_cache", options.cache.is_some()),
+        ] {
+            if set {
+                c.warn(
+                    key,
+                    format!("`{key}` applies to a registry URL, and `registry` is a path"),
+                    "remove it, or make `registry` a file:// or https:// URL",
+                );
+            }
+        }
+    }
+    if let (Some(source), Some(options)) = (&registry_source, &registry_options)
+        && source.is_url()
+        && options.keys.is_empty()
+    {
+        c.warn(
+            "registry_keys",
+            format!("the registry comes from {source} and no signing key is trusted: whoever can change that file (or its server) controls this mesh"),
+            "sign the registry (`braid registry keygen`, `braid registry sign`) and list the public key in registry_keys",
+        );
+    }
     let private_key = crate::keyfile::read_private_key(c, map, key_files);
     let name = match read::field(c, map, "", "name", None) {
         None => Some(None),
@@ -305,6 +339,7 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
     Some(Config {
         registry: registry?,
         registry_source: registry_source?,
+        registry_options: registry_options?,
         private_key,
         private_key_file,
         name: name?,

@@ -125,3 +125,121 @@ mod tests {
         ));
     }
 }
+
+/// How a node gets and trusts its registry: the config's `registry_*` fields (extensions;
+/// docs/config.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryOptions {
+    /// Public keys trusted to sign the registry (`registry_keys`); when any is listed, an
+    /// unsigned or otherwise signed registry is refused.
+    pub keys: Vec<crate::signed::TrustedKey>,
+    /// Seconds between fetches of a URL source (`registry_refresh`).
+    pub refresh: u32,
+    /// PEM file of the CA certificates an https:// source must chain to
+    /// (`registry_ca_file`); `None`: the system's roots.
+    pub ca_file: Option<String>,
+    /// Where the last good copy of a URL source is kept (`registry_cache`); `None`: the
+    /// default beside the config (see [`default_cache`]).
+    pub cache: Option<String>,
+}
+
+/// The default `registry_refresh`, seconds.
+pub const DEFAULT_REFRESH: u32 = 300;
+/// The bounds of `registry_refresh`, seconds.
+pub const REFRESH_MIN: u32 = 5;
+pub const REFRESH_MAX: u32 = 86_400;
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            refresh: DEFAULT_REFRESH,
+            ca_file: None,
+            cache: None,
+        }
+    }
+}
+
+/// The default cache of a config at `config_file` (a path as given): beside it, named
+/// after it: `/etc/braid/node.json` keeps `/etc/braid/node.registry-cache.json`.
+pub fn default_cache(config_file: &str) -> String {
+    let (dir, name) = match config_file.rsplit_once('/') {
+        Some((dir, name)) => (format!("{dir}/"), name),
+        None => (String::new(), config_file),
+    };
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    format!("{dir}{stem}.registry-cache.json")
+}
+
+pub(crate) fn read_options(
+    c: &mut crate::problem::Collector,
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Option<RegistryOptions> {
+    use crate::read;
+    let mut ok = true;
+    let mut options = RegistryOptions::default();
+    if let Some(v) = read::field(c, map, "", "registry_keys", None) {
+        match read::array(
+            c,
+            "registry_keys",
+            v,
+            "write the trusted keys as a list: [\"RW...\"]",
+        ) {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = read::index_path("registry_keys", i);
+                    let Some(text) = read::string(c, &path, item, "write the key as a string")
+                    else {
+                        ok = false;
+                        continue;
+                    };
+                    match crate::signed::TrustedKey::parse(&text) {
+                        Ok(key) if options.keys.iter().any(|k| k.id == key.id) => {
+                            c.error(
+                                &path,
+                                format!("key {} is listed twice", key.id),
+                                "list each key once",
+                            );
+                            ok = false;
+                        }
+                        Ok(key) => options.keys.push(key),
+                        Err(e) => {
+                            c.error(&path, e, "copy the second line of the signing key's .pub file (`braid registry keygen` or `minisign -G` writes it)");
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(v) = read::field(c, map, "", "registry_refresh", None) {
+        match read::integer(
+            c,
+            "registry_refresh",
+            v,
+            u64::from(REFRESH_MIN),
+            u64::from(REFRESH_MAX),
+            "use seconds between fetches, 5..=86400 (300 is the default)",
+        ) {
+            Some(n) => options.refresh = n as u32,
+            None => ok = false,
+        }
+    }
+    for (key, slot) in [
+        ("registry_ca_file", &mut options.ca_file),
+        ("registry_cache", &mut options.cache),
+    ] {
+        if let Some(v) = read::field(c, map, "", key, None) {
+            match read::string(c, key, v, "write a path as a string") {
+                Some(s) if s.is_empty() => {
+                    c.error(key, "the path is empty", "name a file, or remove the field");
+                    ok = false;
+                }
+                Some(s) => *slot = Some(s),
+                None => ok = false,
+            }
+        }
+    }
+    ok.then_some(options)
+}
