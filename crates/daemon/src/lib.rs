@@ -7,6 +7,7 @@ pub mod bird;
 pub mod cleanup;
 pub mod control;
 pub mod fds;
+pub mod fetch;
 pub mod http;
 pub mod instance;
 pub mod kernel;

@@ -127,6 +127,34 @@ fn register_registry(registry: &mut Registry, status: &Status) {
         "Unix time of the last refused registry (0: none)",
         last,
     );
+    let Some(fetch) = &r.state.fetch else { return };
+    let results = Family::<Labels, Counter>::default();
+    for (result, n) in &fetch.results {
+        results
+            .get_or_create(&labels(&[("result", result)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "registry_fetches",
+        "Fetches of a registry URL, by result (changed, unchanged, not_modified, refused, failed)",
+        results,
+    );
+    let success = Gauge::<i64>::default();
+    success.set(i64::from(
+        fetch.last_attempt_at.is_some() && fetch.consecutive_failures == 0,
+    ));
+    registry.register(
+        "registry_fetch_success",
+        "1 when the last fetch of the registry URL reached it and found a good or unchanged registry",
+        success,
+    );
+    let last_ok = FloatGauge::default();
+    last_ok.set(fetch.last_success_at.unwrap_or(0) as f64);
+    registry.register(
+        "registry_last_fetch_success_timestamp_seconds",
+        "Unix time of the last successful fetch (0: none since start)",
+        last_ok,
+    );
 }
 
 /// Renders the status as Prometheus text (OpenMetrics-compatible exposition).

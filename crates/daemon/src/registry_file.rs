@@ -234,6 +234,8 @@ pub struct RegistryState {
     /// The last refusal: what was refused and why, and when (Unix seconds).
     pub last_refusal: Option<String>,
     pub last_refusal_at: Option<u64>,
+    /// A URL source's fetcher; `None` for a path.
+    pub fetch: Option<crate::fetch::FetchState>,
 }
 
 impl RegistryState {

@@ -143,6 +143,16 @@ pub fn comment_timestamp(comment: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The version (`timestamp:`) in a `.minisig` file's trusted comment, unverified: for a
+/// signature that was verified when it was kept.
+pub fn signature_timestamp(signature: &str) -> Option<u64> {
+    let comment = signature
+        .lines()
+        .nth(2)?
+        .strip_prefix("trusted comment: ")?;
+    comment_timestamp(comment)
+}
+
 /// Verifies `signature` (a `.minisig` file's text; `None`: there is none, at `where_`)
 /// over `registry` with the trusted `keys`.
 pub fn verify(
@@ -263,18 +273,34 @@ mod tests {
     fn a_minisign_signature_verifies() {
         let key = TrustedKey::parse(PUB).unwrap();
         assert_eq!(key.id.to_string(), "CE3084AC07E4359A");
-        let signed = verify(b"[]\n", Some(SIG), "r.json.minisig", std::slice::from_ref(&key)).unwrap();
+        let signed = verify(
+            b"[]\n",
+            Some(SIG),
+            "r.json.minisig",
+            std::slice::from_ref(&key),
+        )
+        .unwrap();
         assert_eq!(signed.timestamp, 1_700_000_000);
         assert_eq!(signed.key_id, "CE3084AC07E4359A");
         // One changed byte.
         assert_eq!(
-            verify(b"[ ]\n", Some(SIG), "r.json.minisig", std::slice::from_ref(&key)),
+            verify(
+                b"[ ]\n",
+                Some(SIG),
+                "r.json.minisig",
+                std::slice::from_ref(&key)
+            ),
             Err(SignatureError::Invalid(key.id))
         );
         // The trusted comment (the version) changed.
         let forged = SIG.replace("timestamp:1700000000", "timestamp:1800000000");
         assert_eq!(
-            verify(b"[]\n", Some(&forged), "r.json.minisig", std::slice::from_ref(&key)),
+            verify(
+                b"[]\n",
+                Some(&forged),
+                "r.json.minisig",
+                std::slice::from_ref(&key)
+            ),
             Err(SignatureError::Invalid(key.id))
         );
         assert!(matches!(

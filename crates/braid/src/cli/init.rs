@@ -36,6 +36,13 @@ pub struct InitArgs {
     /// the registry uses [default: auto].
     #[arg(long = "send-port", value_name = "PORT|auto")]
     pub send_ports: Vec<String>,
+    /// A public key trusted to sign the registry (registry_keys); repeatable.
+    #[arg(long = "registry-key", value_name = "KEY")]
+    pub registry_keys: Vec<String>,
+    /// CA certificates (PEM) an https:// registry must chain to (registry_ca_file)
+    /// [default: the system's roots].
+    #[arg(long, value_name = "PATH")]
+    pub registry_ca_file: Option<String>,
     /// Interface name prefix; transports get PREFIX4x and PREFIX6x.
     #[arg(long, default_value = "brd", value_name = "PREFIX")]
     pub prefix: String,
@@ -190,7 +197,12 @@ fn send_ports(args: &InitArgs, endpoints: &[Endpoint]) -> Result<Vec<u16>> {
 /// Every send port the registry's nodes use (none when the registry does not exist yet).
 fn used_ports(args: &InitArgs) -> Result<BTreeSet<u16>> {
     let config_dir = std::path::absolute(&args.config)?;
-    let Some(text) = super::registry::read_source(&args.registry, &config_dir)? else {
+    let Some(text) = super::registry::read_source(
+        &args.registry,
+        &config_dir,
+        args.registry_ca_file.as_deref(),
+    )?
+    else {
         eprintln!(
             "note: no registry at {} yet; send ports start at {FIRST_SEND_PORT}",
             args.registry
@@ -259,6 +271,13 @@ fn config_document(
         "transport": transports,
         "remarks": {},
     });
+    if !args.registry_keys.is_empty() {
+        doc["registry_keys"] = json!(args.registry_keys);
+    }
+    if let Some(ca) = &args.registry_ca_file {
+        let ca = std::path::absolute(ca).with_context(|| format!("resolving {ca}"))?;
+        doc["registry_ca_file"] = json!(ca.display().to_string());
+    }
     if let Some(name) = &args.name {
         doc["name"] = json!(name);
     }

@@ -288,14 +288,28 @@ fn verify(
 
 /// The registry's text from `source` (a config's `registry` value; relative paths are
 /// relative to `config_path`'s directory); `None` when a path or file:// URL names no file.
-pub fn read_source(source: &str, config_path: &Path) -> Result<Option<String>> {
+/// An https:// source is fetched once (with the CAs of `ca_file`, else the system's roots).
+pub fn read_source(
+    source: &str,
+    config_path: &Path,
+    ca_file: Option<&str>,
+) -> Result<Option<String>> {
     let source = RegistrySource::parse(source)
         .map_err(|e| anyhow!("registry {source}: {e}; fix: {}", e.fix()))?;
     let path = match &source {
         RegistrySource::Path(p) => braid_daemon::load::registry_path(config_path, p),
         RegistrySource::File(p) => p.into(),
         RegistrySource::Https(url) => {
-            bail!("{url}: fetching a registry over HTTPS is not supported by this command yet")
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let fetched = runtime
+                .block_on(braid_daemon::fetch::fetch_https(url, ca_file, false, None))
+                .map_err(|e| anyhow!("{e}; fix: {}", e.fix()))?;
+            return Ok(match fetched {
+                braid_daemon::fetch::Fetched::Body { text, .. } => Some(text),
+                braid_daemon::fetch::Fetched::NotModified => None,
+            });
         }
     };
     match std::fs::read_to_string(&path) {

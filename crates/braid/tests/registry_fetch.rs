@@ -1,0 +1,568 @@
+//! The registry from an https:// URL, against a real HTTPS server (Python's http.server
+//! with TLS, a CA made with openssl here) in a lab namespace: a node added and signed on
+//! the server reaches every node's links within one refresh period, with no reload; a
+//! tampered byte, another key, a rollback, a server that hangs, a 5 MB response, a redirect
+//! loop, a downgrade to http:// and an unreachable server are each refused or survived with
+//! a clear message and the mesh unchanged; a node restarted while the server is down runs
+//! on its last good copy.
+
+mod common;
+use common::*;
+
+use braid_lab::{ConfigOptions, Lab, LabSpec, NodeFiles};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SERVER_IP: &str = "198.18.0.1";
+const PORT: u16 = 8443;
+/// Every node fetches every REFRESH seconds.
+const REFRESH: u64 = 5;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run(program: &str, args: &[&str], dir: &Path) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for SERVER_IP, made with openssl in `dir`.
+fn make_ca(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=braid test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run("openssl", &ca, dir);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=braid test server",
+    ]);
+    run("openssl", &csr, dir);
+    std::fs::write(
+        dir.join("server.ext"),
+        format!("subjectAltName=IP:{SERVER_IP}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+        dir,
+    );
+}
+
+fn keygen(dir: &Path, name: &str) -> String {
+    let out = braid(&[
+        "registry",
+        "keygen",
+        "--no-password",
+        "-s",
+        &dir.join(format!("{name}.key")).display().to_string(),
+        "-p",
+        &dir.join(format!("{name}.pub")).display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// Writes `nodes` as the served registry and signs it with `key`.
+fn publish(d: &Path, nodes: &[Value], key: &str) {
+    let served = d.join("www/registry.json");
+    std::fs::write(&served, serde_json::to_string_pretty(&nodes).unwrap()).unwrap();
+    let out = braid(&[
+        "registry",
+        "sign",
+        "-s",
+        &d.join(format!("{key}.key")).display().to_string(),
+        served.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn status(config: &Path) -> Value {
+    serde_json::from_slice(&braid(&["status", "--json", "-c", config.to_str().unwrap()]).stdout)
+        .unwrap_or(Value::Null)
+}
+
+fn links(config: &Path) -> Vec<String> {
+    status(config)["links"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|l| l["name"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn up_links(config: &Path) -> usize {
+    status(config)["links"]
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|l| l["state"] == "up").count())
+}
+
+fn refusals(config: &Path, reason: &str) -> u64 {
+    status(config)["registry"]["refusals"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn fetch_error(config: &Path) -> String {
+    status(config)["registry"]["fetch"]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Points node `f`'s config at `url` and reloads (which also fetches at once).
+fn point_at(f: &NodeFiles, url: &str) {
+    edit_json(&f.config, |c| c["registry"] = json!(url));
+    let out = braid(&["reload", "-c", f.config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn wait_for_server(lab: &Lab) {
+    wait_until(
+        "the HTTPS server listening",
+        Duration::from_secs(10),
+        || {
+            lab.try_exec(1, "ss", &["-ltn"])
+                .is_ok_and(|o| text(&o.stdout).contains(&format!("{SERVER_IP}:{PORT}")))
+        },
+    );
+}
+
+/// As `wait_until` (30 s), printing the daemons' and the server's logs when it times out.
+fn wait_or_dump(what: &str, s: &Setup, ok: impl FnMut() -> bool) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(what, Duration::from_secs(30), ok)
+    }));
+    if let Err(e) = result {
+        for f in &s.files {
+            let log =
+                std::fs::read_to_string(f.config.with_file_name("braid.log")).unwrap_or_default();
+            eprintln!("--- n{} braid.log:\n{log}", f.index);
+        }
+        for name in ["server.out", "requests.log"] {
+            let log = std::fs::read_to_string(s.dir.path().join(name)).unwrap_or_default();
+            eprintln!("--- {name}:\n{log}");
+        }
+        std::panic::resume_unwind(e);
+    }
+}
+
+struct Setup {
+    lab: Lab,
+    dir: tempfile::TempDir,
+    files: Vec<NodeFiles>,
+    entries: Vec<Value>,
+}
+
+fn setup(tag: &str, nodes: usize) -> Option<Setup> {
+    if !braid_lab::available_or_skip(tag) {
+        return None;
+    }
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("SKIPPED {tag}: openssl is not installed");
+        return None;
+    }
+    let lab = Lab::up(LabSpec::new(
+        &format!("{}{:x}", &tag[..2], std::process::id() % 0xffff),
+        nodes,
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("www")).unwrap();
+    make_ca(d);
+    let files = lab.write_configs(d, &ConfigOptions::default()).unwrap();
+    let entries: Vec<Value> =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(d.join("registry.json")).unwrap())
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/registry_server/server.py");
+    lab.spawn_logged(
+        1,
+        Command::new("python3").arg(server).args([
+            SERVER_IP,
+            &PORT.to_string(),
+            &d.join("server.pem").display().to_string(),
+            &d.join("server.key").display().to_string(),
+            &d.join("www").display().to_string(),
+            &d.join("requests.log").display().to_string(),
+        ]),
+        Some(&d.join("server.out")),
+    )
+    .unwrap();
+    let trusted = keygen(d, "ops");
+    keygen(d, "other");
+    for f in &files {
+        edit_json(&f.config, |c| {
+            c["registry"] = json!(format!("https://{SERVER_IP}:{PORT}/reg/registry.json"));
+            c["registry_keys"] = json!([trusted]);
+            c["registry_refresh"] = json!(REFRESH);
+            c["registry_ca_file"] = json!(d.join("ca.pem").display().to_string());
+        });
+    }
+    Some(Setup {
+        lab,
+        dir,
+        files,
+        entries,
+    })
+}
+
+#[test]
+fn a_node_added_on_the_server_reaches_every_node_within_one_refresh_period() {
+    let Some(s) = setup("rg_grow", 4) else { return };
+    let d = s.dir.path();
+    // The server lists n1..n3; n4 runs but is not in the registry yet.
+    publish(d, &s.entries[..3], "ops");
+    wait_for_server(&s.lab);
+    start_daemons(&s.lab, &s.files);
+    let n = |i: usize| s.files[i - 1].config.clone();
+    wait_or_dump("n1..n3 with 4 links up each", &s, || {
+        (1..=3).all(|i| up_links(&n(i)) == 4)
+    });
+    // Each node keeps the last good copy, and its signature, beside its config.
+    let cache = n(1).with_file_name("config.registry-cache.json");
+    assert!(cache.exists() && cache.with_extension("json.minisig").exists());
+    let st = status(&n(1));
+    assert_eq!(
+        st["registry"]["source"],
+        format!("https://{SERVER_IP}:{PORT}/reg/registry.json")
+    );
+    assert_eq!(st["registry"]["fetch"]["refresh_seconds"], REFRESH);
+
+    // n4 joins on the server only.
+    publish(d, &s.entries, "ops");
+    let published = Instant::now();
+    wait_until(
+        "n1..n3 planning links to n4 within one refresh period",
+        Duration::from_secs(REFRESH + 3),
+        || (1..=3).all(|i| links(&n(i)).len() == 6),
+    );
+    let took = published.elapsed();
+    eprintln!(
+        "links to n4 planned on n1..n3 {:.1} s after publishing",
+        took.as_secs_f64()
+    );
+    wait_until("every link up", Duration::from_secs(30), || {
+        (1..=4).all(|i| up_links(&n(i)) == 6)
+    });
+    // No reload was needed; the fetchers used conditional requests (304s).
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(n(i).with_file_name("braid.log")).unwrap();
+        assert!(log.contains("registry: new version fetched"), "{log}");
+        assert!(!log.contains("reload rejected"), "{log}");
+    }
+    let fetches = |result: &str| {
+        let (_, metrics) = http(&s.lab.ns(1), "GET", "/metrics");
+        sample(
+            &metrics,
+            "braid_registry_fetches_total",
+            &[&format!("result=\"{result}\"")],
+        )
+        .unwrap_or(0.0)
+    };
+    wait_until(
+        "n1's conditional request answered 304",
+        Duration::from_secs(2 * REFRESH + 2),
+        || fetches("not_modified") >= 1.0,
+    );
+    assert!(fetches("changed") >= 2.0);
+    let requests = std::fs::read_to_string(d.join("requests.log")).unwrap();
+    assert!(requests.contains("304 /reg/registry.json"), "{requests}");
+    let (_, metrics) = http(&s.lab.ns(1), "GET", "/metrics");
+    assert_eq!(
+        sample(&metrics, "braid_registry_fetch_success", &[]),
+        Some(1.0)
+    );
+
+    // `braid init` picks free send ports from the served registry (n1..n4 use 40002..=40009).
+    let new = d.join("n5.json");
+    let out = s
+        .lab
+        .try_exec(
+            1,
+            env!("CARGO_BIN_EXE_braid"),
+            &[
+                "init",
+                "-c",
+                new.to_str().unwrap(),
+                "--registry",
+                &format!("https://{SERVER_IP}:{PORT}/reg/registry.json"),
+                "--registry-ca-file",
+                d.join("ca.pem").to_str().unwrap(),
+                "--registry-key",
+                status(&n(1))["registry"]["signed_by"]
+                    .as_str()
+                    .map(|_| "")
+                    .unwrap_or(""),
+                "--address",
+                "198.18.0.5",
+                "--address",
+                "2001:db8::5",
+            ],
+        )
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("registry_keys[0]"),
+        "an empty key is refused: {err}"
+    );
+    let trusted = std::fs::read_to_string(d.join("ops.pub")).unwrap();
+    let trusted = trusted.lines().nth(1).unwrap();
+    let out = s
+        .lab
+        .try_exec(
+            1,
+            env!("CARGO_BIN_EXE_braid"),
+            &[
+                "init",
+                "-c",
+                new.to_str().unwrap(),
+                "--registry",
+                &format!("https://{SERVER_IP}:{PORT}/reg/registry.json"),
+                "--registry-ca-file",
+                d.join("ca.pem").to_str().unwrap(),
+                "--registry-key",
+                trusted,
+                "--address",
+                "198.18.0.5",
+                "--address",
+                "2001:db8::5",
+            ],
+        )
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let entry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(entry["endpoints"][0]["send_port"], 40001);
+    assert_eq!(entry["endpoints"][1]["send_port"], 40010);
+    let config: Value = serde_json::from_str(&braid_model::jsonc::strip(
+        &std::fs::read_to_string(&new).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(config["registry_keys"][0], trusted);
+    s.lab.down().unwrap();
+}
+
+#[test]
+fn bad_registries_and_bad_servers_leave_the_mesh_unchanged() {
+    let Some(s) = setup("rb_bad", 3) else { return };
+    let d = s.dir.path();
+    publish(d, &s.entries[..2], "ops");
+    let old = (
+        std::fs::read(d.join("www/registry.json")).unwrap(),
+        std::fs::read(d.join("www/registry.json.minisig")).unwrap(),
+    );
+    // n3 joins in a newer version before the daemons start.
+    std::thread::sleep(Duration::from_millis(1100));
+    publish(d, &s.entries, "ops");
+    let good = (
+        std::fs::read(d.join("www/registry.json")).unwrap(),
+        std::fs::read(d.join("www/registry.json.minisig")).unwrap(),
+    );
+    let restore = || {
+        std::fs::write(d.join("www/registry.json"), &good.0).unwrap();
+        std::fs::write(d.join("www/registry.json.minisig"), &good.1).unwrap();
+    };
+    wait_for_server(&s.lab);
+    start_daemons(&s.lab, &s.files);
+    let n1: PathBuf = s.files[0].config.clone();
+    wait_until("n1's 4 links up", Duration::from_secs(30), || {
+        up_links(&n1) == 4
+    });
+    let unchanged = |what: &str| {
+        assert_eq!(links(&n1).len(), 4, "after {what}");
+        assert_eq!(up_links(&n1), 4, "after {what}");
+    };
+    let wait_refusal = |reason: &str, before: u64| {
+        wait_until(
+            &format!("a {reason} refusal"),
+            Duration::from_secs(3 * REFRESH + 10),
+            || refusals(&n1, reason) > before,
+        );
+    };
+
+    // A tampered byte, not signed again.
+    let tampered = text(&good.0).replacen("\"n3\"", "\"n9\"", 1);
+    std::fs::write(d.join("www/registry.json"), tampered).unwrap();
+    wait_refusal("bad_signature", 0);
+    let message = status(&n1)["registry"]["last_refusal"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(&format!("https://{SERVER_IP}:{PORT}/reg/registry.json: registry refused: its signature does not match")),
+        "{message}"
+    );
+    unchanged("a tampered byte");
+
+    // Signed by a key the nodes do not trust.
+    restore();
+    std::fs::write(
+        d.join("www/registry.json"),
+        text(&good.0).replacen("\"n3\"", "\"n9\"", 1),
+    )
+    .unwrap();
+    let out = braid(&[
+        "registry",
+        "sign",
+        "-s",
+        &d.join("other.key").display().to_string(),
+        d.join("www/registry.json").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    wait_refusal("unknown_key", 0);
+    unchanged("another key");
+
+    // The older version with its valid signature: a rollback.
+    std::fs::write(d.join("www/registry.json"), &old.0).unwrap();
+    std::fs::write(d.join("www/registry.json.minisig"), &old.1).unwrap();
+    wait_refusal("rollback", 0);
+    assert!(
+        status(&n1)["registry"]["last_refusal"]
+            .as_str()
+            .unwrap()
+            .contains("it is older than the registry this node runs")
+    );
+    unchanged("a rollback");
+    restore();
+
+    // A 5 MB response, with and without Content-Length.
+    for (path, n) in [("big", 1), ("bigstream", 2)] {
+        point_at(
+            &s.files[0],
+            &format!("https://{SERVER_IP}:{PORT}/{path}/registry.json"),
+        );
+        wait_refusal("too_large", n - 1);
+        assert!(
+            status(&n1)["registry"]["last_refusal"]
+                .as_str()
+                .unwrap()
+                .contains("sent more than 4194304 bytes; refused")
+        );
+        unchanged("a 5 MB response");
+    }
+
+    // A redirect loop, and a redirect to plain http://.
+    point_at(
+        &s.files[0],
+        &format!("https://{SERVER_IP}:{PORT}/loop/registry.json"),
+    );
+    wait_until(
+        "the redirect loop refused",
+        Duration::from_secs(2 * REFRESH + 10),
+        || fetch_error(&n1).contains("more than 3 redirects"),
+    );
+    unchanged("a redirect loop");
+    point_at(
+        &s.files[0],
+        &format!("https://{SERVER_IP}:{PORT}/plain/registry.json"),
+    );
+    wait_until(
+        "the downgrade refused",
+        Duration::from_secs(2 * REFRESH + 10),
+        || fetch_error(&n1).contains("which is not https://"),
+    );
+    unchanged("a redirect to http://");
+
+    // A server that accepts and never answers: given up after 15 s.
+    point_at(
+        &s.files[0],
+        &format!("https://{SERVER_IP}:{PORT}/hang/registry.json"),
+    );
+    wait_until(
+        "the hanging server given up on",
+        Duration::from_secs(40),
+        || fetch_error(&n1).contains("did not answer within 15 s"),
+    );
+    unchanged("a hanging server");
+
+    // Nobody listening; then the node restarts while the source is unreachable: it runs on
+    // its last good copy.
+    point_at(
+        &s.files[0],
+        &format!("https://{SERVER_IP}:9/reg/registry.json"),
+    );
+    wait_until(
+        "the unreachable server noticed",
+        Duration::from_secs(2 * REFRESH + 10),
+        || fetch_error(&n1).contains("cannot reach"),
+    );
+    unchanged("an unreachable server");
+    let out = braid(&["down", "-c", n1.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_until("n1's daemon gone", Duration::from_secs(10), || {
+        status(&n1).is_null()
+    });
+    start_daemons(&s.lab, &s.files[..1]);
+    wait_until(
+        "n1 back up from its last good copy",
+        Duration::from_secs(30),
+        || up_links(&n1) == 4,
+    );
+    let log = std::fs::read_to_string(n1.with_file_name("braid.log")).unwrap();
+    assert!(log.contains("running on the last good copy"), "{log}");
+    let (_, metrics) = http(&s.lab.ns(1), "GET", "/metrics");
+    assert_eq!(
+        sample(&metrics, "braid_registry_fetch_success", &[]),
+        Some(0.0),
+        "{metrics}"
+    );
+    s.lab.down().unwrap();
+}
