@@ -355,7 +355,12 @@ impl Fetcher {
             }
         };
         let signature = signature.filter(|_| want_signature);
-        registry_file::write_cache(location, &text, signature.as_deref()).map_err(|e| {
+        let written = {
+            // Under the lock the reconciler reads the cache with.
+            let _cache = lock(&self.state);
+            registry_file::write_cache(location, &text, signature.as_deref())
+        };
+        written.map_err(|e| {
             Failure::Failed(format!(
                 "cannot keep the registry in {}: {e}; fix: make its directory writable, or set registry_cache",
                 location.file.display()

@@ -126,7 +126,13 @@ impl<B: LinkBackend> Reconciler<B> {
     /// Re-reads the inputs and brings the links in line. Invalid input: nothing changes.
     pub fn reload(&mut self) -> Result<Summary, ReloadError> {
         self.last_reload_at = Some(SystemTime::now());
-        let loaded = load::load_with_uplinks(&self.config_path, &self.uplinks).and_then(|l| {
+        let loaded = {
+            // The fetcher writes a URL source's cache (registry, then signature) under this
+            // lock: never read one half of a new copy.
+            let _cache = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            load::load_with_uplinks(&self.config_path, &self.uplinks)
+        };
+        let loaded = loaded.and_then(|l| {
             // A signed registry older than the running one is refused (a rollback).
             match crate::registry_file::rollback(self.current.as_ref(), &l) {
                 Some(refusal) => Err(Problems(vec![refusal])),
