@@ -13,6 +13,7 @@ pub mod mesh;
 pub mod problem;
 pub mod read;
 pub mod registry;
+pub mod registry_edit;
 pub mod signed;
 pub mod source;
 pub mod support;

@@ -3,6 +3,7 @@
 //! the command line.
 
 use anyhow::{Context, Result, anyhow, bail};
+use braid_model::registry_edit::{self, EditError, Selector};
 use braid_model::signed::{self, TrustedKey};
 use braid_model::source::RegistrySource;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,41 @@ pub enum RegistryCommand {
         /// The registry file.
         registry: PathBuf,
     },
+    /// Append a node's entry (from `braid meta` or `braid init`) to a registry file.
+    #[command(
+        after_help = "Examples:\n  braid meta -c node.json | braid registry add-node registry.json\n  braid registry add-node registry.json n6.entry.json --sign /root/braid-registry.key\n\nRefuses (and writes nothing) when the result does not validate: a public key, send port or index\nalready used, a bad field. Comments and layout of the file are kept."
+    )]
+    AddNode {
+        /// The registry file to edit.
+        registry: PathBuf,
+        /// The entry (JSON, comments allowed) [default: stdin].
+        entry: Option<PathBuf>,
+        /// Sign the edited registry with this secret key (as `braid registry sign`).
+        #[arg(long, value_name = "SECRET_KEY")]
+        sign: Option<PathBuf>,
+    },
+    /// Remove a node from a registry file, by public key or name.
+    #[command(
+        after_help = "Examples:\n  braid registry remove-node registry.json --name n6\n  braid registry remove-node registry.json --key sZp4uL3r...= --sign /root/braid-registry.key\n\nComments on the node's own lines go with it; the rest of the file is kept."
+    )]
+    RemoveNode {
+        /// The registry file to edit.
+        registry: PathBuf,
+        /// The node's public key (base64).
+        #[arg(
+            long,
+            value_name = "PUBLIC_KEY",
+            conflicts_with = "name",
+            required_unless_present = "name"
+        )]
+        key: Option<String>,
+        /// The node's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Sign the edited registry with this secret key (as `braid registry sign`).
+        #[arg(long, value_name = "SECRET_KEY")]
+        sign: Option<PathBuf>,
+    },
 }
 
 pub fn run(command: RegistryCommand) -> Result<bool> {
@@ -79,7 +115,114 @@ pub fn run(command: RegistryCommand) -> Result<bool> {
             signature,
             registry,
         } => verify(&keys, &public_keys, config.as_deref(), signature, &registry),
+        RegistryCommand::AddNode {
+            registry,
+            entry,
+            sign,
+        } => add_node(&registry, entry.as_deref(), sign.as_deref()),
+        RegistryCommand::RemoveNode {
+            registry,
+            key,
+            name,
+            sign,
+        } => {
+            let which = match (key, name) {
+                (Some(key), _) => Selector::Key(key),
+                (None, Some(name)) => Selector::Name(name),
+                (None, None) => bail!("give --key or --name"),
+            };
+            remove_node(&registry, &which, sign.as_deref())
+        }
     }
+}
+
+fn read_registry(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("reading the registry {}", path.display()))
+}
+
+/// Replaces `path` with `text` atomically, keeping its permissions.
+fn replace(path: &Path, text: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| match std::fs::metadata(path) {
+            Ok(m) => std::fs::set_permissions(&tmp, m.permissions()),
+            Err(_) => Ok(()),
+        })
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// After an edit: sign with `key`, or say that the old signature no longer matches.
+fn after_edit(registry: &Path, key: Option<&Path>) -> Result<bool> {
+    match key {
+        Some(key) => sign(key, registry),
+        None => {
+            let sig = signed::signature_location(&registry.display().to_string());
+            if Path::new(&sig).exists() {
+                eprintln!(
+                    "warning: {sig} no longer matches the registry: nodes that check signatures refuse it until you sign it: braid registry sign -s SECRET_KEY {}",
+                    registry.display()
+                );
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn edit_refused(registry: &Path, e: EditError) -> Result<bool> {
+    match e {
+        EditError::Invalid(problems) => eprintln!("{problems}"),
+        other => eprintln!("error: {}: {other}", registry.display()),
+    }
+    eprintln!("{}: unchanged", registry.display());
+    Ok(false)
+}
+
+fn add_node(registry: &Path, entry: Option<&Path>, key: Option<&Path>) -> Result<bool> {
+    let entry_text = match entry {
+        Some(path) if path != Path::new("-") => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the entry {}", path.display()))?,
+        _ => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading the entry from stdin")?;
+            text
+        }
+    };
+    let entry: serde_json::Value = serde_json::from_str(&braid_model::jsonc::strip(&entry_text))
+        .map_err(|e| {
+            anyhow!("the entry is not JSON: {e}; give the output of `braid meta -c CONFIG`")
+        })?;
+    let text = read_registry(registry)?;
+    let edited = match registry_edit::add_node(&registry.display().to_string(), &text, &entry) {
+        Ok(edited) => edited,
+        Err(e) => return edit_refused(registry, e),
+    };
+    replace(registry, &edited)?;
+    eprintln!(
+        "added {} to {}",
+        entry["name"]
+            .as_str()
+            .or(entry["public_key"].as_str())
+            .unwrap_or("the node"),
+        registry.display()
+    );
+    after_edit(registry, key)
+}
+
+fn remove_node(registry: &Path, which: &Selector, key: Option<&Path>) -> Result<bool> {
+    let text = read_registry(registry)?;
+    let (edited, label) =
+        match registry_edit::remove_node(&registry.display().to_string(), &text, which) {
+            Ok(done) => done,
+            Err(e) => return edit_refused(registry, e),
+        };
+    replace(registry, &edited)?;
+    eprintln!("removed {label} from {}", registry.display());
+    after_edit(registry, key)
 }
 
 fn keygen(secret: &Path, public: &Path, no_password: bool) -> Result<bool> {
