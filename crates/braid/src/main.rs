@@ -62,7 +62,7 @@ enum Command {
     },
     /// Print the routes the upstream router needs to reach the mesh through this exit.
     #[command(
-        after_help = "Examples:\n  braid routes --upstream -c /etc/braid/exit.json\n  braid routes --upstream -c /etc/braid/exit.json --format bird\n  braid routes --upstream -c /etc/braid/exit.json --format ip | ssh router sh\n\nThe next hop is this exit's address on its upstream interface (read from the system, or --via6/--via4)."
+        after_help = "Examples:\n  braid routes --upstream -c /etc/braid/exit.json\n  braid routes --upstream -c /etc/braid/exit.json --format bird\n  braid routes --upstream -c /etc/braid/exit.json --format ip | ssh router sh\n  braid routes --upstream --aggregate -c /etc/braid/exit.json   # one route, set once\n\nThe next hop is this exit's address on its upstream interface (read from the system, or --via6/--via4)."
     )]
     Routes {
         #[arg(short, long, value_name = "CONFIG")]
@@ -78,6 +78,10 @@ enum Command {
         /// The exit's upstream-facing IPv4 address, for /24 routes when IPv4 is not masqueraded.
         #[arg(long)]
         via4: Option<std::net::IpAddr>,
+        /// One route for the network's whole allocation (and IPv4 pool) instead of one per
+        /// node: set once on the upstream router, right however the mesh grows.
+        #[arg(long)]
+        aggregate: bool,
     },
     /// Run the daemon in the foreground: bring up every planned link and keep them in step.
     #[command(
@@ -224,7 +228,8 @@ fn run(command: Command) -> Result<ExitCode> {
             format,
             via6,
             via4,
-        } => status(cli::routes::run(&config, format, via6, via4)?),
+            aggregate,
+        } => status(cli::routes::run(&config, format, via6, via4, aggregate)?),
         Command::Run { config } => status(cli::run::run(&config)?),
         Command::Up { config } => status(cli::run::up(&config)?),
         Command::Reload { config, socket } => {

@@ -210,6 +210,10 @@ struct Setup {
 }
 
 fn setup(tag: &str, nodes: usize) -> Option<Setup> {
+    setup_with(tag, nodes, &ConfigOptions::default())
+}
+
+fn setup_with(tag: &str, nodes: usize, options: &ConfigOptions) -> Option<Setup> {
     if !braid_lab::available_or_skip(tag) {
         return None;
     }
@@ -226,7 +230,7 @@ fn setup(tag: &str, nodes: usize) -> Option<Setup> {
     let d = dir.path();
     std::fs::create_dir(d.join("www")).unwrap();
     make_ca(d);
-    let files = lab.write_configs(d, &ConfigOptions::default()).unwrap();
+    let files = lab.write_configs(d, options).unwrap();
     let entries: Vec<Value> =
         serde_json::from_str::<Value>(&std::fs::read_to_string(d.join("registry.json")).unwrap())
             .unwrap()
@@ -574,6 +578,139 @@ fn bad_registries_and_bad_servers_leave_the_mesh_unchanged() {
         sample(&metrics, "braid_registry_fetch_success", &[]),
         Some(0.0),
         "{metrics}"
+    );
+    s.lab.down().unwrap();
+}
+
+/// The upstream router follows the mesh with one route set once: `braid routes --upstream
+/// --aggregate` on the exit gives the network's allocation; a node that joins later (on the
+/// server only) is reached from the "internet" beyond the router with nothing done there.
+#[test]
+fn the_upstream_router_reaches_a_new_node_through_the_aggregate_route() {
+    let options = ConfigOptions {
+        routing: "static".into(),
+        ..ConfigOptions::default()
+    };
+    let Some(mut s) = setup_with("ru_agg", 4, &options) else {
+        return;
+    };
+    let d = s.dir.path().to_path_buf();
+    let lab = &s.lab;
+    let prefix = braid_lab::namespace_prefix(lab.name());
+    let (router, internet) = (format!("{prefix}r"), format!("{prefix}i"));
+    // Upstream router and internet (removed with the lab: same name prefix).
+    ip(&["netns", "add", &router]);
+    ip(&["netns", "add", &internet]);
+    ip(&[
+        "link",
+        "add",
+        "up0",
+        "netns",
+        &lab.ns(1),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "r0",
+        "netns",
+        &router,
+    ]);
+    ip(&[
+        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
+        &internet,
+    ]);
+    for (ns, dev, v6) in [
+        (lab.ns(1), "up0", "2001:db8:ff::2/64"),
+        (router.clone(), "r0", "2001:db8:ff::1/64"),
+        (router.clone(), "r1", "2001:db8:1::1/64"),
+        (internet.clone(), "eth0", "2001:db8:1::2/64"),
+    ] {
+        ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
+        ip(&["-n", &ns, "link", "set", dev, "up"]);
+    }
+    ip(&[
+        "netns",
+        "exec",
+        &router,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.forwarding=1",
+    ]);
+    ip(&[
+        "-n",
+        &internet,
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:1::1",
+    ]);
+    // n1 is the exit.
+    edit_json(&s.files[0].config, |c| {
+        c["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1"});
+    });
+    s.entries[0]["exit_preference"] = json!(100);
+    publish(&d, &s.entries[..3], "ops");
+    wait_for_server(lab);
+    start_daemons(lab, &s.files);
+    wait_for_bridges(lab, 3);
+
+    let routes = lab
+        .exec(
+            1,
+            env!("CARGO_BIN_EXE_braid"),
+            &[
+                "routes",
+                "--upstream",
+                "--aggregate",
+                "-c",
+                s.files[0].config.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    let routes = text(&routes.stdout);
+    assert_eq!(
+        routes,
+        format!(
+            "ip -6 route replace {} via 2001:db8:ff::2\n",
+            braid_lab::configs::LAB_ALLOCATION
+        )
+    );
+    ip(&["netns", "exec", &router, "sh", "-e", "-c", &routes]);
+    let w2 = lab.add_workload(2, "braid0").unwrap();
+    wait_until("w2 -> internet", Duration::from_secs(30), || {
+        lab.workload_ping(2, "2001:db8:1::2")
+    });
+    let internet_pings = |addr: &str| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &internet, "ping", "-c", "1", "-W", "2", addr,
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(internet_pings(&w2.v6.to_string()));
+
+    // n4 joins on the server only; the router is not touched.
+    publish(&d, &s.entries, "ops");
+    wait_for_bridges(lab, 4);
+    let w4 = lab.add_workload(4, "braid0").unwrap();
+    wait_until(
+        "w4 -> internet through the exit",
+        Duration::from_secs(3 * REFRESH + 30),
+        || lab.workload_ping(4, "2001:db8:1::2"),
+    );
+    assert!(
+        internet_pings(&w4.v6.to_string()),
+        "the internet reaches n4's workload"
+    );
+    let router_routes = Command::new("ip")
+        .args(["-n", &router, "-6", "route", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&router_routes.stdout).contains(":4::/64"),
+        "no per-node route was added"
     );
     s.lab.down().unwrap();
 }
