@@ -187,5 +187,40 @@ fn signed_registry_refusals_leave_the_mesh_unchanged() {
     );
     let log = std::fs::read_to_string(n1.with_file_name("braid.log")).unwrap();
     assert!(log.contains("registry refused: it is older than"), "{log}");
+
+    // registry_max_age: a registry signed an hour ago is refused as expired (minisign
+    // signs with braid's key, with its own trusted comment).
+    if std::process::Command::new("minisign")
+        .arg("-v")
+        .output()
+        .is_ok()
+    {
+        edit_json(&n1, |c| c["registry_max_age"] = serde_json::json!(600));
+        std::fs::write(&registry, doc.to_string()).unwrap();
+        let hour_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 3600;
+        let out = std::process::Command::new("minisign")
+            .args(["-Sm", registry.to_str().unwrap(), "-s"])
+            .arg(d.join("ops.key"))
+            .args(["-t", &format!("timestamp:{hour_ago}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let (ok, out) = reload(&n1);
+        assert!(!ok);
+        assert!(
+            out.contains("registry refused: it expired: signed at timestamp")
+                && out.contains("registry_max_age is 600 s"),
+            "{out}"
+        );
+        let st = status(&n1);
+        assert_eq!(st["registry"]["refusals"]["expired"], 1, "{st}");
+        assert_eq!(up_links(&n1), 2);
+    } else {
+        eprintln!("SKIPPED the registry_max_age part: minisign is not installed");
+    }
     lab.down().unwrap();
 }

@@ -76,6 +76,9 @@ pub fn check_signature(
         return Ok(None);
     }
     signed::verify(text.as_bytes(), signature, where_, keys)
+        .and_then(|s| {
+            signed::check_age(&s, unix_now(), config.registry_options.max_age).map(|()| s)
+        })
         .map(Some)
         .map_err(|e| Problem {
             severity: Severity::Error,
@@ -212,6 +215,7 @@ pub fn refusal_reason(problem: &Problem) -> Option<&'static str> {
             "its signature's trusted comment has no timestamp",
             "no_timestamp",
         ),
+        ("it expired", "expired"),
         ("it is older than", "rollback"),
         ("it has the running registry's version", "rollback"),
     ];
@@ -229,7 +233,7 @@ pub fn refusal_reason(problem: &Problem) -> Option<&'static str> {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RegistryState {
     /// Refusals since start, by reason (`unsigned`, `malformed_signature`, `unknown_key`,
-    /// `bad_signature`, `no_timestamp`, `rollback`, `invalid`, `too_large`).
+    /// `bad_signature`, `no_timestamp`, `expired`, `rollback`, `invalid`, `too_large`).
     pub refusals: std::collections::BTreeMap<String, u64>,
     /// The last refusal: what was refused and why, and when (Unix seconds).
     pub last_refusal: Option<String>,
@@ -265,4 +269,51 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use braid_model::signed::{KeyId, RollbackError, SignatureError};
+
+    /// Every refusal the model can make is counted under its own reason, not `invalid`.
+    #[test]
+    fn every_refusal_has_its_reason() {
+        let id = KeyId([1; 8]);
+        let signature_errors = [
+            SignatureError::Missing("r.minisig".into()),
+            SignatureError::Malformed("x".into()),
+            SignatureError::Legacy,
+            SignatureError::UnknownKey(id),
+            SignatureError::Invalid(id),
+            SignatureError::NoTimestamp("c".into()),
+            SignatureError::Expired {
+                version: 1,
+                age: 2,
+                max_age: 1,
+            },
+        ];
+        let problem = |message: String| Problem {
+            severity: Severity::Error,
+            file: "r.json".into(),
+            path: String::new(),
+            message,
+            fix: String::new(),
+        };
+        for e in signature_errors {
+            let p = problem(format!("{REFUSED}{e}"));
+            assert_eq!(refusal_reason(&p), Some(e.reason()), "{e}");
+        }
+        for e in [
+            RollbackError::Older {
+                candidate: 1,
+                running: 2,
+            },
+            RollbackError::SameVersionOtherContent(1),
+        ] {
+            let p = problem(format!("{REFUSED}{e}"));
+            assert_eq!(refusal_reason(&p), Some(e.reason()), "{e}");
+        }
+        assert_eq!(refusal_reason(&problem("other".into())), None);
+    }
 }

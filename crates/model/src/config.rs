@@ -80,6 +80,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "registry",
     "registry_keys",
     "registry_refresh",
+    "registry_max_age",
     "registry_ca_file",
     "registry_cache",
     "private_key",
@@ -193,6 +194,16 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
                 );
             }
         }
+    }
+    if let Some(options) = &registry_options
+        && options.max_age.is_some()
+        && options.keys.is_empty()
+    {
+        c.error(
+            "registry_max_age",
+            "registry_max_age needs signed registries (the age is the signature's timestamp), and registry_keys is empty",
+            "list the signing keys in registry_keys, or remove registry_max_age",
+        );
     }
     if let (Some(source), Some(options)) = (&registry_source, &registry_options)
         && source.is_url()

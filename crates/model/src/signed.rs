@@ -97,6 +97,14 @@ pub enum SignatureError {
     Invalid(KeyId),
     #[error("its signature's trusted comment has no timestamp:N (it says `{0}`)")]
     NoTimestamp(String),
+    #[error(
+        "it expired: signed at timestamp {version}, {age} s ago, and registry_max_age is {max_age} s"
+    )]
+    Expired {
+        version: u64,
+        age: u64,
+        max_age: u64,
+    },
 }
 
 impl SignatureError {
@@ -108,6 +116,7 @@ impl SignatureError {
             SignatureError::UnknownKey(_) => "unknown_key",
             SignatureError::Invalid(_) => "bad_signature",
             SignatureError::NoTimestamp(_) => "no_timestamp",
+            SignatureError::Expired { .. } => "expired",
         }
     }
 
@@ -120,6 +129,7 @@ impl SignatureError {
             SignatureError::UnknownKey(id) => format!("sign with a trusted key, or add key {id}'s public key to registry_keys in every node's config (rotation: docs/operations.md)"),
             SignatureError::Invalid(_) => "publish the registry and its signature together; sign the registry again after any edit (`braid registry sign`)".into(),
             SignatureError::NoTimestamp(_) => "sign with braid registry sign, or minisign's default trusted comment (do not pass -t), which carries timestamp:".into(),
+            SignatureError::Expired { .. } => "sign the registry again and publish it (sign at least once per registry_max_age, e.g. from cron); if the source withholds new versions, that is what this check found".into(),
         }
     }
 }
@@ -189,6 +199,23 @@ pub fn verify(
         timestamp,
         trusted_comment: comment,
     })
+}
+
+/// Refuses a verified registry older than `max_age` seconds at `now` (Unix seconds): a
+/// source that withholds new versions (a freeze) is noticed. `None`: no limit.
+pub fn check_age(signed: &Signed, now: u64, max_age: Option<u64>) -> Result<(), SignatureError> {
+    let Some(max_age) = max_age else {
+        return Ok(());
+    };
+    let age = now.saturating_sub(signed.timestamp);
+    if age > max_age {
+        return Err(SignatureError::Expired {
+            version: signed.timestamp,
+            age,
+            max_age,
+        });
+    }
+    Ok(())
 }
 
 /// How a verified registry compares with the one a node runs.
@@ -321,6 +348,25 @@ mod tests {
         assert!(TrustedKey::parse("AAAA").is_err());
         let whole = format!("untrusted comment: minisign public key\n{PUB}\n");
         assert_eq!(TrustedKey::parse(&whole).unwrap().text, PUB);
+    }
+
+    #[test]
+    fn old_signatures_expire_only_with_a_max_age() {
+        let signed = Signed {
+            key_id: String::new(),
+            timestamp: 1000,
+            trusted_comment: String::new(),
+        };
+        assert_eq!(check_age(&signed, 99_999, None), Ok(()));
+        assert_eq!(check_age(&signed, 1600, Some(600)), Ok(()));
+        assert_eq!(
+            check_age(&signed, 1601, Some(600)),
+            Err(SignatureError::Expired {
+                version: 1000,
+                age: 601,
+                max_age: 600
+            })
+        );
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct RegistryOptions {
     pub keys: Vec<crate::signed::TrustedKey>,
     /// Seconds between fetches of a URL source (`registry_refresh`).
     pub refresh: u32,
+    /// A signed registry older than this many seconds is refused (`registry_max_age`);
+    /// `None`: no limit.
+    pub max_age: Option<u64>,
     /// PEM file of the CA certificates an https:// source must chain to
     /// (`registry_ca_file`); `None`: the system's roots.
     pub ca_file: Option<String>,
@@ -154,6 +157,7 @@ impl Default for RegistryOptions {
         Self {
             keys: Vec::new(),
             refresh: DEFAULT_REFRESH,
+            max_age: None,
             ca_file: None,
             cache: None,
         }
@@ -223,6 +227,19 @@ pub(crate) fn read_options(
             "use seconds between fetches, 5..=86400 (300 is the default)",
         ) {
             Some(n) => options.refresh = n as u32,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = read::field(c, map, "", "registry_max_age", None) {
+        match read::integer(
+            c,
+            "registry_max_age",
+            v,
+            60,
+            u64::from(u32::MAX),
+            "use seconds, at least 60 (e.g. 604800 for a week), and sign the registry more often than that",
+        ) {
+            Some(n) => options.max_age = Some(n),
             None => ok = false,
         }
     }

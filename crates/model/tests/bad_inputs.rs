@@ -964,3 +964,109 @@ fn k06_entry_fields_in_the_config() {
         &["node.json: index: 0 is outside 1..="],
     );
 }
+
+// ---- registry source and signing keys ----
+
+const SIGNING_KEY: &str = "RWSaNeQHrIQwztZwOXcSS6kfVMGL3ECitizHRTY3tC+gkwVEx5CmceWf";
+
+#[test]
+fn s01_plain_http_and_unknown_schemes_are_refused() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/registry",
+            json!("http://reg.example.net/r.json"),
+        )),
+        &[
+            "node.json: registry: `http://reg.example.net/r.json` is plain HTTP",
+            "fix: serve the registry over https://",
+        ],
+    );
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/registry",
+            json!("ftp://reg.example.net/r.json"),
+        )),
+        &["registry: `ftp://reg.example.net/r.json` has a scheme braid does not fetch"],
+    );
+    assert_has(
+        &config_errors(&with(good_config(), "/registry", json!("file://r.json"))),
+        &[
+            "is not a file:// URL of an absolute path",
+            "file:///etc/braid/registry.json",
+        ],
+    );
+}
+
+#[test]
+fn s02_bad_trusted_keys() {
+    let mut doc = good_config();
+    doc["registry_keys"] = json!(["RWQ-not-a-key"]);
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "node.json: registry_keys[0]: `RWQ-not-a-key` is not base64",
+            "second line of the signing key's .pub file",
+        ],
+    );
+    doc["registry_keys"] = json!([SIGNING_KEY, SIGNING_KEY]);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_keys[1]: key CE3084AC07E4359A is listed twice"],
+    );
+    doc["registry_keys"] = json!(SIGNING_KEY);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_keys: expected an array, found a string"],
+    );
+}
+
+#[test]
+fn s03_refresh_and_max_age_bounds() {
+    let mut doc = good_config();
+    doc["registry"] = json!("https://reg.example.net/r.json");
+    doc["registry_keys"] = json!([SIGNING_KEY]);
+    doc["registry_refresh"] = json!(1);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_refresh: 1 is outside 5..=86400"],
+    );
+    doc["registry_refresh"] = json!(60);
+    doc["registry_max_age"] = json!(10);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_max_age: 10 is outside 60..="],
+    );
+    doc["registry_max_age"] = json!(86400);
+    let (config, warnings) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert!(warnings.0.is_empty(), "{warnings}");
+    assert_eq!(config.registry_options.refresh, 60);
+    assert_eq!(config.registry_options.max_age, Some(86400));
+    assert_eq!(config.registry_options.keys.len(), 1);
+    // A max age needs signatures.
+    let mut unsigned = doc.clone();
+    unsigned.as_object_mut().unwrap().remove("registry_keys");
+    assert_has(
+        &config_errors(&unsigned),
+        &["registry_max_age: registry_max_age needs signed registries"],
+    );
+}
+
+#[test]
+fn s04_an_unsigned_url_and_url_options_on_a_path_are_warnings() {
+    let mut doc = good_config();
+    doc["registry"] = json!("https://reg.example.net/r.json");
+    let (_, warnings) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert!(
+        warnings.to_string().contains("warning: node.json: registry_keys: the registry comes from https://reg.example.net/r.json and no signing key is trusted"),
+        "{warnings}"
+    );
+    let mut doc = good_config();
+    doc["registry_refresh"] = json!(60);
+    let (_, warnings) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert!(
+        warnings.to_string().contains("registry_refresh: `registry_refresh` applies to a registry URL, and `registry` is a path"),
+        "{warnings}"
+    );
+}
