@@ -57,6 +57,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new node's config and private key file, and print its registry entry.
+    #[command(
+        after_help = "Examples:\n  braid init -c /etc/braid/config.json --registry https://reg.example.net/registry.json \\\n      --address 192.0.2.1 --address ip6= --address-plan 2001:db8:5e::/48 --name n6\n  braid init -c node.json --registry registry.json --address 192.0.2.7 --send-port 40007 --routing none\n\nRefuses to overwrite the config or the key file. The key file is written 0600.\nPrints the node's registry entry on stdout (like `braid meta`)."
+    )]
+    Init(cli::init::InitArgs),
     /// Print a new private key (base64), like `wg genkey`.
     #[command(after_help = "Example:\n  braid keygen > /etc/braid/private.key")]
     Keygen,
@@ -71,7 +76,7 @@ enum Command {
     },
     /// Print the routes the upstream router needs to reach the mesh through this exit.
     #[command(
-        after_help = "Examples:\n  braid routes --upstream -c /etc/braid/exit.json\n  braid routes --upstream -c /etc/braid/exit.json --format bird\n  braid routes --upstream -c /etc/braid/exit.json --format ip | ssh router sh\n\nThe next hop is this exit's address on its upstream interface (read from the system, or --via6/--via4)."
+        after_help = "Examples:\n  braid routes --upstream -c /etc/braid/exit.json\n  braid routes --upstream -c /etc/braid/exit.json --format bird\n  braid routes --upstream -c /etc/braid/exit.json --format ip | ssh router sh\n  braid routes --upstream --aggregate -c /etc/braid/exit.json   # one route, set once\n\nThe next hop is this exit's address on its upstream interface (read from the system, or --via6/--via4)."
     )]
     Routes {
         #[arg(short, long, value_name = "CONFIG")]
@@ -87,6 +92,10 @@ enum Command {
         /// The exit's upstream-facing IPv4 address, for /24 routes when IPv4 is not masqueraded.
         #[arg(long)]
         via4: Option<std::net::IpAddr>,
+        /// One route for the network's whole allocation (and IPv4 pool) instead of one per
+        /// node: set once on the upstream router, right however the mesh grows.
+        #[arg(long)]
+        aggregate: bool,
     },
     /// Run the daemon in the foreground: bring up every planned link and keep them in step.
     #[command(
@@ -146,6 +155,14 @@ enum Command {
         /// The daemon's control socket (default: the config's, else /run/braid/braid.sock).
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+    },
+    /// Signing keys and signatures for the registry (minisign format).
+    #[command(
+        after_help = "Examples:\n  braid registry keygen -s /root/braid-registry.key -p braid-registry.pub\n  braid registry sign -s /root/braid-registry.key registry.json\n  braid registry verify -p braid-registry.pub registry.json"
+    )]
+    Registry {
+        #[command(subcommand)]
+        command: cli::registry::RegistryCommand,
     },
     /// Run a whole mesh on this machine in network namespaces (needs root).
     #[command(
@@ -223,6 +240,7 @@ fn run(command: Command) -> Result<ExitCode> {
     Ok(match command {
         Command::Check { config } => cli::check::run(&config),
         Command::Plan { config, json } => status(cli::plan::run(&config, json)?),
+        Command::Init(args) => status(cli::init::run(&args)?),
         Command::Keygen => {
             cli::keys::keygen()?;
             ExitCode::SUCCESS
@@ -238,7 +256,8 @@ fn run(command: Command) -> Result<ExitCode> {
             format,
             via6,
             via4,
-        } => status(cli::routes::run(&config, format, via6, via4)?),
+            aggregate,
+        } => status(cli::routes::run(&config, format, via6, via4, aggregate)?),
         Command::Run { config } => status(cli::run::run(&config)?),
         Command::Up { config } => status(cli::run::up(&config)?),
         Command::Reload { config, socket } => {
@@ -264,6 +283,7 @@ fn run(command: Command) -> Result<ExitCode> {
             cli::docgen::man(Cli::command(), dir.as_deref())?;
             ExitCode::SUCCESS
         }
+        Command::Registry { command } => status(cli::registry::run(command)?),
     })
 }
 

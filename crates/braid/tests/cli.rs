@@ -278,7 +278,8 @@ fn check_rejects_a_missing_config() {
 #[test]
 fn help_has_examples_for_each_subcommand() {
     for sub in [
-        "check", "plan", "keygen", "pubkey", "meta", "run", "reload", "status", "down", "lab",
+        "check", "plan", "init", "keygen", "pubkey", "meta", "run", "reload", "status", "down",
+        "lab",
     ] {
         let out = braid(&[sub, "--help"]);
         assert!(out.status.success(), "{sub}");

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 /// A config, its registry and the plan, with any warnings.
 pub struct Loaded {
     pub config: Config,
+    /// The file the registry was read from: the configured path, or a URL source's cache.
     pub registry_path: PathBuf,
+    /// What the registry's valid signature says (when the config trusts signing keys).
+    pub signed: Option<braid_model::signed::Signed>,
     /// Versions of the inputs: the first 16 hex digits of the SHA-256 of each file.
     pub config_hash: String,
     pub registry_hash: String,
@@ -81,7 +84,8 @@ fn read_fix(e: &std::io::Error, what: &str) -> String {
     }
 }
 
-/// The registry path from the config, relative to the config's directory when relative.
+/// A path from the config (the registry, the private key file), relative to the config's
+/// directory when relative.
 pub fn registry_path(config_path: &Path, registry: &str) -> PathBuf {
     let registry = Path::new(registry);
     if registry.is_absolute() {
@@ -94,12 +98,45 @@ pub fn registry_path(config_path: &Path, registry: &str) -> PathBuf {
     }
 }
 
-/// Loads the config only (no registry). Warns when other users can read it.
+/// Loads the config only (no registry), and the private key file it names. Warns when
+/// other users can read a config that holds the key inline.
 pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
     let text = read(config_path, "config")?;
-    let (config, mut warnings) = Config::parse(&config_path.display().to_string(), &text)?;
-    warnings.0.extend(private_key_exposure(config_path));
+    let key_files = |written: &str| read_key_file(&registry_path(config_path, written));
+    let (config, mut warnings) =
+        Config::parse_with(&config_path.display().to_string(), &text, &key_files)?;
+    if config.private_key_file.is_none() {
+        warnings.0.extend(private_key_exposure(config_path));
+    }
     Ok((config, warnings))
+}
+
+/// Reads a private key file for the model to judge: its text and permission bits.
+pub fn read_key_file(path: &Path) -> braid_model::KeyFile {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| braid_model::KeyFile::Unreadable {
+        path: shown.clone(),
+        message: e.to_string(),
+        fix: read_fix(&e, "private key file"),
+    };
+    let mode = match std::fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o777,
+        Err(e) => return unreadable(e),
+    };
+    // A key is 44 characters: 4 KiB is plenty, and a huge file is not read whole.
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut bytes));
+    match read {
+        // Anything not UTF-8 is simply not a key, which the model reports as bad base64.
+        Ok(_) => braid_model::KeyFile::Read {
+            path: shown.clone(),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            mode,
+        },
+        Err(e) => unreadable(e),
+    }
 }
 
 /// The control socket a config names, read as leniently as possible so that a broken
@@ -122,9 +159,30 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
     load_with_uplinks(config_path, &[])
 }
 
+/// A registry handed to the load instead of read from its file: a fetched copy, verified,
+/// that is validated with the config before it is kept (see `fetch`).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub text: String,
+    pub signed: Option<braid_model::signed::Signed>,
+}
+
 /// As [`load`], with the uplinks found now: transports with `wan: "auto"` get one path per
 /// uplink (none found: the default route, one path).
 pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loaded, Problems> {
+    load_inner(config_path, uplinks, None)
+}
+
+/// As [`load`] with `candidate` as the registry; problems name the configured source.
+pub fn load_candidate(config_path: &Path, candidate: Candidate) -> Result<Loaded, Problems> {
+    load_inner(config_path, &[], Some(candidate))
+}
+
+fn load_inner(
+    config_path: &Path,
+    uplinks: &[String],
+    candidate: Option<Candidate>,
+) -> Result<Loaded, Problems> {
     let config_file = config_path.display().to_string();
     let config_hash = read(config_path, "config")
         .map(|t| digest(&t))
@@ -147,17 +205,39 @@ pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loade
             })
             .collect();
     }
-    let registry_path = registry_path(config_path, &config.registry);
-    let registry_file = registry_path.display().to_string();
-    let registry = read(
-        &registry_path,
-        "registry (named by the config's `registry` field)",
-    )
-    .and_then(|text| Registry::parse(&registry_file, &text).map(|(r, w)| (r, w, digest(&text))));
-    let (registry, registry_hash) = match registry {
-        Ok((registry, warnings, hash)) => {
+    let location = crate::registry_file::locate(config_path, &config);
+    let registry_path = location.file.clone();
+    let registry_file = match &candidate {
+        Some(_) => location.source.clone(),
+        None => registry_path.display().to_string(),
+    };
+    let verified = match candidate {
+        Some(c) => Ok(crate::registry_file::Verified {
+            text: c.text,
+            signed: c.signed,
+        }),
+        None if location.cached && !registry_path.exists() => {
+            Err(Problems(vec![crate::registry_file::not_fetched_yet(
+                &location,
+            )]))
+        }
+        None => read(
+            &registry_path,
+            if location.cached {
+                "registry (the last good copy of the config's `registry` URL)"
+            } else {
+                "registry (named by the config's `registry` field)"
+            },
+        )
+        .and_then(|text| crate::registry_file::verify_at(&location, &config, text)),
+    };
+    let registry = verified.and_then(|v| {
+        Registry::parse(&registry_file, &v.text).map(|(r, w)| (r, w, digest(&v.text), v.signed))
+    });
+    let (registry, registry_hash, signed) = match registry {
+        Ok((registry, warnings, hash, signed)) => {
             problems.extend(warnings);
-            (registry, hash)
+            (registry, hash, signed)
         }
         Err(errors) => {
             problems.extend(errors);
@@ -178,6 +258,7 @@ pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loade
         Ok(plan) if !problems.has_errors() => Ok(Loaded {
             config,
             registry_path,
+            signed,
             config_hash,
             registry_hash,
             plan,

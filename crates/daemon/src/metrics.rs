@@ -99,6 +99,64 @@ fn register_paths(registry: &mut Registry, status: &Status) {
     );
 }
 
+/// The registry's version, refusals and fetcher (docs/metrics.md, "Registry").
+fn register_registry(registry: &mut Registry, status: &Status) {
+    let r = &status.registry;
+    let version = FloatGauge::default();
+    version.set(r.signed_version.unwrap_or(0) as f64);
+    registry.register(
+        "registry_version_timestamp_seconds",
+        "The running registry's version: its signature's timestamp (0: not signed)",
+        version,
+    );
+    let refusals = Family::<Labels, Counter>::default();
+    for (reason, n) in &r.state.refusals {
+        refusals
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "registry_refusals",
+        "Registries refused (the running one kept), by reason",
+        refusals,
+    );
+    let last = FloatGauge::default();
+    last.set(r.state.last_refusal_at.unwrap_or(0) as f64);
+    registry.register(
+        "registry_last_refusal_timestamp_seconds",
+        "Unix time of the last refused registry (0: none)",
+        last,
+    );
+    let Some(fetch) = &r.state.fetch else { return };
+    let results = Family::<Labels, Counter>::default();
+    for (result, n) in &fetch.results {
+        results
+            .get_or_create(&labels(&[("result", result)]))
+            .inc_by(*n);
+    }
+    registry.register(
+        "registry_fetches",
+        "Fetches of a registry URL, by result (changed, unchanged, not_modified, refused, failed)",
+        results,
+    );
+    let success = Gauge::<i64>::default();
+    success.set(i64::from(
+        fetch.last_attempt_at.is_some() && fetch.consecutive_failures == 0,
+    ));
+    registry.register(
+        "registry_fetch_success",
+        "1 when the last fetch of the registry URL reached it and found a good or unchanged registry",
+        success,
+    );
+    let last_ok = FloatGauge::default();
+    last_ok.set(fetch.last_success_at.unwrap_or(0) as f64);
+    registry.register(
+        "registry_last_fetch_success_timestamp_seconds",
+        "Unix time of the last successful fetch (0: none since start)",
+        last_ok,
+    );
+}
+
 /// Renders the status as Prometheus text (OpenMetrics-compatible exposition).
 pub fn render(status: &Status) -> String {
     encode_registry(&registry_of(status))
@@ -358,6 +416,7 @@ fn registry_of(status: &Status) -> Registry {
     );
 
     register_paths(&mut registry, status);
+    register_registry(&mut registry, status);
 
     let routes = Family::<Labels, Gauge>::default();
     for (family, v6) in [("ip4", false), ("ip6", true)] {

@@ -66,6 +66,8 @@ pub struct Reconciler<B: LinkBackend> {
     pub uplinks: Vec<String>,
     /// Path interfaces last reported down to the backend.
     pub paths_down: std::collections::BTreeSet<String>,
+    /// Registry refusals and the fetcher's state, shared with the fetcher.
+    pub registry: std::sync::Arc<std::sync::Mutex<crate::registry_file::RegistryState>>,
 }
 
 impl<B: LinkBackend> Reconciler<B> {
@@ -84,6 +86,7 @@ impl<B: LinkBackend> Reconciler<B> {
             engine: None,
             uplinks: Vec::new(),
             paths_down: std::collections::BTreeSet::new(),
+            registry: Default::default(),
         }
     }
 
@@ -120,12 +123,29 @@ impl<B: LinkBackend> Reconciler<B> {
     /// Re-reads the inputs and brings the links in line. Invalid input: nothing changes.
     pub fn reload(&mut self) -> Result<Summary, ReloadError> {
         self.last_reload_at = Some(SystemTime::now());
-        let loaded = match load::load_with_uplinks(&self.config_path, &self.uplinks) {
+        let loaded = {
+            // The fetcher writes a URL source's cache (registry, then signature) under this
+            // lock: never read one half of a new copy.
+            let _cache = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            load::load_with_uplinks(&self.config_path, &self.uplinks)
+        };
+        let loaded = loaded.and_then(|l| {
+            // A signed registry older than the running one is refused (a rollback).
+            match crate::registry_file::rollback(self.current.as_ref(), &l) {
+                Some(refusal) => Err(Problems(vec![refusal])),
+                None => Ok(l),
+            }
+        });
+        let loaded = match loaded {
             Ok(loaded) => {
                 self.last_reload_ok = true;
                 loaded
             }
             Err(problems) => {
+                self.registry
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .note_refusals(&problems, crate::registry_file::unix_now());
                 self.last_reload_ok = false;
                 self.last_error = Some(problems.to_string());
                 return Err(ReloadError::Invalid(problems));

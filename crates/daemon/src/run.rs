@@ -231,6 +231,16 @@ pub async fn run<B: LinkBackend>(
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let started = SystemTime::now();
     let mut r = Reconciler::new(&config_path, backend);
+    // A registry URL: fetched now (before the first reconcile) and on its period.
+    let fetch_now = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (fetched_tx, mut fetched_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let _fetcher = crate::fetch::start(
+        &config_path,
+        r.registry.clone(),
+        fetch_now.clone(),
+        fetched_tx,
+    )
+    .await;
     let summary = r.reload()?;
     tracing::info!(%summary, "started");
     account_groups(&r).await?;
@@ -278,6 +288,7 @@ pub async fn run<B: LinkBackend>(
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                fetch_now.notify_one();
                 reload(&mut r).await;
                 follow_uplinks(&mut r, &mut uplinks_known).await;
             }
@@ -310,6 +321,11 @@ pub async fn run<B: LinkBackend>(
                     apply_routes(&mut r).await;
                 }
             }
+            Some(()) = fetched_rx.recv() => {
+                // A new registry version was fetched and kept: the same reconcile as reload.
+                reload(&mut r).await;
+                follow_uplinks(&mut r, &mut uplinks_known).await;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = retry.tick() => {
@@ -333,7 +349,10 @@ pub async fn run<B: LinkBackend>(
             }
             Some(incoming) = control_rx.recv() => {
                 let (reply, stop) = match incoming.request {
-                    Request::Reload => (reload(&mut r).await, false),
+                    Request::Reload => {
+                        fetch_now.notify_one();
+                        (reload(&mut r).await, false)
+                    }
                     Request::Status => {
                         let doc = status::status(&r, started, SystemTime::now());
                         let mut reply = Reply::ok("status");

@@ -16,6 +16,22 @@ pub struct Status {
     pub node: NodeStatus,
     pub links: Vec<LinkStatus>,
     pub routing: RoutingStatus,
+    pub registry: RegistryStatus,
+}
+
+/// Where the registry comes from, the running version, refusals and the fetcher.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryStatus {
+    /// The config's `registry`: a path, or a file:// or https:// URL.
+    pub source: Option<String>,
+    /// The file the running registry was read from: the path, or a URL source's cache.
+    pub file: Option<String>,
+    /// The key ID that signed the running registry, and its version (the signature's
+    /// timestamp, Unix seconds); `None` when the config trusts no signing key.
+    pub signed_by: Option<String>,
+    pub signed_version: Option<u64>,
+    #[serde(flatten)]
+    pub state: crate::registry_file::RegistryState,
 }
 
 /// Routes braid installed itself, and the health of the routing.
@@ -162,11 +178,23 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
         problems,
         routes: r.routes.clone(),
     };
+    let registry = RegistryStatus {
+        source: r.loaded().map(|l| l.config.registry.clone()),
+        file: r.loaded().map(|l| l.registry_path.display().to_string()),
+        signed_by: r
+            .loaded()
+            .and_then(|l| l.signed.as_ref().map(|s| s.key_id.clone())),
+        signed_version: r
+            .loaded()
+            .and_then(|l| l.signed.as_ref().map(|s| s.timestamp)),
+        state: r.registry.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+    };
     Status {
         version: STATUS_SCHEMA_VERSION,
         node,
         links,
         routing,
+        registry,
     }
 }
 

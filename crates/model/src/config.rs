@@ -7,9 +7,11 @@ use crate::extensions::{
 };
 use crate::family::AddressFamily;
 use crate::host::Host;
+use crate::keyfile::KeyFileReader;
 use crate::keys::PrivateKey;
 use crate::problem::{Collector, Problems};
 use crate::read::{self, field_path, index_path};
+use crate::source::{RegistryOptions, RegistrySource};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -27,7 +29,17 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/braid/braid.sock";
 pub struct Config {
     /// Path of the registry file, as written (relative paths are relative to the config file).
     pub registry: String,
+    /// The same, classified: a path or a URL (`file://`, `https://`).
+    pub registry_source: RegistrySource,
+    /// Trusted signing keys, refresh period, CA file and cache of the registry.
+    pub registry_options: RegistryOptions,
     pub private_key: PrivateKey,
+    /// The file the private key was read from (`private_key_file`, as written); `None` when
+    /// the key is inline (`private_key`).
+    pub private_key_file: Option<String>,
+    /// This node's name and index for its registry entry (`braid meta`); extensions.
+    pub name: Option<String>,
+    pub index: Option<u64>,
     /// VRF enslaving the links; empty for none.
     pub vrf: String,
     pub stale_group: u32,
@@ -66,7 +78,15 @@ pub struct Transport {
 
 const CONFIG_FIELDS: &[&str] = &[
     "registry",
+    "registry_keys",
+    "registry_refresh",
+    "registry_max_age",
+    "registry_ca_file",
+    "registry_cache",
     "private_key",
+    "private_key_file",
+    "name",
+    "index",
     "vrf",
     "stale_group",
     "active_group",
@@ -101,9 +121,22 @@ const PORT_FIX: &str =
 impl Config {
     /// Parses and validates a config file's text. `file` names the file in problems.
     /// On success returns the config and any warnings.
+    /// A `private_key_file` is an error here (nothing is read from disk); use
+    /// [`Config::parse_with`] to allow one.
     pub fn parse(file: &str, text: &str) -> Result<(Config, Problems), Problems> {
+        Self::parse_with(file, text, &crate::keyfile::no_files)
+    }
+
+    /// As [`Config::parse`], with `key_files` reading the file `private_key_file` names
+    /// (called with the path as written; the caller resolves relative paths).
+    pub fn parse_with(
+        file: &str,
+        text: &str,
+        key_files: KeyFileReader<'_>,
+    ) -> Result<(Config, Problems), Problems> {
         let mut c = Collector::new(file);
-        let config = read::parse_document(&mut c, text).and_then(|doc| read_config(&mut c, &doc));
+        let config =
+            read::parse_document(&mut c, text).and_then(|doc| read_config(&mut c, &doc, key_files));
         match config {
             Some(config) if !c.has_errors() => Ok((config, c.into_problems())),
             _ => Err(c.into_problems()),
@@ -126,7 +159,7 @@ fn group(c: &mut Collector, map: &Map<String, Value>, key: &str, default: u32) -
     }
 }
 
-fn read_config(c: &mut Collector, doc: &Value) -> Option<Config> {
+fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> Option<Config> {
     let map = read::object(c, "", doc, CONFIG_FIELDS)?;
 
     let registry = read::field(
@@ -139,33 +172,58 @@ fn read_config(c: &mut Collector, doc: &Value) -> Option<Config> {
         ),
     )
     .and_then(|v| read::string(c, "registry", v, "write the registry path as a string"));
-    if registry.as_deref() == Some("") {
+    let registry_source = registry.as_deref().and_then(|text| {
+        RegistrySource::parse(text)
+            .map_err(|e| c.error("registry", e.to_string(), e.fix()))
+            .ok()
+    });
+    let registry_options = crate::source::read_options(c, map);
+    if let (Some(source), Some(options)) = (&registry_source, &registry_options)
+        && !source.is_url()
+    {
+        for (key, set) in [
+            ("registry_refresh", map.contains_key("registry_refresh")),
+            ("registry_ca_file", options.ca_file.is_some()),
+            ("registry_cache", options.cache.is_some()),
+        ] {
+            if set {
+                c.warn(
+                    key,
+                    format!("`{key}` applies to a registry URL, and `registry` is a path"),
+                    "remove it, or make `registry` a file:// or https:// URL",
+                );
+            }
+        }
+    }
+    if let Some(options) = &registry_options
+        && options.max_age.is_some()
+        && options.keys.is_empty()
+    {
         c.error(
-            "registry",
-            "the registry path is empty",
-            "set it to the path of the shared registry file",
+            "registry_max_age",
+            "registry_max_age needs signed registries (the age is the signature's timestamp), and registry_keys is empty",
+            "list the signing keys in registry_keys, or remove registry_max_age",
         );
     }
-
-    let private_key = read::field(
-        c,
-        map,
-        "",
-        "private_key",
-        Some("add \"private_key\": the output of `braid keygen` (or `wg genkey`)"),
-    )
-    .and_then(|v| read::string(c, "private_key", v, "write the key as a base64 string"))
-    .and_then(|text| match PrivateKey::from_base64(&text) {
-        Ok(key) => Some(key),
-        Err(e) => {
-            c.error(
-                "private_key",
-                format!("the private key {e}"),
-                "generate one with `braid keygen` (or `wg genkey`) and paste it here",
-            );
-            None
-        }
-    });
+    if let (Some(source), Some(options)) = (&registry_source, &registry_options)
+        && source.is_url()
+        && options.keys.is_empty()
+    {
+        c.warn(
+            "registry_keys",
+            format!("the registry comes from {source} and no signing key is trusted: whoever can change that file (or its server) controls this mesh"),
+            "sign the registry (`braid registry keygen`, `braid registry sign`) and list the public key in registry_keys",
+        );
+    }
+    let private_key = crate::keyfile::read_private_key(c, map, key_files);
+    let name = match read::field(c, map, "", "name", None) {
+        None => Some(None),
+        Some(v) => read::string(c, "name", v, "write this node's name as a string").map(Some),
+    };
+    let index = match read::field(c, map, "", "index", None) {
+        None => Some(None),
+        Some(v) => read::integer(c, "index", v, 1, u64::MAX, "use a whole number from 1; it picks the node's /64 and /24 (index 0 is reserved for the upstream segment)").map(Some),
+    };
 
     let vrf = match read::field(c, map, "", "vrf", None) {
         None => Some(String::new()),
@@ -288,9 +346,15 @@ fn read_config(c: &mut Collector, doc: &Value) -> Option<Config> {
         );
     }
 
+    let (private_key, private_key_file) = private_key?;
     Some(Config {
         registry: registry?,
-        private_key: private_key?,
+        registry_source: registry_source?,
+        registry_options: registry_options?,
+        private_key,
+        private_key_file,
+        name: name?,
+        index: index?,
         vrf: vrf?,
         stale_group: stale_group?,
         active_group: active_group?,

@@ -243,14 +243,26 @@ pub struct ExitConfig {
     pub gateway4: Option<IpAddr>,
     /// Masquerade IPv4 from the pool to the upstream (default true).
     pub masquerade: bool,
+    /// The `exit_preference` `braid meta` and `braid init` put in this node's registry
+    /// entry (lower is preferred); `DEFAULT_EXIT_PREFERENCE` when not set.
+    pub preference: u32,
 }
+
+/// The exit preference an exit advertises when its config names none.
+pub const DEFAULT_EXIT_PREFERENCE: u32 = 100;
 
 pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitConfig> {
     let map = read::object(
         c,
         path,
         value,
-        &["upstream_interface", "gateway6", "gateway4", "masquerade"],
+        &[
+            "upstream_interface",
+            "gateway6",
+            "gateway4",
+            "masquerade",
+            "preference",
+        ],
     )?;
     let ifpath = field_path(path, "upstream_interface");
     let upstream_interface = read::field(
@@ -296,6 +308,18 @@ pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitCon
         None => Some(true),
         Some(v) => read::boolean(c, &field_path(path, "masquerade"), v),
     };
+    let preference = match read::field(c, map, path, "preference", None) {
+        None => Some(DEFAULT_EXIT_PREFERENCE),
+        Some(v) => read::integer(
+            c,
+            &field_path(path, "preference"),
+            v,
+            0,
+            u32::MAX as u64,
+            "use a whole number; the exit with the lowest preference is used first",
+        )
+        .map(|n| n as u32),
+    };
     if let (Some(None), Some(None)) = (&gateway6, &gateway4) {
         c.error(
             path,
@@ -308,6 +332,7 @@ pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitCon
         gateway6: gateway6?,
         gateway4: gateway4?,
         masquerade: masquerade?,
+        preference: preference?,
     })
 }
 

@@ -819,3 +819,254 @@ fn problems_are_located_in_the_right_file() {
         "{p}"
     );
 }
+
+// ---- private_key_file ----
+
+use braid_model::KeyFile;
+
+/// The config with its key in a file named `key.txt` instead of inline.
+fn key_file_config() -> Value {
+    let mut doc = without(good_config(), "", "private_key");
+    doc["private_key_file"] = json!("key.txt");
+    doc
+}
+
+/// Parses `doc` with the key file read as `text` with permission bits `mode`.
+fn parse_with_key_file(
+    doc: &Value,
+    text: &str,
+    mode: u32,
+) -> Result<(Config, braid_model::Problems), braid_model::Problems> {
+    let read = |path: &str| KeyFile::Read {
+        path: format!("/etc/braid/{path}"),
+        text: text.to_string(),
+        mode,
+    };
+    Config::parse_with("node.json", &doc.to_string(), &read)
+}
+
+fn key_file_errors(doc: &Value, text: &str, mode: u32) -> String {
+    match parse_with_key_file(doc, text, mode) {
+        Ok(_) => panic!("expected the key file to be refused: {text:?} mode {mode:o}"),
+        Err(problems) => problems.to_string(),
+    }
+}
+
+#[test]
+fn k01_key_file_as_wg_genkey_writes_it() {
+    // `wg genkey > key.txt` leaves a trailing newline; CRLF and spaces are fine too.
+    for text in [
+        format!("{KEY_A}\n"),
+        KEY_A.to_string(),
+        format!("  {KEY_A}\r\n\n"),
+    ] {
+        let (config, warnings) = parse_with_key_file(&key_file_config(), &text, 0o600).unwrap();
+        assert_eq!(config.private_key.to_base64(), KEY_A);
+        assert_eq!(config.private_key_file.as_deref(), Some("key.txt"));
+        assert!(warnings.0.is_empty(), "{warnings}");
+    }
+    let (config, _) = parse_with_key_file(&key_file_config(), KEY_A, 0o400).unwrap();
+    assert_eq!(config.private_key.public_key().to_base64(), PUB_A);
+}
+
+#[test]
+fn k02_key_file_others_can_read() {
+    for mode in [0o644, 0o640, 0o606, 0o602] {
+        assert_has(
+            &key_file_errors(&key_file_config(), KEY_A, mode),
+            &[
+                &format!(
+                    "error: node.json: private_key_file: the private key file /etc/braid/key.txt can be read or written by other users (mode {mode:04o})"
+                ),
+                "fix: chmod 600 /etc/braid/key.txt",
+            ],
+        );
+    }
+}
+
+#[test]
+fn k03_key_file_with_a_bad_key() {
+    assert_has(
+        &key_file_errors(&key_file_config(), "not*base64\n", 0o600),
+        &[
+            "node.json: private_key_file: the private key in /etc/braid/key.txt is not valid base64",
+            "braid keygen > /etc/braid/key.txt",
+        ],
+    );
+    assert_has(
+        &key_file_errors(&key_file_config(), "", 0o600),
+        &["the private key in /etc/braid/key.txt decodes to 0 bytes"],
+    );
+    assert_has(
+        &key_file_errors(&key_file_config(), &format!("{KEY_A}\n{KEY_A}\n"), 0o600),
+        &["private_key_file: the private key file /etc/braid/key.txt holds more than one line"],
+    );
+}
+
+#[test]
+fn k04_key_file_unreadable() {
+    let read = |path: &str| KeyFile::Unreadable {
+        path: format!("/etc/braid/{path}"),
+        message: "No such file or directory (os error 2)".into(),
+        fix: "check the path".into(),
+    };
+    let p = Config::parse_with("node.json", &key_file_config().to_string(), &read)
+        .unwrap_err()
+        .to_string();
+    assert_has(
+        &p,
+        &[
+            "error: node.json: private_key_file: cannot read the private key file /etc/braid/key.txt: No such file or directory",
+        ],
+    );
+    // Parsing text alone never opens the file.
+    assert_has(
+        &config_errors(&key_file_config()),
+        &["private_key_file: cannot read the private key file key.txt"],
+    );
+}
+
+#[test]
+fn k05_key_inline_and_in_a_file() {
+    let mut doc = good_config();
+    doc["private_key_file"] = json!("key.txt");
+    assert_has(
+        &key_file_errors(&doc, KEY_A, 0o600),
+        &["node.json: private_key_file: both private_key and private_key_file are set"],
+    );
+    assert_has(
+        &key_file_errors(
+            &with(key_file_config(), "/private_key_file", json!("")),
+            KEY_A,
+            0o600,
+        ),
+        &["private_key_file: the private key file's path is empty"],
+    );
+}
+
+#[test]
+fn k06_entry_fields_in_the_config() {
+    let mut doc = good_config();
+    doc["name"] = json!("alpha");
+    doc["index"] = json!(7);
+    doc["exit"] = json!({"upstream_interface": "eth0", "gateway6": "fe80::1", "preference": 20});
+    let (config, _) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert_eq!(
+        (config.name.as_deref(), config.index),
+        (Some("alpha"), Some(7))
+    );
+    assert_eq!(config.exit.map(|e| e.preference), Some(20));
+    doc["exit"] = json!({"upstream_interface": "eth0", "gateway6": "fe80::1"});
+    let (config, _) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert_eq!(config.exit.map(|e| e.preference), Some(100));
+    assert_has(
+        &config_errors(&with(doc, "/index", json!(0))),
+        &["node.json: index: 0 is outside 1..="],
+    );
+}
+
+// ---- registry source and signing keys ----
+
+const SIGNING_KEY: &str = "RWSaNeQHrIQwztZwOXcSS6kfVMGL3ECitizHRTY3tC+gkwVEx5CmceWf";
+
+#[test]
+fn s01_plain_http_and_unknown_schemes_are_refused() {
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/registry",
+            json!("http://reg.example.net/r.json"),
+        )),
+        &[
+            "node.json: registry: `http://reg.example.net/r.json` is plain HTTP",
+            "fix: serve the registry over https://",
+        ],
+    );
+    assert_has(
+        &config_errors(&with(
+            good_config(),
+            "/registry",
+            json!("ftp://reg.example.net/r.json"),
+        )),
+        &["registry: `ftp://reg.example.net/r.json` has a scheme braid does not fetch"],
+    );
+    assert_has(
+        &config_errors(&with(good_config(), "/registry", json!("file://r.json"))),
+        &[
+            "is not a file:// URL of an absolute path",
+            "file:///etc/braid/registry.json",
+        ],
+    );
+}
+
+#[test]
+fn s02_bad_trusted_keys() {
+    let mut doc = good_config();
+    doc["registry_keys"] = json!(["RWQ-not-a-key"]);
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "node.json: registry_keys[0]: `RWQ-not-a-key` is not base64",
+            "second line of the signing key's .pub file",
+        ],
+    );
+    doc["registry_keys"] = json!([SIGNING_KEY, SIGNING_KEY]);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_keys[1]: key CE3084AC07E4359A is listed twice"],
+    );
+    doc["registry_keys"] = json!(SIGNING_KEY);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_keys: expected an array, found a string"],
+    );
+}
+
+#[test]
+fn s03_refresh_and_max_age_bounds() {
+    let mut doc = good_config();
+    doc["registry"] = json!("https://reg.example.net/r.json");
+    doc["registry_keys"] = json!([SIGNING_KEY]);
+    doc["registry_refresh"] = json!(1);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_refresh: 1 is outside 5..=86400"],
+    );
+    doc["registry_refresh"] = json!(60);
+    doc["registry_max_age"] = json!(10);
+    assert_has(
+        &config_errors(&doc),
+        &["registry_max_age: 10 is outside 60..="],
+    );
+    doc["registry_max_age"] = json!(86400);
+    let (config, warnings) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert!(warnings.0.is_empty(), "{warnings}");
+    assert_eq!(config.registry_options.refresh, 60);
+    assert_eq!(config.registry_options.max_age, Some(86400));
+    assert_eq!(config.registry_options.keys.len(), 1);
+    // A max age needs signatures.
+    let mut unsigned = doc.clone();
+    unsigned.as_object_mut().unwrap().remove("registry_keys");
+    assert_has(
+        &config_errors(&unsigned),
+        &["registry_max_age: registry_max_age needs signed registries"],
+    );
+}
+
+#[test]
+fn s04_an_unsigned_url_and_url_options_on_a_path_are_warnings() {
+    let mut doc = good_config();
+    doc["registry"] = json!("https://reg.example.net/r.json");
+    let (_, warnings) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert!(
+        warnings.to_string().contains("warning: node.json: registry_keys: the registry comes from https://reg.example.net/r.json and no signing key is trusted"),
+        "{warnings}"
+    );
+    let mut doc = good_config();
+    doc["registry_refresh"] = json!(60);
+    let (_, warnings) = Config::parse("node.json", &doc.to_string()).unwrap();
+    assert!(
+        warnings.to_string().contains("registry_refresh: `registry_refresh` applies to a registry URL, and `registry` is a path"),
+        "{warnings}"
+    );
+}

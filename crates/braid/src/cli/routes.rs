@@ -1,6 +1,8 @@
 //! `braid routes --upstream`: what the upstream router needs to route the mesh's traffic back
 //! to this exit (the design note's "route back"): every node's /64 via the exit's
-//! upstream-facing address, and every /24 too when IPv4 is not masqueraded.
+//! upstream-facing address, and every /24 too when IPv4 is not masqueraded; or with
+//! `--aggregate` the network's whole allocation (and IPv4 pool), which never changes as
+//! nodes join or leave (docs/routing.md, "The upstream router").
 
 use anyhow::{Context, Result, bail};
 use braid_daemon::load;
@@ -19,11 +21,36 @@ pub enum Format {
     Json,
 }
 
+/// The aggregate set: the network's IPv6 allocation via `via6`, and its IPv4 pool via
+/// `via4` when given (IPv4 not masqueraded). Empty without an address plan.
+pub fn aggregate_routes(
+    plan: Option<&braid_model::extensions::AddressPlanConfig>,
+    via6: Option<IpAddr>,
+    via4: Option<IpAddr>,
+) -> Vec<braid_plan::routes::RoutePlan> {
+    let Some(plan) = plan else { return Vec::new() };
+    let route = |destination, via| braid_plan::routes::RoutePlan {
+        destination,
+        via,
+        dev: String::new(),
+        metric: 0,
+    };
+    let mut routes: Vec<_> = via6
+        .map(|via| route(ipnet::IpNet::V6(plan.ipv6), via))
+        .into_iter()
+        .collect();
+    if let (Some(via), Some(pool)) = (via4, plan.ipv4_pool) {
+        routes.push(route(ipnet::IpNet::V4(pool), via));
+    }
+    routes
+}
+
 pub fn run(
     config_path: &Path,
     format: Format,
     via6: Option<IpAddr>,
     via4: Option<IpAddr>,
+    aggregate: bool,
 ) -> Result<bool> {
     let loaded = match load::load(config_path) {
         Ok(loaded) => loaded,
@@ -54,7 +81,11 @@ pub fn run(
     }
     // With masquerading, IPv4 comes back to the exit's own address: no routes needed.
     let via4 = if exit.masquerade { None } else { via4 };
-    let routes = upstream_return_routes(&loaded.plan, via6, via4);
+    let routes = if aggregate {
+        aggregate_routes(loaded.config.address_plan.as_ref(), via6, via4)
+    } else {
+        upstream_return_routes(&loaded.plan, via6, via4)
+    };
     match format {
         Format::Ip => {
             for r in &routes {
