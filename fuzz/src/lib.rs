@@ -10,8 +10,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// A fuzz target: any bytes in, a panic on a bug.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `run.sh` and `replay` call them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("registry", registry),
     ("control", control),
