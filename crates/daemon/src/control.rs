@@ -107,9 +107,14 @@ async fn read_request_within(
         Ok(Ok(_)) if line.len() > MAX_REQUEST => Err(Reply::error(format!(
             "request too large: more than {MAX_REQUEST} bytes; a request is one short JSON line such as {{\"command\":\"status\"}}"
         ))),
-        Ok(Ok(_)) => serde_json::from_slice(line.trim_ascii())
-            .map_err(|e| Reply::error(format!("bad request: {e}"))),
+        Ok(Ok(_)) => parse_request(&line),
     }
+}
+
+/// Parses one request line as read from a client (surrounding ASCII whitespace and the
+/// newline ignored); `Err` holds the reply to send. Pure, so it can be fuzzed (fuzz/).
+pub fn parse_request(line: &[u8]) -> Result<Request, Reply> {
+    serde_json::from_slice(line.trim_ascii()).map_err(|e| Reply::error(format!("bad request: {e}")))
 }
 
 /// A request read from a client, handed to the run loop, which answers on `reply`.
@@ -234,6 +239,23 @@ pub async fn call(path: &Path, request: &Request) -> Result<Reply, ControlError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_line_parses_with_its_whitespace_and_bad_bytes_get_a_reply() {
+        assert_eq!(
+            parse_request(b"  {\"command\":\"reload\"}\r\n").map_err(|r| r.message),
+            Ok(Request::Reload)
+        );
+        for bad in [&b""[..], b"\xff\xfe", b"{\"command\":\"status\"", b"[1,2]"] {
+            let reply = parse_request(bad).expect_err("not a request");
+            assert!(!reply.ok);
+            assert!(
+                reply.message.starts_with("bad request: "),
+                "{}",
+                reply.message
+            );
+        }
+    }
 
     #[tokio::test]
     async fn request_and_reply_round_trip_over_a_real_socket() {
