@@ -97,33 +97,7 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
     for ns in [&router, &internet] {
         ip(&["-n", ns, "link", "set", "lo", "up"]);
     }
-    ip(&[
-        "netns",
-        "exec",
-        &router,
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.forwarding=1",
-        "net.ipv4.ip_forward=1",
-    ]);
-    ip(&[
-        "-n",
-        &internet,
-        "route",
-        "add",
-        "default",
-        "via",
-        "2001:db8:1::1",
-    ]);
-    ip(&[
-        "-n",
-        &internet,
-        "route",
-        "add",
-        "default",
-        "via",
-        "203.0.113.1",
-    ]);
+    route_internet_via_router(&router, &internet);
 
     let dir = tempfile::tempdir().unwrap();
     let files = lab

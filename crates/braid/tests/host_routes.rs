@@ -98,33 +98,7 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
         ip(&["-n", &ns, "addr", "add", v4, "dev", dev]);
         ip(&["-n", &ns, "link", "set", dev, "up"]);
     }
-    ip(&[
-        "netns",
-        "exec",
-        &router,
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.forwarding=1",
-        "net.ipv4.ip_forward=1",
-    ]);
-    ip(&[
-        "-n",
-        &internet,
-        "route",
-        "add",
-        "default",
-        "via",
-        "2001:db8:1::1",
-    ]);
-    ip(&[
-        "-n",
-        &internet,
-        "route",
-        "add",
-        "default",
-        "via",
-        "203.0.113.1",
-    ]);
+    route_internet_via_router(&router, &internet);
     // n2's own default routes, as a real machine has them (static, from its installer).
     ip(&[
         "-n",
