@@ -6,26 +6,16 @@
 mod sim;
 
 use braid_engine::{Engine, Event, Incoming, Outgoing, Socket};
-use sim::{Pair, Side, addr, config, packet};
+use sim::{Pair, Side, addr, config, packet, plain_pair};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 const S: Duration = Duration::from_secs(1);
 
-fn plain_pair(seed: u64) -> Pair {
-    let a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
-    let b = config(2, 1, None, seed + 1);
-    Pair::new(a, b, seed)
-}
-
-/// a bonds two configured paths to b, which follows.
+/// a bonds two configured paths to b, which follows (round robin).
 fn bonded_pair(seed: u64) -> Pair {
-    let mut a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
-    a.paths = vec![braid_bond::PathSpec::default(); 2];
-    a.scheduler = braid_bond::Scheduler::RoundRobin;
-    let b = config(2, 1, None, seed + 1);
-    Pair::new(a, b, seed)
+    sim::bonded_pair(seed, braid_bond::Scheduler::RoundRobin)
 }
 
 /// A well-formed handshake initiation to `victim_public` (valid MAC1, so it counts
@@ -172,12 +162,7 @@ fn a_replayed_initiation_from_another_address_after_a_restart_does_not_move_the_
     pair.run_for(100 * MS);
     let a_main = pair.a.main;
     let b_main = pair.b.main;
-    let initiation = pair
-        .sent
-        .iter()
-        .find(|(_, from, _, bytes)| *from == a_main && bytes[0] == 1)
-        .map(|(_, _, _, bytes)| bytes.clone())
-        .expect("a sent an initiation");
+    let initiation = pair.first_sent(a_main, 1).expect("a sent an initiation");
     pair.stop(Side::B);
     pair.run_for(S);
     pair.restart(Side::B, config(2, 1, None, 47));

@@ -4,16 +4,10 @@
 mod sim;
 
 use braid_engine::{Event, Outgoing, Rejection};
-use sim::{Pair, Side, Wire, addr, config, packet};
+use sim::{Pair, Side, Wire, addr, bonded_pair, config, packet, plain_pair};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
-
-fn plain_pair(seed: u64) -> Pair {
-    let a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
-    let b = config(2, 1, None, seed + 1);
-    Pair::new(a, b, seed)
-}
 
 fn handshakes(pair: &Pair, side: Side) -> usize {
     pair.events(side)
@@ -292,12 +286,7 @@ fn a_refused_initiation_is_counted_and_reported_with_its_sender() {
     pair.run_for(50 * MS);
     let b_main = pair.b.main;
     let a_main = pair.a.main;
-    let initiation = pair
-        .sent
-        .iter()
-        .find(|(_, from, _, bytes)| *from == a_main && bytes[0] == 1)
-        .map(|(_, _, _, bytes)| bytes.clone())
-        .expect("a sent an initiation");
+    let initiation = pair.first_sent(a_main, 1).expect("a sent an initiation");
     // b sees a's first initiation again: a replay.
     pair.transmit(a_main, b_main, initiation);
     pair.run_for(50 * MS);
@@ -333,15 +322,6 @@ fn lossy_jittery_duplicating_wires_deliver_no_packet_twice() {
 }
 
 // ---- bonded links ----
-
-/// a bonds two configured paths (sources 198.51.100.1 and .2) to b, which follows.
-fn bonded_pair(seed: u64, scheduler: braid_bond::Scheduler) -> Pair {
-    let mut a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
-    a.paths = vec![braid_bond::PathSpec::default(); 2];
-    a.scheduler = scheduler;
-    let b = config(2, 1, None, seed + 1);
-    Pair::new(a, b, seed)
-}
 
 fn paths_up(pair: &Pair, side: Side) -> usize {
     let node = match side {

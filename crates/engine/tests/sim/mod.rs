@@ -169,6 +169,22 @@ pub fn config(own: u8, peer: u8, endpoint: Option<SocketAddr>, seed: u64) -> Eng
     }
 }
 
+/// `a` knows `b`'s address and starts the handshake; `b` learns `a`'s.
+pub fn plain_pair(seed: u64) -> Pair {
+    let a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
+    let b = config(2, 1, None, seed + 1);
+    Pair::new(a, b, seed)
+}
+
+/// `a` bonds two configured paths (sources 198.51.100.1 and .2) to `b`, which follows.
+pub fn bonded_pair(seed: u64, scheduler: braid_bond::Scheduler) -> Pair {
+    let mut a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
+    a.paths = vec![braid_bond::PathSpec::default(); 2];
+    a.scheduler = scheduler;
+    let b = config(2, 1, None, seed + 1);
+    Pair::new(a, b, seed)
+}
+
 pub fn braid_engine_scheduler() -> braid_bond::Scheduler {
     braid_bond::Scheduler::Flow
 }
@@ -432,6 +448,14 @@ impl Pair {
             self.run_until(next);
         }
         id
+    }
+
+    /// The first datagram sent from `from` whose WireGuard type is `kind`.
+    pub fn first_sent(&self, from: SocketAddr, kind: u8) -> Option<Vec<u8>> {
+        self.sent
+            .iter()
+            .find(|(_, src, _, bytes)| *src == from && bytes.first() == Some(&kind))
+            .map(|(_, _, _, bytes)| bytes.clone())
     }
 
     pub fn events(&self, side: Side) -> &[(Instant, braid_engine::Event)] {
