@@ -16,6 +16,14 @@ server n2 with one, each figure against the same setup with one path.
   (e) redundant, 5% random loss each way on each path: delivered loss <= 0.5% (UDP iperf3,
       one way; round-trip ping loss shown too: it is about twice the one-way figure)
   (f) CPU seconds (both daemons) per GB moved, bonded vs one path, from (a)
+Realistic uplinks (issue 16, section 3), the lab's named profiles (docs/lab.md) on n1's two
+uplinks, downloads n2 -> n1 (iperf3 -R, the profiles' down direction), braid's default
+scheduler unless said; ceiling = the sum of what each profiled path carries alone:
+  (p) DSL + LTE, one stream:                         >= 80% of the ceiling, >= the best alone
+  (g) fibre + GEO, one stream, pings beside it:      >= the fibre alone, ping RTT within 10 ms
+  (q) DSL + LTE, 8 streams, flow scheduler:          >= 90% of the ceiling
+  (r) failover as (d) on DSL + LTE, earliest-arrival (uploads; the LTE path is cut)
+  (v) voice: 50 packets/s UDP, redundant, DSL + LTE: jitter <= the better path's + 5 ms
 
 The one-path setup is the same lab with `--wans 1`: the router's only uplink wan0 shaped like
 the bonded run's fastest path (200, 300 Mbit/s) or equally lossy. Every run builds a fresh lab
@@ -282,12 +290,16 @@ class HubCounter(threading.Thread):
         return None
 
 
-def failover_case(scheduler, seconds):
-    row = {"case": f"d: failover ({scheduler})", "target": "gap <= 300 ms, stream continues, used again <= 1 s"}
+def failover_case(scheduler, seconds, profiles=None):
+    shaped = "+".join(profiles) if profiles else "2 x 200"
+    row = {"case": f"{'r' if profiles else 'd'}: failover ({scheduler}, {shaped})", "target": "gap <= 300 ms, stream continues, used again <= 1 s"}
     run = max(seconds, 12)
     with Lab("2,1", scheduler) as lab:
         for k in (0, 1):
-            lab.wan(k, "--rate", "200")
+            if profiles:
+                lab.wan(k, "--profile", profiles[k])
+            else:
+                lab.wan(k, "--rate", "200")
         lab.settle()
         cut = pinged_path(lab) if scheduler == "flow" else 1
         counter = HubCounter(cut)
@@ -398,12 +410,125 @@ def redundant_case(seconds):
     return row
 
 
+# --- Realistic uplinks (issue 16, section 3): the lab's named profiles (docs/lab.md) ---------
+
+def path_rx_bytes(before, after):
+    """Received bytes per path id between two readings (downloads: the far side schedules)."""
+    b = {p["id"]: p["rx_bytes"] for p in before}
+    return {p["id"]: p["rx_bytes"] - b.get(p["id"], 0) for p in after}
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
+
+
+def rtts(text):
+    return [float(m) for m in re.findall(r"time=([0-9.]+) ms", text)]
+
+
+def profile_transfer(lab, seconds, streams, ping):
+    """A download n2 -> n1 (iperf3 -R) with, if asked, pings every 100 ms beside it; returns
+    (Mbit/s, retransmits, median ping RTT ms or None, split of received bytes per path)."""
+    before = paths(1)
+    pinger = spawn(1, "ping", "-i", "0.1", "-w", str(seconds), lab.target) if ping else None
+    report, _ = iperf(lab, seconds, streams, ("-R",))
+    rtt = None
+    if pinger:
+        out, _ = pinger.communicate(timeout=seconds + 15)
+        rtt = median(rtts(out))
+    split = path_rx_bytes(before, paths(1)) if before else {}
+    retrans = report["end"].get("sum_sent", {}).get("retransmits")
+    return tcp_mbps(report), retrans, rtt, split
+
+
+def profile_case(name, profiles, scheduler, streams, target_frac, seconds, ping=False):
+    """Bonded over two profiled uplinks vs each uplink alone, downloads (n2 -> n1: the
+    profiles' down direction). Ceiling: the sum of what each path carries alone. Floor: the
+    bond carries at least the best path alone (within 3 %)."""
+    row = {"case": name, "target": f">= {target_frac:.0%} of ceiling, >= best alone - 3%"}
+    with Lab("2,1", scheduler) as lab:
+        for k, prof in enumerate(profiles):
+            lab.wan(k, "--profile", prof)
+        lab.settle(3.0)
+        mbps, retrans, rtt, split = profile_transfer(lab, seconds, streams, ping)
+        total = sum(split.values()) or 1
+        row["bonded_mbps"] = round(mbps, 1)
+        row["retransmits"] = retrans
+        row["path_share"] = {f"wan{k}={profiles[k]}": round(v / total, 3) for k, v in sorted(split.items()) if k < len(profiles)}
+        if ping:
+            row["bonded_ping_rtt_ms"] = rtt
+    singles = {}
+    for prof in dict.fromkeys(profiles):
+        with Lab("1") as lab:
+            lab.wan(0, "--profile", prof)
+            lab.settle(2.0)
+            mbps, retrans, rtt, _ = profile_transfer(lab, seconds, streams, ping)
+            singles[prof] = {"mbps": round(mbps, 1), "retransmits": retrans, "ping_rtt_ms": rtt}
+    row["alone"] = singles
+    ceiling = sum(singles[p]["mbps"] for p in profiles)
+    best = max(singles.values(), key=lambda v: v["mbps"])
+    row["of_ceiling"] = round(row["bonded_mbps"] / ceiling, 3)
+    row["vs_best_alone"] = round(row["bonded_mbps"] / best["mbps"], 3)
+    row["result"] = (f"{row['bonded_mbps']:.1f} Mbit/s = {row['of_ceiling']:.0%} of {ceiling:.1f}, "
+                     f"{row['vs_best_alone']:.0%} of the best alone; shares {row['path_share']}")
+    row["pass"] = row["of_ceiling"] >= target_frac and row["vs_best_alone"] >= 0.97
+    if ping:
+        row["best_alone_ping_rtt_ms"] = best["ping_rtt_ms"]
+        near = rtt is not None and best["ping_rtt_ms"] is not None and row["bonded_ping_rtt_ms"] <= best["ping_rtt_ms"] + 10
+        row["result"] += f"; ping RTT {row['bonded_ping_rtt_ms']} vs {best['ping_rtt_ms']} ms alone"
+        row["pass"] = row["pass"] and near
+    return row
+
+
+def voice_jitter(lab, seconds):
+    """A 50 packets/s UDP flow (160-byte payloads, G.711-like) n1 -> n2: iperf3's jitter (ms,
+    RFC 3550 estimator) and loss (%)."""
+    server = iperf_server()
+    try:
+        for _ in range(30):
+            r = netns(1, "iperf3", "-c", lab.target, "-u", "-b", "64k", "-l", "160", "-t", str(seconds), "-J", check=False)
+            report = json.loads(r.stdout or "{}")
+            if "unable to connect" in report.get("error", ""):
+                time.sleep(0.3)
+                continue
+            break
+    finally:
+        stop(server)
+    if "error" in report:
+        raise RuntimeError(f"iperf3 (voice): {report['error']}")
+    s = report["end"]["sum"]
+    return s["jitter_ms"], 100.0 * s["lost_packets"] / max(1, s["packets"])
+
+
+def voice_case(seconds):
+    row = {"case": "v: voice, redundant, DSL + LTE", "target": "jitter <= better path's + 5 ms"}
+    with Lab("2,1", "redundant") as lab:
+        lab.wan(0, "--profile", "dsl")
+        lab.wan(1, "--profile", "lte")
+        lab.settle(3.0)
+        jitter, loss = voice_jitter(lab, seconds)
+        row["bonded_jitter_ms"], row["bonded_loss_pct"] = round(jitter, 2), round(loss, 2)
+    alone = {}
+    for prof in ("dsl", "lte"):
+        with Lab("1") as lab:
+            lab.wan(0, "--profile", prof)
+            lab.settle(1.0)
+            jitter, loss = voice_jitter(lab, seconds)
+            alone[prof] = {"jitter_ms": round(jitter, 2), "loss_pct": round(loss, 2)}
+    row["alone"] = alone
+    better = min(v["jitter_ms"] for v in alone.values())
+    row["result"] = f"jitter {row['bonded_jitter_ms']} ms (loss {row['bonded_loss_pct']}%) vs {alone}"
+    row["pass"] = row["bonded_jitter_ms"] <= better + 5
+    return row
+
+
 def main():
     global BRAID, WORK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--braid", default=BRAID)
-    ap.add_argument("--only", default="a,b,x,c,d,e,w", help="comma list of cases (a..e, x; f comes with a; w: a and b with configured weights)")
+    ap.add_argument("--only", default="a,b,x,c,d,e,w,p,g,q,r,v", help="comma list of cases (a..e, x; f comes with a; w: a and b with configured weights; p, g, q, r, v: profiled uplinks)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -442,6 +567,16 @@ def main():
             rows.append(failover_case("weighted", args.seconds))
         if "e" in only:
             rows.append(redundant_case(args.seconds))
+        if "p" in only:
+            rows.append(profile_case("p: DSL + LTE, 1 stream", ["dsl", "lte"], None, 1, 0.80, args.seconds))
+        if "g" in only:
+            rows.append(profile_case("g: fibre + GEO, 1 stream", ["fibre", "geo"], None, 1, 0.0, args.seconds, ping=True))
+        if "q" in only:
+            rows.append(profile_case("q: DSL + LTE, 8 streams, flow", ["dsl", "lte"], "flow", 8, 0.90, args.seconds))
+        if "r" in only:
+            rows.append(failover_case("earliest-arrival", args.seconds, ["dsl", "lte"]))
+        if "v" in only:
+            rows.append(voice_case(args.seconds))
     except KeyboardInterrupt:
         print("interrupted; removing the lab", file=sys.stderr)
     except Exception as e:  # report what was measured so far, then fail
