@@ -98,7 +98,7 @@ impl VirtualQueue {
     }
 
     pub fn clear(&mut self) {
-        *self = VirtualQueue::default();
+        *self = Self::default();
     }
 }
 
@@ -134,7 +134,7 @@ pub(crate) struct Estimate {
 
 impl Estimate {
     /// When `len` bytes sent now would arrive (the first copy, for a repeating path).
-    pub fn arrival(&self, len: usize) -> f64 {
+    pub(crate) fn arrival(&self, len: usize) -> f64 {
         (self.queue + self.delay).max(self.base) + len as f64 / self.rate
     }
 }

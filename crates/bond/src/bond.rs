@@ -52,7 +52,7 @@ pub struct BondConfig {
 
 impl Default for BondConfig {
     fn default() -> Self {
-        BondConfig {
+        Self {
             scheduler: None,
             probe_interval: Duration::from_millis(50),
             // With probes every 50 ms, the gap a cut leaves is this plus up to one
@@ -120,13 +120,13 @@ const MAX_QUEUED: usize = 1024;
 impl Bond {
     /// A bond with no paths yet. `epoch` must be random (it makes this instance's probes
     /// distinguishable from any earlier instance's).
-    pub fn new(cfg: BondConfig, keys: ProbeKeys, epoch: u64, now: Instant) -> Bond {
+    pub fn new(cfg: BondConfig, keys: ProbeKeys, epoch: u64, now: Instant) -> Self {
         let reorder = ReorderBuffer::new(
             cfg.reorder_buffer,
             cfg.reorder == ReorderMode::On,
             cfg.reorder_wait_min,
         );
-        Bond {
+        Self {
             flow_seed: keys.flow_seed(),
             keys,
             paths: Vec::new(),

@@ -56,7 +56,7 @@ fn mapped_v4(a: &[u8]) -> [u8; 16] {
 
 impl FlowKey {
     /// Parses an IPv4 or IPv6 packet; `None` when it is neither or too short.
-    pub fn parse(packet: &[u8]) -> Option<FlowKey> {
+    pub fn parse(packet: &[u8]) -> Option<Self> {
         let version = packet.first()? >> 4;
         let (proto, src, dst, l4) = match version {
             4 => {
@@ -99,7 +99,7 @@ impl FlowKey {
         let a = (src, sp);
         let b = (dst, dp);
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        Some(FlowKey {
+        Some(Self {
             protocol: proto,
             lo,
             hi,

@@ -119,7 +119,7 @@ impl OneWayDelay {
 
     /// Forgets everything (the peer's clock origin changed).
     pub fn reset(&mut self) {
-        *self = OneWayDelay::default();
+        *self = Self::default();
     }
 
     pub fn samples(&self) -> u64 {

@@ -149,7 +149,7 @@ fn hash(parts: &[&[u8]]) -> [u8; 32] {
 
 impl ProbeKeys {
     /// Derives the keys from this side's static private key and the peer's public key.
-    pub fn derive(own: &StaticSecret, peer: &PublicKey) -> Result<ProbeKeys, KeyError> {
+    pub fn derive(own: &StaticSecret, peer: &PublicKey) -> Result<Self, KeyError> {
         let dh = own.diffie_hellman(peer);
         if !dh.was_contributory() {
             return Err(KeyError::LowOrder);
@@ -164,12 +164,12 @@ impl ProbeKeys {
         let lo_to_hi = hash(&[&base, &[1]]);
         let hi_to_lo = hash(&[&base, &[2]]);
         Ok(if own_pub.as_bytes() == lo {
-            ProbeKeys {
+            Self {
                 send: lo_to_hi,
                 recv: hi_to_lo,
             }
         } else {
-            ProbeKeys {
+            Self {
                 send: hi_to_lo,
                 recv: lo_to_hi,
             }
@@ -177,8 +177,8 @@ impl ProbeKeys {
     }
 
     /// Keys given directly (tests, or a pre-shared setup).
-    pub fn from_raw(send: [u8; 32], recv: [u8; 32]) -> ProbeKeys {
-        ProbeKeys { send, recv }
+    pub fn from_raw(send: [u8; 32], recv: [u8; 32]) -> Self {
+        Self { send, recv }
     }
 
     /// The seed of the flow scheduler's hash: the same at both ends (so both directions
@@ -197,8 +197,8 @@ impl ProbeKeys {
     }
 
     /// The keys of the other end of the link.
-    pub fn reversed(&self) -> ProbeKeys {
-        ProbeKeys {
+    pub fn reversed(&self) -> Self {
+        Self {
             send: self.recv,
             recv: self.send,
         }

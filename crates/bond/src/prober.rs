@@ -77,8 +77,8 @@ pub(crate) struct PathProbe {
 }
 
 impl PathProbe {
-    pub fn new(now: Instant) -> Self {
-        PathProbe {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
             next_send: now,
             outstanding: VecDeque::new(),
             last_answer: None,
@@ -147,8 +147,8 @@ pub(crate) struct ProbeSession {
 }
 
 impl ProbeSession {
-    pub fn new(epoch: u64, now: Instant) -> Self {
-        ProbeSession {
+    pub(crate) fn new(epoch: u64, now: Instant) -> Self {
+        Self {
             epoch,
             next_seq: 1,
             start: now,
@@ -162,7 +162,7 @@ impl ProbeSession {
     }
 
     /// Our clock as probes carry it: µs since this bond started.
-    pub fn ts_us(&self, now: Instant) -> u64 {
+    pub(crate) fn ts_us(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_micros() as u64
     }
 
@@ -195,7 +195,7 @@ impl ProbeSession {
 
     /// A new request on `path`, recorded as outstanding with the queue (µs) the
     /// earliest-arrival model expects ahead of it.
-    pub fn request(
+    pub(crate) fn request(
         &mut self,
         path: &mut Path,
         own_scheduler: Option<Scheduler>,
@@ -223,7 +223,7 @@ impl ProbeSession {
     }
 
     /// The answer to `req` on `path`.
-    pub fn reply(
+    pub(crate) fn reply(
         &mut self,
         path: &Path,
         req: &Probe,
@@ -240,7 +240,7 @@ impl ProbeSession {
 
     /// Remembers the sequence of an authenticated request from an unconfirmed epoch;
     /// `Err` if it was seen before.
-    pub fn note_unconfirmed(&mut self, req: &Probe) -> Result<(), ProbeDrop> {
+    pub(crate) fn note_unconfirmed(&mut self, req: &Probe) -> Result<(), ProbeDrop> {
         match self.pending.as_mut() {
             Some((epoch, w)) if *epoch == req.epoch => {
                 if w.check_and_mark(req.seq).is_err() {
@@ -259,7 +259,7 @@ impl ProbeSession {
 
     /// Checks a request. `Ok(true)`: accepted, take its information and answer;
     /// `Ok(false)`: unconfirmed epoch, answer only; `Err`: drop.
-    pub fn check_request(
+    pub(crate) fn check_request(
         &mut self,
         path: &mut Path,
         req: &Probe,
@@ -287,7 +287,7 @@ impl ProbeSession {
 
     /// Checks a reply and, if it answers an outstanding request, applies it to `path`:
     /// RTT, loss, rates, and the consecutive-answer count. Returns the RTT sample.
-    pub fn accept_reply(
+    pub(crate) fn accept_reply(
         &mut self,
         path: &mut Path,
         rep: &Probe,

@@ -25,7 +25,7 @@ impl TokenBucket {
     pub fn new(bits_per_second: u64, now: Instant) -> Self {
         let rate = bits_per_second as f64 / 8.0;
         let burst = (rate * BURST_TIME.as_secs_f64()).max(MIN_BURST);
-        TokenBucket {
+        Self {
             rate,
             burst,
             tokens: burst,

@@ -59,7 +59,7 @@ pub struct ReorderConfig {
 
 impl Default for ReorderConfig {
     fn default() -> Self {
-        ReorderConfig {
+        Self {
             max_packets: 1024,
             max_bytes: 4 << 20,
             deliver_late: true,
@@ -137,7 +137,7 @@ pub struct ReorderBuffer {
 
 impl ReorderBuffer {
     pub fn new(cfg: ReorderConfig, enabled: bool, wait: Duration) -> Self {
-        ReorderBuffer {
+        Self {
             cfg,
             enabled,
             wait,

@@ -33,15 +33,15 @@ pub struct Picks {
 }
 
 impl Picks {
-    pub const fn none() -> Picks {
-        Picks {
+    pub const fn none() -> Self {
+        Self {
             ids: [PathId(0); MAX_PATHS],
             len: 0,
         }
     }
 
-    pub fn one(id: PathId) -> Picks {
-        let mut p = Picks::none();
+    pub fn one(id: PathId) -> Self {
+        let mut p = Self::none();
         p.push(id);
         p
     }
@@ -91,7 +91,7 @@ pub(crate) struct ArrivalParams {
 
 impl Default for ArrivalParams {
     fn default() -> Self {
-        ArrivalParams {
+        Self {
             spread_limit: 0.1,
             repeat: true,
         }

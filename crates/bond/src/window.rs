@@ -19,7 +19,7 @@ pub struct Window<const WORDS: usize> {
 
 impl<const WORDS: usize> Default for Window<WORDS> {
     fn default() -> Self {
-        Window {
+        Self {
             top: 0,
             bits: [0; WORDS],
         }

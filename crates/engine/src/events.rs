@@ -51,15 +51,15 @@ pub enum Rejection {
 
 /// At most one event per `interval`; counts the ones held back.
 #[derive(Debug, Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     interval: Duration,
     next: Option<Instant>,
     held: u64,
 }
 
 impl Gate {
-    pub fn new(interval: Duration) -> Gate {
-        Gate {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
             interval,
             next: None,
             held: 0,
@@ -67,7 +67,7 @@ impl Gate {
     }
 
     /// Some(number held back since the last pass) if an event may pass at `now`.
-    pub fn pass(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn pass(&mut self, now: Instant) -> Option<u64> {
         if self.next.is_some_and(|next| now < next) {
             self.held += 1;
             return None;

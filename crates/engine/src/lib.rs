@@ -166,12 +166,12 @@ pub struct Engine {
 impl Engine {
     /// A link at `now`; it sends a handshake initiation at once when the endpoint is known
     /// (or, bonded, on its best path).
-    pub fn new(config: EngineConfig, now: Instant) -> Engine {
+    pub fn new(config: EngineConfig, now: Instant) -> Self {
         let clock = Clock::new(now, config.wall);
         let mut random = Random::new(config.seed);
         let rate_limiter = new_rate_limiter(&clock, now, &config);
         let tunn = new_tunn(&clock, now, &config, &rate_limiter, &mut random);
-        let mut engine = Engine {
+        let mut engine = Self {
             clock,
             tunn,
             rate_limiter,

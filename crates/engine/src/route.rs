@@ -27,7 +27,7 @@ pub struct Routes {
 
 impl Default for Routes {
     fn default() -> Self {
-        Routes {
+        Self {
             items: [None; braid_bond::MAX_PATHS],
             len: 0,
         }
@@ -35,8 +35,8 @@ impl Default for Routes {
 }
 
 impl Routes {
-    pub fn one(route: Route) -> Routes {
-        let mut routes = Routes::default();
+    pub fn one(route: Route) -> Self {
+        let mut routes = Self::default();
         routes.push(route);
         routes
     }

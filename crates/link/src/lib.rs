@@ -118,7 +118,7 @@ pub struct Link {
 
 impl Link {
     /// Creates the TUN device and the socket, and starts the link's thread.
-    pub fn start(config: LinkConfig) -> Result<Link, LinkError> {
+    pub fn start(config: LinkConfig) -> Result<Self, LinkError> {
         let uapi =
             match &config.uapi_dir {
                 None => None,
@@ -188,7 +188,7 @@ impl Link {
             what: "handing it to a link thread".into(),
             source,
         })?;
-        Ok(Link {
+        Ok(Self {
             name,
             counters,
             stop,

@@ -123,7 +123,7 @@ impl Config {
     /// On success returns the config and any warnings.
     /// A `private_key_file` is an error here (nothing is read from disk); use
     /// [`Config::parse_with`] to allow one.
-    pub fn parse(file: &str, text: &str) -> Result<(Config, Problems), Problems> {
+    pub fn parse(file: &str, text: &str) -> Result<(Self, Problems), Problems> {
         Self::parse_with(file, text, &crate::keyfile::no_files)
     }
 
@@ -133,7 +133,7 @@ impl Config {
         file: &str,
         text: &str,
         key_files: KeyFileReader<'_>,
-    ) -> Result<(Config, Problems), Problems> {
+    ) -> Result<(Self, Problems), Problems> {
         let mut c = Collector::new(file);
         let config =
             read::parse_document(&mut c, text).and_then(|doc| read_config(&mut c, &doc, key_files));

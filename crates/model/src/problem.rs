@@ -62,7 +62,7 @@ impl Problems {
     pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
         self.0.iter().filter(|p| !p.is_error())
     }
-    pub fn extend(&mut self, other: Problems) {
+    pub fn extend(&mut self, other: Self) {
         self.0.extend(other.0);
     }
 }

@@ -55,7 +55,7 @@ const ENDPOINT_FIELDS: &[&str] = &["send_port", "address_family", "address"];
 
 impl Registry {
     /// Parses and validates a registry file's text. `file` names the file in problems.
-    pub fn parse(file: &str, text: &str) -> Result<(Registry, Problems), Problems> {
+    pub fn parse(file: &str, text: &str) -> Result<(Self, Problems), Problems> {
         let mut c = Collector::new(file);
         let registry =
             read::parse_document(&mut c, text).and_then(|doc| read_registry(&mut c, &doc));

@@ -111,25 +111,25 @@ impl SignatureError {
     /// A short name for metrics labels.
     pub fn reason(&self) -> &'static str {
         match self {
-            SignatureError::Missing(_) => "unsigned",
-            SignatureError::Malformed(_) | SignatureError::Legacy => "malformed_signature",
-            SignatureError::UnknownKey(_) => "unknown_key",
-            SignatureError::Invalid(_) => "bad_signature",
-            SignatureError::NoTimestamp(_) => "no_timestamp",
-            SignatureError::Expired { .. } => "expired",
+            Self::Missing(_) => "unsigned",
+            Self::Malformed(_) | Self::Legacy => "malformed_signature",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::Invalid(_) => "bad_signature",
+            Self::NoTimestamp(_) => "no_timestamp",
+            Self::Expired { .. } => "expired",
         }
     }
 
     /// How to fix it.
     pub fn fix(&self) -> String {
         match self {
-            SignatureError::Missing(_) => "sign the registry where it is edited: `braid registry sign -s SIGNING.key registry.json` (or `minisign -Sm registry.json`), and publish registry.json.minisig beside it".into(),
-            SignatureError::Malformed(_) => "sign it again with `braid registry sign` or `minisign -Sm`".into(),
-            SignatureError::Legacy => "sign it again without minisign's -l (legacy) flag".into(),
-            SignatureError::UnknownKey(id) => format!("sign with a trusted key, or add key {id}'s public key to registry_keys in every node's config (rotation: docs/operations.md)"),
-            SignatureError::Invalid(_) => "publish the registry and its signature together; sign the registry again after any edit (`braid registry sign`)".into(),
-            SignatureError::NoTimestamp(_) => "sign with braid registry sign, or minisign's default trusted comment (do not pass -t), which carries timestamp:".into(),
-            SignatureError::Expired { .. } => "sign the registry again and publish it (sign at least once per registry_max_age, e.g. from cron); if the source withholds new versions, that is what this check found".into(),
+            Self::Missing(_) => "sign the registry where it is edited: `braid registry sign -s SIGNING.key registry.json` (or `minisign -Sm registry.json`), and publish registry.json.minisig beside it".into(),
+            Self::Malformed(_) => "sign it again with `braid registry sign` or `minisign -Sm`".into(),
+            Self::Legacy => "sign it again without minisign's -l (legacy) flag".into(),
+            Self::UnknownKey(id) => format!("sign with a trusted key, or add key {id}'s public key to registry_keys in every node's config (rotation: docs/operations.md)"),
+            Self::Invalid(_) => "publish the registry and its signature together; sign the registry again after any edit (`braid registry sign`)".into(),
+            Self::NoTimestamp(_) => "sign with braid registry sign, or minisign's default trusted comment (do not pass -t), which carries timestamp:".into(),
+            Self::Expired { .. } => "sign the registry again and publish it (sign at least once per registry_max_age, e.g. from cron); if the source withholds new versions, that is what this check found".into(),
         }
     }
 }
@@ -246,10 +246,10 @@ impl RollbackError {
     }
     pub fn fix(&self) -> &'static str {
         match self {
-            RollbackError::Older { .. } => {
+            Self::Older { .. } => {
                 "publish the newest signed registry; to go back to older content, edit it and sign it again (a new timestamp)"
             }
-            RollbackError::SameVersionOtherContent(_) => {
+            Self::SameVersionOtherContent(_) => {
                 "sign the registry again (`braid registry sign` gives each signature a later timestamp)"
             }
         }

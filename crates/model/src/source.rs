@@ -33,17 +33,15 @@ impl SourceError {
     /// How to fix it.
     pub fn fix(&self) -> &'static str {
         match self {
-            SourceError::Empty => {
-                "set it to the path of the shared registry file, or an https:// URL"
-            }
-            SourceError::PlainHttp(_) => {
+            Self::Empty => "set it to the path of the shared registry file, or an https:// URL",
+            Self::PlainHttp(_) => {
                 "serve the registry over https:// (and sign it: `braid registry sign`)"
             }
-            SourceError::Scheme(_) => "use a path, a file:///absolute/path URL or an https:// URL",
-            SourceError::FileUrl(_) => {
+            Self::Scheme(_) => "use a path, a file:///absolute/path URL or an https:// URL",
+            Self::FileUrl(_) => {
                 "write file:// followed by an absolute path: file:///etc/braid/registry.json"
             }
-            SourceError::NoHost(_) => {
+            Self::NoHost(_) => {
                 "write https://HOST/PATH, e.g. https://reg.example.net/registry.json"
             }
         }

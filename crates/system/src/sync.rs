@@ -43,7 +43,7 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()
             libc::SOL_SOCKET,
             libc::SO_RCVTIMEO,
             (&raw const tv).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -124,7 +124,7 @@ impl RouteSocket {
     pub fn connect_in(netns: Option<&str>) -> Result<Self, SystemError> {
         let connect = || {
             open(netlink_sys::protocols::NETLINK_ROUTE)
-                .map(|socket| RouteSocket {
+                .map(|socket| Self {
                     socket,
                     sequence: 0,
                 })

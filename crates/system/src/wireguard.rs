@@ -90,7 +90,7 @@ impl Genl {
     pub fn connect() -> Result<Self, SystemError> {
         let socket =
             sync::open(NETLINK_GENERIC).map_err(io_err("opening a generic netlink socket"))?;
-        let mut genl = Genl {
+        let mut genl = Self {
             socket,
             family: 0,
             sequence: 0,

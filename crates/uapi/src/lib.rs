@@ -39,7 +39,7 @@ impl ParseError {
     /// The errno a device answers this error with.
     pub fn errno(&self) -> i32 {
         match self {
-            ParseError::UnknownKey(_) => errno::EPROTO,
+            Self::UnknownKey(_) => errno::EPROTO,
             _ => errno::EINVAL,
         }
     }
