@@ -13,21 +13,32 @@ pub enum Event {
     /// The peer authenticated from a new address (it roamed, or dialled in). `suppressed`
     /// changes before this one were not reported (at most one report a second).
     EndpointChanged {
+        /// The peer's new address.
         endpoint: SocketAddr,
+        /// Earlier changes not reported (rate limit).
         suppressed: u64,
     },
     /// A handshake completed: a new session.
     HandshakeCompleted,
     /// A handshake initiation was refused. At most one report every 10 s.
     HandshakeRejected {
+        /// Where the initiation came from.
         from: SocketAddr,
+        /// Why it was refused.
         reason: Rejection,
+        /// Earlier refusals not reported (rate limit).
         suppressed: u64,
     },
     /// The peer started bonding paths; this side follows (learns its paths).
-    PeerBonds { from: SocketAddr },
+    PeerBonds {
+        /// The address of the peer's datagram that showed it.
+        from: SocketAddr,
+    },
     /// The peer started over without the paths this side had learned; they are dropped.
-    PeerUnbonded { from: SocketAddr },
+    PeerUnbonded {
+        /// The address of the peer's datagram that showed it.
+        from: SocketAddr,
+    },
     /// All paths of a bonded link are down: the engine retries the handshake every
     /// second until one answers.
     Dead,

@@ -12,6 +12,10 @@
 //! (`uapi`), which reads and parses each request under a deadline and a size cap and only
 //! then hands it to the link: a client can never hold a reactor.
 
+#![expect(
+    missing_docs,
+    reason = "issue 11: this crate's public items are still to be documented"
+)]
 mod buffer;
 mod counters;
 mod device;

@@ -4,6 +4,10 @@
 //! active link is marked stale, links that should exist are marked active
 //! again, and whatever is still stale is deleted by the kernel in one request.
 
+#![expect(
+    missing_docs,
+    reason = "issue 11: this crate's public items are still to be documented"
+)]
 pub mod groups;
 pub mod links;
 pub mod netns;
