@@ -36,11 +36,19 @@ pub const SOURCE_RULE_PRIORITY: u32 = 5301;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MeshRule {
     /// `lookup <mesh> suppress_prefixlength 0`, for IPv6 when `v6`.
-    Routes { v6: bool },
+    Routes {
+        /// IPv6 (else IPv4).
+        v6: bool,
+    },
     /// `from <prefix> lookup <mesh>`.
     From(IpNet),
     /// `iif <interface> lookup <mesh>`, for IPv6 when `v6`.
-    Iif { interface: String, v6: bool },
+    Iif {
+        /// The interface packets come in on.
+        interface: String,
+        /// IPv6 (else IPv4).
+        v6: bool,
+    },
 }
 
 impl MeshRule {

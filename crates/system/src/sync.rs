@@ -103,13 +103,21 @@ where
 /// An interface's packet and byte counters, as `ip -s link` shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Packets received.
     pub rx_packets: u64,
+    /// Packets sent.
     pub tx_packets: u64,
+    /// Bytes received.
     pub rx_bytes: u64,
+    /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets received and dropped (no buffer, or a driver's drop).
     pub rx_dropped: u64,
+    /// Packets to send that were dropped.
     pub tx_dropped: u64,
+    /// Receive errors.
     pub rx_errors: u64,
+    /// Send errors.
     pub tx_errors: u64,
 }
 
