@@ -29,9 +29,11 @@ const MAX_EXT_HEADERS: usize = 8;
 /// A flow's identity with its endpoints in canonical order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
+    /// The IP protocol number (6 TCP, 17 UDP, ...).
     pub protocol: u8,
     /// (address as 16 bytes, IPv4 mapped, port or 0), lower endpoint first.
     pub lo: ([u8; 16], u16),
+    /// The higher endpoint, in the same form.
     pub hi: ([u8; 16], u16),
 }
 

@@ -46,10 +46,6 @@
 //! WireGuard on the wire: the bond sends probes, which the peer drops, and every packet
 //! goes on the one path.
 
-#![expect(
-    missing_docs,
-    reason = "issue 11: this crate's public items are still to be documented"
-)]
 pub mod arrival;
 pub mod bond;
 pub mod flow_hash;

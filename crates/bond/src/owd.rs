@@ -122,6 +122,7 @@ impl OneWayDelay {
         *self = Self::default();
     }
 
+    /// Samples taken since the last reset.
     pub fn samples(&self) -> u64 {
         self.samples
     }

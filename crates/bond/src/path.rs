@@ -56,6 +56,7 @@ pub enum PathState {
     Down,
 }
 
+/// Why a path is down (`down_reason` in status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DownReason {
@@ -74,16 +75,21 @@ pub enum Origin {
     Learned(SocketAddr),
 }
 
+/// Traffic on one path since it was added, as in `braid status` (bytes are wire sizes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     /// Everything sent on the path (data, probes, control; both copies of a repeated
     /// packet).
     pub tx_bytes: u64,
+    /// Packets sent on the path (as `tx_bytes`).
     pub tx_packets: u64,
     /// Second copies sent by `earliest-arrival` on a lossy path (part of `tx_*`).
     pub tx_repeated_bytes: u64,
+    /// Second copies sent on a lossy path (as `tx_repeated_bytes`).
     pub tx_repeated_packets: u64,
+    /// Bytes of authenticated datagrams received on the path.
     pub rx_bytes: u64,
+    /// Authenticated datagrams received on the path.
     pub rx_packets: u64,
 }
 

@@ -96,9 +96,13 @@ impl PathProbe {
 /// Counters of probe traffic, for status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProbeCounters {
+    /// Probe requests sent.
     pub sent_requests: u64,
+    /// Probe replies sent (answers to the peer's requests).
     pub sent_replies: u64,
+    /// The peer's requests that passed every check.
     pub accepted_requests: u64,
+    /// Replies to this side's requests that passed every check.
     pub accepted_replies: u64,
     /// Failed the MAC: forged, corrupted or from the wrong key.
     pub bad_mac: u64,
@@ -117,14 +121,19 @@ pub struct ProbeCounters {
 /// Why an incoming probe changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeDrop {
+    /// Failed the MAC or is not a well-formed probe.
     #[error(transparent)]
     Invalid(#[from] crate::probe::ProbeError),
+    /// A request whose sequence was already seen in the confirmed epoch.
     #[error("request replayed")]
     Replayed,
+    /// A reply to no request this side is waiting for.
     #[error("reply to no outstanding request")]
     Unsolicited,
+    /// A request from an epoch not yet confirmed, beyond the rate limit for those.
     #[error("request from an unconfirmed epoch, rate-limited")]
     RateLimited,
+    /// A probe naming a path this side does not know.
     #[error("probe on an unknown path")]
     UnknownPath,
 }

@@ -33,6 +33,7 @@ pub struct Picks {
 }
 
 impl Picks {
+    /// No path: the packet cannot be sent.
     pub const fn none() -> Self {
         Self {
             ids: [PathId(0); MAX_PATHS],
@@ -40,6 +41,7 @@ impl Picks {
         }
     }
 
+    /// Just path `id`.
     pub fn one(id: PathId) -> Self {
         let mut p = Self::none();
         p.push(id);
@@ -53,6 +55,7 @@ impl Picks {
         }
     }
 
+    /// The picks in order (a repeated path appears twice).
     pub fn as_slice(&self) -> &[PathId] {
         &self.ids[..self.len]
     }

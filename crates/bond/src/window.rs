@@ -1,6 +1,7 @@
 //! A sliding window of counters already seen, as in WireGuard's replay protection:
 //! a bitmap covering the `BITS` counters below the highest seen.
 
+/// Why a counter was refused by [`Window::check_and_mark`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
     /// Inside the window and already marked.
@@ -27,6 +28,7 @@ impl<const WORDS: usize> Default for Window<WORDS> {
 }
 
 impl<const WORDS: usize> Window<WORDS> {
+    /// How many counters below the highest the window remembers.
     pub const BITS: u64 = WORDS as u64 * 64;
 
     /// One more than the highest counter marked (0 when none).
