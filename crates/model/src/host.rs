@@ -10,7 +10,9 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(untagged)]
 pub enum Host {
+    /// An IP address.
     Ip(IpAddr),
+    /// A DNS name, resolved when dialling.
     Name(String),
 }
 

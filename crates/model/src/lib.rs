@@ -1,10 +1,6 @@
 //! braid's formats: the node config and the registry (ranet-compatible, with optional
 //! extensions), and their validation. Pure: parsing takes text, never opens files.
 
-#![expect(
-    missing_docs,
-    reason = "issue 11: this crate's public items are still to be documented"
-)]
 pub mod config;
 pub mod duplicates;
 pub mod extensions;

@@ -17,14 +17,19 @@ pub enum RegistrySource {
 /// Why a `registry` value is not a usable source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
+    /// `registry` is empty.
     #[error("the registry path is empty")]
     Empty,
+    /// An `http://` URL (as written).
     #[error("`{0}` is plain HTTP: anyone on the path could change the registry")]
     PlainHttp(String),
+    /// A URL scheme other than `file` and `https` (as written).
     #[error("`{0}` has a scheme braid does not fetch")]
     Scheme(String),
+    /// A `file:` URL without an absolute path (as written).
     #[error("`{0}` is not a file:// URL of an absolute path")]
     FileUrl(String),
+    /// An `https://` URL without a host (as written).
     #[error("`{0}` has no host")]
     NoHost(String),
 }
@@ -148,6 +153,7 @@ pub struct RegistryOptions {
 pub const DEFAULT_REFRESH: u32 = 300;
 /// The bounds of `registry_refresh`, seconds.
 pub const REFRESH_MIN: u32 = 5;
+/// The largest `registry_refresh`: one day.
 pub const REFRESH_MAX: u32 = 86_400;
 
 impl Default for RegistryOptions {
