@@ -22,6 +22,33 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "cargo deny check"
+# deny.toml: licences, bans (duplicates warn), sources, advisories. The advisory database is
+# the snapshot in vendor/rustsec-advisory-db (CI cannot reach its git host), laid out where
+# cargo-deny looks for deny.toml's db-urls entry (the directory name is cargo-deny's hash
+# of that URL), with FETCH_HEAD dated to the snapshot so cargo-deny sees its true age.
+advisory_db=target/advisory-dbs/advisory-db-3157b0e258782691
+snapshot_date=$(sed -n 's/^date=//p' vendor/rustsec-advisory-db/SNAPSHOT)
+rm -rf "$advisory_db"
+mkdir -p "$advisory_db/.git"
+cp -r vendor/rustsec-advisory-db/crates "$advisory_db/"
+touch -d "$snapshot_date" "$advisory_db/.git/FETCH_HEAD"
+snapshot_age_days=$((($(date +%s) - $(date -d "$snapshot_date" +%s)) / 86400))
+echo "advisory database snapshot of $snapshot_date ($snapshot_age_days days old)"
+if ((snapshot_age_days > 90)); then
+    echo "WARNING: the advisory database snapshot is over 90 days old: refresh vendor/rustsec-advisory-db (its SNAPSHOT file says how)" >&2
+fi
+cargo deny --offline check
+
+log "rust-version and lints inherited by every crate"
+# One MSRV (clippy's incompatible_msrv reads it) and one set of lints, from the root Cargo.toml.
+for manifest in crates/*/Cargo.toml; do
+    for line in 'rust-version.workspace = true' 'workspace = true'; do
+        grep -qxF "$line" "$manifest" || { echo "$manifest lacks \"$line\" ([package] rust-version / [lints])" >&2; exit 1; }
+    done
+    grep -qxF '[lints]' "$manifest" || { echo "$manifest lacks [lints] workspace = true" >&2; exit 1; }
+done
+
 log "cargo test"
 if [ "$(id -u)" -ne 0 ]; then
     echo "WARNING: not root: lab, data-plane and interop tests will SKIP (they say so loudly)" >&2

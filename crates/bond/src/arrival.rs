@@ -97,8 +97,9 @@ impl VirtualQueue {
         self.at = Some(self.at.map_or(now, |a| a.max(now)));
     }
 
+    /// Empties the queue (the path went down or came back).
     pub fn clear(&mut self) {
-        *self = VirtualQueue::default();
+        *self = Self::default();
     }
 }
 
@@ -115,9 +116,11 @@ pub enum Excluded {
 /// What the earliest-arrival scheduler does with a live path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Send on it as usual.
     Use,
     /// Lossy: every packet goes twice.
     Repeat,
+    /// Left out while a better path is up, and why.
     Out(Excluded),
 }
 
@@ -134,7 +137,7 @@ pub(crate) struct Estimate {
 
 impl Estimate {
     /// When `len` bytes sent now would arrive (the first copy, for a repeating path).
-    pub fn arrival(&self, len: usize) -> f64 {
+    pub(crate) fn arrival(&self, len: usize) -> f64 {
         (self.queue + self.delay).max(self.base) + len as f64 / self.rate
     }
 }

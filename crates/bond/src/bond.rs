@@ -19,10 +19,13 @@ pub enum ReorderMode {
     /// When the peer spreads single flows over paths (round-robin, weighted,
     /// earliest-arrival).
     Auto,
+    /// Always.
     On,
+    /// Never: packets are delivered as they come.
     Off,
 }
 
+/// How a bond probes, fails over and reorders; [`Default`] gives braid's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BondConfig {
     /// The scheduler for sending. `None`: use the one the peer announces (the far side of
@@ -33,15 +36,19 @@ pub struct BondConfig {
     /// A path whose last probe answer is older than this goes down (target; it is
     /// stretched to 2·RTT + 4·RTTVAR + interval on long paths, up to `failover_max`).
     pub failover: Duration,
+    /// The most `failover` is stretched to on long paths.
     pub failover_max: Duration,
     /// Consecutive answers that bring a probing path up.
     pub up_after: u32,
+    /// When the receiver holds out-of-order packets.
     pub reorder: ReorderMode,
+    /// The reorder buffer's limits.
     pub reorder_buffer: ReorderConfig,
     /// Bounds of the reorder wait, which otherwise follows the paths' one-way delay
     /// spread. The upper bound is also the spread beyond which `earliest-arrival` leaves
     /// a slow path out while a faster one is up (its packets would come after the wait).
     pub reorder_wait_min: Duration,
+    /// The upper bound of the reorder wait (see `reorder_wait_min`).
     pub reorder_wait_max: Duration,
     /// `earliest-arrival`: send each packet twice on a path whose loss exceeds the
     /// cleanest path's (true), or leave such a path out (false).
@@ -52,7 +59,7 @@ pub struct BondConfig {
 
 impl Default for BondConfig {
     fn default() -> Self {
-        BondConfig {
+        Self {
             scheduler: None,
             probe_interval: Duration::from_millis(50),
             // With probes every 50 ms, the gap a cut leaves is this plus up to one
@@ -70,10 +77,13 @@ impl Default for BondConfig {
     }
 }
 
+/// Why a path operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BondError {
+    /// The link already has [`MAX_PATHS`] paths.
     #[error("a link has at most {MAX_PATHS} paths")]
     TooManyPaths,
+    /// No path has this id.
     #[error("{0} is not a path of this link")]
     NoSuchPath(PathId),
 }
@@ -86,15 +96,20 @@ pub struct Transmit {
     /// For a learned path: the peer address to send to (configured paths: the socket's
     /// usual destination, the peer's endpoint).
     pub to: Option<SocketAddr>,
+    /// The probe, authenticated ([`crate::probe`]'s wire format).
     pub payload: [u8; PROBE_LEN],
 }
 
 /// Something worth logging or acting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
+    /// The path came up: enough consecutive probe answers.
     PathUp(PathId),
+    /// The path went down, and why.
     PathDown(PathId, DownReason),
+    /// The peer probed from a new address: a learned path with this id.
     PathLearned(PathId, SocketAddr),
+    /// A learned path was silent for `forget_learned_after` and is gone.
     PathForgotten(PathId),
 }
 
@@ -120,13 +135,13 @@ const MAX_QUEUED: usize = 1024;
 impl Bond {
     /// A bond with no paths yet. `epoch` must be random (it makes this instance's probes
     /// distinguishable from any earlier instance's).
-    pub fn new(cfg: BondConfig, keys: ProbeKeys, epoch: u64, now: Instant) -> Bond {
+    pub fn new(cfg: BondConfig, keys: ProbeKeys, epoch: u64, now: Instant) -> Self {
         let reorder = ReorderBuffer::new(
             cfg.reorder_buffer,
             cfg.reorder == ReorderMode::On,
             cfg.reorder_wait_min,
         );
-        Bond {
+        Self {
             flow_seed: keys.flow_seed(),
             keys,
             paths: Vec::new(),
@@ -194,6 +209,7 @@ impl Bond {
         Ok(id)
     }
 
+    /// The learned path whose peer address is `addr`.
     pub fn path_by_addr(&self, addr: SocketAddr) -> Option<PathId> {
         self.paths
             .iter()
@@ -209,14 +225,17 @@ impl Bond {
         }
     }
 
+    /// Every path's id, configured and learned, in table order.
     pub fn path_ids(&self) -> impl Iterator<Item = PathId> + '_ {
         self.paths.iter().map(|p| p.id)
     }
 
+    /// Path `id`'s state; `None` for no such path.
     pub fn path_state(&self, id: PathId) -> Option<PathState> {
         self.path(id).map(|p| p.state)
     }
 
+    /// Removes path `id`. Errors: [`BondError::NoSuchPath`].
     pub fn remove_path(&mut self, id: PathId) -> Result<(), BondError> {
         let i = self.index(id)?;
         self.paths.remove(i);
@@ -461,6 +480,7 @@ impl Bond {
         self.reorder.push(session, counter, packet, now)
     }
 
+    /// The next packet the reorder buffer releases, in order; `None` while it waits.
     pub fn pop_received(&mut self) -> Option<Released> {
         self.reorder.pop()
     }
@@ -593,10 +613,12 @@ impl Bond {
         });
     }
 
+    /// The next probe to send, oldest first.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
+    /// The next [`Event`], oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -632,6 +654,7 @@ impl Bond {
 
     // ---- status ----
 
+    /// The bond's status at `now`, for `braid status` and metrics.
     pub fn status(&self, now: Instant) -> BondStatus {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let out_lo = self.paths.iter().filter_map(|p| p.owd_out.base_us()).min();
@@ -795,8 +818,11 @@ fn reorder_wait(paths: &[Path], max: Duration) -> Option<Duration> {
 /// probed at the full rate from then on, so it comes up within one slow interval plus
 /// `up_after` fast probes of returning.
 pub const SILENT_AFTER: Duration = Duration::from_secs(5);
+/// Probe interval of a path silent for [`SILENT_AFTER`].
 pub const SILENT_INTERVAL: Duration = Duration::from_millis(500);
+/// Silence after which a path is probed every [`LONG_SILENT_INTERVAL`].
 pub const LONG_SILENT_AFTER: Duration = Duration::from_secs(60);
+/// Probe interval of a path silent for [`LONG_SILENT_AFTER`].
 pub const LONG_SILENT_INTERVAL: Duration = Duration::from_secs(2);
 
 fn probe_interval(p: &Path, normal: Duration, now: Instant) -> Duration {

@@ -29,9 +29,11 @@ const MAX_EXT_HEADERS: usize = 8;
 /// A flow's identity with its endpoints in canonical order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
+    /// The IP protocol number (6 TCP, 17 UDP, ...).
     pub protocol: u8,
     /// (address as 16 bytes, IPv4 mapped, port or 0), lower endpoint first.
     pub lo: ([u8; 16], u16),
+    /// The higher endpoint, in the same form.
     pub hi: ([u8; 16], u16),
 }
 
@@ -56,7 +58,7 @@ fn mapped_v4(a: &[u8]) -> [u8; 16] {
 
 impl FlowKey {
     /// Parses an IPv4 or IPv6 packet; `None` when it is neither or too short.
-    pub fn parse(packet: &[u8]) -> Option<FlowKey> {
+    pub fn parse(packet: &[u8]) -> Option<Self> {
         let version = packet.first()? >> 4;
         let (proto, src, dst, l4) = match version {
             4 => {
@@ -99,7 +101,7 @@ impl FlowKey {
         let a = (src, sp);
         let b = (dst, dp);
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        Some(FlowKey {
+        Some(Self {
             protocol: proto,
             lo,
             hi,

@@ -5,6 +5,7 @@
 /// How many outcomes the window holds.
 pub const WINDOW: u32 = 128;
 
+/// Round-trip loss over the last [`WINDOW`] probe outcomes.
 #[derive(Debug, Clone, Default)]
 pub struct LossWindow {
     /// Bit i set: the i-th most recent outcome was a loss.
@@ -13,6 +14,8 @@ pub struct LossWindow {
 }
 
 impl LossWindow {
+    /// Adds one probe outcome (`lost`: the probe went unanswered); the oldest beyond
+    /// [`WINDOW`] falls out.
     pub fn record(&mut self, lost: bool) {
         self.lost = (self.lost << 1) | u128::from(lost);
         self.len = (self.len + 1).min(WINDOW);
@@ -31,6 +34,7 @@ impl LossWindow {
         f64::from((self.lost & mask).count_ones()) / f64::from(self.len)
     }
 
+    /// Outcomes in the window (at most [`WINDOW`]).
     pub fn samples(&self) -> u32 {
         self.len
     }

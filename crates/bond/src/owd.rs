@@ -119,9 +119,10 @@ impl OneWayDelay {
 
     /// Forgets everything (the peer's clock origin changed).
     pub fn reset(&mut self) {
-        *self = OneWayDelay::default();
+        *self = Self::default();
     }
 
+    /// Samples taken since the last reset.
     pub fn samples(&self) -> u64 {
         self.samples
     }

@@ -35,7 +35,7 @@ pub struct PathSpec {
 
 impl From<&braid_model::extensions::PathConfig> for PathSpec {
     fn from(c: &braid_model::extensions::PathConfig) -> Self {
-        PathSpec {
+        Self {
             weight: c.weight,
             priority: c.priority,
             rate_cap_bps: c.rate_mbit.map(|m| u64::from(m) * 1_000_000),
@@ -56,6 +56,7 @@ pub enum PathState {
     Down,
 }
 
+/// Why a path is down (`down_reason` in status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DownReason {
@@ -74,16 +75,21 @@ pub enum Origin {
     Learned(SocketAddr),
 }
 
+/// Traffic on one path since it was added, as in `braid status` (bytes are wire sizes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     /// Everything sent on the path (data, probes, control; both copies of a repeated
     /// packet).
     pub tx_bytes: u64,
+    /// Packets sent on the path (as `tx_bytes`).
     pub tx_packets: u64,
     /// Second copies sent by `earliest-arrival` on a lossy path (part of `tx_*`).
     pub tx_repeated_bytes: u64,
+    /// Second copies sent on a lossy path (as `tx_repeated_bytes`).
     pub tx_repeated_packets: u64,
+    /// Bytes of authenticated datagrams received on the path.
     pub rx_bytes: u64,
+    /// Authenticated datagrams received on the path.
     pub rx_packets: u64,
 }
 
@@ -118,8 +124,8 @@ pub(crate) struct Path {
 }
 
 impl Path {
-    pub fn new(id: PathId, spec: PathSpec, origin: Origin, now: Instant) -> Path {
-        Path {
+    pub(crate) fn new(id: PathId, spec: PathSpec, origin: Origin, now: Instant) -> Self {
+        Self {
             id,
             key: id.0,
             spec,
@@ -141,15 +147,15 @@ impl Path {
         }
     }
 
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.state == PathState::Up
     }
 
-    pub fn is_admin_down(&self) -> bool {
+    pub(crate) fn is_admin_down(&self) -> bool {
         self.down_reason == Some(DownReason::Admin)
     }
 
-    pub fn set_spec(&mut self, spec: PathSpec, now: Instant) {
+    pub(crate) fn set_spec(&mut self, spec: PathSpec, now: Instant) {
         if spec.rate_cap_bps != self.spec.rate_cap_bps {
             self.bucket = spec.rate_cap_bps.map(|r| TokenBucket::new(r, now));
         }
@@ -157,7 +163,7 @@ impl Path {
     }
 
     /// The most recent sign of life: a probe answer or authenticated traffic.
-    pub fn last_sign_of_life(&self) -> Option<Instant> {
+    pub(crate) fn last_sign_of_life(&self) -> Option<Instant> {
         match (self.probe.last_answer, self.last_heard) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),

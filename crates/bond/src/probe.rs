@@ -43,11 +43,13 @@ use x25519_dalek::{PublicKey, StaticSecret};
 pub const PROBE_TYPE: [u8; 4] = [0x62, 0, 0, 0];
 /// Size of the fields before the MAC.
 pub const HEADER_LEN: usize = 88;
+/// Size of the MAC (keyed BLAKE2s-128) that ends every probe.
 pub const MAC_LEN: usize = 16;
 /// Size of an unpadded probe.
 pub const PROBE_LEN: usize = HEADER_LEN + MAC_LEN;
 /// Largest probe accepted (a padded path-MTU probe).
 pub const MAX_PROBE_LEN: usize = 1500;
+/// The probe format version this crate writes and accepts (offset 5).
 pub const VERSION: u8 = 1;
 const LABEL: &[u8] = b"braid bond probe v1";
 
@@ -56,48 +58,74 @@ pub fn is_probe(datagram: &[u8]) -> bool {
     datagram.get(..4) == Some(&PROBE_TYPE[..])
 }
 
+/// A probe's kind (offset 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// 1: asks the peer for a reply on the same path.
     Request,
+    /// 2: answers a request (echoes its epoch and sequence).
     Reply,
 }
 
 /// A probe's fields (see the module docs for their meaning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
+    /// Request or reply (offset 4).
     pub kind: Kind,
+    /// The sender's scheduler (offset 6); `None`: code 0.
     pub scheduler: Option<Scheduler>,
+    /// Flag bit 0: the sender configured this path (offset 7).
     pub configured: bool,
+    /// The configured side's id of the path (offset 8).
     pub path_key: u32,
+    /// The path's priority (offset 12).
     pub priority: u32,
+    /// The path's weight, 0 = measured (offset 16).
     pub weight: u32,
+    /// Reply only: µs between receiving the request and replying (offset 20).
     pub held_us: u32,
+    /// The sender's epoch: random, fixed for its bond's life (offset 24).
     pub epoch: u64,
+    /// The sender's sequence, from 1, over all paths (offset 32).
     pub seq: u64,
+    /// The sender's clock in µs since its bond started (offset 40).
     pub ts_us: u64,
+    /// Reply only: the request's epoch (offset 48).
     pub echo_epoch: u64,
+    /// Reply only: the request's sequence (offset 56).
     pub echo_seq: u64,
+    /// Authenticated packets the sender received on this path (offset 64).
     pub rx_packets: u64,
+    /// Bytes (wire size) the sender received on this path (offset 72).
     pub rx_bytes: u64,
+    /// The path's rate cap in bit/s, 0 = none (offset 80).
     pub rate_cap_bps: u64,
 }
 
+/// Why a datagram is not an acceptable probe.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProbeError {
+    /// The first four bytes are not [`PROBE_TYPE`].
     #[error("not a probe: the type bytes are not 62 00 00 00")]
     NotAProbe,
+    /// The length (bytes) is outside `PROBE_LEN..=MAX_PROBE_LEN`.
     #[error("probe of {0} bytes: must be {PROBE_LEN}..={MAX_PROBE_LEN}")]
     Length(usize),
+    /// A version other than [`VERSION`].
     #[error("probe version {0} is not supported (this is version {VERSION})")]
     Version(u8),
+    /// A kind byte other than 1 or 2.
     #[error("probe kind {0} is unknown")]
     Kind(u8),
+    /// The MAC does not verify: forged, corrupted, reflected or from another key.
     #[error("probe MAC does not verify")]
     Mac,
 }
 
+/// Why probe keys cannot be derived from a pair of X25519 keys.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// The peer's public key is a low-order point: the shared secret is all zero.
     #[error("the peer's public key is a low-order point: no shared secret")]
     LowOrder,
 }
@@ -149,7 +177,7 @@ fn hash(parts: &[&[u8]]) -> [u8; 32] {
 
 impl ProbeKeys {
     /// Derives the keys from this side's static private key and the peer's public key.
-    pub fn derive(own: &StaticSecret, peer: &PublicKey) -> Result<ProbeKeys, KeyError> {
+    pub fn derive(own: &StaticSecret, peer: &PublicKey) -> Result<Self, KeyError> {
         let dh = own.diffie_hellman(peer);
         if !dh.was_contributory() {
             return Err(KeyError::LowOrder);
@@ -164,12 +192,12 @@ impl ProbeKeys {
         let lo_to_hi = hash(&[&base, &[1]]);
         let hi_to_lo = hash(&[&base, &[2]]);
         Ok(if own_pub.as_bytes() == lo {
-            ProbeKeys {
+            Self {
                 send: lo_to_hi,
                 recv: hi_to_lo,
             }
         } else {
-            ProbeKeys {
+            Self {
                 send: hi_to_lo,
                 recv: lo_to_hi,
             }
@@ -177,8 +205,8 @@ impl ProbeKeys {
     }
 
     /// Keys given directly (tests, or a pre-shared setup).
-    pub fn from_raw(send: [u8; 32], recv: [u8; 32]) -> ProbeKeys {
-        ProbeKeys { send, recv }
+    pub fn from_raw(send: [u8; 32], recv: [u8; 32]) -> Self {
+        Self { send, recv }
     }
 
     /// The seed of the flow scheduler's hash: the same at both ends (so both directions
@@ -197,8 +225,8 @@ impl ProbeKeys {
     }
 
     /// The keys of the other end of the link.
-    pub fn reversed(&self) -> ProbeKeys {
-        ProbeKeys {
+    pub fn reversed(&self) -> Self {
+        Self {
             send: self.recv,
             recv: self.send,
         }

@@ -77,8 +77,8 @@ pub(crate) struct PathProbe {
 }
 
 impl PathProbe {
-    pub fn new(now: Instant) -> Self {
-        PathProbe {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
             next_send: now,
             outstanding: VecDeque::new(),
             last_answer: None,
@@ -96,9 +96,13 @@ impl PathProbe {
 /// Counters of probe traffic, for status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProbeCounters {
+    /// Probe requests sent.
     pub sent_requests: u64,
+    /// Probe replies sent (answers to the peer's requests).
     pub sent_replies: u64,
+    /// The peer's requests that passed every check.
     pub accepted_requests: u64,
+    /// Replies to this side's requests that passed every check.
     pub accepted_replies: u64,
     /// Failed the MAC: forged, corrupted or from the wrong key.
     pub bad_mac: u64,
@@ -117,14 +121,19 @@ pub struct ProbeCounters {
 /// Why an incoming probe changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeDrop {
+    /// Failed the MAC or is not a well-formed probe.
     #[error(transparent)]
     Invalid(#[from] crate::probe::ProbeError),
+    /// A request whose sequence was already seen in the confirmed epoch.
     #[error("request replayed")]
     Replayed,
+    /// A reply to no request this side is waiting for.
     #[error("reply to no outstanding request")]
     Unsolicited,
+    /// A request from an epoch not yet confirmed, beyond the rate limit for those.
     #[error("request from an unconfirmed epoch, rate-limited")]
     RateLimited,
+    /// A probe naming a path this side does not know.
     #[error("probe on an unknown path")]
     UnknownPath,
 }
@@ -147,8 +156,8 @@ pub(crate) struct ProbeSession {
 }
 
 impl ProbeSession {
-    pub fn new(epoch: u64, now: Instant) -> Self {
-        ProbeSession {
+    pub(crate) fn new(epoch: u64, now: Instant) -> Self {
+        Self {
             epoch,
             next_seq: 1,
             start: now,
@@ -162,7 +171,7 @@ impl ProbeSession {
     }
 
     /// Our clock as probes carry it: µs since this bond started.
-    pub fn ts_us(&self, now: Instant) -> u64 {
+    pub(crate) fn ts_us(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_micros() as u64
     }
 
@@ -195,7 +204,7 @@ impl ProbeSession {
 
     /// A new request on `path`, recorded as outstanding with the queue (µs) the
     /// earliest-arrival model expects ahead of it.
-    pub fn request(
+    pub(crate) fn request(
         &mut self,
         path: &mut Path,
         own_scheduler: Option<Scheduler>,
@@ -223,7 +232,7 @@ impl ProbeSession {
     }
 
     /// The answer to `req` on `path`.
-    pub fn reply(
+    pub(crate) fn reply(
         &mut self,
         path: &Path,
         req: &Probe,
@@ -240,7 +249,7 @@ impl ProbeSession {
 
     /// Remembers the sequence of an authenticated request from an unconfirmed epoch;
     /// `Err` if it was seen before.
-    pub fn note_unconfirmed(&mut self, req: &Probe) -> Result<(), ProbeDrop> {
+    pub(crate) fn note_unconfirmed(&mut self, req: &Probe) -> Result<(), ProbeDrop> {
         match self.pending.as_mut() {
             Some((epoch, w)) if *epoch == req.epoch => {
                 if w.check_and_mark(req.seq).is_err() {
@@ -259,7 +268,7 @@ impl ProbeSession {
 
     /// Checks a request. `Ok(true)`: accepted, take its information and answer;
     /// `Ok(false)`: unconfirmed epoch, answer only; `Err`: drop.
-    pub fn check_request(
+    pub(crate) fn check_request(
         &mut self,
         path: &mut Path,
         req: &Probe,
@@ -287,7 +296,7 @@ impl ProbeSession {
 
     /// Checks a reply and, if it answers an outstanding request, applies it to `path`:
     /// RTT, loss, rates, and the consecutive-answer count. Returns the RTT sample.
-    pub fn accept_reply(
+    pub(crate) fn accept_reply(
         &mut self,
         path: &mut Path,
         rep: &Probe,

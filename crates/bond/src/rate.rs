@@ -25,7 +25,7 @@ impl TokenBucket {
     pub fn new(bits_per_second: u64, now: Instant) -> Self {
         let rate = bits_per_second as f64 / 8.0;
         let burst = (rate * BURST_TIME.as_secs_f64()).max(MIN_BURST);
-        TokenBucket {
+        Self {
             rate,
             burst,
             tokens: burst,
@@ -60,6 +60,7 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `bytes` sent at `now` from the bucket; the debt is bounded by one burst.
     pub fn consume(&mut self, bytes: usize, now: Instant) {
         self.refill(now);
         // Bounded debt: one burst's worth, so a long outage of other paths cannot build
@@ -76,9 +77,9 @@ pub struct RateSample {
     pub sent: f64,
     /// Bytes per second the peer received from the path.
     pub delivered: f64,
-    /// Packets sent in the interval (a repeated packet once) and how many of them the
-    /// peer did not receive.
+    /// Packets sent in the interval (a repeated packet once).
     pub packets: u64,
+    /// Of those, the packets the peer did not receive.
     pub lost: u64,
     /// Whether the path is queueing: its one-way delay toward the peer clearly above its
     /// base (`owd.rs`), or without those, its RTT above its minimum by a margin.
@@ -139,6 +140,7 @@ pub const USED_RATIO: f64 = 0.7;
 /// After, a sample that used this share of the estimate without a queue grows it by
 /// [`GENTLE_GROWTH`].
 pub const FULL_RATIO: f64 = 0.9;
+/// The factor an estimate grows by after the bottleneck is found (see [`FULL_RATIO`]).
 pub const GENTLE_GROWTH: f64 = 1.05;
 /// A sample that sent less than this share of the estimate is an idle path's.
 pub const IDLE_RATIO: f64 = 0.1;
@@ -147,6 +149,7 @@ pub const IDLE_RATIO: f64 = 0.1;
 pub const FLOOR: f64 = 16_000.0;
 
 impl CapacityEstimator {
+    /// Takes one interval's sample (sent, delivered, loss, queue) and updates the estimate.
     pub fn update(&mut self, s: RateSample) {
         self.delivered = s.delivered;
         if s.sent <= 0.0 && s.delivered <= 0.0 {

@@ -47,6 +47,7 @@ pub const OBSERVED_HALF_LIFE: Duration = Duration::from_secs(10);
 const SKIPS: usize = 64;
 const SEEN_WORDS: usize = (SEEN_WINDOW / 64) as usize;
 
+/// Limits of the reorder buffer; beyond them packets are released early (`forced`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReorderConfig {
     /// Most packets held or waiting to be popped.
@@ -59,7 +60,7 @@ pub struct ReorderConfig {
 
 impl Default for ReorderConfig {
     fn default() -> Self {
-        ReorderConfig {
+        Self {
             max_packets: 1024,
             max_bytes: 4 << 20,
             deliver_late: true,
@@ -83,11 +84,15 @@ pub enum Verdict {
 /// A packet the buffer releases.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
+    /// The WireGuard session (receiver index) the packet came in.
     pub session: u32,
+    /// Its WireGuard counter (the transport data message's nonce counter).
     pub counter: u64,
+    /// The decrypted IP packet.
     pub packet: Vec<u8>,
 }
 
+/// What the reorder buffer did, since the link started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReorderCounters {
     /// Delivered in order without waiting.
@@ -113,6 +118,8 @@ struct Held {
     packet: Vec<u8>,
 }
 
+/// Puts decrypted packets back in WireGuard counter order: a packet after a gap waits
+/// up to `wait` for the gap to fill, then the gap is skipped. Bounded by [`ReorderConfig`].
 #[derive(Debug, Clone)]
 pub struct ReorderBuffer {
     cfg: ReorderConfig,
@@ -136,8 +143,9 @@ pub struct ReorderBuffer {
 }
 
 impl ReorderBuffer {
+    /// An empty buffer; `enabled` false passes every packet straight through.
     pub fn new(cfg: ReorderConfig, enabled: bool, wait: Duration) -> Self {
-        ReorderBuffer {
+        Self {
             cfg,
             enabled,
             wait,
@@ -186,14 +194,17 @@ impl ReorderBuffer {
         }
     }
 
+    /// Sets how long a gap is waited for.
     pub fn set_wait(&mut self, wait: Duration) {
         self.wait = wait;
     }
 
+    /// How long a gap is waited for.
     pub fn wait(&self) -> Duration {
         self.wait
     }
 
+    /// Whether out-of-order packets are held.
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
@@ -209,6 +220,7 @@ impl ReorderBuffer {
         self.enabled = on;
     }
 
+    /// The counters so far.
     pub fn counters(&self) -> ReorderCounters {
         self.counters
     }
@@ -223,6 +235,7 @@ impl ReorderBuffer {
         self.held.len() + self.ready.len()
     }
 
+    /// Bytes of the held and ready packets.
     pub fn buffered_bytes(&self) -> usize {
         self.bytes
     }

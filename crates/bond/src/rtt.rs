@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 /// How long a minimum RTT sample is trusted before a larger sample may replace it.
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 
+/// Round-trip estimates of one path from probe answers: RFC 6298's SRTT and RTTVAR,
+/// RFC 3550's jitter, and the minimum over a 10 s window.
 #[derive(Debug, Clone, Default)]
 pub struct RttEstimator {
     srtt: Option<Duration>,
@@ -16,6 +18,8 @@ pub struct RttEstimator {
 }
 
 impl RttEstimator {
+    /// Takes one RTT sample measured at `now` (RFC 6298 section 2: alpha 1/8, beta 1/4;
+    /// the first sample sets SRTT and RTTVAR = sample/2).
     pub fn update(&mut self, sample: Duration, now: Instant) {
         match self.srtt {
             None => {
@@ -48,18 +52,22 @@ impl RttEstimator {
         self.srtt
     }
 
+    /// RTT variation (RFC 6298's RTTVAR); zero before the first sample.
     pub fn rttvar(&self) -> Duration {
         self.rttvar
     }
 
+    /// Mean deviation between consecutive samples (RFC 3550 section 6.4.1, gain 1/16).
     pub fn jitter(&self) -> Duration {
         self.jitter
     }
 
+    /// The smallest sample of the last 10 s (a larger one replaces it after that).
     pub fn min(&self) -> Option<Duration> {
         self.min.map(|(m, _)| m)
     }
 
+    /// The most recent sample.
     pub fn latest(&self) -> Option<Duration> {
         self.last
     }

@@ -33,15 +33,17 @@ pub struct Picks {
 }
 
 impl Picks {
-    pub const fn none() -> Picks {
-        Picks {
+    /// No path: the packet cannot be sent.
+    pub const fn none() -> Self {
+        Self {
             ids: [PathId(0); MAX_PATHS],
             len: 0,
         }
     }
 
-    pub fn one(id: PathId) -> Picks {
-        let mut p = Picks::none();
+    /// Just path `id`.
+    pub fn one(id: PathId) -> Self {
+        let mut p = Self::none();
         p.push(id);
         p
     }
@@ -53,6 +55,7 @@ impl Picks {
         }
     }
 
+    /// The picks in order (a repeated path appears twice).
     pub fn as_slice(&self) -> &[PathId] {
         &self.ids[..self.len]
     }
@@ -91,7 +94,7 @@ pub(crate) struct ArrivalParams {
 
 impl Default for ArrivalParams {
     fn default() -> Self {
-        ArrivalParams {
+        Self {
             spread_limit: 0.1,
             repeat: true,
         }

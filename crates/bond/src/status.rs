@@ -7,8 +7,11 @@ use crate::reorder::ReorderCounters;
 use crate::scheduler::Scheduler;
 use std::net::SocketAddr;
 
+/// One path of a bonded link in `braid status` (docs/status-json.md); times in ms, rates in
+/// bit/s, losses as fractions 0..=1.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PathStatus {
+    /// The path's index in this side's path table.
     pub id: PathId,
     /// The identity both ends use for this path (the configured side's id).
     pub key: u32,
@@ -16,10 +19,15 @@ pub struct PathStatus {
     pub origin: &'static str,
     /// The peer's address, for a learned path.
     pub peer: Option<SocketAddr>,
+    /// Whether the path is probing, up or down.
     pub state: PathState,
+    /// Why the path is down; `None` unless it is.
     pub down_reason: Option<DownReason>,
+    /// Smoothed round-trip time from probes (RFC 6298 SRTT), ms.
     pub rtt_ms: Option<f64>,
+    /// Smallest round-trip time of the last 10 s, ms.
     pub min_rtt_ms: Option<f64>,
+    /// Round-trip jitter (RFC 3550 style), ms.
     pub jitter_ms: f64,
     /// Probe loss over the last 128 probes, 0..=1.
     pub loss: f64,
@@ -49,9 +57,13 @@ pub struct PathStatus {
     pub repeating: bool,
     /// Why `earliest-arrival` leaves this live path out while a better one is up.
     pub excluded: Option<Excluded>,
+    /// The configured weight for the weighted scheduler; `None`: measured.
     pub weight: Option<u32>,
+    /// The configured priority for the backup scheduler; lower is preferred.
     pub priority: u32,
+    /// The configured rate cap (`rate_mbit`), bit/s.
     pub rate_cap_bps: Option<u64>,
+    /// Packets and bytes sent and received on the path (flattened into the object).
     #[serde(flatten)]
     pub counters: Counters,
     /// Milliseconds since the last probe answer.
@@ -60,19 +72,24 @@ pub struct PathStatus {
     pub last_probe_sent_ms_ago: Option<f64>,
 }
 
+/// The receive side's reorder buffer in `braid status`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReorderStatus {
+    /// Whether the buffer holds out-of-order packets (off: delivered as they come).
     pub enabled: bool,
+    /// How long a gap is waited for before it is skipped, ms.
     pub wait_ms: f64,
     /// The largest reordering the buffer saw recently (halving every 10 s), ms: how
     /// long filled gaps were waited for and how late packets after a skipped gap came.
     pub observed_ms: f64,
     /// Packets waiting now.
     pub buffered: usize,
+    /// The buffer's counters (flattened into the object).
     #[serde(flatten)]
     pub counters: ReorderCounters,
 }
 
+/// A bonded link's status: scheduler, reorder buffer, probe counters and paths.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BondStatus {
     /// The scheduler in use for sending.
@@ -81,7 +98,10 @@ pub struct BondStatus {
     pub scheduler_source: &'static str,
     /// Whether the peer answers probes (false: plain WireGuard, one path at a time).
     pub peer_probes: bool,
+    /// The reorder buffer.
     pub reorder: ReorderStatus,
+    /// Probe requests and answers sent, received and rejected.
     pub probes: ProbeCounters,
+    /// Every path, configured and learned.
     pub paths: Vec<PathStatus>,
 }

@@ -1,6 +1,7 @@
 //! A sliding window of counters already seen, as in WireGuard's replay protection:
 //! a bitmap covering the `BITS` counters below the highest seen.
 
+/// Why a counter was refused by [`Window::check_and_mark`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
     /// Inside the window and already marked.
@@ -19,7 +20,7 @@ pub struct Window<const WORDS: usize> {
 
 impl<const WORDS: usize> Default for Window<WORDS> {
     fn default() -> Self {
-        Window {
+        Self {
             top: 0,
             bits: [0; WORDS],
         }
@@ -27,6 +28,7 @@ impl<const WORDS: usize> Default for Window<WORDS> {
 }
 
 impl<const WORDS: usize> Window<WORDS> {
+    /// How many counters below the highest the window remembers.
     pub const BITS: u64 = WORDS as u64 * 64;
 
     /// One more than the highest counter marked (0 when none).

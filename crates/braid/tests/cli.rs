@@ -579,5 +579,5 @@ fn check_names_encoding_errors_and_exposed_keys() {
 
 /// Whether the generic netlink family of WireGuard exists (module loaded or built in).
 fn kernel_has_wireguard() -> bool {
-    std::path::Path::new("/sys/module/wireguard").exists()
+    Path::new("/sys/module/wireguard").exists()
 }

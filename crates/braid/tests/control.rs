@@ -161,9 +161,9 @@ fn idle_http_connections(ns: &str, n: usize) -> Vec<std::net::TcpStream> {
     braid_system::netns::run_in(ns, move || {
         // Every connection that the listener's backlog takes within 15 s: on a loaded
         // machine some connects time out while the daemon closes the ones over its cap.
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(15);
         (0..n)
-            .take_while(|_| std::time::Instant::now() < deadline)
+            .take_while(|_| Instant::now() < deadline)
             .filter_map(|_| {
                 std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
             })

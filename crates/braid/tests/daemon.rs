@@ -408,7 +408,7 @@ impl NetnsHosts {
         let dir = Path::new("/etc/netns").join(ns);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("hosts"), text).unwrap();
-        NetnsHosts(dir)
+        Self(dir)
     }
     /// Rewrites the file in place (same inode, so the bind mount shows the new text).
     fn set(&self, text: &str) {

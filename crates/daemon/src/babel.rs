@@ -64,8 +64,8 @@ pub struct Files {
 }
 
 impl Files {
-    pub fn in_dir(dir: &Path) -> Files {
-        Files {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
             conf: dir.join("babeld.conf"),
             ctl: dir.join("babeld.ctl"),
             pid: dir.join("babeld.pid"),

@@ -95,7 +95,7 @@ pub trait LinkBackend: Send {
     }
     fn stats(&self, name: &str) -> Option<LinkStats>;
     /// Resolves the link's DNS endpoint again and points the link at the answer.
-    fn re_resolve(&mut self, _link: &braid_plan::LinkPlan) {}
+    fn re_resolve(&mut self, _link: &LinkPlan) {}
     /// An uplink (a path's interface) went down or came back. Backends without paths
     /// ignore it.
     fn set_path_state(&mut self, _interface: &str, _up: bool) {}

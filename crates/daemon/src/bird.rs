@@ -97,8 +97,8 @@ pub struct Files {
 }
 
 impl Files {
-    pub fn in_dir(dir: &Path) -> Files {
-        Files {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
             conf: dir.join("bird.conf"),
             ctl: dir.join("bird.ctl"),
             pid: dir.join("bird.pid"),

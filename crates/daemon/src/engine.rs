@@ -80,14 +80,14 @@ impl Wanted {
     /// The program's name (`babeld`, `bird`).
     pub fn program(&self) -> &'static str {
         match self {
-            Wanted::Babel { .. } => babel::PROGRAM,
-            Wanted::Bird { .. } => bird::PROGRAM,
+            Self::Babel { .. } => babel::PROGRAM,
+            Self::Bird { .. } => bird::PROGRAM,
         }
     }
 
     fn restart_key(&self) -> RestartKey {
         match self {
-            Wanted::Babel {
+            Self::Babel {
                 dir, netns, config, ..
             } => RestartKey {
                 program: self.program(),
@@ -95,7 +95,7 @@ impl Wanted {
                 netns: netns.clone(),
                 config: Some(config.clone()),
             },
-            Wanted::Bird { dir, netns, .. } => RestartKey {
+            Self::Bird { dir, netns, .. } => RestartKey {
                 program: self.program(),
                 dir: dir.clone(),
                 netns: netns.clone(),
@@ -160,7 +160,7 @@ impl Backoff {
     /// forgotten.
     pub fn running(&mut self, since: Instant, now: Instant) {
         if now.duration_since(since) >= Self::STABLE {
-            *self = Backoff::default();
+            *self = Self::default();
         }
     }
 }
@@ -186,14 +186,14 @@ fn lock(health: &Mutex<EngineHealth>) -> std::sync::MutexGuard<'_, EngineHealth>
 
 impl Supervisor {
     /// Starts the supervision thread (it starts nothing until told what is wanted).
-    pub fn start() -> std::io::Result<Supervisor> {
+    pub fn start() -> std::io::Result<Self> {
         let (requests, rx) = std::sync::mpsc::channel();
         let health = Arc::new(Mutex::new(EngineHealth::default()));
         let shared = health.clone();
         let thread = std::thread::Builder::new()
             .name("braid-routing".into())
             .spawn(move || Supervision::new(shared).run(rx))?;
-        Ok(Supervisor {
+        Ok(Self {
             requests,
             health,
             thread: Some(thread),
@@ -290,7 +290,7 @@ struct KernelView {
 
 impl Supervision {
     fn new(shared: Arc<Mutex<EngineHealth>>) -> Self {
-        Supervision {
+        Self {
             shared,
             wanted: None,
             running: None,

@@ -86,24 +86,24 @@ impl FetchError {
     /// How to fix it.
     pub fn fix(&self) -> &'static str {
         match self {
-            FetchError::Unreachable { .. } | FetchError::Timeout { .. } => {
+            Self::Unreachable { .. } | Self::Timeout { .. } => {
                 "check the server and the network; the node runs on its last good copy meanwhile"
             }
-            FetchError::Status { .. } => "publish the registry at that URL",
-            FetchError::Redirect { .. } => {
+            Self::Status { .. } => "publish the registry at that URL",
+            Self::Redirect { .. } => {
                 "point registry at the final https:// URL (braid follows at most 3 redirects, to https:// only)"
             }
-            FetchError::TooLarge { .. } => {
+            Self::TooLarge { .. } => {
                 "serve the registry itself (at most 4 MiB); check what the URL serves"
             }
-            FetchError::NotText { .. } => "serve the registry as UTF-8 JSON",
-            FetchError::Local { .. } => "check the file and its permissions",
+            Self::NotText { .. } => "serve the registry as UTF-8 JSON",
+            Self::Local { .. } => "check the file and its permissions",
         }
     }
 
     /// `too_large` counts as a refusal; the others are failures to fetch.
     fn refusal_reason(&self) -> Option<&'static str> {
-        matches!(self, FetchError::TooLarge { .. }).then_some("too_large")
+        matches!(self, Self::TooLarge { .. }).then_some("too_large")
     }
 }
 

@@ -97,7 +97,7 @@ pub fn router(tx: mpsc::Sender<StatusRequest>) -> Router {
 pub async fn serve(
     addr: SocketAddr,
     tx: mpsc::Sender<StatusRequest>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> io::Result<tokio::task::JoinHandle<()>> {
     let cap = crate::fds::http_connection_cap(crate::fds::limit());
     serve_with_cap(addr, tx, cap).await
 }
@@ -107,7 +107,7 @@ pub async fn serve_with_cap(
     addr: SocketAddr,
     tx: mpsc::Sender<StatusRequest>,
     cap: usize,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, cap, "status listener: GET /status, GET /metrics");
     Ok(serve_listener(listener, tx, cap, Arc::default()))

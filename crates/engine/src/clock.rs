@@ -13,22 +13,22 @@ use std::time::{Duration, Instant};
 
 /// A monotonic origin and the wall-clock time (since the Unix epoch) at that origin.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     origin: Instant,
     wall_at_origin: Duration,
 }
 
 impl Clock {
     /// `wall` is the time since the Unix epoch at `now`.
-    pub fn new(now: Instant, wall: Duration) -> Clock {
-        Clock {
+    pub(crate) fn new(now: Instant, wall: Duration) -> Self {
+        Self {
             origin: now,
             wall_at_origin: wall,
         }
     }
 
     /// Wall-clock time (since the Unix epoch) at `now`.
-    pub fn wall(&self, now: Instant) -> Duration {
+    pub(crate) fn wall(&self, now: Instant) -> Duration {
         self.wall_at_origin + now.saturating_duration_since(self.origin)
     }
 
@@ -36,7 +36,7 @@ impl Clock {
     /// (a clock set by NTP after the start, or time the monotonic clock did not count
     /// while the machine slept), never if it is behind (handshake timestamps must keep
     /// growing: a peer refuses one not newer than the last it took).
-    pub fn follow_wall(&mut self, now: Instant, wall: Duration) {
+    pub(crate) fn follow_wall(&mut self, now: Instant, wall: Duration) {
         let ours = self.wall(now);
         if wall > ours {
             self.wall_at_origin += wall - ours;
@@ -44,7 +44,7 @@ impl Clock {
     }
 
     /// Runs `f` with boringtun's clocks reading `now`.
-    pub fn run<R>(&self, now: Instant, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn run<R>(&self, now: Instant, f: impl FnOnce() -> R) -> R {
         // One second past the origin, so that boringtun's "time since start" arithmetic
         // never meets an instant before the one its state was made at.
         let monotonic = Duration::from_secs(1) + now.saturating_duration_since(self.origin);

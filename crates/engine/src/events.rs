@@ -13,21 +13,32 @@ pub enum Event {
     /// The peer authenticated from a new address (it roamed, or dialled in). `suppressed`
     /// changes before this one were not reported (at most one report a second).
     EndpointChanged {
+        /// The peer's new address.
         endpoint: SocketAddr,
+        /// Earlier changes not reported (rate limit).
         suppressed: u64,
     },
     /// A handshake completed: a new session.
     HandshakeCompleted,
     /// A handshake initiation was refused. At most one report every 10 s.
     HandshakeRejected {
+        /// Where the initiation came from.
         from: SocketAddr,
+        /// Why it was refused.
         reason: Rejection,
+        /// Earlier refusals not reported (rate limit).
         suppressed: u64,
     },
     /// The peer started bonding paths; this side follows (learns its paths).
-    PeerBonds { from: SocketAddr },
+    PeerBonds {
+        /// The address of the peer's datagram that showed it.
+        from: SocketAddr,
+    },
     /// The peer started over without the paths this side had learned; they are dropped.
-    PeerUnbonded { from: SocketAddr },
+    PeerUnbonded {
+        /// The address of the peer's datagram that showed it.
+        from: SocketAddr,
+    },
     /// All paths of a bonded link are down: the engine retries the handshake every
     /// second until one answers.
     Dead,
@@ -51,15 +62,15 @@ pub enum Rejection {
 
 /// At most one event per `interval`; counts the ones held back.
 #[derive(Debug, Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     interval: Duration,
     next: Option<Instant>,
     held: u64,
 }
 
 impl Gate {
-    pub fn new(interval: Duration) -> Gate {
-        Gate {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
             interval,
             next: None,
             held: 0,
@@ -67,7 +78,7 @@ impl Gate {
     }
 
     /// Some(number held back since the last pass) if an event may pass at `now`.
-    pub fn pass(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn pass(&mut self, now: Instant) -> Option<u64> {
         if self.next.is_some_and(|next| now < next) {
             self.held += 1;
             return None;

@@ -71,7 +71,9 @@ const HANDSHAKE_RATE_LIMIT: u64 = 10;
 /// What one link is: keys, peer, paths. Everything random comes from `seed`.
 #[derive(Clone)]
 pub struct EngineConfig {
+    /// This side's X25519 private key (32 bytes).
     pub private_key: [u8; 32],
+    /// The peer's X25519 public key (32 bytes).
     pub peer_public_key: [u8; 32],
     /// Persistent keepalive interval in seconds (`wg`'s `persistent-keepalive`).
     pub keepalive: Option<u16>,
@@ -80,6 +82,7 @@ pub struct EngineConfig {
     /// Configured underlay paths, in the order of their sockets ([`Socket::Path`]`(i)`
     /// carries `paths[i]`). Two or more make a bond; fewer, a plain link.
     pub paths: Vec<PathSpec>,
+    /// How a bonded link spreads packets over its paths (braid-bond's schedulers).
     pub scheduler: Scheduler,
     /// The link MTU in bytes (sizes the engine's buffer for queued packets).
     pub mtu: usize,
@@ -113,7 +116,12 @@ pub enum Incoming {
 pub enum Outgoing {
     /// An encrypted data message of this many bytes at the start of `out`: send it on
     /// every route.
-    Data { len: usize, routes: Routes },
+    Data {
+        /// Length of the message in bytes.
+        len: usize,
+        /// The sockets and addresses to send it on.
+        routes: Routes,
+    },
     /// No session yet: the packet waits inside the engine until the handshake completes
     /// (a handshake initiation may be waiting in [`Engine::poll_transmit`]).
     Pending,
@@ -166,12 +174,12 @@ pub struct Engine {
 impl Engine {
     /// A link at `now`; it sends a handshake initiation at once when the endpoint is known
     /// (or, bonded, on its best path).
-    pub fn new(config: EngineConfig, now: Instant) -> Engine {
+    pub fn new(config: EngineConfig, now: Instant) -> Self {
         let clock = Clock::new(now, config.wall);
         let mut random = Random::new(config.seed);
         let rate_limiter = new_rate_limiter(&clock, now, &config);
         let tunn = new_tunn(&clock, now, &config, &rate_limiter, &mut random);
-        let mut engine = Engine {
+        let mut engine = Self {
             clock,
             tunn,
             rate_limiter,
@@ -214,10 +222,12 @@ impl Engine {
         self.endpoint
     }
 
+    /// The persistent-keepalive interval in seconds, if on.
     pub fn keepalive(&self) -> Option<u16> {
         self.keepalive
     }
 
+    /// The link's counters since it started.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -260,14 +270,19 @@ impl Engine {
 
     // ---- outputs ----
 
+    /// The next datagram to send (handshake, keepalive, probe, or data a new session
+    /// released), oldest first; `None` when drained. Call after every input until `None`.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
+    /// The next decrypted IP packet for the TUN that a bonded link's reorder buffer released,
+    /// in order; write each to the TUN. The queue is bounded: the oldest is dropped first.
     pub fn poll_packet(&mut self) -> Option<Vec<u8>> {
         self.packets.pop_front()
     }
 
+    /// The next [`Event`] to log or act on, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -5,14 +5,14 @@
 
 /// A SplitMix64 stream.
 #[derive(Debug, Clone)]
-pub struct Random(u64);
+pub(crate) struct Random(u64);
 
 impl Random {
-    pub fn new(seed: u64) -> Random {
-        Random(seed)
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -21,7 +21,7 @@ impl Random {
     }
 
     /// A 24-bit session index base, as boringtun's `Tunn::new` takes it.
-    pub fn session_index(&mut self) -> u32 {
+    pub(crate) fn session_index(&mut self) -> u32 {
         (self.next_u64() >> 40) as u32
     }
 }

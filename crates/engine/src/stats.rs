@@ -5,8 +5,9 @@
 /// payload), as `wg show` counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Authenticated datagrams and their bytes.
+    /// Authenticated datagrams received.
     pub rx_packets: u64,
+    /// Bytes of those datagrams.
     pub rx_bytes: u64,
     /// Datagrams that are not valid WireGuard (bad length, type, MAC or AEAD tag).
     pub dropped_bad_packet: u64,

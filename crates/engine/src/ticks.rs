@@ -12,19 +12,19 @@
 use std::time::{Duration, Instant};
 
 /// boringtun's timer granularity.
-pub const FAST: Duration = Duration::from_millis(250);
+pub(crate) const FAST: Duration = Duration::from_millis(250);
 /// The tick of a link with a session and no recent traffic.
-pub const IDLE: Duration = Duration::from_secs(1);
+pub(crate) const IDLE: Duration = Duration::from_secs(1);
 /// Silence after which a link counts as idle.
-pub const IDLE_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(10);
 /// The first tick of a link whose peer has not answered; it doubles up to
 /// [`UNANSWERED_MAX`].
-pub const UNANSWERED: Duration = Duration::from_secs(5);
-pub const UNANSWERED_MAX: Duration = Duration::from_secs(60);
+pub(crate) const UNANSWERED: Duration = Duration::from_secs(5);
+pub(crate) const UNANSWERED_MAX: Duration = Duration::from_secs(60);
 
 /// The tick's state: when it is next due and how long the next one will be.
 #[derive(Debug, Clone)]
-pub struct Ticks {
+pub(crate) struct Ticks {
     due: Instant,
     tick: Duration,
     unanswered: Duration,
@@ -33,8 +33,8 @@ pub struct Ticks {
 
 impl Ticks {
     /// A link that ticks at once.
-    pub fn new(now: Instant) -> Ticks {
-        Ticks {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
             due: now,
             tick: FAST,
             unanswered: UNANSWERED,
@@ -42,12 +42,12 @@ impl Ticks {
         }
     }
 
-    pub fn due(&self) -> Instant {
+    pub(crate) fn due(&self) -> Instant {
         self.due
     }
 
     /// The timers ran at `now`; `has_session` says whether the link has a session.
-    pub fn ran(&mut self, now: Instant, has_session: bool) {
+    pub(crate) fn ran(&mut self, now: Instant, has_session: bool) {
         let idle = now.saturating_duration_since(self.last_activity) > IDLE_AFTER;
         self.tick = match (has_session, idle) {
             (true, false) => FAST,
@@ -64,7 +64,7 @@ impl Ticks {
 
     /// Traffic moved at `now`. A link on a slow tick that has (or just got) a session
     /// gets the fast tick back; one whose peer never answered keeps waiting for it.
-    pub fn activity(&mut self, now: Instant, has_session: bool) {
+    pub(crate) fn activity(&mut self, now: Instant, has_session: bool) {
         self.last_activity = now;
         if self.tick > FAST && has_session {
             self.tick = FAST;
@@ -73,7 +73,7 @@ impl Ticks {
     }
 
     /// The configuration changed (a new endpoint, a new session): retry soon again.
-    pub fn reset(&mut self, now: Instant) {
+    pub(crate) fn reset(&mut self, now: Instant) {
         self.unanswered = UNANSWERED;
         self.tick = FAST;
         self.due = self.due.min(now + FAST);

@@ -23,7 +23,12 @@ impl Children {
 
     /// Starts `command` inside the namespace `ns` (`ip netns exec`, which execs the program,
     /// so the PID is the program's), stdout and stderr appended to `log` when given.
-    pub fn spawn(&self, ns: &str, command: &Command, log: Option<&Path>) -> Result<u32, LabError> {
+    pub(crate) fn spawn(
+        &self,
+        ns: &str,
+        command: &Command,
+        log: Option<&Path>,
+    ) -> Result<u32, LabError> {
         let program = command.get_program().to_string_lossy().to_string();
         let args: Vec<String> = command
             .get_args()
@@ -70,7 +75,7 @@ impl Children {
 
     /// Ends every remembered process: SIGTERM, then SIGKILL for those still running after
     /// [`GRACE`]; all are reaped.
-    pub fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         let mut children = self.lock();
         for child in children.iter_mut() {
             if matches!(child.try_wait(), Ok(None)) {
@@ -97,7 +102,7 @@ impl Children {
     }
 
     /// Forgets every process without ending it.
-    pub fn forget(&self) {
+    pub(crate) fn forget(&self) {
         self.lock().clear();
     }
 }

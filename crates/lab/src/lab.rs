@@ -120,7 +120,7 @@ pub struct Lab {
 impl Lab {
     /// Builds the lab. Leftovers of an earlier lab with the same name are removed first;
     /// on failure, whatever was made is removed again.
-    pub fn up(spec: LabSpec) -> Result<Lab, LabError> {
+    pub fn up(spec: LabSpec) -> Result<Self, LabError> {
         spec.validate()?;
         let prefix = namespace_prefix(&spec.name);
         if namespaces()?.iter().any(|ns| ns.starts_with(&prefix)) {
@@ -128,7 +128,7 @@ impl Lab {
             cleanup(Some(&spec.name))?;
         }
         tracing::info!(lab = %spec.name, nodes = spec.nodes, "lab: building");
-        let lab = Lab {
+        let lab = Self {
             spec,
             pairs: Mutex::new(BTreeMap::new()),
             children: Children::default(),
@@ -143,7 +143,7 @@ impl Lab {
     /// shape, cut and restore its uplinks or run commands in it from another process.
     /// Nodes and uplinks are read from the namespaces and the `wan<k>` veths. Dropping the
     /// handle leaves the lab running; pair shapes of a mesh lab are not known to it.
-    pub fn attach(name: &str) -> Result<Lab, LabError> {
+    pub fn attach(name: &str) -> Result<Self, LabError> {
         let prefix = namespace_prefix(name);
         let all = namespaces()?;
         let mut nodes = 0;
@@ -163,7 +163,7 @@ impl Lab {
             }
         }
         spec.validate()?;
-        Ok(Lab {
+        Ok(Self {
             spec,
             pairs: Mutex::new(BTreeMap::new()),
             children: Children::default(),
@@ -516,7 +516,7 @@ impl Lab {
         &self,
         i: usize,
         command: &Command,
-        log: Option<&std::path::Path>,
+        log: Option<&Path>,
     ) -> Result<u32, LabError> {
         let mut wrapped = Command::new("sh");
         wrapped.args(["-c", "mkdir -p /run/wireguard && mount -t tmpfs -o mode=0755 brd-uapi /run/wireguard && exec \"$@\"", "sh"]);

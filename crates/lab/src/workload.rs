@@ -10,7 +10,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// A workload's addresses: `<node /64>::100` and `10.<hi>.<lo>.100`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkloadAddrs {
+    /// `<node /64>::100`.
     pub v6: Ipv6Addr,
+    /// `10.<hi>.<lo>.100`.
     pub v4: Ipv4Addr,
 }
 

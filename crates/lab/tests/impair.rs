@@ -215,7 +215,7 @@ fn recv_stamped(socket: &UdpSocket) -> Option<(Vec<u8>, u64)> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
+    msg.msg_controllen = size_of_val(&control);
     // SAFETY: recvmsg with buffers that live across the call.
     let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
     if n < 12 {

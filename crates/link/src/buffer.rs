@@ -4,7 +4,7 @@
 
 use std::ops::{Deref, DerefMut};
 
-pub struct PacketBuffer {
+pub(crate) struct PacketBuffer {
     ptr: *mut u8,
     len: usize,
 }
@@ -13,7 +13,7 @@ pub struct PacketBuffer {
 unsafe impl Send for PacketBuffer {}
 
 impl PacketBuffer {
-    pub fn new(len: usize) -> std::io::Result<Self> {
+    pub(crate) fn new(len: usize) -> std::io::Result<Self> {
         // SAFETY: a private anonymous mapping with no address hint.
         let ptr = unsafe {
             libc::mmap(

@@ -5,11 +5,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+/// The link's counters and last-known state, written by the link's thread and read by
+/// anyone through [`Counters::snapshot`]. Bytes are WireGuard datagram sizes (UDP payload),
+/// as `wg show` counts them.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Bytes of authenticated datagrams received.
     pub rx_bytes: AtomicU64,
+    /// Bytes of datagrams sent.
     pub tx_bytes: AtomicU64,
+    /// Authenticated datagrams received.
     pub rx_packets: AtomicU64,
+    /// Datagrams sent.
     pub tx_packets: AtomicU64,
     /// Datagrams that are not valid WireGuard (bad length, type, MAC or AEAD tag).
     pub dropped_bad_packet: AtomicU64,
@@ -49,15 +56,25 @@ pub struct Counters {
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Bytes of authenticated datagrams received.
     pub rx_bytes: u64,
+    /// Bytes of datagrams sent.
     pub tx_bytes: u64,
+    /// Authenticated datagrams received.
     pub rx_packets: u64,
+    /// Datagrams sent.
     pub tx_packets: u64,
+    /// Datagrams that are not valid WireGuard (bad length, type, MAC or AEAD tag).
     pub dropped_bad_packet: u64,
+    /// Handshakes from a key that is not this link's peer, or for an unknown session.
     pub dropped_unknown_key: u64,
+    /// Replayed or too old data packets.
     pub dropped_replay: u64,
+    /// Packets from the TUN the engine had no route for, plus sends that failed.
     pub dropped_no_route: u64,
+    /// Handshake initiations refused (replayed or older timestamps, wrong key, invalid).
     pub rejected_handshakes: u64,
+    /// Unauthenticated datagrams answered with a cookie reply (the link was under load).
     pub cookie_replies: u64,
     /// Datagrams sent larger than the underlay's path MTU, in fragments.
     pub tx_fragmented: u64,
@@ -66,10 +83,13 @@ pub struct Snapshot {
     /// The underlay's path MTU toward the peer, when the kernel reported it (a datagram was
     /// too large for it).
     pub underlay_mtu: Option<u32>,
+    /// When the current session's handshake completed; `None` without a session.
     pub last_handshake: Option<SystemTime>,
     /// When an authenticated datagram last arrived (to within a timer tick).
     pub last_rx: Option<SystemTime>,
+    /// Where the peer is (configured, or where it last authenticated from).
     pub endpoint: Option<SocketAddr>,
+    /// The UDP port the link's socket is bound to (the actual one when 0 was asked).
     pub listen_port: u16,
     /// Multi-path links: braid-bond's status (see `braid_bond::BondStatus`).
     pub bond: Option<serde_json::Value>,
@@ -107,6 +127,7 @@ impl Counters {
         *self.last_rx.lock().unwrap_or_else(|p| p.into_inner()) = last_rx;
     }
 
+    /// Copies every counter and state field (each read on its own, not as one atomic set).
     pub fn snapshot(&self) -> Snapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Snapshot {

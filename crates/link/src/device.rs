@@ -5,7 +5,7 @@ use crate::{LinkConfig, LinkError};
 use braid_system::Netlink;
 use tun_rs::{DeviceBuilder, SyncDevice};
 
-pub fn create(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
+pub(crate) fn create(config: &LinkConfig) -> Result<SyncDevice, LinkError> {
     match &config.netns {
         None => create_here(config),
         Some(ns) => {

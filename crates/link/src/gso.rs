@@ -5,11 +5,11 @@
 use crate::buffer::PacketBuffer;
 
 /// The most one GSO send carries (under the 64 KiB limit of one UDP datagram with headers).
-pub const MAX_BYTES: usize = 65000;
+pub(crate) const MAX_BYTES: usize = 65000;
 /// Room past [`MAX_BYTES`] for the packet that does not fit any more (it is moved out).
 const SLACK: usize = 4096;
 
-pub struct GsoQueue {
+pub(crate) struct GsoQueue {
     buffer: PacketBuffer,
     len: usize,
     segment: usize,
@@ -17,8 +17,8 @@ pub struct GsoQueue {
 }
 
 impl GsoQueue {
-    pub fn new() -> std::io::Result<Self> {
-        Ok(GsoQueue {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        Ok(Self {
             buffer: PacketBuffer::new(MAX_BYTES + SLACK)?,
             len: 0,
             segment: 0,
@@ -27,12 +27,12 @@ impl GsoQueue {
     }
 
     /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Whether a packet of `len` bytes may join the queue (else flush first).
-    pub fn fits(&self, len: usize, max_segments: usize) -> bool {
+    pub(crate) fn fits(&self, len: usize, max_segments: usize) -> bool {
         self.count == 0
             || (len <= self.segment && self.len + len <= MAX_BYTES && self.count < max_segments)
     }
@@ -40,24 +40,24 @@ impl GsoQueue {
     /// Whether a packet of up to `room` bytes can be written at the tail now: a segment
     /// is free and the bytes fit. Whether it can stay is [`GsoQueue::can_keep`] on its
     /// actual length.
-    pub fn has_room(&self, room: usize, max_segments: usize) -> bool {
+    pub(crate) fn has_room(&self, room: usize, max_segments: usize) -> bool {
         self.count == 0 || (self.count < max_segments && self.len + room <= MAX_BYTES)
     }
 
     /// The free space after the queued packets, for the next packet to be written into.
-    pub fn tail(&mut self) -> &mut [u8] {
+    pub(crate) fn tail(&mut self) -> &mut [u8] {
         &mut self.buffer[self.len..]
     }
 
     /// Whether a packet of `len` bytes written at [`GsoQueue::tail`] can be kept as part of
     /// this queue (same size as the others, or shorter as the last one).
-    pub fn can_keep(&self, len: usize) -> bool {
+    pub(crate) fn can_keep(&self, len: usize) -> bool {
         self.count == 0 || (len <= self.segment && self.len + len <= MAX_BYTES)
     }
 
     /// Keeps the `len` bytes written at the tail; true when the queue must be sent now (a
     /// shorter packet ends it).
-    pub fn commit(&mut self, len: usize) -> bool {
+    pub(crate) fn commit(&mut self, len: usize) -> bool {
         if self.count == 0 {
             self.segment = len;
         }
@@ -68,7 +68,7 @@ impl GsoQueue {
 
     /// Empties the queue: the bytes, the segment size when there is more than one packet,
     /// and the number of packets.
-    pub fn take(&mut self) -> Option<(&[u8], Option<usize>, usize)> {
+    pub(crate) fn take(&mut self) -> Option<(&[u8], Option<usize>, usize)> {
         if self.count == 0 {
             return None;
         }

@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct LinkConfig {
     /// TUN interface name (at most 15 bytes).
     pub name: String,
+    /// The TUN interface MTU in bytes.
     pub mtu: u32,
     /// Interface group (braid's active group).
     pub group: u32,
@@ -53,11 +54,15 @@ pub struct LinkConfig {
     pub endpoint: Option<SocketAddr>,
     /// SO_MARK on the UDP socket; 0 for none.
     pub fwmark: u32,
+    /// This side's X25519 private key (32 bytes).
     pub private_key: [u8; 32],
+    /// The peer's X25519 public key (32 bytes).
     pub peer_public_key: [u8; 32],
+    /// Persistent keepalive interval in seconds (`wg`'s `persistent-keepalive`); `None`: off.
     pub keepalive: Option<u16>,
     /// Addresses put on the interface (the node's link-local /64, its 169.254 /16).
     pub link_local6: Option<Ipv6Net>,
+    /// The node's IPv4 link address (`169.254.<hi>.<lo>/16`), the same on every link.
     pub link4: Option<Ipv4Net>,
     /// The peer's IPv4 link address: with it, `link4` is put on the interface as a
     /// point-to-point address (local/32 peer peer/32), so the peer's address routes over
@@ -72,6 +77,7 @@ pub struct LinkConfig {
     /// interface or source address, two or more to bond them (a socket each, probed,
     /// scheduled by `scheduler`).
     pub paths: Vec<PathConfig>,
+    /// How a bonded link spreads packets over its paths (braid-bond's schedulers).
     pub scheduler: Scheduler,
 }
 
@@ -85,19 +91,33 @@ impl std::fmt::Debug for LinkConfig {
     }
 }
 
+/// Why a link could not be started; each names the link (its interface name).
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
+    /// The listen port is taken by another socket.
     #[error("link {link}: UDP port {port} is already in use")]
-    PortInUse { link: String, port: u16 },
+    PortInUse {
+        /// The link's interface name.
+        link: String,
+        /// The UDP port asked for.
+        port: u16,
+    },
+    /// A system call on the link's socket, TUN device or UAPI socket failed.
     #[error("link {link}: {what}: {source}")]
     Io {
+        /// The link's interface name.
         link: String,
+        /// What was being done (e.g. "creating its wake-up eventfd").
         what: String,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// A netlink operation (addresses, group, namespace) failed.
     #[error("link {link}: {source}")]
     System {
+        /// The link's interface name.
         link: String,
+        /// braid-system's error.
         source: braid_system::SystemError,
     },
 }
@@ -118,7 +138,7 @@ pub struct Link {
 
 impl Link {
     /// Creates the TUN device and the socket, and starts the link's thread.
-    pub fn start(config: LinkConfig) -> Result<Link, LinkError> {
+    pub fn start(config: LinkConfig) -> Result<Self, LinkError> {
         let uapi =
             match &config.uapi_dir {
                 None => None,
@@ -188,7 +208,7 @@ impl Link {
             what: "handing it to a link thread".into(),
             source,
         })?;
-        Ok(Link {
+        Ok(Self {
             name,
             counters,
             stop,
@@ -199,6 +219,7 @@ impl Link {
         })
     }
 
+    /// The link's interface name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -208,6 +229,7 @@ impl Link {
         self.counters.device_gone.load(Ordering::Relaxed)
     }
 
+    /// The link's counters and state now.
     pub fn stats(&self) -> Snapshot {
         self.counters.snapshot()
     }

@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 
 /// A UDP socket with its batched-I/O state.
-pub struct UdpPort {
+pub(crate) struct UdpPort {
     pub socket: UdpSocket,
     pub udp: crate::send::UdpState,
     /// A dual-stack IPv6 socket: IPv4 peers are addressed as IPv4-mapped IPv6.
@@ -18,7 +18,7 @@ pub struct UdpPort {
 }
 
 /// A configured path's socket.
-pub struct PathPort {
+pub(crate) struct PathPort {
     pub port: UdpPort,
     /// Its name in logs and status: interface and/or source address.
     pub label: String,
@@ -26,7 +26,7 @@ pub struct PathPort {
     pub interface: Option<String>,
 }
 
-pub struct Output {
+pub(crate) struct Output {
     pub main: UdpPort,
     pub paths: Vec<PathPort>,
     /// One GSO queue per route that has sent recently, at most [`MAX_QUEUES`] (more only
@@ -44,7 +44,7 @@ pub struct Output {
 const MAX_QUEUES: usize = 2 * braid_bond::MAX_PATHS;
 
 /// The address a dual-stack socket sends to: IPv4 peers as IPv4-mapped IPv6.
-pub fn socket_addr_for(ipv6_socket: bool, addr: SocketAddr) -> SocketAddr {
+pub(crate) fn socket_addr_for(ipv6_socket: bool, addr: SocketAddr) -> SocketAddr {
     match (ipv6_socket, addr) {
         (true, SocketAddr::V4(v4)) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
         _ => addr,
@@ -52,8 +52,8 @@ pub fn socket_addr_for(ipv6_socket: bool, addr: SocketAddr) -> SocketAddr {
 }
 
 impl Output {
-    pub fn new(main: UdpPort, paths: Vec<PathPort>) -> Output {
-        Output {
+    pub(crate) fn new(main: UdpPort, paths: Vec<PathPort>) -> Self {
+        Self {
             main,
             paths,
             queues: Vec::new(),
@@ -63,7 +63,7 @@ impl Output {
         }
     }
 
-    pub fn port(&self, socket: Socket) -> Option<&UdpPort> {
+    pub(crate) fn port(&self, socket: Socket) -> Option<&UdpPort> {
         match socket {
             Socket::Main => Some(&self.main),
             Socket::Path(i) => self.paths.get(usize::from(i)).map(|p| &p.port),
@@ -71,7 +71,7 @@ impl Output {
     }
 
     /// The configured paths bound to `interface`.
-    pub fn paths_on(&self, interface: &str) -> Vec<u8> {
+    pub(crate) fn paths_on(&self, interface: &str) -> Vec<u8> {
         (0..self.paths.len())
             .filter(|&i| self.paths[i].interface.as_deref() == Some(interface))
             .map(|i| i as u8)
@@ -82,7 +82,7 @@ impl Output {
     /// it cannot be mapped. A route not used for a while (a peer that roamed away, a path
     /// forgotten) gives its empty queue to the new one: indexes stay, routes change, so a
     /// caller holding an index checks [`route_of`](Self::route_of).
-    pub fn queue_index(&mut self, route: Route) -> Option<usize> {
+    pub(crate) fn queue_index(&mut self, route: Route) -> Option<usize> {
         self.uses += 1;
         if let Some(i) = self.queues.iter().position(|(r, _)| *r == route) {
             self.used[i] = self.uses;
@@ -103,7 +103,7 @@ impl Output {
         Some(self.queues.len() - 1)
     }
 
-    pub fn route_of(&self, queue: usize) -> Route {
+    pub(crate) fn route_of(&self, queue: usize) -> Route {
         self.queues[queue].0
     }
 
@@ -115,7 +115,7 @@ impl Output {
 
     /// Free space at the tail of queue `i` for a packet of up to `room` bytes, sending
     /// what is queued there first if it has no room.
-    pub fn tail(&mut self, i: usize, room: usize, counters: &Counters) -> &mut [u8] {
+    pub(crate) fn tail(&mut self, i: usize, room: usize, counters: &Counters) -> &mut [u8] {
         let max = self.max_segments(self.queues[i].0);
         if !self.queues[i].1.has_room(room, max) {
             self.flush(i, counters);
@@ -124,12 +124,12 @@ impl Output {
     }
 
     /// Queue `i`'s tail as it is (what was just written there), without sending.
-    pub fn written(&mut self, i: usize) -> &mut [u8] {
+    pub(crate) fn written(&mut self, i: usize) -> &mut [u8] {
         self.queues[i].1.tail()
     }
 
     /// Keeps the `len` bytes just written at queue `i`'s tail.
-    pub fn commit_tail(&mut self, i: usize, len: usize, counters: &Counters) {
+    pub(crate) fn commit_tail(&mut self, i: usize, len: usize, counters: &Counters) {
         if !self.queues[i].1.can_keep(len) {
             // Longer than the queued packets: they leave, it starts the next send.
             let mut packet = std::mem::take(&mut self.spare);
@@ -145,7 +145,7 @@ impl Output {
     }
 
     /// Queues a copy of an encrypted packet for `route`.
-    pub fn queue(&mut self, route: Route, packet: &[u8], counters: &Counters) {
+    pub(crate) fn queue(&mut self, route: Route, packet: &[u8], counters: &Counters) {
         let Some(i) = self.queue_index(route) else {
             self.send_now(route, packet, counters);
             return;
@@ -165,7 +165,7 @@ impl Output {
         }
     }
 
-    pub fn flush_all(&mut self, counters: &Counters) {
+    pub(crate) fn flush_all(&mut self, counters: &Counters) {
         for i in 0..self.queues.len() {
             self.flush(i, counters);
         }
@@ -205,7 +205,7 @@ impl Output {
     }
 
     /// Sends one datagram on `route` now, after what is queued there.
-    pub fn send_now(&mut self, route: Route, packet: &[u8], counters: &Counters) {
+    pub(crate) fn send_now(&mut self, route: Route, packet: &[u8], counters: &Counters) {
         if let Some(i) = self.queues.iter().position(|(r, _)| *r == route) {
             self.flush(i, counters);
         }

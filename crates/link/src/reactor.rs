@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// A link handed to a reactor; the worker comes back on `stopped` when the link stops, so
 /// that the caller closes its devices (in parallel with others, if it likes).
-pub struct Job {
+pub(crate) struct Job {
     pub worker: Box<Worker>,
     pub stopped: SyncSender<Box<Worker>>,
 }
@@ -43,7 +43,7 @@ fn reactor_count() -> usize {
 
 /// Hands a link to the reactor that serves the fewest links, starting the reactors on first
 /// use.
-pub fn submit(job: Job) -> std::io::Result<()> {
+pub(crate) fn submit(job: Job) -> std::io::Result<()> {
     let pool = POOL.get_or_init(|| Mutex::new(Vec::new()));
     let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
     while pool.len() < reactor_count() {
@@ -142,7 +142,7 @@ impl Reactor {
         }
         // SAFETY: fd is a fresh descriptor that this OwnedFd now owns.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        let reactor = Reactor {
+        let reactor = Self {
             epoll,
             jobs,
             wake,

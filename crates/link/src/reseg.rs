@@ -37,7 +37,7 @@ const MIN_SEGMENT: usize = 536;
 /// `bufs`, as `SyncDevice::recv_multiple` does, except that a TCP burst is cut into segments
 /// of at most `max_packet` IP bytes. Returns how many packets are in `bufs` (their lengths in
 /// `sizes`).
-pub fn read_fitting(
+pub(crate) fn read_fitting(
     tun: &SyncDevice,
     raw: &mut [u8],
     bufs: &mut [&mut [u8]],

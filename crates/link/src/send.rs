@@ -36,7 +36,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// How long a destination's GSO refusal holds before batches of that size try GSO again.
-pub const RETRY_GSO_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const RETRY_GSO_AFTER: Duration = Duration::from_secs(10);
 /// The fragmentation warning of one socket repeats at most this often (unless the path MTU
 /// it reports changes).
 const WARN_EVERY: Duration = Duration::from_secs(600);
@@ -51,7 +51,7 @@ const MMSG_BATCH: usize = 64;
 
 /// A link socket's batched-I/O state: quinn-udp's (GSO/GRO support, receiving), plus what
 /// the kernel refused to send with GSO, per destination. Used by one link thread at a time.
-pub struct UdpState {
+pub(crate) struct UdpState {
     quinn: quinn_udp::UdpSocketState,
     /// The link's name and the path's label, for logs.
     link: String,
@@ -94,10 +94,10 @@ impl UdpState {
     /// quinn-udp's setup of `socket` (non-blocking, GRO, packet info), then fragmentation
     /// allowed again ([`crate::udp::allow_fragmentation`]). `link` and `path` name the
     /// socket in logs.
-    pub fn new(socket: &UdpSocket, link: &str, path: Option<&str>) -> io::Result<UdpState> {
+    pub(crate) fn new(socket: &UdpSocket, link: &str, path: Option<&str>) -> io::Result<Self> {
         let quinn = quinn_udp::UdpSocketState::new(socket.into())?;
         crate::udp::allow_fragmentation(socket)?;
-        Ok(UdpState {
+        Ok(Self {
             quinn,
             link: link.to_string(),
             path: path.map(str::to_string),
@@ -117,7 +117,7 @@ impl UdpState {
     /// (younger than [`RETRY_GSO_AFTER`]); `None` when no datagram toward `to` was too large.
     /// Rounded down to 16 bytes, WireGuard's padding unit. `crate::reseg` cuts TCP bursts to
     /// it.
-    pub fn fitting_packet(&self, to: SocketAddr) -> Option<usize> {
+    pub(crate) fn fitting_packet(&self, to: SocketAddr) -> Option<usize> {
         let refusal = self.refusal(to.ip())?;
         let mtu = refusal.mtu?;
         if refusal.at.elapsed() >= RETRY_GSO_AFTER {
@@ -184,7 +184,7 @@ fn header_len(to: IpAddr) -> usize {
 
 /// What one [`send_batch`] did, for the link's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// Datagrams and bytes handed to the kernel.
     pub datagrams: u64,
     pub bytes: u64,
@@ -202,7 +202,7 @@ pub struct Sent {
 
 impl Sent {
     /// Adds this send to the link's counters.
-    pub fn count(&self, counters: &Counters) {
+    pub(crate) fn count(&self, counters: &Counters) {
         add(&counters.tx_packets, self.datagrams);
         add(&counters.tx_bytes, self.bytes);
         add(&counters.dropped_no_route, self.dropped);
@@ -226,7 +226,7 @@ impl Sent {
 ///
 /// Errors: the first datagram could not be sent at all (`WouldBlock` when the send buffer is
 /// full); nothing of the batch left.
-pub fn send_batch(
+pub(crate) fn send_batch(
     udp: &UdpState,
     socket: &UdpSocket,
     transmit: &quinn_udp::Transmit<'_>,
@@ -328,8 +328,8 @@ fn send_gso(fd: RawFd, to: SocketAddr, contents: &[u8], segment: usize) -> io::R
     // control buffer is large enough for CMSG_SPACE(2) (checked) and aligned for cmsghdr,
     // and sendmsg only reads the buffers it is given.
     unsafe {
-        let space = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
-        assert!(space <= std::mem::size_of_val(&control));
+        let space = libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+        assert!(space <= size_of_val(&control));
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_name = addr.as_ptr() as *mut libc::c_void;
         msg.msg_namelen = addr.len();
@@ -340,7 +340,7 @@ fn send_gso(fd: RawFd, to: SocketAddr, contents: &[u8], segment: usize) -> io::R
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_UDP;
         (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
         loop {
             if libc::sendmsg(fd, &msg, 0) >= 0 {
@@ -478,7 +478,7 @@ fn local_mtu_error(fd: RawFd) -> Option<usize> {
             msg.msg_iov = &mut iov;
             msg.msg_iovlen = 1;
             msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            msg.msg_controllen = size_of_val(&control) as _;
             if libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) < 0 {
                 return None;
             }

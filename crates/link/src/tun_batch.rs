@@ -24,7 +24,7 @@ fn segment_room(mtu: u32) -> usize {
 /// Its buffers are mapped on the first read and only the pages packets touch become
 /// resident: a link that only ever sees a few small packets (a router solicitation) holds
 /// two pages, not the 270 KiB a full batch can use.
-pub struct TunReader {
+pub(crate) struct TunReader {
     room: usize,
     /// The raw read (virtio header plus up to 64 KiB), then the packets split from it,
     /// `room` bytes apart.
@@ -33,8 +33,8 @@ pub struct TunReader {
 }
 
 impl TunReader {
-    pub fn new(mtu: u32) -> Self {
-        TunReader {
+    pub(crate) fn new(mtu: u32) -> Self {
+        Self {
             room: segment_room(mtu),
             buffers: None,
             sizes: [0; IDEAL_BATCH_SIZE],
@@ -44,7 +44,11 @@ impl TunReader {
     /// Reads once: the number of packets now available through [`TunReader::packet`].
     /// With `max_packet` (the underlay is narrower than the link, see `reseg`), a TCP burst
     /// is cut into segments of at most that many bytes.
-    pub fn read(&mut self, tun: &SyncDevice, max_packet: Option<usize>) -> io::Result<usize> {
+    pub(crate) fn read(
+        &mut self,
+        tun: &SyncDevice,
+        max_packet: Option<usize>,
+    ) -> io::Result<usize> {
         if self.buffers.is_none() {
             self.buffers = Some((
                 PacketBuffer::new(VIRTIO_NET_HDR_LEN + 65535)?,
@@ -65,7 +69,7 @@ impl TunReader {
         }
     }
 
-    pub fn packet(&self, i: usize) -> &[u8] {
+    pub(crate) fn packet(&self, i: usize) -> &[u8] {
         match &self.buffers {
             Some((_, segments)) => &segments[i * self.room..i * self.room + self.sizes[i]],
             None => &[],
@@ -74,7 +78,7 @@ impl TunReader {
 }
 
 /// Collects decrypted packets and writes them to the TUN device in one coalesced batch.
-pub struct TunWriter {
+pub(crate) struct TunWriter {
     room: usize,
     /// Each buffer holds a virtio header's room, then one packet; coalescing grows the first
     /// packet of a flow in place.
@@ -84,8 +88,8 @@ pub struct TunWriter {
 }
 
 impl TunWriter {
-    pub fn new(mtu: u32) -> Self {
-        TunWriter {
+    pub(crate) fn new(mtu: u32) -> Self {
+        Self {
             room: segment_room(mtu),
             buffers: Vec::new(),
             count: 0,
@@ -93,12 +97,12 @@ impl TunWriter {
         }
     }
 
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.count == IDEAL_BATCH_SIZE
     }
 
     /// The space for the next packet (at least `len` bytes); [`TunWriter::commit`] keeps it.
-    pub fn slot(&mut self, len: usize) -> &mut [u8] {
+    pub(crate) fn slot(&mut self, len: usize) -> &mut [u8] {
         if self.buffers.len() <= self.count {
             // tun-rs coalesces a flow into its first packet's buffer only when that buffer
             // can hold a whole 64 KiB segment (it never reallocates): reserve it. The
@@ -113,13 +117,13 @@ impl TunWriter {
     }
 
     /// Keeps the first `len` bytes of the last slot as a packet to write.
-    pub fn commit(&mut self, len: usize) {
+    pub(crate) fn commit(&mut self, len: usize) {
         self.buffers[self.count].truncate(VIRTIO_NET_HDR_LEN + len);
         self.count += 1;
     }
 
     /// Writes the collected packets; returns how many there were.
-    pub fn flush(&mut self, tun: &SyncDevice) -> io::Result<usize> {
+    pub(crate) fn flush(&mut self, tun: &SyncDevice) -> io::Result<usize> {
         let count = std::mem::take(&mut self.count);
         if count == 0 {
             return Ok(0);

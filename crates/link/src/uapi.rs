@@ -44,7 +44,7 @@ const MAX_CLIENTS: usize = 128;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// A bound UAPI socket, not yet served.
-pub struct UapiSocket {
+pub(crate) struct UapiSocket {
     listener: UnixListener,
     path: PathBuf,
 }
@@ -52,7 +52,7 @@ pub struct UapiSocket {
 impl UapiSocket {
     /// Binds `<dir>/<name>.sock` (mode 0600). A socket file left by a dead process is
     /// replaced; one that a live process answers on is an error.
-    pub fn bind(dir: &Path, name: &str) -> std::io::Result<Self> {
+    pub(crate) fn bind(dir: &Path, name: &str) -> std::io::Result<Self> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -75,7 +75,7 @@ impl UapiSocket {
 }
 
 /// The link a UAPI socket leads to: where its requests go and how its reactor is woken.
-pub struct Target {
+pub(crate) struct Target {
     /// The link's name, for logs.
     pub name: String,
     pub control: Sender<Command>,
@@ -84,10 +84,10 @@ pub struct Target {
 
 /// Where the link's worker puts its answer to one request: the reply text, `errno=N` and
 /// the blank line included. Sending never blocks; a reply dropped unsent closes the client.
-pub struct Reply(oneshot::Sender<String>);
+pub(crate) struct Reply(oneshot::Sender<String>);
 
 impl Reply {
-    pub fn send(self, answer: String) {
+    pub(crate) fn send(self, answer: String) {
         // The client may have gone (deadline): nothing to do then.
         let _ = self.0.send(answer);
     }
@@ -95,7 +95,7 @@ impl Reply {
 
 /// A link's UAPI socket while it is served. Dropping it removes the socket file and stops
 /// accepting on it (clients already connected finish or time out).
-pub struct Served {
+pub(crate) struct Served {
     path: PathBuf,
     /// Dropped with this: the accept task sees its receiver close and ends.
     _stop: oneshot::Sender<()>,
@@ -108,7 +108,7 @@ impl Drop for Served {
 }
 
 /// Serves `socket` on the UAPI thread (started on first use) for the link `target`.
-pub fn serve(socket: UapiSocket, target: Target) -> std::io::Result<Served> {
+pub(crate) fn serve(socket: UapiSocket, target: Target) -> std::io::Result<Served> {
     let server = server()?;
     let (stop_tx, stop) = oneshot::channel();
     let UapiSocket { listener, path } = socket;

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 
 /// The link's own socket, on its listen port. A link with exactly one configured path
 /// binds it to that path's interface or source address (plain WireGuard on the wire).
-pub fn bind(config: &LinkConfig) -> Result<UdpSocket, LinkError> {
+pub(crate) fn bind(config: &LinkConfig) -> Result<UdpSocket, LinkError> {
     match config.paths.as_slice() {
         [only] => bind_on(config, only, config.listen_port),
         _ => bind_on(config, &PathConfig::default(), config.listen_port),
@@ -18,12 +18,12 @@ pub fn bind(config: &LinkConfig) -> Result<UdpSocket, LinkError> {
 
 /// The socket of one configured path: bound to its interface (SO_BINDTODEVICE) and/or
 /// source address, on a port the kernel picks (the peer learns it).
-pub fn bind_path(config: &LinkConfig, path: &PathConfig) -> Result<UdpSocket, LinkError> {
+pub(crate) fn bind_path(config: &LinkConfig, path: &PathConfig) -> Result<UdpSocket, LinkError> {
     bind_on(config, path, 0)
 }
 
 /// A path's name in logs, errors and status.
-pub fn path_label(path: &PathConfig) -> String {
+pub(crate) fn path_label(path: &PathConfig) -> String {
     match (&path.interface, path.source) {
         (Some(i), Some(s)) => format!("{i}/{s}"),
         (Some(i), None) => i.clone(),
@@ -116,7 +116,7 @@ fn bind_on(config: &LinkConfig, path: &PathConfig, port: u16) -> Result<UdpSocke
 /// Measured on Linux 6.18 (a veth of MTU 1300): with these options a 1452-byte datagram
 /// leaves in two fragments; with quinn-udp's it fails with EMSGSIZE. UDP GSO refuses
 /// segments above the path MTU whatever these options say; `crate::send` handles that.
-pub fn allow_fragmentation(socket: &UdpSocket) -> std::io::Result<()> {
+pub(crate) fn allow_fragmentation(socket: &UdpSocket) -> std::io::Result<()> {
     let ipv6 = socket.local_addr()?.is_ipv6();
     let fd = socket.as_raw_fd();
     if ipv6 {
@@ -152,7 +152,7 @@ pub(crate) fn set_int(
             level,
             name,
             (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc == 0 {

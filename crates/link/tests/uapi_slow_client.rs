@@ -37,7 +37,7 @@ struct Pair {
 }
 
 impl Pair {
-    fn up(tag: &str) -> Pair {
+    fn up(tag: &str) -> Self {
         let lab = Lab::up(LabSpec::new(&lab_name(tag), 2)).unwrap();
         let (a, b) = (key_pair(), key_pair());
         // /var/run/wireguard is shared by every process on this machine: a name unique to
@@ -59,7 +59,7 @@ impl Pair {
             ),
         );
         wait_for("ping over the link", || lab.ping(1, "169.254.0.2"));
-        Pair {
+        Self {
             lab,
             ifname,
             peer_key: PublicKey(b.1).to_base64(),

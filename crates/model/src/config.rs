@@ -19,12 +19,18 @@ use std::collections::BTreeMap;
 pub const IFNAME_MAX: usize = 15;
 /// Links carry IPv6, which needs at least 1280 bytes.
 pub const MTU_MIN: u64 = 1280;
+/// The largest `mtu` accepted (an IP packet's limit).
 pub const MTU_MAX: u64 = 65535;
+/// `mtu` when unset: 1500 less WireGuard's 80 bytes over IPv6 (wg-quick's default).
 pub const DEFAULT_MTU: u32 = 1420;
+/// `stale_group` when unset.
 pub const DEFAULT_STALE_GROUP: u32 = 1;
+/// `active_group` when unset.
 pub const DEFAULT_ACTIVE_GROUP: u32 = 2;
+/// `control_socket` when unset.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/braid/braid.sock";
 
+/// A node's config file (docs/config.md), validated: ranet's fields and braid's extensions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Path of the registry file, as written (relative paths are relative to the config file).
@@ -33,46 +39,67 @@ pub struct Config {
     pub registry_source: RegistrySource,
     /// Trusted signing keys, refresh period, CA file and cache of the registry.
     pub registry_options: RegistryOptions,
+    /// This node's X25519 private key (`private_key` or `private_key_file`).
     pub private_key: PrivateKey,
     /// The file the private key was read from (`private_key_file`, as written); `None` when
     /// the key is inline (`private_key`).
     pub private_key_file: Option<String>,
     /// This node's name and index for its registry entry (`braid meta`); extensions.
     pub name: Option<String>,
+    /// This node's index in the address plan (`index`).
     pub index: Option<u64>,
     /// VRF enslaving the links; empty for none.
     pub vrf: String,
+    /// Interface group links move to before reconciling; what stays there is deleted.
     pub stale_group: u32,
+    /// Interface group of live links; differs from `stale_group`.
     pub active_group: u32,
+    /// The transports (`transport`): one underlay family, port and prefix each.
     pub transports: Vec<Transport>,
+    /// Free-form fields for humans, copied into `braid meta`.
     pub remarks: BTreeMap<String, Value>,
     // braid extensions
+    /// Which WireGuard carries the links (`backend`).
     pub backend: Backend,
     /// Network namespace holding the overlay (RAIT's isolation); `None` for the current one.
     pub netns: Option<String>,
+    /// The network's address allocation (`address_plan`).
     pub address_plan: Option<AddressPlanConfig>,
+    /// How routes are made (`routing`).
     pub routing: RoutingConfig,
+    /// This node as an exit to the outside (`exit`); `None`: not an exit.
     pub exit: Option<ExitConfig>,
+    /// The HTTP status and metrics listener (`status`).
     pub status: StatusConfig,
+    /// Where `braid run` serves `reload`, `status` and `down` (absolute path).
     pub control_socket: String,
 }
 
+/// One `transport` entry: the links of one underlay address family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transport {
+    /// The underlay family (`address_family`: `ip4` or `ip6`).
     pub address_family: AddressFamily,
     /// Public address for inbound connections; `None` when empty (behind NAT).
     pub address: Option<Host>,
+    /// This node's send port: the destination port of all it sends (unique in the mesh).
     pub send_port: u16,
+    /// MTU of this transport's links in bytes ([`MTU_MIN`]..=[`MTU_MAX`]).
     pub mtu: u32,
+    /// Interface name prefix: a link is named prefix + the peer's send port.
     pub prefix: String,
+    /// Mark (SO_MARK) on the links' UDP packets; 0 for none.
     pub fwmark: u32,
+    /// Listen on a random port instead of the peer's send port.
     pub random_port: bool,
     // braid extensions
     /// Persistent keepalive in seconds; `None` disables it.
     pub keepalive: Option<u16>,
+    /// Underlay paths (`paths`): two or more bond the transport's links.
     pub paths: Vec<PathConfig>,
     /// Find WAN uplinks automatically (ratbond's rule).
     pub wan_auto: bool,
+    /// How a bonded link spreads packets over its paths (`scheduler`).
     pub scheduler: Scheduler,
 }
 
@@ -123,7 +150,7 @@ impl Config {
     /// On success returns the config and any warnings.
     /// A `private_key_file` is an error here (nothing is read from disk); use
     /// [`Config::parse_with`] to allow one.
-    pub fn parse(file: &str, text: &str) -> Result<(Config, Problems), Problems> {
+    pub fn parse(file: &str, text: &str) -> Result<(Self, Problems), Problems> {
         Self::parse_with(file, text, &crate::keyfile::no_files)
     }
 
@@ -133,7 +160,7 @@ impl Config {
         file: &str,
         text: &str,
         key_files: KeyFileReader<'_>,
-    ) -> Result<(Config, Problems), Problems> {
+    ) -> Result<(Self, Problems), Problems> {
         let mut c = Collector::new(file);
         let config =
             read::parse_document(&mut c, text).and_then(|doc| read_config(&mut c, &doc, key_files));

@@ -15,9 +15,11 @@ pub struct DuplicateKey {
     pub key: String,
     /// Line and column (1-based, columns in characters) of the second occurrence.
     pub line: usize,
+    /// Column of the second occurrence.
     pub column: usize,
     /// Line and column of the first occurrence.
     pub first_line: usize,
+    /// Column of the first occurrence.
     pub first_column: usize,
 }
 

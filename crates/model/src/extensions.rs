@@ -14,12 +14,16 @@ use std::net::{IpAddr, SocketAddr};
 pub enum Backend {
     /// Kernel WireGuard when the module is available, else userspace.
     Auto,
+    /// braid's userspace data plane (braid-link over a TUN device).
     Userspace,
+    /// The kernel's WireGuard, configured over generic netlink.
     Kernel,
 }
 
 impl Backend {
+    /// The names `backend` accepts, in the order of the variants.
     pub const NAMES: &'static [&'static str] = &["auto", "userspace", "kernel"];
+    /// The variant named `name` in the config; `None` for an unknown name.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "auto" => Some(Self::Auto),
@@ -41,10 +45,14 @@ pub struct AddressPlanConfig {
     pub bridge: String,
 }
 
+/// `address_plan.bridge` when unset.
 pub const DEFAULT_BRIDGE: &str = "braid0";
 
+/// `address_plan.ipv4_pool` when unset.
 pub const DEFAULT_IPV4_POOL: &str = "10.0.0.0/8";
 
+/// Reads `address_plan` at `path`; every problem goes to `c` (with its field path and
+/// fix), and `None` comes back when there was one.
 pub fn read_address_plan(
     c: &mut Collector,
     path: &str,
@@ -175,7 +183,9 @@ pub enum RoutingMode {
 }
 
 impl RoutingMode {
+    /// The names `routing.mode` accepts, in the order of the variants.
     pub const NAMES: &'static [&'static str] = &["none", "static", "babel", "bird"];
+    /// The variant named `name` in the config; `None` for an unknown name.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "none" => Some(Self::None),
@@ -185,13 +195,16 @@ impl RoutingMode {
             _ => None,
         }
     }
+    /// The mode's name in the config.
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
 }
 
+/// The `routing` object.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoutingConfig {
+    /// How routes are made (`mode`).
     pub mode: RoutingMode,
     /// Babel hello interval in seconds.
     pub hello_interval: u16,
@@ -206,6 +219,7 @@ impl Default for RoutingConfig {
     }
 }
 
+/// Reads `routing` at `path`; problems go to `c`, `None` when there was one.
 pub fn read_routing(c: &mut Collector, path: &str, value: &Value) -> Option<RoutingConfig> {
     let map = read::object(c, path, value, &["mode", "hello_interval"])?;
     let default = RoutingConfig::default();
@@ -251,6 +265,7 @@ pub struct ExitConfig {
 /// The exit preference an exit advertises when its config names none.
 pub const DEFAULT_EXIT_PREFERENCE: u32 = 100;
 
+/// Reads `exit` at `path`; problems go to `c`, `None` when there was one.
 pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitConfig> {
     let map = read::object(
         c,
@@ -343,6 +358,7 @@ pub struct StatusConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// `status.listen` when unset.
 pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8091";
 
 impl Default for StatusConfig {
@@ -353,6 +369,7 @@ impl Default for StatusConfig {
     }
 }
 
+/// Reads `status` at `path`; problems go to `c`, `None` when there was one.
 pub fn read_status(c: &mut Collector, path: &str, value: &Value) -> Option<StatusConfig> {
     let map = read::object(c, path, value, &["listen"])?;
     let p = field_path(path, "listen");
@@ -381,16 +398,22 @@ pub fn read_status(c: &mut Collector, path: &str, value: &Value) -> Option<Statu
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheduler {
+    /// A flow (5-tuple hash) stays on one path.
     Flow,
+    /// Packets in turn over the live paths.
     RoundRobin,
+    /// Packets over the live paths in proportion to their weights (or measured capacity).
     Weighted,
+    /// Every packet on every live path.
     Redundant,
+    /// Everything on the live path of lowest priority.
     Backup,
     /// Each packet on the path where it is expected to arrive first (the default).
     EarliestArrival,
 }
 
 impl Scheduler {
+    /// The names `scheduler` accepts.
     pub const NAMES: &'static [&'static str] = &[
         "earliest-arrival",
         "flow",
@@ -399,6 +422,7 @@ impl Scheduler {
         "redundant",
         "backup",
     ];
+    /// The variant named `name` in the config; `None` for an unknown name.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "earliest-arrival" => Some(Self::EarliestArrival),
@@ -415,7 +439,9 @@ impl Scheduler {
 /// One underlay path of a transport: a local interface or a source address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PathConfig {
+    /// The local interface the path's socket is bound to (SO_BINDTODEVICE).
     pub interface: Option<String>,
+    /// The local source address the path's socket is bound to.
     pub source: Option<IpAddr>,
     /// Share of traffic for the weighted scheduler; `None` means "measure it".
     pub weight: Option<u32>,
@@ -425,6 +451,8 @@ pub struct PathConfig {
     pub rate_mbit: Option<u32>,
 }
 
+/// Reads one `paths` entry at `path` (its address family checked against `family`);
+/// problems go to `c`, `None` when there was one.
 pub fn read_path(
     c: &mut Collector,
     path: &str,

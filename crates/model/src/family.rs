@@ -3,17 +3,22 @@
 use std::fmt;
 use std::net::IpAddr;
 
+/// An underlay address family (`address_family` in configs and registries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum AddressFamily {
+    /// IPv4 (`ip4`).
     #[serde(rename = "ip4")]
     Ip4,
+    /// IPv6 (`ip6`).
     #[serde(rename = "ip6")]
     Ip6,
 }
 
 impl AddressFamily {
+    /// The names accepted, in the order of the variants.
     pub const NAMES: [&'static str; 2] = ["ip4", "ip6"];
 
+    /// The family named `name`; `None` for anything else.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "ip4" => Some(Self::Ip4),
@@ -22,6 +27,7 @@ impl AddressFamily {
         }
     }
 
+    /// The family's name: `ip4` or `ip6`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ip4 => "ip4",
@@ -29,6 +35,7 @@ impl AddressFamily {
         }
     }
 
+    /// The family of `addr`.
     pub fn of(addr: IpAddr) -> Self {
         match addr {
             IpAddr::V4(_) => Self::Ip4,

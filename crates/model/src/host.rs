@@ -10,15 +10,17 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(untagged)]
 pub enum Host {
+    /// An IP address.
     Ip(IpAddr),
+    /// A DNS name, resolved when dialling.
     Name(String),
 }
 
 impl std::fmt::Display for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Name(name) => f.write_str(name),
+            Self::Ip(ip) => write!(f, "{ip}"),
+            Self::Name(name) => f.write_str(name),
         }
     }
 }

@@ -14,13 +14,18 @@ pub enum KeyFile {
     Read {
         /// The path as opened (relative paths already resolved), for messages.
         path: String,
+        /// The file's contents.
         text: String,
+        /// Its permission bits.
         mode: u32,
     },
     /// It could not be read: why, and how to fix that.
     Unreadable {
+        /// The path as opened.
         path: String,
+        /// Why it could not be read.
         message: String,
+        /// What to do about it.
         fix: String,
     },
 }

@@ -7,8 +7,10 @@ use std::fmt;
 /// Why a base64 key did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// Not base64; the decoder's message.
     #[error("is not valid base64 ({0})")]
     Base64(String),
+    /// Decodes to this many bytes instead of 32.
     #[error(
         "decodes to {0} bytes, but a WireGuard key is 32 bytes (44 base64 characters ending in '=')"
     )]
@@ -31,9 +33,11 @@ pub struct PublicKey(pub [u8; 32]);
 pub struct PrivateKey(pub [u8; 32]);
 
 impl PublicKey {
+    /// Parses the base64 form (44 characters, as `wg pubkey` prints it). Errors: [`KeyError`].
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
         decode32(text).map(Self)
     }
+    /// The base64 form (standard alphabet, padded).
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0)
     }
@@ -44,6 +48,7 @@ impl PublicKey {
 }
 
 impl PrivateKey {
+    /// Parses the base64 form (as `wg genkey` prints it). Errors: [`KeyError`].
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
         decode32(text).map(Self)
     }
@@ -54,9 +59,11 @@ impl PrivateKey {
         bytes[31] |= 64;
         Self(bytes)
     }
+    /// The base64 form (standard alphabet, padded).
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0)
     }
+    /// The X25519 public key of this private key (as `wg pubkey` derives it).
     pub fn public_key(&self) -> PublicKey {
         let secret = x25519_dalek::StaticSecret::from(self.0);
         PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes())

@@ -3,15 +3,20 @@
 
 use std::fmt;
 
+/// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The input cannot be used.
     Error,
+    /// The input is used, but probably not as meant.
     Warning,
 }
 
+/// One problem in one input file; `Display` prints `severity: file: path: message; fix: ...`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
+    /// Error or warning.
     pub severity: Severity,
     /// The file as the user named it, e.g. `/etc/braid/registry.json`.
     pub file: String,
@@ -25,6 +30,7 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// Whether the problem is an error.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -53,16 +59,20 @@ impl fmt::Display for Problem {
 pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
+    /// Whether any problem is an error.
     pub fn has_errors(&self) -> bool {
         self.0.iter().any(Problem::is_error)
     }
+    /// The errors, in order.
     pub fn errors(&self) -> impl Iterator<Item = &Problem> {
         self.0.iter().filter(|p| p.is_error())
     }
+    /// The warnings, in order.
     pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
         self.0.iter().filter(|p| !p.is_error())
     }
-    pub fn extend(&mut self, other: Problems) {
+    /// Appends `other`'s problems.
+    pub fn extend(&mut self, other: Self) {
         self.0.extend(other.0);
     }
 }
@@ -83,10 +93,12 @@ impl fmt::Display for Problems {
 #[derive(Debug)]
 pub struct Collector {
     file: String,
+    /// The problems so far, in the order found.
     pub problems: Vec<Problem>,
 }
 
 impl Collector {
+    /// A collector for `file` (as the user named it).
     pub fn new(file: &str) -> Self {
         Self {
             file: file.to_string(),
@@ -94,14 +106,17 @@ impl Collector {
         }
     }
 
+    /// The file the problems are about.
     pub fn file(&self) -> &str {
         &self.file
     }
 
+    /// Records an error at JSON path `path`: what is wrong and how to fix it.
     pub fn error(&mut self, path: &str, message: impl Into<String>, fix: impl Into<String>) {
         self.push(Severity::Error, path, message.into(), fix.into());
     }
 
+    /// Records a warning at JSON path `path`: what is wrong and how to fix it.
     pub fn warn(&mut self, path: &str, message: impl Into<String>, fix: impl Into<String>) {
         self.push(Severity::Warning, path, message.into(), fix.into());
     }
@@ -116,10 +131,12 @@ impl Collector {
         });
     }
 
+    /// Whether any problem so far is an error.
     pub fn has_errors(&self) -> bool {
         self.problems.iter().any(Problem::is_error)
     }
 
+    /// The problems collected.
     pub fn into_problems(self) -> Problems {
         Problems(self.problems)
     }

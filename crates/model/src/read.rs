@@ -154,6 +154,7 @@ pub fn field<'v>(
     }
 }
 
+/// `value` as a string; otherwise an error at `path` with `fix`, and `None`.
 pub fn string(c: &mut Collector, path: &str, value: &Value, fix: &str) -> Option<String> {
     match value.as_str() {
         Some(s) => Some(s.to_string()),
@@ -168,6 +169,7 @@ pub fn string(c: &mut Collector, path: &str, value: &Value, fix: &str) -> Option
     }
 }
 
+/// `value` as a boolean; otherwise an error at `path`, and `None`.
 pub fn boolean(c: &mut Collector, path: &str, value: &Value) -> Option<bool> {
     match value.as_bool() {
         Some(b) => Some(b),
@@ -232,6 +234,7 @@ pub fn choice<'k>(
     None
 }
 
+/// `value` as an array; otherwise an error at `path` with `fix`, and `None`.
 pub fn array<'v>(
     c: &mut Collector,
     path: &str,

@@ -10,13 +10,17 @@ use crate::read::{self, field_path, index_path};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
+/// A registry (docs/registry.md): every node of the mesh, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registry {
+    /// The nodes, in file order.
     pub nodes: Vec<Node>,
 }
 
+/// One registry entry: a node's key, endpoints and braid's extensions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
+    /// The node's X25519 public key (its identity).
     pub public_key: PublicKey,
     /// A human name (braid extension), used in status output and the lab.
     pub name: Option<String>,
@@ -24,13 +28,18 @@ pub struct Node {
     pub index: Option<u64>,
     /// Present when the node is an exit; lower is preferred (braid extension).
     pub exit_preference: Option<u32>,
+    /// Where the node can be reached, one per transport it has.
     pub endpoints: Vec<Endpoint>,
+    /// Free-form fields for humans.
     pub remarks: BTreeMap<String, Value>,
 }
 
+/// One way to reach a node: family, address and send port.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
+    /// The node's send port for this family: others listen on it for this node.
     pub send_port: u16,
+    /// `ip4` or `ip6`.
     pub address_family: AddressFamily,
     /// `None` when the node cannot be dialled (behind NAT): it dials the others.
     pub address: Option<Host>,
@@ -55,7 +64,7 @@ const ENDPOINT_FIELDS: &[&str] = &["send_port", "address_family", "address"];
 
 impl Registry {
     /// Parses and validates a registry file's text. `file` names the file in problems.
-    pub fn parse(file: &str, text: &str) -> Result<(Registry, Problems), Problems> {
+    pub fn parse(file: &str, text: &str) -> Result<(Self, Problems), Problems> {
         let mut c = Collector::new(file);
         let registry =
             read::parse_document(&mut c, text).and_then(|doc| read_registry(&mut c, &doc));
@@ -65,6 +74,7 @@ impl Registry {
         }
     }
 
+    /// The node with public key `key`.
     pub fn find(&self, key: &PublicKey) -> Option<&Node> {
         self.nodes.iter().find(|n| n.public_key == *key)
     }

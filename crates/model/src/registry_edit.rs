@@ -9,14 +9,23 @@ use serde_json::Value;
 /// Why an edit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
+    /// The registry file is not a JSON array.
     #[error("the registry is not a JSON array of nodes")]
     NotAnArray,
+    /// The entry to add is not a JSON object; what it is.
     #[error("the new entry is not a JSON object: {0}")]
     EntryNotAnObject(String),
+    /// No node matches the selector (named in the message).
     #[error("no node has {0}")]
     NotFound(String),
+    /// More than one node matches the selector.
     #[error("{count} nodes have {what}; name the node by its public key")]
-    Ambiguous { what: String, count: usize },
+    Ambiguous {
+        /// The selector, e.g. name `alpha`.
+        what: String,
+        /// How many nodes match it.
+        count: usize,
+    },
     /// The edited registry does not validate (or the registry did not before the edit).
     #[error("{0}")]
     Invalid(Problems),
@@ -27,6 +36,7 @@ pub enum EditError {
 pub enum Selector {
     /// The base64 public key.
     Key(String),
+    /// The node's `name`.
     Name(String),
 }
 

@@ -26,6 +26,7 @@ impl fmt::Display for KeyId {
 /// A public key the config trusts to sign the registry (`registry_keys`).
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
+    /// The key's minisign id (8 bytes, printed as 16 hex digits).
     pub id: KeyId,
     /// The key as written: the base64 line of a minisign `.pub` file.
     pub text: String,
@@ -81,28 +82,38 @@ pub struct Signed {
 /// Why a registry's signature is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// No signature file (its path).
     #[error("it is not signed (no signature file {0})")]
     Missing(String),
+    /// The signature file does not parse; the parser's message.
     #[error("its signature is not in minisign's format ({0})")]
     Malformed(String),
+    /// A legacy (non-prehashed, `Ed`) signature.
     #[error(
         "its signature is a legacy (non-prehashed) minisign signature, which braid does not accept"
     )]
     Legacy,
+    /// Signed by a key the config does not trust (its id).
     #[error("it is signed with key {0}, which is not trusted (the config's registry_keys)")]
     UnknownKey(KeyId),
+    /// The signature does not verify with the key it names.
     #[error(
         "its signature does not match its content or trusted comment (key {0}): the file was changed after signing, or the signature belongs to another file"
     )]
     Invalid(KeyId),
+    /// The trusted comment has no `timestamp:N` (the comment as found).
     #[error("its signature's trusted comment has no timestamp:N (it says `{0}`)")]
     NoTimestamp(String),
+    /// Signed longer ago than `registry_max_age` allows.
     #[error(
         "it expired: signed at timestamp {version}, {age} s ago, and registry_max_age is {max_age} s"
     )]
     Expired {
+        /// The signature's timestamp (Unix seconds), the registry's version.
         version: u64,
+        /// Seconds since then.
         age: u64,
+        /// The config's `registry_max_age`, seconds.
         max_age: u64,
     },
 }
@@ -111,25 +122,25 @@ impl SignatureError {
     /// A short name for metrics labels.
     pub fn reason(&self) -> &'static str {
         match self {
-            SignatureError::Missing(_) => "unsigned",
-            SignatureError::Malformed(_) | SignatureError::Legacy => "malformed_signature",
-            SignatureError::UnknownKey(_) => "unknown_key",
-            SignatureError::Invalid(_) => "bad_signature",
-            SignatureError::NoTimestamp(_) => "no_timestamp",
-            SignatureError::Expired { .. } => "expired",
+            Self::Missing(_) => "unsigned",
+            Self::Malformed(_) | Self::Legacy => "malformed_signature",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::Invalid(_) => "bad_signature",
+            Self::NoTimestamp(_) => "no_timestamp",
+            Self::Expired { .. } => "expired",
         }
     }
 
     /// How to fix it.
     pub fn fix(&self) -> String {
         match self {
-            SignatureError::Missing(_) => "sign the registry where it is edited: `braid registry sign -s SIGNING.key registry.json` (or `minisign -Sm registry.json`), and publish registry.json.minisig beside it".into(),
-            SignatureError::Malformed(_) => "sign it again with `braid registry sign` or `minisign -Sm`".into(),
-            SignatureError::Legacy => "sign it again without minisign's -l (legacy) flag".into(),
-            SignatureError::UnknownKey(id) => format!("sign with a trusted key, or add key {id}'s public key to registry_keys in every node's config (rotation: docs/operations.md)"),
-            SignatureError::Invalid(_) => "publish the registry and its signature together; sign the registry again after any edit (`braid registry sign`)".into(),
-            SignatureError::NoTimestamp(_) => "sign with braid registry sign, or minisign's default trusted comment (do not pass -t), which carries timestamp:".into(),
-            SignatureError::Expired { .. } => "sign the registry again and publish it (sign at least once per registry_max_age, e.g. from cron); if the source withholds new versions, that is what this check found".into(),
+            Self::Missing(_) => "sign the registry where it is edited: `braid registry sign -s SIGNING.key registry.json` (or `minisign -Sm registry.json`), and publish registry.json.minisig beside it".into(),
+            Self::Malformed(_) => "sign it again with `braid registry sign` or `minisign -Sm`".into(),
+            Self::Legacy => "sign it again without minisign's -l (legacy) flag".into(),
+            Self::UnknownKey(id) => format!("sign with a trusted key, or add key {id}'s public key to registry_keys in every node's config (rotation: docs/operations.md)"),
+            Self::Invalid(_) => "publish the registry and its signature together; sign the registry again after any edit (`braid registry sign`)".into(),
+            Self::NoTimestamp(_) => "sign with braid registry sign, or minisign's default trusted comment (do not pass -t), which carries timestamp:".into(),
+            Self::Expired { .. } => "sign the registry again and publish it (sign at least once per registry_max_age, e.g. from cron); if the source withholds new versions, that is what this check found".into(),
         }
     }
 }
@@ -230,10 +241,17 @@ pub enum Freshness {
 /// Why a validly signed registry is still refused: it is not newer than the running one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RollbackError {
+    /// Signed earlier than the running registry.
     #[error(
         "it is older than the registry this node runs (signed at timestamp {candidate}, the running one at {running}): a rollback"
     )]
-    Older { candidate: u64, running: u64 },
+    Older {
+        /// The candidate's timestamp (Unix seconds).
+        candidate: u64,
+        /// The running registry's timestamp.
+        running: u64,
+    },
+    /// The running registry's timestamp (Unix seconds) with other content.
     #[error(
         "it has the running registry's version (timestamp {0}) but other content: it was changed without signing it again, or signed twice within one second"
     )]
@@ -241,15 +259,17 @@ pub enum RollbackError {
 }
 
 impl RollbackError {
+    /// A one-word reason for logs and metrics: `rollback`.
     pub fn reason(&self) -> &'static str {
         "rollback"
     }
+    /// What to do about it, for the problem's `fix`.
     pub fn fix(&self) -> &'static str {
         match self {
-            RollbackError::Older { .. } => {
+            Self::Older { .. } => {
                 "publish the newest signed registry; to go back to older content, edit it and sign it again (a new timestamp)"
             }
-            RollbackError::SameVersionOtherContent(_) => {
+            Self::SameVersionOtherContent(_) => {
                 "sign the registry again (`braid registry sign` gives each signature a later timestamp)"
             }
         }

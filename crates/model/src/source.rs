@@ -17,14 +17,19 @@ pub enum RegistrySource {
 /// Why a `registry` value is not a usable source.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
+    /// `registry` is empty.
     #[error("the registry path is empty")]
     Empty,
+    /// An `http://` URL (as written).
     #[error("`{0}` is plain HTTP: anyone on the path could change the registry")]
     PlainHttp(String),
+    /// A URL scheme other than `file` and `https` (as written).
     #[error("`{0}` has a scheme braid does not fetch")]
     Scheme(String),
+    /// A `file:` URL without an absolute path (as written).
     #[error("`{0}` is not a file:// URL of an absolute path")]
     FileUrl(String),
+    /// An `https://` URL without a host (as written).
     #[error("`{0}` has no host")]
     NoHost(String),
 }
@@ -33,17 +38,15 @@ impl SourceError {
     /// How to fix it.
     pub fn fix(&self) -> &'static str {
         match self {
-            SourceError::Empty => {
-                "set it to the path of the shared registry file, or an https:// URL"
-            }
-            SourceError::PlainHttp(_) => {
+            Self::Empty => "set it to the path of the shared registry file, or an https:// URL",
+            Self::PlainHttp(_) => {
                 "serve the registry over https:// (and sign it: `braid registry sign`)"
             }
-            SourceError::Scheme(_) => "use a path, a file:///absolute/path URL or an https:// URL",
-            SourceError::FileUrl(_) => {
+            Self::Scheme(_) => "use a path, a file:///absolute/path URL or an https:// URL",
+            Self::FileUrl(_) => {
                 "write file:// followed by an absolute path: file:///etc/braid/registry.json"
             }
-            SourceError::NoHost(_) => {
+            Self::NoHost(_) => {
                 "write https://HOST/PATH, e.g. https://reg.example.net/registry.json"
             }
         }
@@ -150,6 +153,7 @@ pub struct RegistryOptions {
 pub const DEFAULT_REFRESH: u32 = 300;
 /// The bounds of `registry_refresh`, seconds.
 pub const REFRESH_MIN: u32 = 5;
+/// The largest `registry_refresh`: one day.
 pub const REFRESH_MAX: u32 = 86_400;
 
 impl Default for RegistryOptions {

@@ -2,6 +2,7 @@
 
 use braid_model::{AddressFamily, Config, Host};
 
+/// The config from ranet's README, verbatim (JSON with `//` comments).
 pub const RANET_EXAMPLE: &str = r#"{
   "registry": "/etc/ranet/registry.json", // path to registry file
   "private_key": "KOfdX54OtHAOMqSn2rytCDHSFNe8prw43O8A98z21Xg=", // wireguard private key

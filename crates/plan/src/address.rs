@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// Everything a node's index decides.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NodeAddresses {
+    /// The node's index in the registry's address plan (1-based; 0 is the upstream segment).
     pub index: u64,
     /// The node's /64 of the allocation.
     pub prefix6: Ipv6Net,
@@ -24,18 +25,32 @@ pub struct NodeAddresses {
     pub link4: Option<Ipv4Net>,
 }
 
+/// Why an index has no addresses in the plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// Index 0 names the upstream segment, never a node.
     #[error("index 0 is reserved for the upstream segment")]
     IndexZero,
+    /// The index's /64 does not fit in the IPv6 allocation.
     #[error("index {index} is beyond the allocation {allocation}, which holds indexes 1..={max}")]
     BeyondAllocation {
+        /// The offending index.
         index: u64,
+        /// The allocation from the registry.
         allocation: Ipv6Net,
+        /// The largest index the allocation holds.
         max: u64,
     },
+    /// The index's /24 does not fit in the IPv4 pool.
     #[error("index {index} is too large for the IPv4 pool {pool}, which holds indexes 1..={max}")]
-    TooLargeForPool { index: u64, pool: Ipv4Net, max: u64 },
+    TooLargeForPool {
+        /// The offending index.
+        index: u64,
+        /// The IPv4 pool from the registry.
+        pool: Ipv4Net,
+        /// The largest index the pool holds.
+        max: u64,
+    },
 }
 
 /// Number of /64s in the allocation (2^(64 - len)), saturated to u64.

@@ -20,20 +20,25 @@ use std::net::Ipv6Addr;
 /// The files the plan came from, to name them in problems.
 #[derive(Debug, Clone, Copy)]
 pub struct Sources<'a> {
+    /// Path of the config file, as given.
     pub config: &'a str,
+    /// Path (or URL) of the registry, as given.
     pub registry: &'a str,
 }
 
 /// One node of the mesh as the plan sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NodePlan {
+    /// The node's X25519 public key (the registry's key for it).
     #[serde(serialize_with = "serialize_key")]
     pub public_key: PublicKey,
+    /// The node's name from the registry, if it has one.
     pub name: Option<String>,
     /// IPv6 link-local address used on every link of the node.
     pub link_local6: Ipv6Addr,
     /// With an address plan: the node's prefixes and addresses.
     pub addresses: Option<NodeAddresses>,
+    /// The node's rank as an exit (lower is preferred); `None`: not an exit.
     pub exit_preference: Option<u32>,
 }
 

@@ -9,7 +9,9 @@ use std::fmt;
 /// Where a link sends: the peer's address at this node's send port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RemoteEndpoint {
+    /// The peer's address: an IP or a DNS name resolved by the daemon.
     pub host: Host,
+    /// The UDP port to send to.
     pub port: u16,
 }
 
@@ -33,15 +35,19 @@ impl serde::Serialize for RemoteEndpoint {
 pub struct LinkPlan {
     /// Interface name: transport prefix + the peer endpoint's send port.
     pub name: String,
+    /// The address family of the underlay (the transport's IPv4 or IPv6).
     pub family: AddressFamily,
     /// The peer's send port, or 0 when the transport uses random ports.
     pub listen_port: u16,
     /// `None` when the peer has no address: it dials in.
     pub endpoint: Option<RemoteEndpoint>,
+    /// The interface MTU in bytes (from the transport).
     pub mtu: u32,
+    /// The firewall mark on the link's own UDP packets (from the transport), so they are not routed into the mesh.
     pub fwmark: u32,
     /// The config's active interface group.
     pub group: u32,
+    /// The peer's X25519 public key.
     #[serde(serialize_with = "crate::serialize_key")]
     pub peer_public_key: PublicKey,
     /// This node's own public key (from the config's private key): a new one is a key

@@ -9,11 +9,17 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
+    /// The interface MTU.
     Mtu,
+    /// The firewall mark on the link's UDP packets.
     Fwmark,
+    /// The interface group.
     Group,
+    /// The UDP listen port.
     ListenPort,
+    /// The peer's endpoint (address or port).
     Endpoint,
+    /// The persistent-keepalive interval.
     Keepalive,
     /// The peer behind the link changed keys: a new session is needed.
     PeerKey,
@@ -27,6 +33,7 @@ pub enum Change {
 /// The steps from `running` to `desired`, each list sorted by link name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Diff {
+    /// Links to create, with their settings.
     pub add: Vec<LinkPlan>,
     /// The new settings of each changed link, with what changed.
     pub update: Vec<(LinkPlan, Vec<Change>)>,
@@ -37,6 +44,7 @@ pub struct Diff {
 }
 
 impl Diff {
+    /// True when nothing is to be added, updated or removed (unchanged links do not count).
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.update.is_empty() && self.remove.is_empty()
     }

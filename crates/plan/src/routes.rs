@@ -12,10 +12,14 @@ use std::net::IpAddr;
 /// Metric of the first route to a destination; further links and exits count up from it.
 pub const BASE_METRIC: u32 = 1024;
 
+/// One route to install: `destination via <via> dev <dev> metric <metric>`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RoutePlan {
+    /// The prefix the route reaches.
     pub destination: IpNet,
+    /// The next hop: the peer's link-local address on the link, or an exit's upstream gateway.
     pub via: IpAddr,
+    /// The link's interface name.
     pub dev: String,
     /// Lower wins; a backup route through another link or exit has a higher metric.
     pub metric: u32,

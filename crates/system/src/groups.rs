@@ -12,10 +12,15 @@ use std::net::{IpAddr, Ipv4Addr};
 /// An interface as netlink reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
+    /// The kernel's interface index.
     pub index: u32,
+    /// The interface name (at most 15 bytes).
     pub name: String,
+    /// The interface group (`ip link set group`); 0 is the default group.
     pub group: u32,
+    /// The MTU in bytes.
     pub mtu: u32,
+    /// Whether the interface is administratively up (IFF_UP).
     pub up: bool,
     /// The link kind (`wireguard`, `vrf`, `tun`, ...), when the kernel reports one.
     pub kind: Option<String>,
@@ -211,6 +216,7 @@ impl Netlink {
         }
     }
 
+    /// Puts interface `index` in interface group `group` (IFLA_GROUP). Errors: [`SystemError::Netlink`].
     pub async fn set_group(&self, index: u32, group: u32) -> Result<(), SystemError> {
         let message = LinkUnspec::new_with_index(index).link_group(group).build();
         self.handle

@@ -13,19 +13,24 @@ fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> SystemError {
 
 /// Table ids tried for a new VRF, lowest first; the first no other VRF uses is taken.
 pub const VRF_TABLE_FIRST: u32 = 1000;
+/// The last table id tried for a new VRF.
 pub const VRF_TABLE_LAST: u32 = 1999;
 
 /// A VRF device and its routing table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vrf {
+    /// The VRF device's interface index.
     pub index: u32,
+    /// The routing table the VRF owns.
     pub table: u32,
 }
 
 /// How an interface should be: what [`Netlink::apply_settings`] sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// The MTU in bytes.
     pub mtu: u32,
+    /// The interface group.
     pub group: u32,
     /// The VRF to enslave to; `None` for none.
     pub controller: Option<u32>,
@@ -173,6 +178,7 @@ impl Netlink {
             )))
     }
 
+    /// Sets interface `index` up (IFF_UP). Errors: [`SystemError::Netlink`].
     pub async fn set_up(&self, index: u32) -> Result<(), SystemError> {
         let message = LinkUnspec::new_with_index(index).up().build();
         self.handle()

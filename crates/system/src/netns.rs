@@ -38,7 +38,7 @@ pub fn block_on_in<T, F>(
 ) -> Result<T, SystemError>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = T>,
+    F: Future<Output = T>,
 {
     let owned = name.to_string();
     run_in(name, move || {
@@ -58,7 +58,7 @@ where
 pub fn block_on<T, F>(f: impl FnOnce() -> F + Send + 'static) -> Result<T, SystemError>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = T>,
+    F: Future<Output = T>,
 {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -21,10 +21,13 @@ pub const RTPROT_BRAID: u8 = 98;
 /// One route: destination via a gateway on an interface, with a metric.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteSpec {
+    /// The prefix the route reaches.
     pub destination: IpNet,
     /// `None`: a route straight onto the interface (scope link).
     pub gateway: Option<IpAddr>,
+    /// The outgoing interface's index.
     pub oif: u32,
+    /// The route's metric (priority): lower wins.
     pub metric: u32,
     /// The routing table: [`MAIN_TABLE`], or a VRF's.
     pub table: u32,
@@ -39,8 +42,9 @@ pub const MAIN_TABLE: u32 = 254;
 /// 98`).
 pub const MESH_TABLE: u32 = 98;
 
-/// babeld's and BIRD's routing protocol numbers (`proto babel`, `proto bird`).
+/// babeld's routing protocol number (`proto babel`).
 pub const RTPROT_BABEL: u8 = 42;
+/// BIRD's routing protocol number (`proto bird`).
 pub const RTPROT_BIRD: u8 = 12;
 
 /// The name `ip route` gives a routing protocol number (rt_protos), with the number.
@@ -64,13 +68,19 @@ pub fn protocol_name(protocol: u8) -> String {
 /// A route as the kernel holds it, whoever made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelRoute {
+    /// The prefix the route reaches.
     pub destination: IpNet,
     /// A source-specific route's source prefix (`from`), if any.
     pub source: Option<IpNet>,
+    /// Who made it (`proto`): e.g. [`RTPROT_BRAID`], [`RTPROT_BABEL`].
     pub protocol: u8,
+    /// The routing table.
     pub table: u32,
+    /// The route's metric (priority).
     pub metric: u32,
+    /// The next hop; `None` for a route straight onto the interface.
     pub gateway: Option<IpAddr>,
+    /// The outgoing interface's index; 0 when the kernel reports none.
     pub oif: u32,
 }
 
@@ -78,8 +88,11 @@ pub struct KernelRoute {
 /// not add or remove, each with one sentence saying why (the others were still applied).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSync {
+    /// Routes added or replaced.
     pub added: usize,
+    /// Stale routes removed.
     pub removed: usize,
+    /// Routes that could not be added or removed, each with why.
     pub failed: Vec<(RouteSpec, String)>,
 }
 
@@ -195,6 +208,9 @@ impl Netlink {
         Ok(out)
     }
 
+    /// Adds route `r` to its table as braid's (`proto 98`). A route of the same key that
+    /// braid made is replaced; one it did not make is left alone:
+    /// [`SystemError::RouteCollision`]. Other errors: [`SystemError::Netlink`].
     pub async fn add_route(&self, r: &RouteSpec) -> Result<(), SystemError> {
         let message = match (r.destination, r.gateway) {
             (IpNet::V4(dst), gw) => {

@@ -36,17 +36,25 @@ pub const SOURCE_RULE_PRIORITY: u32 = 5301;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MeshRule {
     /// `lookup <mesh> suppress_prefixlength 0`, for IPv6 when `v6`.
-    Routes { v6: bool },
+    Routes {
+        /// IPv6 (else IPv4).
+        v6: bool,
+    },
     /// `from <prefix> lookup <mesh>`.
     From(IpNet),
     /// `iif <interface> lookup <mesh>`, for IPv6 when `v6`.
-    Iif { interface: String, v6: bool },
+    Iif {
+        /// The interface packets come in on.
+        interface: String,
+        /// IPv6 (else IPv4).
+        v6: bool,
+    },
 }
 
 impl MeshRule {
     fn priority(&self) -> u32 {
         match self {
-            MeshRule::Routes { .. } => MESH_RULE_PRIORITY,
+            Self::Routes { .. } => MESH_RULE_PRIORITY,
             _ => SOURCE_RULE_PRIORITY,
         }
     }
@@ -56,17 +64,17 @@ impl std::fmt::Display for MeshRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let family = |v6: bool| if v6 { "-6" } else { "-4" };
         match self {
-            MeshRule::Routes { v6 } => write!(
+            Self::Routes { v6 } => write!(
                 f,
                 "ip {} rule pref {MESH_RULE_PRIORITY} lookup mesh suppress_prefixlength 0",
                 family(*v6)
             ),
-            MeshRule::From(net) => write!(
+            Self::From(net) => write!(
                 f,
                 "ip {} rule pref {SOURCE_RULE_PRIORITY} from {net} lookup mesh",
                 family(net.addr().is_ipv6())
             ),
-            MeshRule::Iif { interface, v6 } => write!(
+            Self::Iif { interface, v6 } => write!(
                 f,
                 "ip {} rule pref {SOURCE_RULE_PRIORITY} iif {interface} lookup mesh",
                 family(*v6)

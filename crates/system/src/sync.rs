@@ -43,7 +43,7 @@ fn set_receive_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()
             libc::SOL_SOCKET,
             libc::SO_RCVTIMEO,
             (&raw const tv).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -103,13 +103,21 @@ where
 /// An interface's packet and byte counters, as `ip -s link` shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Packets received.
     pub rx_packets: u64,
+    /// Packets sent.
     pub tx_packets: u64,
+    /// Bytes received.
     pub rx_bytes: u64,
+    /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets received and dropped (no buffer, or a driver's drop).
     pub rx_dropped: u64,
+    /// Packets to send that were dropped.
     pub tx_dropped: u64,
+    /// Receive errors.
     pub rx_errors: u64,
+    /// Send errors.
     pub tx_errors: u64,
 }
 
@@ -124,7 +132,7 @@ impl RouteSocket {
     pub fn connect_in(netns: Option<&str>) -> Result<Self, SystemError> {
         let connect = || {
             open(netlink_sys::protocols::NETLINK_ROUTE)
-                .map(|socket| RouteSocket {
+                .map(|socket| Self {
                     socket,
                     sequence: 0,
                 })

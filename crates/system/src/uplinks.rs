@@ -28,8 +28,11 @@ const DEFAULT_TABLE: u32 = 253;
 /// An interface with a default route in a table of its own.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Uplink {
+    /// The interface name.
     pub name: String,
+    /// The interface index.
     pub index: u32,
+    /// The routing table holding its default route.
     pub table: u32,
     /// Administratively up.
     pub up: bool,
@@ -39,8 +42,20 @@ pub struct Uplink {
 /// looks up `table`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PathRule {
-    Oif { interface: String, table: u32 },
-    From { source: IpAddr, table: u32 },
+    /// `oif <interface> lookup <table>`.
+    Oif {
+        /// The uplink's interface name.
+        interface: String,
+        /// The uplink's routing table.
+        table: u32,
+    },
+    /// `from <source> lookup <table>`.
+    From {
+        /// The path's source address.
+        source: IpAddr,
+        /// The uplink's routing table.
+        table: u32,
+    },
 }
 
 fn nl(what: &str) -> impl FnOnce(rtnetlink::Error) -> SystemError + '_ {

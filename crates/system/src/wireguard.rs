@@ -24,15 +24,19 @@ use netlink_sys::{Socket, protocols::NETLINK_GENERIC};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
+/// Length of a WireGuard (X25519) key in bytes.
 pub const KEY_LEN: usize = 32;
 
 /// What braid sets on a WireGuard device: its identity and its one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceConfig {
+    /// The device's X25519 private key (WGDEVICE_A_PRIVATE_KEY).
     pub private_key: [u8; KEY_LEN],
     /// 0 lets the kernel choose.
     pub listen_port: u16,
+    /// The mark on the device's own UDP packets (WGDEVICE_A_FWMARK); 0 for none.
     pub fwmark: u32,
+    /// The device's one peer.
     pub peer: PeerConfig,
 }
 
@@ -40,6 +44,7 @@ pub struct DeviceConfig {
 /// routing table, not cryptokey routing, decides what goes over the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
+    /// The peer's X25519 public key.
     pub public_key: [u8; KEY_LEN],
     /// `None` leaves the endpoint as it is (unset, or learnt from the peer).
     pub endpoint: Option<SocketAddr>,
@@ -50,22 +55,36 @@ pub struct PeerConfig {
 /// A WireGuard device as the kernel reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Device {
+    /// The interface index.
     pub ifindex: u32,
+    /// The private key, if one is set.
     pub private_key: Option<[u8; KEY_LEN]>,
+    /// The public key of the private key, if one is set.
     pub public_key: Option<[u8; KEY_LEN]>,
+    /// The UDP port it listens on.
     pub listen_port: u16,
+    /// The mark on its UDP packets; 0 for none.
     pub fwmark: u32,
+    /// Its peers, as the kernel lists them.
     pub peers: Vec<Peer>,
 }
 
+/// One peer of a WireGuard device as the kernel reports it (`wg show`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Peer {
+    /// The peer's X25519 public key.
     pub public_key: [u8; KEY_LEN],
+    /// Where the peer is, configured or learnt; `None` if unknown.
     pub endpoint: Option<SocketAddr>,
+    /// Persistent keepalive in seconds; 0 when off.
     pub keepalive: u16,
+    /// When the last handshake completed; `None` if never.
     pub last_handshake: Option<SystemTime>,
+    /// Bytes received from the peer (UDP payload).
     pub rx_bytes: u64,
+    /// Bytes sent to the peer (UDP payload).
     pub tx_bytes: u64,
+    /// The peer's allowed IPs.
     pub allowed_ips: Vec<IpNet>,
 }
 
@@ -90,7 +109,7 @@ impl Genl {
     pub fn connect() -> Result<Self, SystemError> {
         let socket =
             sync::open(NETLINK_GENERIC).map_err(io_err("opening a generic netlink socket"))?;
-        let mut genl = Genl {
+        let mut genl = Self {
             socket,
             family: 0,
             sequence: 0,

@@ -33,7 +33,7 @@ impl Namespace {
                 .unwrap()
                 .success()
         );
-        Namespace(name)
+        Self(name)
     }
     fn ip(&self, args: &[&str]) {
         let out = Command::new("ip")

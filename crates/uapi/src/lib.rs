@@ -19,18 +19,30 @@ pub mod errno {
     pub const EPROTO: i32 = -71;
 }
 
+/// Why a request could not be parsed; [`ParseError::errno`] gives the reply's `errno=`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// The request had no lines before its blank line.
     #[error("empty request")]
     Empty,
+    /// The first line was neither `get=1` nor `set=1`.
     #[error("unknown operation `{0}`; expected get=1 or set=1")]
     UnknownOperation(String),
+    /// A line without `=`.
     #[error("line `{0}` is not key=value")]
     NotKeyValue(String),
+    /// A known key with a value that does not parse (hex key, number, address or prefix).
     #[error("bad value for {key}: `{value}`")]
-    BadValue { key: String, value: String },
+    BadValue {
+        /// The key as sent.
+        key: String,
+        /// The value as sent.
+        value: String,
+    },
+    /// A key outside the protocol's set (or one braid does not implement); answered with `EPROTO`.
     #[error("unknown key `{0}`")]
     UnknownKey(String),
+    /// A peer-level key (e.g. `endpoint`) before any `public_key=` line opened a peer.
     #[error("`{0}` must follow a public_key line")]
     OutsidePeer(String),
 }
@@ -39,7 +51,7 @@ impl ParseError {
     /// The errno a device answers this error with.
     pub fn errno(&self) -> i32 {
         match self {
-            ParseError::UnknownKey(_) => errno::EPROTO,
+            Self::UnknownKey(_) => errno::EPROTO,
             _ => errno::EINVAL,
         }
     }
@@ -48,29 +60,45 @@ impl ParseError {
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// `get=1`: report the device and its peers ([`DeviceInfo`]).
     Get,
+    /// `set=1`: change the device and its peers.
     Set(SetDevice),
 }
 
 /// The device-level part of a `set=1` request, then its peers in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetDevice {
+    /// `private_key=`: the device's new X25519 private key (32 bytes, sent as 64 hex digits).
     pub private_key: Option<[u8; 32]>,
+    /// `listen_port=`: the UDP port to listen on; 0 picks one.
     pub listen_port: Option<u16>,
+    /// `fwmark=`: the mark on outgoing packets; 0 removes it.
     pub fwmark: Option<u32>,
+    /// `replace_peers=true`: remove every peer not listed in this request.
     pub replace_peers: bool,
+    /// The `public_key=` sections of the request, in order.
     pub peers: Vec<SetPeer>,
 }
 
+/// One `public_key=` section of a `set=1` request: the peer to add, change or remove.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetPeer {
+    /// `public_key=`: which peer (X25519 public key, 32 bytes).
     pub public_key: [u8; 32],
+    /// `remove=true`: remove this peer.
     pub remove: bool,
+    /// `update_only=true`: change the peer only if it exists; never add it.
     pub update_only: bool,
+    /// `preshared_key=`: the optional symmetric key mixed into handshakes (32 bytes; all zero removes it).
     pub preshared_key: Option<[u8; 32]>,
+    /// `endpoint=`: where to send the peer's packets.
     pub endpoint: Option<SocketAddr>,
+    /// `persistent_keepalive_interval=`: seconds between keepalives; 0 turns them off.
     pub persistent_keepalive: Option<u16>,
+    /// `replace_allowed_ips=true`: drop the peer's allowed IPs before adding this request's.
     pub replace_allowed_ips: bool,
+    /// `allowed_ip=` lines: prefixes whose packets go to (and may come from) this peer.
     pub allowed_ips: Vec<IpNet>,
 }
 
@@ -182,22 +210,34 @@ fn parse_endpoint(value: &str) -> Result<SocketAddr, ParseError> {
 /// What a `get=1` reply reports: one device with (for braid) one peer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceInfo {
+    /// The device's X25519 private key (32 bytes; `private_key=` as hex).
     pub private_key: [u8; 32],
+    /// The UDP port the device listens on (`listen_port=`).
     pub listen_port: u16,
+    /// The mark on outgoing packets (`fwmark=`); 0 for none.
     pub fwmark: u32,
+    /// The device's peers (for braid, one).
     pub peers: Vec<PeerInfo>,
 }
 
+/// One peer in a `get=1` reply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerInfo {
+    /// The peer's X25519 public key (32 bytes; `public_key=` as hex).
     pub public_key: [u8; 32],
+    /// The preshared key (32 bytes; all zero when none).
     pub preshared_key: [u8; 32],
+    /// The peer's current endpoint, if known (`endpoint=`).
     pub endpoint: Option<SocketAddr>,
     /// Time since the UNIX epoch of the last handshake; `None` if never.
     pub last_handshake: Option<Duration>,
+    /// Bytes received from the peer (`rx_bytes=`), counted as the device counts them.
     pub rx_bytes: u64,
+    /// Bytes sent to the peer (`tx_bytes=`).
     pub tx_bytes: u64,
+    /// Seconds between keepalives (`persistent_keepalive_interval=`); 0 when off.
     pub persistent_keepalive: u16,
+    /// The peer's allowed IPs (`allowed_ip=` lines).
     pub allowed_ips: Vec<IpNet>,
 }
 

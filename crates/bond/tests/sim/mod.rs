@@ -13,7 +13,7 @@
 
 #![allow(dead_code)]
 
-pub mod tcp;
+pub(crate) mod tcp;
 
 use braid_bond::window::Window;
 use braid_bond::{Bond, BondConfig, Event, PathId, PathSpec, ProbeKeys, Verdict, is_probe, wg};
@@ -23,13 +23,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// xorshift64*: small, seeded, good enough for loss and jitter draws.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.max(1))
     }
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -38,13 +38,13 @@ impl Rng {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct LinkSpec {
+pub(crate) struct LinkSpec {
     /// Bits per second; 0 = unlimited.
     pub rate_bps: u64,
     pub delay: Duration,
@@ -56,8 +56,8 @@ pub struct LinkSpec {
 }
 
 impl LinkSpec {
-    pub fn new(rate_mbit: u64, delay_ms: u64) -> LinkSpec {
-        LinkSpec {
+    pub(crate) fn new(rate_mbit: u64, delay_ms: u64) -> Self {
+        Self {
             rate_bps: rate_mbit * 1_000_000,
             delay: Duration::from_millis(delay_ms),
             jitter: Duration::ZERO,
@@ -65,15 +65,15 @@ impl LinkSpec {
             queue: Duration::from_millis(50),
         }
     }
-    pub fn loss(mut self, l: f64) -> Self {
+    pub(crate) fn loss(mut self, l: f64) -> Self {
         self.loss = l;
         self
     }
-    pub fn jitter_ms(mut self, j: u64) -> Self {
+    pub(crate) fn jitter_ms(mut self, j: u64) -> Self {
         self.jitter = Duration::from_millis(j);
         self
     }
-    pub fn queue_ms(mut self, q: u64) -> Self {
+    pub(crate) fn queue_ms(mut self, q: u64) -> Self {
         self.queue = Duration::from_millis(q);
         self
     }
@@ -88,7 +88,7 @@ struct Dir {
     dropped: u64,
 }
 
-pub struct SimPath {
+pub(crate) struct SimPath {
     /// A to B, B to A.
     dirs: [Dir; 2],
     /// Both directions are cut during these intervals (relative to the start).
@@ -98,7 +98,7 @@ pub struct SimPath {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Side {
+pub(crate) enum Side {
     A,
     B,
 }
@@ -119,7 +119,7 @@ enum Ev {
 
 /// One application packet as received.
 #[derive(Debug, Clone, Copy)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub at: Instant,
     pub id: u64,
     pub sport: u16,
@@ -127,7 +127,7 @@ pub struct Delivery {
     pub path: usize,
 }
 
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub bond: Bond,
     session: u32,
     counter: u64,
@@ -146,9 +146,9 @@ pub struct Endpoint {
 }
 
 /// A datagram as sent: (time, side, sim path, bytes).
-pub type Recorded = (Instant, Side, usize, Vec<u8>);
+pub(crate) type Recorded = (Instant, Side, usize, Vec<u8>);
 
-pub struct Sim {
+pub(crate) struct Sim {
     pub t0: Instant,
     pub now: Instant,
     pub rng: Rng,
@@ -168,7 +168,7 @@ pub struct Sim {
 }
 
 /// One TCP bulk flow from A to B.
-pub struct TcpFlow {
+pub(crate) struct TcpFlow {
     pub sport: u16,
     pub sender: tcp::Sender,
     pub receiver: tcp::Receiver,
@@ -178,9 +178,9 @@ pub struct TcpFlow {
 }
 
 /// The UDP port pings use.
-pub const PING_PORT: u16 = 7;
+pub(crate) const PING_PORT: u16 = 7;
 
-pub fn keys() -> (ProbeKeys, ProbeKeys) {
+pub(crate) fn keys() -> (ProbeKeys, ProbeKeys) {
     use x25519_dalek::{PublicKey, StaticSecret};
     let a = StaticSecret::from([0x11; 32]);
     let b = StaticSecret::from([0x22; 32]);
@@ -192,12 +192,12 @@ pub fn keys() -> (ProbeKeys, ProbeKeys) {
 
 impl Sim {
     /// A with `links.len()` configured paths (specs in order), B learning them.
-    pub fn new(
+    pub(crate) fn new(
         a_cfg: BondConfig,
         b_cfg: BondConfig,
         links: &[(PathSpec, LinkSpec, LinkSpec)],
         seed: u64,
-    ) -> Sim {
+    ) -> Self {
         let t0 = Instant::now();
         let (ka, kb) = keys();
         let mut a = Bond::new(a_cfg, ka, 0xa11c_e000 ^ seed, t0);
@@ -238,7 +238,7 @@ impl Sim {
         let mut b = ep(b);
         a.session = 0x0a0a;
         b.session = 0x0b0b;
-        Sim {
+        Self {
             t0,
             now: t0,
             rng: Rng::new(seed),
@@ -256,7 +256,7 @@ impl Sim {
 
     /// Starts a TCP bulk flow from A to B on `sport` at `start`, sending until `until`.
     /// Returns its index in [`Sim::tcp`].
-    pub fn tcp_flow(&mut self, sport: u16, start: Instant, until: Instant) -> usize {
+    pub(crate) fn tcp_flow(&mut self, sport: u16, start: Instant, until: Instant) -> usize {
         let i = self.tcp.len();
         self.tcp.push(TcpFlow {
             sport,
@@ -270,7 +270,7 @@ impl Sim {
     }
 
     /// Schedules pings from A every `every` in `[start, end)`; B answers each at once.
-    pub fn ping(&mut self, every: Duration, (start, end): (Instant, Instant)) {
+    pub(crate) fn ping(&mut self, every: Duration, (start, end): (Instant, Instant)) {
         let mut t = start;
         while t < end {
             let mut p = udp_packet(Side::A, PING_PORT, 0, 64);
@@ -281,12 +281,12 @@ impl Sim {
         }
     }
 
-    pub fn at(&self, ms: u64) -> Instant {
+    pub(crate) fn at(&self, ms: u64) -> Instant {
         self.t0 + Duration::from_millis(ms)
     }
 
     /// Cuts path `i` in both directions from `from` to `to` (ms after the start).
-    pub fn cut(&mut self, i: usize, from_ms: u64, to_ms: u64) {
+    pub(crate) fn cut(&mut self, i: usize, from_ms: u64, to_ms: u64) {
         self.paths[i]
             .cuts
             .push((Duration::from_millis(from_ms), Duration::from_millis(to_ms)));
@@ -298,13 +298,13 @@ impl Sim {
     }
 
     /// Schedules an application packet.
-    pub fn app(&mut self, at: Instant, from: Side, packet: Vec<u8>) {
+    pub(crate) fn app(&mut self, at: Instant, from: Side, packet: Vec<u8>) {
         self.push(at, Ev::App { from, packet });
     }
 
     /// Schedules a constant-rate stream of UDP packets of `size` bytes from `from`,
     /// `every` apart between `start` and `end`, ids from 0. Returns how many.
-    pub fn stream(
+    pub(crate) fn stream(
         &mut self,
         from: Side,
         sport: u16,
@@ -474,7 +474,7 @@ impl Sim {
     }
 
     /// Runs until `end` (absolute).
-    pub fn run_until(&mut self, end: Instant) {
+    pub(crate) fn run_until(&mut self, end: Instant) {
         let mut spins = 0u32;
         let mut last = self.now;
         loop {
@@ -525,7 +525,7 @@ impl Sim {
         }
     }
 
-    pub fn dropped(&self, i: usize, from: Side) -> (u64, u64) {
+    pub(crate) fn dropped(&self, i: usize, from: Side) -> (u64, u64) {
         let d = &self.paths[i].dirs[from as usize];
         (d.sent, d.dropped)
     }
@@ -554,7 +554,7 @@ fn record_delivery(ep: &mut Endpoint, now: Instant, plain: &[u8], path: usize) {
 }
 
 /// An IPv4 UDP packet of `size` bytes from the side's address, carrying `id`.
-pub fn udp_packet(from: Side, sport: u16, id: u64, size: usize) -> Vec<u8> {
+pub(crate) fn udp_packet(from: Side, sport: u16, id: u64, size: usize) -> Vec<u8> {
     let size = size.max(36);
     let (src, dst) = match from {
         Side::A => ([192, 0, 2, 1], [203, 0, 113, 1]),

@@ -15,13 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// IP packet size of a full segment (the link MTU).
-pub const PACKET: usize = 1420;
+pub(crate) const PACKET: usize = 1420;
 /// Payload bytes per segment (IPv4 + TCP headers off).
-pub const MSS: usize = PACKET - 40;
+pub(crate) const MSS: usize = PACKET - 40;
 /// The ACK's IP packet size.
-pub const ACK: usize = 64;
+pub(crate) const ACK: usize = 64;
 /// Largest congestion window (the receive window), packets.
-pub const RWND: f64 = 3000.0;
+pub(crate) const RWND: f64 = 3000.0;
 const BETA: f64 = 0.7;
 const C: f64 = 0.4;
 const MIN_RTO: Duration = Duration::from_millis(200);
@@ -34,7 +34,7 @@ struct Seg {
 
 /// Counters of one flow.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TcpStats {
+pub(crate) struct TcpStats {
     pub sent: u64,
     pub retransmits: u64,
     pub recoveries: u64,
@@ -47,13 +47,13 @@ pub struct TcpStats {
 
 /// What the sender wants: packets to send now and when to be called again.
 #[derive(Debug, Default)]
-pub struct Out {
+pub(crate) struct Out {
     pub packets: Vec<(u64, Instant)>,
     pub wake: Option<Instant>,
 }
 
 #[derive(Debug)]
-pub struct Sender {
+pub(crate) struct Sender {
     next_seq: u64,
     una: u64,
     /// Every packet from `una` on that is not acknowledged cumulatively.
@@ -87,8 +87,8 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(now: Instant) -> Sender {
-        Sender {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
             next_seq: 0,
             una: 0,
             segs: BTreeMap::new(),
@@ -153,7 +153,7 @@ impl Sender {
     }
 
     /// Sends what the window and pacing allow: lost packets first, then new ones.
-    pub fn send(&mut self, now: Instant) -> Out {
+    pub(crate) fn send(&mut self, now: Instant) -> Out {
         let mut out = Out::default();
         if self.rto_at.is_some_and(|t| t <= now) {
             self.on_rto(now);
@@ -202,7 +202,7 @@ impl Sender {
 
     /// An ACK: cumulative `cum` (next expected), SACKed sequence numbers, and the echoed
     /// send time of the packet that triggered it.
-    pub fn on_ack(&mut self, cum: u64, sacks: &[u64], echo: Instant, now: Instant) -> Out {
+    pub(crate) fn on_ack(&mut self, cum: u64, sacks: &[u64], echo: Instant, now: Instant) -> Out {
         let rtt = now.saturating_duration_since(echo);
         self.rtt_sample(rtt, now);
         let mut delivered = 0.0;
@@ -357,7 +357,7 @@ impl Sender {
 }
 
 #[derive(Debug, Default)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     next: u64,
     above: BTreeSet<u64>,
     recent: Vec<u64>,
@@ -365,11 +365,11 @@ pub struct Receiver {
 }
 
 /// An ACK to send: cumulative, SACKs, echoed send time.
-pub type Ack = (u64, Vec<u64>, Instant);
+pub(crate) type Ack = (u64, Vec<u64>, Instant);
 
 impl Receiver {
     /// A data packet; returns the ACK to send.
-    pub fn on_data(&mut self, seq: u64, xmit: Instant) -> Ack {
+    pub(crate) fn on_data(&mut self, seq: u64, xmit: Instant) -> Ack {
         if seq < self.next || self.above.contains(&seq) {
             self.stats.spurious += 1;
             return (self.next, self.recent.clone(), xmit);

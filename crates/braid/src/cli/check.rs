@@ -4,7 +4,7 @@ use braid_daemon::load;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(config: &Path) -> ExitCode {
+pub(crate) fn run(config: &Path) -> ExitCode {
     match load::load(config) {
         Ok(loaded) => {
             for warning in &loaded.warnings.0 {

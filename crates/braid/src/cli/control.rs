@@ -11,7 +11,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// Where to reach the daemon: `--socket`, or what the config names, or the default.
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     pub config: Option<&'a Path>,
     pub socket: Option<&'a Path>,
 }
@@ -89,7 +89,7 @@ fn call(rt: &tokio::runtime::Runtime, target: &Target, request: Request) -> Resu
 }
 
 /// `braid reload`: exit status says whether the new config was applied.
-pub fn reload(target: &Target) -> Result<bool> {
+pub(crate) fn reload(target: &Target) -> Result<bool> {
     let reply = call(&runtime()?, target, Request::Reload)?;
     if reply.ok {
         println!("{}", reply.message);
@@ -100,7 +100,7 @@ pub fn reload(target: &Target) -> Result<bool> {
 }
 
 /// `braid status [--json] [--watch]`.
-pub fn status(target: &Target, json: bool, watch: bool) -> Result<bool> {
+pub(crate) fn status(target: &Target, json: bool, watch: bool) -> Result<bool> {
     let rt = runtime()?;
     loop {
         let reply = call(&rt, target, Request::Status)?;
@@ -156,7 +156,7 @@ fn lock_when_free(socket: &Path) -> Result<braid_daemon::instance::InstanceLock>
 /// kernel backend's one-shot `up`), removes what braid left directly: its interface groups,
 /// routes and NAT, the links' UAPI sockets and the control socket. Says what it removed,
 /// and that there was nothing when there was nothing.
-pub fn down(target: &Target) -> Result<bool> {
+pub(crate) fn down(target: &Target) -> Result<bool> {
     let rt = runtime()?;
     let socket = target.socket();
     match rt.block_on(control::call(&socket, &Request::Down)) {

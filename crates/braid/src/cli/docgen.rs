@@ -6,11 +6,11 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// The manual section of braid's pages: system administration (as wg(8) and ip(8)).
-pub const SECTION: &str = "8";
+pub(crate) const SECTION: &str = "8";
 
 /// Shells `braid completions` writes a script for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
@@ -19,15 +19,15 @@ pub enum Shell {
 impl Shell {
     fn generator(self) -> clap_complete::Shell {
         match self {
-            Shell::Bash => clap_complete::Shell::Bash,
-            Shell::Zsh => clap_complete::Shell::Zsh,
-            Shell::Fish => clap_complete::Shell::Fish,
+            Self::Bash => clap_complete::Shell::Bash,
+            Self::Zsh => clap_complete::Shell::Zsh,
+            Self::Fish => clap_complete::Shell::Fish,
         }
     }
 }
 
 /// Writes the completion script for `shell` to `out`.
-pub fn completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn std::io::Write) {
+pub(crate) fn completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn std::io::Write) {
     let name = cmd.get_name().to_string();
     clap_complete::generate(shell.generator(), &mut cmd, name, out);
 }
@@ -48,7 +48,7 @@ fn render(cmd: &clap::Command, source: &str) -> Result<(String, Vec<u8>)> {
 
 /// Every page: (file name, roff text), for the command and each visible subcommand at every
 /// depth; the built-in `help` subcommand has none (its text is `--help`).
-pub fn pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
     fn walk(cmd: &clap::Command, source: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
             walk(sub, source, out)?;
@@ -71,7 +71,7 @@ pub fn pages(cmd: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// `braid man [DIR]`: without DIR, the braid(8) page on stdout; with DIR, every page written
 /// into it (created if missing), one path per line on stdout.
-pub fn man(cmd: clap::Command, dir: Option<&Path>) -> Result<()> {
+pub(crate) fn man(cmd: clap::Command, dir: Option<&Path>) -> Result<()> {
     use std::io::Write;
     let pages = pages(cmd)?;
     let mut stdout = std::io::stdout().lock();

@@ -11,13 +11,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The first send port `--send-port auto` hands out in an empty mesh.
-pub const FIRST_SEND_PORT: u16 = 40001;
+pub(crate) const FIRST_SEND_PORT: u16 = 40001;
 
 /// Keepalive given to a transport without a public address (behind NAT), in seconds.
-pub const NAT_KEEPALIVE: u16 = 25;
+pub(crate) const NAT_KEEPALIVE: u16 = 25;
 
 #[derive(clap::Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Where to write the new config (refused if it exists).
     #[arg(short, long, value_name = "CONFIG")]
     pub config: PathBuf,
@@ -63,7 +63,7 @@ pub struct InitArgs {
     pub index: Option<u64>,
 }
 
-pub fn run(args: &InitArgs) -> Result<bool> {
+pub(crate) fn run(args: &InitArgs) -> Result<bool> {
     let key_file = args.key_file.clone().unwrap_or_else(|| {
         args.config
             .parent()
@@ -220,7 +220,7 @@ fn used_ports(args: &InitArgs) -> Result<BTreeSet<u16>> {
 }
 
 /// The `count` lowest ports from [`FIRST_SEND_PORT`] that are not in `used`.
-pub fn pick_free_ports(used: &BTreeSet<u16>, count: usize) -> Vec<u16> {
+pub(crate) fn pick_free_ports(used: &BTreeSet<u16>, count: usize) -> Vec<u16> {
     (FIRST_SEND_PORT..=u16::MAX)
         .filter(|p| !used.contains(p))
         .take(count)
@@ -302,7 +302,7 @@ fn config_document(
 }
 
 /// Creates `path` with `mode`, refusing to replace anything (O_EXCL), and writes `bytes`.
-pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

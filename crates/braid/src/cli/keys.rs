@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use braid_model::PrivateKey;
 use std::io::Read;
 
-pub fn keygen() -> Result<()> {
+pub(crate) fn keygen() -> Result<()> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("reading random bytes from the operating system: {e}"))?;
@@ -12,7 +12,7 @@ pub fn keygen() -> Result<()> {
     Ok(())
 }
 
-pub fn pubkey() -> Result<()> {
+pub(crate) fn pubkey() -> Result<()> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)

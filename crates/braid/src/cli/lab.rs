@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 #[derive(Subcommand)]
-pub enum LabCommand {
+pub(crate) enum LabCommand {
     /// Build the lab: namespaces, underlay, configs and registry; print each node's plan.
     #[command(
         after_help = "Examples:\n  sudo braid lab up --nodes 4\n  sudo braid lab up --nodes 2 --wans 2,1 --scheduler weighted\n\nNode i lives in namespace brd-<name>-n<i>, with underlay addresses 198.18.0.i and 2001:db8::i;\nits config is <dir>/n<i>/config.json, the shared registry <dir>/registry.json.\nWith --wans, node i's uplink k is wan<k> with 198.18.<k>.i, through the hub brd-<name>-hub."
@@ -103,7 +103,7 @@ pub enum LabCommand {
 
 /// The shaping flags of `braid lab wan` (boxed: they are many).
 #[derive(clap::Args)]
-pub struct ShapingFlags {
+pub(crate) struct ShapingFlags {
     /// Rate limit in Mbit/s, or DOWN/UP (e.g. 50/10).
     #[arg(long, value_name = "MBIT[/MBIT]")]
     pub rate: Option<String>,
@@ -140,7 +140,7 @@ fn lab_dir(name: &str, dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| PathBuf::from("/run/braid-lab").join(name))
 }
 
-pub fn run(command: LabCommand) -> Result<bool> {
+pub(crate) fn run(command: LabCommand) -> Result<bool> {
     if !braid_lab::available() {
         bail!("the lab needs root and iproute2 (`ip netns`); run it as root");
     }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Waits until every node's daemon reports every link `up`.
-pub fn wait_for_handshakes(sockets: &[std::path::PathBuf], timeout: Duration) -> Result<()> {
+pub(crate) fn wait_for_handshakes(sockets: &[std::path::PathBuf], timeout: Duration) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -53,7 +53,7 @@ pub fn wait_for_handshakes(sockets: &[std::path::PathBuf], timeout: Duration) ->
 
 /// Pings every peer over every link of every node; returns the matrix text and whether all
 /// pings answered.
-pub fn connectivity_matrix(lab: &Lab, plans: &[Plan]) -> (String, bool) {
+pub(crate) fn connectivity_matrix(lab: &Lab, plans: &[Plan]) -> (String, bool) {
     let n = plans.len();
     let mut out = String::from(
         "connectivity: pings answered / sent (IPv6 link-local over every link, IPv4 link address once per pair)\n      ",
@@ -104,7 +104,12 @@ fn ping(lab: &Lab, node: usize, args: &[&str]) -> bool {
 }
 
 /// One TCP stream for `seconds` from node 1 to node 2 over their first link, with iperf3.
-pub fn throughput(lab: &Lab, plans: &[Plan], seconds: u32, log_dir: &Path) -> Result<String> {
+pub(crate) fn throughput(
+    lab: &Lab,
+    plans: &[Plan],
+    seconds: u32,
+    log_dir: &Path,
+) -> Result<String> {
     if Command::new("iperf3").arg("--version").output().is_err() {
         return Ok("throughput: skipped, iperf3 is not installed".into());
     }

@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Human-readable lines (coloured on a terminal).
     Text,
     /// One JSON object per line (`timestamp`, `level`, `target`, `message`, and the event's
@@ -20,7 +20,7 @@ const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 ///
 /// A bare word that is not a level would be read by `EnvFilter` as a module name and
 /// silence everything else, so it is refused with the accepted names.
-pub fn parse_level(value: &str) -> Result<String, String> {
+pub(crate) fn parse_level(value: &str) -> Result<String, String> {
     let is_filter = value.contains('=') || value.contains(',');
     if !is_filter && !LEVELS.contains(&value.to_ascii_lowercase().as_str()) {
         return Err(format!(
@@ -58,7 +58,7 @@ fn filter(level: Option<&str>) -> (EnvFilter, Option<String>) {
 }
 
 /// Installs the global subscriber, writing to stderr.
-pub fn init(level: Option<&str>, format: Format) {
+pub(crate) fn init(level: Option<&str>, format: Format) {
     let (filter, ignored) = filter(level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -7,7 +7,7 @@ use braid_model::Config;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
-pub fn run(config_path: &Path) -> Result<bool> {
+pub(crate) fn run(config_path: &Path) -> Result<bool> {
     let (config, _) = match load::config(config_path) {
         Ok(loaded) => loaded,
         Err(problems) => {
@@ -22,7 +22,7 @@ pub fn run(config_path: &Path) -> Result<bool> {
 /// The registry entry of the node `config` describes: its public key, one endpoint per
 /// transport, and the extensions the config sets (name, index, exit preference when it is
 /// an exit), then its remarks. ranet's fields come in ranet's order.
-pub fn entry(config: &Config) -> Value {
+pub(crate) fn entry(config: &Config) -> Value {
     let endpoints: Vec<_> = config
         .transports
         .iter()

@@ -1,17 +1,17 @@
 //! The `braid` subcommands.
 
-pub mod check;
-pub mod control;
-pub mod docgen;
-pub mod init;
-pub mod keys;
-pub mod lab;
-pub mod lab_checks;
-pub mod logging;
-pub mod meta;
-pub mod plan;
-pub mod registry;
-pub mod routes;
-pub mod run;
-pub mod service;
-pub mod status_table;
+pub(crate) mod check;
+pub(crate) mod control;
+pub(crate) mod docgen;
+pub(crate) mod init;
+pub(crate) mod keys;
+pub(crate) mod lab;
+pub(crate) mod lab_checks;
+pub(crate) mod logging;
+pub(crate) mod meta;
+pub(crate) mod plan;
+pub(crate) mod registry;
+pub(crate) mod routes;
+pub(crate) mod run;
+pub(crate) mod service;
+pub(crate) mod status_table;

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Version of the `braid plan --json` schema (docs/plan-json.md).
-pub const PLAN_SCHEMA_VERSION: u32 = 1;
+pub(crate) const PLAN_SCHEMA_VERSION: u32 = 1;
 
 #[derive(serde::Serialize)]
 struct PlanJson<'a> {
@@ -16,7 +16,7 @@ struct PlanJson<'a> {
     plan: &'a Plan,
 }
 
-pub fn run(config: &Path, json: bool) -> Result<bool> {
+pub(crate) fn run(config: &Path, json: bool) -> Result<bool> {
     let loaded = match load::load(config) {
         Ok(loaded) => loaded,
         Err(problems) => {
@@ -40,7 +40,7 @@ pub fn run(config: &Path, json: bool) -> Result<bool> {
 }
 
 /// The plan as a human-readable text.
-pub fn render(plan: &Plan) -> String {
+pub(crate) fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let node = &plan.node;
     let _ = writeln!(

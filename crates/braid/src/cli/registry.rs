@@ -9,10 +9,10 @@ use braid_model::source::RegistrySource;
 use std::path::{Path, PathBuf};
 
 /// The environment variable that gives the secret key's password without a prompt.
-pub const PASSWORD_VAR: &str = "BRAID_REGISTRY_PASSWORD";
+pub(crate) const PASSWORD_VAR: &str = "BRAID_REGISTRY_PASSWORD";
 
 #[derive(clap::Subcommand)]
-pub enum RegistryCommand {
+pub(crate) enum RegistryCommand {
     /// Make a signing key pair (minisign format): a secret key file (0600) and a public key.
     #[command(
         after_help = "Examples:\n  braid registry keygen -s /root/braid-registry.key -p braid-registry.pub\n  braid registry keygen --no-password -s k.key -p k.pub\n\nPrints the public key line for the configs' registry_keys. The files work with minisign too\n(`minisign -Sm registry.json -s KEY`, `minisign -Vm registry.json -p PUB`)."
@@ -97,7 +97,7 @@ pub enum RegistryCommand {
     },
 }
 
-pub fn run(command: RegistryCommand) -> Result<bool> {
+pub(crate) fn run(command: RegistryCommand) -> Result<bool> {
     match command {
         RegistryCommand::Keygen {
             secret_key,
@@ -432,7 +432,7 @@ fn verify(
 /// The registry's text from `source` (a config's `registry` value; relative paths are
 /// relative to `config_path`'s directory); `None` when a path or file:// URL names no file.
 /// An https:// source is fetched once (with the CAs of `ca_file`, else the system's roots).
-pub fn read_source(
+pub(crate) fn read_source(
     source: &str,
     config_path: &Path,
     ca_file: Option<&str>,

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// `ip route replace` commands, ready to run on a Linux upstream router.
     Ip,
     /// BIRD 2 static routes, for a `protocol static` block.
@@ -23,7 +23,7 @@ pub enum Format {
 
 /// The aggregate set: the network's IPv6 allocation via `via6`, and its IPv4 pool via
 /// `via4` when given (IPv4 not masqueraded). Empty without an address plan.
-pub fn aggregate_routes(
+pub(crate) fn aggregate_routes(
     plan: Option<&braid_model::extensions::AddressPlanConfig>,
     via6: Option<IpAddr>,
     via4: Option<IpAddr>,
@@ -45,7 +45,7 @@ pub fn aggregate_routes(
     routes
 }
 
-pub fn run(
+pub(crate) fn run(
     config_path: &Path,
     format: Format,
     via6: Option<IpAddr>,

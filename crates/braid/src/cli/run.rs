@@ -27,7 +27,7 @@ fn raise_file_limit() {
 
 /// The backend `braid run` and `braid up` use, from the config's `backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chosen {
+pub(crate) enum Chosen {
     Kernel,
     Userspace,
 }
@@ -37,7 +37,7 @@ fn multipath(config: &braid_model::Config) -> Option<usize> {
     braid_model::support::first_multipath(config)
 }
 
-pub fn choose(config_path: &Path, config: &braid_model::Config) -> Result<Chosen> {
+pub(crate) fn choose(config_path: &Path, config: &braid_model::Config) -> Result<Chosen> {
     let bonded = multipath(config);
     Ok(match config.backend {
         Backend::Userspace => Chosen::Userspace,
@@ -94,7 +94,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub fn run(config_path: &Path) -> Result<bool> {
+pub(crate) fn run(config_path: &Path) -> Result<bool> {
     raise_file_limit();
     let config = load_runnable(config_path)?;
     // One daemon per control socket: taken before anything is touched, held until exit.
@@ -121,7 +121,7 @@ pub fn run(config_path: &Path) -> Result<bool> {
 
 /// `braid up`: one-shot, like ranet's. Brings the kernel's WireGuard links, the VRF and the
 /// static routes in line with the plan and exits; links already as planned are left alone.
-pub fn up(config_path: &Path) -> Result<bool> {
+pub(crate) fn up(config_path: &Path) -> Result<bool> {
     let config = load_runnable(config_path)?;
     if config.routing.mode == RoutingMode::Babel || config.routing.mode == RoutingMode::Bird {
         bail!(

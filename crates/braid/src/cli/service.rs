@@ -13,11 +13,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// The environment variable naming the service manager's socket.
-pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
 /// One state change (sd_notify(3), "Well-known assignments").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// `READY=1`: start-up finished.
     Ready,
     /// `STOPPING=1`: shutting down.
@@ -29,21 +29,21 @@ pub enum State {
 impl State {
     fn line(&self) -> String {
         match self {
-            State::Ready => "READY=1".to_string(),
-            State::Stopping => "STOPPING=1".to_string(),
-            State::Status(text) => format!("STATUS={}", text.replace('\n', "; ")),
+            Self::Ready => "READY=1".to_string(),
+            Self::Stopping => "STOPPING=1".to_string(),
+            Self::Status(text) => format!("STATUS={}", text.replace('\n', "; ")),
         }
     }
 }
 
 /// The datagram for `states`: one `KEY=VALUE` line each.
-pub fn message(states: &[State]) -> String {
+pub(crate) fn message(states: &[State]) -> String {
     states.iter().map(|s| s.line() + "\n").collect()
 }
 
 /// Sends `states` to the service manager. Ok(false) when there is none (`NOTIFY_SOCKET`
 /// unset); an error when the variable names no socket that takes the datagram.
-pub fn notify(states: &[State]) -> std::io::Result<bool> {
+pub(crate) fn notify(states: &[State]) -> std::io::Result<bool> {
     let Some(name) = std::env::var_os(NOTIFY_SOCKET) else {
         return Ok(false);
     };
@@ -52,7 +52,7 @@ pub fn notify(states: &[State]) -> std::io::Result<bool> {
 }
 
 /// Sends `states` to the socket `name`: a path, or `@` and an abstract name.
-pub fn send_to(name: &std::ffi::OsStr, states: &[State]) -> std::io::Result<()> {
+pub(crate) fn send_to(name: &std::ffi::OsStr, states: &[State]) -> std::io::Result<()> {
     let bytes = name.as_bytes();
     let addr = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
         <SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(abstract_name)?
@@ -79,19 +79,19 @@ fn tell(states: &[State]) {
 }
 
 /// Called by the daemon once the first reconcile is done (see `braid_daemon::run::run`).
-pub fn ready(summary: &Summary) {
+pub(crate) fn ready(summary: &Summary) {
     tell(&[State::Ready, State::Status(format!("running: {summary}"))]);
 }
 
 /// Says the daemon is stopping.
-pub fn stopping() {
+pub(crate) fn stopping() {
     tell(&[State::Stopping, State::Status("stopping".to_string())]);
 }
 
 /// When a service manager listens: a task that says `STOPPING=1` as soon as SIGTERM or
 /// SIGINT arrives, before the daemon (which gets the same signal) takes the links down.
 /// Call inside the daemon's runtime.
-pub fn stopping_on_signal() {
+pub(crate) fn stopping_on_signal() {
     if std::env::var_os(NOTIFY_SOCKET).is_none() {
         return;
     }

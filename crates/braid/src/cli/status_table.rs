@@ -24,7 +24,7 @@ fn colour(state: &str, text: &str) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-pub fn render(doc: &Value) -> String {
+pub(crate) fn render(doc: &Value) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

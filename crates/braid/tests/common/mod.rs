@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// Runs the braid binary under test.
-pub fn braid(args: &[&str]) -> Output {
+pub(crate) fn braid(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_braid"))
         .args(args)
         .output()
@@ -15,7 +15,7 @@ pub fn braid(args: &[&str]) -> Output {
 }
 
 /// Polls `ok` until it holds; panics naming `what` after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ok() {
@@ -28,7 +28,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 /// Starts `braid run` on every node (each with a private /run/wireguard), logging to
 /// `<config dir>/braid.log`.
-pub fn start_daemons(lab: &Lab, files: &[NodeFiles]) {
+pub(crate) fn start_daemons(lab: &Lab, files: &[NodeFiles]) {
     for f in files {
         let log = f.config.with_file_name("braid.log");
         lab.spawn_private_uapi(
@@ -44,7 +44,7 @@ pub fn start_daemons(lab: &Lab, files: &[NodeFiles]) {
 }
 
 /// Waits until every node has its bridge `braid0` (braid made its node network).
-pub fn wait_for_bridges(lab: &Lab, nodes: usize) {
+pub(crate) fn wait_for_bridges(lab: &Lab, nodes: usize) {
     wait_until("every node's bridge", Duration::from_secs(20), || {
         (1..=nodes).all(|i| {
             lab.try_exec(i, "ip", &["link", "show", "braid0"])
@@ -54,7 +54,7 @@ pub fn wait_for_bridges(lab: &Lab, nodes: usize) {
 }
 
 /// Edits a JSON file in place.
-pub fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+pub(crate) fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     edit(&mut doc);
@@ -62,7 +62,7 @@ pub fn edit_json(path: &std::path::Path, edit: impl FnOnce(&mut serde_json::Valu
 }
 
 /// Runs `ip args...`, panicking with its stderr when it fails.
-pub fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -73,7 +73,7 @@ pub fn ip(args: &[&str]) {
 
 /// The node through which node 1 sends IPv6 traffic to `dest`: its next hop is
 /// `fe80::<index>` (lab nodes' link-local addresses carry their index).
-pub fn relay(lab: &Lab, dest: &str) -> Option<usize> {
+pub(crate) fn relay(lab: &Lab, dest: &str) -> Option<usize> {
     let out = lab.try_exec(1, "ip", &["-6", "route", "get", dest]).ok()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let via = text.split_whitespace().skip_while(|w| *w != "via").nth(1)?;
@@ -81,13 +81,11 @@ pub fn relay(lab: &Lab, dest: &str) -> Option<usize> {
 }
 
 /// One HTTP/1.0 request to 127.0.0.1:8091 inside a namespace; returns (status code, body).
-pub fn http(ns: &str, method: &str, path: &str) -> (u16, String) {
+pub(crate) fn http(ns: &str, method: &str, path: &str) -> (u16, String) {
     let request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     braid_system::netns::run_in(ns, move || {
         let mut stream = std::net::TcpStream::connect("127.0.0.1:8091").ok()?;
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         stream.write_all(request.as_bytes()).ok()?;
         let mut text = String::new();
         stream.read_to_string(&mut text).ok()?;
@@ -103,7 +101,7 @@ pub fn http(ns: &str, method: &str, path: &str) -> (u16, String) {
 }
 
 /// The value of the first sample of `metric` whose labels contain all of `with`.
-pub fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> {
     metrics
         .lines()
         .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
@@ -114,7 +112,7 @@ pub fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> {
 
 /// The exit tests' upstream: `router` forwards IPv6 and IPv4, and the `internet` host sends
 /// everything to it (2001:db8:1::1 and 203.0.113.1).
-pub fn route_internet_via_router(router: &str, internet: &str) {
+pub(crate) fn route_internet_via_router(router: &str, internet: &str) {
     ip(&[
         "netns",
         "exec",

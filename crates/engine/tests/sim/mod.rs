@@ -14,11 +14,11 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub const MTU: usize = 1420;
+pub(crate) const MTU: usize = 1420;
 
 /// One direction of one path.
 #[derive(Debug, Clone, Copy)]
-pub struct Wire {
+pub(crate) struct Wire {
     pub delay: Duration,
     /// Each datagram gets an extra uniform delay in `0..=jitter` (so it may overtake).
     pub jitter: Duration,
@@ -29,8 +29,8 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub fn delay_ms(ms: u64) -> Wire {
-        Wire {
+    pub(crate) fn delay_ms(ms: u64) -> Self {
+        Self {
             delay: Duration::from_millis(ms),
             jitter: Duration::ZERO,
             loss: 0.0,
@@ -41,30 +41,30 @@ impl Wire {
 }
 
 /// A seeded SplitMix64 for the network's dice.
-pub struct Dice(pub u64);
+pub(crate) struct Dice(pub u64);
 
 impl Dice {
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 /// Which engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
+pub(crate) enum Side {
     A,
     B,
 }
 
 /// A node: its engine (None while "down") and its socket addresses.
-pub struct Node {
+pub(crate) struct Node {
     pub engine: Option<Engine>,
     pub main: SocketAddr,
     pub paths: Vec<SocketAddr>,
@@ -75,7 +75,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn engine(&mut self) -> &mut Engine {
+    pub(crate) fn engine(&mut self) -> &mut Engine {
         self.engine.as_mut().expect("the node is running")
     }
 
@@ -123,7 +123,7 @@ impl Ord for InFlight {
 }
 
 /// The two engines and the network between them.
-pub struct Pair {
+pub(crate) struct Pair {
     pub start: Instant,
     pub now: Instant,
     pub a: Node,
@@ -142,7 +142,7 @@ pub struct Pair {
     pub to_outsiders: Vec<(SocketAddr, Vec<u8>)>,
 }
 
-pub fn key(seed: u8) -> ([u8; 32], [u8; 32]) {
+pub(crate) fn key(seed: u8) -> ([u8; 32], [u8; 32]) {
     let mut private = [seed; 32];
     private[0] &= 248;
     private[31] = (private[31] & 127) | 64;
@@ -150,12 +150,12 @@ pub fn key(seed: u8) -> ([u8; 32], [u8; 32]) {
     (private, public.to_bytes())
 }
 
-pub fn addr(s: &str) -> SocketAddr {
+pub(crate) fn addr(s: &str) -> SocketAddr {
     s.parse().expect("a literal address")
 }
 
 /// A config for a link from `own` to `peer`.
-pub fn config(own: u8, peer: u8, endpoint: Option<SocketAddr>, seed: u64) -> EngineConfig {
+pub(crate) fn config(own: u8, peer: u8, endpoint: Option<SocketAddr>, seed: u64) -> EngineConfig {
     EngineConfig {
         private_key: key(own).0,
         peer_public_key: key(peer).1,
@@ -170,14 +170,14 @@ pub fn config(own: u8, peer: u8, endpoint: Option<SocketAddr>, seed: u64) -> Eng
 }
 
 /// `a` knows `b`'s address and starts the handshake; `b` learns `a`'s.
-pub fn plain_pair(seed: u64) -> Pair {
+pub(crate) fn plain_pair(seed: u64) -> Pair {
     let a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
     let b = config(2, 1, None, seed + 1);
     Pair::new(a, b, seed)
 }
 
 /// `a` bonds two configured paths (sources 198.51.100.1 and .2) to `b`, which follows.
-pub fn bonded_pair(seed: u64, scheduler: braid_bond::Scheduler) -> Pair {
+pub(crate) fn bonded_pair(seed: u64, scheduler: braid_bond::Scheduler) -> Pair {
     let mut a = config(1, 2, Some(addr("192.0.2.2:51002")), seed);
     a.paths = vec![braid_bond::PathSpec::default(); 2];
     a.scheduler = scheduler;
@@ -185,13 +185,13 @@ pub fn bonded_pair(seed: u64, scheduler: braid_bond::Scheduler) -> Pair {
     Pair::new(a, b, seed)
 }
 
-pub fn braid_engine_scheduler() -> braid_bond::Scheduler {
+pub(crate) fn braid_engine_scheduler() -> braid_bond::Scheduler {
     braid_bond::Scheduler::Flow
 }
 
 /// An IPv4/UDP packet from 10.0.0.1 to 10.0.0.2 of `len` bytes carrying `id`; `flow`
 /// picks the source port (so the flow scheduler may spread flows).
-pub fn packet(id: u64, len: usize, flow: u16) -> Vec<u8> {
+pub(crate) fn packet(id: u64, len: usize, flow: u16) -> Vec<u8> {
     let len = len.max(28 + 8);
     let mut p = vec![0u8; len];
     p[0] = 0x45;
@@ -207,13 +207,13 @@ pub fn packet(id: u64, len: usize, flow: u16) -> Vec<u8> {
     p
 }
 
-pub fn packet_id(p: &[u8]) -> Option<u64> {
+pub(crate) fn packet_id(p: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(p.get(28..36)?.try_into().ok()?))
 }
 
 impl Pair {
     /// `a` at 192.0.2.1:51001, `b` at 192.0.2.2:51002, 10 ms each way, no loss.
-    pub fn new(a: EngineConfig, b: EngineConfig, seed: u64) -> Pair {
+    pub(crate) fn new(a: EngineConfig, b: EngineConfig, seed: u64) -> Self {
         let start = Instant::now();
         let a_paths: Vec<SocketAddr> = (0..a.paths.len())
             .map(|i| addr(&format!("198.51.100.{}:51001", i + 1)))
@@ -221,7 +221,7 @@ impl Pair {
         let b_paths: Vec<SocketAddr> = (0..b.paths.len())
             .map(|i| addr(&format!("203.0.113.{}:51002", i + 1)))
             .collect();
-        let mut pair = Pair {
+        let mut pair = Self {
             start,
             now: start,
             a: Node {
@@ -256,7 +256,7 @@ impl Pair {
         pair
     }
 
-    pub fn node(&mut self, side: Side) -> &mut Node {
+    pub(crate) fn node(&mut self, side: Side) -> &mut Node {
         match side {
             Side::A => &mut self.a,
             Side::B => &mut self.b,
@@ -264,7 +264,7 @@ impl Pair {
     }
 
     /// Restarts a side at `now` with a new engine (same or other config).
-    pub fn restart(&mut self, side: Side, mut config: EngineConfig) {
+    pub(crate) fn restart(&mut self, side: Side, mut config: EngineConfig) {
         config.wall = Duration::from_secs(1_790_000_000) + (self.now - self.start);
         let now = self.now;
         self.node(side).engine = Some(Engine::new(config, now));
@@ -272,12 +272,12 @@ impl Pair {
     }
 
     /// Stops a side (datagrams to it are lost until it restarts).
-    pub fn stop(&mut self, side: Side) {
+    pub(crate) fn stop(&mut self, side: Side) {
         self.node(side).engine = None;
     }
 
     /// Puts a datagram on the wire from `from` to `to`.
-    pub fn transmit(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
+    pub(crate) fn transmit(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
         self.sent.push((self.now, from, to, payload.clone()));
         let wire = *self.wires.get(&from).unwrap_or(&self.default_wire);
         if wire.down || self.dice.unit() < wire.loss {
@@ -307,7 +307,7 @@ impl Pair {
 
     /// Sends everything the side's engine has queued, and takes its released packets and
     /// events.
-    pub fn flush(&mut self, side: Side) {
+    pub(crate) fn flush(&mut self, side: Side) {
         let now = self.now;
         let node = self.node(side);
         let Some(engine) = node.engine.as_mut() else {
@@ -339,7 +339,7 @@ impl Pair {
     }
 
     /// The TUN of `side` hands the engine an IP packet.
-    pub fn send(&mut self, side: Side, packet: &[u8]) -> Outgoing {
+    pub(crate) fn send(&mut self, side: Side, packet: &[u8]) -> Outgoing {
         let now = self.now;
         let node = self.node(side);
         let mut out = vec![0u8; packet.len() + 64];
@@ -389,7 +389,7 @@ impl Pair {
     }
 
     /// Runs the network and both engines' timers until `until`.
-    pub fn run_until(&mut self, until: Instant) {
+    pub(crate) fn run_until(&mut self, until: Instant) {
         loop {
             let mut next = until;
             for side in [Side::A, Side::B] {
@@ -431,14 +431,20 @@ impl Pair {
         self.now = self.now.max(until);
     }
 
-    pub fn run_for(&mut self, d: Duration) {
+    pub(crate) fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
         self.run_until(until);
     }
 
     /// Sends one packet with `id` every `every` from `side` for `total`, running the
     /// network in between.
-    pub fn stream(&mut self, side: Side, first_id: u64, every: Duration, total: Duration) -> u64 {
+    pub(crate) fn stream(
+        &mut self,
+        side: Side,
+        first_id: u64,
+        every: Duration,
+        total: Duration,
+    ) -> u64 {
         let end = self.now + total;
         let mut id = first_id;
         while self.now < end {
@@ -451,14 +457,14 @@ impl Pair {
     }
 
     /// The first datagram sent from `from` whose WireGuard type is `kind`.
-    pub fn first_sent(&self, from: SocketAddr, kind: u8) -> Option<Vec<u8>> {
+    pub(crate) fn first_sent(&self, from: SocketAddr, kind: u8) -> Option<Vec<u8>> {
         self.sent
             .iter()
             .find(|(_, src, _, bytes)| *src == from && bytes.first() == Some(&kind))
             .map(|(_, _, _, bytes)| bytes.clone())
     }
 
-    pub fn events(&self, side: Side) -> &[(Instant, braid_engine::Event)] {
+    pub(crate) fn events(&self, side: Side) -> &[(Instant, braid_engine::Event)] {
         match side {
             Side::A => &self.a.events,
             Side::B => &self.b.events,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// A request to the forwarder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Request {
+pub(crate) enum Request {
     /// Sets both directions of an uplink (binding their queues on first use).
     Set {
         /// The hub's name of the uplink, `n<i>w<k>`.
@@ -34,7 +34,7 @@ pub enum Request {
 
 /// The forwarder's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The error, when the request failed.
     pub error: Option<String>,
     /// For [`Request::Status`].
@@ -42,15 +42,15 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub(crate) fn ok(status: Vec<DirectionStatus>) -> Reply {
-        Reply {
+    pub(crate) fn ok(status: Vec<DirectionStatus>) -> Self {
+        Self {
             error: None,
             status,
         }
     }
 
-    pub(crate) fn error(message: &str) -> Reply {
-        Reply {
+    pub(crate) fn error(message: &str) -> Self {
+        Self {
             error: Some(message.to_string()),
             status: Vec::new(),
         }

@@ -95,7 +95,7 @@ pub struct Settings {
 impl Settings {
     /// True when this direction changes nothing (packets pass at once, none lost).
     pub fn is_clear(&self) -> bool {
-        *self == Settings::default()
+        *self == Self::default()
     }
 
     /// Checks the ranges; the message names the field and the range.
@@ -194,7 +194,7 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Self(seed)
     }
 
     /// The next 64 random bits.
@@ -252,7 +252,7 @@ pub struct Impairment {
 impl Impairment {
     /// A direction with `settings`, its randomness from `seed`, starting at `now`.
     pub fn new(settings: Settings, seed: u64, now: Instant) -> Self {
-        Impairment {
+        Self {
             settings,
             rng: Rng::new(seed),
             line_free: now,

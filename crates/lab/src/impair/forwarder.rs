@@ -111,7 +111,7 @@ fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>, wake: i32) -> io::
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     // One request line, of at most 1 MiB.
-    BufReader::new(std::io::Read::take(&stream, 1 << 20)).read_line(&mut line)?;
+    BufReader::new(io::Read::take(&stream, 1 << 20)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             let (tx, rx) = mpsc::channel();

@@ -58,7 +58,7 @@ pub struct WanImpairment {
 impl WanImpairment {
     /// The same settings both ways.
     pub fn both(settings: Settings) -> Self {
-        WanImpairment {
+        Self {
             down: settings,
             up: settings,
             seed: 0,

@@ -28,20 +28,20 @@ const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
 const NLMSG_ERROR: u16 = 2;
 /// Bytes of each packet copied to userspace (only its length is used).
-pub const COPY_RANGE: u32 = 64;
+pub(super) const COPY_RANGE: u32 = 64;
 /// The receive buffer asked for: packets waiting for the forwarder wait here.
 const RCVBUF: i32 = 64 << 20;
 /// Verdicts are sent when this many bytes of them are waiting.
 const VERDICT_BATCH: usize = 32 * 1024;
 
 /// The verdict `NF_DROP`.
-pub const DROP: u32 = 0;
+pub(super) const DROP: u32 = 0;
 /// The verdict `NF_ACCEPT`.
-pub const ACCEPT: u32 = 1;
+pub(super) const ACCEPT: u32 = 1;
 
 /// A queued packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet {
+pub(super) struct Packet {
     /// The queue it came from.
     pub queue: u16,
     /// The kernel's id for the verdict.
@@ -63,7 +63,7 @@ enum Message {
 }
 
 /// A netlink socket bound to NFQUEUE queues.
-pub struct NfQueue {
+pub(super) struct NfQueue {
     fd: OwnedFd,
     seq: u32,
     buf: Vec<u8>,
@@ -194,7 +194,7 @@ fn parse_packet(msg: &[u8]) -> Option<Packet> {
 
 impl NfQueue {
     /// A netlink socket for NFQUEUE in the current network namespace.
-    pub fn open() -> io::Result<NfQueue> {
+    pub(super) fn open() -> io::Result<Self> {
         // SAFETY: plain socket creation; the result is checked.
         let fd = cvt(unsafe {
             libc::socket(
@@ -213,7 +213,7 @@ impl NfQueue {
             libc::bind(
                 fd.as_raw_fd(),
                 (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+                size_of::<libc::sockaddr_nl>() as u32,
             )
         })?;
         for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
@@ -231,7 +231,7 @@ impl NfQueue {
                 break;
             }
         }
-        Ok(NfQueue {
+        Ok(Self {
             fd,
             seq: 1,
             buf: vec![0u8; 1 << 16],
@@ -242,7 +242,7 @@ impl NfQueue {
     }
 
     /// The descriptor, to poll.
-    pub fn raw_fd(&self) -> RawFd {
+    pub(super) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
@@ -312,7 +312,7 @@ impl NfQueue {
 
     /// Binds queue `queue` to this socket, copying [`COPY_RANGE`] bytes of each packet,
     /// with room for `maxlen` packets in the kernel.
-    pub fn bind(&mut self, queue: u16, maxlen: u32) -> io::Result<()> {
+    pub(super) fn bind(&mut self, queue: u16, maxlen: u32) -> io::Result<()> {
         let cmd = [NFQNL_CFG_CMD_BIND, 0, 0, 0];
         self.request(queue, &[(NFQA_CFG_CMD, &cmd)])?;
         let mut params = [0u8; 5];
@@ -356,7 +356,7 @@ impl NfQueue {
     }
 
     /// Receives up to `max` waiting packets into `out` without blocking.
-    pub fn receive(&mut self, out: &mut Vec<Packet>, max: usize) -> io::Result<()> {
+    pub(super) fn receive(&mut self, out: &mut Vec<Packet>, max: usize) -> io::Result<()> {
         out.append(&mut self.early);
         let mut messages = Vec::new();
         while out.len() < max {
@@ -376,7 +376,7 @@ impl NfQueue {
     }
 
     /// Adds a verdict to the batch; sends the batch when it is full.
-    pub fn verdict(&mut self, queue: u16, id: u32, verdict: u32) -> io::Result<()> {
+    pub(super) fn verdict(&mut self, queue: u16, id: u32, verdict: u32) -> io::Result<()> {
         self.verdicts
             .extend_from_slice(&verdict_message(queue, id, verdict));
         if self.verdicts.len() >= VERDICT_BATCH {
@@ -386,7 +386,7 @@ impl NfQueue {
     }
 
     /// Sends the waiting verdicts.
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub(super) fn flush(&mut self) -> io::Result<()> {
         if self.verdicts.is_empty() {
             return Ok(());
         }

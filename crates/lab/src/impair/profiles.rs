@@ -26,13 +26,13 @@ impl Profile {
     pub const NAMES: [&'static str; 5] = ["fibre", "dsl", "lte", "leo", "geo"];
 
     /// The profile called `name` (`fiber` is taken for `fibre`).
-    pub fn from_name(name: &str) -> Option<Profile> {
+    pub fn from_name(name: &str) -> Option<Self> {
         Some(match name.trim().to_ascii_lowercase().as_str() {
-            "fibre" | "fiber" => Profile::Fibre,
-            "dsl" => Profile::Dsl,
-            "lte" => Profile::Lte,
-            "leo" => Profile::Leo,
-            "geo" => Profile::Geo,
+            "fibre" | "fiber" => Self::Fibre,
+            "dsl" => Self::Dsl,
+            "lte" => Self::Lte,
+            "leo" => Self::Leo,
+            "geo" => Self::Geo,
             _ => return None,
         })
     }
@@ -40,11 +40,11 @@ impl Profile {
     /// Its name.
     pub fn name(self) -> &'static str {
         match self {
-            Profile::Fibre => "fibre",
-            Profile::Dsl => "dsl",
-            Profile::Lte => "lte",
-            Profile::Leo => "leo",
-            Profile::Geo => "geo",
+            Self::Fibre => "fibre",
+            Self::Dsl => "dsl",
+            Self::Lte => "lte",
+            Self::Leo => "leo",
+            Self::Geo => "geo",
         }
     }
 
@@ -57,24 +57,24 @@ impl Profile {
             ..Settings::default()
         };
         match self {
-            Profile::Fibre => WanImpairment::both(line(300.0, 5, 0)),
-            Profile::Dsl => WanImpairment {
+            Self::Fibre => WanImpairment::both(line(300.0, 5, 0)),
+            Self::Dsl => WanImpairment {
                 down: line(50.0, 20, 0),
                 up: line(10.0, 20, 0),
                 seed: 0,
             },
-            Profile::Lte => WanImpairment::both(Settings {
+            Self::Lte => WanImpairment::both(Settings {
                 loss_percent: 0.5,
                 ..line(30.0, 50, 15)
             }),
-            Profile::Leo => WanImpairment::both(Settings {
+            Self::Leo => WanImpairment::both(Settings {
                 outage: Some(Outage {
                     every: Duration::from_secs(15),
                     lasting: Duration::from_millis(100),
                 }),
                 ..line(100.0, 40, 20)
             }),
-            Profile::Geo => WanImpairment::both(line(20.0, 600, 0)),
+            Self::Geo => WanImpairment::both(line(20.0, 600, 0)),
         }
     }
 }

@@ -5,7 +5,7 @@ use braid_lab::{command::namespaces, namespace_prefix};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A lab name unique to this process and call: `<tag><pid><n>`, at most 8 characters.
-pub fn unique_name(tag: &str) -> String {
+pub(crate) fn unique_name(tag: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 36;
     let name = format!(
@@ -18,7 +18,7 @@ pub fn unique_name(tag: &str) -> String {
 }
 
 /// The namespaces of the lab `name` that exist now.
-pub fn lab_namespaces(name: &str) -> Vec<String> {
+pub(crate) fn lab_namespaces(name: &str) -> Vec<String> {
     namespaces()
         .expect("ip netns list")
         .into_iter()
@@ -27,6 +27,6 @@ pub fn lab_namespaces(name: &str) -> Vec<String> {
 }
 
 /// The standard output of a successful command, as text.
-pub fn stdout(output: std::process::Output) -> String {
+pub(crate) fn stdout(output: std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }

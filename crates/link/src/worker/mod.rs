@@ -29,7 +29,7 @@ const PUBLISH_BOND: Duration = Duration::from_millis(500);
 
 /// What became ready for a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     Tun,
     Network,
     Wake,
@@ -39,21 +39,21 @@ pub enum Event {
 
 /// Packet buffers a reactor lends to the link it is serving: the receive buffer (room for a
 /// GRO batch) and room for handshake messages. Mapped lazily: untouched pages cost nothing.
-pub struct Scratch {
+pub(crate) struct Scratch {
     src: PacketBuffer,
     dst: PacketBuffer,
 }
 
 impl Scratch {
-    pub fn new() -> std::io::Result<Self> {
-        Ok(Scratch {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        Ok(Self {
             src: PacketBuffer::new(65536 + 256)?,
             dst: PacketBuffer::new(65536 + 256)?,
         })
     }
 }
 
-pub enum Command {
+pub(crate) enum Command {
     SetEndpoint(Option<SocketAddr>),
     SetKeepalive(Option<u16>),
     /// A key rotation: this side's new private key.
@@ -72,7 +72,7 @@ pub enum Command {
     },
 }
 
-pub struct Worker {
+pub(crate) struct Worker {
     name: String,
     /// The peer's public key in base64, for log lines.
     peer: String,
@@ -142,7 +142,7 @@ fn system_time(since_epoch: Option<Duration>) -> Option<SystemTime> {
 
 impl Worker {
     #[allow(clippy::too_many_arguments)] // the worker owns everything its link holds
-    pub fn new(
+    pub(crate) fn new(
         config: &LinkConfig,
         tun: SyncDevice,
         socket: UdpSocket,
@@ -159,7 +159,7 @@ impl Worker {
             ipv6: config.ipv6,
         };
         let engine = Engine::new(engine_config(config), Instant::now());
-        let worker = Worker {
+        let worker = Self {
             name: config.name.clone(),
             peer: log::key_b64(&config.peer_public_key),
             tun,
@@ -182,12 +182,12 @@ impl Worker {
         Ok(worker)
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The descriptors the reactor watches for this link.
-    pub fn fds(&self) -> Vec<(RawFd, Event)> {
+    pub(crate) fn fds(&self) -> Vec<(RawFd, Event)> {
         let mut fds = vec![
             (self.tun.as_raw_fd(), Event::Tun),
             (self.out.main.socket.as_raw_fd(), Event::Network),
@@ -201,14 +201,14 @@ impl Worker {
 
     /// Sends what the engine queued when it was made (its first handshake); returns when
     /// its timers are first due.
-    pub fn start(&mut self, _scratch: &mut Scratch) -> Instant {
+    pub(crate) fn start(&mut self, _scratch: &mut Scratch) -> Instant {
         let now = Instant::now();
         self.drain(now);
         self.engine.poll_timeout()
     }
 
     /// Handles one readiness event; false when the link has been asked to stop.
-    pub fn on_event(&mut self, event: Event, scratch: &mut Scratch) -> bool {
+    pub(crate) fn on_event(&mut self, event: Event, scratch: &mut Scratch) -> bool {
         match event {
             Event::Tun => {
                 if !self.handle_tun(&mut scratch.dst) {
@@ -234,7 +234,7 @@ impl Worker {
     }
 
     /// Runs the engine's timers; returns when they are next due.
-    pub fn on_timer(&mut self, _scratch: &mut Scratch) -> Instant {
+    pub(crate) fn on_timer(&mut self, _scratch: &mut Scratch) -> Instant {
         // boringtun logs its timers' decisions (HANDSHAKE(REKEY_TIMEOUT), ...) itself: the
         // span puts the link and its peer on those lines.
         let span = tracing::info_span!("link", link = %self.name, peer = %self.peer);
@@ -250,7 +250,7 @@ impl Worker {
     }
 
     /// When the link wants its timer after an event (the engine may want it sooner).
-    pub fn take_hurry(&mut self) -> Option<Instant> {
+    pub(crate) fn take_hurry(&mut self) -> Option<Instant> {
         Some(self.engine.poll_timeout())
     }
 

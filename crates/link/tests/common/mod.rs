@@ -6,7 +6,7 @@ use braid_link::{Link, LinkConfig};
 use braid_model::PrivateKey;
 use std::time::{Duration, Instant};
 
-pub fn key_pair() -> ([u8; 32], [u8; 32]) {
+pub(crate) fn key_pair() -> ([u8; 32], [u8; 32]) {
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
@@ -15,7 +15,7 @@ pub fn key_pair() -> ([u8; 32], [u8; 32]) {
     (key.0, key.public_key().0)
 }
 
-pub fn config(
+pub(crate) fn config(
     name: &str,
     listen: u16,
     endpoint: Option<&str>,
@@ -44,13 +44,13 @@ pub fn config(
     }
 }
 
-pub fn start_in(lab: &Lab, node: usize, config: LinkConfig) -> Link {
+pub(crate) fn start_in(lab: &Lab, node: usize, config: LinkConfig) -> Link {
     braid_system::netns::run_in(&lab.ns(node), move || Link::start(config))
         .unwrap()
         .unwrap()
 }
 
-pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if ok() {
@@ -61,7 +61,7 @@ pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-pub fn lab_name(tag: &str) -> String {
+pub(crate) fn lab_name(tag: &str) -> String {
     format!("{tag}{:x}", std::process::id() % 0xffff)
 }
 
@@ -69,7 +69,7 @@ pub fn lab_name(tag: &str) -> String {
 /// 169.254.0.2 (`reverse`: node 2 sends); returns Mbit/s received, 0 when iperf3 produced
 /// no report (a stalled tunnel: iperf3 is bounded by `timeout` so a stall cannot hang the
 /// test). The server is ended by PID.
-pub fn iperf3_mbits(lab: &Lab, reverse: bool, seconds: u32) -> f64 {
+pub(crate) fn iperf3_mbits(lab: &Lab, reverse: bool, seconds: u32) -> f64 {
     let server = lab
         .spawn(
             2,
@@ -118,13 +118,13 @@ pub fn iperf3_mbits(lab: &Lab, reverse: bool, seconds: u32) -> f64 {
 }
 
 /// A directory removed when dropped (also while a failing test unwinds).
-pub struct TempDir(pub std::path::PathBuf);
+pub(crate) struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
-    pub fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> Self {
         let path = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
+        Self(path)
     }
 }
 
@@ -139,7 +139,7 @@ impl Drop for TempDir {
 /// unique), configured with `wg set`: key `own`, listen port 40002, peer `peer` with every
 /// address allowed and, if given, `endpoint`; addressed 169.254.0.2/16 with MTU 1420, up.
 /// `dir` holds the key file. Returns wireguard-go's PID (the lab ends it on drop).
-pub fn wireguard_go_on_node2(
+pub(crate) fn wireguard_go_on_node2(
     lab: &Lab,
     binary: &std::path::Path,
     ifname: &str,
