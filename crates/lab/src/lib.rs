@@ -32,6 +32,8 @@ mod children;
 pub mod command;
 pub mod configs;
 mod error;
+pub mod exit;
+pub mod failover;
 pub mod impair;
 mod lab;
 pub mod namespace;
@@ -42,6 +44,8 @@ pub mod workload;
 
 pub use configs::{ConfigOptions, NodeFiles, write_configs};
 pub use error::LabError;
+pub use exit::{INTERNET_HOST, exit_config};
+pub use failover::Failover;
 pub use impair::{Impairer, Profile, WanImpairment, WanShape};
 pub use lab::{Lab, LabSpec, MAX_NODES};
 pub use namespace::{cleanup, namespace_name, namespace_prefix};
@@ -51,7 +55,7 @@ pub use wans::{
     INTERNET_V4, INTERNET_V6, MAX_WANS, hub_name, impair_queue, parse_wans, wan_addrs, wan_gateway,
     wan_iface, wan_table,
 };
-pub use workload::{WorkloadAddrs, workload_addrs};
+pub use workload::{BRIDGE, Matrix, WorkloadAddrs, workload_addrs};
 
 /// True when this process can build a lab: it runs as root and `ip netns` works.
 pub fn available() -> bool {
