@@ -186,7 +186,7 @@ fn watch(
     }
     if replies.len() < 20 {
         return Err(LabError::Topology(format!(
-            "failover: only {} replies before the cut in 5 s; the workloads do not reach each other",
+            "only {} replies before the cut in 5 s: the workloads do not reach each other",
             replies.len()
         )));
     }

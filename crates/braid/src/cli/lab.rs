@@ -500,18 +500,21 @@ fn up(
         eprintln!("{e:#}");
         return Ok(leave_up(lab, name));
     }
+    let links_up = Instant::now();
     println!(
         "all {links} links up in {:.1}s\n",
-        waited.elapsed().as_secs_f64()
+        (links_up - waited).as_secs_f64()
     );
     let all_ok = match &main {
-        Some(job) => match lab_checks::main_job(&lab, &exe, &files, &plans, job, seconds, &dir) {
-            Ok(ok) => ok,
-            Err(e) => {
-                eprintln!("{e:#}");
-                return Ok(leave_up(lab, name));
+        Some(job) => {
+            match lab_checks::main_job(&lab, &exe, &files, &plans, job, seconds, &dir, links_up) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    return Ok(leave_up(lab, name));
+                }
             }
-        },
+        }
         None => {
             let (matrix, all_ok) = lab_checks::connectivity_matrix(&lab, &plans);
             print!("{matrix}");
