@@ -181,7 +181,8 @@ pub fn run(command: LabCommand) -> Result<bool> {
             let wans = match wans {
                 Some(text) => braid_lab::parse_wans(&text)?,
                 None if links_only || bare => Vec::new(),
-                None => vec![2, 1],
+                // n1 with two uplinks, the others one (a single node: two).
+                None => vec![2, 1][..nodes.clamp(1, 2)].to_vec(),
             };
             if wans.is_empty() && (scheduler.is_some() || profiles.is_some()) {
                 bail!("--scheduler and --profiles need uplinks: give --wans (e.g. --wans 2,1)");
