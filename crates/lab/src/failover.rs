@@ -29,7 +29,8 @@ pub struct Failover {
     pub outage: Option<Duration>,
     /// How long the measurement waited for traffic to return.
     pub bound: Duration,
-    /// Probes sent and replies received from the cut to the end of the measurement.
+    /// Probes sent from the cut to the end of the measurement (estimated from the time
+    /// and [`PROBE_INTERVAL`]).
     pub sent_after_cut: u64,
     /// Replies received from the cut to the end.
     pub replies_after_cut: u64,

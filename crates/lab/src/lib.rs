@@ -5,6 +5,9 @@
 //! the "internet", over one veth per uplink, each shaped on its own (see [`wans`]), and
 //! each direction of an uplink can behave like a real line (rate, delay, jitter, loss,
 //! bursty loss, queue, outages) through the impairment forwarder (see [`impair`]).
+//! `braid lab up`'s main job and the routing tests add workloads on the nodes' bridges
+//! ([`workload`]), an exit's upstream router and internet host ([`exit`]), and measure how
+//! long workload traffic stops when the underlay between two nodes is cut ([`failover`]).
 //!
 //! It drives `ip`, `tc` and `nft` (a failing command becomes a [`LabError`] naming it,
 //! with its stderr). Everything it makes lives in namespaces named `brd-<lab>-n<i>`
