@@ -295,6 +295,7 @@ fn internet(lab: &Lab, exit: usize) -> Result<bool> {
                 if Instant::now() > deadline {
                     break false;
                 }
+                std::thread::sleep(Duration::from_millis(100));
             };
             all &= ok;
             cells.push(format!("{family} {}", if ok { "ok" } else { "NO ANSWER" }));
