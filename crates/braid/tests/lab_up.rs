@@ -82,8 +82,22 @@ fn lab_up_shows_the_main_job_and_lab_down_removes_it() {
         .lines()
         .find(|l| l.starts_with("throughput n1 -> n2"))
         .unwrap_or_else(|| panic!("no throughput line: {text}"));
+    // Each uplink's share of what n1 sent: both named, adding up to the whole.
+    let shares: Vec<f64> = throughput
+        .split("bonded over ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not bonded: {throughput}"))
+        .split(" + ")
+        .map(|part| {
+            part.split(['(', '%'])
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no share in `{part}`: {throughput}"))
+        })
+        .collect();
+    assert_eq!(shares.len(), 2, "{throughput}");
     assert!(
-        throughput.contains("bonded over wan0 + wan1"),
+        (99.0..=101.0).contains(&shares.iter().sum::<f64>()),
         "{throughput}"
     );
     let mbit: f64 = throughput

@@ -228,19 +228,12 @@ pub fn main_job(
     let matrix_ok = workload_matrix(lab, &job.routing, links_up)?;
     let internet_ok = internet(lab, job.exit)?;
     if seconds > 0 && n >= 2 {
-        let over = if lab.wans(1) > 1 {
-            format!(
-                ", bonded over {}",
-                (0..lab.wans(1))
-                    .map(braid_lab::wan_iface)
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            )
-        } else {
-            String::new()
-        };
+        let before = uplink_tx_bytes(lab, 1);
         match throughput(lab, plans, seconds, dir) {
-            Ok(line) => println!("\n{line}{over}"),
+            Ok(line) => println!(
+                "\n{line}{}",
+                bonded_shares(&before, &uplink_tx_bytes(lab, 1))
+            ),
             Err(e) => eprintln!("\nthroughput: {e:#}"),
         }
     }
@@ -326,4 +319,58 @@ fn failover(lab: &Lab, bound: Duration) -> Result<()> {
         report.describe()
     );
     Ok(())
+}
+
+/// Bytes node `i` has sent on each of its uplinks (`wan0`, `wan1`, ...; 0 when unreadable).
+fn uplink_tx_bytes(lab: &Lab, i: usize) -> Vec<u64> {
+    (0..lab.wans(i))
+        .map(|k| {
+            let path = format!(
+                "/sys/class/net/{}/statistics/tx_bytes",
+                braid_lab::wan_iface(k)
+            );
+            lab.exec(i, "cat", &[&path])
+                .ok()
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// `, bonded over wan0 (55%) + wan1 (45%)`: each uplink's share of the bytes sent between
+/// two counter readings; empty with fewer than two uplinks.
+fn bonded_shares(before: &[u64], after: &[u64]) -> String {
+    if before.len() < 2 || before.len() != after.len() {
+        return String::new();
+    }
+    let sent: Vec<u64> = after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let total = sent.iter().sum::<u64>().max(1) as f64;
+    let parts: Vec<String> = sent
+        .iter()
+        .enumerate()
+        .map(|(k, &bytes)| format!("wan{k} ({:.0}%)", 100.0 * bytes as f64 / total))
+        .collect();
+    format!(", bonded over {}", parts.join(" + "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_per_uplink() {
+        assert_eq!(
+            bonded_shares(&[100, 0], &[650, 450]),
+            ", bonded over wan0 (55%) + wan1 (45%)"
+        );
+        assert_eq!(bonded_shares(&[0], &[10]), "");
+        assert_eq!(
+            bonded_shares(&[5, 5], &[5, 5]),
+            ", bonded over wan0 (0%) + wan1 (0%)"
+        );
+    }
 }
