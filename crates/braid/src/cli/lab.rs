@@ -201,6 +201,20 @@ pub fn run(command: LabCommand) -> Result<bool> {
                 }
                 None => Vec::new(),
             };
+            let engine = match routing.as_str() {
+                "babel" => Some(("babeld", "babeld")),
+                "bird" => Some(("bird", "bird2")),
+                _ => None,
+            };
+            if let Some((program, package)) = engine
+                && !links_only
+                && !bare
+                && Command::new(program).arg("--version").output().is_err()
+            {
+                bail!(
+                    "--routing {routing} needs {program}, which is not installed: run scripts/deps.sh (Debian package {package}), or choose --routing static"
+                );
+            }
             let exit = exit.unwrap_or(nodes);
             if !links_only && !bare && !(1..=nodes).contains(&exit) {
                 bail!("--exit {exit}: the exit is one of the nodes 1..={nodes}");
