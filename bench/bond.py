@@ -123,7 +123,7 @@ class Lab:
         self.wans, self.scheduler, self.weights = wans, scheduler, weights
 
     def __enter__(self):
-        args = [BRAID, "lab", "up", "--nodes", "2", "--wans", self.wans, "--name", LAB, "--dir", WORK, "--seconds", "0"]
+        args = [BRAID, "lab", "up", "--links-only", "--nodes", "2", "--wans", self.wans, "--name", LAB, "--dir", WORK, "--seconds", "0"]
         if self.scheduler:
             args += ["--scheduler", self.scheduler]
         if self.weights:

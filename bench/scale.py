@@ -46,7 +46,7 @@ def main():
     work = tempfile.mkdtemp(prefix="braid-scale-")
     proc = None
     try:
-        sh(braid, "lab", "up", "--plan-only", "--nodes", "1", "--name", LAB, "--dir", work)
+        sh(braid, "lab", "up", "--plan-only", "--links-only", "--nodes", "1", "--name", LAB, "--dir", work)
         config_path = f"{work}/n1/config.json"
         config = json.load(open(config_path))
         config["transport"] = [t for t in config["transport"] if t["address_family"] == "ip4"]

@@ -194,7 +194,7 @@ class Bench:
         """Two lab nodes on one veth pair; with braid's daemons and configs when asked."""
         self.lab_up = True  # from here on, a failure still removes the namespaces
         if with_braid:
-            r = sh(self.braid, "lab", "up", "--nodes", "2", "--name", LAB, "--dir", self.lab_dir, "--seconds", "0", check=False)
+            r = sh(self.braid, "lab", "up", "--links-only", "--nodes", "2", "--name", LAB, "--dir", self.lab_dir, "--seconds", "0", check=False)
             if r.returncode != 0:
                 raise BenchError(f"braid lab up failed:\n{r.stdout}{r.stderr}")
         else:

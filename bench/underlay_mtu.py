@@ -93,7 +93,7 @@ def main():
     work = tempfile.mkdtemp(prefix="braid-umtu-")
     rows = []
     try:
-        sh(braid, "lab", "up", "--nodes", "2", "--name", LAB, "--dir", work, "--seconds", "0")
+        sh(braid, "lab", "up", "--links-only", "--nodes", "2", "--name", LAB, "--dir", work, "--seconds", "0")
         link = ipv4_link()
         target = f"fe80::2%{link}"
         cases = [("1500", 1500, False), ("1300", 1300, False), ("1300 MSS 1180", 1300, True)]

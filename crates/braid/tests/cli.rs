@@ -304,6 +304,7 @@ fn lab_up_prints_plans_and_lab_down_removes_everything() {
         "lab",
         "up",
         "--plan-only",
+        "--links-only",
         "--nodes",
         "3",
         "--name",
@@ -349,6 +350,7 @@ fn lab_up_runs_the_mesh_and_every_link_answers() {
     let out = braid(&[
         "lab",
         "up",
+        "--links-only",
         "--nodes",
         "3",
         "--seconds",

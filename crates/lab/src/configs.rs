@@ -37,6 +37,12 @@ pub struct ConfigOptions {
     /// The `scheduler` of those transports ("flow", "round-robin", "weighted",
     /// "redundant", "backup"); `None` leaves braid's default.
     pub scheduler: Option<String>,
+    /// Babel's (and BIRD's Babel) hello interval in seconds, `routing.hello_interval`;
+    /// `None` leaves braid's default. A short one finds a lost neighbour sooner.
+    pub hello_interval: Option<u16>,
+    /// The node (1-based) that is the exit: its config gets [`crate::exit_config`] (the
+    /// lab's upstream, [`Lab::add_upstream`]) and the registry its `exit_preference` 100.
+    pub exit: Option<usize>,
 }
 
 impl Default for ConfigOptions {
@@ -52,6 +58,8 @@ impl Default for ConfigOptions {
             control_dir: None,
             wans: Vec::new(),
             scheduler: None,
+            hello_interval: None,
+            exit: None,
         }
     }
 }
@@ -194,7 +202,7 @@ pub fn write_configs(
             || node_dir.join("braid.sock"),
             |d| d.join(format!("n{i}.sock")),
         );
-        let config: Value = json!({
+        let mut config: Value = json!({
             "registry": registry_path.display().to_string(),
             "private_key": key.to_base64(),
             "vrf": "",
@@ -208,7 +216,15 @@ pub fn write_configs(
             "status": {"listen": "127.0.0.1:8091"},
             "control_socket": control.display().to_string(),
         });
-        registry.push(json!({"public_key": public, "name": format!("n{i}"), "index": i, "endpoints": endpoints, "remarks": {}}));
+        let mut entry = json!({"public_key": public, "name": format!("n{i}"), "index": i, "endpoints": endpoints, "remarks": {}});
+        if let Some(hello) = options.hello_interval {
+            config["routing"]["hello_interval"] = json!(hello);
+        }
+        if options.exit == Some(i) {
+            config["exit"] = crate::exit_config();
+            entry["exit_preference"] = json!(100);
+        }
+        registry.push(entry);
         let config_path = node_dir.join("config.json");
         // The config holds the node's private key: 0600, as `braid check` expects.
         write_json_with_mode(&config_path, &config, 0o600)?;

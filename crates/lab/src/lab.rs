@@ -241,7 +241,7 @@ impl Lab {
         let key = check_pair(i, j, self.spec.nodes)?;
         if self.has_wans() {
             return Err(LabError::Topology(format!(
-                "the pair ({i}, {j}) has no veth of its own: this lab has WAN uplinks through the hub; shape, cut or restore an uplink with shape_wan, cut_wan, restore_wan (`braid lab wan`)"
+                "the pair ({i}, {j}) has no veth of its own: this lab has WAN uplinks through the hub; shape an uplink with shape_wan (`braid lab wan`); a pair can only be cut or restored"
             )));
         }
         let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,16 +263,26 @@ impl Lab {
     }
 
     /// Drops all traffic between nodes i and j, both ways, including traffic other nodes
-    /// forward over that pair (nftables in both namespaces).
+    /// forward over that pair (nftables in both namespaces). In a lab with uplinks the hub
+    /// drops what goes between any of i's uplinks and any of j's; each still reaches the
+    /// other nodes.
     pub fn cut(&self, i: usize, j: usize) -> Result<(), LabError> {
         tracing::info!(lab = %self.spec.name, i, j, "lab: cutting pair");
-        self.update(i, j, |state| state.cut = true)
+        self.set_cut(i, j, true)
     }
 
     /// Undoes [`Lab::cut`]; the pair's shape stays.
     pub fn restore(&self, i: usize, j: usize) -> Result<(), LabError> {
         tracing::info!(lab = %self.spec.name, i, j, "lab: restoring pair");
-        self.update(i, j, |state| state.cut = false)
+        self.set_cut(i, j, false)
+    }
+
+    fn set_cut(&self, i: usize, j: usize, cut: bool) -> Result<(), LabError> {
+        if self.has_wans() {
+            check_pair(i, j, self.spec.nodes)?;
+            return wans::set_pair_cut(&self.spec.name, &self.spec.wans, i, j, cut);
+        }
+        self.update(i, j, |state| state.cut = cut)
     }
 
     /// True when the nodes have WAN uplinks through the hub ([`LabSpec::with_wans`]).

@@ -5,6 +5,9 @@
 //! the "internet", over one veth per uplink, each shaped on its own (see [`wans`]), and
 //! each direction of an uplink can behave like a real line (rate, delay, jitter, loss,
 //! bursty loss, queue, outages) through the impairment forwarder (see [`impair`]).
+//! `braid lab up`'s main job and the routing tests add workloads on the nodes' bridges
+//! ([`workload`]), an exit's upstream router and internet host ([`exit`]), and measure how
+//! long workload traffic stops when the underlay between two nodes is cut ([`failover`]).
 //!
 //! It drives `ip`, `tc` and `nft` (a failing command becomes a [`LabError`] naming it,
 //! with its stderr). Everything it makes lives in namespaces named `brd-<lab>-n<i>`
@@ -32,6 +35,8 @@ mod children;
 pub mod command;
 pub mod configs;
 mod error;
+pub mod exit;
+pub mod failover;
 pub mod impair;
 mod lab;
 pub mod namespace;
@@ -42,6 +47,8 @@ pub mod workload;
 
 pub use configs::{ConfigOptions, NodeFiles, write_configs};
 pub use error::LabError;
+pub use exit::{INTERNET_HOST, exit_config};
+pub use failover::Failover;
 pub use impair::{Impairer, Profile, WanImpairment, WanShape};
 pub use lab::{Lab, LabSpec, MAX_NODES};
 pub use namespace::{cleanup, namespace_name, namespace_prefix};
@@ -51,7 +58,7 @@ pub use wans::{
     INTERNET_V4, INTERNET_V6, MAX_WANS, hub_name, impair_queue, parse_wans, wan_addrs, wan_gateway,
     wan_iface, wan_table,
 };
-pub use workload::{WorkloadAddrs, workload_addrs};
+pub use workload::{BRIDGE, Matrix, WorkloadAddrs, workload_addrs};
 
 /// True when this process can build a lab: it runs as root and `ip netns` works.
 pub fn available() -> bool {

@@ -169,6 +169,11 @@ pub(crate) fn hub_table_script(nodes: usize, wans: &[usize]) -> String {
         .map(|d| format!("\"{d}\" : jump {d}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // Cuts between two nodes (`Lab::cut` in a lab with uplinks): every pair of their
+    // uplink addresses, both ways, as elements of these sets.
+    script.push_str(&format!(
+        "  set {PAIR_CUT4} {{\n    type ipv4_addr . ipv4_addr\n  }}\n  set {PAIR_CUT6} {{\n    type ipv6_addr . ipv6_addr\n  }}\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    ip saddr . ip daddr @{PAIR_CUT4} drop\n    ip6 saddr . ip6 daddr @{PAIR_CUT6} drop\n  }}\n"
+    ));
     for (hook, key) in [("prerouting", "iifname"), ("postrouting", "oifname")] {
         script.push_str(&format!(
             "  chain {hook} {{\n    type filter hook {hook} priority 0; policy accept;\n    {key} vmap {{ {map} }}\n  }}\n"
@@ -409,6 +414,52 @@ pub(crate) fn set_cut(lab: &str, i: usize, k: usize, cut: bool) -> Result<(), La
     nft_script(&hub_name(lab), &script)
 }
 
+/// The hub's set of cut IPv4 address pairs (source . destination).
+const PAIR_CUT4: &str = "pair_cut4";
+/// The hub's set of cut IPv6 address pairs (source . destination).
+const PAIR_CUT6: &str = "pair_cut6";
+
+/// The nft script that cuts (`true`) or restores all traffic between nodes `i` and `j`
+/// in the hub: every pair of their uplink addresses, both ways, added to or removed from
+/// the hub's pair-cut sets. A restore first adds the elements, so it never fails on a
+/// pair that was not cut. Uplinks are left alone: each node still reaches the others.
+pub(crate) fn pair_cut_script(wans: &[usize], i: usize, j: usize, cut: bool) -> String {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for k in 0..wans_of(wans, i) {
+        for l in 0..wans_of(wans, j) {
+            let (a, b) = (wan_addrs(i, k), wan_addrs(j, l));
+            v4.push(format!("{} . {}", a.v4, b.v4));
+            v4.push(format!("{} . {}", b.v4, a.v4));
+            v6.push(format!("{} . {}", a.v6, b.v6));
+            v6.push(format!("{} . {}", b.v6, a.v6));
+        }
+    }
+    let elements = |verb: &str| {
+        format!(
+            "{verb} element inet {NFT_TABLE} {PAIR_CUT4} {{ {} }}\n{verb} element inet {NFT_TABLE} {PAIR_CUT6} {{ {} }}\n",
+            v4.join(", "),
+            v6.join(", ")
+        )
+    };
+    if cut {
+        elements("add")
+    } else {
+        elements("add") + &elements("delete")
+    }
+}
+
+/// Cuts (`true`) or restores all traffic between nodes `i` and `j` in the hub (see
+/// [`pair_cut_script`]).
+pub(crate) fn set_pair_cut(
+    lab: &str,
+    wans: &[usize],
+    i: usize,
+    j: usize,
+    cut: bool,
+) -> Result<(), LabError> {
+    nft_script(&hub_name(lab), &pair_cut_script(wans, i, j, cut))
+}
+
 /// Takes node `i`'s uplink `k` down (`ip link set wan<k> down`, which also removes its
 /// routes) or brings it up again with its table's default route: the netlink events a
 /// real uplink going away and coming back makes.
@@ -521,6 +572,24 @@ mod tests {
         assert_eq!(queue_rules_script("", "n1w0", None, None), None);
         let cleared = queue_rules_script(current, "n2w0", None, None).unwrap();
         assert!(cleared.contains("-D POSTROUTING -o n2w0") && !cleared.contains("-A "));
+    }
+
+    #[test]
+    fn a_pair_cut_covers_every_uplink_pair_both_ways() {
+        let script = pair_cut_script(&[2, 1], 1, 2, true);
+        for pair in [
+            "198.18.0.1 . 198.18.0.2",
+            "198.18.0.2 . 198.18.0.1",
+            "198.18.1.1 . 198.18.0.2",
+            "198.18.0.2 . 198.18.1.1",
+            "2001:db8:1::1 . 2001:db8::2",
+        ] {
+            assert!(script.contains(pair), "{pair}: {script}");
+        }
+        assert!(!script.contains("delete"));
+        let restore = pair_cut_script(&[2, 1], 1, 2, false);
+        assert!(restore.find("add element") < restore.find("delete element"));
+        assert!(hub_table_script(2, &[2, 1]).contains("ip saddr . ip daddr @pair_cut4 drop"));
     }
 
     #[test]

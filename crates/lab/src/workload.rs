@@ -7,13 +7,58 @@ use crate::lab::Lab;
 use crate::{LabError, namespace_prefix};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// The bridge braid makes on a node whose config has an address plan (docs/config.md).
+pub const BRIDGE: &str = "braid0";
+
 /// A workload's addresses: `<node /64>::100` and `10.<hi>.<lo>.100`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkloadAddrs {
-    /// `<node /64>::100`.
+    /// From the node's /64: `2001:db8:bd00:<i>::100`.
     pub v6: Ipv6Addr,
-    /// `10.<hi>.<lo>.100`.
+    /// From the node's /24: `10.<i / 256>.<i % 256>.100`.
     pub v4: Ipv4Addr,
+}
+
+/// Which workloads reach which: `v6[i-1][j-1]` / `v4[i-1][j-1]` is true when node i's
+/// workload got an answer from node j's (the diagonal is true).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matrix {
+    /// Over IPv6.
+    pub v6: Vec<Vec<bool>>,
+    /// Over IPv4.
+    pub v4: Vec<Vec<bool>>,
+}
+
+impl Matrix {
+    /// True when every workload reached every other over both families.
+    pub fn all(&self) -> bool {
+        self.v6.iter().chain(&self.v4).flatten().all(|&ok| ok)
+    }
+
+    /// The matrix as text, one row per source workload: `ok` or `--` per family
+    /// (`v6/v4`), `-` on the diagonal.
+    pub fn render(&self) -> String {
+        let n = self.v6.len();
+        let mut out = format!("{:<6}", "from");
+        for j in 1..=n {
+            out.push_str(&format!("{:>8}", format!("w{j}")));
+        }
+        out.push('\n');
+        let mark = |ok: bool| if ok { "ok" } else { "--" };
+        for i in 0..n {
+            out.push_str(&format!("{:<6}", format!("w{}", i + 1)));
+            for j in 0..n {
+                let cell = if i == j {
+                    "-".to_string()
+                } else {
+                    format!("{}/{}", mark(self.v6[i][j]), mark(self.v4[i][j]))
+                };
+                out.push_str(&format!("{cell:>8}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// The workload addresses of node `i` in the lab plan (2001:db8:bd00::/48, 10.0.0.0/8).
@@ -84,6 +129,68 @@ impl Lab {
             &gw4.to_string(),
         ])?;
         Ok(addrs)
+    }
+
+    /// Waits until node `i` has the bridge `bridge` (braid made its node network), up to
+    /// `timeout`.
+    pub fn wait_for_bridge(
+        &self,
+        i: usize,
+        bridge: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), LabError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self
+                .try_exec(i, "ip", &["link", "show", bridge])
+                .is_ok_and(|o| o.status.success())
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(LabError::Topology(format!(
+                    "n{i} has no bridge {bridge} after {} s: braid makes it when the config has an address plan; see n{i}'s braid.log",
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Pings every workload from every other, IPv6 and IPv4, all at once (one ping each,
+    /// `timeout_s` seconds to answer).
+    pub fn workload_matrix(&self, timeout_s: u32) -> Matrix {
+        let n = self.nodes();
+        let wait = timeout_s.max(1).to_string();
+        let ping = |i: usize, to: String| {
+            let ns = self.workload_ns(i);
+            crate::command::run_unchecked(
+                "ip",
+                &[
+                    "netns", "exec", &ns, "ping", "-n", "-c", "1", "-W", &wait, &to,
+                ],
+            )
+            .is_ok_and(|o| o.status.success())
+        };
+        let mut v6 = vec![vec![true; n]; n];
+        let mut v4 = vec![vec![true; n]; n];
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for i in 1..=n {
+                for j in (1..=n).filter(|&j| j != i) {
+                    let to = workload_addrs(j);
+                    let (a, b) = (to.v6.to_string(), to.v4.to_string());
+                    let ping = &ping;
+                    handles.push((i, j, scope.spawn(move || (ping(i, a), ping(i, b)))));
+                }
+            }
+            for (i, j, h) in handles {
+                let (ok6, ok4) = h.join().unwrap_or((false, false));
+                v6[i - 1][j - 1] = ok6;
+                v4[i - 1][j - 1] = ok4;
+            }
+        });
+        Matrix { v6, v4 }
     }
 
     /// True when node `from`'s workload can ping `to` within two seconds.

@@ -290,3 +290,183 @@ fn bad_specs_are_refused_before_anything_is_made() {
         assert!(Lab::up(spec.clone()).is_err(), "{spec:?} was accepted");
     }
 }
+
+#[test]
+fn a_pair_cut_in_a_lab_with_uplinks_goes_through_the_hub() {
+    if skip("a_pair_cut_in_a_lab_with_uplinks_goes_through_the_hub") {
+        return;
+    }
+    let lab = Lab::up(LabSpec::new(&unique_name("hc"), 3).with_wans(&[2, 1])).unwrap();
+    let n2 = lab.addrs(2).v4.to_string();
+    let n2_from_wan1 = ["-c", "1", "-W", "1", "-I", "wan1", &n2];
+    assert!(lab.ping(1, &n2));
+    lab.cut(1, 2).unwrap();
+    assert!(!lab.ping(1, &n2), "the cut pair still pings");
+    assert!(
+        !lab.try_exec(1, "ping", &n2_from_wan1)
+            .unwrap()
+            .status
+            .success(),
+        "the cut pair still pings from n1's second uplink"
+    );
+    assert!(!lab.ping(2, &lab.addrs(1).v6.to_string()), "IPv6 back");
+    assert!(
+        lab.ping(1, &lab.addrs(3).v4.to_string()),
+        "n1 -> n3 untouched"
+    );
+    assert!(
+        lab.ping(2, &lab.addrs(3).v6.to_string()),
+        "n2 -> n3 untouched"
+    );
+    lab.cut(2, 1).unwrap(); // twice, either order: harmless
+    lab.restore(1, 2).unwrap();
+    lab.restore(1, 2).unwrap(); // restoring an uncut pair: harmless
+    assert!(lab.ping(1, &n2));
+    assert!(
+        lab.try_exec(1, "ping", &n2_from_wan1)
+            .unwrap()
+            .status
+            .success()
+    );
+    // Pairs have no shapes of their own here.
+    assert!(
+        lab.shape(
+            1,
+            2,
+            LinkShape {
+                rate_mbit: Some(10),
+                loss_percent: None
+            }
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn the_upstream_routes_back_only_what_it_is_given() {
+    if skip("the_upstream_routes_back_only_what_it_is_given") {
+        return;
+    }
+    use braid_lab::INTERNET_HOST;
+    use braid_lab::exit::{EXIT_UPSTREAM, UPSTREAM_GATEWAY};
+    let lab = Lab::up(LabSpec::new(&unique_name("up"), 2).with_wans(&[1])).unwrap();
+    lab.add_upstream(2).unwrap();
+    assert_eq!(lab_namespaces(lab.name()).len(), 5, "n1 n2 hub r i");
+    // The exit reaches its router; the internet host only once the exit routes to it, and
+    // answers only once the router has the route back.
+    assert!(lab.ping(2, &UPSTREAM_GATEWAY.v6.to_string()));
+    lab.exec(
+        2,
+        "ip",
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &UPSTREAM_GATEWAY.v6.to_string(),
+        ],
+    )
+    .unwrap();
+    let (host, from) = (INTERNET_HOST.v6.to_string(), "2001:db8:bd00:2::1");
+    lab.exec(
+        2,
+        "ip",
+        &["addr", "add", &format!("{from}/128"), "dev", "lo"],
+    )
+    .unwrap();
+    let ping_from = || {
+        lab.try_exec(2, "ping", &["-c", "1", "-W", "1", "-I", from, &host])
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!ping_from(), "the router routes back without being told");
+    let applied = lab
+        .route_back(&format!(
+            "ip -6 route replace 2001:db8:bd00:2::/64 via {}\n",
+            EXIT_UPSTREAM.v6
+        ))
+        .unwrap();
+    assert_eq!(applied, 1);
+    assert!(ping_from(), "the route back does not work");
+    for hostile in [
+        "reboot",
+        "ip -6 route replace ::/0 via x; rm -rf /",
+        "ip link del r0",
+    ] {
+        assert!(lab.route_back(hostile).is_err(), "{hostile} accepted");
+    }
+    let name = lab.name().to_string();
+    lab.down().unwrap();
+    assert!(
+        lab_namespaces(&name).is_empty(),
+        "router or internet left behind"
+    );
+}
+
+#[test]
+fn a_failover_measures_the_silence_and_gives_up_at_its_bound() {
+    if skip("a_failover_measures_the_silence_and_gives_up_at_its_bound") {
+        return;
+    }
+    use std::time::Duration;
+    let lab = Lab::up(LabSpec::new(&unique_name("fo"), 2)).unwrap();
+    // Stand-ins for braid's bridges: each node's gateway addresses on a bridge, and a
+    // route to the other node's /64 over the pair.
+    for (i, j) in [(1usize, 2usize), (2, 1)] {
+        let br = braid_lab::BRIDGE;
+        for cmd in [
+            format!("link add {br} type bridge"),
+            format!("link set {br} up"),
+            format!("addr add 2001:db8:bd00:{i}::1/64 dev {br} nodad"),
+            format!("addr add 10.0.{i}.254/24 dev {br}"),
+            format!(
+                "route add 2001:db8:bd00:{j}::/64 via {} dev u{j}",
+                lab.addrs(j).v6
+            ),
+        ] {
+            lab.exec(i, "ip", &cmd.split(' ').collect::<Vec<_>>())
+                .unwrap();
+        }
+        lab.wait_for_bridge(i, br, Duration::from_secs(1)).unwrap();
+        lab.add_workload(i, br).unwrap();
+    }
+    let to = braid_lab::workload_addrs(2).v6.to_string();
+    assert!(lab.workload_ping(1, &to));
+    // A cut undone after ~1 s: the outage is about a second.
+    let report = std::thread::scope(|scope| {
+        let (cut_done, cut_seen) = std::sync::mpsc::channel();
+        let lab = &lab;
+        scope.spawn(move || {
+            if cut_seen.recv().is_ok() {
+                std::thread::sleep(Duration::from_secs(1));
+                lab.restore(1, 2).unwrap();
+            }
+        });
+        lab.measure_failover(1, &to, Duration::from_secs(5), move || {
+            lab.cut(1, 2)?;
+            let _ = cut_done.send(());
+            Ok(())
+        })
+        .unwrap()
+    });
+    let gap = report.outage.expect("traffic came back");
+    assert!(
+        gap > Duration::from_millis(800) && gap < Duration::from_millis(2500),
+        "{gap:?}"
+    );
+    assert!(
+        report.describe().starts_with("traffic stopped for "),
+        "{}",
+        report.describe()
+    );
+    // A cut nobody undoes: the measurement ends at its bound.
+    let started = std::time::Instant::now();
+    let report = lab
+        .measure_failover(1, &to, Duration::from_secs(2), || lab.cut(1, 2))
+        .unwrap();
+    assert_eq!(report.outage, None);
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert_eq!(report.describe(), "traffic did not return within 2 s");
+}

@@ -1,19 +1,20 @@
 //! `braid lab`: a whole mesh in network namespaces on this machine.
 
-use crate::cli::lab_checks;
+use crate::cli::lab_checks::{self, MainJob};
 use anyhow::{Context, Result, bail};
 use braid_lab::impair::{Impairer, WanArgs, parse_profiles};
 use braid_lab::{ConfigOptions, Lab, LabSpec, WanShape};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub(crate) enum LabCommand {
-    /// Build the lab: namespaces, underlay, configs and registry; print each node's plan.
+    /// Build the lab and show braid's main job: address plan, routing, workloads, an exit,
+    /// bonded uplinks, a failover.
     #[command(
-        after_help = "Examples:\n  sudo braid lab up --nodes 4\n  sudo braid lab up --nodes 2 --wans 2,1 --scheduler weighted\n\nNode i lives in namespace brd-<name>-n<i>, with underlay addresses 198.18.0.i and 2001:db8::i;\nits config is <dir>/n<i>/config.json, the shared registry <dir>/registry.json.\nWith --wans, node i's uplink k is wan<k> with 198.18.<k>.i, through the hub brd-<name>-hub."
+        after_help = "Examples:\n  sudo braid lab up\n  sudo braid lab up --routing bird --nodes 5\n  sudo braid lab up --profiles n1w0=dsl,n1w1=lte --seconds 6\n  sudo braid lab up --exit 1 --failover-bound 30\n  sudo braid lab up --links-only --nodes 4\n  sudo braid lab up --links-only --nodes 2 --wans 2,1 --scheduler weighted\n\nBy default: 4 nodes over a hub (n1 with two uplinks, bonded), Babel routing, a workload\nnamespace brd-<name>-w<i> on each node's bridge, the last node an exit with an upstream router\nbrd-<name>-r and an internet host brd-<name>-i (2001:db8:fe::2, 192.0.2.2). It prints the\nworkload matrix, the internet through the exit, the bonded throughput and a failover.\n\nNode i lives in namespace brd-<name>-n<i>, with underlay addresses 198.18.0.i and 2001:db8::i;\nits config is <dir>/n<i>/config.json, the shared registry <dir>/registry.json.\nWith --wans, node i's uplink k is wan<k> with 198.18.<k>.i, through the hub brd-<name>-hub."
     )]
     Up {
         /// Number of nodes.
@@ -32,22 +33,39 @@ pub(crate) enum LabCommand {
         /// own configs in the nodes with `ip netns exec brd-<name>-n<i> braid run -c ...`).
         #[arg(long, conflicts_with_all = ["plan_only", "scheduler"])]
         bare: bool,
+        /// The minimal mesh: links only (routing mode none, no workloads, no exit, a full
+        /// mesh of veth pairs unless --wans), a ping over every link and one throughput
+        /// figure.
+        #[arg(long)]
+        links_only: bool,
+        /// Routing mode of the nodes: static, babel (babeld) or bird (BIRD 2's Babel).
+        #[arg(long, default_value = "babel", value_parser = ["static", "babel", "bird"], conflicts_with = "links_only")]
+        routing: String,
+        /// The exit node (its upstream router and the internet host beyond it); default the
+        /// last node.
+        #[arg(long, conflicts_with = "links_only")]
+        exit: Option<usize>,
+        /// Longest wait, in seconds, for traffic to return after the failover cut (0 skips
+        /// the failover).
+        #[arg(long, default_value_t = 15, conflicts_with = "links_only")]
+        failover_bound: u64,
         /// Seconds of the iperf3 throughput run between n1 and n2 (0 to skip).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 2)]
         seconds: u32,
         /// WAN uplinks per node, comma-separated, the last repeating (`2`: every node has
         /// two; `2,1`: n1 has two, the others one). Nodes then reach each other through a
         /// hub namespace over veths wan0, wan1, ..., and every transport of a node with
-        /// more than one uplink gets a path per uplink.
+        /// more than one uplink gets a path per uplink. Default `2,1`; with --links-only
+        /// none (a full mesh of veth pairs).
         #[arg(long, value_name = "LIST")]
         wans: Option<String>,
         /// Scheduler of the multi-path transports (earliest-arrival, flow, round-robin,
         /// weighted, redundant, backup); braid's default (earliest-arrival) when left out.
-        #[arg(long, requires = "wans")]
+        #[arg(long)]
         scheduler: Option<String>,
         /// Uplink profiles, comma-separated n<node>w<uplink>=PROFILE (fibre, dsl, lte, leo,
         /// geo), applied before the daemons start, e.g. `n1w0=dsl,n1w1=lte`.
-        #[arg(long, value_name = "LIST", requires = "wans")]
+        #[arg(long, value_name = "LIST")]
         profiles: Option<String>,
     },
     /// Shape, cut or restore one uplink of a lab built with --wans, in both directions.
@@ -151,6 +169,10 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             dir,
             plan_only,
             bare,
+            links_only,
+            routing,
+            exit,
+            failover_bound,
             seconds,
             wans,
             scheduler,
@@ -158,8 +180,13 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
         } => {
             let wans = match wans {
                 Some(text) => braid_lab::parse_wans(&text)?,
-                None => Vec::new(),
+                None if links_only || bare => Vec::new(),
+                // n1 with two uplinks, the others one (a single node: two).
+                None => vec![2, 1][..nodes.clamp(1, 2)].to_vec(),
             };
+            if wans.is_empty() && (scheduler.is_some() || profiles.is_some()) {
+                bail!("--scheduler and --profiles need uplinks: give --wans (e.g. --wans 2,1)");
+            }
             if let Some(s) = &scheduler
                 && braid_model::extensions::Scheduler::from_name(s).is_none()
             {
@@ -174,6 +201,24 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
                 }
                 None => Vec::new(),
             };
+            let engine = match routing.as_str() {
+                "babel" => Some(("babeld", "babeld")),
+                "bird" => Some(("bird", "bird2")),
+                _ => None,
+            };
+            if let Some((program, package)) = engine
+                && !links_only
+                && !bare
+                && Command::new(program).arg("--version").output().is_err()
+            {
+                bail!(
+                    "--routing {routing} needs {program}, which is not installed: run scripts/deps.sh (Debian package {package}), or choose --routing static"
+                );
+            }
+            let exit = exit.unwrap_or(nodes);
+            if !links_only && !bare && !(1..=nodes).contains(&exit) {
+                bail!("--exit {exit}: the exit is one of the nodes 1..={nodes}");
+            }
             let spec = LabSpec::new(&name, nodes).with_wans(&wans);
             let impair = |lab: &Lab| -> Result<()> {
                 for &(i, k, profile) in &profiles {
@@ -187,12 +232,18 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             if bare {
                 return up_bare(spec, impair);
             }
+            let main = (!links_only).then_some(MainJob {
+                routing,
+                exit,
+                failover_bound: Duration::from_secs(failover_bound),
+            });
             up(
                 spec,
                 lab_dir(&name, dir),
                 plan_only,
                 seconds,
                 scheduler,
+                main,
                 impair,
             )
         }
@@ -387,20 +438,33 @@ fn up(
     plan_only: bool,
     seconds: u32,
     scheduler: Option<String>,
+    main: Option<MainJob>,
     impair: impl Fn(&Lab) -> Result<()>,
 ) -> Result<bool> {
+    let started = Instant::now();
     let (name, nodes) = (&spec.name.clone(), spec.nodes);
     let dir = std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
     let lab = Lab::up(spec).context("building the lab")?;
     impair(&lab)?;
+    if let Some(job) = &main {
+        lab.add_upstream(job.exit)
+            .context("building the exit's upstream router and internet")?;
+    }
     let options = ConfigOptions {
         scheduler,
+        routing: main.as_ref().map_or("none".into(), |j| j.routing.clone()),
+        hello_interval: main.as_ref().map(|_| 1),
+        exit: main.as_ref().map(|j| j.exit),
         ..ConfigOptions::default()
     };
     let files = lab
         .write_configs(&dir, &options)
         .context("writing the lab's configs")?;
-    println!("lab {name}: {nodes} nodes, files in {}", dir.display());
+    println!(
+        "lab {name}: {nodes} nodes, routing {}, files in {}",
+        options.routing,
+        dir.display()
+    );
     if lab.has_wans() {
         print_uplinks(&lab);
     }
@@ -425,6 +489,9 @@ fn up(
         lab.detach();
         return Ok(true);
     }
+    if let Some(job) = &main {
+        print!("{}", lab_checks::address_plan(&plans, job.exit));
+    }
     let exe = std::env::current_exe().context("finding the braid binary")?;
     let mut sockets = Vec::new();
     for f in &files {
@@ -443,37 +510,68 @@ fn up(
         "started {nodes} daemons (`braid run`, logs in {}/n<i>/braid.log); waiting for {links} links to handshake",
         dir.display()
     );
-    let started = std::time::Instant::now();
+    let waited = Instant::now();
     if let Err(e) = lab_checks::wait_for_handshakes(&sockets, Duration::from_secs(30)) {
         eprintln!("{e:#}");
-        lab.detach();
-        eprintln!(
-            "the lab is left up for inspection; remove it with: braid lab down --name {name}"
-        );
-        return Ok(false);
+        return Ok(leave_up(lab, name));
     }
+    let links_up = Instant::now();
     println!(
         "all {links} links up in {:.1}s\n",
+        (links_up - waited).as_secs_f64()
+    );
+    let all_ok = match &main {
+        Some(job) => {
+            match lab_checks::main_job(&lab, &exe, &files, &plans, job, seconds, &dir, links_up) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    return Ok(leave_up(lab, name));
+                }
+            }
+        }
+        None => {
+            let (matrix, all_ok) = lab_checks::connectivity_matrix(&lab, &plans);
+            print!("{matrix}");
+            if seconds > 0 && nodes >= 2 {
+                match lab_checks::throughput(&lab, &plans, seconds, &dir) {
+                    Ok(line) => println!("\n{line}"),
+                    Err(e) => eprintln!("\nthroughput: {e:#}"),
+                }
+            }
+            all_ok
+        }
+    };
+    println!(
+        "\nlab up and checked in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let (matrix, all_ok) = lab_checks::connectivity_matrix(&lab, &plans);
-    print!("{matrix}");
-    if seconds > 0 && nodes >= 2 {
-        match lab_checks::throughput(&lab, &plans, seconds, &dir) {
-            Ok(line) => println!("\n{line}"),
-            Err(e) => eprintln!("\nthroughput: {e:#}"),
-        }
-    }
     println!(
-        "\nstatus:  braid status -c {}/n1/config.json   (or GET http://127.0.0.1:8091/status inside {})",
+        "status:  braid status -c {}/n1/config.json   (or GET http://127.0.0.1:8091/status inside {})",
         dir.display(),
         lab.ns(1)
     );
-    println!(
-        "shell:   ip netns exec {} bash   (each node is a namespace; workloads are not attached)",
-        lab.ns(1)
-    );
+    if main.is_some() {
+        println!(
+            "shell:   ip netns exec {} bash   (node 1's workload; nodes are {}..{})",
+            lab.workload_ns(1),
+            lab.ns(1),
+            lab.ns(nodes)
+        );
+    } else {
+        println!(
+            "shell:   ip netns exec {} bash   (each node is a namespace; workloads are not attached)",
+            lab.ns(1)
+        );
+    }
     println!("remove it with: braid lab down --name {name}");
     lab.detach();
     Ok(all_ok)
+}
+
+/// Leaves a lab whose checks failed running for inspection; returns `false`.
+fn leave_up(lab: Lab, name: &str) -> bool {
+    lab.detach();
+    eprintln!("the lab is left up for inspection; remove it with: braid lab down --name {name}");
+    false
 }
