@@ -31,10 +31,10 @@ const BACK_TARGET: f64 = 2.0;
 /// What is asserted: traffic flows again this long after a restart. Usually it is back in
 /// 0.4-2.1 s: the restarted node's babeld (`hello_interval: 1`) and its neighbours must hear
 /// each other's hellos and IHUs again before they route through each other, and braid's
-/// hello interval is whole seconds. But in 5 of 15 runs (2026-12-01, on the loaded 2-core
+/// hello interval is whole seconds. But in 6 of 16 runs (2026-12-01, on the loaded 2-core
 /// machine) Babel took far longer once: a routing loop for the default route between the
 /// restarted node and a neighbour (`Time exceeded: Hop limit`) lasting 30-31 s after a
-/// SIGTERM restart (3 runs), and 13-14 s outages after `kill -9` (2 runs). Those are open
+/// SIGTERM restart (3 runs), and 9-14 s outages after `kill -9` (3 runs). Those are open
 /// defects (see docs/operations.md, "Faults: what to expect"); this bound catches traffic
 /// that does not come back at all or Babel not converging past its route hold times, and
 /// the table reports the 2 s target as met or missed for every run.
