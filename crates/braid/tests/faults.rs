@@ -6,8 +6,10 @@
 //! threads, memory, interfaces, ip rules, routes, processes), and prints a table (also saved
 //! as `target/tmp/faults.txt`).
 //!
-//! Its own test binary on purpose: it takes about two minutes and times traffic, so it
-//! should not share the two test threads with other lab tests.
+//! Its own test binary on purpose: it takes 45-90 s (longer when Babel is slow to converge
+//! after a restart, up to about 3 minutes if every restart hit the 45 s bound) and times
+//! traffic, so it should not share the two test threads with other lab tests (cargo runs
+//! test binaries one after another).
 
 mod common;
 use common::*;
