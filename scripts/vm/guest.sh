@@ -183,6 +183,7 @@ ping_overlay() {
 
 index_of() { inns n$1 cat /sys/class/net/$2/ifindex 2>/dev/null || inns n$1 ip -o link show dev "$2" | cut -d: -f1; }
 absent() { ! inns n$1 ip link show dev "$2" >/dev/null 2>&1; }
+is_wireguard() { inns n$1 ip -d link show dev "$2" 2>/dev/null | grep -q wireguard; }
 handshake_of() { inns n$1 wg show "$2" latest-handshakes | awk '{ print $2 }'; }
 contains() { # contains FILE TEXT
     grep -q -- "$2" "$1" || { cat "$1"; return 1; }
@@ -360,6 +361,10 @@ babel() {
             check "$tag: ping n$i -> n$j's network" wait_until 20 ping_overlay $i $j ""
         done
     done
+    # A kernel link deleted under the running daemon is made again (issue 17, defect 11).
+    check "$tag: n1's ip4 link to n2 deleted by hand" inns n1 ip link del "$(ifname 2 4)"
+    check "$tag: n1's deleted kernel link is made again" wait_until 20 is_wireguard 1 "$(ifname 2 4)"
+    check "$tag: ping n1 -> n2 over the link made again" wait_until 20 ping_link 1 2 4
     for i in 1 2 3; do
         check "$tag: braid down on n$i (through its daemon)" inns n$i braid down -c /cfg/n$i.json
     done

@@ -54,6 +54,8 @@ const REQUIRED_BABEL: &[&str] = &[
     "babel: every link has a handshake",
     "babel: n1 learns both peers' networks",
     "babel: ping n3 -> n1's network",
+    "babel: n1's deleted kernel link is made again",
+    "babel: ping n1 -> n2 over the link made again",
     "babel: nothing of braid's left on n2",
 ];
 

@@ -431,6 +431,17 @@ impl LinkBackend for KernelBackend {
         })
     }
 
+    /// The links whose WireGuard device was deleted under the daemon (an admin's `ip link
+    /// del`, another tool's cleanup), asked of the kernel in each link's namespace; the
+    /// reconciler makes them again (`Reconciler::recreate_missing`, as for the userspace
+    /// backend).
+    fn missing(&mut self) -> Vec<String> {
+        gone(&self.links, |name, netns| {
+            self.with_route(netns, |route| route.counters(name))
+                .map(|counters| counters.is_some())
+        })
+    }
+
     fn re_resolve(&mut self, plan: &braid_plan::LinkPlan) {
         let (Some(netns), Some(endpoint)) = (self.links.get(&plan.name), &plan.endpoint) else {
             return;
@@ -460,6 +471,27 @@ impl LinkBackend for KernelBackend {
     }
 }
 
+/// The links of `links` (name and overlay namespace) whose interface `exists` says is not
+/// there. A failed look-up (a netlink error, the namespace unreadable for a moment) counts
+/// as present: making a link again that is there would end its session for nothing, and the
+/// next check asks again.
+fn gone(
+    links: &BTreeMap<String, Option<String>>,
+    mut exists: impl FnMut(&str, Option<&str>) -> Result<bool, SystemError>,
+) -> Vec<String> {
+    links
+        .iter()
+        .filter(|(name, netns)| match exists(name, netns.as_deref()) {
+            Ok(present) => !present,
+            Err(e) => {
+                tracing::debug!(link = %name, "cannot tell whether the device exists: {e}");
+                false
+            }
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Whether this machine can run the kernel backend (see
 /// [`braid_system::wireguard::available`]).
 pub fn available() -> bool {
@@ -470,4 +502,36 @@ pub fn available() -> bool {
         }
     })
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_devices_known_to_be_gone_are_missing() {
+        let links: BTreeMap<String, Option<String>> = [
+            ("brd4x1".to_string(), None),
+            ("brd4x2".to_string(), Some("overlay".to_string())),
+            ("brd4x3".to_string(), None),
+            ("brd4x4".to_string(), Some("overlay".to_string())),
+        ]
+        .into_iter()
+        .collect();
+        let mut asked = Vec::new();
+        let gone = gone(&links, |name, netns| {
+            asked.push((name.to_string(), netns.map(str::to_string)));
+            match name {
+                "brd4x2" | "brd4x4" => Ok(name == "brd4x4"),
+                "brd4x3" => Err(SystemError::State("netlink busy".into())),
+                _ => Ok(true),
+            }
+        });
+        // Deleted: brd4x2. Unknown (the look-up failed): brd4x3 stays, asked again later.
+        assert_eq!(gone, vec!["brd4x2".to_string()]);
+        // Each link is looked up in its own namespace.
+        assert!(asked.contains(&("brd4x2".to_string(), Some("overlay".to_string()))));
+        assert!(asked.contains(&("brd4x1".to_string(), None)));
+        assert_eq!(asked.len(), 4);
+    }
 }

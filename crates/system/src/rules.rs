@@ -113,7 +113,10 @@ fn rule_of(message: &RuleMessage) -> Option<MeshRule> {
         match attribute {
             RuleAttribute::Source(ip) => source = Some(*ip),
             RuleAttribute::Iifname(name) => iif = Some(name.clone()),
-            RuleAttribute::SuppressPrefixLen(len) => suppress = Some(*len),
+            // The kernel reports -1 (u32::MAX) for a rule without one (iproute2 hides it):
+            // not a suppress rule. Read as one, braid's other rules looked foreign and were
+            // deleted and added again at every reload, a gap for the mesh's traffic.
+            RuleAttribute::SuppressPrefixLen(len) if *len != u32::MAX => suppress = Some(*len),
             _ => {}
         }
     }
@@ -293,5 +296,25 @@ mod tests {
         assert!(text.contains(&"ip -4 rule pref 5301 from 10.0.0.0/8 lookup mesh".into()));
         assert!(text.contains(&"ip -6 rule pref 5301 iif braid0 lookup mesh".into()));
         assert_eq!(desired(&[], None).len(), 2);
+    }
+
+    #[test]
+    fn a_rule_the_kernel_reports_with_suppress_prefixlength_minus_one_is_read() {
+        // What the kernel sends back for `ip rule add pref 5301 from 10.0.0.0/8 lookup 98`.
+        let mut message = RuleMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.src_len = 8;
+        message.attributes = vec![
+            RuleAttribute::Table(98),
+            RuleAttribute::SuppressPrefixLen(u32::MAX),
+            RuleAttribute::Priority(SOURCE_RULE_PRIORITY),
+            RuleAttribute::Source("10.0.0.0".parse().unwrap()),
+        ];
+        assert_eq!(
+            rule_of(&message),
+            Some(MeshRule::From("10.0.0.0/8".parse().unwrap()))
+        );
+        message.attributes[1] = RuleAttribute::SuppressPrefixLen(0);
+        assert_eq!(rule_of(&message), None);
     }
 }

@@ -1,0 +1,936 @@
+//! The fault suite (issue 17): a three-node lab mesh with Babel routing, an exit (n1) to an
+//! "internet" namespace and a workload on every node. Pings run the whole time, workload to
+//! workload over IPv4 and IPv6 and workload to the internet, while one fault at a time is
+//! injected. For each fault the suite measures the longest ping gap, the time until traffic
+//! flows again after the fault ends, the pings lost, and whether anything leaked (descriptors,
+//! threads, memory, interfaces, ip rules, routes, processes), and prints a table (also saved
+//! as `target/tmp/faults.txt`).
+//!
+//! Its own test binary on purpose: it takes 45-90 s (longer when Babel is slow to converge
+//! after a restart, up to about 3 minutes if every restart hit the 45 s bound) and times
+//! traffic, so it should not share the two test threads with other lab tests (cargo runs
+//! test binaries one after another).
+
+mod common;
+use common::*;
+
+use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Nodes in the mesh: n1 is the exit, n2 and n3 carry the workloads under test.
+const NODES: usize = 3;
+/// Seconds between pings of each stream.
+const INTERVAL: &str = "0.02";
+/// The issue's target: traffic flows again this long after a restart. Reported per fault
+/// (`met` / `missed`); not asserted, see [`BACK_BOUND`].
+const BACK_TARGET: f64 = 2.0;
+/// What is asserted: traffic flows again this long after a restart. Usually it is back in
+/// 0.4-2.1 s: the restarted node's babeld (`hello_interval: 1`) and its neighbours must hear
+/// each other's hellos and IHUs again before they route through each other, and braid's
+/// hello interval is whole seconds. But in 6 of 16 runs (2026-12-01, on the loaded 2-core
+/// machine) Babel took far longer once: a routing loop for the default route between the
+/// restarted node and a neighbour (`Time exceeded: Hop limit`) lasting 30-31 s after a
+/// SIGTERM restart (3 runs), and 9-14 s outages after `kill -9` (3 runs). Those are open
+/// defects (see docs/operations.md, "Faults: what to expect"); this bound catches traffic
+/// that does not come back at all or Babel not converging past its route hold times, and
+/// the table reports the 2 s target as met or missed for every run.
+const BACK_BOUND: f64 = 45.0;
+/// Resident memory may grow by this share across one fault...
+const RSS_SHARE: f64 = 0.10;
+/// ...plus this much (kB): allocator arenas and caches of a young process grow in steps.
+const RSS_SLACK_KB: u64 = 2048;
+
+/// Seconds since the Unix epoch (the clock of `ping -D`).
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// One ping stream running in a workload namespace, its output in a file.
+struct Pinger {
+    name: String,
+    child: Child,
+    out: PathBuf,
+}
+
+impl Pinger {
+    fn start(name: &str, ns: &str, to: &str, dir: &Path) -> Self {
+        let out = dir.join(format!("ping-{name}.txt"));
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "ping", "-D", "-O", "-n", "-i", INTERVAL, "-W", "1", to,
+            ])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            name: name.into(),
+            child,
+            out,
+        }
+    }
+
+    /// Every request so far, by sequence number: when it was sent (Unix seconds) and when
+    /// its reply came, if one did. Send times come from the reply's timestamp less its
+    /// round trip, or from ping's `no answer yet` line (printed when the next request goes,
+    /// one interval later).
+    fn requests(&self) -> BTreeMap<u32, (f64, Option<f64>)> {
+        let interval: f64 = INTERVAL.parse().unwrap();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let Some((ts, rest)) = line
+                .strip_prefix('[')
+                .and_then(|l| l.split_once(']'))
+                .and_then(|(ts, rest)| Some((ts.parse::<f64>().ok()?, rest)))
+            else {
+                continue;
+            };
+            let Some(seq) = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("icmp_seq="))
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if rest.contains(" bytes from ") {
+                let rtt = rest
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("time="))
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+                    / 1000.0;
+                out.insert(seq, (ts - rtt, Some(ts)));
+            } else if rest.contains("no answer yet") {
+                out.entry(seq).or_insert((ts - interval, None));
+            } else {
+                // An ICMP error (unreachable): sent about then, not answered.
+                out.entry(seq).or_insert((ts, None));
+            }
+        }
+        out
+    }
+
+    /// The times of every reply so far.
+    fn replies(&self) -> Vec<f64> {
+        self.requests().values().filter_map(|r| r.1).collect()
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the pings saw during one fault.
+#[derive(Debug, Default, Clone)]
+struct Traffic {
+    /// The longest time without a reply in the window (s), and on which stream.
+    gap: f64,
+    gap_stream: String,
+    /// The longest time from the end of the fault to the first reply, over the streams (s).
+    back: Option<f64>,
+    /// Requests in the window that never got a reply, over all streams.
+    lost: u32,
+    /// The first few of them, as `stream seq N` (to find them in the ping output).
+    lost_seqs: Vec<String>,
+}
+
+/// The traffic of `pingers` between `t0` and `t1`; `since`: when the fault ended (for
+/// `back`). Requests sent in the window up to a second before its end count for `lost`
+/// (a reply may take that long).
+fn traffic(pingers: &[Pinger], t0: f64, t1: f64, since: Option<f64>) -> Traffic {
+    let mut t = Traffic::default();
+    let mut back: Option<f64> = Some(0.0);
+    for p in pingers {
+        let requests = p.requests();
+        let lost: Vec<u32> = requests
+            .iter()
+            .filter(|(_, (sent, reply))| (t0..=t1 - 1.0).contains(sent) && reply.is_none())
+            .map(|(seq, _)| *seq)
+            .collect();
+        t.lost += lost.len() as u32;
+        t.lost_seqs.extend(
+            lost.iter()
+                .take(3)
+                .map(|seq| format!("{} seq {seq}", p.name)),
+        );
+        let mut times: Vec<f64> = requests
+            .values()
+            .filter_map(|r| r.1)
+            .filter(|ts| (t0..=t1).contains(ts))
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let mut edges = vec![t0];
+        edges.extend(&times);
+        edges.push(t1);
+        let gap = edges.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        if gap > t.gap {
+            t.gap = gap;
+            t.gap_stream.clone_from(&p.name);
+        }
+        if let Some(since) = since {
+            let first = times.iter().find(|ts| **ts >= since).map(|ts| ts - since);
+            back = match (back, first) {
+                (Some(b), Some(f)) => Some(b.max(f)),
+                _ => None,
+            };
+        }
+    }
+    t.back = since.and(back);
+    t
+}
+
+/// True when every stream has a reply after `since`.
+fn flowing_since(pingers: &[Pinger], since: f64) -> bool {
+    pingers
+        .iter()
+        .all(|p| p.replies().iter().any(|ts| *ts > since))
+}
+
+/// Counts of what one node holds: its namespace and its daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Holdings {
+    fds: usize,
+    threads: usize,
+    rss_kb: u64,
+    /// Processes in the node's network namespace (the daemon and its routing daemon).
+    procs: usize,
+    interfaces: usize,
+    rules: usize,
+    routes: usize,
+}
+
+fn count_dir(path: &str) -> usize {
+    std::fs::read_dir(path).map_or(0, |d| d.count())
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The PIDs of the live (not zombie) processes in network namespace `ns`.
+fn procs_in(ns: &str) -> Vec<u32> {
+    let Ok(meta) = std::fs::metadata(format!("/run/netns/{ns}")) else {
+        return Vec::new();
+    };
+    let want = format!("net:[{}]", meta.ino());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|l| l.to_string_lossy() == want)
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+        })
+        .collect()
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn lines(lab: &Lab, i: usize, args: &[&str]) -> usize {
+    let out = lab.exec(i, "ip", args).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains(" cache"))
+        .count()
+}
+
+fn holdings(lab: &Lab, i: usize, pid: u32) -> Holdings {
+    Holdings {
+        fds: count_dir(&format!("/proc/{pid}/fd")),
+        threads: count_dir(&format!("/proc/{pid}/task")),
+        rss_kb: rss_kb(pid),
+        procs: procs_in(&lab.ns(i)).len(),
+        interfaces: lines(lab, i, &["-o", "link", "show"]),
+        rules: lines(lab, i, &["-4", "rule", "show"]) + lines(lab, i, &["-6", "rule", "show"]),
+        routes: lines(lab, i, &["-4", "route", "show", "table", "all"])
+            + lines(lab, i, &["-6", "route", "show", "table", "all"]),
+    }
+}
+
+/// What grew (or, for interfaces, rules and routes, changed) from `before` to `after`.
+fn leaks(before: &Holdings, after: &Holdings) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut more = |what: &str, b: usize, a: usize| {
+        if a > b {
+            out.push(format!("{what} {b}->{a}"));
+        }
+    };
+    more("fds", before.fds, after.fds);
+    more("threads", before.threads, after.threads);
+    more("procs", before.procs, after.procs);
+    let limit = (before.rss_kb as f64 * (1.0 + RSS_SHARE)) as u64 + RSS_SLACK_KB;
+    if after.rss_kb > limit {
+        out.push(format!("rss {}->{} kB", before.rss_kb, after.rss_kb));
+    }
+    for (what, b, a) in [
+        ("interfaces", before.interfaces, after.interfaces),
+        ("rules", before.rules, after.rules),
+        ("routes", before.routes, after.routes),
+    ] {
+        if a != b {
+            out.push(format!("{what} {b}->{a}"));
+        }
+    }
+    out
+}
+
+/// The mesh under test.
+struct Suite {
+    lab: Lab,
+    configs: Vec<PathBuf>,
+    registry: PathBuf,
+    /// The daemon of each node (index 0 is node 1).
+    pids: Vec<u32>,
+}
+
+impl Suite {
+    fn start(&mut self, i: usize) {
+        let config = &self.configs[i - 1];
+        let pid = self
+            .lab
+            .spawn_private_uapi(
+                i,
+                Command::new(env!("CARGO_BIN_EXE_braid"))
+                    .arg("run")
+                    .arg("-c")
+                    .arg(config),
+                Some(&config.with_file_name("braid.log")),
+            )
+            .unwrap();
+        self.pids[i - 1] = pid;
+    }
+
+    fn config(&self, i: usize) -> &str {
+        self.configs[i - 1].to_str().unwrap()
+    }
+
+    fn snapshot(&self) -> Vec<Holdings> {
+        (1..=NODES)
+            .map(|i| holdings(&self.lab, i, self.pids[i - 1]))
+            .collect()
+    }
+
+    /// Signals node `i`'s daemon and waits until it is gone.
+    fn signal(&self, i: usize, signal: i32) {
+        let pid = self.pids[i - 1];
+        // SAFETY: kill on the PID of a braid daemon this test started and has not reaped.
+        unsafe { libc::kill(pid as i32, signal) };
+        wait_until(
+            &format!("n{i}'s daemon gone"),
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |s| s.contains(") Z "))
+            },
+        );
+    }
+
+    /// Waits until the daemon of every node reports all its links up.
+    fn all_up(&self) -> bool {
+        (1..=NODES).all(|i| {
+            let out = braid(&["status", "--json", "-c", self.config(i)]);
+            serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|doc| {
+                doc["links"].as_array().is_some_and(|l| {
+                    l.len() == 2 * (NODES - 1) && l.iter().all(|l| l["state"] == "up")
+                })
+            })
+        })
+    }
+}
+
+/// One row of the table.
+struct Row {
+    fault: String,
+    traffic: Traffic,
+    leaks: Vec<String>,
+    /// What this fault must meet, and whether it did.
+    target: String,
+    pass: bool,
+    /// The window measured (Unix seconds, the clock of the ping files).
+    window: (f64, f64),
+}
+
+/// What a fault promises about traffic.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// Traffic flows again within [`BACK_BOUND`] of the end of the fault (the target is
+    /// [`BACK_TARGET`]).
+    BackQuickly,
+    /// Links are unchanged: no ping is lost.
+    NoLoss,
+}
+
+/// The exit's upstream router and the internet beyond it, as in `exit.rs`.
+fn build_upstream(lab: &Lab) -> (String, String) {
+    let p = namespace_prefix(lab.name());
+    let (router, internet) = (format!("{p}r"), format!("{p}i"));
+    ip(&["netns", "add", &router]);
+    ip(&["netns", "add", &internet]);
+    ip(&[
+        "link",
+        "add",
+        "up0",
+        "netns",
+        &lab.ns(1),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "r0",
+        "netns",
+        &router,
+    ]);
+    ip(&[
+        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
+        &internet,
+    ]);
+    for (ns, dev, v6, v4) in [
+        (lab.ns(1), "up0", "2001:db8:ff::2/64", "198.51.100.2/24"),
+        (router.clone(), "r0", "2001:db8:ff::1/64", "198.51.100.1/24"),
+        (router.clone(), "r1", "2001:db8:1::1/64", "203.0.113.1/24"),
+        (
+            internet.clone(),
+            "eth0",
+            "2001:db8:1::2/64",
+            "203.0.113.2/24",
+        ),
+    ] {
+        ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
+        ip(&["-n", &ns, "addr", "add", v4, "dev", dev]);
+        ip(&["-n", &ns, "link", "set", dev, "up"]);
+    }
+    for ns in [&router, &internet] {
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    route_internet_via_router(&router, &internet);
+    (router, internet)
+}
+
+fn setup(dir: &Path) -> Suite {
+    let lab = Lab::up(LabSpec::new(
+        &format!("fs{:x}", std::process::id() % 0xffff),
+        NODES,
+    ))
+    .unwrap();
+    let (router, _internet) = build_upstream(&lab);
+    let files = lab
+        .write_configs(
+            dir,
+            &ConfigOptions {
+                routing: "babel".into(),
+                ..ConfigOptions::default()
+            },
+        )
+        .unwrap();
+    for f in &files {
+        edit_json(&f.config, |c| c["routing"]["hello_interval"] = json!(1));
+    }
+    edit_json(&files[0].config, |c| {
+        c["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1", "gateway4": "198.51.100.1"});
+    });
+    let registry = dir.join("registry.json");
+    edit_json(&registry, |r| r[0]["exit_preference"] = json!(100));
+    let mut suite = Suite {
+        lab,
+        configs: files.iter().map(|f| f.config.clone()).collect(),
+        registry,
+        pids: vec![0; NODES],
+    };
+    for i in 1..=NODES {
+        suite.start(i);
+    }
+    wait_for_bridges(&suite.lab, NODES);
+    for i in 1..=NODES {
+        suite.lab.add_workload(i, "braid0").unwrap();
+    }
+    let routes = suite
+        .lab
+        .exec(
+            1,
+            env!("CARGO_BIN_EXE_braid"),
+            &["routes", "--upstream", "-c", suite.config(1)],
+        )
+        .unwrap();
+    ip(&[
+        "netns",
+        "exec",
+        &router,
+        "sh",
+        "-e",
+        "-c",
+        &String::from_utf8_lossy(&routes.stdout),
+    ]);
+    suite
+}
+
+/// The ping streams: workload to workload over both families, workloads to the internet.
+fn start_pings(lab: &Lab, dir: &Path) -> Vec<Pinger> {
+    let w3 = braid_lab::workload_addrs(3);
+    let streams = [
+        ("w2-w3 v6", 2, w3.v6.to_string()),
+        ("w2-w3 v4", 2, w3.v4.to_string()),
+        ("w3-inet v6", 3, "2001:db8:1::2".to_string()),
+        ("w2-inet v4", 2, "203.0.113.2".to_string()),
+    ];
+    for (what, from, to) in &streams {
+        wait_until(what, Duration::from_secs(60), || {
+            lab.workload_ping(*from, to)
+        });
+    }
+    streams
+        .iter()
+        .map(|(name, from, to)| Pinger::start(name, &lab.workload_ns(*from), to, dir))
+        .collect()
+}
+
+/// Runs `braid args...` with a deadline; returns its exit code and stderr.
+fn braid_within(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return (status.code(), err);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (
+        None,
+        format!("braid {args:?} did not finish within {limit:?}"),
+    )
+}
+
+/// Raises this process's descriptor limit to its hard limit (for the 1,000 connections).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Runs one fault: `inject` does it and returns when the fault ended (`None` when there is
+/// no outage to end: links stay unchanged). Then waits for traffic, settles, measures, and
+/// polls for leaks against the holdings from before the fault.
+fn run_fault(
+    suite: &mut Suite,
+    pingers: &[Pinger],
+    fault: &str,
+    expect: Expect,
+    inject: impl FnOnce(&mut Suite) -> Option<f64>,
+) -> Row {
+    eprintln!("fault suite: {fault}");
+    let before = suite.snapshot();
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = now();
+    let ended = inject(suite);
+    let since = ended.unwrap_or(t0);
+    let deadline = Instant::now() + Duration::from_secs_f64(BACK_BOUND + 5.0);
+    while Instant::now() < deadline && !flowing_since(pingers, since + 0.1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let t1 = now();
+    let traffic = traffic(pingers, t0, t1, ended);
+    // Leaks: poll until the holdings are back (threads of a pool linger up to 10 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let found = loop {
+        let after = suite.snapshot();
+        let found = before
+            .iter()
+            .zip(&after)
+            .enumerate()
+            .flat_map(|(k, (b, a))| {
+                leaks(b, a)
+                    .into_iter()
+                    .map(move |l| format!("n{}: {l}", k + 1))
+            })
+            .collect::<Vec<_>>();
+        if found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (target, met) = match expect {
+        Expect::BackQuickly => {
+            let target = match traffic.back {
+                Some(b) if b <= BACK_TARGET => "met",
+                _ => "missed",
+            };
+            (
+                format!("back <= {BACK_BOUND} s ({BACK_TARGET} s: {target})"),
+                traffic.back.is_some_and(|b| b <= BACK_BOUND),
+            )
+        }
+        Expect::NoLoss => ("0 lost".to_string(), traffic.lost == 0),
+    };
+    Row {
+        fault: fault.into(),
+        pass: met && found.is_empty(),
+        traffic,
+        leaks: found,
+        target,
+        window: (t0, t1),
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| fault | longest gap (s) | back after (s) | lost | leaks | target | pass |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for r in rows {
+        let back = r.traffic.back.map_or("-".into(), |b| format!("{b:.2}"));
+        let leaks = if r.leaks.is_empty() {
+            "none".to_string()
+        } else {
+            r.leaks.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} ({}) | {} | {} | {} | {} | {} |",
+            r.fault,
+            r.traffic.gap,
+            r.traffic.gap_stream,
+            back,
+            r.traffic.lost,
+            leaks,
+            r.target,
+            if r.pass { "yes" } else { "NO" }
+        );
+    }
+    out
+}
+
+#[test]
+fn faults_heal_quickly_and_leak_nothing() {
+    let test = "faults_heal_quickly_and_leak_nothing";
+    if !braid_lab::available_or_skip(test) {
+        return;
+    }
+    if Command::new("babeld").arg("-V").output().is_err() {
+        eprintln!("SKIPPED {test}: babeld is not installed");
+        return;
+    }
+    raise_fd_limit();
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let mut suite = setup(dir.path());
+    wait_until("every link up", Duration::from_secs(60), || suite.all_up());
+    let pingers = start_pings(&suite.lab, dir.path());
+    std::thread::sleep(Duration::from_secs(2));
+    let baseline = suite.snapshot();
+    let mut rows = Vec::new();
+
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "kill -9 and restart of n3's daemon",
+        Expect::BackQuickly,
+        |s| {
+            s.signal(3, libc::SIGKILL);
+            let t = now();
+            s.start(3);
+            Some(t)
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "n3's babeld killed",
+        Expect::BackQuickly,
+        |s| {
+            let babeld = procs_in(&s.lab.ns(3))
+                .into_iter()
+                .find(|p| comm(*p) == "babeld")
+                .expect("n3 runs babeld");
+            // SAFETY: kill on a babeld the daemon under test started in our lab.
+            unsafe { libc::kill(babeld as i32, libc::SIGKILL) };
+            Some(now())
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "peer n2 restarted (SIGTERM, start)",
+        Expect::BackQuickly,
+        |s| {
+            s.signal(2, libc::SIGTERM);
+            let t = now();
+            s.start(2);
+            Some(t)
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "50 underlay flaps n2-n3",
+        Expect::BackQuickly,
+        |s| {
+            for _ in 0..50 {
+                s.lab.cut(2, 3).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                s.lab.restore(2, 3).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Some(now())
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "50 reloads of n2 in a row",
+        Expect::NoLoss,
+        |s| {
+            for k in 0..50 {
+                let (code, err) =
+                    braid_within(&["reload", "-c", s.config(2)], Duration::from_secs(10));
+                assert_eq!(code, Some(0), "reload {k}: {err}");
+            }
+            None
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "invalid registry reloaded on n2",
+        Expect::NoLoss,
+        |s| {
+            let good = std::fs::read_to_string(&s.registry).unwrap();
+            std::fs::write(
+                &s.registry,
+                good.replacen("\"send_port\":40004", "\"send_port\":0", 1),
+            )
+            .unwrap();
+            let (code, err) = braid_within(&["reload", "-c", s.config(2)], Duration::from_secs(10));
+            std::fs::write(&s.registry, &good).unwrap();
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains("the running network is unchanged"), "{err}");
+            None
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "stalled control-socket client on n2",
+        Expect::NoLoss,
+        |s| {
+            let socket = s.configs[1].with_file_name("braid.sock");
+            let mut silent = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            let mut partial = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            std::io::Write::write_all(&mut partial, b"{\"command\":").unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            for args in [
+                ["status", "--json", "-c", s.config(2)].as_slice(),
+                ["reload", "-c", s.config(2)].as_slice(),
+            ] {
+                let (code, err) = braid_within(args, Duration::from_secs(5));
+                assert_eq!(
+                    code,
+                    Some(0),
+                    "braid {args:?} beside a stalled client: {err}"
+                );
+            }
+            // The daemon gives up on both after its 2 s request limit (docs/operations.md).
+            for (what, stream) in [("silent", &mut silent), ("partial", &mut partial)] {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut answer = String::new();
+                let closed = std::io::Read::read_to_string(stream, &mut answer);
+                assert!(
+                    closed.is_ok() && answer.contains("no complete request"),
+                    "the {what} client was not sent away: {closed:?} {answer}"
+                );
+            }
+            None
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "1,000 idle HTTP connections to n2",
+        Expect::NoLoss,
+        |s| {
+            let conns = braid_system::netns::run_in(&s.lab.ns(2), || {
+                let addr = "127.0.0.1:8091".parse().unwrap();
+                (0..1000)
+                    .filter_map(|_| {
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+            eprintln!("fault suite: {} idle connections open", conns.len());
+            let (code, err) = braid_within(
+                &["status", "--json", "-c", s.config(2)],
+                Duration::from_secs(5),
+            );
+            assert_eq!(
+                code,
+                Some(0),
+                "control socket beside 1,000 HTTP clients: {err}"
+            );
+            std::thread::sleep(Duration::from_secs(2));
+            drop(conns);
+            wait_until(
+                "n2's status listener answers again",
+                Duration::from_secs(10),
+                || http(&s.lab.ns(2), "GET", "/status").0 == 200,
+            );
+            None
+        },
+    ));
+    rows.push(run_fault(
+        &mut suite,
+        &pingers,
+        "a second braid run beside n2's",
+        Expect::NoLoss,
+        |s| {
+            let mut second = Command::new("ip")
+                .args(["netns", "exec", &s.lab.ns(2), "sh", "-c"])
+                .arg("mkdir -p /run/wireguard && mount -t tmpfs -o mode=0755 brd-uapi /run/wireguard && exec \"$@\"")
+                .args(["sh", env!("CARGO_BIN_EXE_braid"), "run", "-c", s.config(2)])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let status = loop {
+                if let Ok(Some(status)) = second.try_wait() {
+                    break Some(status);
+                }
+                if Instant::now() > deadline {
+                    let _ = second.kill();
+                    let _ = second.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let mut err = String::new();
+            if let Some(mut e) = second.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            assert!(
+                status.is_some_and(|s| !s.success()) && err.contains("already running"),
+                "the second braid run: {status:?} {err}"
+            );
+            None
+        },
+    ));
+
+    // The whole run against the holdings before the first fault.
+    let end = suite.snapshot();
+    let whole: Vec<String> = baseline
+        .iter()
+        .zip(&end)
+        .enumerate()
+        .flat_map(|(k, (b, a))| {
+            leaks(b, a)
+                .into_iter()
+                .map(move |l| format!("n{}: {l}", k + 1))
+        })
+        .collect();
+
+    let mut report = table(&rows);
+    let _ = writeln!(
+        report,
+        "\nwhole run, holdings at the end against before the first fault: {}",
+        if whole.is_empty() {
+            "no leaks".to_string()
+        } else {
+            whole.join(", ")
+        }
+    );
+    let _ = writeln!(
+        report,
+        "{NODES} nodes, Babel, pings every {INTERVAL} s on 4 streams; memory may grow {}% + {} kB per fault; suite took {:.0} s",
+        (RSS_SHARE * 100.0) as u32,
+        RSS_SLACK_KB,
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(report, "holdings at the end: {end:?}");
+    for r in &rows {
+        let _ = writeln!(
+            report,
+            "window of {}: {:.3} .. {:.3}; first pings lost: {:?}",
+            r.fault, r.window.0, r.window.1, r.traffic.lost_seqs
+        );
+    }
+    for r in rows.iter().filter(|r| r.target.contains("missed")) {
+        eprintln!(
+            "fault suite: TARGET MISSED: {}: traffic back after {:.2} s, the target is {BACK_TARGET} s",
+            r.fault,
+            r.traffic.back.unwrap_or(f64::NAN)
+        );
+    }
+    eprintln!("\n{report}");
+    let artefact = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults.txt");
+    std::fs::write(&artefact, &report).unwrap();
+    drop(pingers);
+    // The raw ping output and the daemons' logs beside it, to look into a gap.
+    let raw = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-pings");
+    std::fs::create_dir_all(&raw).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("ping-") {
+            std::fs::copy(entry.path(), raw.join(entry.file_name())).unwrap();
+        }
+    }
+    for (i, config) in suite.configs.iter().enumerate() {
+        let log = config.with_file_name("braid.log");
+        let _ = std::fs::copy(&log, raw.join(format!("braid-n{}.log", i + 1)));
+    }
+    eprintln!(
+        "fault suite: table saved to {}, ping output and daemon logs to {}",
+        artefact.display(),
+        raw.display()
+    );
+    assert!(
+        rows.iter().all(|r| r.pass) && whole.is_empty(),
+        "faults missed their targets:\n{report}"
+    );
+}
