@@ -35,7 +35,8 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
     let addrs: Vec<_> = (1..=n)
         .map(|i| lab.add_workload(i, "braid0").unwrap())
         .collect();
-    // braid's routes: proto 98 in braid's table 98, one per peer prefix and link.
+    // braid's routes: proto 98 in braid's table 98, one per peer prefix and link, and the
+    // node's own prefix on its bridge.
     wait_until("n1's routes", Duration::from_secs(20), || {
         let out = lab
             .exec(
@@ -44,7 +45,7 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
                 &["-6", "route", "show", "table", "98", "proto", "98"],
             )
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count() == 2 * (n - 1)
+        String::from_utf8_lossy(&out.stdout).lines().count() == 2 * (n - 1) + 1
     });
     let routes = String::from_utf8_lossy(
         &lab.exec(
@@ -98,13 +99,13 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
     assert_eq!(doc["routing"]["healthy"], true);
     assert_eq!(
         doc["routing"]["routes"].as_array().unwrap().len(),
-        4 * (n - 1),
+        4 * (n - 1) + 2,
         "{doc}"
     );
     let metrics = lab.exec(1, "python3", &["-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8091/metrics').read().decode())"]).unwrap();
     let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
     assert!(
-        metrics.contains("braid_routes{family=\"ip6\"} 6")
+        metrics.contains("braid_routes{family=\"ip6\"} 7")
             && metrics.contains("braid_routing_healthy 1"),
         "{metrics}"
     );

@@ -133,8 +133,11 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .unzip();
     let mut desired = desired;
     let mut installed = installed;
-    if matches!(config.routing.mode, RoutingMode::Babel | RoutingMode::Bird) {
-        // babeld redistributes the node's own prefixes from these routes (proto 98).
+    if config.routing.mode != RoutingMode::None {
+        // The node's own prefixes in braid's table: the mesh's traffic is looked up there
+        // first (the policy rules), so without them traffic for this node's workloads
+        // would follow an exit's default route out again. babeld and BIRD also
+        // redistribute them from these routes (proto 98).
         for route in announce_routes(loaded) {
             if let Some(&oif) = index.get(&route.dev) {
                 desired.push(RouteSpec {

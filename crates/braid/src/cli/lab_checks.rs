@@ -242,7 +242,13 @@ pub(crate) fn main_job(
             Err(e) => eprintln!("\nthroughput: {e:#}"),
         }
     }
-    if !job.failover_bound.is_zero()
+    if job.routing == "static" && !job.failover_bound.is_zero() {
+        // Static routing has one route per peer prefix, over the direct link: nothing
+        // routes around a cut (docs/routing.md), so waiting for it would only burn the bound.
+        println!(
+            "\nfailover: skipped: static routing keeps one route per peer, over the direct link, and does not route around a cut (try --routing babel or bird)"
+        );
+    } else if !job.failover_bound.is_zero()
         && let Err(e) = failover(lab, job.failover_bound)
     {
         println!("\nfailover: not measured: {e:#}");
