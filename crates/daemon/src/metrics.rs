@@ -19,83 +19,182 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-/// Per-path metrics of multi-path links, from each link's bond status (labels `link`,
-/// `peer`, `path` (its number), `origin` (configured or learned)).
+/// Per-path gauges of multi-path links, one family per number (docs/metrics.md).
+#[derive(Default)]
+struct PathFamilies {
+    up: Family<Labels, Gauge>,
+    rtt: Family<Labels, FloatGauge>,
+    jitter: Family<Labels, FloatGauge>,
+    send_delay: Family<Labels, FloatGauge>,
+    loss: Family<Labels, FloatGauge>,
+    send_loss: Family<Labels, FloatGauge>,
+    delivery: Family<Labels, FloatGauge>,
+    sent: Family<Labels, FloatGauge>,
+    rate: Family<Labels, FloatGauge>,
+    capacity: Family<Labels, FloatGauge>,
+    share: Family<Labels, FloatGauge>,
+    tx_bytes: Family<Labels, Counter>,
+    rx_bytes: Family<Labels, Counter>,
+}
+
+impl PathFamilies {
+    /// Adds one path's numbers, labelled `link`, `peer`, `path` (its name: the uplink, or
+    /// the peer's address for a learned path) and `origin`.
+    fn add(&self, link: &crate::status::LinkStatus, path: &braid_bond::PathStatus) {
+        let l = labels(&[
+            ("link", &link.name),
+            ("peer", &link.peer),
+            ("path", &path.name),
+            ("origin", path.origin),
+        ]);
+        let seconds = |ms: f64| ms / 1e3;
+        self.up
+            .get_or_create(&l)
+            .set(i64::from(path.state == braid_bond::PathState::Up));
+        if let Some(rtt) = path.rtt_ms {
+            self.rtt.get_or_create(&l).set(seconds(rtt));
+            self.jitter.get_or_create(&l).set(seconds(path.jitter_ms));
+        }
+        if let Some(delay) = path.send_delay_ms {
+            self.send_delay.get_or_create(&l).set(seconds(delay));
+        }
+        if path.loss_samples > 0 {
+            self.loss.get_or_create(&l).set(path.loss);
+        }
+        self.send_loss.get_or_create(&l).set(path.send_loss);
+        self.delivery.get_or_create(&l).set(path.delivery_rate_bps);
+        self.sent.get_or_create(&l).set(path.sent_bps);
+        self.rate.get_or_create(&l).set(path.rate_bps);
+        if let Some(c) = path.capacity_bps {
+            self.capacity.get_or_create(&l).set(c);
+        }
+        self.share.get_or_create(&l).set(path.share);
+        self.tx_bytes
+            .get_or_create(&l)
+            .inc_by(path.counters.tx_bytes);
+        self.rx_bytes
+            .get_or_create(&l)
+            .inc_by(path.counters.rx_bytes);
+    }
+
+    fn register(self, registry: &mut Registry) {
+        let families: [(&str, &str, Family<Labels, FloatGauge>); 10] = [
+            (
+                "path_rtt_seconds",
+                "Smoothed round-trip time of the path's probes (absent before the first answer)",
+                self.rtt,
+            ),
+            (
+                "path_jitter_seconds",
+                "Jitter of the path's probe round trips",
+                self.jitter,
+            ),
+            (
+                "path_send_delay_seconds",
+                "One-way delay toward the peer above the fastest path's (base delays)",
+                self.send_delay,
+            ),
+            (
+                "path_loss_ratio",
+                "Share of the path's recent probes without an answer, counted from its first answer",
+                self.loss,
+            ),
+            (
+                "path_send_loss_ratio",
+                "One-way random loss toward the peer, from the peer's received counters",
+                self.send_loss,
+            ),
+            (
+                "path_delivery_rate_bits_per_second",
+                "Rate the peer reports receiving on the path",
+                self.delivery,
+            ),
+            (
+                "path_sent_rate_bits_per_second",
+                "Rate this side sent on the path over the last probe interval",
+                self.sent,
+            ),
+            (
+                "path_rate_estimate_bits_per_second",
+                "The rate the scheduler expects the path to drain its queue at",
+                self.rate,
+            ),
+            (
+                "path_capacity_bits_per_second",
+                "Measured capacity of the path (absent until measured)",
+                self.capacity,
+            ),
+            (
+                "path_traffic_share_ratio",
+                "The path's share of what the link sent over the last probe interval",
+                self.share,
+            ),
+        ];
+        registry.register(
+            "path_up",
+            "1 when the path answers its probes and carries traffic",
+            self.up,
+        );
+        for (name, help, family) in families {
+            registry.register(name, help, family);
+        }
+        registry.register(
+            "path_transmit_bytes",
+            "Bytes sent on the path",
+            self.tx_bytes,
+        );
+        registry.register(
+            "path_receive_bytes",
+            "Bytes received on the path",
+            self.rx_bytes,
+        );
+    }
+}
+
+/// Per-path metrics of multi-path links, and each link's reorder buffer.
 fn register_paths(registry: &mut Registry, status: &Status) {
-    let up = Family::<Labels, Gauge>::default();
-    let rtt = Family::<Labels, FloatGauge>::default();
-    let jitter = Family::<Labels, FloatGauge>::default();
-    let loss = Family::<Labels, FloatGauge>::default();
-    let rate = Family::<Labels, FloatGauge>::default();
-    let tx_bytes = Family::<Labels, Counter>::default();
-    let rx_bytes = Family::<Labels, Counter>::default();
+    let paths = PathFamilies::default();
     let reorder = Family::<Labels, Counter>::default();
+    let wait = Family::<Labels, FloatGauge>::default();
+    let observed = Family::<Labels, FloatGauge>::default();
     for link in &status.links {
         let Some(bond) = &link.stats.bond else {
             continue;
         };
-        for path in bond["paths"].as_array().into_iter().flatten() {
-            let id = path["id"].to_string();
-            let l = labels(&[
-                ("link", &link.name),
-                ("peer", &link.peer),
-                ("path", &id),
-                ("origin", path["origin"].as_str().unwrap_or("")),
-            ]);
-            up.get_or_create(&l).set(i64::from(path["state"] == "up"));
-            let seconds = |ms: &serde_json::Value| ms.as_f64().unwrap_or(0.0) / 1e3;
-            rtt.get_or_create(&l).set(seconds(&path["rtt_ms"]));
-            jitter.get_or_create(&l).set(seconds(&path["jitter_ms"]));
-            loss.get_or_create(&l)
-                .set(path["loss"].as_f64().unwrap_or(0.0));
-            rate.get_or_create(&l)
-                .set(path["delivery_rate_bps"].as_f64().unwrap_or(0.0));
-            tx_bytes
-                .get_or_create(&l)
-                .inc_by(path["tx_bytes"].as_u64().unwrap_or(0));
-            rx_bytes
-                .get_or_create(&l)
-                .inc_by(path["rx_bytes"].as_u64().unwrap_or(0));
+        for path in &bond.paths {
+            paths.add(link, path);
         }
-        let r = &bond["reorder"];
-        for what in ["held", "released_late", "dropped", "duplicates"] {
-            let l = labels(&[("link", &link.name), ("peer", &link.peer), ("what", what)]);
-            reorder
-                .get_or_create(&l)
-                .inc_by(r[what].as_u64().unwrap_or(0));
+        let r = &bond.reorder;
+        let base = labels(&[("link", &link.name), ("peer", &link.peer)]);
+        wait.get_or_create(&base).set(r.wait_ms / 1e3);
+        observed.get_or_create(&base).set(r.observed_ms / 1e3);
+        for (what, n) in [
+            ("held", r.counters.held),
+            ("released_after_wait", r.counters.released_after_wait),
+            ("released_late", r.counters.released_late),
+            ("dropped", r.counters.dropped),
+            ("duplicates", r.counters.duplicates),
+        ] {
+            let mut l = base.clone();
+            l.push(("what".into(), what.into()));
+            reorder.get_or_create(&l).inc_by(n);
         }
     }
-    registry.register(
-        "path_up",
-        "1 when the path answers its probes and carries traffic",
-        up,
-    );
-    registry.register(
-        "path_rtt_seconds",
-        "Smoothed round-trip time of the path's probes",
-        rtt,
-    );
-    registry.register(
-        "path_jitter_seconds",
-        "Jitter of the path's probe round trips",
-        jitter,
-    );
-    registry.register(
-        "path_loss_ratio",
-        "Share of the path's recent probes that got no answer",
-        loss,
-    );
-    registry.register(
-        "path_delivery_rate_bits_per_second",
-        "Rate the peer reports receiving on the path",
-        rate,
-    );
-    registry.register("path_transmit_bytes", "Bytes sent on the path", tx_bytes);
-    registry.register("path_receive_bytes", "Bytes received on the path", rx_bytes);
+    paths.register(registry);
     registry.register(
         "reorder_packets",
-        "Reorder buffer: packets held for an earlier one, released late (after their wait), dropped, duplicates discarded",
+        "Reorder buffer: packets held for an earlier one, released after waiting out a gap, released late (after their gap was skipped), dropped, duplicates discarded",
         reorder,
+    );
+    registry.register(
+        "reorder_wait_seconds",
+        "How long the link's reorder buffer waits for a missing packet now",
+        wait,
+    );
+    registry.register(
+        "reorder_observed_seconds",
+        "The largest reordering the link's buffer saw recently (halving every 10 s)",
+        observed,
     );
 }
 

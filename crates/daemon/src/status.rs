@@ -156,7 +156,7 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                         family: l.family.to_string(),
                         state: link_state(stats.as_ref(), l.keepalive, now),
                         stats: stats.unwrap_or_else(|| LinkStats {
-                            endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
+                            endpoint: l.endpoint.as_ref().and_then(|e| e.to_string().parse().ok()),
                             listen_port: l.listen_port,
                             ..LinkStats::default()
                         }),

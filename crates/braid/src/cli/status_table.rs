@@ -82,31 +82,49 @@ fn render_paths(out: &mut String, bond: &Value) {
     let r = &bond["reorder"];
     let _ = writeln!(
         out,
-        "  scheduler {} ({}), reorder {} (held {}, late {}, dropped {})",
+        "  scheduler {} ({}), reorder {} (wait {:.1}ms, held {}, waited out {}, late {}, dropped {})",
         bond["scheduler"].as_str().unwrap_or("?"),
         bond["scheduler_source"].as_str().unwrap_or("?"),
         if r["enabled"] == true { "on" } else { "off" },
+        r["wait_ms"].as_f64().unwrap_or(0.0),
         r["held"].as_u64().unwrap_or(0),
+        r["released_after_wait"].as_u64().unwrap_or(0),
         r["released_late"].as_u64().unwrap_or(0),
         r["dropped"].as_u64().unwrap_or(0),
+    );
+    let _ = writeln!(
+        out,
+        "  {:<22} {:<8} {:>9} {:>9} {:>7} {:>11} {:>11} {:>6} {:>12} {:>12} probe",
+        "path", "state", "rtt", "owd+", "loss", "rate est", "sent", "share", "tx", "rx"
     );
     for p in paths {
         let state = p["state"].as_str().unwrap_or("?");
         let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.1}ms"));
+        let mbit = |v: &Value| {
+            v.as_f64()
+                .map_or("-".to_string(), |v| format!("{:.1}Mb/s", v / 1e6))
+        };
+        // No loss before the path's first probe answer: nothing to count it from.
+        let loss = match p["loss_samples"].as_u64() {
+            Some(0) => "-".to_string(),
+            _ => format!("{:.1}%", p["loss"].as_f64().unwrap_or(0.0) * 100.0),
+        };
+        let rate = if p["capacity_bps"].is_null() {
+            &p["rate_bps"]
+        } else {
+            &p["capacity_bps"]
+        };
         let _ = writeln!(
             out,
-            "  path {:<2} {:<22} {} {:<10} rtt {:>8} jitter {:>7} loss {:>5.1}% rate {:>9} tx {:>12} rx {:>12} probe {}",
-            p["id"].as_u64().unwrap_or(0),
+            "  {:<22} {} {:>9} {:>9} {:>7} {:>11} {:>11} {:>5.0}% {:>12} {:>12} {}",
             p["name"].as_str().unwrap_or("-"),
             colour(state, &format!("{state:<8}")),
-            p["origin"].as_str().unwrap_or("?"),
             ms(&p["rtt_ms"]),
-            ms(&p["jitter_ms"]),
-            p["loss"].as_f64().unwrap_or(0.0) * 100.0,
-            format!(
-                "{:.1}Mb/s",
-                p["delivery_rate_bps"].as_f64().unwrap_or(0.0) / 1e6
-            ),
+            ms(&p["send_delay_ms"]),
+            loss,
+            mbit(rate),
+            mbit(&p["sent_bps"]),
+            p["share"].as_f64().unwrap_or(0.0) * 100.0,
             format!("{}B", p["tx_bytes"].as_u64().unwrap_or(0)),
             format!("{}B", p["rx_bytes"].as_u64().unwrap_or(0)),
             ms(&p["last_probe_answer_ms_ago"]).replace("ms", "ms ago"),
