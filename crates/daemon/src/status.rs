@@ -50,6 +50,36 @@ pub struct RoutingStatus {
     pub engine: Option<crate::engine::EngineHealth>,
     /// Routes braid installed (routing mode `static`), as in the plan.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
+    /// Where each family's default route leaves, as the kernel holds it (null when the
+    /// kernel's routes could not be read).
+    pub exits: Option<Exits>,
+    /// Why the kernel's routes could not be read, if so.
+    pub kernel_error: Option<String>,
+}
+
+/// The exit in use per family (docs/status-json.md, `routing.exits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Exits {
+    /// The IPv4 default route, or null when there is none.
+    pub ip4: Option<Exit>,
+    /// The IPv6 default route, or null when there is none.
+    pub ip6: Option<Exit>,
+}
+
+/// One default route: over one of braid's links (an exit node), or the node's own uplink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exit {
+    /// The interface it leaves by.
+    pub dev: String,
+    /// The next hop, if the route has one.
+    pub via: Option<std::net::IpAddr>,
+    /// The link's name when `dev` is one of braid's links (then `peer` is the exit node).
+    pub link: Option<String>,
+    /// The node at the far end of that link.
+    pub peer: Option<String>,
+    /// The routing table and metric of the route.
+    pub table: u32,
+    pub metric: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +115,13 @@ pub struct LinkStatus {
     /// `up` (a handshake within 180 s), `connecting` (none yet), `stale` (older), or
     /// `failed` (the link is planned but did not come up; see last_error).
     pub state: &'static str,
+    /// Routes the kernel sends over this link (any table, but not the link's own address
+    /// prefixes): more than 0 means the link is carrying routes. Null when the kernel's
+    /// routes could not be read.
+    pub routes: Option<usize>,
+    /// The lowest kernel metric among those routes (the routing daemon's or braid's
+    /// choice: the link's cost as the kernel sees it).
+    pub route_metric: Option<u32>,
     #[serde(flatten)]
     pub stats: LinkStats,
 }
@@ -122,7 +159,13 @@ pub fn link_state(
     }
 }
 
-/// Builds the status document at `now`.
+/// The overlay's namespace, where the kernel view is read (`None`: this one).
+pub fn netns<B: LinkBackend>(r: &Reconciler<B>) -> Option<String> {
+    r.loaded().and_then(|l| l.config.netns.clone())
+}
+
+/// Builds the status document at `now`, without the kernel's view (routes per link and
+/// exits; [`crate::kernel_view::fill`] adds it).
 pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: SystemTime) -> Status {
     let plan = r.plan();
     let node = NodeStatus {
@@ -155,6 +198,8 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                         peer_public_key: l.peer_public_key.to_base64(),
                         family: l.family.to_string(),
                         state: link_state(stats.as_ref(), l.keepalive, now),
+                        routes: None,
+                        route_metric: None,
                         stats: stats.unwrap_or_else(|| LinkStats {
                             endpoint: l.endpoint.as_ref().and_then(|e| e.to_string().parse().ok()),
                             listen_port: l.listen_port,
@@ -177,6 +222,8 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
             .filter(|h| h.program.is_some()),
         problems,
         routes: r.routes.clone(),
+        exits: None,
+        kernel_error: None,
     };
     let registry = RegistryStatus {
         source: r.loaded().map(|l| l.config.registry.clone()),

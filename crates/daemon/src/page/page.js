@@ -115,7 +115,6 @@ function renderMap(doc) {
       "stroke-width": up ? 3 : 2, "stroke-dasharray": up ? "" : "6 4",
     }));
     const rate = rates.get(l.name) || { rx: null, tx: null };
-    const tx = cx + dx * 0.5 + ox * 2.2, ty = cy + dy * 0.5 + oy * 2.2;
     const lines = [
       l.name + " " + l.state,
       "RTT " + ms(linkRtt(l)) + "  loss " + pct(linkLoss(l)),
@@ -125,8 +124,17 @@ function renderMap(doc) {
     for (const p of paths) lines.push(p.name + " " + p.state + " " + Math.round(p.share * 100) + " %");
     for (const e of exitsOver(doc, l)) lines.push(e);
     if (l.routes !== undefined && l.routes !== null) lines.push(l.routes + " routes");
+    // The label beside its line: links to the same peer take turns on either side.
+    const side = k % 2 === 0 ? -1 : 1;
+    const nx = -dy / len, ny = dx / len;
+    const lx = cx + dx * 0.5 + nx * side * 12 + ox, ly = cy + dy * 0.5 + ny * side * 12 + oy;
+    const anchor = Math.abs(nx) < 0.3 ? "middle" : (nx * side > 0 ? "start" : "end");
+    const shift = anchor === "middle" ? side * (lines.length * 8 + 6) : 0;
     lines.forEach((t, i) => {
-      g.appendChild(el("svg:text", { x: tx, y: ty + (i - lines.length / 2) * 14, "text-anchor": "middle", fill: i === 0 ? colour : "#1d2330" }, t));
+      g.appendChild(el("svg:text", {
+        x: lx, y: ly + shift + (i - (lines.length - 1) / 2) * 14, "text-anchor": anchor,
+        fill: i === 0 ? colour : "#1d2330",
+      }, t));
     });
     linksG.appendChild(g);
   }
