@@ -198,6 +198,47 @@ fn register_paths(registry: &mut Registry, status: &Status) {
     );
 }
 
+/// Each link's routes in the kernel and the exit in use per family.
+fn register_routes_and_exits(registry: &mut Registry, status: &Status) {
+    let routes = Family::<Labels, Gauge>::default();
+    for link in &status.links {
+        if let Some(n) = link.routes {
+            let l = labels(&[
+                ("link", &link.name),
+                ("peer", &link.peer),
+                ("family", &link.family),
+            ]);
+            routes
+                .get_or_create(&l)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    registry.register(
+        "link_routes",
+        "Routes the kernel sends over the link (0: it carries none)",
+        routes,
+    );
+    let exits = Family::<Labels, Gauge>::default();
+    if let Some(e) = &status.routing.exits {
+        for (family, exit) in [("ip4", &e.ip4), ("ip6", &e.ip6)] {
+            let Some(exit) = exit else { continue };
+            exits
+                .get_or_create(&labels(&[
+                    ("family", family),
+                    ("dev", &exit.dev),
+                    ("link", exit.link.as_deref().unwrap_or("")),
+                    ("peer", exit.peer.as_deref().unwrap_or("")),
+                ]))
+                .set(1);
+        }
+    }
+    registry.register(
+        "exit_info",
+        "Where each family's default route leaves: over a link to an exit node, or the node's own uplink (always 1)",
+        exits,
+    );
+}
+
 /// The registry's version, refusals and fetcher (docs/metrics.md, "Registry").
 fn register_registry(registry: &mut Registry, status: &Status) {
     let r = &status.registry;
@@ -514,6 +555,7 @@ fn registry_of(status: &Status) -> Registry {
         underlay_mtu,
     );
 
+    register_routes_and_exits(&mut registry, status);
     register_paths(&mut registry, status);
     register_registry(&mut registry, status);
 
