@@ -41,8 +41,14 @@ impl LossWindow {
         f64::from((self.lost & mask).count_ones()) / f64::from(self.len)
     }
 
+    /// How many outcomes the window holds (counted from the first answer).
     pub fn samples(&self) -> u32 {
         self.len
+    }
+
+    /// Whether a probe was ever answered.
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 }
 

@@ -336,6 +336,11 @@ impl ProbeSession {
         let arrived_us = (rep.ts_us as i64).saturating_sub(i64::from(rep.held_us));
         path.owd_out
             .update(arrived_us.saturating_sub(sent_us), o.queue_us, now);
+        if !path.loss.answered() {
+            // The path's first answer: probes sent before this one went out while the
+            // peer may not have been listening yet; they are not counted as lost.
+            path.probe.outstanding.retain(|x| x.sent_at > o.sent_at);
+        }
         path.loss.record(false);
         path.probe.consecutive = path.probe.consecutive.saturating_add(1);
         path.probe.last_answer = Some(now);

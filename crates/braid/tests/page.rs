@@ -205,3 +205,85 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         artefact("page-cut.png").display()
     );
 }
+
+/// The bonded paths of node 1's first link, from /status: (name, state, share).
+fn paths(ns: &str) -> Vec<(String, String, f64)> {
+    let status: Value = serde_json::from_str(&http(ns, "GET", "/status").1).unwrap_or_default();
+    status["links"][0]["bond"]["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("").to_string(),
+                p["state"].as_str().unwrap_or("").to_string(),
+                p["share"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_shows_bonded_paths_with_their_shares() {
+    const TEST: &str = "the_page_shows_bonded_paths_with_their_shares";
+    if !braid_lab::available_or_skip(TEST) {
+        return;
+    }
+    let Some(_) = chromium(TEST) else { return };
+    // Node 1 has two uplinks (wan0, wan1) through the lab's hub; node 2 one.
+    let lab = Lab::up(
+        LabSpec::new(&format!("pb{:x}", std::process::id() % 0xffff), 2).with_wans(&[2, 1]),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = ConfigOptions {
+        ip6: false,
+        scheduler: Some("round-robin".into()),
+        ..ConfigOptions::default()
+    };
+    let files = lab.write_configs(dir.path(), &options).unwrap();
+    start_daemons(&lab, &files);
+    let ns = lab.ns(1);
+    wait_until("both paths up", Duration::from_secs(30), || {
+        let p = paths(&ns);
+        p.len() == 2 && p.iter().all(|(_, state, _)| state == "up")
+    });
+    // Traffic over both paths (round-robin), so each has a share.
+    let ping = lab
+        .try_exec(
+            1,
+            "ping",
+            &["-c", "300", "-i", "0.01", "-s", "1000", "-q", "169.254.0.2"],
+        )
+        .unwrap();
+    assert!(ping.status.success());
+    let now = paths(&ns);
+    assert!(
+        now.iter().all(|(_, _, share)| *share > 0.2),
+        "round-robin shares: {now:?}"
+    );
+    let table = braid(&["status", "-c", files[0].config.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    eprintln!("braid status on n1:\n{table}");
+    assert!(
+        table.contains("\n  wan0 ") && table.contains("\n  wan1 "),
+        "{table}"
+    );
+    let dom = load(&ns, &artefact("page-bond.png"));
+    for path in ["wan0", "wan1"] {
+        let row = dom
+            .split("<tr data-path=\"")
+            .find(|r| {
+                r.split('"')
+                    .next()
+                    .is_some_and(|id| id.ends_with(&format!("/{path}")))
+            })
+            .unwrap_or_else(|| panic!("no row for {path}:\n{dom}"));
+        assert!(row.contains("state-up"), "{path}: {row}");
+        assert!(
+            dom.contains(&format!("{path} up ")),
+            "{path} on the map:\n{dom}"
+        );
+    }
+    eprintln!("screenshot: {}", artefact("page-bond.png").display());
+}
