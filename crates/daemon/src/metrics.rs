@@ -585,3 +585,166 @@ fn registry_of(status: &Status) -> Registry {
     );
     registry
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{
+        Exit, Exits, LinkStatus, NodeStatus, RegistryStatus, RoutingStatus, STATUS_SCHEMA_VERSION,
+    };
+    use braid_bond::{BondStatus, PathId, PathState, PathStatus, ReorderStatus, Scheduler};
+
+    fn path(id: u32, name: &str, state: PathState, loss_samples: u32) -> PathStatus {
+        PathStatus {
+            id: PathId(id),
+            name: name.into(),
+            key: id,
+            origin: "configured",
+            peer: None,
+            state,
+            down_reason: None,
+            rtt_ms: Some(20.0),
+            min_rtt_ms: Some(18.0),
+            jitter_ms: 1.0,
+            loss: 0.5,
+            loss_samples,
+            data_loss: 0.0,
+            delivery_rate_bps: 1e6,
+            sent_bps: 3e6,
+            share: 0.75,
+            capacity_bps: None,
+            rate_bps: 10e6,
+            queue_ms: 0.0,
+            send_delay_ms: Some(12.0),
+            send_jitter_ms: 0.5,
+            receive_delay_ms: Some(0.0),
+            send_loss: 0.01,
+            arrival_ms: Some(0.0),
+            repeating: false,
+            excluded: None,
+            weight: None,
+            priority: 0,
+            rate_cap_bps: None,
+            counters: braid_bond::Counters::default(),
+            last_probe_answer_ms_ago: Some(10.0),
+            last_probe_sent_ms_ago: Some(5.0),
+        }
+    }
+
+    fn status() -> Status {
+        let bond = BondStatus {
+            scheduler: Scheduler::RoundRobin,
+            scheduler_source: "configured",
+            peer_probes: true,
+            reorder: ReorderStatus {
+                enabled: true,
+                wait_ms: 25.0,
+                observed_ms: 10.0,
+                buffered: 0,
+                counters: Default::default(),
+            },
+            probes: Default::default(),
+            paths: vec![
+                path(0, "wan0", PathState::Up, 100),
+                path(1, "wan1", PathState::Probing, 0),
+            ],
+        };
+        Status {
+            version: STATUS_SCHEMA_VERSION,
+            node: NodeStatus {
+                public_key: "key".into(),
+                name: Some("n1".into()),
+                link_local6: None,
+                addresses: None,
+                backend: "userspace",
+                config: "/c".into(),
+                registry: None,
+                config_version: None,
+                registry_version: None,
+                uptime_seconds: 1,
+                loaded_at: None,
+                last_reload_at: None,
+                last_reload_ok: true,
+                last_error: None,
+            },
+            links: vec![LinkStatus {
+                name: "brd4x40004".into(),
+                peer: "n2".into(),
+                peer_public_key: "k2".into(),
+                family: "ip4".into(),
+                state: "up",
+                routes: Some(3),
+                route_metric: Some(1024),
+                stats: crate::backend::LinkStats {
+                    bond: Some(bond),
+                    ..Default::default()
+                },
+            }],
+            routing: RoutingStatus {
+                mode: "static",
+                healthy: true,
+                error: None,
+                problems: Vec::new(),
+                engine: None,
+                routes: Vec::new(),
+                exits: Some(Exits {
+                    ip4: Some(Exit {
+                        dev: "brd4x40004".into(),
+                        via: None,
+                        link: Some("brd4x40004".into()),
+                        peer: Some("n2".into()),
+                        table: 98,
+                        metric: 512,
+                    }),
+                    ip6: None,
+                }),
+                kernel_error: None,
+            },
+            registry: RegistryStatus {
+                source: None,
+                file: None,
+                signed_by: None,
+                signed_version: None,
+                state: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn paths_are_labelled_by_name_with_their_numbers() {
+        let text = render(&status());
+        let has = |line: &str| text.lines().any(|l| l == line);
+        let wan0 = r#"{link="brd4x40004",peer="n2",path="wan0",origin="configured"}"#;
+        assert!(has(&format!("braid_path_up{wan0} 1")), "{text}");
+        assert!(
+            has(&format!("braid_path_traffic_share_ratio{wan0} 0.75")),
+            "{text}"
+        );
+        assert!(
+            has(&format!("braid_path_send_delay_seconds{wan0} 0.012")),
+            "{text}"
+        );
+        assert!(has(&format!("braid_path_loss_ratio{wan0} 0.5")), "{text}");
+        assert!(
+            has(&format!(
+                "braid_path_rate_estimate_bits_per_second{wan0} 10000000.0"
+            )),
+            "{text}"
+        );
+        // No probe answered yet on wan1: no loss to show.
+        assert!(!text.contains(r#"braid_path_loss_ratio{link="brd4x40004",peer="n2",path="wan1""#));
+        assert!(!text.contains(r#"path="0""#) && !text.contains(r#"path="1""#));
+        assert!(
+            has(r#"braid_reorder_wait_seconds{link="brd4x40004",peer="n2"} 0.025"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"braid_link_routes{link="brd4x40004",peer="n2",family="ip4"} 3"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"braid_exit_info{family="ip4",dev="brd4x40004",link="brd4x40004",peer="n2"} 1"#),
+            "{text}"
+        );
+    }
+}
