@@ -673,6 +673,7 @@ mod tests {
                 peer_public_key: "k2".into(),
                 family: "ip4".into(),
                 state: "up",
+                planned_endpoint: None,
                 routes: Some(3),
                 route_metric: Some(1024),
                 stats: crate::backend::LinkStats {

@@ -115,6 +115,9 @@ pub struct LinkStatus {
     /// `up` (a handshake within 180 s), `connecting` (none yet), `stale` (older), or
     /// `failed` (the link is planned but did not come up; see last_error).
     pub state: &'static str,
+    /// The endpoint as the registry gives it (an address or a DNS name, with the port);
+    /// null when the peer has none (it connects to us).
+    pub planned_endpoint: Option<String>,
     /// Routes the kernel sends over this link (any table, but not the link's own address
     /// prefixes): more than 0 means the link is carrying routes. Null when the kernel's
     /// routes could not be read.
@@ -198,6 +201,7 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                         peer_public_key: l.peer_public_key.to_base64(),
                         family: l.family.to_string(),
                         state: link_state(stats.as_ref(), l.keepalive, now),
+                        planned_endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
                         routes: None,
                         route_metric: None,
                         stats: stats.unwrap_or_else(|| LinkStats {

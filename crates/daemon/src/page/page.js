@@ -164,7 +164,7 @@ function renderTables(doc) {
     const tr = el("tr", { "data-link": l.name });
     const routes = l.routes === undefined || l.routes === null ? "–" : (l.routes > 0 ? l.routes + " (carrying)" : "0");
     [cell(l.name), cell(l.peer), cell(l.state, "state-" + l.state), cell(routes), cell(ms(linkRtt(l))), cell(pct(linkLoss(l))),
-      cell(bits(rate.rx)), cell(bits(rate.tx)), cell(ago(now, l.last_rx)), cell(l.endpoint || "–")].forEach(c => tr.appendChild(c));
+      cell(bits(rate.rx)), cell(bits(rate.tx)), cell(ago(now, l.last_rx)), cell(l.endpoint || l.planned_endpoint || "–")].forEach(c => tr.appendChild(c));
     links.appendChild(tr);
   }
   const paths = document.querySelector("#paths tbody");
