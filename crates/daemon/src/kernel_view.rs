@@ -35,8 +35,9 @@ pub(crate) struct KernelView {
 
 /// Builds the view from a route listing and the interfaces' names by index. `links` are
 /// the node's links as (interface, peer): a default route over one of them is that peer's
-/// exit. Each family's exit is the default route with the lowest metric over a link, else
-/// the main table's (the node's own uplink).
+/// exit. Each family's exit is the default route with the lowest metric over a link (babeld
+/// installs IPv6 defaults source-specific, `from` the mesh's prefix), else the main
+/// table's (the node's own uplink).
 pub(crate) fn view_of(
     routes: &[KernelRoute],
     names: &HashMap<u32, String>,
@@ -61,7 +62,6 @@ pub(crate) fn view_of(
         let defaults = routes.iter().filter(|r| {
             r.destination.prefix_len() == 0
                 && r.destination.addr().is_ipv6() == v6
-                && r.source.is_none()
                 && r.table != LOCAL_TABLE
         });
         let over_link = defaults
@@ -79,6 +79,7 @@ pub(crate) fn view_of(
             link: peer_of(&dev).map(|_| dev.clone()),
             dev,
             via: chosen.gateway,
+            from: chosen.source.map(|s| s.to_string()),
             table: chosen.table,
             metric: chosen.metric,
         })
@@ -194,6 +195,9 @@ mod tests {
             route("0.0.0.0/0", 5, 98, 512, 42),
             route("::/0", 1, MAIN_TABLE, 1024, 4),
         ];
+        let mut from_mesh = route("::/0", 6, 98, 0, 42);
+        from_mesh.source = Some("2001:db8:bd00::/48".parse().unwrap());
+        let routes = [routes, vec![from_mesh]].concat();
         let view = view_of(&routes, &names, &links);
         assert_eq!(
             view.carried.get("brd4x40004"),
@@ -202,13 +206,23 @@ mod tests {
                 best_metric: Some(200)
             })
         );
-        assert_eq!(view.carried.get("brd4x40006"), None);
+        // The local table's entry does not count; the source-specific default does.
+        assert_eq!(view.carried.get("brd4x40006").map(|c| c.routes), Some(1));
         let ip4 = view.exits.ip4.unwrap();
         assert_eq!(
             (ip4.dev.as_str(), ip4.peer.as_deref(), ip4.table),
             ("brd4x40004", Some("n2"), 98)
         );
         let ip6 = view.exits.ip6.unwrap();
-        assert_eq!((ip6.dev.as_str(), ip6.peer, ip6.link), ("eth0", None, None));
+        assert_eq!(
+            (ip6.dev.as_str(), ip6.peer.as_deref(), ip6.from.as_deref()),
+            ("brd4x40006", Some("n3"), Some("2001:db8:bd00::/48"))
+        );
+        // Without routes over links, the main table's default: the node's own uplink.
+        let own = view_of(&routes[4..7], &names, &links).exits;
+        assert_eq!(
+            own.ip6.map(|e| (e.dev, e.peer, e.link)),
+            Some(("eth0".to_string(), None, None))
+        );
     }
 }

@@ -692,6 +692,7 @@ mod tests {
                     ip4: Some(Exit {
                         dev: "brd4x40004".into(),
                         via: None,
+                        from: None,
                         link: Some("brd4x40004".into()),
                         peer: Some("n2".into()),
                         table: 98,

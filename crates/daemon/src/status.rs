@@ -73,6 +73,8 @@ pub struct Exit {
     pub dev: String,
     /// The next hop, if the route has one.
     pub via: Option<std::net::IpAddr>,
+    /// A source-specific default's source prefix (babeld's IPv6 defaults), else null.
+    pub from: Option<String>,
     /// The link's name when `dev` is one of braid's links (then `peer` is the exit node).
     pub link: Option<String>,
     /// The node at the far end of that link.
