@@ -8,6 +8,8 @@ const SVG = "http://www.w3.org/2000/svg";
 // Previous byte counters per link, for throughput: name -> {rx, tx, at (ms)}.
 const previous = new Map();
 const rates = new Map();
+// Answers read from /status since the page loaded (shown as the footer's data-polls).
+let polls = 0;
 
 function el(name, attrs, text) {
   const e = name.startsWith("svg:") ? document.createElementNS(SVG, name.slice(4)) : document.createElement(name);
@@ -199,8 +201,10 @@ async function refresh() {
     renderSummary(doc);
     renderMap(doc);
     renderTables(doc);
+    polls += 1;
     footer.textContent = "updated " + new Date().toISOString();
     footer.dataset.ok = "true";
+    footer.dataset.polls = String(polls);
   } catch (e) {
     footer.textContent = "cannot read /status: " + e.message + " (showing the last answer)";
     footer.dataset.ok = "false";
