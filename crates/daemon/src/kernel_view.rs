@@ -31,6 +31,20 @@ pub(crate) struct Carried {
 pub(crate) struct KernelView {
     pub(crate) carried: HashMap<String, Carried>,
     pub(crate) exits: Exits,
+    /// Every route over one of the links: (destination, metric, interface).
+    over_links: Vec<(ipnet::IpNet, u32, String)>,
+}
+
+impl KernelView {
+    /// The link the kernel's most specific route to `address` over a link leaves by
+    /// (lowest metric among equally specific ones).
+    pub(crate) fn link_to(&self, address: std::net::IpAddr) -> Option<&str> {
+        self.over_links
+            .iter()
+            .filter(|(dst, _, _)| dst.contains(&address))
+            .min_by_key(|(dst, metric, _)| (std::cmp::Reverse(dst.prefix_len()), *metric))
+            .map(|(_, _, dev)| dev.as_str())
+    }
 }
 
 /// Builds the view from a route listing and the interfaces' names by index. `links` are
@@ -53,6 +67,7 @@ pub(crate) fn view_of(
             continue;
         };
         if peer_of(dev).is_some() {
+            view.over_links.push((r.destination, r.metric, dev.clone()));
             let c = view.carried.entry(dev.clone()).or_default();
             c.routes += 1;
             c.best_metric = Some(c.best_metric.map_or(r.metric, |m| m.min(r.metric)));
@@ -152,6 +167,13 @@ pub async fn fill(mut status: Status, netns: Option<String>) -> Status {
                 l.routes = Some(c.routes);
                 l.route_metric = c.best_metric;
             }
+            for n in &mut status.mesh {
+                let Some(dev) = n.address6.and_then(|a| view.link_to(a.into())) else {
+                    continue;
+                };
+                n.via = links.iter().find(|(l, _)| l == dev).map(|(_, p)| p.clone());
+                n.via_link = Some(dev.to_string());
+            }
             status.routing.exits = Some(view.exits);
         }
         Err(e) => status.routing.kernel_error = Some(e),
@@ -208,15 +230,28 @@ mod tests {
         );
         // The local table's entry does not count; the source-specific default does.
         assert_eq!(view.carried.get("brd4x40006").map(|c| c.routes), Some(1));
-        let ip4 = view.exits.ip4.unwrap();
+        let ip4 = view.exits.ip4.clone().unwrap();
         assert_eq!(
             (ip4.dev.as_str(), ip4.peer.as_deref(), ip4.table),
             ("brd4x40004", Some("n2"), 98)
         );
-        let ip6 = view.exits.ip6.unwrap();
+        let ip6 = view.exits.ip6.clone().unwrap();
         assert_eq!(
             (ip6.dev.as_str(), ip6.peer.as_deref(), ip6.from.as_deref()),
             ("brd4x40006", Some("n3"), Some("2001:db8:bd00::/48"))
+        );
+        // A node's address: the most specific route over a link.
+        assert_eq!(
+            view.link_to("10.0.3.9".parse().unwrap()),
+            Some("brd4x40004")
+        );
+        assert_eq!(
+            view.link_to("2001:db8:bd00:3::1".parse().unwrap()),
+            Some("brd4x40006")
+        );
+        assert_eq!(
+            view.link_to("192.0.2.1".parse().unwrap()),
+            Some("brd4x40004")
         );
         // Without routes over links, the main table's default: the node's own uplink.
         let own = view_of(&routes[4..7], &names, &links).exits;

@@ -709,6 +709,7 @@ mod tests {
                 signed_version: None,
                 state: Default::default(),
             },
+            mesh: Vec::new(),
         }
     }
 

@@ -17,6 +17,27 @@ pub struct Status {
     pub links: Vec<LinkStatus>,
     pub routing: RoutingStatus,
     pub registry: RegistryStatus,
+    /// Every other node of the registry, and how this node reaches it.
+    pub mesh: Vec<MeshNode>,
+}
+
+/// Another node of the registry as this node sees it (docs/status-json.md, `mesh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeshNode {
+    /// Its registry name, or the first 8 characters of its key (as `links[].peer`).
+    pub name: String,
+    pub public_key: String,
+    /// Its overlay address (with an address plan), which `via` is looked up for.
+    pub address6: Option<std::net::Ipv6Addr>,
+    /// Whether this node has a link to it.
+    pub linked: bool,
+    /// The link the kernel's route to `address6` leaves by, and the node at its far end
+    /// (the node itself when direct, a neighbour when relayed); null when the kernel has
+    /// no route to it over a link, or its routes could not be read.
+    pub via_link: Option<String>,
+    pub via: Option<String>,
+    /// An exit node (its `exit_preference`), if it is one.
+    pub exit_preference: Option<u32>,
 }
 
 /// Where the registry comes from, the running version, refusals and the fetcher.
@@ -242,12 +263,32 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
             .and_then(|l| l.signed.as_ref().map(|s| s.timestamp)),
         state: r.registry.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     };
+    let mesh = plan
+        .map(|p| {
+            p.peers
+                .iter()
+                .map(|n| {
+                    let name = n.name.clone().unwrap_or_else(|| n.public_key.short());
+                    MeshNode {
+                        linked: p.links.iter().any(|l| l.peer_public_key == n.public_key),
+                        name,
+                        public_key: n.public_key.to_base64(),
+                        address6: n.addresses.as_ref().map(|a| a.address6),
+                        via_link: None,
+                        via: None,
+                        exit_preference: n.exit_preference,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Status {
         version: STATUS_SCHEMA_VERSION,
         node,
         links,
         routing,
         registry,
+        mesh,
     }
 }
 

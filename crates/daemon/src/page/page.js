@@ -93,7 +93,9 @@ function renderMap(doc) {
   const cx = 400, cy = 280, radius = 200;
   const self = doc.node.name || "this node";
   // One position per peer; several links to a peer (IPv4, IPv6) are drawn side by side.
-  const peers = [...new Set(doc.links.map(l => l.peer))];
+  // Peers with links first, then the registry's other nodes.
+  const mesh = doc.mesh || [];
+  const peers = [...new Set(doc.links.map(l => l.peer).concat(mesh.map(n => n.name)))];
   const pos = new Map();
   peers.forEach((p, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(peers.length, 1);
@@ -140,6 +142,22 @@ function renderMap(doc) {
     });
     linksG.appendChild(g);
   }
+  // How the kernel reaches each other node when not over its own link: "via" a neighbour.
+  for (const n of mesh) {
+    if (!n.via || n.via === n.name || !pos.has(n.via)) continue;
+    const a = pos.get(n.name), b = pos.get(n.via);
+    // A curve bowing away from this node.
+    const mx = (a.x + b.x) / 2, my = (a.y + b.y) / 2;
+    let ux = mx - cx, uy = my - cy;
+    if (Math.hypot(ux, uy) < 1) { ux = -(b.y - a.y); uy = b.x - a.x; }
+    const k = 260 / (Math.hypot(ux, uy) || 1);
+    const g = el("svg:g", { class: "relay", "data-node": n.name, "data-via": n.via });
+    g.appendChild(el("svg:path", {
+      d: `M ${a.x} ${a.y} Q ${mx + ux * k} ${my + uy * k} ${b.x} ${b.y}`,
+      fill: "none", stroke: "#7a8290", "stroke-width": 1.5, "stroke-dasharray": "2 4",
+    }));
+    linksG.appendChild(g);
+  }
   svg.appendChild(linksG);
   const node = (name, p, fill, cls) => {
     const g = el("svg:g", { class: cls, "data-node": name });
@@ -150,8 +168,17 @@ function renderMap(doc) {
   node(self, { x: cx, y: cy }, "#3b6fd8", "node self");
   for (const p of peers) {
     const links = doc.links.filter(l => l.peer === p);
-    const fill = links.some(l => l.state === "up") ? "#cfe8d6" : "#f3d2cf";
+    const info = mesh.find(n => n.name === p);
+    const reached = links.some(l => l.state === "up") || (info && info.via);
+    const fill = reached ? "#cfe8d6" : links.length ? "#f3d2cf" : "#e3e6eb";
     node(p, pos.get(p), fill, "node");
+    const notes = [];
+    if (info && info.via && info.via !== p) notes.push("via " + info.via);
+    if (info && !info.via && doc.routing.exits) notes.push("no route");
+    if (info && info.exit_preference !== null && info.exit_preference !== undefined) notes.push("exit node");
+    notes.forEach((t, i) => svg.appendChild(el("svg:text", {
+      x: pos.get(p).x, y: pos.get(p).y + 58 + i * 14, "text-anchor": "middle", fill: "#4a5260",
+    }, t)));
   }
 }
 
