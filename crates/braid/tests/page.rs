@@ -151,22 +151,30 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(4.0)
     });
     // babeld picks one link per neighbour for its routes (the IPv4 or the IPv6 one).
-    wait_until(
-        "a link to each peer carrying routes",
-        Duration::from_secs(30),
-        || {
-            let status: Value =
-                serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
-            let carrying = |peer: &str| {
-                status["links"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|l| l["peer"] == peer && l["routes"].as_u64().is_some_and(|n| n > 0))
-            };
-            carrying("n2") && carrying("n3")
-        },
-    );
+    let carrying = |status: &Value, peer: &str| {
+        status["links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| l["peer"] == peer && l["routes"].as_u64().is_some_and(|n| n > 0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Value =
+            serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
+        let direct = [
+            ("n2".to_string(), "n2".into()),
+            ("n3".to_string(), "n3".into()),
+        ];
+        if carrying(&status, "n2") && carrying(&status, "n3") && via(&status) == direct {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let status: Value = serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap();
     let planned = links(&status);
     assert_eq!(planned.len(), 4, "{status}");
@@ -193,27 +201,38 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         );
         assert!(dom.contains(&format!("<tr data-link=\"{name}\">")), "{dom}");
     }
-    assert!(
-        dom.contains("routing static") || dom.contains("routing "),
-        "{dom}"
-    );
+    assert!(dom.contains("routing babel (healthy)"), "{dom}");
+    assert!(dom.contains("(carrying)"), "the links carry routes:\n{dom}");
     assert!(
         dom.contains("data-ok=\"true\""),
         "the page read /status:\n{dom}"
     );
-
-    // Cut n1-n2: n2's links go stale on the page, n3's stay up.
+    // It reads /status again by itself (every 1.5 s; 4 s of the page's time ran).
+    let polls: u32 = dom
+        .split("data-polls=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(polls >= 2, "the page refreshed {polls} times:\n{dom}");
+    // Cut n1-n2: n2's links go stale on the page, n3's stay up, and n2 is reached
+    // through n3.
     lab.cut(1, 2).unwrap();
-    wait_until("n1's links to n2 stale", Duration::from_secs(20), || {
-        let status: Value =
-            serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
-        let now = links(&status);
-        !now.is_empty()
-            && now
-                .iter()
-                .filter(|(_, peer, _)| peer == "n2")
-                .all(|(_, _, state)| state != "up")
-    });
+    wait_until(
+        "n1's links to n2 stale, n2 reached through n3",
+        Duration::from_secs(30),
+        || {
+            let status: Value =
+                serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
+            let now = links(&status);
+            !now.is_empty()
+                && now
+                    .iter()
+                    .filter(|(_, peer, _)| peer == "n2")
+                    .all(|(_, _, state)| state != "up")
+                && via(&status).contains(&("n2".to_string(), "n3".into()))
+        },
+    );
     // babeld may still be settling on the detour: load again (up to 5 times) until the
     // page shows it.
     let relayed =
