@@ -6,12 +6,13 @@
 # VM test of kernel WireGuard and VRF (crates/braid/tests/vm.rs): qemu-system-x86,
 # busybox-static, kmod (depmod), cpio and binutils (strip); for the service tests
 # (crates/braid/tests/service.rs, package.rs): systemd (systemd-analyze verify; not
-# started), zsh and fish (the generated completions), man-db (man, groff). Packages already
-# installed are skipped.
+# started), zsh and fish (the generated completions), man-db (man, groff); chromium, headless,
+# to load the status page (crates/braid/tests/page.rs). Packages already installed are
+# skipped.
 set -euo pipefail
 
 PACKAGES=(iproute2 nftables iptables iputils-ping procps util-linux wireguard-go wireguard-tools iperf3 wrk babeld bird2
-    qemu-system-x86 busybox-static kmod cpio binutils systemd zsh fish man-db)
+    qemu-system-x86 busybox-static kmod cpio binutils systemd zsh fish man-db chromium)
 # cargo-deny for `cargo deny check` in scripts/test.sh (deny.toml), built from crates.io once
 # (about 16 minutes on a loaded 2-core machine), then found on PATH and skipped. Pinned:
 # test.sh's advisory database path is this version's hash of deny.toml's db-urls entry.

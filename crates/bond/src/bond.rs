@@ -667,6 +667,14 @@ impl Bond {
             .map(|e| e.arrival(1400))
             .min_by(f64::total_cmp);
         let ago = |t: Option<Instant>| t.map(|t| ms(now.saturating_duration_since(t)));
+        let sending = |p: &Path| {
+            if p.state == PathState::Down {
+                0.0
+            } else {
+                p.probe.sent_rate
+            }
+        };
+        let total_sent: f64 = self.paths.iter().map(sending).sum();
         BondStatus {
             scheduler: self.scheduler(),
             scheduler_source: match (self.cfg.scheduler, self.probes.peer_scheduler) {
@@ -690,6 +698,10 @@ impl Bond {
                 .enumerate()
                 .map(|(i, (p, est))| PathStatus {
                     id: p.id,
+                    name: match p.origin {
+                        Origin::Configured => p.id.to_string(),
+                        Origin::Learned(addr) => addr.to_string(),
+                    },
                     key: p.key,
                     origin: match p.origin {
                         Origin::Configured => "configured",
@@ -702,8 +714,15 @@ impl Bond {
                     min_rtt_ms: p.rtt.min().map(ms),
                     jitter_ms: ms(p.rtt.jitter()),
                     loss: p.loss.loss(),
+                    loss_samples: p.loss.samples(),
                     data_loss: p.probe.data_loss,
                     delivery_rate_bps: p.capacity.delivered() * 8.0,
+                    sent_bps: sending(p) * 8.0,
+                    share: if total_sent > 0.0 {
+                        sending(p) / total_sent
+                    } else {
+                        0.0
+                    },
                     capacity_bps: p.capacity.estimate().map(|c| c * 8.0),
                     rate_bps: arrival::queue_rate(&self.paths, i) * 8.0,
                     queue_ms: p.queue.delay(arrival::queue_rate(&self.paths, i), now) * 1e3,

@@ -5,18 +5,25 @@
 /// How many outcomes the window holds.
 pub const WINDOW: u32 = 128;
 
-/// Round-trip loss over the last [`WINDOW`] probe outcomes.
+/// Probes lost before the path's first answer are not counted: until then the peer may
+/// simply not be listening yet (no session, its socket for the path not made), and a new
+/// healthy path would show most of its first probes as lost (issue 16: 56-75 %).
 #[derive(Debug, Clone, Default)]
 pub struct LossWindow {
     /// Bit i set: the i-th most recent outcome was a loss.
     lost: u128,
     len: u32,
+    /// A probe was answered: losses count from then on.
+    answered: bool,
 }
 
 impl LossWindow {
-    /// Adds one probe outcome (`lost`: the probe went unanswered); the oldest beyond
-    /// [`WINDOW`] falls out.
+    /// One probe's outcome; a loss before any answer is ignored (see the type).
     pub fn record(&mut self, lost: bool) {
+        self.answered |= !lost;
+        if !self.answered {
+            return;
+        }
         self.lost = (self.lost << 1) | u128::from(lost);
         self.len = (self.len + 1).min(WINDOW);
     }
@@ -34,9 +41,14 @@ impl LossWindow {
         f64::from((self.lost & mask).count_ones()) / f64::from(self.len)
     }
 
-    /// Outcomes in the window (at most [`WINDOW`]).
+    /// How many outcomes the window holds (counted from the first answer).
     pub fn samples(&self) -> u32 {
         self.len
+    }
+
+    /// Whether a probe was ever answered.
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 }
 
@@ -99,6 +111,21 @@ impl LossRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_lost_before_the_first_answer_do_not_count() {
+        let mut w = LossWindow::default();
+        for _ in 0..40 {
+            w.record(true);
+        }
+        assert_eq!((w.loss(), w.samples()), (0.0, 0));
+        for _ in 0..3 {
+            w.record(false);
+        }
+        w.record(true);
+        assert_eq!(w.samples(), 4);
+        assert!((w.loss() - 0.25).abs() < 1e-12, "{}", w.loss());
+    }
 
     #[test]
     fn loss_rate_is_the_median_of_recent_buckets() {

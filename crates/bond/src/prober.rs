@@ -69,6 +69,9 @@ pub(crate) struct PathProbe {
     pub last_unconfirmed_reply: Option<Instant>,
     /// Loss of data packets from the counters (EWMA), next to probe loss.
     pub data_loss: f64,
+    /// What this side sent on the path between the last two answered probes, bytes/s
+    /// (status: the path's share of traffic).
+    pub sent_rate: f64,
     /// The most packets the peer reported receiving on this path in a request.
     pub peer_rx_packets: u64,
     /// When probing of the path began (made, or brought back up by its uplink): the
@@ -87,6 +90,7 @@ impl PathProbe {
             rate_snap: None,
             last_unconfirmed_reply: None,
             data_loss: 0.0,
+            sent_rate: 0.0,
             peer_rx_packets: 0,
             since: now,
         }
@@ -341,6 +345,11 @@ impl ProbeSession {
         let arrived_us = (rep.ts_us as i64).saturating_sub(i64::from(rep.held_us));
         path.owd_out
             .update(arrived_us.saturating_sub(sent_us), o.queue_us, now);
+        if !path.loss.answered() {
+            // The path's first answer: probes sent before this one went out while the
+            // peer may not have been listening yet; they are not counted as lost.
+            path.probe.outstanding.retain(|x| x.sent_at > o.sent_at);
+        }
         path.loss.record(false);
         path.probe.consecutive = path.probe.consecutive.saturating_add(1);
         path.probe.last_answer = Some(now);
@@ -395,6 +404,7 @@ fn rate_sample(path: &mut Path, rep: &Probe, o: &Outstanding, now: Instant) {
     } else {
         0.0
     };
+    path.probe.sent_rate = sent;
     let tx_pkts = snap.tx_packets.saturating_sub(prev.tx_packets);
     let pairs = snap
         .tx_repeated_packets

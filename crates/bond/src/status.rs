@@ -7,12 +7,15 @@ use crate::reorder::ReorderCounters;
 use crate::scheduler::Scheduler;
 use std::net::SocketAddr;
 
-/// One path of a bonded link in `braid status` (docs/status-json.md); times in ms, rates in
-/// bit/s, losses as fractions 0..=1.
+/// One path of a bonded link (docs/status-json.md, `bond.paths`; docs/metrics.md).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PathStatus {
-    /// The path's index in this side's path table.
+    /// This side's number for the path (0, 1, … in configured order).
     pub id: PathId,
+    /// What people call the path: its uplink (interface or source) for a configured path,
+    /// the peer's address for a learned one. The bond knows only `pathN` and the address;
+    /// the link names configured paths after their uplinks.
+    pub name: String,
     /// The identity both ends use for this path (the configured side's id).
     pub key: u32,
     /// "configured" or "learned".
@@ -29,12 +32,20 @@ pub struct PathStatus {
     pub min_rtt_ms: Option<f64>,
     /// Round-trip jitter (RFC 3550 style), ms.
     pub jitter_ms: f64,
-    /// Probe loss over the last 128 probes, 0..=1.
+    /// Probe loss over the last 128 probes since the path's first answer, 0..=1 (0 before
+    /// any answer: see `loss_samples`).
     pub loss: f64,
+    /// How many probe outcomes `loss` rests on (0: no probe answered yet).
+    pub loss_samples: u32,
     /// Data loss from the peer's received counters (smoothed), 0..=1.
     pub data_loss: f64,
     /// What the peer received from this path, bit/s, over the last sample.
     pub delivery_rate_bps: f64,
+    /// What this side sent on the path over the last probe interval, bit/s.
+    pub sent_bps: f64,
+    /// This path's share of what the link sent over the last probe interval, 0..=1 (0 for a
+    /// path that is down).
+    pub share: f64,
     /// Estimated capacity, bit/s (the weighted scheduler's weight when unset).
     pub capacity_bps: Option<f64>,
     /// The rate `earliest-arrival` drains the path's queue at, bit/s: the capacity, else
@@ -72,12 +83,12 @@ pub struct PathStatus {
     pub last_probe_sent_ms_ago: Option<f64>,
 }
 
-/// The receive side's reorder buffer in `braid status`.
+/// The receive side's reorder buffer, shared by all paths of a link.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReorderStatus {
-    /// Whether the buffer holds out-of-order packets (off: delivered as they come).
+    /// Whether packets are put back in order (the peer spreads one flow over paths).
     pub enabled: bool,
-    /// How long a gap is waited for before it is skipped, ms.
+    /// How long a gap is waited for now, ms (from the paths' delay spread).
     pub wait_ms: f64,
     /// The largest reordering the buffer saw recently (halving every 10 s), ms: how
     /// long filled gaps were waited for and how late packets after a skipped gap came.
@@ -89,7 +100,7 @@ pub struct ReorderStatus {
     pub counters: ReorderCounters,
 }
 
-/// A bonded link's status: scheduler, reorder buffer, probe counters and paths.
+/// A bonded link's scheduler, reorder buffer, probes and paths.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BondStatus {
     /// The scheduler in use for sending.
@@ -100,8 +111,8 @@ pub struct BondStatus {
     pub peer_probes: bool,
     /// The reorder buffer.
     pub reorder: ReorderStatus,
-    /// Probe requests and answers sent, received and rejected.
+    /// Probes sent, accepted and refused.
     pub probes: ProbeCounters,
-    /// Every path, configured and learned.
+    /// Every path, configured ones first.
     pub paths: Vec<PathStatus>,
 }

@@ -78,8 +78,8 @@ fn two_uplinks_bond_fail_over_and_come_back() {
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.contains("scheduler round-robin (configured)")
-            && table.contains("path 0  wan0")
-            && table.contains("path 1  wan1"),
+            && table.contains("\n  wan0 ")
+            && table.contains("\n  wan1 "),
         "{table}"
     );
     let metrics = http(&lab.ns(1), "GET", "/metrics").1;
@@ -87,12 +87,35 @@ fn two_uplinks_bond_fail_over_and_come_back() {
         sample(
             &metrics,
             "braid_path_up",
-            &["link=\"brd4x40004\"", "path=\"1\""]
+            &["link=\"brd4x40004\"", "path=\"wan1\""]
         ),
         Some(1.0),
         "{metrics}"
     );
-    assert!(sample(&metrics, "braid_path_rtt_seconds", &["path=\"0\""]).is_some_and(|v| v > 0.0));
+    assert!(
+        sample(&metrics, "braid_path_rtt_seconds", &["path=\"wan0\""]).is_some_and(|v| v > 0.0)
+    );
+    // A new healthy path shows no loss: probes before its first answer are not counted.
+    for path in ["wan0", "wan1"] {
+        let loss = sample(
+            &metrics,
+            "braid_path_loss_ratio",
+            &[&format!("path=\"{path}\"")],
+        );
+        assert!(
+            loss.is_some_and(|l| l < 0.05),
+            "{path}: {loss:?}\n{metrics}"
+        );
+        assert!(
+            sample(
+                &metrics,
+                "braid_path_traffic_share_ratio",
+                &[&format!("path=\"{path}\"")]
+            )
+            .is_some(),
+            "{metrics}"
+        );
+    }
     let far = bond(&files[1]);
     assert_eq!(
         far["scheduler"], "round-robin",

@@ -178,6 +178,24 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
             "w{i} -> internet over IPv4"
         );
     }
+    // `braid status` on n2 names the exit in use per family: n1, over a link.
+    let status = braid(&["status", "--json", "-c", files[1].config.to_str().unwrap()]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    for family in ["ip4", "ip6"] {
+        let exit = &status["routing"]["exits"][family];
+        assert_eq!(
+            exit["peer"], "n1",
+            "{family} exit of n2: {}",
+            status["routing"]
+        );
+        assert!(exit["link"].is_string(), "{exit}");
+    }
+    eprintln!(
+        "{}",
+        String::from_utf8_lossy(
+            &braid(&["status", "-c", files[1].config.to_str().unwrap()]).stdout
+        )
+    );
     // The internet sees IPv6 workloads as themselves (routed) and IPv4 as the exit (NAT):
     // it reaches a workload's IPv6 address, not its IPv4 one.
     assert!(

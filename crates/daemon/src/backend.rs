@@ -5,8 +5,6 @@
 use braid_model::PrivateKey;
 use braid_plan::reconcile::Change;
 use braid_plan::{LinkPlan, NodePlan};
-use serde::Serialize;
-use std::time::SystemTime;
 
 /// Everything a backend needs to bring one link up.
 #[derive(Debug, Clone)]
@@ -30,51 +28,10 @@ pub struct BackendError {
     pub message: String,
 }
 
-/// Counters and state of one link, as `braid status` reports them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct LinkStats {
-    /// The endpoint the link sends to now (may differ from the plan after roaming).
-    pub endpoint: Option<String>,
-    /// The UDP port the link listens on (the kernel's choice with random_port).
-    pub listen_port: u16,
-    #[serde(serialize_with = "unix_seconds")]
-    pub last_handshake: Option<SystemTime>,
-    /// When an authenticated datagram last arrived.
-    #[serde(serialize_with = "unix_seconds")]
-    pub last_rx: Option<SystemTime>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    /// Datagrams dropped: not WireGuard, failed authentication, or replayed.
-    pub dropped_bad_packet: u64,
-    pub dropped_unknown_key: u64,
-    pub dropped_replay: u64,
-    /// Packets from the TUN that could not be sent: no endpoint yet, or a send error.
-    pub dropped_no_route: u64,
-    /// Handshake initiations refused (replayed or older timestamps, another key, invalid).
-    pub rejected_handshakes: u64,
-    /// Unauthenticated handshakes answered with a cookie reply (the link was under load).
-    pub cookie_replies: u64,
-    /// Datagrams sent above the underlay's path MTU, fragmented by the kernel.
-    pub tx_fragmented: u64,
-    /// Batches sent one datagram per message because the kernel refused UDP GSO for them.
-    pub tx_gso_fallbacks: u64,
-    /// The underlay's path MTU toward the peer, once the kernel reported one (a datagram was
-    /// too large for it); `None` until then.
-    pub underlay_mtu: Option<u32>,
-    /// Multi-path links: paths (state, RTT, jitter, loss, rates, bytes, last probe),
-    /// scheduler and reorder-buffer counters; see docs/bonding.md.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bond: Option<serde_json::Value>,
-}
-
-fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match time.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
-        Some(d) => s.serialize_u64(d.as_secs()),
-        None => s.serialize_none(),
-    }
-}
+/// Counters and state of one link, as `braid status` reports them: the link's own
+/// snapshot, one type from the link to the JSON, the metrics and the page (the kernel
+/// backend fills what kernel WireGuard reports).
+pub type LinkStats = braid_link::Snapshot;
 
 pub trait LinkBackend: Send {
     /// A short name for status output: "userspace" or "kernel".

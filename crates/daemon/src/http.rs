@@ -1,5 +1,7 @@
-//! The HTTP status listener (config `status.listen`): `GET /status` is the status JSON,
-//! `GET /metrics` the Prometheus exposition. Other paths answer 404, other methods 405.
+//! The HTTP status listener (config `status.listen`): `GET /` is the status page (a map of
+//! the mesh, embedded in the binary, refreshing itself from `/status`), `GET /status` the
+//! status JSON, `GET /metrics` the Prometheus exposition. Other paths answer 404, other
+//! methods 405.
 //! Handlers ask the run loop for a fresh status over a channel; they never block it long.
 //!
 //! The listener has no authentication, so any local user can connect: it holds at most
@@ -81,8 +83,47 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The status page's files, embedded in the binary (no external resources).
+const PAGE_HTML: &str = include_str!("page/index.html");
+const PAGE_JS: &str = include_str!("page/page.js");
+const PAGE_CSS: &str = include_str!("page/page.css");
+
+/// The page loads only its own script and style and talks only to this listener.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+/// One of the page's files, with its type and the page's content security policy.
+fn page_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page() -> Response {
+    page_file("text/html; charset=utf-8", PAGE_HTML)
+}
+
+async fn page_js() -> Response {
+    page_file("text/javascript; charset=utf-8", PAGE_JS)
+}
+
+async fn page_css() -> Response {
+    page_file("text/css; charset=utf-8", PAGE_CSS)
+}
+
 fn router_with(tx: mpsc::Sender<StatusRequest>, stats: Arc<ListenerStats>) -> Router {
     Router::new()
+        .route("/", get(page))
+        .route("/page.js", get(page_js))
+        .route("/page.css", get(page_css))
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .with_state(AppState { tx, stats })
@@ -109,7 +150,7 @@ pub async fn serve_with_cap(
     cap: usize,
 ) -> io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, cap, "status listener: GET /status, GET /metrics");
+    tracing::info!(%addr, cap, "status listener: GET / (page), GET /status, GET /metrics");
     Ok(serve_listener(listener, tx, cap, Arc::default()))
 }
 
@@ -354,6 +395,46 @@ mod tests {
         let mut text = String::new();
         let _ = stream.read_to_string(&mut text).await;
         text
+    }
+
+    #[test]
+    fn the_page_needs_nothing_from_outside() {
+        for (name, file) in [
+            ("index.html", PAGE_HTML),
+            ("page.js", PAGE_JS),
+            ("page.css", PAGE_CSS),
+        ] {
+            for external in ["http://", "https://", "//cdn", "@import"] {
+                // The SVG namespace is a name, not a resource the browser loads.
+                let text = file.replace("http://www.w3.org/2000/svg", "");
+                assert!(!text.contains(external), "{name} refers to {external}");
+            }
+        }
+        assert!(PAGE_HTML.contains("/page.js") && PAGE_JS.contains("fetch(\"/status\""));
+    }
+
+    #[tokio::test]
+    async fn the_page_and_its_files_are_served_with_their_policy() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        let _task = serve_listener(listener, tx, 8, Arc::default());
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/page.js", "text/javascript"),
+            ("/page.css", "text/css"),
+        ] {
+            let answer = get(addr, path).await;
+            assert!(answer.starts_with("HTTP/1.0 200"), "{path}: {answer}");
+            assert!(
+                answer.contains(&format!("content-type: {kind}")),
+                "{path}: {answer}"
+            );
+            assert!(
+                answer.contains("content-security-policy: default-src 'none'"),
+                "{answer}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -414,7 +414,7 @@ impl LinkBackend for KernelBackend {
             .flatten()
             .unwrap_or_default();
         Some(LinkStats {
-            endpoint: peer.endpoint.map(|e| e.to_string()),
+            endpoint: peer.endpoint,
             listen_port: device.listen_port,
             last_handshake: peer.last_handshake,
             last_rx,

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod http;
 pub mod instance;
 pub mod kernel;
+pub mod kernel_view;
 pub mod load;
 pub mod metrics;
 pub mod reconciler;

@@ -19,83 +19,223 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-/// Per-path metrics of multi-path links, from each link's bond status (labels `link`,
-/// `peer`, `path` (its number), `origin` (configured or learned)).
+/// Per-path gauges of multi-path links, one family per number (docs/metrics.md).
+#[derive(Default)]
+struct PathFamilies {
+    up: Family<Labels, Gauge>,
+    rtt: Family<Labels, FloatGauge>,
+    jitter: Family<Labels, FloatGauge>,
+    send_delay: Family<Labels, FloatGauge>,
+    loss: Family<Labels, FloatGauge>,
+    send_loss: Family<Labels, FloatGauge>,
+    delivery: Family<Labels, FloatGauge>,
+    sent: Family<Labels, FloatGauge>,
+    rate: Family<Labels, FloatGauge>,
+    capacity: Family<Labels, FloatGauge>,
+    share: Family<Labels, FloatGauge>,
+    tx_bytes: Family<Labels, Counter>,
+    rx_bytes: Family<Labels, Counter>,
+}
+
+impl PathFamilies {
+    /// Adds one path's numbers, labelled `link`, `peer`, `path` (its name: the uplink, or
+    /// the peer's address for a learned path) and `origin`.
+    fn add(&self, link: &crate::status::LinkStatus, path: &braid_bond::PathStatus) {
+        let l = labels(&[
+            ("link", &link.name),
+            ("peer", &link.peer),
+            ("path", &path.name),
+            ("origin", path.origin),
+        ]);
+        let seconds = |ms: f64| ms / 1e3;
+        self.up
+            .get_or_create(&l)
+            .set(i64::from(path.state == braid_bond::PathState::Up));
+        if let Some(rtt) = path.rtt_ms {
+            self.rtt.get_or_create(&l).set(seconds(rtt));
+            self.jitter.get_or_create(&l).set(seconds(path.jitter_ms));
+        }
+        if let Some(delay) = path.send_delay_ms {
+            self.send_delay.get_or_create(&l).set(seconds(delay));
+        }
+        if path.loss_samples > 0 {
+            self.loss.get_or_create(&l).set(path.loss);
+        }
+        self.send_loss.get_or_create(&l).set(path.send_loss);
+        self.delivery.get_or_create(&l).set(path.delivery_rate_bps);
+        self.sent.get_or_create(&l).set(path.sent_bps);
+        self.rate.get_or_create(&l).set(path.rate_bps);
+        if let Some(c) = path.capacity_bps {
+            self.capacity.get_or_create(&l).set(c);
+        }
+        self.share.get_or_create(&l).set(path.share);
+        self.tx_bytes
+            .get_or_create(&l)
+            .inc_by(path.counters.tx_bytes);
+        self.rx_bytes
+            .get_or_create(&l)
+            .inc_by(path.counters.rx_bytes);
+    }
+
+    fn register(self, registry: &mut Registry) {
+        let families: [(&str, &str, Family<Labels, FloatGauge>); 10] = [
+            (
+                "path_rtt_seconds",
+                "Smoothed round-trip time of the path's probes (absent before the first answer)",
+                self.rtt,
+            ),
+            (
+                "path_jitter_seconds",
+                "Jitter of the path's probe round trips",
+                self.jitter,
+            ),
+            (
+                "path_send_delay_seconds",
+                "One-way delay toward the peer above the fastest path's (base delays)",
+                self.send_delay,
+            ),
+            (
+                "path_loss_ratio",
+                "Share of the path's recent probes without an answer, counted from its first answer",
+                self.loss,
+            ),
+            (
+                "path_send_loss_ratio",
+                "One-way random loss toward the peer, from the peer's received counters",
+                self.send_loss,
+            ),
+            (
+                "path_delivery_rate_bits_per_second",
+                "Rate the peer reports receiving on the path",
+                self.delivery,
+            ),
+            (
+                "path_sent_rate_bits_per_second",
+                "Rate this side sent on the path over the last probe interval",
+                self.sent,
+            ),
+            (
+                "path_rate_estimate_bits_per_second",
+                "The rate the scheduler expects the path to drain its queue at",
+                self.rate,
+            ),
+            (
+                "path_capacity_bits_per_second",
+                "Measured capacity of the path (absent until measured)",
+                self.capacity,
+            ),
+            (
+                "path_traffic_share_ratio",
+                "The path's share of what the link sent over the last probe interval",
+                self.share,
+            ),
+        ];
+        registry.register(
+            "path_up",
+            "1 when the path answers its probes and carries traffic",
+            self.up,
+        );
+        for (name, help, family) in families {
+            registry.register(name, help, family);
+        }
+        registry.register(
+            "path_transmit_bytes",
+            "Bytes sent on the path",
+            self.tx_bytes,
+        );
+        registry.register(
+            "path_receive_bytes",
+            "Bytes received on the path",
+            self.rx_bytes,
+        );
+    }
+}
+
+/// Per-path metrics of multi-path links, and each link's reorder buffer.
 fn register_paths(registry: &mut Registry, status: &Status) {
-    let up = Family::<Labels, Gauge>::default();
-    let rtt = Family::<Labels, FloatGauge>::default();
-    let jitter = Family::<Labels, FloatGauge>::default();
-    let loss = Family::<Labels, FloatGauge>::default();
-    let rate = Family::<Labels, FloatGauge>::default();
-    let tx_bytes = Family::<Labels, Counter>::default();
-    let rx_bytes = Family::<Labels, Counter>::default();
+    let paths = PathFamilies::default();
     let reorder = Family::<Labels, Counter>::default();
+    let wait = Family::<Labels, FloatGauge>::default();
+    let observed = Family::<Labels, FloatGauge>::default();
     for link in &status.links {
         let Some(bond) = &link.stats.bond else {
             continue;
         };
-        for path in bond["paths"].as_array().into_iter().flatten() {
-            let id = path["id"].to_string();
+        for path in &bond.paths {
+            paths.add(link, path);
+        }
+        let r = &bond.reorder;
+        let base = labels(&[("link", &link.name), ("peer", &link.peer)]);
+        wait.get_or_create(&base).set(r.wait_ms / 1e3);
+        observed.get_or_create(&base).set(r.observed_ms / 1e3);
+        for (what, n) in [
+            ("held", r.counters.held),
+            ("released_after_wait", r.counters.released_after_wait),
+            ("released_late", r.counters.released_late),
+            ("dropped", r.counters.dropped),
+            ("duplicates", r.counters.duplicates),
+        ] {
+            let mut l = base.clone();
+            l.push(("what".into(), what.into()));
+            reorder.get_or_create(&l).inc_by(n);
+        }
+    }
+    paths.register(registry);
+    registry.register(
+        "reorder_packets",
+        "Reorder buffer: packets held for an earlier one, released after waiting out a gap, released late (after their gap was skipped), dropped, duplicates discarded",
+        reorder,
+    );
+    registry.register(
+        "reorder_wait_seconds",
+        "How long the link's reorder buffer waits for a missing packet now",
+        wait,
+    );
+    registry.register(
+        "reorder_observed_seconds",
+        "The largest reordering the link's buffer saw recently (halving every 10 s)",
+        observed,
+    );
+}
+
+/// Each link's routes in the kernel and the exit in use per family.
+fn register_routes_and_exits(registry: &mut Registry, status: &Status) {
+    let routes = Family::<Labels, Gauge>::default();
+    for link in &status.links {
+        if let Some(n) = link.routes {
             let l = labels(&[
                 ("link", &link.name),
                 ("peer", &link.peer),
-                ("path", &id),
-                ("origin", path["origin"].as_str().unwrap_or("")),
+                ("family", &link.family),
             ]);
-            up.get_or_create(&l).set(i64::from(path["state"] == "up"));
-            let seconds = |ms: &serde_json::Value| ms.as_f64().unwrap_or(0.0) / 1e3;
-            rtt.get_or_create(&l).set(seconds(&path["rtt_ms"]));
-            jitter.get_or_create(&l).set(seconds(&path["jitter_ms"]));
-            loss.get_or_create(&l)
-                .set(path["loss"].as_f64().unwrap_or(0.0));
-            rate.get_or_create(&l)
-                .set(path["delivery_rate_bps"].as_f64().unwrap_or(0.0));
-            tx_bytes
+            routes
                 .get_or_create(&l)
-                .inc_by(path["tx_bytes"].as_u64().unwrap_or(0));
-            rx_bytes
-                .get_or_create(&l)
-                .inc_by(path["rx_bytes"].as_u64().unwrap_or(0));
-        }
-        let r = &bond["reorder"];
-        for what in ["held", "released_late", "dropped", "duplicates"] {
-            let l = labels(&[("link", &link.name), ("peer", &link.peer), ("what", what)]);
-            reorder
-                .get_or_create(&l)
-                .inc_by(r[what].as_u64().unwrap_or(0));
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
     registry.register(
-        "path_up",
-        "1 when the path answers its probes and carries traffic",
-        up,
+        "link_routes",
+        "Routes the kernel sends over the link (0: it carries none)",
+        routes,
     );
+    let exits = Family::<Labels, Gauge>::default();
+    if let Some(e) = &status.routing.exits {
+        for (family, exit) in [("ip4", &e.ip4), ("ip6", &e.ip6)] {
+            let Some(exit) = exit else { continue };
+            exits
+                .get_or_create(&labels(&[
+                    ("family", family),
+                    ("dev", &exit.dev),
+                    ("link", exit.link.as_deref().unwrap_or("")),
+                    ("peer", exit.peer.as_deref().unwrap_or("")),
+                ]))
+                .set(1);
+        }
+    }
     registry.register(
-        "path_rtt_seconds",
-        "Smoothed round-trip time of the path's probes",
-        rtt,
-    );
-    registry.register(
-        "path_jitter_seconds",
-        "Jitter of the path's probe round trips",
-        jitter,
-    );
-    registry.register(
-        "path_loss_ratio",
-        "Share of the path's recent probes that got no answer",
-        loss,
-    );
-    registry.register(
-        "path_delivery_rate_bits_per_second",
-        "Rate the peer reports receiving on the path",
-        rate,
-    );
-    registry.register("path_transmit_bytes", "Bytes sent on the path", tx_bytes);
-    registry.register("path_receive_bytes", "Bytes received on the path", rx_bytes);
-    registry.register(
-        "reorder_packets",
-        "Reorder buffer: packets held for an earlier one, released late (after their wait), dropped, duplicates discarded",
-        reorder,
+        "exit_info",
+        "Where each family's default route leaves: over a link to an exit node, or the node's own uplink (always 1)",
+        exits,
     );
 }
 
@@ -415,6 +555,7 @@ fn registry_of(status: &Status) -> Registry {
         underlay_mtu,
     );
 
+    register_routes_and_exits(&mut registry, status);
     register_paths(&mut registry, status);
     register_registry(&mut registry, status);
 
@@ -443,4 +584,170 @@ fn registry_of(status: &Status) -> Registry {
         healthy,
     );
     registry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{
+        Exit, Exits, LinkStatus, NodeStatus, RegistryStatus, RoutingStatus, STATUS_SCHEMA_VERSION,
+    };
+    use braid_bond::{BondStatus, PathId, PathState, PathStatus, ReorderStatus, Scheduler};
+
+    fn path(id: u32, name: &str, state: PathState, loss_samples: u32) -> PathStatus {
+        PathStatus {
+            id: PathId(id),
+            name: name.into(),
+            key: id,
+            origin: "configured",
+            peer: None,
+            state,
+            down_reason: None,
+            rtt_ms: Some(20.0),
+            min_rtt_ms: Some(18.0),
+            jitter_ms: 1.0,
+            loss: 0.5,
+            loss_samples,
+            data_loss: 0.0,
+            delivery_rate_bps: 1e6,
+            sent_bps: 3e6,
+            share: 0.75,
+            capacity_bps: None,
+            rate_bps: 10e6,
+            queue_ms: 0.0,
+            send_delay_ms: Some(12.0),
+            send_jitter_ms: 0.5,
+            receive_delay_ms: Some(0.0),
+            send_loss: 0.01,
+            arrival_ms: Some(0.0),
+            repeating: false,
+            excluded: None,
+            weight: None,
+            priority: 0,
+            rate_cap_bps: None,
+            counters: braid_bond::Counters::default(),
+            last_probe_answer_ms_ago: Some(10.0),
+            last_probe_sent_ms_ago: Some(5.0),
+        }
+    }
+
+    fn status() -> Status {
+        let bond = BondStatus {
+            scheduler: Scheduler::RoundRobin,
+            scheduler_source: "configured",
+            peer_probes: true,
+            reorder: ReorderStatus {
+                enabled: true,
+                wait_ms: 25.0,
+                observed_ms: 10.0,
+                buffered: 0,
+                counters: Default::default(),
+            },
+            probes: Default::default(),
+            paths: vec![
+                path(0, "wan0", PathState::Up, 100),
+                path(1, "wan1", PathState::Probing, 0),
+            ],
+        };
+        Status {
+            version: STATUS_SCHEMA_VERSION,
+            node: NodeStatus {
+                public_key: "key".into(),
+                name: Some("n1".into()),
+                link_local6: None,
+                addresses: None,
+                backend: "userspace",
+                config: "/c".into(),
+                registry: None,
+                config_version: None,
+                registry_version: None,
+                uptime_seconds: 1,
+                loaded_at: None,
+                last_reload_at: None,
+                last_reload_ok: true,
+                last_error: None,
+            },
+            links: vec![LinkStatus {
+                name: "brd4x40004".into(),
+                peer: "n2".into(),
+                peer_public_key: "k2".into(),
+                family: "ip4".into(),
+                state: "up",
+                planned_endpoint: None,
+                routes: Some(3),
+                route_metric: Some(1024),
+                stats: crate::backend::LinkStats {
+                    bond: Some(bond),
+                    ..Default::default()
+                },
+            }],
+            routing: RoutingStatus {
+                mode: "static",
+                healthy: true,
+                error: None,
+                problems: Vec::new(),
+                engine: None,
+                routes: Vec::new(),
+                exits: Some(Exits {
+                    ip4: Some(Exit {
+                        dev: "brd4x40004".into(),
+                        via: None,
+                        from: None,
+                        link: Some("brd4x40004".into()),
+                        peer: Some("n2".into()),
+                        table: 98,
+                        metric: 512,
+                    }),
+                    ip6: None,
+                }),
+                kernel_error: None,
+            },
+            registry: RegistryStatus {
+                source: None,
+                file: None,
+                signed_by: None,
+                signed_version: None,
+                state: Default::default(),
+            },
+            mesh: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paths_are_labelled_by_name_with_their_numbers() {
+        let text = render(&status());
+        let has = |line: &str| text.lines().any(|l| l == line);
+        let wan0 = r#"{link="brd4x40004",peer="n2",path="wan0",origin="configured"}"#;
+        assert!(has(&format!("braid_path_up{wan0} 1")), "{text}");
+        assert!(
+            has(&format!("braid_path_traffic_share_ratio{wan0} 0.75")),
+            "{text}"
+        );
+        assert!(
+            has(&format!("braid_path_send_delay_seconds{wan0} 0.012")),
+            "{text}"
+        );
+        assert!(has(&format!("braid_path_loss_ratio{wan0} 0.5")), "{text}");
+        assert!(
+            has(&format!(
+                "braid_path_rate_estimate_bits_per_second{wan0} 10000000.0"
+            )),
+            "{text}"
+        );
+        // No probe answered yet on wan1: no loss to show.
+        assert!(!text.contains(r#"braid_path_loss_ratio{link="brd4x40004",peer="n2",path="wan1""#));
+        assert!(!text.contains(r#"path="0""#) && !text.contains(r#"path="1""#));
+        assert!(
+            has(r#"braid_reorder_wait_seconds{link="brd4x40004",peer="n2"} 0.025"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"braid_link_routes{link="brd4x40004",peer="n2",family="ip4"} 3"#),
+            "{text}"
+        );
+        assert!(
+            has(r#"braid_exit_info{family="ip4",dev="brd4x40004",link="brd4x40004",peer="n2"} 1"#),
+            "{text}"
+        );
+    }
 }

@@ -306,7 +306,12 @@ pub async fn run<B: LinkBackend>(
                 let _ = tokio::time::timeout(Duration::ZERO, uplink_events.notified()).await;
             }
             Some(reply) = status_rx.recv() => {
-                let _ = reply.send(status::status(&r, started, SystemTime::now()));
+                // The kernel's view is read off the loop; the reply waits for it.
+                let doc = status::status(&r, started, SystemTime::now());
+                let netns = status::netns(&r);
+                tokio::spawn(async move {
+                    let _ = reply.send(crate::kernel_view::fill(doc, netns).await);
+                });
             }
             _ = watch.tick() => {
                 log_state_changes(&r, &mut states);
@@ -355,6 +360,7 @@ pub async fn run<B: LinkBackend>(
                     }
                     Request::Status => {
                         let doc = status::status(&r, started, SystemTime::now());
+                        let doc = crate::kernel_view::fill(doc, status::netns(&r)).await;
                         let mut reply = Reply::ok("status");
                         reply.status = serde_json::to_value(doc).ok();
                         (reply, false)

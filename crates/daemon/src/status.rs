@@ -17,6 +17,27 @@ pub struct Status {
     pub links: Vec<LinkStatus>,
     pub routing: RoutingStatus,
     pub registry: RegistryStatus,
+    /// Every other node of the registry, and how this node reaches it.
+    pub mesh: Vec<MeshNode>,
+}
+
+/// Another node of the registry as this node sees it (docs/status-json.md, `mesh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeshNode {
+    /// Its registry name, or the first 8 characters of its key (as `links[].peer`).
+    pub name: String,
+    pub public_key: String,
+    /// Its overlay address (with an address plan), which `via` is looked up for.
+    pub address6: Option<std::net::Ipv6Addr>,
+    /// Whether this node has a link to it.
+    pub linked: bool,
+    /// The link the kernel's route to `address6` leaves by, and the node at its far end
+    /// (the node itself when direct, a neighbour when relayed); null when the kernel has
+    /// no route to it over a link, or its routes could not be read.
+    pub via_link: Option<String>,
+    pub via: Option<String>,
+    /// An exit node (its `exit_preference`), if it is one.
+    pub exit_preference: Option<u32>,
 }
 
 /// Where the registry comes from, the running version, refusals and the fetcher.
@@ -50,6 +71,38 @@ pub struct RoutingStatus {
     pub engine: Option<crate::engine::EngineHealth>,
     /// Routes braid installed (routing mode `static`), as in the plan.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
+    /// Where each family's default route leaves, as the kernel holds it (null when the
+    /// kernel's routes could not be read).
+    pub exits: Option<Exits>,
+    /// Why the kernel's routes could not be read, if so.
+    pub kernel_error: Option<String>,
+}
+
+/// The exit in use per family (docs/status-json.md, `routing.exits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Exits {
+    /// The IPv4 default route, or null when there is none.
+    pub ip4: Option<Exit>,
+    /// The IPv6 default route, or null when there is none.
+    pub ip6: Option<Exit>,
+}
+
+/// One default route: over one of braid's links (an exit node), or the node's own uplink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exit {
+    /// The interface it leaves by.
+    pub dev: String,
+    /// The next hop, if the route has one.
+    pub via: Option<std::net::IpAddr>,
+    /// A source-specific default's source prefix (babeld's IPv6 defaults), else null.
+    pub from: Option<String>,
+    /// The link's name when `dev` is one of braid's links (then `peer` is the exit node).
+    pub link: Option<String>,
+    /// The node at the far end of that link.
+    pub peer: Option<String>,
+    /// The routing table and metric of the route.
+    pub table: u32,
+    pub metric: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +138,16 @@ pub struct LinkStatus {
     /// `up` (a handshake within 180 s), `connecting` (none yet), `stale` (older), or
     /// `failed` (the link is planned but did not come up; see last_error).
     pub state: &'static str,
+    /// The endpoint as the registry gives it (an address or a DNS name, with the port);
+    /// null when the peer has none (it connects to us).
+    pub planned_endpoint: Option<String>,
+    /// Routes the kernel sends over this link (any table, but not the link's own address
+    /// prefixes): more than 0 means the link is carrying routes. Null when the kernel's
+    /// routes could not be read.
+    pub routes: Option<usize>,
+    /// The lowest kernel metric among those routes (the routing daemon's or braid's
+    /// choice: the link's cost as the kernel sees it).
+    pub route_metric: Option<u32>,
     #[serde(flatten)]
     pub stats: LinkStats,
 }
@@ -122,7 +185,13 @@ pub fn link_state(
     }
 }
 
-/// Builds the status document at `now`.
+/// The overlay's namespace, where the kernel view is read (`None`: this one).
+pub fn netns<B: LinkBackend>(r: &Reconciler<B>) -> Option<String> {
+    r.loaded().and_then(|l| l.config.netns.clone())
+}
+
+/// Builds the status document at `now`, without the kernel's view (routes per link and
+/// exits; [`crate::kernel_view::fill`] adds it).
 pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: SystemTime) -> Status {
     let plan = r.plan();
     let node = NodeStatus {
@@ -155,8 +224,11 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                         peer_public_key: l.peer_public_key.to_base64(),
                         family: l.family.to_string(),
                         state: link_state(stats.as_ref(), l.keepalive, now),
+                        planned_endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
+                        routes: None,
+                        route_metric: None,
                         stats: stats.unwrap_or_else(|| LinkStats {
-                            endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
+                            endpoint: l.endpoint.as_ref().and_then(|e| e.to_string().parse().ok()),
                             listen_port: l.listen_port,
                             ..LinkStats::default()
                         }),
@@ -177,6 +249,8 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
             .filter(|h| h.program.is_some()),
         problems,
         routes: r.routes.clone(),
+        exits: None,
+        kernel_error: None,
     };
     let registry = RegistryStatus {
         source: r.loaded().map(|l| l.config.registry.clone()),
@@ -189,12 +263,32 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
             .and_then(|l| l.signed.as_ref().map(|s| s.timestamp)),
         state: r.registry.lock().unwrap_or_else(|p| p.into_inner()).clone(),
     };
+    let mesh = plan
+        .map(|p| {
+            p.peers
+                .iter()
+                .map(|n| {
+                    let name = n.name.clone().unwrap_or_else(|| n.public_key.short());
+                    MeshNode {
+                        linked: p.links.iter().any(|l| l.peer_public_key == n.public_key),
+                        name,
+                        public_key: n.public_key.to_base64(),
+                        address6: n.addresses.as_ref().map(|a| a.address6),
+                        via_link: None,
+                        via: None,
+                        exit_preference: n.exit_preference,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Status {
         version: STATUS_SCHEMA_VERSION,
         node,
         links,
         routing,
         registry,
+        mesh,
     }
 }
 

@@ -186,26 +186,6 @@ impl LinkBackend for UserspaceBackend {
     }
 
     fn stats(&self, name: &str) -> Option<LinkStats> {
-        let s = self.links.get(name)?.stats();
-        Some(LinkStats {
-            endpoint: s.endpoint.map(|e| e.to_string()),
-            listen_port: s.listen_port,
-            last_handshake: s.last_handshake,
-            last_rx: s.last_rx,
-            rx_bytes: s.rx_bytes,
-            tx_bytes: s.tx_bytes,
-            rx_packets: s.rx_packets,
-            tx_packets: s.tx_packets,
-            dropped_bad_packet: s.dropped_bad_packet,
-            dropped_unknown_key: s.dropped_unknown_key,
-            dropped_replay: s.dropped_replay,
-            dropped_no_route: s.dropped_no_route,
-            rejected_handshakes: s.rejected_handshakes,
-            cookie_replies: s.cookie_replies,
-            tx_fragmented: s.tx_fragmented,
-            tx_gso_fallbacks: s.tx_gso_fallbacks,
-            underlay_mtu: s.underlay_mtu,
-            bond: s.bond,
-        })
+        Some(self.links.get(name)?.stats())
     }
 }

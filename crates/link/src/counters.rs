@@ -48,21 +48,34 @@ pub struct Counters {
     /// Packets the engine had no route for (published; `dropped_no_route` counts failed
     /// sends, and the snapshot reports both together).
     pub(crate) engine_no_route: AtomicU64,
-    /// The bond's status (paths, scheduler, reordering) as JSON, published twice a second
-    /// by multi-path links.
-    pub(crate) bond: Mutex<Option<serde_json::Value>>,
+    /// The bond's status (paths, scheduler, reordering), published twice a second by
+    /// multi-path links, with configured paths named after their uplinks.
+    pub(crate) bond: Mutex<Option<braid_bond::BondStatus>>,
 }
 
-/// A copy of the counters at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A copy of the counters at one moment: one link's part of the status document, as
+/// `braid status --json` shows it under `links[]` (docs/status-json.md, `LINK`). The
+/// kernel backend fills the fields it has and leaves the rest at their defaults.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Snapshot {
-    /// Bytes of authenticated datagrams received.
+    /// The endpoint the link sends to now (after roaming, the peer's latest address).
+    pub endpoint: Option<SocketAddr>,
+    /// The UDP port the link listens on.
+    pub listen_port: u16,
+    /// The last completed handshake (Unix seconds in JSON).
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_handshake: Option<SystemTime>,
+    /// When an authenticated datagram last arrived, to within a timer tick (Unix seconds
+    /// in JSON).
+    #[serde(serialize_with = "unix_seconds")]
+    pub last_rx: Option<SystemTime>,
+    /// Tunnel traffic received, bytes.
     pub rx_bytes: u64,
-    /// Bytes of datagrams sent.
+    /// Tunnel traffic sent, bytes.
     pub tx_bytes: u64,
-    /// Authenticated datagrams received.
+    /// Tunnel packets received.
     pub rx_packets: u64,
-    /// Datagrams sent.
+    /// Tunnel packets sent.
     pub tx_packets: u64,
     /// Datagrams that are not valid WireGuard (bad length, type, MAC or AEAD tag).
     pub dropped_bad_packet: u64,
@@ -70,11 +83,11 @@ pub struct Snapshot {
     pub dropped_unknown_key: u64,
     /// Replayed or too old data packets.
     pub dropped_replay: u64,
-    /// Packets from the TUN the engine had no route for, plus sends that failed.
+    /// Packets from the TUN that could not be sent: no endpoint yet, or a send error.
     pub dropped_no_route: u64,
-    /// Handshake initiations refused (replayed or older timestamps, wrong key, invalid).
+    /// Handshake initiations refused (replayed or older timestamps, another key, invalid).
     pub rejected_handshakes: u64,
-    /// Unauthenticated datagrams answered with a cookie reply (the link was under load).
+    /// Unauthenticated handshakes answered with a cookie reply (the link was under load).
     pub cookie_replies: u64,
     /// Datagrams sent larger than the underlay's path MTU, in fragments.
     pub tx_fragmented: u64,
@@ -83,16 +96,18 @@ pub struct Snapshot {
     /// The underlay's path MTU toward the peer, when the kernel reported it (a datagram was
     /// too large for it).
     pub underlay_mtu: Option<u32>,
-    /// When the current session's handshake completed; `None` without a session.
-    pub last_handshake: Option<SystemTime>,
-    /// When an authenticated datagram last arrived (to within a timer tick).
-    pub last_rx: Option<SystemTime>,
-    /// Where the peer is (configured, or where it last authenticated from).
-    pub endpoint: Option<SocketAddr>,
-    /// The UDP port the link's socket is bound to (the actual one when 0 was asked).
-    pub listen_port: u16,
-    /// Multi-path links: braid-bond's status (see `braid_bond::BondStatus`).
-    pub bond: Option<serde_json::Value>,
+    /// Multi-path links: paths (state, RTT, one-way delay, loss, rates, share, bytes, last
+    /// probe), scheduler and reorder buffer; see docs/bonding.md. Absent in JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bond: Option<braid_bond::BondStatus>,
+}
+
+/// A time as whole Unix seconds, or null.
+fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match time.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        Some(d) => s.serialize_u64(d.as_secs()),
+        None => s.serialize_none(),
+    }
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {

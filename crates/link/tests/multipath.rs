@@ -42,7 +42,7 @@ fn path(interface: &str) -> PathConfig {
 }
 
 fn bond(link: &Link) -> Value {
-    link.stats().bond.unwrap_or(Value::Null)
+    serde_json::to_value(link.stats().bond).unwrap_or(Value::Null)
 }
 
 /// The number of paths in `state` and their tx packet counts.

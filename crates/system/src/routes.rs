@@ -162,6 +162,13 @@ fn kernel_route(message: &RouteMessage) -> Option<KernelRoute> {
 impl Netlink {
     /// Every route (IPv4 and IPv6) in `table`, whoever made it.
     pub async fn routes_in_table(&self, table: u32) -> Result<Vec<KernelRoute>, SystemError> {
+        let mut all = self.routes().await?;
+        all.retain(|r| r.table == table);
+        Ok(all)
+    }
+
+    /// Every route (IPv4 and IPv6) in every table, whoever made it: one dump per family.
+    pub async fn routes(&self) -> Result<Vec<KernelRoute>, SystemError> {
         let mut out = Vec::new();
         for query in [
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -173,7 +180,7 @@ impl Netlink {
                 .await
                 .map_err(nl("listing routes".into()))?
             {
-                if let Some(route) = kernel_route(&message).filter(|r| r.table == table) {
+                if let Some(route) = kernel_route(&message) {
                     out.push(route);
                 }
             }

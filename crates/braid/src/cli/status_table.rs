@@ -42,16 +42,17 @@ pub(crate) fn render(doc: &Value) -> String {
     if let Some(err) = node["last_error"].as_str() {
         let _ = writeln!(out, "last error: {err}");
     }
+    render_routing(&mut out, doc);
     let _ = writeln!(
         out,
-        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>12} {:>12}",
-        "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx"
+        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>12} {:>12} {:>7}",
+        "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx", "routes"
     );
     for l in doc["links"].as_array().into_iter().flatten() {
         let state = l["state"].as_str().unwrap_or("?");
         let _ = writeln!(
             out,
-            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>12} {:>12}",
+            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>12} {:>12} {:>7}",
             l["name"].as_str().unwrap_or("?"),
             colour(state, &format!("{state:<10}")),
             l["peer"].as_str().unwrap_or("?"),
@@ -68,10 +69,64 @@ pub(crate) fn render(doc: &Value) -> String {
                 l["tx_bytes"].as_u64().unwrap_or(0),
                 l["tx_packets"].as_u64().unwrap_or(0)
             ),
+            routes(l),
         );
         render_paths(&mut out, &l["bond"]);
     }
     out
+}
+
+/// How many routes the kernel sends over a link, and their best metric (`-`: unknown).
+fn routes(link: &Value) -> String {
+    match (link["routes"].as_u64(), link["route_metric"].as_u64()) {
+        (Some(n), Some(m)) if n > 0 => format!("{n}@{m}"),
+        (Some(n), _) => n.to_string(),
+        (None, _) => "-".into(),
+    }
+}
+
+/// Routing mode and health, the exit per family and the registry's version.
+fn render_routing(out: &mut String, doc: &Value) {
+    let routing = &doc["routing"];
+    let health = if routing["healthy"] == true {
+        "healthy".to_string()
+    } else {
+        format!("NOT healthy: {}", routing["error"].as_str().unwrap_or("?"))
+    };
+    let _ = writeln!(
+        out,
+        "routing {} ({health})",
+        routing["mode"].as_str().unwrap_or("?")
+    );
+    let exit = |family: &str| {
+        let e = &routing["exits"][family];
+        match e["dev"].as_str() {
+            None if routing["exits"].is_null() => "unknown".to_string(),
+            None => "none".to_string(),
+            Some(dev) => {
+                let via = e["via"]
+                    .as_str()
+                    .map_or(String::new(), |v| format!(" via {v}"));
+                match e["peer"].as_str() {
+                    Some(peer) => format!("{peer} over {dev}{via}"),
+                    None => format!("{dev}{via} (own uplink)"),
+                }
+            }
+        }
+    };
+    let _ = writeln!(out, "exit    ipv4 {}  ipv6 {}", exit("ip4"), exit("ip6"));
+    let registry = &doc["registry"];
+    let version = match registry["signed_version"].as_u64() {
+        Some(v) => format!(
+            "signed version {v} by {}",
+            registry["signed_by"].as_str().unwrap_or("?")
+        ),
+        None => format!(
+            "sha256 {}",
+            doc["node"]["registry_version"].as_str().unwrap_or("-")
+        ),
+    };
+    let _ = writeln!(out, "registry {version}");
 }
 
 /// The paths of a multi-path link, one line each under the link.
@@ -82,31 +137,49 @@ fn render_paths(out: &mut String, bond: &Value) {
     let r = &bond["reorder"];
     let _ = writeln!(
         out,
-        "  scheduler {} ({}), reorder {} (held {}, late {}, dropped {})",
+        "  scheduler {} ({}), reorder {} (wait {:.1}ms, held {}, waited out {}, late {}, dropped {})",
         bond["scheduler"].as_str().unwrap_or("?"),
         bond["scheduler_source"].as_str().unwrap_or("?"),
         if r["enabled"] == true { "on" } else { "off" },
+        r["wait_ms"].as_f64().unwrap_or(0.0),
         r["held"].as_u64().unwrap_or(0),
+        r["released_after_wait"].as_u64().unwrap_or(0),
         r["released_late"].as_u64().unwrap_or(0),
         r["dropped"].as_u64().unwrap_or(0),
+    );
+    let _ = writeln!(
+        out,
+        "  {:<22} {:<8} {:>9} {:>9} {:>7} {:>11} {:>11} {:>6} {:>12} {:>12} probe",
+        "path", "state", "rtt", "owd+", "loss", "rate est", "sent", "share", "tx", "rx"
     );
     for p in paths {
         let state = p["state"].as_str().unwrap_or("?");
         let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.1}ms"));
+        let mbit = |v: &Value| {
+            v.as_f64()
+                .map_or("-".to_string(), |v| format!("{:.1}Mb/s", v / 1e6))
+        };
+        // No loss before the path's first probe answer: nothing to count it from.
+        let loss = match p["loss_samples"].as_u64() {
+            Some(0) => "-".to_string(),
+            _ => format!("{:.1}%", p["loss"].as_f64().unwrap_or(0.0) * 100.0),
+        };
+        let rate = if p["capacity_bps"].is_null() {
+            &p["rate_bps"]
+        } else {
+            &p["capacity_bps"]
+        };
         let _ = writeln!(
             out,
-            "  path {:<2} {:<22} {} {:<10} rtt {:>8} jitter {:>7} loss {:>5.1}% rate {:>9} tx {:>12} rx {:>12} probe {}",
-            p["id"].as_u64().unwrap_or(0),
+            "  {:<22} {} {:>9} {:>9} {:>7} {:>11} {:>11} {:>5.0}% {:>12} {:>12} {}",
             p["name"].as_str().unwrap_or("-"),
             colour(state, &format!("{state:<8}")),
-            p["origin"].as_str().unwrap_or("?"),
             ms(&p["rtt_ms"]),
-            ms(&p["jitter_ms"]),
-            p["loss"].as_f64().unwrap_or(0.0) * 100.0,
-            format!(
-                "{:.1}Mb/s",
-                p["delivery_rate_bps"].as_f64().unwrap_or(0.0) / 1e6
-            ),
+            ms(&p["send_delay_ms"]),
+            loss,
+            mbit(rate),
+            mbit(&p["sent_bps"]),
+            p["share"].as_f64().unwrap_or(0.0) * 100.0,
             format!("{}B", p["tx_bytes"].as_u64().unwrap_or(0)),
             format!("{}B", p["rx_bytes"].as_u64().unwrap_or(0)),
             ms(&p["last_probe_answer_ms_ago"]).replace("ms", "ms ago"),

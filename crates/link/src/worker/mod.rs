@@ -310,26 +310,16 @@ impl Worker {
         {
             return;
         }
-        let Some(status) = self.engine.bond_status(now) else {
+        let Some(mut status) = self.engine.bond_status(now) else {
             return;
         };
         self.published_bond = Some(now);
-        let mut status = serde_json::to_value(status).ok();
-        if let Some(paths) = status
-            .as_mut()
-            .and_then(|s| s.get_mut("paths"))
-            .and_then(|p| p.as_array_mut())
-        {
-            for path in paths {
-                let id = path["id"].as_u64().unwrap_or(u64::MAX);
-                let name = match path["peer"].as_str() {
-                    Some(peer) => peer.to_string(),
-                    None => log::path_label(&self.out, id),
-                };
-                path["name"] = serde_json::Value::String(name);
+        for path in &mut status.paths {
+            if path.peer.is_none() {
+                path.name = log::path_label(&self.out, u64::from(path.id.0));
             }
         }
-        *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
     }
 
     /// Publishes the engine's counters and state for `braid status` and `wg show`.

@@ -1,0 +1,347 @@
+//! The status page at `/` in a real headless browser (Debian's chromium, run inside node
+//! 1's namespace to reach its listener on 127.0.0.1:8091, with a throwaway profile): it
+//! shows every lab node and every link of node 1 with its state and routes, refreshes
+//! itself, and after a cut shows the links going stale and the far node reached through
+//! the third (babel); a bonded lab's paths appear with their shares. Screenshots are left
+//! in target/page-*.png as artefacts.
+
+mod common;
+use common::*;
+
+use braid_lab::{ConfigOptions, Lab, LabSpec};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const URL: &str = "http://127.0.0.1:8091/";
+
+/// Where the screenshots go: the workspace's target directory.
+fn artefact(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        PathBuf::from,
+    );
+    target.join(name)
+}
+
+/// The chromium binary, or None (with a loud SKIP) when it is not installed.
+fn chromium(test: &str) -> Option<&'static str> {
+    let found = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIP {test}: chromium is not installed (scripts/deps.sh installs it)");
+    }
+    found.then_some("chromium")
+}
+
+/// Loads the page in headless chromium inside `ns`, with a throwaway profile that is
+/// removed afterwards; returns the DOM after the page ran for a few seconds (it fetches
+/// /status at once and every 1.5 s), and saves a screenshot to `shot`.
+fn load(ns: &str, shot: &Path) -> String {
+    let profile = tempfile::Builder::new()
+        .prefix("braid-page-chromium")
+        .tempdir()
+        .unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new("timeout")
+            .args(["60", "ip", "netns", "exec", ns, "chromium"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--window-size=1280,1400",
+                "--virtual-time-budget=4000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(URL)
+            .output()
+            .expect("run chromium");
+        assert!(
+            out.status.success(),
+            "chromium: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dom = run(&["--dump-dom"]);
+    if let Some(dir) = shot.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    run(&[&format!("--screenshot={}", shot.display())]);
+    assert!(
+        std::fs::metadata(shot).is_ok_and(|m| m.len() > 1000),
+        "no screenshot at {}",
+        shot.display()
+    );
+    dom
+}
+
+/// The `data-state` of the link drawn on the map, if it is there.
+fn drawn_state(dom: &str, link: &str) -> Option<String> {
+    let at = dom.find(&format!("class=\"link\" data-link=\"{link}\""))?;
+    let rest = &dom[at..];
+    let state = rest.split("data-state=\"").nth(1)?;
+    Some(state.split('"').next()?.to_string())
+}
+
+fn links(status: &Value) -> Vec<(String, String, String)> {
+    status["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
+            (s("name"), s("peer"), s("state"))
+        })
+        .collect()
+}
+
+/// The other nodes and the node through which n1 reaches each, from /status `mesh`.
+fn via(status: &Value) -> Vec<(String, Value)> {
+    status["mesh"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or("").to_string(),
+                n["via"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_draws_the_mesh_and_follows_a_cut() {
+    const TEST: &str = "the_page_draws_the_mesh_and_follows_a_cut";
+    if !braid_lab::available_or_skip(TEST) {
+        return;
+    }
+    let Some(_) = chromium(TEST) else { return };
+    let lab = Lab::up(LabSpec::new(
+        &format!("pg{:x}", std::process::id() % 0xffff),
+        3,
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Keepalive 1 s: a cut link is stale 5 s after its last datagram.
+    // Babel routing (hellos every second): after the cut n1 reaches n2 through n3.
+    let options = ConfigOptions {
+        keepalive: 1,
+        routing: "babel".into(),
+        ..ConfigOptions::default()
+    };
+    let files = lab.write_configs(dir.path(), &options).unwrap();
+    for f in &files {
+        edit_json(&f.config, |c| {
+            c["routing"]["hello_interval"] = serde_json::json!(1)
+        });
+    }
+    start_daemons(&lab, &files);
+    let ns = lab.ns(1);
+    wait_until("every link of n1 up", Duration::from_secs(30), || {
+        let (code, body) = http(&ns, "GET", "/metrics");
+        code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(4.0)
+    });
+    // babeld picks one link per neighbour for its routes (the IPv4 or the IPv6 one).
+    let carrying = |status: &Value, peer: &str| {
+        status["links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| l["peer"] == peer && l["routes"].as_u64().is_some_and(|n| n > 0))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Value =
+            serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
+        let direct = [
+            ("n2".to_string(), "n2".into()),
+            ("n3".to_string(), "n3".into()),
+        ];
+        if carrying(&status, "n2") && carrying(&status, "n3") && via(&status) == direct {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status: Value = serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap();
+    let planned = links(&status);
+    assert_eq!(planned.len(), 4, "{status}");
+    let table = braid(&["status", "-c", files[0].config.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    eprintln!("braid status on n1:\n{table}");
+    assert!(
+        table.contains("routing babel (healthy)") && table.contains("exit    ipv4 "),
+        "{table}"
+    );
+
+    let dom = load(&ns, &artefact("page-mesh.png"));
+    for node in ["n1", "n2", "n3"] {
+        assert!(
+            dom.contains(&format!("data-node=\"{node}\"")),
+            "{node} is not on the map:\n{dom}"
+        );
+    }
+    for (name, peer, _) in &planned {
+        assert_eq!(
+            drawn_state(&dom, name).as_deref(),
+            Some("up"),
+            "link {name} to {peer} on the map:\n{dom}"
+        );
+        assert!(dom.contains(&format!("<tr data-link=\"{name}\">")), "{dom}");
+    }
+    assert!(dom.contains("routing babel (healthy)"), "{dom}");
+    assert!(dom.contains("(carrying)"), "the links carry routes:\n{dom}");
+    assert!(
+        dom.contains("data-ok=\"true\""),
+        "the page read /status:\n{dom}"
+    );
+    // It reads /status again by itself (every 1.5 s; 4 s of the page's time ran).
+    let polls: u32 = dom
+        .split("data-polls=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(polls >= 2, "the page refreshed {polls} times:\n{dom}");
+    // Cut n1-n2: n2's links go stale on the page, n3's stay up, and n2 is reached
+    // through n3.
+    lab.cut(1, 2).unwrap();
+    wait_until(
+        "n1's links to n2 stale, n2 reached through n3",
+        Duration::from_secs(30),
+        || {
+            let status: Value =
+                serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
+            let now = links(&status);
+            !now.is_empty()
+                && now
+                    .iter()
+                    .filter(|(_, peer, _)| peer == "n2")
+                    .all(|(_, _, state)| state != "up")
+                && via(&status).contains(&("n2".to_string(), "n3".into()))
+        },
+    );
+    // babeld may still be settling on the detour: load again (up to 5 times) until the
+    // page shows it.
+    let relayed =
+        |dom: &str| dom.contains("data-node=\"n2\" data-via=\"n3\"") && dom.contains("via n3");
+    let mut dom = load(&ns, &artefact("page-cut.png"));
+    for _ in 0..4 {
+        if relayed(&dom) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        dom = load(&ns, &artefact("page-cut.png"));
+    }
+    for (name, peer, _) in &planned {
+        let state = drawn_state(&dom, name);
+        if peer == "n2" {
+            assert!(
+                state.as_deref().is_some_and(|s| s != "up"),
+                "{name} to n2 after the cut: {state:?}\n{dom}"
+            );
+        } else {
+            assert_eq!(state.as_deref(), Some("up"), "{name} to {peer}:\n{dom}");
+        }
+    }
+    assert!(relayed(&dom), "n2 through n3 on the map:\n{dom}");
+    eprintln!(
+        "screenshots: {} and {}",
+        artefact("page-mesh.png").display(),
+        artefact("page-cut.png").display()
+    );
+}
+
+/// The bonded paths of node 1's first link, from /status: (name, state, share).
+fn paths(ns: &str) -> Vec<(String, String, f64)> {
+    let status: Value = serde_json::from_str(&http(ns, "GET", "/status").1).unwrap_or_default();
+    status["links"][0]["bond"]["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("").to_string(),
+                p["state"].as_str().unwrap_or("").to_string(),
+                p["share"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_shows_bonded_paths_with_their_shares() {
+    const TEST: &str = "the_page_shows_bonded_paths_with_their_shares";
+    if !braid_lab::available_or_skip(TEST) {
+        return;
+    }
+    let Some(_) = chromium(TEST) else { return };
+    // Node 1 has two uplinks (wan0, wan1) through the lab's hub; node 2 one.
+    let lab = Lab::up(
+        LabSpec::new(&format!("pb{:x}", std::process::id() % 0xffff), 2).with_wans(&[2, 1]),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = ConfigOptions {
+        ip6: false,
+        scheduler: Some("round-robin".into()),
+        ..ConfigOptions::default()
+    };
+    let files = lab.write_configs(dir.path(), &options).unwrap();
+    start_daemons(&lab, &files);
+    let ns = lab.ns(1);
+    wait_until("both paths up", Duration::from_secs(30), || {
+        let p = paths(&ns);
+        p.len() == 2 && p.iter().all(|(_, state, _)| state == "up")
+    });
+    // Traffic over both paths (round-robin), so each has a share.
+    let ping = lab
+        .try_exec(
+            1,
+            "ping",
+            &["-c", "300", "-i", "0.01", "-s", "1000", "-q", "169.254.0.2"],
+        )
+        .unwrap();
+    assert!(ping.status.success());
+    let now = paths(&ns);
+    assert!(
+        now.iter().all(|(_, _, share)| *share > 0.2),
+        "round-robin shares: {now:?}"
+    );
+    let table = braid(&["status", "-c", files[0].config.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    eprintln!("braid status on n1:\n{table}");
+    assert!(
+        table.contains("\n  wan0 ") && table.contains("\n  wan1 "),
+        "{table}"
+    );
+    let dom = load(&ns, &artefact("page-bond.png"));
+    for path in ["wan0", "wan1"] {
+        let row = dom
+            .split("<tr data-path=\"")
+            .find(|r| {
+                r.split('"')
+                    .next()
+                    .is_some_and(|id| id.ends_with(&format!("/{path}")))
+            })
+            .unwrap_or_else(|| panic!("no row for {path}:\n{dom}"));
+        assert!(row.contains("state-up"), "{path}: {row}");
+        assert!(
+            dom.contains(&format!("{path} up ")),
+            "{path} on the map:\n{dom}"
+        );
+    }
+    eprintln!("screenshot: {}", artefact("page-bond.png").display());
+}
