@@ -171,6 +171,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             .flat_map(|p| {
                 std::iter::once(ipnet::IpNet::V6(p.ipv6)).chain(p.ipv4_pool.map(ipnet::IpNet::V4))
             })
+            .chain(lan_subnets(&loaded.plan))
             .collect();
         let bridge = config.address_plan.as_ref().map(|p| p.bridge.as_str());
         braid_system::rules::desired(&sources, bridge)
@@ -183,7 +184,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     }
     let masquerade = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
-            plan.ipv4_pool
+            masqueraded(plan.ipv4_pool, &loaded.plan)
                 .map(|pool| (exit.upstream_interface.clone(), pool))
         }
         _ => None,
@@ -206,7 +207,29 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     })
 }
 
-/// braid's nftables table on an exit: IPv4 from the pool is masqueraded to the upstream.
+/// Every LAN subnet of the mesh (the node's own and its peers', registry `lan_subnets`):
+/// their traffic takes braid's table like the mesh's own sources, so a LAN behind a
+/// router reaches the exit's default route, and an exit sends the LAN's traffic upstream.
+fn lan_subnets(plan: &braid_plan::Plan) -> impl Iterator<Item = ipnet::IpNet> + '_ {
+    std::iter::once(&plan.node)
+        .chain(&plan.peers)
+        .flat_map(|n| n.lan_subnets.iter().copied())
+}
+
+/// What an exit masquerades, as an nftables set body: the IPv4 pool and every IPv4 LAN
+/// subnet of the mesh; `None` when there is nothing (IPv4 off and no IPv4 LAN).
+fn masqueraded(pool: Option<ipnet::Ipv4Net>, plan: &braid_plan::Plan) -> Option<String> {
+    let nets: Vec<String> = pool
+        .into_iter()
+        .map(ipnet::IpNet::V4)
+        .chain(lan_subnets(plan).filter(|n| matches!(n, ipnet::IpNet::V4(_))))
+        .map(|n| n.to_string())
+        .collect();
+    (!nets.is_empty()).then(|| format!("{{ {} }}", nets.join(", ")))
+}
+
+/// braid's nftables table on an exit: IPv4 from the pool and the mesh's IPv4 LAN subnets
+/// is masqueraded to the upstream.
 pub const NAT_TABLE: &str = "braid_nat";
 
 /// Replaces braid's NAT table with `rules` (a whole `table ...` block), or removes it.
@@ -486,4 +509,48 @@ pub fn link_alive(
     now: std::time::SystemTime,
 ) -> bool {
     crate::status::link_state(stats, link.keepalive, now) == "up"
+}
+
+#[cfg(test)]
+mod lan_tests {
+    use super::*;
+
+    fn node(lans: &[&str]) -> braid_plan::NodePlan {
+        braid_plan::NodePlan {
+            public_key: braid_model::PublicKey([1; 32]),
+            name: None,
+            link_local6: "fe80::1".parse().unwrap(),
+            addresses: None,
+            exit_preference: None,
+            lan_subnets: lans.iter().map(|l| l.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_exit_masquerades_the_pool_and_every_ipv4_lan_of_the_mesh() {
+        let plan = braid_plan::Plan {
+            node: node(&[]),
+            peers: vec![node(&["192.0.2.0/24", "2001:db8:77::/48"]), node(&[])],
+            links: Vec::new(),
+            routes: Vec::new(),
+        };
+        assert_eq!(
+            masqueraded(Some("10.0.0.0/8".parse().unwrap()), &plan).as_deref(),
+            Some("{ 10.0.0.0/8, 192.0.2.0/24 }")
+        );
+        assert_eq!(
+            masqueraded(None, &plan).as_deref(),
+            Some("{ 192.0.2.0/24 }")
+        );
+        let plain = braid_plan::Plan {
+            peers: vec![node(&["2001:db8:77::/48"])],
+            ..plan
+        };
+        assert_eq!(masqueraded(None, &plain), None);
+        assert_eq!(
+            lan_subnets(&plain).count(),
+            1,
+            "IPv6 LANs take braid's table too"
+        );
+    }
 }
