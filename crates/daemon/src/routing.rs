@@ -189,11 +189,19 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         }
         _ => None,
     };
+    // The largest TCP segment that fits the narrowest link (IPv4 and TCP headers: 40).
+    let mss = config
+        .transports
+        .iter()
+        .map(|t| t.mtu)
+        .min()
+        .unwrap_or(1420)
+        .saturating_sub(40);
     match masquerade {
         Some((upstream, pool)) => nat(
             config.netns.as_deref(),
             Some(&format!(
-                "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n}}\n"
+                "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n chain forward {{\n  type filter hook forward priority mangle; policy accept;\n  ip daddr {pool} tcp flags syn tcp option maxseg size set rt mtu\n  ip saddr {pool} tcp flags syn tcp option maxseg size > {mss} tcp option maxseg size set {mss}\n }}\n}}\n"
             )),
         )?,
         None if config.exit.is_some() => nat(config.netns.as_deref(), None)?,
@@ -229,7 +237,11 @@ fn masqueraded(pool: Option<ipnet::Ipv4Net>, plan: &braid_plan::Plan) -> Option<
 }
 
 /// braid's nftables table on an exit: IPv4 from the pool and the mesh's IPv4 LAN subnets
-/// is masqueraded to the upstream.
+/// is masqueraded to the upstream, and TCP connections of theirs are told the links' MTU
+/// (the MSS of SYNs both ways clamped, as routers in front of tunnels do): a host on the
+/// internet then never sends the masqueraded LAN a segment that does not fit the link,
+/// even when the exit's ICMP "fragmentation needed" cannot reach it (measured: a download
+/// to a LAN host stalled at 0 bit/s in the lab without it).
 pub const NAT_TABLE: &str = "braid_nat";
 
 /// Replaces braid's NAT table with `rules` (a whole `table ...` block), or removes it.
