@@ -148,6 +148,21 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             }
         }
     }
+    if config.routing.mode == RoutingMode::Babel {
+        // The node's LANs, on the interfaces that hold them, for babeld to redistribute.
+        for route in lan_announce_routes(&nl, &loaded.plan.node.lan_subnets, &index).await {
+            if let Some(&oif) = index.get(&route.dev) {
+                desired.push(RouteSpec {
+                    destination: route.destination,
+                    gateway: None,
+                    oif,
+                    metric: route.metric,
+                    table: table_of(&route.dev),
+                });
+                installed.push(route);
+            }
+        }
+    }
     let tables: Vec<u32> = std::iter::once(braid_system::routes::MESH_TABLE)
         .chain(vrf.map(|v| v.table))
         .collect();
@@ -383,6 +398,44 @@ pub fn engine_dir(config: &braid_model::Config, name: &str) -> std::path::PathBu
         .join(name)
 }
 
+/// The node's own LAN subnets (registry `lan_subnets`) as routes on the interfaces that
+/// hold an address in them, for babeld to redistribute like the node's block; a LAN with
+/// no such interface (not up yet) is announced once it has one.
+async fn lan_announce_routes(
+    nl: &Netlink,
+    lans: &[ipnet::IpNet],
+    index: &HashMap<String, u32>,
+) -> Vec<braid_plan::routes::RoutePlan> {
+    let mut out = Vec::new();
+    if lans.is_empty() {
+        return out;
+    }
+    for (name, &i) in index {
+        let Ok(addresses) = nl.addresses(i).await else {
+            continue;
+        };
+        for lan in lans
+            .iter()
+            .filter(|l| addresses.iter().any(|a| l.contains(a)))
+        {
+            out.push(braid_plan::routes::RoutePlan {
+                destination: *lan,
+                via: lan.addr(),
+                dev: name.clone(),
+                metric: 10,
+            });
+        }
+    }
+    out
+}
+
+/// babeld's redistribute rules for the node's LAN subnets (pure).
+fn lan_redistribute(lans: &[ipnet::IpNet]) -> Vec<String> {
+    lans.iter()
+        .map(|l| format!("ip {} eq {} allow", l.trunc(), l.prefix_len()))
+        .collect()
+}
+
 /// The routing daemon the loaded inputs call for (babeld in mode `babel`, BIRD in mode
 /// `bird`), with what it must be told; `None` in other modes.
 pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine::Wanted> {
@@ -402,6 +455,7 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                     )
                 })
                 .collect();
+            redistribute.extend(lan_redistribute(&loaded.plan.node.lan_subnets));
             if config.exit.is_some() {
                 // An exit announces the default route, IPv6 source-specific from the
                 // network's allocation (RAIT's slides), with its preference as the metric.
@@ -563,6 +617,21 @@ mod lan_tests {
             lan_subnets(&plain).count(),
             1,
             "IPv6 LANs take braid's table too"
+        );
+    }
+
+    #[test]
+    fn babeld_redistributes_exactly_the_nodes_lans() {
+        let lans: Vec<ipnet::IpNet> = vec![
+            "192.0.2.0/24".parse().unwrap(),
+            "2001:db8:77::/48".parse().unwrap(),
+        ];
+        assert_eq!(
+            lan_redistribute(&lans),
+            vec![
+                "ip 192.0.2.0/24 eq 24 allow",
+                "ip 2001:db8:77::/48 eq 48 allow"
+            ]
         );
     }
 }
