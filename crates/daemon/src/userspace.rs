@@ -119,12 +119,10 @@ impl LinkBackend for UserspaceBackend {
 
     fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError> {
         let name = setup.link.name.clone();
-        let in_place = changes.iter().all(|c| {
-            matches!(
-                c,
-                Change::Endpoint | Change::Keepalive | Change::LocalKey | Change::Paths
-            )
-        }) && (!changes.contains(&Change::Paths) || self.paths_in_place(&setup));
+        let in_place = changes
+            .iter()
+            .all(|c| braid_plan::reconcile::in_place_userspace(*c))
+            && (!changes.contains(&Change::Paths) || self.paths_in_place(&setup));
         match self.links.get(&name) {
             Some(link) if in_place => {
                 if changes.contains(&Change::LocalKey) {
