@@ -235,11 +235,29 @@ impl Bond {
         self.path(id).map(|p| p.state)
     }
 
-    /// Removes path `id`. Errors: [`BondError::NoSuchPath`].
+    /// Takes a path out for good (its uplink left the configuration): nothing is sent on
+    /// it again, and its id is never reused (a path added later gets a new one). Errors: [`BondError::NoSuchPath`].
     pub fn remove_path(&mut self, id: PathId) -> Result<(), BondError> {
         let i = self.index(id)?;
         self.paths.remove(i);
         Ok(())
+    }
+
+    /// Changes the configured scheduler (configuration reload); `None` follows the peer's.
+    pub fn set_scheduler(&mut self, scheduler: Option<Scheduler>, now: Instant) {
+        if self.cfg.scheduler != scheduler {
+            self.cfg.scheduler = scheduler;
+            self.sched = SchedState::default();
+            self.update_reorder(now);
+        }
+    }
+
+    /// When a path last showed the peer alive: the newest probe answer on any path (an
+    /// answer is authenticated with the link's probe keys, so only the peer can make it).
+    /// The link counts it as traffic from the peer: a bonded link whose peer sends no
+    /// keepalives still shows it alive while its paths answer.
+    pub fn last_answer(&self) -> Option<Instant> {
+        self.paths.iter().filter_map(|p| p.probe.last_answer).max()
     }
 
     /// Changes a path's weight, priority or cap (configuration reload).

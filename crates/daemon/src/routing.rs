@@ -151,6 +151,21 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             }
         }
     }
+    if config.routing.mode == RoutingMode::Babel {
+        // The node's LANs, on the interfaces that hold them, for babeld to redistribute.
+        for route in lan_announce_routes(&nl, &loaded.plan.node.lan_subnets, &index).await {
+            if let Some(&oif) = index.get(&route.dev) {
+                desired.push(RouteSpec {
+                    destination: route.destination,
+                    gateway: None,
+                    oif,
+                    metric: route.metric,
+                    table: table_of(&route.dev),
+                });
+                installed.push(route);
+            }
+        }
+    }
     let tables: Vec<u32> = std::iter::once(braid_system::routes::MESH_TABLE)
         .chain(vrf.map(|v| v.table))
         .collect();
@@ -174,6 +189,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             .flat_map(|p| {
                 std::iter::once(ipnet::IpNet::V6(p.ipv6)).chain(p.ipv4_pool.map(ipnet::IpNet::V4))
             })
+            .chain(lan_subnets(&loaded.plan))
             .collect();
         let bridge = config.address_plan.as_ref().map(|p| p.bridge.as_str());
         braid_system::rules::desired(&sources, bridge)
@@ -186,16 +202,24 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     }
     let masquerade = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
-            plan.ipv4_pool
+            masqueraded(plan.ipv4_pool, &loaded.plan)
                 .map(|pool| (exit.upstream_interface.clone(), pool))
         }
         _ => None,
     };
+    // The largest TCP segment that fits the narrowest link (IPv4 and TCP headers: 40).
+    let mss = config
+        .transports
+        .iter()
+        .map(|t| t.mtu)
+        .min()
+        .unwrap_or(1420)
+        .saturating_sub(40);
     match masquerade {
         Some((upstream, pool)) => nat(
             config.netns.as_deref(),
             Some(&format!(
-                "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n}}\n"
+                "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n chain forward {{\n  type filter hook forward priority mangle; policy accept;\n  ip daddr {pool} tcp flags syn tcp option maxseg size set rt mtu\n  ip saddr {pool} tcp flags syn tcp option maxseg size > {mss} tcp option maxseg size set {mss}\n }}\n}}\n"
             )),
         )?,
         None if config.exit.is_some() => nat(config.netns.as_deref(), None)?,
@@ -209,7 +233,33 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     })
 }
 
-/// braid's nftables table on an exit: IPv4 from the pool is masqueraded to the upstream.
+/// Every LAN subnet of the mesh (the node's own and its peers', registry `lan_subnets`):
+/// their traffic takes braid's table like the mesh's own sources, so a LAN behind a
+/// router reaches the exit's default route, and an exit sends the LAN's traffic upstream.
+fn lan_subnets(plan: &braid_plan::Plan) -> impl Iterator<Item = ipnet::IpNet> + '_ {
+    std::iter::once(&plan.node)
+        .chain(&plan.peers)
+        .flat_map(|n| n.lan_subnets.iter().copied())
+}
+
+/// What an exit masquerades, as an nftables set body: the IPv4 pool and every IPv4 LAN
+/// subnet of the mesh; `None` when there is nothing (IPv4 off and no IPv4 LAN).
+fn masqueraded(pool: Option<ipnet::Ipv4Net>, plan: &braid_plan::Plan) -> Option<String> {
+    let nets: Vec<String> = pool
+        .into_iter()
+        .map(ipnet::IpNet::V4)
+        .chain(lan_subnets(plan).filter(|n| matches!(n, ipnet::IpNet::V4(_))))
+        .map(|n| n.to_string())
+        .collect();
+    (!nets.is_empty()).then(|| format!("{{ {} }}", nets.join(", ")))
+}
+
+/// braid's nftables table on an exit: IPv4 from the pool and the mesh's IPv4 LAN subnets
+/// is masqueraded to the upstream, and TCP connections of theirs are told the links' MTU
+/// (the MSS of SYNs both ways clamped, as routers in front of tunnels do): a host on the
+/// internet then never sends the masqueraded LAN a segment that does not fit the link,
+/// even when the exit's ICMP "fragmentation needed" cannot reach it (measured: a download
+/// to a LAN host stalled at 0 bit/s in the lab without it).
 pub const NAT_TABLE: &str = "braid_nat";
 
 /// Replaces braid's NAT table with `rules` (a whole `table ...` block), or removes it.
@@ -351,6 +401,44 @@ pub fn engine_dir(config: &braid_model::Config, name: &str) -> std::path::PathBu
         .join(name)
 }
 
+/// The node's own LAN subnets (registry `lan_subnets`) as routes on the interfaces that
+/// hold an address in them, for babeld to redistribute like the node's block; a LAN with
+/// no such interface (not up yet) is announced once it has one.
+async fn lan_announce_routes(
+    nl: &Netlink,
+    lans: &[ipnet::IpNet],
+    index: &HashMap<String, u32>,
+) -> Vec<braid_plan::routes::RoutePlan> {
+    let mut out = Vec::new();
+    if lans.is_empty() {
+        return out;
+    }
+    for (name, &i) in index {
+        let Ok(addresses) = nl.addresses(i).await else {
+            continue;
+        };
+        for lan in lans
+            .iter()
+            .filter(|l| addresses.iter().any(|a| l.contains(a)))
+        {
+            out.push(braid_plan::routes::RoutePlan {
+                destination: *lan,
+                via: lan.addr(),
+                dev: name.clone(),
+                metric: 10,
+            });
+        }
+    }
+    out
+}
+
+/// babeld's redistribute rules for the node's LAN subnets (pure).
+fn lan_redistribute(lans: &[ipnet::IpNet]) -> Vec<String> {
+    lans.iter()
+        .map(|l| format!("ip {} eq {} allow", l.trunc(), l.prefix_len()))
+        .collect()
+}
+
 /// The routing daemon the loaded inputs call for (babeld in mode `babel`, BIRD in mode
 /// `bird`), with what it must be told; `None` in other modes.
 pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine::Wanted> {
@@ -370,6 +458,7 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                     )
                 })
                 .collect();
+            redistribute.extend(lan_redistribute(&loaded.plan.node.lan_subnets));
             if config.exit.is_some() {
                 // An exit announces the default route, IPv6 source-specific from the
                 // network's allocation (RAIT's slides), with its preference as the metric.
@@ -489,4 +578,63 @@ pub fn link_alive(
     now: std::time::SystemTime,
 ) -> bool {
     crate::status::link_state(stats, link.keepalive, now) == "up"
+}
+
+#[cfg(test)]
+mod lan_tests {
+    use super::*;
+
+    fn node(lans: &[&str]) -> braid_plan::NodePlan {
+        braid_plan::NodePlan {
+            public_key: braid_model::PublicKey([1; 32]),
+            name: None,
+            link_local6: "fe80::1".parse().unwrap(),
+            addresses: None,
+            exit_preference: None,
+            lan_subnets: lans.iter().map(|l| l.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_exit_masquerades_the_pool_and_every_ipv4_lan_of_the_mesh() {
+        let plan = braid_plan::Plan {
+            node: node(&[]),
+            peers: vec![node(&["192.0.2.0/24", "2001:db8:77::/48"]), node(&[])],
+            links: Vec::new(),
+            routes: Vec::new(),
+        };
+        assert_eq!(
+            masqueraded(Some("10.0.0.0/8".parse().unwrap()), &plan).as_deref(),
+            Some("{ 10.0.0.0/8, 192.0.2.0/24 }")
+        );
+        assert_eq!(
+            masqueraded(None, &plan).as_deref(),
+            Some("{ 192.0.2.0/24 }")
+        );
+        let plain = braid_plan::Plan {
+            peers: vec![node(&["2001:db8:77::/48"])],
+            ..plan
+        };
+        assert_eq!(masqueraded(None, &plain), None);
+        assert_eq!(
+            lan_subnets(&plain).count(),
+            1,
+            "IPv6 LANs take braid's table too"
+        );
+    }
+
+    #[test]
+    fn babeld_redistributes_exactly_the_nodes_lans() {
+        let lans: Vec<ipnet::IpNet> = vec![
+            "192.0.2.0/24".parse().unwrap(),
+            "2001:db8:77::/48".parse().unwrap(),
+        ];
+        assert_eq!(
+            lan_redistribute(&lans),
+            vec![
+                "ip 192.0.2.0/24 eq 24 allow",
+                "ip 2001:db8:77::/48 eq 48 allow"
+            ]
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Uplinks and the paths over them, kept in step with the kernel: on every interface or route
 //! change (netlink) and every few seconds, the daemon rescans the uplinks and
-//! - gives transports with `wan: "auto"` one path per uplink that is up (a reload when the
-//!   set changes),
+//! - gives transports with `wan: "auto"` one path per uplink seen up since the start (a
+//!   reload, which adds the path to the running link in place, when a new one appears),
 //! - installs the policy rules the paths need (`oif <uplink> lookup <its table>` for a
 //!   path bound to an uplink, `from <source> lookup <table>` for a path bound to an
 //!   uplink's address), and removes the ones no longer needed,
@@ -75,6 +75,17 @@ pub fn down_interfaces(
         .collect()
 }
 
+/// The uplinks that transports with `wan: "auto"` have a path over: every uplink seen up
+/// since the daemon started, sorted (pure). An uplink that goes away keeps its path, taken
+/// out of use at once (see [`down_interfaces`]) and probed again when it is back: a WAN
+/// that fails and returns changes no link (no reload, no new socket, the bond keeps its
+/// measurements), and a bond never shrinks to one path and back. A new uplink is a new
+/// path, added to the running link in place.
+pub fn wan_auto_paths(known: &[String], live: &[String]) -> Vec<String> {
+    let all: BTreeSet<&String> = known.iter().chain(live).collect();
+    all.into_iter().cloned().collect()
+}
+
 /// What a rescan found that the caller must act on.
 #[derive(Debug, Default)]
 pub struct Rescan {
@@ -106,9 +117,10 @@ pub async fn rescan<B: LinkBackend>(
         .filter(|u| u.up)
         .map(|u| u.name.clone())
         .collect();
-    if wan_auto && live != r.uplinks {
-        tracing::info!(uplinks = ?live, "uplinks changed (wan: auto)");
-        r.uplinks = live;
+    let paths = wan_auto_paths(&r.uplinks, &live);
+    if wan_auto && paths != r.uplinks {
+        tracing::info!(uplinks = ?live, paths = ?paths, "new uplink (wan: auto)");
+        r.uplinks = paths;
         out.reload = true;
     }
     let mut addresses = BTreeMap::new();
@@ -222,6 +234,29 @@ mod tests {
         .into();
         assert_eq!(rules, want);
         assert!(desired_rules(&[link_with(vec![])], &uplinks, &addresses).is_empty());
+    }
+
+    #[test]
+    fn wan_auto_keeps_the_paths_of_uplinks_that_went_away() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            wan_auto_paths(&[], &s(&["wan1", "wan0"])),
+            s(&["wan0", "wan1"])
+        );
+        // wan1 fails: its path stays (down), nothing to reload.
+        assert_eq!(
+            wan_auto_paths(&s(&["wan0", "wan1"]), &s(&["wan0"])),
+            s(&["wan0", "wan1"])
+        );
+        assert_eq!(
+            wan_auto_paths(&s(&["wan0", "wan1"]), &[]),
+            s(&["wan0", "wan1"])
+        );
+        // A third uplink appears: one more path.
+        assert_eq!(
+            wan_auto_paths(&s(&["wan0", "wan1"]), &s(&["wan2"])),
+            s(&["wan0", "wan1", "wan2"])
+        );
     }
 
     #[test]

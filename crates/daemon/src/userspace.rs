@@ -76,6 +76,31 @@ fn error(name: &str, e: impl std::fmt::Display) -> BackendError {
     }
 }
 
+impl UserspaceBackend {
+    /// Changes a running bonded link's paths and scheduler in place (uplinks added or
+    /// taken out, weights, the scheduler): the TUN device, its routes, the session and
+    /// running streams stay. False when the link cannot (it runs without a bond, or has no
+    /// path left): it is made again.
+    fn paths_in_place(&mut self, setup: &LinkSetup<'_>) -> bool {
+        let plan = setup.link;
+        let Some(link) = self.links.get_mut(&plan.name) else {
+            return false;
+        };
+        match link.set_paths(&plan.paths, plan.scheduler) {
+            Ok(done) => {
+                if done {
+                    tracing::info!(link = %plan.name, paths = plan.paths.len(), scheduler = ?plan.scheduler, "paths changed in place");
+                }
+                done
+            }
+            Err(e) => {
+                tracing::warn!(link = %plan.name, "cannot change the paths in place ({e}); making the link again");
+                false
+            }
+        }
+    }
+}
+
 impl LinkBackend for UserspaceBackend {
     fn name(&self) -> &'static str {
         "userspace"
@@ -96,7 +121,8 @@ impl LinkBackend for UserspaceBackend {
         let name = setup.link.name.clone();
         let in_place = changes
             .iter()
-            .all(|c| matches!(c, Change::Endpoint | Change::Keepalive | Change::LocalKey));
+            .all(|c| braid_plan::reconcile::in_place_userspace(*c))
+            && (!changes.contains(&Change::Paths) || self.paths_in_place(&setup));
         match self.links.get(&name) {
             Some(link) if in_place => {
                 if changes.contains(&Change::LocalKey) {

@@ -5,7 +5,7 @@
 //! all down.
 
 use crate::{Engine, Event, Route, Socket, Transmit};
-use braid_bond::{Bond, BondConfig, PathId, ProbeKeys};
+use braid_bond::{Bond, BondConfig, PathId, PathSpec, ProbeKeys, Scheduler};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -25,27 +25,125 @@ pub(crate) fn keys(private_key: [u8; 32], peer_public_key: [u8; 32]) -> Option<P
     .ok()
 }
 
-/// The bond of the side with configured paths: `PathId(i)` is `Socket::Path(i)`.
-pub(crate) fn active(engine: &Engine, now: Instant) -> Option<Bond> {
-    let config = BondConfig {
-        scheduler: Some(engine.scheduler),
-        ..BondConfig::default()
-    };
-    let mut random = engine.random.clone();
-    let mut bond = Bond::new(config, engine.probe_keys.clone()?, random.next_u64(), now);
-    for spec in &engine.configured {
-        bond.add_path(*spec, now).ok()?;
-    }
-    Some(bond)
+/// A configured path: this side's socket [`Socket::Path`]`(slot)` for the slot's index.
+/// A path taken out while the link runs keeps its slot (its socket stays open, unused) and
+/// has no id; a path added gets a new slot, so sockets never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Slot {
+    pub(crate) spec: PathSpec,
+    /// The bond's id of the path; `None` once the path was taken out.
+    pub(crate) id: Option<PathId>,
 }
 
+/// Most path sockets a link keeps (live and taken out): beyond, a change of paths needs a
+/// new link (the shell's reactor tells sockets apart by a small number).
+pub const MAX_SLOTS: usize = 64;
+
 impl Engine {
+    /// Makes the bond of the side with configured paths, one bond path per live slot.
+    pub(crate) fn make_active_bond(&mut self, now: Instant) {
+        let config = BondConfig {
+            scheduler: Some(self.scheduler),
+            ..BondConfig::default()
+        };
+        let Some(keys) = self.probe_keys.clone() else {
+            self.bond = None;
+            return;
+        };
+        let mut bond = Bond::new(config, keys, self.random.next_u64(), now);
+        for slot in self.configured.iter_mut().filter(|s| s.id.is_some()) {
+            slot.id = bond.add_path(slot.spec, now).ok();
+        }
+        self.bond = Some(bond);
+    }
+
+    /// The slot (socket) of a configured path.
+    pub(crate) fn slot_of(&self, id: PathId) -> Option<u8> {
+        self.configured
+            .iter()
+            .position(|s| s.id == Some(id))
+            .map(|i| i as u8)
+    }
+
+    /// The socket slot of a bond path, for naming it (`None` for a learned path).
+    pub fn path_slot(&self, id: PathId) -> Option<u8> {
+        self.slot_of(id)
+    }
+
+    /// Changes the configured paths of a bonded link in place (configuration reload, an
+    /// uplink added or taken out): `paths[i]` is slot `i`'s path, `None` for a slot
+    /// whose path is taken out; slots past the current ones are new paths (the shell
+    /// opened their sockets). Kept paths keep their state and measurements, taken-out
+    /// ones are removed from the bond, new ones are probed at once. The session and the
+    /// peer's view of the link stay. Returns false, changing nothing, when the link has
+    /// no configured bond, a kept slot is given no path back, or there would be more
+    /// than [`MAX_SLOTS`] slots: the link must be made again.
+    pub fn set_paths(
+        &mut self,
+        now: Instant,
+        paths: &[Option<PathSpec>],
+        scheduler: Scheduler,
+    ) -> bool {
+        let fits = paths.len() >= self.configured.len()
+            && paths.len() <= MAX_SLOTS
+            && paths.iter().any(Option::is_some);
+        // A slot taken out stays out (its socket may be reused for nothing else).
+        let revives = self
+            .configured
+            .iter()
+            .zip(paths)
+            .any(|(slot, new)| slot.id.is_none() && new.is_some());
+        if self.configured.is_empty() || self.bond.is_none() || !fits || revives {
+            return false;
+        }
+        let Some(mut bond) = self.bond.take() else {
+            return false;
+        };
+        self.scheduler = scheduler;
+        bond.set_scheduler(Some(scheduler), now);
+        for (i, new) in paths.iter().enumerate() {
+            match (self.configured.get(i).copied(), new) {
+                (Some(slot), Some(spec)) => {
+                    if let Some(id) = slot.id
+                        && slot.spec != *spec
+                    {
+                        let _ = bond.set_path_spec(id, *spec, now);
+                    }
+                    self.configured[i].spec = *spec;
+                }
+                (Some(slot), None) => {
+                    if let Some(id) = slot.id {
+                        let _ = bond.remove_path(id);
+                    }
+                    self.configured[i].id = None;
+                }
+                (None, Some(spec)) => self.configured.push(Slot {
+                    spec: *spec,
+                    id: bond.add_path(*spec, now).ok(),
+                }),
+                (None, None) => self.configured.push(Slot {
+                    spec: PathSpec::default(),
+                    id: None,
+                }),
+            }
+        }
+        self.bond = Some(bond);
+        // A path taken out may have been the last one up; a new one is probed now.
+        let any_up = self.bond.as_ref().is_some_and(|b| {
+            b.path_ids()
+                .any(|id| b.path_state(id) == Some(braid_bond::PathState::Up))
+        });
+        self.note_liveness(now, any_up);
+        self.drain_bond(now);
+        true
+    }
+
     /// The route of a bond's path: a configured path's own socket to the endpoint, or the
     /// link's socket to a learned path's address.
     pub(crate) fn path_route(&self, id: PathId) -> Option<Route> {
-        if (id.0 as usize) < self.configured.len() {
+        if let Some(slot) = self.slot_of(id) {
             return Some(Route {
-                socket: Socket::Path(id.0 as u8),
+                socket: Socket::Path(slot),
                 to: self.endpoint?,
             });
         }
@@ -60,8 +158,7 @@ impl Engine {
     pub(crate) fn known_path(&self, socket: Socket, from: SocketAddr) -> Option<PathId> {
         let bond = self.bond.as_ref()?;
         match socket {
-            Socket::Path(i) if usize::from(i) < self.configured.len() => Some(PathId(u32::from(i))),
-            Socket::Path(_) => None,
+            Socket::Path(i) => self.configured.get(usize::from(i)).and_then(|s| s.id),
             Socket::Main => bond.path_by_addr(from),
         }
     }
@@ -77,8 +174,12 @@ impl Engine {
         if self.bond.is_none() {
             self.follow(now, socket, from, datagram);
         } else if let Some(bond) = self.bond.as_mut() {
+            let slot = |i: u8| self.configured.get(usize::from(i)).and_then(|s| s.id);
             let result = match socket {
-                Socket::Path(i) => bond.handle_probe(PathId(u32::from(i)), datagram, now),
+                Socket::Path(i) => match slot(i) {
+                    Some(id) => bond.handle_probe(id, datagram, now),
+                    None => Err(braid_bond::ProbeDrop::UnknownPath),
+                },
                 Socket::Main => bond.handle_probe_from(from, datagram, now).map(|_| ()),
             };
             if result.is_err() {
@@ -141,10 +242,12 @@ impl Engine {
     /// An uplink went down or came back (the shell watches netlink): configured path
     /// `index` is out at once, or probed again (up after it answers).
     pub fn set_path_up(&mut self, now: Instant, index: u8, up: bool) {
+        let Some(id) = self.configured.get(usize::from(index)).and_then(|s| s.id) else {
+            return;
+        };
         let Some(bond) = self.bond.as_mut() else {
             return;
         };
-        let id = PathId(u32::from(index));
         let _ = if up {
             bond.path_up(id, now)
         } else {
@@ -160,9 +263,10 @@ impl Engine {
             return;
         };
         while let Some(t) = bond.poll_transmit() {
-            let route = if (t.path.0 as usize) < self.configured.len() {
+            let slot = self.slot_of(t.path);
+            let route = if let Some(slot) = slot {
                 self.endpoint.map(|to| Route {
-                    socket: Socket::Path(t.path.0 as u8),
+                    socket: Socket::Path(slot),
                     to,
                 })
             } else {

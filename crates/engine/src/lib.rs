@@ -44,6 +44,7 @@ mod send;
 mod stats;
 mod ticks;
 
+pub use bonding::MAX_SLOTS;
 pub use events::{Event, Rejection};
 pub use route::{Route, Routes, Socket, Transmit};
 pub use stats::Stats;
@@ -145,8 +146,9 @@ pub struct Engine {
     keepalive: Option<u16>,
     endpoint: Option<SocketAddr>,
     mtu: usize,
-    /// Configured paths (this side owns a socket each), if they make a bond.
-    configured: Vec<PathSpec>,
+    /// Configured paths (this side owns a socket each, slot `i` is `Socket::Path(i)`), if
+    /// they make a bond.
+    configured: Vec<bonding::Slot>,
     scheduler: Scheduler,
     /// The bond: made at start on the side with configured paths, or when the peer's
     /// first probe authenticates on the far side.
@@ -208,8 +210,15 @@ impl Engine {
             random,
         };
         if config.paths.len() >= 2 {
-            engine.configured = config.paths;
-            engine.bond = bonding::active(&engine, now);
+            engine.configured = config
+                .paths
+                .iter()
+                .map(|&spec| bonding::Slot {
+                    spec,
+                    id: Some(braid_bond::PathId(0)),
+                })
+                .collect();
+            engine.make_active_bond(now);
         }
         engine.initiate(now, false);
         engine
@@ -243,9 +252,13 @@ impl Engine {
             .checked_sub(now.saturating_duration_since(at))
     }
 
-    /// Wall-clock time (since the Unix epoch) of the last authenticated datagram.
+    /// Wall-clock time (since the Unix epoch) of the last authenticated datagram, or of
+    /// the last probe answer of a bonded link (authenticated with the probe keys) if newer:
+    /// the peer answers probes whatever its keepalive, so a bonded link whose peer sends
+    /// no keepalives is still seen alive while a path works.
     pub fn last_rx(&self, now: Instant) -> Option<Duration> {
-        let at = self.last_rx?;
+        let answer = self.bond.as_ref().and_then(Bond::last_answer);
+        let at = self.last_rx.max(answer)?;
         self.clock
             .wall(now)
             .checked_sub(now.saturating_duration_since(at))
@@ -352,11 +365,11 @@ impl Engine {
             &self.rate_limiter,
             &mut self.random,
         );
-        self.bond = if self.configured.is_empty() {
-            None
+        if self.configured.is_empty() {
+            self.bond = None;
         } else {
-            bonding::active(self, now)
-        };
+            self.make_active_bond(now);
+        }
         self.bond_up = false;
         self.dead_since = None;
         self.ticks.reset(now);

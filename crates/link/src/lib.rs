@@ -134,6 +134,10 @@ pub struct Link {
     stopped: Option<std::sync::mpsc::Receiver<Box<worker::Worker>>>,
     /// Its UAPI socket, while served (dropping it removes the socket file).
     uapi: Option<uapi::Served>,
+    /// What it was made with, to open the sockets of paths added later.
+    config: LinkConfig,
+    /// The paths of its sockets, slot by slot (`None`: taken out); empty without a bond.
+    slots: Vec<Option<PathConfig>>,
 }
 
 impl Link {
@@ -183,6 +187,11 @@ impl Link {
         };
         let name = config.name.clone();
         let paths = path_ports(&config)?;
+        let slots = if paths.is_empty() {
+            Vec::new()
+        } else {
+            config.paths.iter().cloned().map(Some).collect()
+        };
         let worker = worker::Worker::new(
             &config,
             tun,
@@ -216,6 +225,8 @@ impl Link {
             wake,
             stopped: Some(stopped),
             uapi,
+            config,
+            slots,
         })
     }
 
@@ -295,25 +306,92 @@ fn path_ports(config: &LinkConfig) -> Result<Vec<output::PathPort>, LinkError> {
     if config.paths.len() < 2 {
         return Ok(Vec::new());
     }
-    let mut ports = Vec::new();
-    for path in &config.paths {
-        let socket = udp::bind_path(config, path)?;
-        let label = udp::path_label(path);
-        let udp = send::UdpState::new(&socket, &config.name, Some(&label)).map_err(|source| {
-            LinkError::Io {
-                link: config.name.clone(),
-                what: format!("path {label}: setting up batched UDP I/O"),
-                source,
+    config.paths.iter().map(|p| path_port(config, p)).collect()
+}
+
+/// A configured path's socket, bound to its interface or source.
+fn path_port(config: &LinkConfig, path: &PathConfig) -> Result<output::PathPort, LinkError> {
+    let socket = udp::bind_path(config, path)?;
+    let label = udp::path_label(path);
+    let udp = send::UdpState::new(&socket, &config.name, Some(&label)).map_err(|source| {
+        LinkError::Io {
+            link: config.name.clone(),
+            what: format!("path {label}: setting up batched UDP I/O"),
+            source,
+        }
+    })?;
+    let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+    Ok(output::PathPort {
+        port: output::UdpPort { socket, udp, ipv6 },
+        label,
+        interface: path.interface.clone(),
+    })
+}
+
+/// Whether two configured paths are the same path (the same interface and source): a
+/// changed weight, priority or cap keeps the path and its measurements.
+fn same_path(a: &PathConfig, b: &PathConfig) -> bool {
+    a.interface == b.interface && a.source == b.source
+}
+
+/// How long a change of paths waits for the link's reactor to take it.
+const SET_PATHS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Link {
+    /// Changes the paths and scheduler of a running bonded link in place: kept paths
+    /// (same interface and source) keep their socket, state and measurements, paths no
+    /// longer wanted are taken out of the bond, new ones get a socket and are probed at
+    /// once. The session, the TUN device and its routes stay, so running streams go on.
+    /// `Ok(false)`: this link cannot change so (it was made without a bond, or `paths`
+    /// has fewer than one path, or too many sockets were used); make it again.
+    pub fn set_paths(
+        &mut self,
+        paths: &[PathConfig],
+        scheduler: Scheduler,
+    ) -> Result<bool, LinkError> {
+        if self.slots.is_empty() || paths.is_empty() {
+            return Ok(false);
+        }
+        let mut slots: Vec<Option<PathConfig>> = vec![None; self.slots.len()];
+        let mut added = Vec::new();
+        for path in paths {
+            let kept = self
+                .slots
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|s| same_path(s, path)));
+            match kept {
+                Some(i) if slots[i].is_none() => slots[i] = Some(path.clone()),
+                _ => added.push(path.clone()),
             }
-        })?;
-        let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-        ports.push(output::PathPort {
-            port: output::UdpPort { socket, udp, ipv6 },
-            label,
-            interface: path.interface.clone(),
+        }
+        if slots.len() + added.len() > braid_engine::MAX_SLOTS {
+            return Ok(false);
+        }
+        let ports = added
+            .iter()
+            .map(|p| path_port(&self.config, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        slots.extend(added.into_iter().map(Some));
+        let specs = slots
+            .iter()
+            .map(|s| s.as_ref().map(braid_bond::PathSpec::from))
+            .collect();
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let _ = self.control.send(worker::Command::SetPaths {
+            specs,
+            ports,
+            scheduler,
+            reply,
         });
+        self.wake.wake();
+        let done = answer.recv_timeout(SET_PATHS_TIMEOUT).unwrap_or(false);
+        if done {
+            self.slots = slots;
+            self.config.paths = paths.to_vec();
+            self.config.scheduler = scheduler;
+        }
+        Ok(done)
     }
-    Ok(ports)
 }
 
 impl Drop for Link {

@@ -214,11 +214,19 @@ impl Reactor {
                 };
                 if !entry.worker.on_event(kind, &mut self.scratch) {
                     self.remove(slot);
-                } else if let Some(due) = entry.worker.take_hurry()
+                    continue;
+                }
+                if let Some(due) = entry.worker.take_hurry()
                     && due < entry.due
                 {
                     entry.due = due;
                     self.timers.push(Reverse((due, slot)));
+                }
+                // Paths added while the link runs: their sockets from now on too.
+                for (fd, added) in entry.worker.take_new_fds() {
+                    if let Err(e) = self.watch(fd, self::token(slot, added)) {
+                        tracing::error!("cannot watch a new path's socket: {e}");
+                    }
                 }
             }
             self.fire_timers();

@@ -557,3 +557,67 @@ pub fn read_path(
         rate_mbit: rate_mbit?,
     })
 }
+
+/// Reads a node's `lan_subnets` (registry extension): the prefixes of the LANs behind the
+/// node that use the mesh with their own addresses (a home or office network that keeps
+/// its numbering). Each is an IPv4 or IPv6 prefix without host bits, not a default route;
+/// the node's peers route them over their links to the node, and an exit with
+/// `masquerade` translates their IPv4 like the pool's. See docs/registry.md.
+pub fn read_lan_subnets(c: &mut Collector, path: &str, value: &Value) -> Option<Vec<ipnet::IpNet>> {
+    let items = read::array(
+        c,
+        path,
+        value,
+        "write the LAN subnets as a list of prefixes, e.g. [\"192.0.2.0/24\"]",
+    )?;
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let item_path = read::index_path(path, i);
+        let Some(text) = read::string(
+            c,
+            &item_path,
+            item,
+            "write the subnet as a string like \"192.0.2.0/24\"",
+        ) else {
+            ok = false;
+            continue;
+        };
+        match text.parse::<ipnet::IpNet>() {
+            Ok(net) if net.prefix_len() == 0 => {
+                ok = false;
+                c.error(
+                    &item_path,
+                    format!("{net} is a default route, not a LAN"),
+                    "list the LAN's own prefix, e.g. \"192.0.2.0/24\"; default routes come from exits",
+                );
+            }
+            Ok(net) if net.network() != net.addr() => {
+                ok = false;
+                c.error(
+                    &item_path,
+                    format!("{net} has host bits set"),
+                    format!("write the network address: {}", net.trunc()),
+                );
+            }
+            Ok(net) if out.contains(&net) => {
+                ok = false;
+                c.error(
+                    &item_path,
+                    format!("{net} is listed twice"),
+                    "list each LAN subnet once",
+                );
+            }
+            Ok(net) => out.push(net),
+            Err(_) => {
+                ok = false;
+                c.error(
+                    &item_path,
+                    format!("`{text}` is not an IP prefix"),
+                    "write it as address/length, e.g. \"192.0.2.0/24\" or \"2001:db8:1::/48\"",
+                );
+            }
+        }
+    }
+    ok.then_some(out)
+}

@@ -1,5 +1,5 @@
 //! The registry: ranet's JSON array of nodes, plus optional braid extensions per node
-//! (`name`, `index`, `exit_preference`). See docs/registry.md.
+//! (`name`, `index`, `exit_preference`, `lan_subnets`). See docs/registry.md.
 
 use crate::config::read_remarks;
 use crate::family::AddressFamily;
@@ -28,6 +28,9 @@ pub struct Node {
     pub index: Option<u64>,
     /// Present when the node is an exit; lower is preferred (braid extension).
     pub exit_preference: Option<u32>,
+    /// Prefixes of LANs behind the node, routed to it and NATed by exits like its own
+    /// block (braid extension; see `extensions::read_lan_subnets`).
+    pub lan_subnets: Vec<ipnet::IpNet>,
     /// Where the node can be reached, one per transport it has.
     pub endpoints: Vec<Endpoint>,
     /// Free-form fields for humans.
@@ -57,6 +60,7 @@ const NODE_FIELDS: &[&str] = &[
     "name",
     "index",
     "exit_preference",
+    "lan_subnets",
     "endpoints",
     "remarks",
 ];
@@ -147,6 +151,10 @@ fn read_node(c: &mut Collector, path: &str, value: &Value) -> Option<Node> {
         )
         .map(|n| Some(n as u32)),
     };
+    let lan_subnets = match read::field(c, map, path, "lan_subnets", None) {
+        None => Some(Vec::new()),
+        Some(v) => crate::extensions::read_lan_subnets(c, &field_path(path, "lan_subnets"), v),
+    };
     let endpoints_path = field_path(path, "endpoints");
     let endpoints = read::field(c, map, path, "endpoints", Some("add \"endpoints\": [ { \"send_port\": ..., \"address_family\": \"ip4\", \"address\": \"...\" } ]"))
         .and_then(|v| read::array(c, &endpoints_path, v, "write endpoints as a list"))
@@ -174,6 +182,7 @@ fn read_node(c: &mut Collector, path: &str, value: &Value) -> Option<Node> {
         name: name?,
         index: index?,
         exit_preference: exit_preference?,
+        lan_subnets: lan_subnets?,
         endpoints: endpoints?,
         remarks: remarks?,
     })

@@ -40,6 +40,9 @@ pub struct NodePlan {
     pub addresses: Option<NodeAddresses>,
     /// The node's rank as an exit (lower is preferred); `None`: not an exit.
     pub exit_preference: Option<u32>,
+    /// LANs behind the node with their own addresses (registry `lan_subnets`): routed to
+    /// it like its own block, and NATed by exits like the pool.
+    pub lan_subnets: Vec<ipnet::IpNet>,
 }
 
 /// The whole plan for one node.
@@ -83,6 +86,7 @@ pub fn plan(config: &Config, registry: &Registry, sources: Sources<'_>) -> Resul
         link_local6: address::link_local6(None, &own_key),
         addresses: None,
         exit_preference: None,
+        lan_subnets: Vec::new(),
     });
     let mut plan = Plan {
         node,
@@ -99,6 +103,45 @@ pub fn plan(config: &Config, registry: &Registry, sources: Sources<'_>) -> Resul
         _ => {}
     }
     Ok(plan)
+}
+
+/// LAN subnets that would take another node's traffic: inside the network's own
+/// allocation or pool, or overlapping another node's LAN.
+fn lan_problems(
+    config: &Config,
+    registry: &Registry,
+    error: &mut impl FnMut(String, String, String),
+) {
+    let own: Vec<ipnet::IpNet> = config
+        .address_plan
+        .iter()
+        .flat_map(|p| {
+            std::iter::once(ipnet::IpNet::V6(p.ipv6)).chain(p.ipv4_pool.map(ipnet::IpNet::V4))
+        })
+        .collect();
+    let overlaps =
+        |a: &ipnet::IpNet, b: &ipnet::IpNet| a.contains(&b.network()) || b.contains(&a.network());
+    for (i, node) in registry.nodes.iter().enumerate() {
+        for (k, net) in node.lan_subnets.iter().enumerate() {
+            let path = index_path(&field_path(&index_path("", i), "lan_subnets"), k);
+            if let Some(block) = own.iter().find(|b| overlaps(b, net)) {
+                error(
+                    path.clone(),
+                    format!("{net} overlaps the network's own addresses ({block})"),
+                    "list only LANs outside the address plan; the node's own block is routed already".into(),
+                );
+            }
+            for (j, other) in registry.nodes.iter().enumerate().take(i) {
+                if let Some(theirs) = other.lan_subnets.iter().find(|o| overlaps(o, net)) {
+                    error(
+                        path.clone(),
+                        format!("{net} overlaps node [{j}]'s LAN subnet {theirs}"),
+                        "give each LAN to one node only (renumber one of them)".into(),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn node_plans(
@@ -170,8 +213,10 @@ fn node_plans(
             link_local6: address::link_local6(index, &node.public_key),
             addresses,
             exit_preference: node.exit_preference,
+            lan_subnets: node.lan_subnets.clone(),
         });
     }
+    lan_problems(config, registry, &mut error);
     if problems.is_empty() {
         Ok(out)
     } else {

@@ -66,9 +66,18 @@ pub struct LinkPlan {
     pub scheduler: Scheduler,
 }
 
+/// The keepalive (seconds) of a link that carries a default route, when its transport sets
+/// none: a link to an exit (the peer has an `exit_preference`), or any link of an exit.
+/// Both ends compute it from the same registry, so both send: each sees the other alive
+/// (braid's liveness of a link with a keepalive is traffic from the peer within three
+/// intervals), a NAT mapping on the way stays open, and an idle router keeps its default
+/// route whatever the far side's config says. 25 s is wg-quick's usual value for NAT.
+pub const EXIT_KEEPALIVE: u16 = 25;
+
 /// Computes the links, sorted by name. Deterministic: same inputs, same output.
 pub fn plan_links(config: &Config, registry: &Registry) -> Vec<LinkPlan> {
     let own_key = config.private_key.public_key();
+    let own_exit = config.exit.is_some();
     let mut links = Vec::new();
     for (t, transport) in config.transports.iter().enumerate() {
         for node in registry.nodes.iter().filter(|n| n.public_key != own_key) {
@@ -95,7 +104,9 @@ pub fn plan_links(config: &Config, registry: &Registry) -> Vec<LinkPlan> {
                     peer_public_key: node.public_key,
                     local_public_key: own_key,
                     peer: node.label(),
-                    keepalive: transport.keepalive,
+                    keepalive: transport
+                        .keepalive
+                        .or((own_exit || node.exit_preference.is_some()).then_some(EXIT_KEEPALIVE)),
                     transport: t,
                     paths: transport.paths.clone(),
                     scheduler: transport.scheduler,

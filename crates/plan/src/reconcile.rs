@@ -26,8 +26,21 @@ pub enum Change {
     /// This node's own key changed (a key rotation): applied in place, like
     /// `wg set private-key`, with a new handshake.
     LocalKey,
-    /// The underlay paths or the scheduler changed.
+    /// The underlay paths or the scheduler changed. Applied to a running bonded link in
+    /// place (paths added, taken out or re-weighted; see [`in_place_userspace`]).
     Paths,
+}
+
+/// Whether braid's userspace links take `change` in place, without making the link again
+/// (its interface, routes, session and running streams stay): a new endpoint, keepalive
+/// or own key, and new paths or scheduler on a link that runs bonded (the link may still
+/// refuse those: it was made without a bond, or no path is left). MTU, mark, group, port
+/// and the peer's key make the link again.
+pub fn in_place_userspace(change: Change) -> bool {
+    matches!(
+        change,
+        Change::Endpoint | Change::Keepalive | Change::LocalKey | Change::Paths
+    )
 }
 
 /// The steps from `running` to `desired`, each list sorted by link name.
@@ -174,6 +187,27 @@ mod tests {
         assert_eq!(d.unchanged, vec!["a1"]);
         assert_eq!(d.update.len(), 1);
         assert_eq!(d.update[0].1, vec![Change::Mtu, Change::Keepalive]);
+    }
+
+    #[test]
+    fn paths_and_scheduler_are_taken_in_place_and_the_device_settings_are_not() {
+        for change in [
+            Change::Endpoint,
+            Change::Keepalive,
+            Change::LocalKey,
+            Change::Paths,
+        ] {
+            assert!(in_place_userspace(change), "{change:?}");
+        }
+        for change in [
+            Change::Mtu,
+            Change::Fwmark,
+            Change::Group,
+            Change::ListenPort,
+            Change::PeerKey,
+        ] {
+            assert!(!in_place_userspace(change), "{change:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Static routes (routing mode `static`, after the design note in shared/seeds/001): each
-//! peer's /64 and /24 over the links to that peer, and the default route toward the exits,
+//! peer's /64 and /24, and the LAN subnets it declares, over the links to that peer, and the default route toward the exits,
 //! the preferred exit first. Next hops are the peer's link-local IPv6 address and its IPv4
 //! link address, which are the same on all of the peer's links.
 
@@ -56,6 +56,21 @@ pub fn static_routes(plan: &Plan, exit: Option<&ExitConfig>) -> Vec<RoutePlan> {
                     metric,
                 });
             }
+            // The LANs behind the peer, like its own block.
+            for lan in &peer.lan_subnets {
+                let via = match lan {
+                    IpNet::V6(_) => Some(IpAddr::V6(peer.link_local6)),
+                    IpNet::V4(_) => addresses.link4.map(|l| IpAddr::V4(l.addr())),
+                };
+                if let Some(via) = via {
+                    routes.push(RoutePlan {
+                        destination: *lan,
+                        via,
+                        dev: link.name.clone(),
+                        metric,
+                    });
+                }
+            }
         }
     }
     if let Some(exit) = exit {
@@ -111,8 +126,9 @@ pub fn upstream_default_routes(exit: &ExitConfig) -> Vec<RoutePlan> {
 }
 
 /// What the upstream router needs to route the mesh's traffic back to `exit_address`
-/// (the exit's address on the upstream segment): every node's /64, and with IPv4 not
-/// masqueraded, every node's /24 (when `exit_address4` is given).
+/// (the exit's address on the upstream segment): every node's /64 and IPv6 LAN subnets,
+/// and with IPv4 not masqueraded, every node's /24 and IPv4 LAN subnets (when
+/// `exit_address4` is given).
 pub fn upstream_return_routes(
     plan: &Plan,
     exit_address6: Option<IpAddr>,
@@ -136,6 +152,20 @@ pub fn upstream_return_routes(
                 dev: String::new(),
                 metric: BASE_METRIC,
             });
+        }
+        for lan in &node.lan_subnets {
+            let via = match lan {
+                IpNet::V6(_) => exit_address6,
+                IpNet::V4(_) => exit_address4,
+            };
+            if let Some(via) = via {
+                routes.push(RoutePlan {
+                    destination: *lan,
+                    via,
+                    dev: String::new(),
+                    metric: BASE_METRIC,
+                });
+            }
         }
     }
     routes.sort_by(|a, b| {

@@ -3,21 +3,22 @@
 
 use crate::output::Output;
 use base64::Engine as _;
-use braid_engine::{Event, Rejection};
+use braid_engine::{Engine, Event, Rejection};
 
 /// A public key as `wg` prints it.
 pub(super) fn key_b64(key: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
-/// A path's name: its interface or source for a configured path, else its number.
-pub(super) fn path_label(out: &Output, id: u64) -> String {
-    out.paths
-        .get(id as usize)
+/// A path's name: its interface or source for a configured path (the socket of `slot`),
+/// else its number.
+pub(super) fn path_label(out: &Output, slot: Option<u8>, id: u64) -> String {
+    slot.and_then(|slot| out.paths.get(usize::from(slot)))
         .map_or_else(|| id.to_string(), |p| p.label.clone())
 }
 
-pub(super) fn event(link: &str, peer: &str, out: &Output, event: Event) {
+pub(super) fn event(link: &str, peer: &str, out: &Output, engine: &Engine, event: Event) {
+    let label = |id: braid_bond::PathId| path_label(out, engine.path_slot(id), u64::from(id.0));
     let (link, peer) = (tracing::field::display(link), tracing::field::display(peer));
     use braid_bond::Event as Path;
     match event {
@@ -55,10 +56,10 @@ pub(super) fn event(link: &str, peer: &str, out: &Output, event: Event) {
         ),
         Event::Alive => tracing::info!(link, peer, "a path answers again"),
         Event::Path(Path::PathUp(id)) => {
-            tracing::info!(link, peer, path = %path_label(out, u64::from(id.0)), "path up")
+            tracing::info!(link, peer, path = %label(id), "path up")
         }
         Event::Path(Path::PathDown(id, reason)) => {
-            tracing::warn!(link, peer, path = %path_label(out, u64::from(id.0)), ?reason, "path down")
+            tracing::warn!(link, peer, path = %label(id), ?reason, "path down")
         }
         Event::Path(Path::PathLearned(id, addr)) => {
             tracing::info!(link, peer, path = %id, %addr, "path learned")

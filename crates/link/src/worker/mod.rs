@@ -64,6 +64,15 @@ pub(crate) enum Command {
         interface: String,
         up: bool,
     },
+    /// The configured paths changed (reload, uplink added or taken out): slot `i`'s path
+    /// (`None`: taken out), the sockets of the slots past the current ones, the scheduler.
+    /// The reply says whether the engine took it.
+    SetPaths {
+        specs: Vec<Option<braid_bond::PathSpec>>,
+        ports: Vec<PathPort>,
+        scheduler: braid_bond::Scheduler,
+        reply: std::sync::mpsc::SyncSender<bool>,
+    },
     /// A UAPI request (`wg show`, `wg set`), read and parsed on the UAPI thread; answered
     /// from the link's state (`uapi_requests.rs`).
     Uapi {
@@ -95,6 +104,8 @@ pub(crate) struct Worker {
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     commands: Receiver<Command>,
+    /// Sockets of paths added while running, for the reactor to watch.
+    new_fds: Vec<(RawFd, Event)>,
 }
 
 /// The engine's configuration for a link.
@@ -177,6 +188,7 @@ impl Worker {
             counters,
             stop,
             commands,
+            new_fds: Vec::new(),
         };
         worker.publish(Instant::now());
         Ok(worker)
@@ -249,6 +261,12 @@ impl Worker {
         self.engine.poll_timeout()
     }
 
+    /// Descriptors of sockets added since last asked (paths added while running): the
+    /// reactor watches them from now on. (Sockets of paths taken out stay open, unused.)
+    pub(crate) fn take_new_fds(&mut self) -> Vec<(RawFd, Event)> {
+        std::mem::take(&mut self.new_fds)
+    }
+
     /// When the link wants its timer after an event (the engine may want it sooner).
     pub(crate) fn take_hurry(&mut self) -> Option<Instant> {
         Some(self.engine.poll_timeout())
@@ -271,12 +289,69 @@ impl Worker {
                 Command::PathState { interface, up } => {
                     for index in self.out.paths_on(&interface) {
                         tracing::info!(link = %self.name, peer = %self.peer, path = %interface, up, "uplink state");
+                        if up {
+                            self.rebind(index, &interface);
+                        }
                         self.engine.set_path_up(now, index, up);
                     }
+                }
+                Command::SetPaths {
+                    specs,
+                    ports,
+                    scheduler,
+                    reply,
+                } => {
+                    let done = self.set_paths(now, &specs, ports, scheduler);
+                    let _ = reply.send(done);
                 }
             }
         }
         self.drain(now);
+    }
+
+    /// An uplink came back, maybe as a new interface of the same name (a modem or PPP
+    /// link made again): binds the path's socket to it again, or it would stay bound to
+    /// the interface that is gone.
+    fn rebind(&self, index: u8, interface: &str) {
+        let Some(path) = self.out.paths.get(usize::from(index)) else {
+            return;
+        };
+        if let Err(e) =
+            socket2::SockRef::from(&path.port.socket).bind_device(Some(interface.as_bytes()))
+        {
+            tracing::warn!(link = %self.name, path = %interface, "cannot bind the path's socket to its interface again: {e}");
+        }
+    }
+
+    /// Applies a change of paths (see [`Command::SetPaths`]); false if the engine cannot
+    /// make it in place (then nothing changed and the new sockets close).
+    fn set_paths(
+        &mut self,
+        now: Instant,
+        specs: &[Option<braid_bond::PathSpec>],
+        ports: Vec<PathPort>,
+        scheduler: braid_bond::Scheduler,
+    ) -> bool {
+        let before = self.out.paths.len();
+        if before + ports.len() != specs.len() || !self.engine.set_paths(now, specs, scheduler) {
+            return false;
+        }
+        for (i, path) in self.out.paths.iter_mut().enumerate() {
+            if specs.get(i).is_some_and(Option::is_none) && path.interface.is_some() {
+                // Taken out: no uplink event reaches it any more.
+                path.interface = None;
+                path.label = format!("{} (removed)", path.label);
+            }
+        }
+        for (k, port) in ports.into_iter().enumerate() {
+            self.new_fds.push((
+                port.port.socket.as_raw_fd(),
+                Event::Path((before + k) as u8),
+            ));
+            self.out.paths.push(port);
+        }
+        tracing::info!(link = %self.name, peer = %self.peer, paths = ?self.out.paths.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ?scheduler, "paths changed in place");
+        true
     }
 
     /// Moves everything the engine queued out: data first (its GSO queues), then
@@ -295,7 +370,7 @@ impl Worker {
             self.flush_tun();
         }
         while let Some(event) = self.engine.poll_event() {
-            log::event(&self.name, &self.peer, &self.out, event);
+            log::event(&self.name, &self.peer, &self.out, &self.engine, event);
         }
         self.publish(now);
         self.publish_bond(now);
@@ -316,7 +391,11 @@ impl Worker {
         self.published_bond = Some(now);
         for path in &mut status.paths {
             if path.peer.is_none() {
-                path.name = log::path_label(&self.out, u64::from(path.id.0));
+                path.name = log::path_label(
+                    &self.out,
+                    self.engine.path_slot(path.id),
+                    u64::from(path.id.0),
+                );
             }
         }
         *self.counters.bond.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
