@@ -1,90 +1,329 @@
-//! Benchmark (not a timed test; `#[ignore]`, run by bench/convergence.sh): in the 5-node
-//! Babel lab with the A-E underlay blocked, the gap in a 10 ms ping from A's workload to E's
-//! when the relay in use is cut, for hello intervals of 1 s and 4 s.
+//! Fast reroute (issue 13) in the 4-node lab: a ping every 10 ms from node 1's workload to
+//! node 4's while the direct link 1-4 carries it; the 1-4 underlay is cut, then restored.
+//! Measured: the longest gap in the replies after the cut, and how long after the restore
+//! node 1's route goes over the direct link again.
+//!
+//! The two tests assert issue 13's targets with braid's default settings (gap <= 1 s, back
+//! on the direct link <= 2 s) in modes `babel` and `bird`, with slack for a loaded 2-core
+//! machine. The `#[ignore]`d benchmark (bench/convergence.sh) prints the numbers for
+//! BENCHMARKS.md, beside the routing daemon's own detection at the same hello interval
+//! (braid's liveness off) in the same run.
 
 mod common;
 use common::*;
 
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use serde_json::json;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Returns (relay before, relay after, lost pings, gap in ms).
-fn measure(hello: u16) -> (usize, usize, u64, u64) {
-    let n = 5;
-    let lab = Lab::up(LabSpec::new(
-        &format!("cv{hello}{:x}", std::process::id() % 0xfff),
-        n,
-    ))
-    .unwrap();
-    lab.cut(1, 5).unwrap();
+/// One run's numbers.
+#[derive(Debug)]
+struct Run {
+    /// The longest stretch without a reply, from the cut on (ms).
+    gap_ms: u64,
+    /// Pings without a reply in the whole run.
+    lost: u64,
+    /// The next hop after the cut (the node index of its `fe80::N`), if any.
+    detour: Option<usize>,
+    /// From the restore until node 1 routes over the direct link again (ms); `None` if it
+    /// did not within the window.
+    back_ms: Option<u64>,
+}
+
+const PING_INTERVAL_MS: u64 = 10;
+
+/// Runs the lab in `mode` (`babel` or `bird`), braid's liveness on (its defaults) or off
+/// (the routing daemon's own detection); `hello` overrides the hello interval. The cut
+/// lasts `cut_for`; the route back is awaited for up to `back_within` after the restore.
+fn measure(mode: &str, liveness: bool, hello: Option<u16>, cut_for: Duration) -> Run {
+    let n = 4;
+    let tag = format!(
+        "cv{}{}{:x}",
+        &mode[..2],
+        u8::from(liveness),
+        std::process::id() % 0xfff
+    );
+    let lab = Lab::up(LabSpec::new(&tag, n)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let files = lab
         .write_configs(
             dir.path(),
             &ConfigOptions {
-                routing: "babel".into(),
+                routing: mode.into(),
                 ..ConfigOptions::default()
             },
         )
         .unwrap();
     for f in &files {
-        edit_json(&f.config, |c| c["routing"]["hello_interval"] = json!(hello));
+        edit_json(&f.config, |c| {
+            if let Some(h) = hello {
+                c["routing"]["hello_interval"] = json!(h);
+            }
+            if !liveness {
+                c["routing"]["liveness_interval_ms"] = json!(0);
+            }
+        });
     }
     start_daemons(&lab, &files);
     wait_for_bridges(&lab, n);
     lab.add_workload(1, "braid0").unwrap();
-    let w5 = lab.add_workload(5, "braid0").unwrap().v6.to_string();
-    wait_until("w1 -> w5", Duration::from_secs(120), || {
-        lab.workload_ping(1, &w5)
+    let w4 = lab.add_workload(4, "braid0").unwrap().v6.to_string();
+    wait_until("w1 -> w4", Duration::from_secs(120), || {
+        lab.workload_ping(1, &w4)
     });
-    std::thread::sleep(Duration::from_secs(2 * u64::from(hello) + 2)); // settle
-    let before = relay(&lab, &w5).unwrap();
-    // 3000 pings at 10 ms (30 s); the cut comes 3 s in.
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.workload_ns(1),
-            "ping",
-            "-q",
-            "-i",
-            "0.01",
-            "-c",
-            "3000",
-            "-W",
-            "1",
-            &w5,
-        ])
+    wait_until(
+        "node 1 routes to w4 over the direct link",
+        Duration::from_secs(120),
+        || relay(&lab, &w4) == Some(4),
+    );
+    std::thread::sleep(Duration::from_secs(2)); // settle
+    let lead = Duration::from_secs(2);
+    let back_window = Duration::from_secs(30);
+    let total = lead + cut_for + back_window + Duration::from_secs(2);
+    // Stopped (killed) when the run is done; the count only bounds a run gone wrong.
+    let count = 10 * total.as_millis() as u64 / PING_INTERVAL_MS;
+    let interval = format!("{}", PING_INTERVAL_MS as f64 / 1000.0);
+    let mut ping = Command::new("ip")
+        .args(["netns", "exec", &lab.workload_ns(1), "ping", "-n", "-i"])
+        .arg(&interval)
+        .args(["-D", "-W", "1", "-c", &count.to_string(), &w4])
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    lab.cut(1, before).unwrap();
-    let out = ping.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let received: u64 = text
-        .split(", ")
-        .find(|p| p.ends_with("received"))
-        .and_then(|p| p.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let after = relay(&lab, &w5).unwrap_or(0);
-    let lost = 3000 - received;
-    (before, after, lost, lost * 10)
+    let ping_started = Instant::now();
+    let stdout = ping.stdout.take().unwrap();
+    // Each reply as (seq, arrival in seconds since the epoch: `-D`).
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| reply(&line))
+            .collect::<Vec<(u64, f64)>>()
+    });
+    let debug = std::env::var_os("BRAID_CONVERGENCE_DEBUG").is_some();
+    let monitors: Vec<std::process::Child> = if debug {
+        [1, 3, 4]
+            .iter()
+            .map(|&node| {
+                let out = std::fs::File::create(dir.path().join(format!("monitor{node}"))).unwrap();
+                Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &lab.ns(node),
+                        "ip",
+                        "-ts",
+                        "monitor",
+                        "link",
+                        "route",
+                    ])
+                    .stdout(out)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    std::thread::sleep(lead);
+    let cut_wall = std::time::SystemTime::now();
+    lab.cut(1, 4).unwrap();
+    let cut_at = Instant::now();
+    let mut detour = None;
+    let mut dumped = !debug;
+    while cut_at.elapsed() < cut_for {
+        if !dumped && cut_at.elapsed() > Duration::from_secs(3) {
+            dumped = true;
+            for node in 1..=n {
+                let out = lab
+                    .try_exec(node, "ip", &["-6", "route", "show", "table", "98"])
+                    .unwrap();
+                println!(
+                    "n{node} routes 3 s after the cut:\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        }
+        if let Some(r) = relay(&lab, &w4).filter(|r| *r != 4) {
+            if detour.is_none() && std::env::var_os("BRAID_CONVERGENCE_DEBUG").is_some() {
+                println!(
+                    "detour via n{r} {} ms after the cut",
+                    cut_at.elapsed().as_millis()
+                );
+            }
+            detour = Some(r);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(secs) = std::env::var("BRAID_CONVERGENCE_PAUSE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        println!("paused {secs} s for a look: lab {tag}, w4 {w4}");
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+    lab.restore(1, 4).unwrap();
+    let restored = Instant::now();
+    if let Some(secs) = std::env::var("BRAID_CONVERGENCE_PAUSE_AFTER")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        println!(
+            "restored; paused {secs} s for a look: lab {tag}, files in {}",
+            dir.path().display()
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+    let mut back_ms = None;
+    while restored.elapsed() < back_window {
+        if relay(&lab, &w4) == Some(4) {
+            back_ms = Some(restored.elapsed().as_millis() as u64);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The seq ping was at when it was stopped: silence at the end is a gap too.
+    let stopped_seq = ping_started.elapsed().as_millis() as u64 / PING_INTERVAL_MS;
+    let stopped_wall = epoch_seconds(std::time::SystemTime::now());
+    for mut m in monitors {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+    if debug {
+        for node in [1, 3, 4] {
+            let text = std::fs::read_to_string(dir.path().join(format!("monitor{node}")))
+                .unwrap_or_default();
+            println!("n{node} monitor:\n{text}");
+        }
+        for f in &files {
+            let log =
+                std::fs::read_to_string(f.config.with_file_name("braid.log")).unwrap_or_default();
+            println!("node {} log:\n{log}", f.index);
+        }
+    }
+    let _ = ping.kill();
+    let _ = ping.wait();
+    let replies = reader.join().unwrap();
+    // The longest stretch without a reply from the cut on (arrival times), and silence at
+    // the end counts too.
+    let cut_s = epoch_seconds(cut_wall);
+    let mut gap_s: f64 = 0.0;
+    let mut gap_at = 0.0;
+    let mut last = cut_s;
+    for &(_, at) in replies.iter().filter(|(_, at)| *at >= cut_s) {
+        if at - last > gap_s {
+            gap_s = at - last;
+            gap_at = last - cut_s;
+        }
+        last = at;
+    }
+    if stopped_wall - last > gap_s {
+        gap_s = stopped_wall - last;
+        gap_at = last - cut_s;
+    }
+    if debug {
+        println!("longest gap {gap_s:.3} s, from {gap_at:.3} s after the cut");
+    }
+    let sent = stopped_seq.max(replies.last().map_or(0, |r| r.0));
+    Run {
+        gap_ms: (gap_s * 1000.0) as u64,
+        lost: sent.saturating_sub(replies.len() as u64),
+        detour,
+        back_ms,
+    }
+}
+
+/// A reply line of `ping -D`: `[1796098079.123456] 64 bytes from ..: icmp_seq=7 ...`.
+fn reply(line: &str) -> Option<(u64, f64)> {
+    let at = line.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+    let seq = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("icmp_seq="))?
+        .parse()
+        .ok()?;
+    Some((seq, at))
+}
+
+fn epoch_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The bounds with braid's defaults: issue 13's targets (gap <= 1 s, back <= 2 s) plus
+/// slack for a 2-core machine shared with other builds and labs.
+const GAP_BOUND_MS: u64 = 1_500;
+const BACK_BOUND_MS: u64 = 3_000;
+
+fn check_defaults(mode: &str) {
+    let hello = std::env::var("BRAID_CONVERGENCE_HELLO")
+        .ok()
+        .and_then(|h| h.parse().ok());
+    let cut_for = std::env::var("BRAID_CONVERGENCE_CUT_SECS")
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(6);
+    let run = measure(mode, true, hello, Duration::from_secs(cut_for));
+    println!("{mode}, braid defaults: {run:?}");
+    assert!(
+        run.detour.is_some(),
+        "{mode}: traffic never took a detour: {run:?}"
+    );
+    assert!(
+        run.gap_ms <= GAP_BOUND_MS,
+        "{mode}: the longest gap after the cut was {} ms (bound {GAP_BOUND_MS}): {run:?}",
+        run.gap_ms
+    );
+    let back = run.back_ms.unwrap_or(u64::MAX);
+    assert!(
+        back <= BACK_BOUND_MS,
+        "{mode}: back on the direct link {back} ms after the restore (bound {BACK_BOUND_MS}): {run:?}"
+    );
+}
+
+#[test]
+fn babel_routes_around_a_dead_link_within_a_second() {
+    if !braid_lab::available_or_skip("babel_routes_around_a_dead_link_within_a_second") {
+        return;
+    }
+    check_defaults("babel");
+}
+
+#[test]
+fn bird_routes_around_a_dead_link_within_a_second() {
+    if !braid_lab::available_or_skip("bird_routes_around_a_dead_link_within_a_second") {
+        return;
+    }
+    check_defaults("bird");
 }
 
 #[test]
 #[ignore = "benchmark: run bench/convergence.sh"]
-fn babel_convergence_after_a_relay_cut() {
-    if !braid_lab::available_or_skip("babel_convergence_after_a_relay_cut") {
+fn convergence_benchmark() {
+    if !braid_lab::available_or_skip("convergence_benchmark") {
         return;
     }
-    for hello in [1u16, 4] {
-        let (before, after, lost, gap) = measure(hello);
-        println!(
-            "hello {hello} s: relay n{before} cut, traffic through n{after}; {lost} of 3000 pings lost at 10 ms: gap {gap} ms"
-        );
+    let modes = std::env::var("BRAID_CONVERGENCE_MODES").unwrap_or_else(|_| "babel bird".into());
+    for mode in modes.split_whitespace() {
+        for liveness in [true, false] {
+            // The daemon's own detection needs a longer cut to show at all.
+            let cut_for = Duration::from_secs(if liveness { 6 } else { 40 });
+            let run = measure(mode, liveness, None, cut_for);
+            println!(
+                "{mode:5} {:<26} gap {:>6} ms, lost {:>5}, detour via n{}, back on the direct link {}",
+                if liveness {
+                    "braid liveness (defaults)"
+                } else {
+                    "daemon's own detection"
+                },
+                run.gap_ms,
+                run.lost,
+                run.detour.map_or("-".into(), |d| d.to_string()),
+                run.back_ms
+                    .map_or("not within 30 s".into(), |ms| format!("after {ms} ms")),
+            );
+        }
     }
 }

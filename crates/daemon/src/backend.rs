@@ -21,6 +21,9 @@ pub struct LinkSetup<'a> {
     pub netns: Option<&'a str>,
     /// The VRF the link belongs to, when the config isolates the overlay that way.
     pub vrf: Option<&'a str>,
+    /// braid's fast link liveness as (keepalive interval, dead after), when the routing
+    /// mode acts on it (`RoutingConfig::liveness`; docs/routing.md, "Link liveness").
+    pub liveness: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -67,7 +67,7 @@ pub fn config_text(i: &BirdInputs) -> String {
 protocol direct {{ ipv4; ipv6; interface \"{}\"; }}\n\
 protocol kernel {KERNEL4} {{ ipv4 {{ export where source = RTS_BABEL; }}; kernel table {table}; }}\n\
 protocol kernel {KERNEL6} {{ ipv6 {{ export where source = RTS_BABEL; }}; kernel table {table}; }}\n{statics}\
-protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; hello interval {} s; }};\n  ipv4 {{ import all; {} }};\n  ipv6 {{ import all; {} }};\n}}\n",
+protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; hello interval {} s; check link yes; }};\n  ipv4 {{ import all; {} }};\n  ipv6 {{ import all; {} }};\n}}\n",
         i.router_id,
         i.bridge,
         i.hello_interval,

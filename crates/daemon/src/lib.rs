@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod http;
 pub mod instance;
 pub mod kernel;
+pub mod liveness;
 pub mod load;
 pub mod metrics;
 pub mod reconciler;

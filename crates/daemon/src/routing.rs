@@ -380,16 +380,22 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                 redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
             }
             let files = crate::babel::Files::in_dir(&dir);
+            let link_parameters = crate::babel::interface_parameters(
+                config.routing.hello_interval,
+                config.routing.liveness().is_some(),
+            );
             Some(crate::engine::Wanted::Babel {
                 config: crate::babel::config_text(
                     &files.ctl,
                     &plan.bridge,
                     config.routing.hello_interval,
+                    &link_parameters,
+                    config.routing.liveness().is_some(),
                     &redistribute,
                 ),
                 dir,
                 netns: config.netns.clone(),
-                hello_interval: config.routing.hello_interval,
+                link_parameters,
                 links: r.running().map(str::to_string).collect(),
             })
         }

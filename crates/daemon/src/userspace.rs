@@ -60,6 +60,7 @@ fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
         uapi_dir: Some(braid_link::UAPI_DIR.into()),
         paths: link.paths.clone(),
         scheduler: link.scheduler,
+        liveness: crate::liveness::link_liveness(setup.liveness),
     }
 }
 
