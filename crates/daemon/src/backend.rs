@@ -97,6 +97,11 @@ pub trait LinkBackend: Send {
         names.iter().map(|name| self.remove(name)).collect()
     }
     fn stats(&self, name: &str) -> Option<LinkStats>;
+    /// Whether braid's link liveness declared the link dead (its carrier is off; see
+    /// `liveness`). Backends without liveness: never.
+    fn dead(&self, _name: &str) -> bool {
+        false
+    }
     /// Resolves the link's DNS endpoint again and points the link at the answer.
     fn re_resolve(&mut self, _link: &braid_plan::LinkPlan) {}
     /// An uplink (a path's interface) went down or came back. Backends without paths

@@ -222,7 +222,7 @@ mod tests {
             exit_metric: 100,
         });
         assert!(text.contains(
-            "interface \"brd4x*\", \"brd6x*\" { type wired; rxcost 32; hello interval 4 s; }"
+            "interface \"brd4x*\", \"brd6x*\" { type wired; rxcost 32; hello interval 4 s; check link yes; }"
         ));
         assert!(
             text.contains("if net ~ [ 2001:db8:bd00:1::/64 ] then accept;"),

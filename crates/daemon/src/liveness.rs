@@ -13,3 +13,15 @@ pub fn link_liveness(setting: Option<(Duration, Duration)>) -> Option<braid_link
         dead_after,
     })
 }
+
+/// Whether braid routes over `link` now (mode `static`): it is up (`status::link_state`)
+/// and braid's liveness has not declared it dead. The main loop re-applies the routes when
+/// this changes for any link.
+pub fn carries<B: crate::backend::LinkBackend>(
+    r: &crate::reconciler::Reconciler<B>,
+    link: &braid_plan::LinkPlan,
+    now: std::time::SystemTime,
+) -> bool {
+    crate::routing::link_alive(link, r.backend().stats(&link.name).as_ref(), now)
+        && !r.backend().dead(&link.name)
+}

@@ -120,6 +120,9 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             running.contains(route.dev.as_str()) || !planned.contains(route.dev.as_str())
         })
         .filter(|route| route.destination.prefix_len() != 0 || alive(&route.dev))
+        // braid's liveness: no route over a dead link (another route to the prefix, over
+        // another link or exit, takes over; see `liveness`).
+        .filter(|route| !r.backend().dead(&route.dev))
         .filter_map(|route| {
             let spec = RouteSpec {
                 destination: route.destination,

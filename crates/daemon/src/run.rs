@@ -314,7 +314,7 @@ pub async fn run<B: LinkBackend>(
                 let now = SystemTime::now();
                 let live: std::collections::BTreeSet<String> = r
                     .loaded()
-                    .map(|l| l.plan.links.iter().filter(|link| crate::routing::link_alive(link, r.backend().stats(&link.name).as_ref(), now)).map(|link| link.name.clone()).collect())
+                    .map(|l| l.plan.links.iter().filter(|link| crate::liveness::carries(&r, link, now)).map(|link| link.name.clone()).collect())
                     .unwrap_or_default();
                 if live != alive {
                     alive = live;

@@ -186,6 +186,10 @@ impl LinkBackend for UserspaceBackend {
             .collect()
     }
 
+    fn dead(&self, name: &str) -> bool {
+        self.links.get(name).is_some_and(Link::dead)
+    }
+
     fn stats(&self, name: &str) -> Option<LinkStats> {
         let s = self.links.get(name)?.stats();
         Some(LinkStats {
