@@ -340,3 +340,106 @@ fn convergence_benchmark() {
         }
     }
 }
+
+/// Node 3's IPv4 next hop toward the outside (a link address `169.254.0.<exit>`).
+fn default_next_hop(lab: &Lab) -> Option<String> {
+    let out = lab
+        .try_exec(
+            3,
+            "ip",
+            &["-4", "route", "get", "192.0.2.1", "from", "10.0.3.254"],
+        )
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(str::to_string)
+}
+
+/// Mode `static`, two exits (preferences 100 and 200), braid's defaults: when the link from
+/// node 3 to the preferred exit dies, node 3's default moves to the other exit within
+/// `dead_after_ms` plus braid's 250 ms look at link states (issue 13's target: 1 s; bound
+/// with slack 2 s), and back when it returns.
+#[test]
+fn static_default_moves_to_the_next_exit_when_the_link_dies() {
+    if !braid_lab::available_or_skip("static_default_moves_to_the_next_exit_when_the_link_dies") {
+        return;
+    }
+    let n = 3;
+    let lab = Lab::up(LabSpec::new(
+        &format!("cvst{:x}", std::process::id() % 0xfff),
+        n,
+    ))
+    .unwrap();
+    // Two exits, each with an upstream interface (a veth to nowhere is enough here).
+    for k in 1..=2 {
+        let ns = lab.ns(k);
+        let addr = format!("198.51.100.{}/24", 10 + k);
+        for args in [
+            vec![
+                "-n", &ns, "link", "add", "up0", "type", "veth", "peer", "name", "up0p",
+            ],
+            vec!["-n", &ns, "link", "set", "up0", "up"],
+            vec!["-n", &ns, "link", "set", "up0p", "up"],
+            vec!["-n", &ns, "addr", "add", &addr, "dev", "up0"],
+        ] {
+            ip(&args);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(
+            dir.path(),
+            &ConfigOptions {
+                routing: "static".into(),
+                ..ConfigOptions::default()
+            },
+        )
+        .unwrap();
+    edit_json(&dir.path().join("registry.json"), |r| {
+        r[0]["exit_preference"] = json!(100);
+        r[1]["exit_preference"] = json!(200);
+    });
+    for f in files.iter().take(2) {
+        edit_json(&f.config, |c| {
+            c["exit"] = json!({"upstream_interface": "up0", "gateway4": "198.51.100.1"})
+        });
+    }
+    start_daemons(&lab, &files);
+    wait_until("n3's default via exit 1", Duration::from_secs(60), || {
+        default_next_hop(&lab).as_deref() == Some("169.254.0.1")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let cut = Instant::now();
+    lab.cut(1, 3).unwrap();
+    while default_next_hop(&lab).as_deref() != Some("169.254.0.2") {
+        assert!(
+            cut.elapsed() < Duration::from_secs(30),
+            "n3's default never moved to exit 2"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let moved = cut.elapsed();
+    let restored = Instant::now();
+    lab.restore(1, 3).unwrap();
+    while default_next_hop(&lab).as_deref() != Some("169.254.0.1") {
+        assert!(
+            restored.elapsed() < Duration::from_secs(30),
+            "n3's default never came back to exit 1"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let back = restored.elapsed();
+    println!(
+        "static: default moved to exit 2 {moved:?} after the cut, back {back:?} after the restore"
+    );
+    assert!(
+        moved <= Duration::from_secs(2),
+        "the default moved {moved:?} after the cut (bound 2 s)"
+    );
+    assert!(
+        back <= Duration::from_secs(3),
+        "the default came back {back:?} after the restore (bound 3 s)"
+    );
+}
