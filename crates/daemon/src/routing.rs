@@ -421,6 +421,7 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                 exit_gateway6: config.exit.as_ref().and_then(|e| e.gateway6),
                 exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
                 exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
+                liveness: config.routing.liveness().is_some(),
             };
             Some(crate::engine::Wanted::Bird {
                 dir: engine_dir(config, "bird"),
