@@ -205,8 +205,9 @@ pub struct RoutingConfig {
 }
 
 /// The default of `routing.hello_interval` (s): babeld's default is 4 s, but a Babel
-/// neighbour whose link came back is used again only after a few hellos (measured with
-/// braid's liveness: 3.5-5 s at 1 s, 17 s at 4 s; docs/routing.md, "Link liveness").
+/// neighbour whose link came back is used again only after its IHU, sent every third hello
+/// (braid's links hello faster than this, see docs/routing.md, "Link liveness"; measured
+/// with braid's liveness and links at the hello interval: 3.5-5 s at 1 s, 17 s at 4 s).
 pub const DEFAULT_HELLO_INTERVAL: u16 = 1;
 /// The default of `routing.liveness_interval_ms`: 5 keepalives a second per link.
 pub const DEFAULT_LIVENESS_INTERVAL_MS: u32 = 200;
