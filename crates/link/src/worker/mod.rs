@@ -99,6 +99,9 @@ pub struct Worker {
     /// `Dead`/`Alive`), and room to seal its keepalives.
     liveness: Option<crate::liveness::Liveness>,
     keepalive_buf: Vec<u8>,
+    /// The carrier follows the link's state (braid's liveness is configured): for a bond,
+    /// its `Dead` and `Alive` events.
+    carrier_follows: bool,
 }
 
 /// The engine's configuration for a link.
@@ -186,6 +189,7 @@ impl Worker {
                 .filter(|_| config.paths.len() < 2)
                 .map(crate::liveness::Liveness::new),
             keepalive_buf: vec![0; 256],
+            carrier_follows: config.liveness.is_some(),
         };
         worker.publish(Instant::now());
         Ok(worker)
@@ -357,8 +361,8 @@ impl Worker {
             log::event(&self.name, &self.peer, &self.out, event);
             // A bond whose paths are all gone, or one that answers again.
             match event {
-                braid_engine::Event::Dead => self.set_alive(false),
-                braid_engine::Event::Alive => self.set_alive(true),
+                braid_engine::Event::Dead if self.carrier_follows => self.set_alive(false),
+                braid_engine::Event::Alive if self.carrier_follows => self.set_alive(true),
                 _ => {}
             }
         }
