@@ -357,6 +357,9 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
     let loaded = r.loaded()?;
     let config = &loaded.config;
     let plan = config.address_plan.as_ref()?;
+    // braid's link liveness drives the links' carrier (userspace links only: kernel
+    // WireGuard has none); the routing daemon is set up for it (see `liveness`).
+    let liveness = config.routing.liveness().is_some() && r.backend().name() == "userspace";
     match config.routing.mode {
         RoutingMode::Babel => {
             let dir = engine_dir(config, "babeld");
@@ -383,17 +386,15 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                 redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
             }
             let files = crate::babel::Files::in_dir(&dir);
-            let link_parameters = crate::babel::interface_parameters(
-                config.routing.hello_interval,
-                config.routing.liveness().is_some(),
-            );
+            let link_parameters =
+                crate::babel::interface_parameters(config.routing.hello_interval, liveness);
             Some(crate::engine::Wanted::Babel {
                 config: crate::babel::config_text(
                     &files.ctl,
                     &plan.bridge,
                     config.routing.hello_interval,
                     &link_parameters,
-                    config.routing.liveness().is_some(),
+                    liveness,
                     &redistribute,
                 ),
                 dir,
@@ -421,7 +422,7 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                 exit_gateway6: config.exit.as_ref().and_then(|e| e.gateway6),
                 exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
                 exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
-                liveness: config.routing.liveness().is_some(),
+                liveness,
             };
             Some(crate::engine::Wanted::Bird {
                 dir: engine_dir(config, "bird"),
