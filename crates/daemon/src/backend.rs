@@ -19,6 +19,9 @@ pub struct LinkSetup<'a> {
     pub netns: Option<&'a str>,
     /// The VRF the link belongs to, when the config isolates the overlay that way.
     pub vrf: Option<&'a str>,
+    /// braid's fast link liveness as (keepalive interval, dead after), when the routing
+    /// mode acts on it (`RoutingConfig::liveness`; docs/routing.md, "Link liveness").
+    pub liveness: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,11 @@ pub trait LinkBackend: Send {
         names.iter().map(|name| self.remove(name)).collect()
     }
     fn stats(&self, name: &str) -> Option<LinkStats>;
+    /// Whether braid's link liveness declared the link dead (its carrier is off; see
+    /// `liveness`). Backends without liveness: never.
+    fn dead(&self, _name: &str) -> bool {
+        false
+    }
     /// Resolves the link's DNS endpoint again and points the link at the answer.
     fn re_resolve(&mut self, _link: &LinkPlan) {}
     /// An uplink (a path's interface) went down or came back. Backends without paths

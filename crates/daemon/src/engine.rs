@@ -55,7 +55,8 @@ pub enum Wanted {
         netns: Option<String>,
         /// babeld's config file (see `babel::config_text`); a change restarts babeld.
         config: String,
-        hello_interval: u16,
+        /// Each link's babeld interface parameters (see `babel::interface_parameters`).
+        link_parameters: String,
         /// The links babeld speaks on, told over its control socket (no restart).
         links: BTreeSet<String>,
     },
@@ -682,14 +683,14 @@ fn apply(running: &mut Running, wanted: &Wanted) -> Result<(), String> {
     match wanted {
         Wanted::Babel {
             links,
-            hello_interval,
+            link_parameters,
             ..
         } => {
             let (added, removed) = babel::sync_interfaces(
                 &running.ctl,
                 &mut running.interfaces,
                 links,
-                *hello_interval,
+                link_parameters,
             )
             .map_err(|e| e.to_string())?;
             if added + removed > 0 {

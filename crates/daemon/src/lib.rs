@@ -17,6 +17,7 @@ pub mod http;
 pub mod instance;
 pub mod kernel;
 pub mod kernel_view;
+pub mod liveness;
 pub mod load;
 pub mod metrics;
 pub mod reconciler;

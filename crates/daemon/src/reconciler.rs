@@ -295,5 +295,6 @@ fn setup_for<'a>(loaded: &'a Loaded, link: &'a LinkPlan) -> LinkSetup<'a> {
         private_key: &loaded.config.private_key,
         netns: loaded.config.netns.as_deref(),
         vrf: Some(loaded.config.vrf.as_str()).filter(|v| !v.is_empty()),
+        liveness: loaded.config.routing.liveness(),
     }
 }

@@ -120,6 +120,9 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             running.contains(route.dev.as_str()) || !planned.contains(route.dev.as_str())
         })
         .filter(|route| route.destination.prefix_len() != 0 || alive(&route.dev))
+        // braid's liveness: no route over a dead link (another route to the prefix, over
+        // another link or exit, takes over; see `liveness`).
+        .filter(|route| !r.backend().dead(&route.dev))
         .filter_map(|route| {
             let spec = RouteSpec {
                 destination: route.destination,
@@ -445,6 +448,9 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
     let loaded = r.loaded()?;
     let config = &loaded.config;
     let plan = config.address_plan.as_ref()?;
+    // braid's link liveness drives the links' carrier (userspace links only: kernel
+    // WireGuard has none); the routing daemon is set up for it (see `liveness`).
+    let liveness = config.routing.liveness().is_some() && r.backend().name() == "userspace";
     match config.routing.mode {
         RoutingMode::Babel => {
             let dir = engine_dir(config, "babeld");
@@ -472,16 +478,20 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                 redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
             }
             let files = crate::babel::Files::in_dir(&dir);
+            let link_parameters =
+                crate::babel::interface_parameters(config.routing.hello_interval, liveness);
             Some(crate::engine::Wanted::Babel {
                 config: crate::babel::config_text(
                     &files.ctl,
                     &plan.bridge,
                     config.routing.hello_interval,
+                    &link_parameters,
+                    liveness,
                     &redistribute,
                 ),
                 dir,
                 netns: config.netns.clone(),
-                hello_interval: config.routing.hello_interval,
+                link_parameters,
                 links: r.running().map(str::to_string).collect(),
             })
         }
@@ -504,6 +514,7 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<crate::engine:
                 exit_gateway6: config.exit.as_ref().and_then(|e| e.gateway6),
                 exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
                 exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
+                liveness,
             };
             Some(crate::engine::Wanted::Bird {
                 dir: engine_dir(config, "bird"),

@@ -190,8 +190,9 @@ async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
     }
 }
 
-/// How often link states are compared with the last look, to log each change once.
-pub const STATE_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often link states are compared with the last look, to log each change once and to
+/// re-apply static routes when a link died or came back (braid's liveness, issue 13).
+pub const STATE_WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Logs one line per link whose state changed since the last call.
 fn log_state_changes<B: LinkBackend>(
@@ -319,7 +320,7 @@ pub async fn run<B: LinkBackend>(
                 let now = SystemTime::now();
                 let live: std::collections::BTreeSet<String> = r
                     .loaded()
-                    .map(|l| l.plan.links.iter().filter(|link| crate::routing::link_alive(link, r.backend().stats(&link.name).as_ref(), now)).map(|link| link.name.clone()).collect())
+                    .map(|l| l.plan.links.iter().filter(|link| crate::liveness::carries(&r, link, now)).map(|link| link.name.clone()).collect())
                     .unwrap_or_default();
                 if live != alive {
                     alive = live;

@@ -60,6 +60,7 @@ fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
         uapi_dir: Some(braid_link::UAPI_DIR.into()),
         paths: link.paths.clone(),
         scheduler: link.scheduler,
+        liveness: crate::liveness::link_liveness(setup.liveness),
     }
 }
 
@@ -209,6 +210,10 @@ impl LinkBackend for UserspaceBackend {
             .filter(|(_, link)| link.device_gone())
             .map(|(name, _)| name.clone())
             .collect()
+    }
+
+    fn dead(&self, name: &str) -> bool {
+        self.links.get(name).is_some_and(Link::dead)
     }
 
     fn stats(&self, name: &str) -> Option<LinkStats> {

@@ -45,6 +45,8 @@ pub struct Counters {
     /// The TUN device went away under the link (`ip link del`, another tool's cleanup):
     /// the link stopped; its owner makes it again.
     pub(crate) device_gone: std::sync::atomic::AtomicBool,
+    /// The link's liveness declared it dead (carrier off); see `Link::dead`.
+    pub(crate) dead: std::sync::atomic::AtomicBool,
     /// Packets the engine had no route for (published; `dropped_no_route` counts failed
     /// sends, and the snapshot reports both together).
     pub(crate) engine_no_route: AtomicU64,

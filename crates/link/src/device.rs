@@ -90,3 +90,58 @@ fn set_group(config: &LinkConfig, index: u32) -> Result<(), LinkError> {
     .map_err(system)?
     .map_err(system)
 }
+
+/// `TUNSETCARRIER` (`_IOW('T', 226, int)`, linux/if_tun.h, Linux 4.19 and later).
+const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
+
+/// Turns the TUN device's carrier on or off (the kernel's `IFF_LOWER_UP`, operstate
+/// `UP`/`DOWN`). The device stays administratively up and its descriptor keeps working:
+/// only the routing engines and the kernel's routes see a link without carrier.
+///
+/// The ioctl takes the kernel's RTNL lock, which other processes creating and deleting
+/// interfaces can hold for a long time: it runs on a thread of its own (one per process,
+/// changes applied in order) on a duplicate of the descriptor, never on a link's reactor,
+/// whose other links would stall meanwhile.
+pub(crate) fn set_carrier(device: &SyncDevice, on: bool, link: &str) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let fd = device.as_fd().try_clone_to_owned()?;
+    carrier_thread()?
+        .send((fd, on, link.to_string()))
+        .map_err(|_| std::io::Error::other("the carrier thread is gone"))
+}
+
+type CarrierChange = (std::os::fd::OwnedFd, bool, String);
+
+fn carrier_thread() -> std::io::Result<&'static std::sync::mpsc::Sender<CarrierChange>> {
+    static SENDER: std::sync::OnceLock<std::sync::mpsc::Sender<CarrierChange>> =
+        std::sync::OnceLock::new();
+    if let Some(sender) = SENDER.get() {
+        return Ok(sender);
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<CarrierChange>();
+    std::thread::Builder::new()
+        .name("braid-carrier".into())
+        .spawn(move || {
+            for (fd, on, link) in rx {
+                if let Err(e) = ioctl_carrier(&fd, on) {
+                    tracing::warn!(%link, on, "setting the carrier of its TUN device: {e}");
+                }
+            }
+        })?;
+    // Two links racing here start two threads; the loser's thread ends when its sender
+    // (dropped below) goes.
+    Ok(SENDER.get_or_init(|| tx))
+}
+
+fn ioctl_carrier(fd: &std::os::fd::OwnedFd, on: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value: libc::c_int = on.into();
+    // SAFETY: TUNSETCARRIER reads one int through the pointer, which lives across the call;
+    // the descriptor is an open duplicate of the TUN device's, owned by the caller.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETCARRIER as _, &value) };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

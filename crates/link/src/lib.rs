@@ -16,6 +16,7 @@ mod buffer;
 mod counters;
 mod device;
 mod gso;
+mod liveness;
 mod output;
 mod reactor;
 mod reseg;
@@ -29,6 +30,7 @@ mod worker;
 pub use uapi::DEFAULT_DIR as UAPI_DIR;
 
 pub use counters::{Counters, Snapshot};
+pub use liveness::LivenessConfig;
 
 use braid_model::extensions::{PathConfig, Scheduler};
 
@@ -79,6 +81,9 @@ pub struct LinkConfig {
     pub paths: Vec<PathConfig>,
     /// How a bonded link spreads packets over its paths (braid-bond's schedulers).
     pub scheduler: Scheduler,
+    /// braid's fast liveness (keepalives, and the carrier off when the peer falls
+    /// silent); `None`: off. Single-path links only: a bond probes its paths itself.
+    pub liveness: Option<LivenessConfig>,
 }
 
 impl std::fmt::Debug for LinkConfig {
@@ -238,6 +243,12 @@ impl Link {
     /// Whether the link's TUN device went away under it (it then stopped; make it again).
     pub fn device_gone(&self) -> bool {
         self.counters.device_gone.load(Ordering::Relaxed)
+    }
+
+    /// Whether braid's liveness declared the link dead (its carrier is off): it was up
+    /// and its peer fell silent, or all paths of its bond are gone.
+    pub fn dead(&self) -> bool {
+        self.counters.dead.load(Ordering::Relaxed)
     }
 
     /// The link's counters and state now.

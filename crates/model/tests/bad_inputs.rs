@@ -478,6 +478,25 @@ fn c37_routing_without_address_plan() {
 }
 
 #[test]
+fn c37b_liveness_dead_time_shorter_than_two_keepalives() {
+    let mut doc = good_config();
+    doc["address_plan"] = json!({"ipv6": "2001:db8::/48"});
+    doc["routing"] = json!({"mode": "babel", "liveness_interval_ms": 500, "dead_after_ms": 600});
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "routing.dead_after_ms: 600 ms is less than two keepalives (500 ms each",
+            "use at least 1000 ms",
+        ],
+    );
+    doc["routing"] = json!({"mode": "babel", "liveness_interval_ms": 70000});
+    assert_has(
+        &config_errors(&doc),
+        &["routing.liveness_interval_ms: 70000 is outside 0..=60000"],
+    );
+}
+
+#[test]
 fn c38_bad_status_listen() {
     let mut doc = good_config();
     doc["status"] = json!({"listen": "localhost"});

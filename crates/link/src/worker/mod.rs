@@ -106,6 +106,13 @@ pub(crate) struct Worker {
     commands: Receiver<Command>,
     /// Sockets of paths added while running, for the reactor to watch.
     new_fds: Vec<(RawFd, Event)>,
+    /// braid's fast liveness (single-path links; a bond has its own probes and reports
+    /// `Dead`/`Alive`), and room to seal its keepalives.
+    liveness: Option<crate::liveness::Liveness>,
+    keepalive_buf: Vec<u8>,
+    /// The carrier follows the link's state (braid's liveness is configured): for a bond,
+    /// its `Dead` and `Alive` events.
+    carrier_follows: bool,
 }
 
 /// The engine's configuration for a link.
@@ -189,6 +196,12 @@ impl Worker {
             stop,
             commands,
             new_fds: Vec::new(),
+            liveness: config
+                .liveness
+                .filter(|_| config.paths.len() < 2)
+                .map(crate::liveness::Liveness::new),
+            keepalive_buf: vec![0; 256],
+            carrier_follows: config.liveness.is_some(),
         };
         worker.publish(Instant::now());
         Ok(worker)
@@ -258,7 +271,7 @@ impl Worker {
         }
         self.engine.handle_timeout(now);
         self.drain(now);
-        self.engine.poll_timeout()
+        self.next_timeout()
     }
 
     /// Descriptors of sockets added since last asked (paths added while running): the
@@ -269,7 +282,56 @@ impl Worker {
 
     /// When the link wants its timer after an event (the engine may want it sooner).
     pub(crate) fn take_hurry(&mut self) -> Option<Instant> {
-        Some(self.engine.poll_timeout())
+        Some(self.next_timeout())
+    }
+
+    /// The engine's next deadline, or the liveness's when sooner.
+    fn next_timeout(&self) -> Instant {
+        let engine = self.engine.poll_timeout();
+        match self.liveness.as_ref().and_then(|l| l.due()) {
+            Some(due) => engine.min(due),
+            None => engine,
+        }
+    }
+
+    /// Runs the liveness at `now`: a keepalive when due, the carrier when the link died or
+    /// came back.
+    fn check_liveness(&mut self, now: Instant) {
+        let Some(liveness) = self.liveness.as_mut() else {
+            return;
+        };
+        let actions = liveness.tick(now, self.engine.stats().rx_packets);
+        if actions.keepalive {
+            // An empty data message; without a session the engine starts a handshake.
+            if let Outgoing::Data { len, routes } =
+                self.engine.send_packet(now, &[], &mut self.keepalive_buf)
+            {
+                for route in routes.iter() {
+                    self.out
+                        .queue(route, &self.keepalive_buf[..len], &self.counters);
+                }
+            }
+        }
+        if let Some(alive) = actions.changed {
+            self.set_alive(alive);
+        }
+    }
+
+    /// The link died or came back: its TUN device's carrier follows, which the routing
+    /// engine (babeld, BIRD) and the kernel see at once.
+    fn set_alive(&self, alive: bool) {
+        self.counters.dead.store(!alive, Ordering::Relaxed);
+        match crate::device::set_carrier(&self.tun, alive, &self.name) {
+            Ok(()) if alive => {
+                tracing::info!(link = %self.name, peer = %self.peer, "link alive again: carrier on")
+            }
+            Ok(()) => {
+                tracing::warn!(link = %self.name, peer = %self.peer, "link dead (peer silent): carrier off, routed around")
+            }
+            Err(e) => {
+                tracing::warn!(link = %self.name, peer = %self.peer, alive, "setting the carrier of its TUN device: {e}")
+            }
+        }
     }
 
     fn apply_commands(&mut self) {
@@ -357,6 +419,7 @@ impl Worker {
     /// Moves everything the engine queued out: data first (its GSO queues), then
     /// handshakes and probes, packets released for the TUN, events; publishes counters.
     fn drain(&mut self, now: Instant) {
+        self.check_liveness(now);
         self.out.flush_all(&self.counters);
         while let Some(t) = self.engine.poll_transmit() {
             self.out.send_now(t.route, &t.payload, &self.counters);
@@ -371,6 +434,12 @@ impl Worker {
         }
         while let Some(event) = self.engine.poll_event() {
             log::event(&self.name, &self.peer, &self.out, &self.engine, event);
+            // A bond whose paths are all gone, or one that answers again.
+            match event {
+                braid_engine::Event::Dead if self.carrier_follows => self.set_alive(false),
+                braid_engine::Event::Alive if self.carrier_follows => self.set_alive(true),
+                _ => {}
+            }
         }
         self.publish(now);
         self.publish_bond(now);

@@ -41,6 +41,7 @@ pub(crate) fn config(
         netns: None,
         paths: Vec::new(),
         scheduler: braid_model::extensions::Scheduler::Flow,
+        liveness: None,
     }
 }
 
