@@ -13,15 +13,6 @@ set -euo pipefail
 
 PACKAGES=(iproute2 nftables iptables iputils-ping procps util-linux wireguard-go wireguard-tools iperf3 wrk babeld bird2
     qemu-system-x86 busybox-static kmod cpio binutils systemd zsh fish man-db chromium)
-# cargo-deny for `cargo deny check` in scripts/test.sh (deny.toml), built from crates.io once
-# (about 16 minutes on a loaded 2-core machine), then found on PATH and skipped. Pinned:
-# test.sh's advisory database path is this version's hash of deny.toml's db-urls entry.
-CARGO_DENY_VERSION=0.20.2
-if ! cargo-deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
-    echo "== installing cargo-deny $CARGO_DENY_VERSION"
-    cargo install --locked cargo-deny --version "$CARGO_DENY_VERSION"
-fi
-
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -22,6 +22,15 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# cargo-deny for `cargo deny check` below (deny.toml), built from crates.io once
+# (about 16 minutes on a loaded 2-core machine), then found on PATH and skipped. Pinned:
+# the advisory database path below is this version's hash of deny.toml's db-urls entry.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo-deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+    log "installing cargo-deny $CARGO_DENY_VERSION"
+    cargo install --locked cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+
 log "cargo deny check"
 # deny.toml: licences, bans (duplicates warn), sources, advisories. The advisory database is
 # the snapshot in vendor/rustsec-advisory-db (CI cannot reach its git host), laid out where
