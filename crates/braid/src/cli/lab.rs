@@ -128,16 +128,16 @@ pub(crate) enum LabCommand {
 #[derive(clap::Args)]
 pub(crate) struct ShapingFlags {
     /// Rate limit in Mbit/s, or DOWN/UP (e.g. 50/10).
-    #[arg(long, value_name = "MBIT[/MBIT]")]
+    #[arg(long, value_name = "MBIT[/MBIT]", allow_negative_numbers = true)]
     pub rate: Option<String>,
     /// Random loss in percent, in each direction, or DOWN/UP.
-    #[arg(long, value_name = "PERCENT[/PERCENT]")]
+    #[arg(long, value_name = "PERCENT[/PERCENT]", allow_negative_numbers = true)]
     pub loss: Option<String>,
     /// One-way delay in ms (or 20ms, 1.5s, 500us), or DOWN/UP.
-    #[arg(long, value_name = "MS[/MS]")]
+    #[arg(long, value_name = "MS[/MS]", allow_negative_numbers = true)]
     pub delay: Option<String>,
     /// Delay variation, up to this much either way, or DOWN/UP.
-    #[arg(long, value_name = "MS[/MS]")]
+    #[arg(long, value_name = "MS[/MS]", allow_negative_numbers = true)]
     pub jitter: Option<String>,
     /// Let jitter reorder packets (drawn per packet); otherwise order is kept.
     #[arg(long)]
@@ -146,7 +146,7 @@ pub(crate) struct ShapingFlags {
     #[arg(long, value_name = "P,R")]
     pub burst_loss: Option<String>,
     /// Queue limit in packets (with a rate), or DOWN/UP.
-    #[arg(long, value_name = "PACKETS[/PACKETS]")]
+    #[arg(long, value_name = "PACKETS[/PACKETS]", allow_negative_numbers = true)]
     pub queue: Option<String>,
     /// Periodic total outage: EVERY,LASTING (e.g. 15s,100ms).
     #[arg(long, value_name = "EVERY,LASTING")]
