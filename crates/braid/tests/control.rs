@@ -389,6 +389,17 @@ fn status_reaches_the_daemon_whatever_the_config_says() {
             && err.contains("run this as root"),
         "{err}"
     );
+    // A config this user may not read is said so, not taken for one with errors whose
+    // socket is then looked for at the default path (another daemon's).
+    let out = braid_as_nobody(&["status", "-c", m.config(1)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.starts_with(&format!("error: permission denied reading {}", m.config(1)))
+            && err.contains("run this as root")
+            && !err.contains("/run/braid/braid.sock"),
+        "{err}"
+    );
 }
 
 /// Issue 17, defect 9: after `kill -9`, `braid down` left the links' UAPI sockets behind
