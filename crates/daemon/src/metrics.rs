@@ -713,6 +713,64 @@ mod tests {
         }
     }
 
+    /// Metric names in docs/metrics.md's table, and in a rendering where every family has
+    /// samples: the two lists must be the same.
+    #[test]
+    fn every_metric_is_documented_and_every_documented_metric_exists() {
+        let mut status = status();
+        status
+            .registry
+            .state
+            .refusals
+            .insert("bad_signature".into(), 1);
+        status.registry.state.fetch = Some(crate::fetch::FetchState {
+            results: [("changed".to_string(), 1)].into(),
+            ..Default::default()
+        });
+        status.links[0].stats.underlay_mtu = Some(1500);
+        if let Some(bond) = status.links[0].stats.bond.as_mut() {
+            bond.paths[0].capacity_bps = Some(1e6);
+        }
+        let text = render_with_listener(&status, &crate::http::ListenerStats::default());
+        let rendered: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| {
+                let (name, kind) = l.split_once(' ')?;
+                // OpenMetrics names a counter family without its samples' `_total`.
+                Some(if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_string()
+                })
+            })
+            .collect();
+        let docs = include_str!("../../../docs/metrics.md");
+        let documented: std::collections::BTreeSet<String> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `braid_"))
+            .filter_map(|l| l.split('`').next())
+            .map(|name| format!("braid_{name}"))
+            .collect();
+        let undocumented: Vec<_> = rendered.difference(&documented).collect();
+        let missing: Vec<_> = documented.difference(&rendered).collect();
+        assert!(
+            undocumented.is_empty() && missing.is_empty(),
+            "served but not in docs/metrics.md: {undocumented:?}; documented but never served: {missing:?}"
+        );
+        // The table is one table: a blank line inside it split it in two on GitHub.
+        let table: Vec<&str> = docs
+            .lines()
+            .skip_while(|l| !l.starts_with("| metric |"))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(
+            table.len(),
+            documented.len() + 2,
+            "the metrics table is broken up"
+        );
+    }
+
     #[test]
     fn paths_are_labelled_by_name_with_their_numbers() {
         let text = render(&status());
