@@ -771,6 +771,60 @@ mod tests {
         );
     }
 
+    /// Every field name of the status document (with every optional part filled in) is
+    /// named in docs/status-json.md (routes as in plan-json.md).
+    #[test]
+    fn every_status_field_is_documented() {
+        fn names(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        out.insert(k.clone());
+                        names(v, out);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| names(v, out)),
+                _ => {}
+            }
+        }
+        let mut status = status();
+        status
+            .registry
+            .state
+            .refusals
+            .insert("bad_signature".into(), 1);
+        status.registry.state.fetch = Some(crate::fetch::FetchState::default());
+        status.mesh.push(crate::status::MeshNode {
+            name: "n2".into(),
+            public_key: "k2".into(),
+            address6: None,
+            linked: true,
+            via_link: None,
+            via: None,
+            exit_preference: None,
+        });
+        status.routing.engine = Some(crate::engine::EngineHealth::default());
+        status.routing.routes.push(braid_plan::routes::RoutePlan {
+            destination: "2001:db8:bd00:2::/64".parse().unwrap(),
+            via: "fe80::2".parse().unwrap(),
+            dev: "brd4x40004".into(),
+            metric: 1024,
+        });
+        let mut fields = std::collections::BTreeSet::new();
+        names(&serde_json::to_value(&status).unwrap(), &mut fields);
+        // Refusal reasons and fetch results are values (keys of a count map), not fields.
+        fields.remove("bad_signature");
+        let docs = include_str!("../../../docs/status-json.md");
+        let missing: Vec<_> = fields
+            .iter()
+            .filter(|f| !docs.contains(&format!("`{f}`")) && !docs.contains(&format!("\"{f}\"")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/status-json.md: {missing:?}"
+        );
+    }
+
     #[test]
     fn paths_are_labelled_by_name_with_their_numbers() {
         let text = render(&status());
