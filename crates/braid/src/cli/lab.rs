@@ -351,8 +351,13 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             Ok(true)
         }
         LabCommand::Down { name, dir } => {
-            braid_lab::cleanup(Some(&name)).context("removing the lab's namespaces")?;
+            // An empty or odd name made the directory /run/braid-lab itself, every lab's.
+            check_name(&name)?;
             let dir = lab_dir(&name, dir);
+            if dir.exists() {
+                check_lab_dir(&dir)?;
+            }
+            braid_lab::cleanup(Some(&name)).context("removing the lab's namespaces")?;
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("removing {}", dir.display()))?;
@@ -381,16 +386,46 @@ struct UpFlags<'a> {
     profiles: &'a [(usize, usize, braid_lab::Profile)],
 }
 
+/// A lab name: 1..=8 of a-z, 0-9 (its namespaces are `brd-<name>-*`, its files
+/// /run/braid-lab/<name>).
+fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=8).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !ok {
+        bail!("--name `{name}`: a lab name is 1..=8 of a-z, 0-9");
+    }
+    Ok(())
+}
+
+/// `braid lab down` removes the lab's directory only when it holds nothing but what
+/// `braid lab up` writes there (`registry.json`, `impair.log`, `n<i>/`), so that a wrong
+/// `--dir` takes nothing else with it.
+fn check_lab_dir(dir: &std::path::Path) -> Result<()> {
+    let unreadable = || format!("reading {}", dir.display());
+    for entry in std::fs::read_dir(dir).with_context(unreadable)? {
+        let entry = entry.with_context(unreadable)?;
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let node_dir = file
+            .strip_prefix('n')
+            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if !(node_dir || file == "registry.json" || file == "impair.log") {
+            bail!(
+                "{}: not a lab's directory (it holds `{file}`, which braid lab up does not write); nothing removed: give the lab's own --dir, or remove it yourself",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Checks `braid lab up`'s flags before anything is built, so that a bad value names its
 /// flag and the fix, and leaves nothing behind (nor replaces a running lab of that name).
 fn check_up_flags(f: &UpFlags<'_>) -> Result<()> {
-    let name_ok = (1..=8).contains(&f.name.len())
-        && f.name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !name_ok {
-        bail!("--name `{}`: a lab name is 1..=8 of a-z, 0-9", f.name);
-    }
+    check_name(f.name)?;
     let nodes = f.nodes;
     let max = braid_lab::MAX_NODES;
     if !(1..=max).contains(&nodes) {
@@ -693,6 +728,32 @@ mod tests {
             ..flags(4, Some(4), &[2, 1])
         };
         assert!(error(&name).starts_with("--name `NB`"));
+    }
+
+    #[test]
+    fn down_removes_only_a_labs_directory() {
+        // `braid lab down --name ''` removed /run/braid-lab, every lab's files.
+        for bad in ["", "NB", "a/b", "..", "toolongname"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name("nb").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("registry.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("impair.log"), "").unwrap();
+        std::fs::create_dir(dir.path().join("n1")).unwrap();
+        std::fs::write(dir.path().join("n1/config.json"), "{}").unwrap();
+        std::fs::create_dir(dir.path().join("n12")).unwrap();
+        check_lab_dir(dir.path()).unwrap();
+        // Anything else (another lab's directory, a file of the user's): left alone.
+        std::fs::create_dir(dir.path().join("nb")).unwrap();
+        let err = check_lab_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("not a lab's directory (it holds `nb`"),
+            "{err}"
+        );
+        std::fs::remove_dir(dir.path().join("nb")).unwrap();
+        std::fs::write(dir.path().join("n2"), "a file, not a node's directory").unwrap();
+        assert!(check_lab_dir(dir.path()).is_err());
     }
 
     #[test]
