@@ -400,8 +400,8 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// `braid lab down` removes the lab's directory only when it holds nothing but what
-/// `braid lab up` writes there (`registry.json`, `impair.log`, `n<i>/`), so that a wrong
-/// `--dir` takes nothing else with it.
+/// `braid lab up` writes there (`registry.json`, `n<i>/`, logs such as `impair.log` and
+/// `iperf3-server.log`), so that a wrong `--dir` takes nothing else with it.
 fn check_lab_dir(dir: &std::path::Path) -> Result<()> {
     let unreadable = || format!("reading {}", dir.display());
     for entry in std::fs::read_dir(dir).with_context(unreadable)? {
@@ -412,7 +412,8 @@ fn check_lab_dir(dir: &std::path::Path) -> Result<()> {
             .strip_prefix('n')
             .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
             && entry.file_type().is_ok_and(|t| t.is_dir());
-        if !(node_dir || file == "registry.json" || file == "impair.log") {
+        let log = file.ends_with(".log") && entry.file_type().is_ok_and(|t| t.is_file());
+        if !(node_dir || log || file == "registry.json") {
             bail!(
                 "{}: not a lab's directory (it holds `{file}`, which braid lab up does not write); nothing removed: give the lab's own --dir, or remove it yourself",
                 dir.display()
@@ -740,6 +741,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("registry.json"), "{}").unwrap();
         std::fs::write(dir.path().join("impair.log"), "").unwrap();
+        std::fs::write(dir.path().join("iperf3-server.log"), "").unwrap();
         std::fs::create_dir(dir.path().join("n1")).unwrap();
         std::fs::write(dir.path().join("n1/config.json"), "{}").unwrap();
         std::fs::create_dir(dir.path().join("n12")).unwrap();
