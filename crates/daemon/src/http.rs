@@ -96,16 +96,19 @@ async fn status_json(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     match fetch(&state.tx).await {
         Ok(status) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
             crate::metrics::render_with_listener(&status, &state.stats),
         )
             .into_response(),
         Err(why) => unavailable(why),
     }
 }
+
+/// prometheus-client writes the OpenMetrics text format (counter families named without
+/// `_total`, `# EOF` at the end), so that is what the answer says it is: under the classic
+/// `text/plain; version=0.0.4`, a scraper's parser takes every counter for an untyped
+/// metric (OpenMetrics 1.0, "Overall structure"; Prometheus picks its parser by this header).
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The status page's files, embedded in the binary (no external resources).
 const PAGE_HTML: &str = include_str!("page/index.html");
@@ -493,6 +496,34 @@ mod tests {
             answer.starts_with("HTTP/1.0 503") && answer.contains("stopping"),
             "{answer}"
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_say_they_are_openmetrics() {
+        // The body is OpenMetrics (`# TYPE x counter` with `x_total` samples, `# EOF`); it
+        // was sent as `text/plain; version=0.0.4`, whose parsers lose every counter's type.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel::<StatusRequest>(4);
+        tokio::spawn(async move {
+            while let Some(reply) = rx.recv().await {
+                let _ = reply.send(crate::metrics::tests::status());
+            }
+        });
+        let _task = serve_listener(listener, tx, 8, Arc::default());
+        let answer = get(addr, "/metrics").await;
+        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+        assert!(
+            answer.contains(
+                "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"
+            ),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("# TYPE braid_link_receive_bytes counter\n"),
+            "{answer}"
+        );
+        assert!(answer.ends_with("# EOF\n"), "{answer}");
     }
 
     #[tokio::test]

@@ -587,7 +587,7 @@ fn registry_of(status: &Status) -> Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::status::{
         Exit, Exits, LinkStatus, NodeStatus, RegistryStatus, RoutingStatus, STATUS_SCHEMA_VERSION,
@@ -631,7 +631,9 @@ mod tests {
         }
     }
 
-    fn status() -> Status {
+    /// A status with one bonded link (two paths) and an IPv4 exit; also used by the HTTP
+    /// listener's tests.
+    pub(crate) fn status() -> Status {
         let bond = BondStatus {
             scheduler: Scheduler::RoundRobin,
             scheduler_source: "configured",
