@@ -115,7 +115,8 @@ pub(crate) fn status(target: &Target, json: bool, watch: bool) -> Result<bool> {
     loop {
         let reply = call(&rt, target, Request::Status)?;
         let Some(doc) = reply.status else {
-            eprintln!("{}", reply.message);
+            // Busy, or a request the daemon refused: an error like the others.
+            eprintln!("error: {}", reply.message);
             return Ok(false);
         };
         let text = if json {
