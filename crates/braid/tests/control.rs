@@ -380,6 +380,20 @@ fn status_reaches_the_daemon_whatever_the_config_says() {
         assert_eq!(err.matches("error:").count(), 1, "{err}");
     }
 
+    // With every control connection taken (64 clients that send nothing), braid status
+    // is told the daemon is busy, as an error; it used to say "Broken pipe (os error 32)".
+    let stalled: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(socket).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = braid(&["status", "--socket", socket]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.starts_with("error: busy: 64 control connections"),
+        "{err}"
+    );
+    drop(stalled);
+
     // A user other than root is told that the socket is root's.
     let out = braid_as_nobody(&["status", "--socket", socket]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -387,6 +401,17 @@ fn status_reaches_the_daemon_whatever_the_config_says() {
         !out.status.success()
             && err.starts_with("error: permission denied: the control socket")
             && err.contains("run this as root"),
+        "{err}"
+    );
+    // A config this user may not read is said so, not taken for one with errors whose
+    // socket is then looked for at the default path (another daemon's).
+    let out = braid_as_nobody(&["status", "-c", m.config(1)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.starts_with(&format!("error: permission denied reading {}", m.config(1)))
+            && err.contains("run this as root")
+            && !err.contains("/run/braid/braid.sock"),
         "{err}"
     );
 }

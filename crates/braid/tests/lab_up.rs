@@ -131,8 +131,26 @@ fn lab_up_shows_the_main_job_and_lab_down_removes_it() {
     let namespaces = lab_namespaces(&name);
     assert_eq!(namespaces.len(), 4 + 1 + 4 + 2, "{namespaces:?}");
 
-    let down = braid(&["lab", "down", "--name", &name]);
-    assert!(down.status.success());
+    // lab down removes the --dir too: it holds only what lab up wrote there (configs,
+    // registry, logs); a directory with anything else would be left alone.
+    let down = braid(&[
+        "lab",
+        "down",
+        "--name",
+        &name,
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     assert!(lab_namespaces(&name).is_empty(), "lab down left namespaces");
+    assert!(
+        !dir.path().exists(),
+        "lab down left {}",
+        dir.path().display()
+    );
     assert!(elapsed < Duration::from_secs(120), "took {elapsed:?}");
 }

@@ -345,3 +345,94 @@ fn the_page_shows_bonded_paths_with_their_shares() {
     }
     eprintln!("screenshot: {}", artefact("page-bond.png").display());
 }
+
+/// A text of the map: its link, and the box it covers, estimated from its position,
+/// anchor and length (12 px system-ui: about 6 px a character, 12 px high).
+#[derive(Debug)]
+struct Label {
+    link: String,
+    text: String,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let value = tag.split(&format!(" {name}=\"")).nth(1)?;
+    Some(value.split('"').next()?.to_string())
+}
+
+/// The label lines drawn for each link on the map, from the DOM.
+fn labels(dom: &str) -> Vec<Label> {
+    let mut out = Vec::new();
+    for group in dom.split("<g class=\"link\"").skip(1) {
+        let group = group.split("</g>").next().unwrap_or("");
+        let link = attr(group, "data-link").unwrap_or_default();
+        for text in group.split("<text").skip(1) {
+            let (tag, rest) = text.split_once('>').unwrap_or((text, ""));
+            let content = rest.split("</text>").next().unwrap_or("").to_string();
+            let num = |name| attr(tag, name).and_then(|v| v.parse::<f64>().ok()).unwrap();
+            let (x, y) = (num("x"), num("y"));
+            let width = content.chars().count() as f64 * 6.0;
+            let left = match attr(tag, "text-anchor").as_deref() {
+                Some("end") => x - width,
+                Some("middle") => x - width / 2.0,
+                _ => x,
+            };
+            out.push(Label {
+                link: link.clone(),
+                text: content,
+                left,
+                right: left + width,
+                top: y - 10.0,
+                bottom: y + 2.0,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn the_labels_of_different_links_do_not_overlap() {
+    // Four nodes: three peers, two links each. The labels of the two lower peers' inner
+    // links used to be drawn on top of each other below the node.
+    const TEST: &str = "the_labels_of_different_links_do_not_overlap";
+    if !braid_lab::available_or_skip(TEST) {
+        return;
+    }
+    let Some(_) = chromium(TEST) else { return };
+    let lab = Lab::up(LabSpec::new(
+        &format!("pl{:x}", std::process::id() % 0xffff),
+        4,
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(dir.path(), &ConfigOptions::default())
+        .unwrap();
+    start_daemons(&lab, &files);
+    for i in [1, 2] {
+        let ns = lab.ns(i);
+        wait_until("every link up", Duration::from_secs(30), || {
+            let (code, body) = http(&ns, "GET", "/metrics");
+            code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(6.0)
+        });
+        let dom = load(&ns, &artefact(&format!("page-labels-n{i}.png")));
+        let labels = labels(&dom);
+        assert!(labels.len() >= 6 * 3, "n{i}: {labels:#?}\n{dom}");
+        for a in &labels {
+            for b in labels.iter().filter(|b| b.link != a.link) {
+                let apart = a.right <= b.left
+                    || b.right <= a.left
+                    || a.bottom <= b.top
+                    || b.bottom <= a.top;
+                assert!(
+                    apart,
+                    "n{i}: `{}` ({}) overlaps `{}` ({}): {a:?} {b:?}",
+                    a.text, a.link, b.text, b.link
+                );
+            }
+        }
+    }
+}

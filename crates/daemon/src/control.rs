@@ -221,19 +221,27 @@ pub async fn call(path: &Path, request: &Request) -> Result<Reply, ControlError>
         path: path.display().to_string(),
         source,
     };
-    let mut stream = UnixStream::connect(path).await.map_err(io)?;
-    let mut text = serde_json::to_string(request).map_err(|e| io(std::io::Error::other(e)))?;
-    text.push('\n');
-    stream.write_all(text.as_bytes()).await.map_err(io)?;
-    let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .await
-        .map_err(io)?;
+    let stream = UnixStream::connect(path).await.map_err(io)?;
+    let reply = exchange(stream, request).await.map_err(io)?;
     serde_json::from_str(&reply).map_err(|source| ControlError::BadReply {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Writes the request line and reads the reply line. A daemon at its connection cap
+/// answers "busy" and closes without reading, so the write may fail (EPIPE) while the
+/// reply waits to be read: the reply wins over the write's error.
+async fn exchange(mut stream: UnixStream, request: &Request) -> std::io::Result<String> {
+    let mut text = serde_json::to_string(request).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let written = stream.write_all(text.as_bytes()).await;
+    let mut reply = String::new();
+    let read = BufReader::new(stream).read_line(&mut reply).await;
+    match (written, read) {
+        (Ok(()), Err(e)) | (Err(e), Ok(0) | Err(_)) => Err(e),
+        _ => Ok(reply),
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +434,26 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let reply = call(&path, &Request::Status).await.unwrap();
         assert!(reply.ok, "{}", reply.message);
+    }
+
+    #[tokio::test]
+    async fn a_busy_reply_is_read_even_when_the_request_could_not_be_written() {
+        // The daemon at its cap writes "busy" and closes before the client writes; the
+        // client's write then fails with EPIPE, and `braid status` used to say only
+        // "Broken pipe (os error 32)".
+        let (client, mut server) = UnixStream::pair().unwrap();
+        write_reply(&mut server, &Reply::error("busy: try again"))
+            .await
+            .unwrap();
+        drop(server);
+        let reply = exchange(client, &Request::Status).await.unwrap();
+        let reply: Reply = serde_json::from_str(&reply).unwrap();
+        assert!(!reply.ok && reply.message.starts_with("busy"), "{reply:?}");
+        // Closed without a reply: the write's error is the one reported.
+        let (client, server) = UnixStream::pair().unwrap();
+        drop(server);
+        let err = exchange(client, &Request::Status).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
     }
 
     #[tokio::test]

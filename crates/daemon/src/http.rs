@@ -1,7 +1,8 @@
 //! The HTTP status listener (config `status.listen`): `GET /` is the status page (a map of
 //! the mesh, embedded in the binary, refreshing itself from `/status`), `GET /status` the
 //! status JSON, `GET /metrics` the Prometheus exposition. Other paths answer 404, other
-//! methods 405.
+//! methods 405; the status and metrics answer 503 when the run loop gives no status within
+//! [`STATUS_TIMEOUT`].
 //! Handlers ask the run loop for a fresh status over a channel; they never block it long.
 //!
 //! The listener has no authentication, so any local user can connect: it holds at most
@@ -56,32 +57,58 @@ struct AppState {
     stats: Arc<ListenerStats>,
 }
 
-async fn fetch(tx: &mpsc::Sender<StatusRequest>) -> Option<Status> {
-    let (reply, answer) = oneshot::channel();
-    tx.send(reply).await.ok()?;
-    answer.await.ok()
+/// How long a request waits for the run loop's status before it is answered 503: less
+/// than [`IDLE_TIMEOUT`], which would otherwise close the connection without a word.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The run loop's status, or why there is none (the body of a 503).
+async fn fetch(tx: &mpsc::Sender<StatusRequest>) -> Result<Status, &'static str> {
+    let ask = async {
+        let (reply, answer) = oneshot::channel();
+        tx.send(reply).await.ok()?;
+        answer.await.ok()
+    };
+    match tokio::time::timeout(STATUS_TIMEOUT, ask).await {
+        Ok(Some(status)) => Ok(status),
+        Ok(None) => Err("braid is stopping: no status\n"),
+        Err(_) => {
+            Err("braid's run loop did not answer within 3 s (busy with a reload?); try again\n")
+        }
+    }
+}
+
+fn unavailable(why: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        why,
+    )
+        .into_response()
 }
 
 async fn status_json(State(state): State<AppState>) -> Response {
     match fetch(&state.tx).await {
-        Some(status) => axum::Json(status).into_response(),
-        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Ok(status) => axum::Json(status).into_response(),
+        Err(why) => unavailable(why),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     match fetch(&state.tx).await {
-        Some(status) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+        Ok(status) => (
+            [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
             crate::metrics::render_with_listener(&status, &state.stats),
         )
             .into_response(),
-        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(why) => unavailable(why),
     }
 }
+
+/// prometheus-client writes the OpenMetrics text format (counter families named without
+/// `_total`, `# EOF` at the end), so that is what the answer says it is: under the classic
+/// `text/plain; version=0.0.4`, a scraper's parser takes every counter for an untyped
+/// metric (OpenMetrics 1.0, "Overall structure"; Prometheus picks its parser by this header).
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The status page's files, embedded in the binary (no external resources).
 const PAGE_HTML: &str = include_str!("page/index.html");
@@ -435,6 +462,68 @@ mod tests {
                 "{answer}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_busy_run_loop_gets_a_503_with_the_reason() {
+        // The run loop takes the request and does not answer (busy with a reload): the
+        // connection used to be closed at IDLE_TIMEOUT without a status line.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel::<StatusRequest>(4);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(reply) = rx.recv().await {
+                held.push(reply);
+            }
+        });
+        let _task = serve_listener(listener, tx, 8, Arc::default());
+        for path in ["/status", "/metrics"] {
+            let started = Instant::now();
+            let answer = get(addr, path).await;
+            assert!(answer.starts_with("HTTP/1.0 503"), "{path}: {answer:?}");
+            assert!(answer.contains("did not answer within 3 s"), "{answer}");
+            assert!(started.elapsed() < IDLE_TIMEOUT, "{:?}", started.elapsed());
+        }
+        // A run loop that is gone (the daemon stopping) is said so at once.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel::<StatusRequest>(4);
+        drop(rx);
+        let _task = serve_listener(listener, tx, 8, Arc::default());
+        let answer = get(addr, "/status").await;
+        assert!(
+            answer.starts_with("HTTP/1.0 503") && answer.contains("stopping"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_say_they_are_openmetrics() {
+        // The body is OpenMetrics (`# TYPE x counter` with `x_total` samples, `# EOF`); it
+        // was sent as `text/plain; version=0.0.4`, whose parsers lose every counter's type.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel::<StatusRequest>(4);
+        tokio::spawn(async move {
+            while let Some(reply) = rx.recv().await {
+                let _ = reply.send(crate::metrics::tests::status());
+            }
+        });
+        let _task = serve_listener(listener, tx, 8, Arc::default());
+        let answer = get(addr, "/metrics").await;
+        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+        assert!(
+            answer.contains(
+                "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"
+            ),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("# TYPE braid_link_receive_bytes counter\n"),
+            "{answer}"
+        );
+        assert!(answer.ends_with("# EOF\n"), "{answer}");
     }
 
     #[tokio::test]

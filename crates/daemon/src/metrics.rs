@@ -587,7 +587,7 @@ fn registry_of(status: &Status) -> Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::status::{
         Exit, Exits, LinkStatus, NodeStatus, RegistryStatus, RoutingStatus, STATUS_SCHEMA_VERSION,
@@ -631,7 +631,9 @@ mod tests {
         }
     }
 
-    fn status() -> Status {
+    /// A status with one bonded link (two paths) and an IPv4 exit; also used by the HTTP
+    /// listener's tests.
+    pub(crate) fn status() -> Status {
         let bond = BondStatus {
             scheduler: Scheduler::RoundRobin,
             scheduler_source: "configured",
@@ -711,6 +713,118 @@ mod tests {
             },
             mesh: Vec::new(),
         }
+    }
+
+    /// Metric names in docs/metrics.md's table, and in a rendering where every family has
+    /// samples: the two lists must be the same.
+    #[test]
+    fn every_metric_is_documented_and_every_documented_metric_exists() {
+        let mut status = status();
+        status
+            .registry
+            .state
+            .refusals
+            .insert("bad_signature".into(), 1);
+        status.registry.state.fetch = Some(crate::fetch::FetchState {
+            results: [("changed".to_string(), 1)].into(),
+            ..Default::default()
+        });
+        status.links[0].stats.underlay_mtu = Some(1500);
+        if let Some(bond) = status.links[0].stats.bond.as_mut() {
+            bond.paths[0].capacity_bps = Some(1e6);
+        }
+        let text = render_with_listener(&status, &crate::http::ListenerStats::default());
+        let rendered: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| {
+                let (name, kind) = l.split_once(' ')?;
+                // OpenMetrics names a counter family without its samples' `_total`.
+                Some(if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_string()
+                })
+            })
+            .collect();
+        let docs = include_str!("../../../docs/metrics.md");
+        let documented: std::collections::BTreeSet<String> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `braid_"))
+            .filter_map(|l| l.split('`').next())
+            .map(|name| format!("braid_{name}"))
+            .collect();
+        let undocumented: Vec<_> = rendered.difference(&documented).collect();
+        let missing: Vec<_> = documented.difference(&rendered).collect();
+        assert!(
+            undocumented.is_empty() && missing.is_empty(),
+            "served but not in docs/metrics.md: {undocumented:?}; documented but never served: {missing:?}"
+        );
+        // The table is one table: a blank line inside it split it in two on GitHub.
+        let table: Vec<&str> = docs
+            .lines()
+            .skip_while(|l| !l.starts_with("| metric |"))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(
+            table.len(),
+            documented.len() + 2,
+            "the metrics table is broken up"
+        );
+    }
+
+    /// Every field name of the status document (with every optional part filled in) is
+    /// named in docs/status-json.md (routes as in plan-json.md).
+    #[test]
+    fn every_status_field_is_documented() {
+        fn names(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        out.insert(k.clone());
+                        names(v, out);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| names(v, out)),
+                _ => {}
+            }
+        }
+        let mut status = status();
+        status
+            .registry
+            .state
+            .refusals
+            .insert("bad_signature".into(), 1);
+        status.registry.state.fetch = Some(crate::fetch::FetchState::default());
+        status.mesh.push(crate::status::MeshNode {
+            name: "n2".into(),
+            public_key: "k2".into(),
+            address6: None,
+            linked: true,
+            via_link: None,
+            via: None,
+            exit_preference: None,
+        });
+        status.routing.engine = Some(crate::engine::EngineHealth::default());
+        status.routing.routes.push(braid_plan::routes::RoutePlan {
+            destination: "2001:db8:bd00:2::/64".parse().unwrap(),
+            via: "fe80::2".parse().unwrap(),
+            dev: "brd4x40004".into(),
+            metric: 1024,
+        });
+        let mut fields = std::collections::BTreeSet::new();
+        names(&serde_json::to_value(&status).unwrap(), &mut fields);
+        // Refusal reasons and fetch results are values (keys of a count map), not fields.
+        fields.remove("bad_signature");
+        let docs = include_str!("../../../docs/status-json.md");
+        let missing: Vec<_> = fields
+            .iter()
+            .filter(|f| !docs.contains(&format!("`{f}`")) && !docs.contains(&format!("\"{f}\"")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/status-json.md: {missing:?}"
+        );
     }
 
     #[test]

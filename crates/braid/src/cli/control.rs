@@ -17,15 +17,25 @@ pub(crate) struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// The control socket; a config with errors gets a one-line warning, not a failure.
-    fn socket(&self) -> PathBuf {
+    /// The control socket; a config with errors gets a one-line warning, not a failure. A
+    /// config this user may not read is an error: the socket it names is unknown, and the
+    /// default one would be the wrong daemon's.
+    fn socket(&self) -> Result<PathBuf> {
         if let Some(socket) = self.socket {
-            return socket.to_path_buf();
+            return Ok(socket.to_path_buf());
         }
         let Some(config) = self.config else {
-            return PathBuf::from(DEFAULT_CONTROL_SOCKET);
+            return Ok(PathBuf::from(DEFAULT_CONTROL_SOCKET));
         };
-        match load::config(config) {
+        if let Err(e) = std::fs::File::open(config)
+            && e.kind() == ErrorKind::PermissionDenied
+        {
+            bail!(
+                "permission denied reading {}: a config holds a private key and is root's (mode 0600); run this as root (sudo)",
+                config.display()
+            );
+        }
+        Ok(match load::config(config) {
             Ok((c, _)) => PathBuf::from(c.control_socket),
             Err(problems) => {
                 let socket = load::control_socket_despite_errors(config)
@@ -40,7 +50,7 @@ impl Target<'_> {
                 );
                 socket
             }
-        }
+        })
     }
 
     fn run_hint(&self) -> String {
@@ -83,7 +93,7 @@ fn explain(e: &ControlError, target: &Target) -> anyhow::Error {
 }
 
 fn call(rt: &tokio::runtime::Runtime, target: &Target, request: Request) -> Result<Reply> {
-    let path = target.socket();
+    let path = target.socket()?;
     rt.block_on(control::call(&path, &request))
         .map_err(|e| explain(&e, target))
 }
@@ -105,7 +115,8 @@ pub(crate) fn status(target: &Target, json: bool, watch: bool) -> Result<bool> {
     loop {
         let reply = call(&rt, target, Request::Status)?;
         let Some(doc) = reply.status else {
-            eprintln!("{}", reply.message);
+            // Busy, or a request the daemon refused: an error like the others.
+            eprintln!("error: {}", reply.message);
             return Ok(false);
         };
         let text = if json {
@@ -158,7 +169,7 @@ fn lock_when_free(socket: &Path) -> Result<braid_daemon::instance::InstanceLock>
 /// and that there was nothing when there was nothing.
 pub(crate) fn down(target: &Target) -> Result<bool> {
     let rt = runtime()?;
-    let socket = target.socket();
+    let socket = target.socket()?;
     match rt.block_on(control::call(&socket, &Request::Down)) {
         Ok(reply) => {
             println!("{}", reply.message);

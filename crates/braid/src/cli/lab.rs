@@ -17,8 +17,8 @@ pub(crate) enum LabCommand {
         after_help = "Examples:\n  sudo braid lab up\n  sudo braid lab up --routing bird --nodes 5\n  sudo braid lab up --profiles n1w0=dsl,n1w1=lte --seconds 6\n  sudo braid lab up --exit 1 --failover-bound 30\n  sudo braid lab up --links-only --nodes 4\n  sudo braid lab up --links-only --nodes 2 --wans 2,1 --scheduler weighted\n\nBy default: 4 nodes over a hub (n1 with two uplinks, bonded), Babel routing, a workload\nnamespace brd-<name>-w<i> on each node's bridge, the last node an exit with an upstream router\nbrd-<name>-r and an internet host brd-<name>-i (2001:db8:fe::2, 192.0.2.2). It prints the\nworkload matrix, the internet through the exit, the bonded throughput and a failover.\n\nNode i lives in namespace brd-<name>-n<i>, with underlay addresses 198.18.0.i and 2001:db8::i;\nits config is <dir>/n<i>/config.json, the shared registry <dir>/registry.json.\nWith --wans, node i's uplink k is wan<k> with 198.18.<k>.i, through the hub brd-<name>-hub."
     )]
     Up {
-        /// Number of nodes.
-        #[arg(long, default_value_t = 4)]
+        /// Number of nodes, 2..=50 (1 with --bare or --plan-only).
+        #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
         nodes: usize,
         /// Lab name (1..=8 of a-z, 0-9): several labs can run side by side.
         #[arg(long, default_value = "lab")]
@@ -43,14 +43,19 @@ pub(crate) enum LabCommand {
         routing: String,
         /// The exit node (its upstream router and the internet host beyond it); default the
         /// last node.
-        #[arg(long, conflicts_with = "links_only")]
+        #[arg(long, conflicts_with = "links_only", allow_negative_numbers = true)]
         exit: Option<usize>,
         /// Longest wait, in seconds, for traffic to return after the failover cut (0 skips
         /// the failover).
-        #[arg(long, default_value_t = 15, conflicts_with = "links_only")]
+        #[arg(
+            long,
+            default_value_t = 15,
+            conflicts_with = "links_only",
+            allow_negative_numbers = true
+        )]
         failover_bound: u64,
         /// Seconds of the iperf3 throughput run between n1 and n2 (0 to skip).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
         seconds: u32,
         /// WAN uplinks per node, comma-separated, the last repeating (`2`: every node has
         /// two; `2,1`: n1 has two, the others one). Nodes then reach each other through a
@@ -123,16 +128,16 @@ pub(crate) enum LabCommand {
 #[derive(clap::Args)]
 pub(crate) struct ShapingFlags {
     /// Rate limit in Mbit/s, or DOWN/UP (e.g. 50/10).
-    #[arg(long, value_name = "MBIT[/MBIT]")]
+    #[arg(long, value_name = "MBIT[/MBIT]", allow_negative_numbers = true)]
     pub rate: Option<String>,
     /// Random loss in percent, in each direction, or DOWN/UP.
-    #[arg(long, value_name = "PERCENT[/PERCENT]")]
+    #[arg(long, value_name = "PERCENT[/PERCENT]", allow_negative_numbers = true)]
     pub loss: Option<String>,
     /// One-way delay in ms (or 20ms, 1.5s, 500us), or DOWN/UP.
-    #[arg(long, value_name = "MS[/MS]")]
+    #[arg(long, value_name = "MS[/MS]", allow_negative_numbers = true)]
     pub delay: Option<String>,
     /// Delay variation, up to this much either way, or DOWN/UP.
-    #[arg(long, value_name = "MS[/MS]")]
+    #[arg(long, value_name = "MS[/MS]", allow_negative_numbers = true)]
     pub jitter: Option<String>,
     /// Let jitter reorder packets (drawn per packet); otherwise order is kept.
     #[arg(long)]
@@ -141,7 +146,7 @@ pub(crate) struct ShapingFlags {
     #[arg(long, value_name = "P,R")]
     pub burst_loss: Option<String>,
     /// Queue limit in packets (with a rate), or DOWN/UP.
-    #[arg(long, value_name = "PACKETS[/PACKETS]")]
+    #[arg(long, value_name = "PACKETS[/PACKETS]", allow_negative_numbers = true)]
     pub queue: Option<String>,
     /// Periodic total outage: EVERY,LASTING (e.g. 15s,100ms).
     #[arg(long, value_name = "EVERY,LASTING")]
@@ -216,9 +221,14 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
                 );
             }
             let exit = exit.unwrap_or(nodes);
-            if !links_only && !bare && !(1..=nodes).contains(&exit) {
-                bail!("--exit {exit}: the exit is one of the nodes 1..={nodes}");
-            }
+            check_up_flags(&UpFlags {
+                name: &name,
+                nodes,
+                exit: (!links_only && !bare).then_some(exit),
+                single_node_ok: bare || plan_only,
+                wans: &wans,
+                profiles: &profiles,
+            })?;
             let spec = LabSpec::new(&name, nodes).with_wans(&wans);
             let impair = |lab: &Lab| -> Result<()> {
                 for &(i, k, profile) in &profiles {
@@ -341,8 +351,13 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             Ok(true)
         }
         LabCommand::Down { name, dir } => {
-            braid_lab::cleanup(Some(&name)).context("removing the lab's namespaces")?;
+            // An empty or odd name made the directory /run/braid-lab itself, every lab's.
+            check_name(&name)?;
             let dir = lab_dir(&name, dir);
+            if dir.exists() {
+                check_lab_dir(&dir)?;
+            }
+            braid_lab::cleanup(Some(&name)).context("removing the lab's namespaces")?;
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("removing {}", dir.display()))?;
@@ -356,6 +371,94 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `braid lab up`'s flags, as far as they can be checked against each other before
+/// anything is built.
+struct UpFlags<'a> {
+    name: &'a str,
+    nodes: usize,
+    /// The exit node, for the main job only.
+    exit: Option<usize>,
+    /// `--bare` and `--plan-only` may build a single node; the jobs need links.
+    single_node_ok: bool,
+    wans: &'a [usize],
+    profiles: &'a [(usize, usize, braid_lab::Profile)],
+}
+
+/// A lab name: 1..=8 of a-z, 0-9 (its namespaces are `brd-<name>-*`, its files
+/// /run/braid-lab/<name>).
+fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=8).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !ok {
+        bail!("--name `{name}`: a lab name is 1..=8 of a-z, 0-9");
+    }
+    Ok(())
+}
+
+/// `braid lab down` removes the lab's directory only when it holds nothing but what
+/// `braid lab up` writes there (`registry.json`, `n<i>/`, logs such as `impair.log` and
+/// `iperf3-server.log`), so that a wrong `--dir` takes nothing else with it.
+fn check_lab_dir(dir: &std::path::Path) -> Result<()> {
+    let unreadable = || format!("reading {}", dir.display());
+    for entry in std::fs::read_dir(dir).with_context(unreadable)? {
+        let entry = entry.with_context(unreadable)?;
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let node_dir = file
+            .strip_prefix('n')
+            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        let log = file.ends_with(".log") && entry.file_type().is_ok_and(|t| t.is_file());
+        if !(node_dir || log || file == "registry.json") {
+            bail!(
+                "{}: not a lab's directory (it holds `{file}`, which braid lab up does not write); nothing removed: give the lab's own --dir, or remove it yourself",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks `braid lab up`'s flags before anything is built, so that a bad value names its
+/// flag and the fix, and leaves nothing behind (nor replaces a running lab of that name).
+fn check_up_flags(f: &UpFlags<'_>) -> Result<()> {
+    check_name(f.name)?;
+    let nodes = f.nodes;
+    let max = braid_lab::MAX_NODES;
+    if !(1..=max).contains(&nodes) {
+        bail!("--nodes {nodes}: a lab has 1..={max} nodes");
+    }
+    if nodes < 2 && !f.single_node_ok {
+        bail!(
+            "--nodes {nodes}: the main job and --links-only need at least 2 nodes (links between them; 3 for the failover); --bare or --plan-only build a single node"
+        );
+    }
+    if let Some(exit) = f.exit
+        && !(1..=nodes).contains(&exit)
+    {
+        bail!(
+            "--exit {exit}: the exit is one of the nodes 1..={nodes}; leave --exit out for the last"
+        );
+    }
+    for &(i, k, profile) in f.profiles {
+        let item = format!("n{i}w{k}={}", profile.name());
+        if !(1..=nodes).contains(&i) {
+            bail!("--profiles {item}: node {i} is not in the lab (--nodes {nodes}: n1..n{nodes})");
+        }
+        let uplinks = braid_lab::wans::wans_of(f.wans, i);
+        if k >= uplinks {
+            bail!(
+                "--profiles {item}: n{i} has {uplinks} uplink{} (wan0..wan{}); give it more with --wans, or pick one of its uplinks",
+                if uplinks == 1 { "" } else { "s" },
+                uplinks.saturating_sub(1)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Prints node i's uplinks, one line per node.
@@ -574,4 +677,115 @@ fn leave_up(lab: Lab, name: &str) -> bool {
     lab.detach();
     eprintln!("the lab is left up for inspection; remove it with: braid lab down --name {name}");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use braid_lab::Profile;
+
+    fn flags<'a>(nodes: usize, exit: Option<usize>, wans: &'a [usize]) -> UpFlags<'a> {
+        UpFlags {
+            name: "t",
+            nodes,
+            exit,
+            single_node_ok: false,
+            wans,
+            profiles: &[],
+        }
+    }
+
+    fn error(f: &UpFlags<'_>) -> String {
+        check_up_flags(f).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_node_counts_name_the_nodes_flag() {
+        // Was "--exit 0: the exit is one of the nodes 1..=0".
+        assert_eq!(
+            error(&flags(0, Some(0), &[2, 1])),
+            "--nodes 0: a lab has 1..=50 nodes"
+        );
+        assert!(error(&flags(51, Some(51), &[2, 1])).starts_with("--nodes 51: a lab has 1..=50"));
+        // One node has no links: the main job would print an empty matrix and "checked".
+        assert!(error(&flags(1, Some(1), &[2])).contains("need at least 2 nodes"));
+        assert!(error(&flags(1, None, &[])).contains("--bare or --plan-only"));
+        let single = UpFlags {
+            single_node_ok: true,
+            ..flags(1, None, &[])
+        };
+        assert!(check_up_flags(&single).is_ok());
+        assert!(check_up_flags(&flags(2, Some(2), &[2, 1])).is_ok());
+    }
+
+    #[test]
+    fn a_bad_exit_or_name_is_refused() {
+        assert!(
+            error(&flags(3, Some(9), &[2, 1]))
+                .starts_with("--exit 9: the exit is one of the nodes 1..=3")
+        );
+        let name = UpFlags {
+            name: "NB",
+            ..flags(4, Some(4), &[2, 1])
+        };
+        assert!(error(&name).starts_with("--name `NB`"));
+    }
+
+    #[test]
+    fn down_removes_only_a_labs_directory() {
+        // `braid lab down --name ''` removed /run/braid-lab, every lab's files.
+        for bad in ["", "NB", "a/b", "..", "toolongname"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name("nb").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("registry.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("impair.log"), "").unwrap();
+        std::fs::write(dir.path().join("iperf3-server.log"), "").unwrap();
+        std::fs::create_dir(dir.path().join("n1")).unwrap();
+        std::fs::write(dir.path().join("n1/config.json"), "{}").unwrap();
+        std::fs::create_dir(dir.path().join("n12")).unwrap();
+        check_lab_dir(dir.path()).unwrap();
+        // Anything else (another lab's directory, a file of the user's): left alone.
+        std::fs::create_dir(dir.path().join("nb")).unwrap();
+        let err = check_lab_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("not a lab's directory (it holds `nb`"),
+            "{err}"
+        );
+        std::fs::remove_dir(dir.path().join("nb")).unwrap();
+        std::fs::write(dir.path().join("n2"), "a file, not a node's directory").unwrap();
+        assert!(check_lab_dir(dir.path()).is_err());
+    }
+
+    #[test]
+    fn profiles_are_checked_against_nodes_and_uplinks_before_building() {
+        // These were found only after the lab was built (and a running lab of the same
+        // name replaced).
+        let profiles = [(9, 0, Profile::Dsl)];
+        let f = UpFlags {
+            profiles: &profiles,
+            ..flags(4, Some(4), &[2, 1])
+        };
+        assert!(error(&f).starts_with("--profiles n9w0=dsl: node 9 is not in the lab"));
+        let profiles = [(1, 1, Profile::Dsl), (2, 1, Profile::Lte)];
+        let f = UpFlags {
+            profiles: &profiles,
+            ..flags(4, Some(4), &[2, 1])
+        };
+        assert_eq!(
+            error(&f),
+            "--profiles n2w1=lte: n2 has 1 uplink (wan0..wan0); give it more with --wans, or pick one of its uplinks"
+        );
+        let profiles = [
+            (1, 0, Profile::Dsl),
+            (1, 1, Profile::Lte),
+            (4, 0, Profile::Leo),
+        ];
+        let f = UpFlags {
+            profiles: &profiles,
+            ..flags(4, Some(4), &[2, 1])
+        };
+        assert!(check_up_flags(&f).is_ok());
+    }
 }

@@ -12,6 +12,31 @@ fn ago(now: u64, then: &Value) -> String {
     }
 }
 
+/// A count in SI units with one decimal from 1000 up: `999`, `1.2k`, `106.0M`.
+fn si(n: u64) -> String {
+    let mut value = n as f64;
+    for unit in ["", "k", "M", "G", "T"] {
+        if value < 999.95 || unit == "T" {
+            return if unit.is_empty() {
+                n.to_string()
+            } else {
+                format!("{value:.1}{unit}")
+            };
+        }
+        value /= 1000.0;
+    }
+    unreachable!("the loop returns at T")
+}
+
+/// Traffic as `bytes/packets`, in SI units: `106.0MB/76.0kp`.
+fn traffic(bytes: &Value, packets: &Value) -> String {
+    format!(
+        "{}B/{}p",
+        si(bytes.as_u64().unwrap_or(0)),
+        si(packets.as_u64().unwrap_or(0))
+    )
+}
+
 fn colour(state: &str, text: &str) -> String {
     if !std::io::stdout().is_terminal() {
         return text.to_string();
@@ -45,30 +70,22 @@ pub(crate) fn render(doc: &Value) -> String {
     render_routing(&mut out, doc);
     let _ = writeln!(
         out,
-        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>12} {:>12} {:>7}",
+        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7}",
         "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx", "routes"
     );
     for l in doc["links"].as_array().into_iter().flatten() {
         let state = l["state"].as_str().unwrap_or("?");
         let _ = writeln!(
             out,
-            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>12} {:>12} {:>7}",
+            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7}",
             l["name"].as_str().unwrap_or("?"),
             colour(state, &format!("{state:<10}")),
             l["peer"].as_str().unwrap_or("?"),
             l["endpoint"].as_str().unwrap_or("(none)"),
             l["listen_port"].as_u64().unwrap_or(0),
             ago(now, &l["last_handshake"]),
-            format!(
-                "{}B/{}p",
-                l["rx_bytes"].as_u64().unwrap_or(0),
-                l["rx_packets"].as_u64().unwrap_or(0)
-            ),
-            format!(
-                "{}B/{}p",
-                l["tx_bytes"].as_u64().unwrap_or(0),
-                l["tx_packets"].as_u64().unwrap_or(0)
-            ),
+            traffic(&l["rx_bytes"], &l["rx_packets"]),
+            traffic(&l["tx_bytes"], &l["tx_packets"]),
             routes(l),
         );
         render_paths(&mut out, &l["bond"]);
@@ -180,9 +197,88 @@ fn render_paths(out: &mut String, bond: &Value) {
             mbit(rate),
             mbit(&p["sent_bps"]),
             p["share"].as_f64().unwrap_or(0.0) * 100.0,
-            format!("{}B", p["tx_bytes"].as_u64().unwrap_or(0)),
-            format!("{}B", p["rx_bytes"].as_u64().unwrap_or(0)),
+            format!("{}B", si(p["tx_bytes"].as_u64().unwrap_or(0))),
+            format!("{}B", si(p["rx_bytes"].as_u64().unwrap_or(0))),
             ms(&p["last_probe_answer_ms_ago"]).replace("ms", "ms ago"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                chars.by_ref().take_while(|&c| c != 'm').for_each(drop);
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn counts_are_short() {
+        assert_eq!(si(0), "0");
+        assert_eq!(si(999), "999");
+        assert_eq!(si(1000), "1.0k");
+        assert_eq!(si(222_400), "222.4k");
+        assert_eq!(si(999_960), "1.0M");
+        assert_eq!(si(105_959_510), "106.0M");
+        assert_eq!(si(u64::MAX), "18446744.1T");
+    }
+
+    #[test]
+    fn busy_links_keep_their_columns() {
+        // A link after an iperf3 run printed `222400B/2093p 105959510B/75996p`, wider than
+        // its columns, and pushed `routes` out of line with the header.
+        let link = |name: &str, bytes: u64, packets: u64| {
+            serde_json::json!({
+                "name": name, "state": "up", "peer": "n2", "endpoint": "198.18.0.2:40002",
+                "listen_port": 40004, "last_handshake": null,
+                "rx_bytes": bytes, "rx_packets": packets,
+                "tx_bytes": bytes * 3, "tx_packets": packets * 3,
+                "routes": 2, "route_metric": 1024,
+                "bond": { "scheduler": "earliest-arrival", "scheduler_source": "configured",
+                          "reorder": { "enabled": true },
+                          "paths": [{ "name": "wan0", "state": "up", "tx_bytes": bytes,
+                                      "rx_bytes": bytes, "share": 0.5 }] }
+            })
+        };
+        let doc = serde_json::json!({
+            "node": { "name": "n1" },
+            "routing": { "mode": "babel", "healthy": true },
+            "links": [link("brd4x40004", 105_959_510_000, 75_996_000), link("brd4x40006", 15, 1)],
+        });
+        let text = plain(&render(&doc));
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().find(|l| l.starts_with("link ")).unwrap();
+        let rows: Vec<&&str> = lines.iter().filter(|l| l.starts_with("brd")).collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        for row in rows {
+            assert_eq!(row.len(), header.len(), "{text}");
+            assert!(row.ends_with(" 2@1024"), "{row}");
+        }
+        assert!(text.contains("106.0GB/76.0Mp"), "{text}");
+        let paths = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("path "))
+            .unwrap();
+        let wan0 = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("wan0 "))
+            .unwrap();
+        // The path rows end with the probe column, which the header names last.
+        assert_eq!(
+            wan0.find(" 106.0GB").map(|i| i + " 106.0GB".len()),
+            paths
+                .find("           tx")
+                .map(|i| i + "           tx".len()),
+            "{text}"
         );
     }
 }

@@ -102,22 +102,9 @@ function renderMap(doc) {
     pos.set(p, { x: cx + radius * Math.cos(a), y: cy + radius * Math.sin(a) });
   });
   const linksG = el("svg:g", { class: "links" });
-  const byPeer = new Map();
+  // Each link's label lines; the labels of all links to one peer are one block, stacked.
+  const labels = new Map();
   for (const l of doc.links) {
-    const k = byPeer.get(l.peer) || 0;
-    byPeer.set(l.peer, k + 1);
-    const to = pos.get(l.peer);
-    // Offset side by side: perpendicular to the line, 14 px per extra link.
-    const dx = to.x - cx, dy = to.y - cy, len = Math.hypot(dx, dy) || 1;
-    const off = (k - 0.5) * 14 * (doc.links.filter(x => x.peer === l.peer).length > 1 ? 1 : 0);
-    const ox = (-dy / len) * off, oy = (dx / len) * off;
-    const up = l.state === "up";
-    const colour = up ? "#1b7f3b" : l.state === "connecting" ? "#a86400" : "#b3261e";
-    const g = el("svg:g", { class: "link", "data-link": l.name, "data-peer": l.peer, "data-state": l.state });
-    g.appendChild(el("svg:line", {
-      x1: cx + ox, y1: cy + oy, x2: to.x + ox, y2: to.y + oy, stroke: colour,
-      "stroke-width": up ? 3 : 2, "stroke-dasharray": up ? "" : "6 4",
-    }));
     const rate = rates.get(l.name) || { rx: null, tx: null };
     const lines = [
       l.name + " " + l.state,
@@ -128,15 +115,48 @@ function renderMap(doc) {
     for (const p of paths) lines.push(p.name + " " + p.state + " " + Math.round(p.share * 100) + " %");
     for (const e of exitsOver(doc, l)) lines.push(e);
     if (l.routes !== undefined && l.routes !== null) lines.push(l.routes + " routes");
-    // The label beside its line: links to the same peer take turns on either side.
-    const side = k % 2 === 0 ? -1 : 1;
+    labels.set(l.name, lines);
+  }
+  const LINE = 14, GAP = 6;
+  const byPeer = new Map();
+  // Per peer: its links and their label lines in all.
+  const blocks = new Map();
+  for (const l of doc.links) {
+    const b = blocks.get(l.peer) || { links: 0, lines: 0 };
+    blocks.set(l.peer, { links: b.links + 1, lines: b.lines + labels.get(l.name).length });
+  }
+  for (const l of doc.links) {
+    const before = byPeer.get(l.peer) || { k: 0, lines: 0 };
+    const k = before.k;
+    byPeer.set(l.peer, { k: k + 1, lines: before.lines + labels.get(l.name).length });
+    const to = pos.get(l.peer);
+    // Offset side by side: perpendicular to the line, 14 px per extra link.
+    const dx = to.x - cx, dy = to.y - cy, len = Math.hypot(dx, dy) || 1;
+    const block = blocks.get(l.peer);
+    const off = (k - (block.links - 1) / 2) * 14;
+    const ox = (-dy / len) * off, oy = (dx / len) * off;
+    const up = l.state === "up";
+    const colour = up ? "#1b7f3b" : l.state === "connecting" ? "#a86400" : "#b3261e";
+    const g = el("svg:g", { class: "link", "data-link": l.name, "data-peer": l.peer, "data-state": l.state });
+    g.appendChild(el("svg:line", {
+      x1: cx + ox, y1: cy + oy, x2: to.x + ox, y2: to.y + oy, stroke: colour,
+      "stroke-width": up ? 3 : 2, "stroke-dasharray": up ? "" : "6 4",
+    }));
+    // The peer's block beside its lines, always on the same (clockwise) side: the
+    // blocks of neighbouring peers then sit in different sectors of the map instead of
+    // meeting between two lines. The block leans away from the lines along the normal.
     const nx = -dy / len, ny = dx / len;
-    const lx = cx + dx * 0.5 + nx * side * 12 + ox, ly = cy + dy * 0.5 + ny * side * 12 + oy;
-    const anchor = Math.abs(nx) < 0.3 ? "middle" : (nx * side > 0 ? "start" : "end");
-    const shift = anchor === "middle" ? side * (lines.length * 8 + 6) : 0;
+    const height = block.lines * LINE + GAP * (block.links - 1);
+    const anchor = Math.abs(nx) < 0.3 ? "middle" : (nx > 0 ? "start" : "end");
+    // Clear of the outermost line, and beside a line of text clear of the nodes' circles.
+    const clear = (block.links - 1) * 7 + (anchor === "middle" ? 12 : 30);
+    const lx = cx + dx * 0.5 + nx * clear, ly = cy + dy * 0.5 + ny * clear;
+    const lean = anchor === "middle" ? Math.sign(ny) * (height / 2 + 4) : ny * height / 2;
+    const top = ly + lean - height / 2 + LINE * 0.75;
+    const lines = labels.get(l.name);
     lines.forEach((t, i) => {
       g.appendChild(el("svg:text", {
-        x: lx, y: ly + shift + (i - (lines.length - 1) / 2) * 14, "text-anchor": anchor,
+        x: lx, y: top + (before.lines + i) * LINE + GAP * k, "text-anchor": anchor,
         fill: i === 0 ? colour : "#1d2330",
       }, t));
     });

@@ -270,11 +270,15 @@ fn pair<T: Copy>(
 }
 
 fn parse_number(flag: &str, text: &str, unit: &str) -> Result<f64, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| format!("{flag} `{text}` is not a number of {unit}"))
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) if v < 0.0 => Err(format!("{flag} `{text}`: {unit} cannot be negative")),
+        _ => Err(format!("{flag} `{text}` is not a number of {unit}")),
+    }
 }
+
+/// The longest delay, jitter or outage period the forwarder takes.
+const MAX_DURATION_S: f64 = 3600.0;
 
 /// A duration: a number of milliseconds, or a number with `us`, `ms` or `s`.
 pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
@@ -288,15 +292,18 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
     } else {
         (text, 1e-3)
     };
-    number
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0 && *v * scale <= 3600.0)
-        .map(|v| Duration::from_secs_f64(v * scale))
-        .ok_or_else(|| {
-            format!("{flag} `{text}` is not a duration; write milliseconds (`20`) or with a unit (`20ms`, `1.5s`, `500us`)")
-        })
+    match number.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v * scale <= MAX_DURATION_S => {
+            Ok(Duration::from_secs_f64(v * scale))
+        }
+        Ok(v) if v < 0.0 => Err(format!("{flag} `{text}`: a duration cannot be negative")),
+        Ok(v) if v.is_finite() => Err(format!(
+            "{flag} `{text}`: at most {MAX_DURATION_S} s (an hour)"
+        )),
+        _ => Err(format!(
+            "{flag} `{text}` is not a duration; write milliseconds (`20`) or with a unit (`20ms`, `1.5s`, `500us`)"
+        )),
+    }
 }
 
 /// `P,R[,LOSS_BAD[,LOSS_GOOD]]` in percent; `0` or `off` for none.
@@ -517,5 +524,33 @@ mod tests {
         assert_eq!(d("250us"), Duration::from_micros(250));
         assert_eq!(parse_outage("off").unwrap(), None);
         assert_eq!(parse_burst_loss("0").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_numbers_say_what_is_wrong_with_them() {
+        // `--delay 100000s` used to be "not a duration", and a negative rate the same as
+        // a word.
+        let e = |t| parse_duration("--delay", t).unwrap_err();
+        assert_eq!(e("100000s"), "--delay `100000s`: at most 3600 s (an hour)");
+        assert_eq!(e("-5"), "--delay `-5`: a duration cannot be negative");
+        assert!(e("5x").contains("is not a duration; write milliseconds"));
+        assert_eq!(
+            parse_duration("--delay", "3600s").unwrap(),
+            Duration::from_secs(3600)
+        );
+        let rate = |t| parse_number("--rate", t, "Mbit/s");
+        assert_eq!(
+            rate("-1").unwrap_err(),
+            "--rate `-1`: Mbit/s cannot be negative"
+        );
+        assert_eq!(
+            rate("abc").unwrap_err(),
+            "--rate `abc` is not a number of Mbit/s"
+        );
+        assert_eq!(
+            rate("NaN").unwrap_err(),
+            "--rate `NaN` is not a number of Mbit/s"
+        );
+        assert_eq!(rate("2.5"), Ok(2.5));
     }
 }
