@@ -182,11 +182,24 @@ impl Engine {
                 },
                 Socket::Main => bond.handle_probe_from(from, datagram, now).map(|_| ()),
             };
-            if result.is_err() {
-                self.stats.dropped_bad_packet += 1;
+            if let Err(drop) = result {
+                self.count_probe_drop(&drop);
             }
         }
         self.drain_bond(now);
+    }
+
+    /// Counts a probe the bond refused. Only a probe that is not one (bad MAC, malformed)
+    /// is a bad packet: a reply that came after its request timed out, or a duplicate, is
+    /// late traffic of a healthy path (counted with replays), and a probe for a path or
+    /// epoch this side does not know yet is counted like a message for an unknown key.
+    fn count_probe_drop(&mut self, drop: &braid_bond::ProbeDrop) {
+        use braid_bond::ProbeDrop::*;
+        match drop {
+            Invalid(_) => self.stats.dropped_bad_packet += 1,
+            Replayed | Unsolicited => self.stats.dropped_replay += 1,
+            RateLimited | UnknownPath => self.stats.dropped_unknown_key += 1,
+        }
     }
 
     /// The far side makes its bond on the first probe from the address the peer last

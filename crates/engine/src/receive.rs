@@ -141,7 +141,9 @@ impl Engine {
     fn count_failure(&mut self, now: Instant, e: &WireGuardError, kind: u8, from: SocketAddr) {
         use WireGuardError::*;
         let rejection = match e {
-            WrongKey | WrongIndex | NoCurrentSession => {
+            // UnexpectedPacket: a handshake response or cookie reply for no handshake this
+            // side is waiting for (a duplicate, or one that crossed a newer handshake).
+            WrongKey | WrongIndex | NoCurrentSession | UnexpectedPacket => {
                 self.stats.dropped_unknown_key += 1;
                 Rejection::WrongKey
             }

@@ -9,11 +9,15 @@ pub struct Stats {
     pub rx_packets: u64,
     /// Bytes of those datagrams.
     pub rx_bytes: u64,
-    /// Datagrams that are not valid WireGuard (bad length, type, MAC or AEAD tag).
+    /// Datagrams that are not valid WireGuard or bond probes (bad length, type, MAC or
+    /// AEAD tag): forged or corrupted traffic.
     pub dropped_bad_packet: u64,
-    /// Messages for a key or session this link does not have.
+    /// Messages for a key or session this link does not have (also a handshake response
+    /// for no handshake it waits for: a duplicate, or one that crossed a newer one), and
+    /// probes for a path or probe epoch it does not know (yet).
     pub dropped_unknown_key: u64,
-    /// Replayed or too old data packets, and data the reorder buffer refused.
+    /// Replayed or too old data packets, data the reorder buffer refused, and probe
+    /// replies that came after their request timed out or twice.
     pub dropped_replay: u64,
     /// Packets from the TUN with nowhere to go (no endpoint, no usable path).
     pub dropped_no_route: u64,

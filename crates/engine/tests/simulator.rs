@@ -4,7 +4,9 @@
 mod sim;
 
 use braid_engine::{Event, Outgoing, Rejection};
-use sim::{Pair, Side, Wire, addr, bonded_pair, config, packet, plain_pair};
+use sim::{
+    Pair, Side, Wire, addr, bonded_pair, braid_engine_scheduler, config, packet, plain_pair,
+};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
@@ -319,6 +321,24 @@ fn lossy_jittery_duplicating_wires_deliver_no_packet_twice() {
         "{} of 2000",
         pair.b.delivered.len()
     );
+}
+
+#[test]
+fn duplicated_probe_replies_are_not_counted_as_bad_packets() {
+    // Every datagram arrives twice: the second copy of each probe reply answers nothing
+    // the side still waits for. That is a healthy path's late traffic, not an attack, so
+    // it must not raise `dropped_bad_packet` (which operators alert on).
+    let mut pair = bonded_pair(21, braid_engine_scheduler());
+    pair.default_wire = Wire {
+        duplicate: 1.0,
+        ..Wire::delay_ms(5)
+    };
+    pair.run_for(Duration::from_secs(5));
+    for side in [Side::A, Side::B] {
+        let stats = *pair.node(side).engine().stats();
+        assert_eq!(stats.dropped_bad_packet, 0, "{side:?}: {stats:?}");
+        assert!(stats.dropped_replay > 0, "{side:?}: {stats:?}");
+    }
 }
 
 // ---- bonded links ----
