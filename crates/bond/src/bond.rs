@@ -741,7 +741,8 @@ impl Bond {
                     } else {
                         0.0
                     },
-                    capacity_bps: p.capacity.estimate().map(|c| c * 8.0),
+                    capacity_bps: p.capacity.measured().map(|c| c * 8.0),
+                    capacity_lower_bound_bps: p.capacity.estimate().map(|c| c * 8.0),
                     rate_bps: arrival::queue_rate(&self.paths, i) * 8.0,
                     queue_ms: p.queue.delay(arrival::queue_rate(&self.paths, i), now) * 1e3,
                     send_delay_ms: above(p.owd_out.base_us(), out_lo),

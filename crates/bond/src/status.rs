@@ -46,8 +46,14 @@ pub struct PathStatus {
     /// This path's share of what the link sent over the last probe interval, 0..=1 (0 for a
     /// path that is down).
     pub share: f64,
-    /// Estimated capacity, bit/s (the weighted scheduler's weight when unset).
+    /// The path's capacity once a sample found its bottleneck (a queue or heavy loss),
+    /// bit/s; `None` before: a path that never carried enough to fill it has no measured
+    /// capacity.
     pub capacity_bps: Option<f64>,
+    /// At least this, bit/s: the largest delivery rate seen recently with the probing
+    /// gain, never below 128 kbit/s (the weighted scheduler's weight when none is set);
+    /// the capacity once measured. `None` before any traffic.
+    pub capacity_lower_bound_bps: Option<f64>,
     /// The rate `earliest-arrival` drains the path's queue at, bit/s: the capacity, else
     /// the slowest measured path's (10 Mbit/s if none), capped at the rate cap.
     pub rate_bps: f64,

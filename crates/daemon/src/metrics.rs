@@ -613,6 +613,7 @@ pub(crate) mod tests {
             sent_bps: 3e6,
             share: 0.75,
             capacity_bps: None,
+            capacity_lower_bound_bps: None,
             rate_bps: 10e6,
             queue_ms: 0.0,
             send_delay_ms: Some(12.0),

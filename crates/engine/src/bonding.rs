@@ -182,8 +182,13 @@ impl Engine {
                 },
                 Socket::Main => bond.handle_probe_from(from, datagram, now).map(|_| ()),
             };
-            if let Err(drop) = result {
-                self.count_probe_drop(&drop);
+            match result {
+                // Counted like other authenticated datagrams, as probes sent are in tx.
+                Ok(()) => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += datagram.len() as u64;
+                }
+                Err(drop) => self.count_probe_drop(&drop),
             }
         }
         self.drain_bond(now);

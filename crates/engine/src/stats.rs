@@ -5,7 +5,8 @@
 /// payload), as `wg show` counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Authenticated datagrams received.
+    /// Authenticated datagrams received: WireGuard messages and bond probes that passed
+    /// their check (as `tx` counts the probes sent).
     pub rx_packets: u64,
     /// Bytes of those datagrams.
     pub rx_bytes: u64,
