@@ -447,6 +447,7 @@ fn registry_of(status: &Status) -> Registry {
     let fragmented = Family::<Labels, Counter>::default();
     let gso_fallbacks = Family::<Labels, Counter>::default();
     let underlay_mtu = Family::<Labels, Gauge>::default();
+    let keepalive_loss = Family::<Labels, FloatGauge>::default();
     for link in &status.links {
         let base = labels(&[
             ("link", &link.name),
@@ -490,6 +491,9 @@ fn registry_of(status: &Status) -> Registry {
         gso_fallbacks
             .get_or_create(&base)
             .inc_by(link.stats.tx_gso_fallbacks);
+        if let Some(loss) = link.stats.keepalive_loss {
+            keepalive_loss.get_or_create(&base).set(loss);
+        }
         if let Some(mtu) = link.stats.underlay_mtu {
             underlay_mtu.get_or_create(&base).set(i64::from(mtu));
         }
@@ -553,6 +557,11 @@ fn registry_of(status: &Status) -> Registry {
         "link_underlay_mtu_bytes",
         "The underlay's path MTU toward the peer, once the kernel reported one",
         underlay_mtu,
+    );
+    registry.register(
+        "link_keepalive_loss_ratio",
+        "Share of the peer's liveness keepalives lost over the last 10 s (loss toward this node)",
+        keepalive_loss,
     );
 
     register_routes_and_exits(&mut registry, status);
@@ -731,6 +740,7 @@ pub(crate) mod tests {
             ..Default::default()
         });
         status.links[0].stats.underlay_mtu = Some(1500);
+        status.links[0].stats.keepalive_loss = Some(0.05);
         if let Some(bond) = status.links[0].stats.bond.as_mut() {
             bond.paths[0].capacity_bps = Some(1e6);
         }

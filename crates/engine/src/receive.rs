@@ -11,6 +11,8 @@ const INITIATION: u8 = 1;
 const RESPONSE: u8 = 2;
 const COOKIE_REPLY: u8 = 3;
 const DATA: u8 = 4;
+/// A data message with an empty payload: header (16 bytes) and tag (16).
+const KEEPALIVE_LEN: usize = 32;
 
 /// What decapsulating one datagram gave, with the borrow of `out` ended.
 enum Outcome {
@@ -183,6 +185,9 @@ impl Engine {
     ) {
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += len as u64;
+        if kind == DATA && len == KEEPALIVE_LEN {
+            self.stats.rx_keepalives += 1;
+        }
         self.last_rx = Some(now);
         let has_session = kind == DATA || self.has_session(now);
         self.ticks.activity(now, has_session);

@@ -10,6 +10,10 @@ pub struct Stats {
     pub rx_packets: u64,
     /// Bytes of those datagrams.
     pub rx_bytes: u64,
+    /// Keepalives among them: data messages with nothing inside (32 bytes; WireGuard
+    /// paper section 5.4.6), which braid's link liveness sends at a fixed interval, so
+    /// their count tells how many the path lost.
+    pub rx_keepalives: u64,
     /// Datagrams that are not valid WireGuard or bond probes (bad length, type, MAC or
     /// AEAD tag): forged or corrupted traffic.
     pub dropped_bad_packet: u64,

@@ -50,6 +50,9 @@ pub struct Counters {
     /// Packets the engine had no route for (published; `dropped_no_route` counts failed
     /// sends, and the snapshot reports both together).
     pub(crate) engine_no_route: AtomicU64,
+    /// The share of the peer's keepalives lost over the last 10 s (single-path links with
+    /// braid's liveness; see `liveness::Liveness::loss`).
+    pub(crate) keepalive_loss: Mutex<Option<f64>>,
     /// The bond's status (paths, scheduler, reordering), published twice a second by
     /// multi-path links, with configured paths named after their uplinks.
     pub(crate) bond: Mutex<Option<braid_bond::BondStatus>>,
@@ -98,6 +101,10 @@ pub struct Snapshot {
     /// The underlay's path MTU toward the peer, when the kernel reported it (a datagram was
     /// too large for it).
     pub underlay_mtu: Option<u32>,
+    /// Loss from the peer to this side, 0..=1: the share of the peer's liveness keepalives
+    /// missing over the last 10 s (single-path links when both ends run braid's link
+    /// liveness; null otherwise, and for the first 10 s).
+    pub keepalive_loss: Option<f64>,
     /// Multi-path links: paths (state, RTT, one-way delay, loss, rates, share, bytes, last
     /// probe), scheduler and reorder buffer; see docs/bonding.md. Absent in JSON otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +175,10 @@ impl Counters {
                 .unwrap_or_else(|p| p.into_inner()),
             endpoint: *self.endpoint.lock().unwrap_or_else(|p| p.into_inner()),
             listen_port: get(&self.listen_port) as u16,
+            keepalive_loss: *self
+                .keepalive_loss
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
             bond: self.bond.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }

@@ -9,8 +9,19 @@
 //! keepalives go on while the link is dead; the first authenticated datagram makes it
 //! alive again. A link never heard from (a peer that does not exist or is not up yet)
 //! sends nothing and keeps no timer: it costs nothing, however many there are.
+//!
+//! The peer's keepalives also measure the path: they leave at a fixed interval, so the
+//! share of them missing over the last [`LOSS_WINDOW`] is the loss from the peer to this
+//! side ([`Liveness::loss`]), which braid reports and routing can weigh.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// The loss of keepalives is judged over this window.
+pub(crate) const LOSS_WINDOW: Duration = Duration::from_secs(10);
+/// Fewer keepalives than this in the window: the peer does not send them at an interval
+/// (not braid, or its liveness off), and no loss is reported.
+const MIN_KEEPALIVES: usize = 5;
 
 /// How fast a link proves it is alive, and how long a silence makes it dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +52,12 @@ pub(crate) struct Liveness {
     /// When the next keepalive is due.
     next_keepalive: Option<Instant>,
     alive: bool,
+    /// The engine's count of keepalives received at the last look.
+    keepalives_seen: u64,
+    /// When the peer's keepalives of the last [`LOSS_WINDOW`] arrived (to within a tick).
+    keepalive_arrivals: VecDeque<Instant>,
+    /// When the link was first heard.
+    first_heard: Option<Instant>,
 }
 
 impl Liveness {
@@ -51,6 +68,51 @@ impl Liveness {
             heard: None,
             next_keepalive: None,
             alive: true,
+            keepalives_seen: 0,
+            keepalive_arrivals: VecDeque::new(),
+            first_heard: None,
+        }
+    }
+
+    /// The share of the peer's keepalives lost over the last [`LOSS_WINDOW`], 0..=1:
+    /// `1 - received / expected`, expected from the median gap between arrivals (the
+    /// peer's interval, whatever it is configured to; timer slack and symmetric jitter
+    /// do not bias it). `None` until the link was heard for a whole window, or when the
+    /// peer sends fewer than 5 keepalives in it (not braid, or its liveness off). Above
+    /// about 40 % loss the median gap itself grows and the loss is underestimated.
+    pub(crate) fn loss(&mut self, now: Instant) -> Option<f64> {
+        let since = now.checked_sub(LOSS_WINDOW)?;
+        while self.keepalive_arrivals.front().is_some_and(|&t| t < since) {
+            self.keepalive_arrivals.pop_front();
+        }
+        if self.first_heard.is_none_or(|t| t > since)
+            || self.keepalive_arrivals.len() < MIN_KEEPALIVES
+        {
+            return None;
+        }
+        let mut gaps: Vec<Duration> = self
+            .keepalive_arrivals
+            .iter()
+            .zip(self.keepalive_arrivals.iter().skip(1))
+            .map(|(a, b)| b.saturating_duration_since(*a))
+            .collect();
+        gaps.sort_unstable();
+        let interval = gaps[gaps.len() / 2].max(Duration::from_millis(1));
+        let expected = LOSS_WINDOW.as_secs_f64() / interval.as_secs_f64();
+        let received = self.keepalive_arrivals.len() as f64;
+        Some((1.0 - received / expected).clamp(0.0, 1.0))
+    }
+
+    /// Notes the engine's count of keepalives received (`rx_keepalives`) at `now`.
+    pub(crate) fn note_keepalives(&mut self, now: Instant, rx_keepalives: u64) {
+        let new = rx_keepalives.saturating_sub(self.keepalives_seen);
+        self.keepalives_seen = rx_keepalives;
+        // A burst after a stall arrives together; at most a window's worth is kept.
+        for _ in 0..new.min(4096) {
+            self.keepalive_arrivals.push_back(now);
+        }
+        while self.keepalive_arrivals.len() > 4096 {
+            self.keepalive_arrivals.pop_front();
         }
     }
 
@@ -80,6 +142,7 @@ impl Liveness {
         if rx_packets != self.rx_seen {
             self.rx_seen = rx_packets;
             self.heard = Some(now);
+            self.first_heard.get_or_insert(now);
             if self.next_keepalive.is_none() {
                 self.next_keepalive = Some(now);
             }
@@ -109,6 +172,50 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keepalive_loss_is_the_share_missing_at_the_peers_interval() {
+        let mut l = Liveness::new(config());
+        let mut t = Instant::now();
+        let (mut rx, mut keepalives, mut k) = (0, 0, 0u64);
+        // The peer sends every 203 ms (its timer's slack); every n-th is lost (0: none).
+        let mut run = |l: &mut Liveness, secs: u64, every_nth_lost: u64| {
+            for _ in 0..(secs * 1000 / 203) {
+                t += Duration::from_millis(203);
+                k += 1;
+                if every_nth_lost == 0 || k % every_nth_lost != 0 {
+                    rx += 1;
+                    keepalives += 1;
+                }
+                l.tick(t, rx);
+                l.note_keepalives(t, keepalives);
+            }
+            l.loss(t)
+        };
+        assert_eq!(run(&mut l, 5, 0), None, "heard for less than a window");
+        let clean = run(&mut l, 15, 0).unwrap();
+        assert!(clean < 0.01, "{clean}");
+        let lossy = run(&mut l, 30, 20).unwrap();
+        assert!((0.03..0.07).contains(&lossy), "every 20th lost: {lossy}");
+        let recovered = run(&mut l, 11, 0).unwrap();
+        assert!(
+            recovered < 0.01,
+            "a window after the loss ended: {recovered}"
+        );
+    }
+
+    #[test]
+    fn no_keepalive_loss_without_the_peers_keepalives() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(config());
+        // Data every 10 ms for 20 s, no keepalives (a peer without braid's liveness).
+        for k in 0..2000u64 {
+            let t = t0 + Duration::from_millis(k * 10);
+            l.tick(t, k + 1);
+            l.note_keepalives(t, 0);
+        }
+        assert_eq!(l.loss(t0 + Duration::from_secs(20)), None);
+    }
 
     fn config() -> LivenessConfig {
         LivenessConfig {

@@ -300,8 +300,17 @@ impl Worker {
         let Some(liveness) = self.liveness.as_mut() else {
             return;
         };
-        let actions = liveness.tick(now, self.engine.stats().rx_packets);
+        let stats = self.engine.stats();
+        let actions = liveness.tick(now, stats.rx_packets);
+        liveness.note_keepalives(now, stats.rx_keepalives);
         if actions.keepalive {
+            // As often as keepalives go (5 per second by default), not per batch.
+            let loss = liveness.loss(now);
+            *self
+                .counters
+                .keepalive_loss
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = loss;
             // An empty data message; without a session the engine starts a handshake.
             if let Outgoing::Data { len, routes } =
                 self.engine.send_packet(now, &[], &mut self.keepalive_buf)
