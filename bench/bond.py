@@ -211,7 +211,7 @@ def path_bytes(before, after):
 
 def throughput_case(name, rates, scheduler, streams, target_frac, seconds, weights=None):
     """Bonded over `rates` vs one path at max(rates)."""
-    row = {"case": name, "target": f">= {target_frac:.0%} of {sum(rates)} Mbit/s"}
+    row = {"case": name, "target": f">= {target_frac:.0%} of the ceiling"}
     with Lab("2,1", scheduler, weights) as lab:
         for k, r in enumerate(rates):
             lab.wan(k, "--rate", str(r))
@@ -236,7 +236,9 @@ def throughput_case(name, rates, scheduler, streams, target_frac, seconds, weigh
     row["of_ceiling"] = round(row["bonded_mbps"] / ceiling, 3)
     row["result"] = (f"{row['bonded_mbps']:.0f} vs {row['single_mbps']:.0f} Mbit/s (one path at {max(rates)}); "
                      f"{row['of_ceiling']:.0%} of {ceiling:.0f}")
-    row["pass"] = row["bonded_mbps"] >= target_frac * sum(rates)
+    # Issue 16's measure: the share of the ceiling (the line rates less what the tunnel and
+    # TCP cost on this machine), so a run on a busy machine is judged on the scheduler.
+    row["pass"] = row["of_ceiling"] >= target_frac
     return row
 
 
