@@ -2,8 +2,9 @@
 //! 1's namespace to reach its listener on 127.0.0.1:8091, with a throwaway profile): it
 //! shows every lab node and every link of node 1 with its state and routes, refreshes
 //! itself, and after a cut shows the links going stale and the far node reached through
-//! the third (babel); a bonded lab's paths appear with their shares. Screenshots are left
-//! in target/page-*.png as artefacts.
+//! the third (babel), on the same page left open (read over the DevTools protocol by
+//! tests/page/cdp_dom.py) as on a fresh load; a bonded lab's paths appear with their
+//! shares. Screenshots are left in target/page-*.png as artefacts.
 
 mod common;
 use common::*;
@@ -11,7 +12,7 @@ use common::*;
 use braid_lab::{ConfigOptions, Lab, LabSpec};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const URL: &str = "http://127.0.0.1:8091/";
@@ -81,6 +82,80 @@ fn load(ns: &str, shot: &Path) -> String {
         shot.display()
     );
     dom
+}
+
+/// A headless chromium that keeps the page open in a namespace (DevTools on
+/// 127.0.0.1:9229 there, with a throwaway profile); [`LivePage::dom`] reads the page as it
+/// is now, without reloading it. Dropping it kills the browser's process group.
+struct LivePage {
+    child: std::process::Child,
+    ns: String,
+    _profile: tempfile::TempDir,
+}
+
+impl LivePage {
+    fn open(ns: &str) -> Self {
+        use std::os::unix::process::CommandExt;
+        let profile = tempfile::Builder::new()
+            .prefix("braid-page-live")
+            .tempdir()
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "chromium"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--window-size=1280,1400",
+                "--remote-debugging-port=9229",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(URL)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start chromium");
+        Self {
+            child,
+            ns: ns.to_string(),
+            _profile: profile,
+        }
+    }
+
+    fn dom(&self) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/page/cdp_dom.py");
+        let out = Command::new("timeout")
+            .args(["30", "ip", "netns", "exec", &self.ns, "python3", script, "9229"])
+            .output()
+            .expect("run cdp_dom.py");
+        assert!(
+            out.status.success(),
+            "cdp_dom.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for LivePage {
+    fn drop(&mut self) {
+        // SAFETY: kill on the process group of the chromium this test started.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// How often the page read /status (its `data-polls`).
+fn polls(dom: &str) -> u32 {
+    dom.split("data-polls=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The `data-state` of the link drawn on the map, if it is there.
@@ -208,13 +283,24 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         "the page read /status:\n{dom}"
     );
     // It reads /status again by itself (every 1.5 s; 4 s of the page's time ran).
-    let polls: u32 = dom
-        .split("data-polls=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(polls >= 2, "the page refreshed {polls} times:\n{dom}");
+    let read = polls(&dom);
+    assert!(read >= 2, "the page refreshed {read} times:\n{dom}");
+    // The same page, left open: every link up before the cut.
+    let live = LivePage::open(&ns);
+    let all_up = |dom: &str| {
+        planned
+            .iter()
+            .all(|(name, _, _)| drawn_state(dom, name).as_deref() == Some("up"))
+    };
+    let mut before = String::new();
+    for _ in 0..50 {
+        before = live.dom();
+        if all_up(&before) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(all_up(&before), "the open page before the cut:\n{before}");
     // Cut n1-n2: n2's links go stale on the page, n3's stay up, and n2 is reached
     // through n3.
     lab.cut(1, 2).unwrap();
@@ -233,6 +319,33 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
                 && via(&status).contains(&("n2".to_string(), "n3".into()))
         },
     );
+    // The open page follows by itself: n2's links leave `up` without a reload.
+    let stale = |dom: &str| {
+        planned.iter().all(|(name, peer, _)| {
+            let state = drawn_state(dom, name);
+            if peer == "n2" {
+                state.as_deref().is_some_and(|s| s != "up")
+            } else {
+                state.as_deref() == Some("up")
+            }
+        })
+    };
+    let mut after = live.dom();
+    for _ in 0..50 {
+        if stale(&after) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        after = live.dom();
+    }
+    assert!(stale(&after), "the open page after the cut:\n{after}");
+    assert!(
+        polls(&after) > polls(&before),
+        "the open page read /status again: {} then {}",
+        polls(&before),
+        polls(&after)
+    );
+    drop(live);
     // babeld may still be settling on the detour: load again (up to 5 times) until the
     // page shows it.
     let relayed =
