@@ -129,7 +129,9 @@ impl LivePage {
     fn dom(&self) -> String {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/page/cdp_dom.py");
         let out = Command::new("timeout")
-            .args(["30", "ip", "netns", "exec", &self.ns, "python3", script, "9229"])
+            .args([
+                "30", "ip", "netns", "exec", &self.ns, "python3", script, "9229",
+            ])
             .output()
             .expect("run cdp_dom.py");
         assert!(

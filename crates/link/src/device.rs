@@ -112,6 +112,11 @@ pub(crate) fn set_carrier(device: &SyncDevice, on: bool, link: &str) -> std::io:
 
 type CarrierChange = (std::os::fd::OwnedFd, bool, String);
 
+/// Starts the carrier thread if it is not running yet (see [`set_carrier`]).
+pub(crate) fn start_carrier_thread() -> std::io::Result<()> {
+    carrier_thread().map(|_| ())
+}
+
 fn carrier_thread() -> std::io::Result<&'static std::sync::mpsc::Sender<CarrierChange>> {
     static SENDER: std::sync::OnceLock<std::sync::mpsc::Sender<CarrierChange>> =
         std::sync::OnceLock::new();

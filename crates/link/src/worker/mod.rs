@@ -176,6 +176,11 @@ impl Worker {
             udp,
             ipv6: config.ipv6,
         };
+        if config.liveness.is_some() {
+            // The one carrier thread of the process starts with the first link that may
+            // need it, not at its first death: what a daemon holds is settled at start.
+            crate::device::start_carrier_thread()?;
+        }
         let engine = Engine::new(engine_config(config), Instant::now());
         let worker = Self {
             name: config.name.clone(),
