@@ -59,8 +59,9 @@ pub trait LinkBackend: Send {
     fn dead(&self, _name: &str) -> bool {
         false
     }
-    /// Resolves the link's DNS endpoint again and points the link at the answer.
-    fn re_resolve(&mut self, _link: &LinkPlan) {}
+    /// Points the link at `addr`, a fresh answer for its DNS endpoint (resolved by the
+    /// caller, off the async runtime), when it is not there already.
+    fn set_resolved(&mut self, _link: &LinkPlan, _addr: std::net::SocketAddr) {}
     /// An uplink (a path's interface) went down or came back. Backends without paths
     /// ignore it.
     fn set_path_state(&mut self, _interface: &str, _up: bool) {}

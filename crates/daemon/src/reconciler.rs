@@ -243,26 +243,41 @@ impl<B: LinkBackend> Reconciler<B> {
         summary
     }
 
-    /// Resolves DNS endpoints again: of every link when `all`, else of the links without a
-    /// live session (the peer may have moved). Returns how many were looked up.
-    pub fn re_resolve(&mut self, all: bool, now: SystemTime) -> usize {
-        let mut count = 0;
-        for link in &self.running {
-            let named = link
-                .endpoint
-                .as_ref()
-                .is_some_and(|e| matches!(e.host, braid_model::Host::Name(_)));
-            if !named {
-                continue;
-            }
-            let live =
-                crate::routing::link_alive(link, self.backend.stats(&link.name).as_ref(), now);
-            if all || !live {
-                self.backend.re_resolve(link);
-                count += 1;
-            }
+    /// The running links whose DNS endpoint is due to be resolved again: every one when
+    /// `all`, else those without a live session at `now` (the peer may have moved). The
+    /// look-up itself is the caller's, off the async runtime (see `run`); its answer comes
+    /// back through [`Reconciler::resolved`].
+    pub fn due_for_resolve(&self, all: bool, now: SystemTime) -> Vec<LinkPlan> {
+        self.running
+            .iter()
+            .filter(|link| {
+                let named = link
+                    .endpoint
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.host, braid_model::Host::Name(_)));
+                named
+                    && (all
+                        || !crate::routing::link_alive(
+                            link,
+                            self.backend.stats(&link.name).as_ref(),
+                            now,
+                        ))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Points a running link at `addr`, a fresh answer for its DNS endpoint (looked up for
+    /// `asked`, one of [`Reconciler::due_for_resolve`]'s links). Ignored when the link is
+    /// gone or its endpoint changed while the look-up ran (a reload came in between).
+    pub fn resolved(&mut self, asked: &LinkPlan, addr: std::net::SocketAddr) {
+        if let Some(link) = self
+            .running
+            .iter()
+            .find(|l| l.name == asked.name && l.endpoint == asked.endpoint)
+        {
+            self.backend.set_resolved(link, addr);
         }
-        count
     }
 
     /// Removes every link (for `down` and shutdown).

@@ -312,7 +312,11 @@ fn nat(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
 /// routes do not) and the NAT table.
 pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
     // A routing daemon left by a braid that crashed (the running one is stopped already).
-    stop_stale_engines(config);
+    // Stopping it waits (up to `engine::STOP_GRACE` and a second more): off the runtime.
+    let stale = config.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || stop_stale_engines(&stale)).await {
+        tracing::warn!("looking for routing daemons an earlier braid left: {e}");
+    }
     // Path policy rules live in the underlay: this namespace.
     crate::uplinks::remove_rules().await?;
     let nl = Netlink::connect_in(config.netns.as_deref())?;

@@ -134,7 +134,10 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>, keep_bridge: bool) -> R
         Vec::new()
     };
     if let Some(engine) = r.engine.take() {
-        engine.stop();
+        // Waits for the routing daemon to exit (up to `engine::STOP_GRACE`): off the runtime.
+        if let Err(e) = tokio::task::spawn_blocking(move || engine.stop()).await {
+            tracing::error!("stopping the routing daemon: {e}");
+        }
     }
     if let Some(config) = r.loaded().map(|l| l.config.clone())
         && let Err(e) = crate::routing::teardown(&config).await
@@ -285,6 +288,11 @@ pub async fn run<B: LinkBackend>(
     let mut alive = std::collections::BTreeSet::new();
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
     let mut ticks: u32 = 0;
+    // DNS endpoints are looked up in a task of their own (a slow resolver never holds the
+    // loop); the answers come back here. One round at a time.
+    let (resolved_tx, mut resolved_rx) =
+        tokio::sync::mpsc::channel::<(braid_plan::LinkPlan, std::net::SocketAddr)>(64);
+    let mut lookups: Option<tokio::task::JoinHandle<()>> = None;
     ready(&summary);
     loop {
         tokio::select! {
@@ -351,8 +359,12 @@ pub async fn run<B: LinkBackend>(
                 }
                 follow_uplinks(&mut r, &mut uplinks_known).await;
                 ticks = ticks.wrapping_add(1);
-                r.re_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());
+                let due = r.due_for_resolve(ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY), SystemTime::now());
+                if !due.is_empty() && lookups.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                    lookups = Some(tokio::spawn(resolve_endpoints(due, resolved_tx.clone())));
+                }
             }
+            Some((link, addr)) = resolved_rx.recv() => r.resolved(&link, addr),
             Some(incoming) = control_rx.recv() => {
                 let (reply, stop) = match incoming.request {
                     Request::Reload => {
@@ -381,6 +393,25 @@ pub async fn run<B: LinkBackend>(
     shutdown(&mut r, true).await;
     remove_socket(&socket);
     Ok(())
+}
+
+/// Looks up the DNS endpoints of `links` (off the loop, see
+/// [`crate::userspace::resolve_async`]) and sends each answer to the loop, which points the
+/// link at it ([`Reconciler::resolved`]).
+async fn resolve_endpoints(
+    links: Vec<braid_plan::LinkPlan>,
+    answers: tokio::sync::mpsc::Sender<(braid_plan::LinkPlan, std::net::SocketAddr)>,
+) {
+    for link in links {
+        let Some(endpoint) = &link.endpoint else {
+            continue;
+        };
+        if let Some(addr) = crate::userspace::resolve_async(endpoint, link.family).await
+            && answers.send((link, addr)).await.is_err()
+        {
+            return;
+        }
+    }
 }
 
 fn remove_socket(path: &Path) {

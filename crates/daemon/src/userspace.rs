@@ -36,6 +36,22 @@ pub fn resolve(endpoint: &RemoteEndpoint, family: AddressFamily) -> Option<Socke
     }
 }
 
+/// [`resolve`] without blocking the async runtime: `tokio::net::lookup_host` runs the
+/// system resolver (getaddrinfo(3)) on tokio's blocking pool. The same answer and the same
+/// warning when there is none.
+pub async fn resolve_async(endpoint: &RemoteEndpoint, family: AddressFamily) -> Option<SocketAddr> {
+    match &endpoint.host {
+        Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port)),
+        Host::Name(name) => match tokio::net::lookup_host((name.as_str(), endpoint.port)).await {
+            Ok(mut addrs) => addrs.find(|a| AddressFamily::of(a.ip()) == family),
+            Err(e) => {
+                tracing::warn!(%name, "cannot resolve the peer's address: {e}");
+                None
+            }
+        },
+    }
+}
+
 fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
     let link = setup.link;
     LinkConfig {
@@ -169,11 +185,8 @@ impl LinkBackend for UserspaceBackend {
         }
     }
 
-    fn re_resolve(&mut self, plan: &braid_plan::LinkPlan) {
+    fn set_resolved(&mut self, plan: &braid_plan::LinkPlan, addr: SocketAddr) {
         let (Some(link), Some(endpoint)) = (self.links.get(&plan.name), &plan.endpoint) else {
-            return;
-        };
-        let Some(addr) = resolve(endpoint, plan.family) else {
             return;
         };
         if link.stats().endpoint != Some(addr) {
