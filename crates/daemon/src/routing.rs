@@ -58,32 +58,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     };
     let config = &loaded.config;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
-    let vrf = crate::vrf::ensure(&nl, loaded).await?;
-    crate::vrf::enslave_links(&nl, loaded, r.running(), vrf).await?;
-    // Routes over the overlay (links and bridge) go into the VRF's table.
-    let mut overlay: std::collections::HashSet<&str> = r.running().collect();
-    if let (Some(plan), Some(addresses)) = (&config.address_plan, &loaded.plan.node.addresses) {
-        let bridge = nl.ensure_bridge(&plan.bridge, config.active_group).await?;
-        nl.set_controller(&plan.bridge, vrf.map(|v| v.index))
-            .await?;
-        overlay.insert(plan.bridge.as_str());
-        nl.add_address(bridge, IpAddr::V6(addresses.address6), 64)
-            .await?;
-        if let Some(gw) = addresses.gateway4 {
-            nl.add_address(bridge, IpAddr::V4(gw), 24).await?;
-        }
-        if let Some(vrf) = vrf {
-            // Linux picks the source of what the node itself sends into a VRF from the
-            // outgoing link and the VRF device first; with only a link-local address on
-            // the link, IPv6 would leave from fe80::. The node's addresses on the VRF
-            // device make its own traffic leave from its overlay address.
-            nl.add_address(vrf.index, IpAddr::V6(addresses.address6), 128)
-                .await?;
-            if let Some(gw) = addresses.gateway4 {
-                nl.add_address(vrf.index, IpAddr::V4(gw), 32).await?;
-            }
-        }
-    }
+    let (vrf, overlay) = node_network(&nl, r, loaded).await?;
     if config.routing.mode != RoutingMode::None {
         set_forwarding(config.netns.as_deref())?;
     }
@@ -93,14 +68,109 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .into_iter()
         .map(|l| (l.name, l.index))
         .collect();
+    // Routes over the overlay (links and bridge) go into the VRF's table.
     let table_of = |dev: &str| match vrf {
         Some(v) if overlay.contains(dev) => v.table,
         _ => braid_system::routes::MESH_TABLE,
     };
+    let (mut installed, mut desired) = plan_routes(r, loaded, &index, &table_of);
+    if config.routing.mode != RoutingMode::None {
+        // The node's own prefixes in braid's table: the mesh's traffic is looked up there
+        // first (the policy rules), so without them traffic for this node's workloads
+        // would follow an exit's default route out again. babeld and BIRD also
+        // redistribute them from these routes (proto 98).
+        let own = announce_routes(loaded);
+        add_local_routes(own, &index, &table_of, &mut installed, &mut desired);
+    }
+    if config.routing.mode == RoutingMode::Babel {
+        // The node's LANs, on the interfaces that hold them, for babeld to redistribute.
+        let lans = lan_announce_routes(&nl, &loaded.plan.node.lan_subnets, &index).await;
+        add_local_routes(lans, &index, &table_of, &mut installed, &mut desired);
+    }
+    let tables: Vec<u32> = std::iter::once(braid_system::routes::MESH_TABLE)
+        .chain(vrf.map(|v| v.table))
+        .collect();
+    let sync = nl.sync_routes(&desired, &tables).await?;
+    let failed_specs: Vec<&RouteSpec> = sync.failed.iter().map(|(spec, _)| spec).collect();
+    let installed: Vec<_> = installed
+        .into_iter()
+        .zip(&desired)
+        .filter(|(_, spec)| !failed_specs.contains(spec))
+        .map(|(route, _)| route)
+        .collect();
+    let mut failed: Vec<String> = sync.failed.iter().map(|(_, why)| why.clone()).collect();
+    if let Err(e) = nl
+        .sync_mesh_rules(braid_system::routes::MESH_TABLE, &mesh_rules(loaded))
+        .await
+    {
+        failed.push(e.to_string());
+    }
+    apply_nat(loaded).await?;
+    Ok(Outcome {
+        installed,
+        added: sync.added,
+        removed: sync.removed,
+        failed,
+    })
+}
+
+/// The node network: braid's VRF (when the config isolates the overlay that way) with the
+/// running links in it, and the node's bridge with its addresses. Returns the VRF and the
+/// overlay's interfaces (the running links and the bridge), whose routes go into the VRF's
+/// table.
+async fn node_network<'a, B: LinkBackend>(
+    nl: &Netlink,
+    r: &'a Reconciler<B>,
+    loaded: &'a crate::load::Loaded,
+) -> Result<
+    (
+        Option<braid_system::links::Vrf>,
+        std::collections::HashSet<&'a str>,
+    ),
+    SystemError,
+> {
+    let config = &loaded.config;
+    let vrf = crate::vrf::ensure(nl, loaded).await?;
+    crate::vrf::enslave_links(nl, loaded, r.running(), vrf).await?;
+    let mut overlay: std::collections::HashSet<&str> = r.running().collect();
+    let (Some(plan), Some(addresses)) = (&config.address_plan, &loaded.plan.node.addresses) else {
+        return Ok((vrf, overlay));
+    };
+    let bridge = nl.ensure_bridge(&plan.bridge, config.active_group).await?;
+    nl.set_controller(&plan.bridge, vrf.map(|v| v.index))
+        .await?;
+    overlay.insert(plan.bridge.as_str());
+    nl.add_address(bridge, IpAddr::V6(addresses.address6), 64)
+        .await?;
+    if let Some(gw) = addresses.gateway4 {
+        nl.add_address(bridge, IpAddr::V4(gw), 24).await?;
+    }
+    if let Some(vrf) = vrf {
+        // Linux picks the source of what the node itself sends into a VRF from the
+        // outgoing link and the VRF device first; with only a link-local address on
+        // the link, IPv6 would leave from fe80::. The node's addresses on the VRF
+        // device make its own traffic leave from its overlay address.
+        nl.add_address(vrf.index, IpAddr::V6(addresses.address6), 128)
+            .await?;
+        if let Some(gw) = addresses.gateway4 {
+            nl.add_address(vrf.index, IpAddr::V4(gw), 32).await?;
+        }
+    }
+    Ok((vrf, overlay))
+}
+
+/// The plan's routes that go in now, each with the kernel route that installs it: routes
+/// over links that are not up yet wait (others, to the upstream, go in at once), default
+/// routes only over links that carry traffic (a dead exit loses its default route and the
+/// next exit takes over), and no route over a link braid's liveness declared dead.
+fn plan_routes<B: LinkBackend>(
+    r: &Reconciler<B>,
+    loaded: &crate::load::Loaded,
+    index: &HashMap<String, u32>,
+    table_of: &dyn Fn(&str) -> u32,
+) -> (Vec<braid_plan::routes::RoutePlan>, Vec<RouteSpec>) {
     let now = std::time::SystemTime::now();
     let running: std::collections::HashSet<&str> = r.running().collect();
-    // Default routes only go over links that carry traffic now, so that a dead exit loses
-    // its default route and the next exit takes over.
     let alive = |dev: &str| {
         loaded
             .plan
@@ -111,11 +181,10 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     };
     let planned: std::collections::HashSet<&str> =
         loaded.plan.links.iter().map(|l| l.name.as_str()).collect();
-    let (installed, desired): (Vec<_>, Vec<RouteSpec>) = loaded
+    loaded
         .plan
         .routes
         .iter()
-        // Routes over links that are not up yet wait; others (the upstream) go in at once.
         .filter(|route| {
             running.contains(route.dev.as_str()) || !planned.contains(route.dev.as_str())
         })
@@ -133,76 +202,57 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
             };
             Some((route.clone(), spec))
         })
-        .unzip();
-    let mut desired = desired;
-    let mut installed = installed;
-    if config.routing.mode != RoutingMode::None {
-        // The node's own prefixes in braid's table: the mesh's traffic is looked up there
-        // first (the policy rules), so without them traffic for this node's workloads
-        // would follow an exit's default route out again. babeld and BIRD also
-        // redistribute them from these routes (proto 98).
-        for route in announce_routes(loaded) {
-            if let Some(&oif) = index.get(&route.dev) {
-                desired.push(RouteSpec {
-                    destination: route.destination,
-                    gateway: None,
-                    oif,
-                    metric: route.metric,
-                    table: table_of(&route.dev),
-                });
-                installed.push(route);
-            }
+        .unzip()
+}
+
+/// Adds on-link routes (no gateway) for `routes` whose interface exists, to what
+/// [`apply`] installs.
+fn add_local_routes(
+    routes: Vec<braid_plan::routes::RoutePlan>,
+    index: &HashMap<String, u32>,
+    table_of: &dyn Fn(&str) -> u32,
+    installed: &mut Vec<braid_plan::routes::RoutePlan>,
+    desired: &mut Vec<RouteSpec>,
+) {
+    for route in routes {
+        if let Some(&oif) = index.get(&route.dev) {
+            desired.push(RouteSpec {
+                destination: route.destination,
+                gateway: None,
+                oif,
+                metric: route.metric,
+                table: table_of(&route.dev),
+            });
+            installed.push(route);
         }
     }
-    if config.routing.mode == RoutingMode::Babel {
-        // The node's LANs, on the interfaces that hold them, for babeld to redistribute.
-        for route in lan_announce_routes(&nl, &loaded.plan.node.lan_subnets, &index).await {
-            if let Some(&oif) = index.get(&route.dev) {
-                desired.push(RouteSpec {
-                    destination: route.destination,
-                    gateway: None,
-                    oif,
-                    metric: route.metric,
-                    table: table_of(&route.dev),
-                });
-                installed.push(route);
-            }
-        }
+}
+
+/// The policy rules that send traffic to the mesh, and the mesh's own traffic, into
+/// braid's table; none in routing mode `none` (braid routes nothing then).
+fn mesh_rules(
+    loaded: &crate::load::Loaded,
+) -> std::collections::BTreeSet<braid_system::rules::MeshRule> {
+    let config = &loaded.config;
+    if config.routing.mode == RoutingMode::None {
+        return Default::default();
     }
-    let tables: Vec<u32> = std::iter::once(braid_system::routes::MESH_TABLE)
-        .chain(vrf.map(|v| v.table))
+    let sources: Vec<ipnet::IpNet> = config
+        .address_plan
+        .iter()
+        .flat_map(|p| {
+            std::iter::once(ipnet::IpNet::V6(p.ipv6)).chain(p.ipv4_pool.map(ipnet::IpNet::V4))
+        })
+        .chain(lan_subnets(&loaded.plan))
         .collect();
-    let sync = nl.sync_routes(&desired, &tables).await?;
-    let failed_specs: Vec<&RouteSpec> = sync.failed.iter().map(|(spec, _)| spec).collect();
-    let installed: Vec<_> = installed
-        .into_iter()
-        .zip(&desired)
-        .filter(|(_, spec)| !failed_specs.contains(spec))
-        .map(|(route, _)| route)
-        .collect();
-    let mut failed: Vec<String> = sync.failed.iter().map(|(_, why)| why.clone()).collect();
-    // Traffic to the mesh, and the mesh's own traffic, into braid's table (no rules in
-    // routing mode `none`: braid routes nothing then).
-    let rules = if config.routing.mode == RoutingMode::None {
-        Default::default()
-    } else {
-        let sources: Vec<ipnet::IpNet> = config
-            .address_plan
-            .iter()
-            .flat_map(|p| {
-                std::iter::once(ipnet::IpNet::V6(p.ipv6)).chain(p.ipv4_pool.map(ipnet::IpNet::V4))
-            })
-            .chain(lan_subnets(&loaded.plan))
-            .collect();
-        let bridge = config.address_plan.as_ref().map(|p| p.bridge.as_str());
-        braid_system::rules::desired(&sources, bridge)
-    };
-    if let Err(e) = nl
-        .sync_mesh_rules(braid_system::routes::MESH_TABLE, &rules)
-        .await
-    {
-        failed.push(e.to_string());
-    }
+    let bridge = config.address_plan.as_ref().map(|p| p.bridge.as_str());
+    braid_system::rules::desired(&sources, bridge)
+}
+
+/// An exit's NAT table (see [`NAT_TABLE`]): set when it masquerades, removed when it no
+/// longer does; nothing on other nodes.
+async fn apply_nat(loaded: &crate::load::Loaded) -> Result<(), SystemError> {
+    let config = &loaded.config;
     let masquerade = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
             masqueraded(plan.ipv4_pool, &loaded.plan)
@@ -218,22 +268,21 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         .min()
         .unwrap_or(1420)
         .saturating_sub(40);
-    match masquerade {
-        Some((upstream, pool)) => nat(
-            config.netns.as_deref(),
-            Some(&format!(
-                "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n chain forward {{\n  type filter hook forward priority mangle; policy accept;\n  ip daddr {pool} tcp flags syn tcp option maxseg size set rt mtu\n  ip saddr {pool} tcp flags syn tcp option maxseg size > {mss} tcp option maxseg size set {mss}\n }}\n}}\n"
-            )),
-        )?,
-        None if config.exit.is_some() => nat(config.netns.as_deref(), None)?,
-        None => {}
-    }
-    Ok(Outcome {
-        installed,
-        added: sync.added,
-        removed: sync.removed,
-        failed,
-    })
+    let rules = match masquerade {
+        Some((upstream, pool)) => Some(format!(
+            "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n chain forward {{\n  type filter hook forward priority mangle; policy accept;\n  ip daddr {pool} tcp flags syn tcp option maxseg size set rt mtu\n  ip saddr {pool} tcp flags syn tcp option maxseg size > {mss} tcp option maxseg size set {mss}\n }}\n}}\n"
+        )),
+        None if config.exit.is_some() => None,
+        None => return Ok(()),
+    };
+    nat_off_runtime(config.netns.clone(), rules).await
+}
+
+/// [`nat`] on tokio's blocking pool: `nft` is a process braid waits for.
+async fn nat_off_runtime(netns: Option<String>, rules: Option<String>) -> Result<(), SystemError> {
+    tokio::task::spawn_blocking(move || nat(netns.as_deref(), rules.as_deref()))
+        .await
+        .map_err(|e| SystemError::State(format!("braid's NAT table: {e}")))?
 }
 
 /// Every LAN subnet of the mesh (the node's own and its peers', registry `lan_subnets`):
@@ -349,7 +398,7 @@ pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
         first.get_or_insert(e);
     }
     if config.exit.is_some()
-        && let Err(e) = nat(config.netns.as_deref(), None)
+        && let Err(e) = nat_off_runtime(config.netns.clone(), None).await
     {
         first.get_or_insert(e);
     }
