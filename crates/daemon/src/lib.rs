@@ -5,12 +5,9 @@
     missing_docs,
     reason = "issue 11: this crate's public items are still to be documented"
 )]
-pub mod babel;
 pub mod backend;
-pub mod bird;
 pub mod cleanup;
 pub mod control;
-pub mod engine;
 pub mod fds;
 pub mod fetch;
 pub mod http;

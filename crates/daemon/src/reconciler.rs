@@ -61,7 +61,7 @@ pub struct Reconciler<B: LinkBackend> {
     pub routes: Vec<braid_plan::routes::RoutePlan>,
     pub routing_error: Option<String>,
     /// The supervisor of the routing daemon (babeld or BIRD), once one was wanted.
-    pub engine: Option<crate::engine::Supervisor>,
+    pub engine: Option<crate::routing::supervisor::Supervisor>,
     /// The uplinks found now, for transports with `wan: "auto"` (see `uplinks`).
     pub uplinks: Vec<String>,
     /// Path interfaces last reported down to the backend.

@@ -136,7 +136,7 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>, keep_bridge: bool) -> R
         Vec::new()
     };
     if let Some(engine) = r.engine.take() {
-        // Waits for the routing daemon to exit (up to `engine::STOP_GRACE`): off the runtime.
+        // Waits for the routing daemon to exit (up to `routing::supervisor::STOP_GRACE`): off the runtime.
         if let Err(e) = tokio::task::spawn_blocking(move || engine.stop()).await {
             tracing::error!("stopping the routing daemon: {e}");
         }

@@ -68,7 +68,7 @@ pub struct RoutingStatus {
     /// Every current problem, one sentence each.
     pub problems: Vec<String>,
     /// The routing daemon (babeld, BIRD), in routing modes `babel` and `bird`.
-    pub engine: Option<crate::engine::EngineHealth>,
+    pub engine: Option<crate::routing::supervisor::EngineHealth>,
     /// Routes braid installed (routing mode `static`), as in the plan.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
     /// Where each family's default route leaves, as the kernel holds it (null when the

@@ -16,8 +16,11 @@
 //!   command line is that program with braid's config file for it) is stopped before a new
 //!   one starts, and by `braid down` ([`stop_stale`]).
 
-use crate::babel;
-use crate::bird::{self, BirdInputs};
+use super::babel;
+use super::bird::{self, BirdInputs};
+use super::decide::{engine_dir, wanted_engine};
+use crate::backend::LinkBackend;
+use crate::reconciler::Reconciler;
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -871,6 +874,50 @@ fn last_line(path: &Path) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_string)
+}
+
+/// Tells the routing daemon's supervisor (started on first need) what is wanted now: the
+/// daemon of the routing mode with braid's running links, or none. Never blocks; the
+/// supervisor starts, restarts and updates the daemon on its own thread (see [`Supervisor`]).
+pub fn supervise_engine<B: LinkBackend>(r: &mut Reconciler<B>) {
+    let wanted = wanted_engine(r);
+    if wanted.is_none() && r.engine.is_none() {
+        return;
+    }
+    if r.engine.is_none() {
+        match Supervisor::start() {
+            Ok(supervisor) => r.engine = Some(supervisor),
+            Err(e) => {
+                tracing::error!("starting the routing daemon's supervision thread: {e}");
+                return;
+            }
+        }
+    }
+    if let Some(engine) = &r.engine {
+        engine.want(wanted);
+    }
+}
+
+/// Stops routing daemons an earlier braid left running for this config (after a crash),
+/// found by their pid files and command lines (see [`stop_stale`]).
+pub fn stop_stale_engines(config: &braid_model::Config) {
+    let babel = babel::Files::in_dir(&engine_dir(config, "babeld"));
+    let bird = bird::Files::in_dir(&engine_dir(config, "bird"));
+    for (program, pid, conf) in [
+        (babel::PROGRAM, &babel.pid, &babel.conf),
+        (bird::PROGRAM, &bird.pid, &bird.conf),
+    ] {
+        match stop_stale(pid, program, conf) {
+            Ok(Some(stale)) => {
+                tracing::warn!(
+                    pid = stale,
+                    "stopped the {program} an earlier braid left running"
+                )
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("looking for an earlier {program} ({}): {e}", pid.display()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ pub fn configure(files: &Files, inputs: &BirdInputs) -> Result<(), BirdError> {
 /// The routes BIRD exports to the kernel (`birdc show route export kernel4|kernel6`): what
 /// it means to have in braid's table. `show route` prints a route as a line starting with
 /// its prefix, the next hop on the following, indented line.
-pub fn exported_routes(files: &Files) -> Result<Vec<crate::babel::SelectedRoute>, BirdError> {
+pub fn exported_routes(files: &Files) -> Result<Vec<super::babel::SelectedRoute>, BirdError> {
     let mut out = Vec::new();
     for protocol in [KERNEL4, KERNEL6] {
         let output = Command::new("birdc")
@@ -185,8 +185,8 @@ pub fn exported_routes(files: &Files) -> Result<Vec<crate::babel::SelectedRoute>
 }
 
 /// The routes in `birdc show route` output (pure).
-pub fn parse_routes(text: &str) -> Vec<crate::babel::SelectedRoute> {
-    let mut out: Vec<crate::babel::SelectedRoute> = Vec::new();
+pub fn parse_routes(text: &str) -> Vec<super::babel::SelectedRoute> {
+    let mut out: Vec<super::babel::SelectedRoute> = Vec::new();
     for line in text.lines() {
         if line.starts_with(char::is_whitespace) {
             if let (Some(last), Some(via)) = (out.last_mut(), line.trim().strip_prefix("via "))
@@ -203,7 +203,7 @@ pub fn parse_routes(text: &str) -> Vec<crate::babel::SelectedRoute> {
         else {
             continue;
         };
-        out.push(crate::babel::SelectedRoute {
+        out.push(super::babel::SelectedRoute {
             destination: destination.trunc(),
             source: None,
             via: String::new(),
