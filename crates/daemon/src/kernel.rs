@@ -137,6 +137,8 @@ fn netlink_thread_error(source: std::io::Error) -> SystemError {
     }
 }
 
+/// The kernel backend: every link a `wireguard` interface of the kernel (see the module's
+/// documentation). Needs a kernel with WireGuard ([`available`]).
 #[derive(Default)]
 pub struct KernelBackend {
     /// The links this backend runs, each with its overlay namespace.
@@ -151,6 +153,7 @@ pub struct KernelBackend {
 }
 
 impl KernelBackend {
+    /// A backend that runs no link yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -344,8 +347,11 @@ pub async fn add_addresses(
 
 /// The addresses a link carries (see [`add_addresses`]).
 pub trait LinkAddresses {
+    /// The node's IPv6 link-local address for the link (fe80::/64, from its key).
     fn link_local6(&self) -> Option<Ipv6Net>;
+    /// The node's IPv4 link address (169.254.0.0/16), when the address plan has IPv4.
     fn link4(&self) -> Option<Ipv4Net>;
+    /// The peer's IPv4 link address, the other end of the point-to-point address.
     fn peer_link4(&self) -> Option<Ipv4Addr>;
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// A config, its registry and the plan, with any warnings.
 pub struct Loaded {
+    /// The node's config, validated.
     pub config: Config,
     /// The file the registry was read from: the configured path, or a URL source's cache.
     pub registry_path: PathBuf,
@@ -15,8 +16,11 @@ pub struct Loaded {
     pub signed: Option<braid_model::signed::Signed>,
     /// Versions of the inputs: the first 16 hex digits of the SHA-256 of each file.
     pub config_hash: String,
+    /// The registry's version, as `config_hash`.
     pub registry_hash: String,
+    /// The plan computed from the config and the registry.
     pub plan: Plan,
+    /// Problems that do not stop the load (each with its file, field and fix).
     pub warnings: Problems,
 }
 
@@ -163,7 +167,9 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
 /// that is validated with the config before it is kept (see `fetch`).
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// The registry's text.
     pub text: String,
+    /// What its valid signature says, when the config trusts signing keys.
     pub signed: Option<braid_model::signed::Signed>,
 }
 

@@ -22,24 +22,34 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// wireguard-tools' reresolve-dns does); a link that is not up is resolved on every tick.
 pub const RE_RESOLVE_ALL_EVERY: u32 = 27;
 
+/// Why the daemon could not start (or stopped early).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The first inputs are invalid.
     #[error(transparent)]
     Reload(#[from] ReloadError),
+    /// The control socket could not be bound.
     #[error("control socket {path}: {source}")]
     Control {
+        /// The socket's path (the config's `control_socket`).
         path: String,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// A signal handler (SIGHUP, SIGTERM, SIGINT) could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// Interface group accounting at start failed.
     #[error(transparent)]
     System(#[from] braid_system::SystemError),
     #[error(
         "status listener {addr} (config status.listen): {source}; choose another address or \"off\""
     )]
+    /// The status listener could not be bound.
     Status {
+        /// The address (the config's `status.listen`).
         addr: std::net::SocketAddr,
+        /// The system's error.
         source: std::io::Error,
     },
 }

@@ -10,12 +10,15 @@ use ipnet::Ipv6Net;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// The userspace backend: every link a `braid_link::Link` (a TUN device and UDP sockets
+/// carried by braid's reactor threads) in this process.
 #[derive(Default)]
 pub struct UserspaceBackend {
     links: BTreeMap<String, Link>,
 }
 
 impl UserspaceBackend {
+    /// A backend that runs no link yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -47,9 +47,13 @@ fn set_forwarding(netns: Option<&str>) -> Result<(), SystemError> {
 /// sentence each.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// The routes installed now (what the status document shows as `routing.routes`).
     pub installed: Vec<braid_plan::routes::RoutePlan>,
+    /// How many routes this call added.
     pub added: usize,
+    /// How many routes this call removed.
     pub removed: usize,
+    /// What could not be done, one sentence each (routes, policy rules).
     pub failed: Vec<String>,
 }
 

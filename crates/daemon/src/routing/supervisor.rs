@@ -45,16 +45,18 @@ const APPLY_RETRY: Duration = Duration::from_secs(1);
 /// How often the routes the daemon selected are compared with the kernel's table.
 pub const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
 /// At most this often, babeld is started again to install routes it believes installed
-/// but the kernel does not hold (see [`Supervision::verify`]).
+/// but the kernel does not hold (see `Supervision::verify`).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The routing daemon braid wants, and what it must be told. Computed by the main loop
 /// from the loaded inputs (see `routing::wanted_engine`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wanted {
+    /// babeld (RFC 8966), told its interfaces over its local control socket (babeld(8)).
     Babel {
         /// Where its config, control socket, pid file, state and log live.
         dir: PathBuf,
+        /// The overlay namespace babeld runs in, when the config has one.
         netns: Option<String>,
         /// babeld's config file (see `babel::config_text`); a change restarts babeld.
         config: String,
@@ -63,8 +65,11 @@ pub enum Wanted {
         /// The links babeld speaks on, told over its control socket (no restart).
         links: BTreeSet<String>,
     },
+    /// BIRD 2 with its babel protocol, configured by file and `birdc configure`.
     Bird {
+        /// Where its config, control socket, pid file and log live.
         dir: PathBuf,
+        /// The overlay namespace BIRD runs in, when the config has one.
         netns: Option<String>,
         /// BIRD's configuration; a change is applied with `birdc configure`.
         inputs: BirdInputs,
@@ -136,7 +141,9 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The longest wait before a restart.
     pub const MAX: Duration = Duration::from_secs(10);
+    /// How long a daemon must run to count as stable: the failures are forgotten then.
     pub const STABLE: Duration = Duration::from_secs(30);
 
     /// The wait before the attempt that follows `failures` consecutive failures.
