@@ -335,7 +335,23 @@ impl Supervision {
         }
     }
 
+    /// One look: stops a daemon no longer wanted as it runs, notices one that exited,
+    /// starts the wanted one (after the backoff), waits for its control socket, and keeps
+    /// it in step with braid.
     fn step(&mut self, now: Instant) {
+        self.stop_if_unwanted();
+        self.notice_exit(now);
+        let Some(wanted) = self.wanted.clone() else {
+            return;
+        };
+        if self.ensure_started(&wanted, now) && self.await_ready(now) {
+            self.keep_in_step(&wanted, now);
+        }
+    }
+
+    /// Stops the running daemon when another one (or another configuration, directory or
+    /// namespace) is wanted, or none.
+    fn stop_if_unwanted(&mut self) {
         let wanted_key = self.wanted.as_ref().map(Wanted::restart_key);
         if let Some(running) = &self.running
             && Some(&running.key) != wanted_key.as_ref()
@@ -349,6 +365,11 @@ impl Supervision {
             self.backoff = Backoff::default();
             self.error = None;
         }
+    }
+
+    /// Notices that the running daemon exited: the error names its last log line, and the
+    /// restart waits for the backoff.
+    fn notice_exit(&mut self, now: Instant) {
         if let Some(running) = &mut self.running
             && let Ok(Some(status)) = running.child.try_wait()
         {
@@ -370,14 +391,15 @@ impl Supervision {
             // Shown at once, not only at the end of this step (a start can take a while).
             self.publish();
         }
-        let Some(wanted) = self.wanted.clone() else {
-            return;
-        };
+    }
+
+    /// Starts the wanted daemon unless it runs or the backoff says not yet; whether it runs.
+    fn ensure_started(&mut self, wanted: &Wanted, now: Instant) -> bool {
         if self.running.is_none() {
             if !self.backoff.due(now) {
-                return;
+                return false;
             }
-            match start(&wanted, now) {
+            match start(wanted, now) {
                 Ok(running) => {
                     self.running = Some(running);
                     self.publish();
@@ -387,12 +409,18 @@ impl Supervision {
                     tracing::error!("{message}");
                     self.error = Some(message);
                     self.backoff.failed(now);
-                    return;
+                    return false;
                 }
             }
         }
+        true
+    }
+
+    /// Whether the running daemon's control socket answers; one that has not opened it
+    /// within [`START_TIMEOUT`] is stopped (and started again after the backoff).
+    fn await_ready(&mut self, now: Instant) -> bool {
         let Some(running) = self.running.as_mut() else {
-            return;
+            return false;
         };
         if !running.ready {
             if std::os::unix::net::UnixStream::connect(&running.ctl).is_ok() {
@@ -415,18 +443,28 @@ impl Supervision {
                 self.error = Some(message);
                 self.restarts = self.restarts.saturating_add(1);
                 self.backoff.failed(now);
-                return;
+                return false;
             } else {
                 if self.error.is_none() {
                     self.error = Some(format!("{} is starting", running.program));
                 }
-                return;
+                return false;
             }
         }
+        true
+    }
+
+    /// Brings the ready daemon in step with braid (babeld: interfaces; BIRD: configuration),
+    /// retrying after [`APPLY_RETRY`] on error, and compares its routes with the kernel's
+    /// every [`VERIFY_INTERVAL`].
+    fn keep_in_step(&mut self, wanted: &Wanted, now: Instant) {
+        let Some(running) = self.running.as_mut() else {
+            return;
+        };
         if running.retry_at.is_some_and(|t| now < t) {
             return;
         }
-        match apply(running, &wanted) {
+        match apply(running, wanted) {
             Ok(()) => {
                 running.in_step = true;
                 running.retry_at = None;
@@ -437,7 +475,7 @@ impl Supervision {
                     .is_none_or(|t| now.duration_since(t) >= VERIFY_INTERVAL)
                 {
                     self.last_verify = Some(now);
-                    self.verify(&wanted, now);
+                    self.verify(wanted, now);
                 }
             }
             Err(e) => {
