@@ -3,7 +3,6 @@
 
 pub mod backend;
 pub mod cleanup;
-#[expect(missing_docs, reason = "issue 11: still to be documented")]
 pub mod control;
 pub mod fds;
 #[expect(missing_docs, reason = "issue 11: still to be documented")]
@@ -16,7 +15,6 @@ pub mod kernel_view;
 pub mod liveness;
 pub mod load;
 pub mod metrics;
-#[expect(missing_docs, reason = "issue 11: still to be documented")]
 pub mod reconciler;
 pub mod registry_file;
 pub mod routing;

@@ -12,9 +12,13 @@ use std::time::SystemTime;
 /// What a reload did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
+    /// Links brought up.
     pub added: Vec<String>,
+    /// Links changed in place.
     pub updated: Vec<String>,
+    /// Links removed.
     pub removed: Vec<String>,
+    /// How many links were already as planned.
     pub unchanged: usize,
     /// Links that failed to come up or change, with why; the others still applied.
     pub failed: Vec<String>,
@@ -37,8 +41,10 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The config or registry has problems (each with its file, field and fix).
     #[error("invalid input; the running network is unchanged:\n{0}")]
     Invalid(Problems),
 }
@@ -52,13 +58,17 @@ pub struct Reconciler<B: LinkBackend> {
     /// The links the backend runs now, each as it was last applied. A link that failed
     /// to come up is not here, so the next reload tries it again.
     running: Vec<LinkPlan>,
+    /// When the inputs in use were loaded.
     pub loaded_at: Option<SystemTime>,
+    /// Why the last reload failed or left links down; `None` when it did not.
     pub last_error: Option<String>,
     /// When the last reload was attempted, and whether its input was valid.
     pub last_reload_at: Option<SystemTime>,
+    /// Whether the last reload's input was valid.
     pub last_reload_ok: bool,
     /// The routes braid installed last, and the error of the last attempt, if any.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
+    /// Why braid's routes or rules could not all be set up last time; `None` when they were.
     pub routing_error: Option<String>,
     /// The supervisor of the routing daemon (babeld or BIRD), once one was wanted.
     pub engine: Option<crate::routing::supervisor::Supervisor>,
@@ -71,6 +81,8 @@ pub struct Reconciler<B: LinkBackend> {
 }
 
 impl<B: LinkBackend> Reconciler<B> {
+    /// A reconciler for the config at `config_path` over `backend`; nothing is loaded or
+    /// run until [`Reconciler::reload`].
     pub fn new(config_path: &Path, backend: B) -> Self {
         Self {
             config_path: config_path.to_path_buf(),
@@ -90,32 +102,37 @@ impl<B: LinkBackend> Reconciler<B> {
         }
     }
 
+    /// The config file this reconciler reads.
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
 
+    /// The link backend.
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
+    /// The link backend, to change (paths' states).
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
     }
 
-    /// Names of the links the backend runs.
     /// The running links' plans.
     pub fn running_links(&self) -> impl Iterator<Item = &LinkPlan> {
         self.running.iter()
     }
 
+    /// Names of the links the backend runs.
     pub fn running(&self) -> impl Iterator<Item = &str> {
         self.running.iter().map(|l| l.name.as_str())
     }
 
+    /// The plan in use; `None` before the first successful reload.
     pub fn plan(&self) -> Option<&Plan> {
         self.current.as_ref().map(|l| &l.plan)
     }
 
+    /// The inputs in use (config, registry, plan); `None` before the first successful reload.
     pub fn loaded(&self) -> Option<&Loaded> {
         self.current.as_ref()
     }
@@ -178,6 +195,8 @@ impl<B: LinkBackend> Reconciler<B> {
         self.retry_failed()
     }
 
+    /// Tries again the planned links that are not running (they failed to come up or
+    /// change); `None` when no link is to be added or changed.
     pub fn retry_failed(&mut self) -> Option<Summary> {
         let loaded = self.current.take()?;
         let steps = diff(&self.running, &loaded.plan.links);
