@@ -6,9 +6,7 @@
 //! routing did is reported in the status document (`crate::status`, `routing`), the metrics
 //! (`crate::metrics`) and the status page.
 
-#[expect(missing_docs, reason = "issue 11: still to be documented")]
 pub mod babel;
-#[expect(missing_docs, reason = "issue 11: still to be documented")]
 pub mod bird;
 pub mod decide;
 pub mod install;
