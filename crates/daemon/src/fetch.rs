@@ -37,8 +37,11 @@ pub struct FetchState {
     /// Unix times: the last attempt, the last one that reached the source and found a
     /// good (or unchanged) registry, the last new version kept, the next attempt.
     pub last_attempt_at: Option<u64>,
+    /// Unix time of the last attempt that found a good (or unchanged) registry.
     pub last_success_at: Option<u64>,
+    /// Unix time of the last new version kept.
     pub last_change_at: Option<u64>,
+    /// Unix time of the next attempt.
     pub next_attempt_at: Option<u64>,
     /// Attempts that failed or were refused in a row (0 after a success).
     pub consecutive_failures: u32,
@@ -53,12 +56,15 @@ pub struct FetchState {
 pub enum Fetched {
     /// 304: the server's copy has the validators of the last one kept.
     NotModified,
+    /// 200: the registry's text.
     Body {
+        /// The body, as UTF-8 text.
         text: String,
         /// The `.minisig` beside it; `None` when there is none (or no key is trusted).
         signature: Option<String>,
         /// Validators for the next conditional request.
         etag: Option<String>,
+        /// The `Last-Modified` validator, for the next conditional request.
         last_modified: Option<String>,
     },
 }
@@ -66,20 +72,58 @@ pub enum Fetched {
 /// Why a fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
+    /// The source could not be reached (DNS, connection, TLS).
     #[error("cannot reach {url}: {detail}")]
-    Unreachable { url: String, detail: String },
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// No complete answer within [`REQUEST_TIMEOUT`].
     #[error("{url} did not answer within {} s", REQUEST_TIMEOUT.as_secs())]
-    Timeout { url: String },
+    Timeout {
+        /// The URL asked.
+        url: String,
+    },
+    /// The server answered with an HTTP status other than 200 or 304.
     #[error("{url} answered HTTP {code}")]
-    Status { url: String, code: u16 },
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The HTTP status code.
+        code: u16,
+    },
+    /// A redirect braid does not follow.
     #[error("{url}: {detail}")]
-    Redirect { url: String, detail: String },
+    Redirect {
+        /// The URL asked.
+        url: String,
+        /// Where it pointed, and why that was refused.
+        detail: String,
+    },
+    /// The body was larger than the limit.
     #[error("{url} sent more than {max} bytes; refused (the limit protects the node)")]
-    TooLarge { url: String, max: u64 },
+    TooLarge {
+        /// The URL asked.
+        url: String,
+        /// The limit, bytes.
+        max: u64,
+    },
+    /// The body was not UTF-8.
     #[error("{url} is not UTF-8 text")]
-    NotText { url: String },
+    NotText {
+        /// The URL asked.
+        url: String,
+    },
+    /// Something on this node failed (a file: URL, the CA file, the HTTP client).
     #[error("{what}: {detail}")]
-    Local { what: String, detail: String },
+    Local {
+        /// What was being done.
+        what: String,
+        /// What failed.
+        detail: String,
+    },
 }
 
 impl FetchError {
@@ -151,6 +195,8 @@ fn lock(state: &Mutex<RegistryState>) -> std::sync::MutexGuard<'_, RegistryState
 }
 
 impl Fetcher {
+    /// A fetcher for the registry URL of the config at `config_path`, reporting into
+    /// `state` (shared with the status document).
     pub fn new(config_path: &Path, state: Arc<Mutex<RegistryState>>) -> Self {
         Self {
             config_path: config_path.to_path_buf(),

@@ -5,7 +5,6 @@ pub mod backend;
 pub mod cleanup;
 pub mod control;
 pub mod fds;
-#[expect(missing_docs, reason = "issue 11: still to be documented")]
 pub mod fetch;
 #[expect(missing_docs, reason = "issue 11: still to be documented")]
 pub mod http;
@@ -19,7 +18,6 @@ pub mod reconciler;
 pub mod registry_file;
 pub mod routing;
 pub mod run;
-#[expect(missing_docs, reason = "issue 11: still to be documented")]
 pub mod status;
 pub mod uplinks;
 pub mod userspace;
