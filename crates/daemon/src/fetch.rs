@@ -306,34 +306,10 @@ impl Fetcher {
     ) -> Result<Kept, Failure> {
         let source = config.registry.clone();
         let want_signature = !config.registry_options.keys.is_empty();
-        let validators = self
-            .validators
-            .as_ref()
-            .filter(|(s, _, _)| *s == source)
-            .map(|(_, e, m)| (e.clone(), m.clone()));
-        let fetched = match &config.registry_source {
-            RegistrySource::File(path) => fetch_file(path, want_signature),
-            RegistrySource::Https(url) => {
-                let ca_file = config.registry_options.ca_file.as_deref().map(|ca| {
-                    load::registry_path(&self.config_path, ca)
-                        .display()
-                        .to_string()
-                });
-                fetch_https(url, ca_file.as_deref(), want_signature, validators).await
-            }
-            RegistrySource::Path(_) => return Ok(Kept::Unchanged),
+        let fetched = match self.fetch(config, &source, want_signature).await? {
+            Some(fetched) => fetched,
+            None => return Ok(Kept::Unchanged),
         };
-        let fetched = fetched.map_err(|e| match e.refusal_reason() {
-            Some(reason) => Failure::Refused {
-                reason,
-                message: format!(
-                    "error: {source}: {}{e}; fix: {}",
-                    registry_file::REFUSED,
-                    e.fix()
-                ),
-            },
-            None => Failure::Failed(format!("{e}; fix: {}", e.fix())),
-        })?;
         let (text, signature, etag, last_modified) = match fetched {
             Fetched::NotModified => return Ok(Kept::NotModified),
             Fetched::Body {
@@ -353,67 +329,106 @@ impl Fetcher {
             keep_validators(self);
             return Ok(Kept::Unchanged);
         }
-        let signature_url = signed::signature_location(&source);
-        let signed = registry_file::check_signature(
+        let signed = verified(
             config,
             &source,
             &text,
             signature.as_deref(),
-            &signature_url,
-        )
-        .map_err(|problem| Failure::Refused {
-            reason: registry_file::refusal_reason(&problem).unwrap_or("invalid"),
-            message: problem.to_string(),
-        })?;
-        if let (Some(new), Some((cached_text, Some(cached_sig)))) = (&signed, &cached)
-            && let Some(running) = signed::signature_timestamp(cached_sig)
-            && let Err(e) = signed::freshness(
-                Some((running, &load::digest(cached_text))),
-                (new.timestamp, &load::digest(&text)),
-            )
-        {
-            return Err(Failure::Refused {
-                reason: e.reason(),
+            cached.as_ref(),
+        )?;
+        let signed = self.validated(&source, &text, signed)?;
+        let signature = signature.filter(|_| want_signature);
+        self.keep(location, &text, signature.as_deref())?;
+        keep_validators(self);
+        Ok(Kept::Changed(signed))
+    }
+
+    /// Fetches the configured source (conditionally, with the validators of the copy last
+    /// kept from it); `None` for a plain path, which is not fetched.
+    async fn fetch(
+        &self,
+        config: &Config,
+        source: &str,
+        want_signature: bool,
+    ) -> Result<Option<Fetched>, Failure> {
+        let validators = self
+            .validators
+            .as_ref()
+            .filter(|(s, _, _)| s == source)
+            .map(|(_, e, m)| (e.clone(), m.clone()));
+        let fetched = match &config.registry_source {
+            RegistrySource::File(path) => fetch_file(path, want_signature),
+            RegistrySource::Https(url) => {
+                let ca_file = config.registry_options.ca_file.as_deref().map(|ca| {
+                    load::registry_path(&self.config_path, ca)
+                        .display()
+                        .to_string()
+                });
+                fetch_https(url, ca_file.as_deref(), want_signature, validators).await
+            }
+            RegistrySource::Path(_) => return Ok(None),
+        };
+        let fetched = fetched.map_err(|e| match e.refusal_reason() {
+            Some(reason) => Failure::Refused {
+                reason,
                 message: format!(
                     "error: {source}: {}{e}; fix: {}",
                     registry_file::REFUSED,
                     e.fix()
                 ),
-            });
-        }
-        // The whole config must load with it: the same validation as `braid reload`.
+            },
+            None => Failure::Failed(format!("{e}; fix: {}", e.fix())),
+        })?;
+        Ok(Some(fetched))
+    }
+
+    /// The whole config must load with the fetched registry: the same validation as
+    /// `braid reload`. Returns what its signature says, as the load saw it.
+    fn validated(
+        &self,
+        source: &str,
+        text: &str,
+        signed: Option<signed::Signed>,
+    ) -> Result<Option<signed::Signed>, Failure> {
         let candidate = Candidate {
-            text: text.clone(),
+            text: text.to_string(),
             signed,
         };
-        let signed = match load::load_candidate(&self.config_path, candidate) {
-            Ok(loaded) => loaded.signed,
+        match load::load_candidate(&self.config_path, candidate) {
+            Ok(loaded) => Ok(loaded.signed),
             Err(problems) => {
                 let errors: Vec<String> = problems.errors().map(ToString::to_string).collect();
-                return Err(Failure::Refused {
+                Err(Failure::Refused {
                     reason: "invalid",
                     message: format!(
                         "error: {source}: {}it does not validate with this node's config:\n{}",
                         registry_file::REFUSED,
                         errors.join("\n")
                     ),
-                });
+                })
             }
-        };
-        let signature = signature.filter(|_| want_signature);
+        }
+    }
+
+    /// Writes the registry and its signature to the cache, under the lock the reconciler
+    /// reads the cache with.
+    fn keep(
+        &self,
+        location: &Location,
+        text: &str,
+        signature: Option<&str>,
+    ) -> Result<(), Failure> {
         let written = {
             // Under the lock the reconciler reads the cache with.
             let _cache = lock(&self.state);
-            registry_file::write_cache(location, &text, signature.as_deref())
+            registry_file::write_cache(location, text, signature)
         };
         written.map_err(|e| {
             Failure::Failed(format!(
                 "cannot keep the registry in {}: {e}; fix: make its directory writable, or set registry_cache",
                 location.file.display()
             ))
-        })?;
-        keep_validators(self);
-        Ok(Kept::Changed(signed))
+        })
     }
 }
 
@@ -422,6 +437,41 @@ enum Kept {
     Changed(Option<signed::Signed>),
     Unchanged,
     NotModified,
+}
+
+/// Checks the fetched registry's signature (when the config trusts keys) and that it is
+/// not a rollback of the cached copy (`signed::freshness`). Returns what the signature
+/// says.
+fn verified(
+    config: &Config,
+    source: &str,
+    text: &str,
+    signature: Option<&str>,
+    cached: Option<&(String, Option<String>)>,
+) -> Result<Option<signed::Signed>, Failure> {
+    let signature_url = signed::signature_location(source);
+    let signed = registry_file::check_signature(config, source, text, signature, &signature_url)
+        .map_err(|problem| Failure::Refused {
+            reason: registry_file::refusal_reason(&problem).unwrap_or("invalid"),
+            message: problem.to_string(),
+        })?;
+    if let (Some(new), Some((cached_text, Some(cached_sig)))) = (&signed, cached)
+        && let Some(running) = signed::signature_timestamp(cached_sig)
+        && let Err(e) = signed::freshness(
+            Some((running, &load::digest(cached_text))),
+            (new.timestamp, &load::digest(text)),
+        )
+    {
+        return Err(Failure::Refused {
+            reason: e.reason(),
+            message: format!(
+                "error: {source}: {}{e}; fix: {}",
+                registry_file::REFUSED,
+                e.fix()
+            ),
+        });
+    }
+    Ok(signed)
 }
 
 /// Why an attempt kept nothing.
