@@ -224,8 +224,24 @@ pub fn netns<B: LinkBackend>(r: &Reconciler<B>) -> Option<String> {
 /// Builds the status document at `now`, without the kernel's view (routes per link and
 /// exits; [`crate::kernel_view::fill`] adds it).
 pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: SystemTime) -> Status {
+    Status {
+        version: STATUS_SCHEMA_VERSION,
+        node: node_status(r, started, now),
+        links: link_statuses(r, now),
+        routing: routing_status(r),
+        registry: registry_status(r),
+        mesh: mesh_nodes(r),
+    }
+}
+
+/// This node: identity, addresses, inputs and their versions, reloads.
+fn node_status<B: LinkBackend>(
+    r: &Reconciler<B>,
+    started: SystemTime,
+    now: SystemTime,
+) -> NodeStatus {
     let plan = r.plan();
-    let node = NodeStatus {
+    NodeStatus {
         public_key: plan
             .map(|p| p.node.public_key.to_base64())
             .unwrap_or_default(),
@@ -242,8 +258,12 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
         uptime_seconds: now.duration_since(started).unwrap_or_default().as_secs(),
         loaded_at: r.loaded_at.and_then(unix),
         last_error: r.last_error.clone(),
-    };
-    let links = plan
+    }
+}
+
+/// Every planned link, with its backend's counters (zeros for one that is not running).
+fn link_statuses<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> Vec<LinkStatus> {
+    r.plan()
         .map(|p| {
             p.links
                 .iter()
@@ -267,9 +287,14 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// braid's routes and the routing's health; the kernel's view is filled in later
+/// (`kernel_view::fill`).
+fn routing_status<B: LinkBackend>(r: &Reconciler<B>) -> RoutingStatus {
     let problems = crate::routing::problems(r);
-    let routing = RoutingStatus {
+    RoutingStatus {
         mode: r.loaded().map_or("none", |l| l.config.routing.mode.name()),
         healthy: problems.is_empty(),
         error: (!problems.is_empty()).then(|| problems.join("; ")),
@@ -282,8 +307,12 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
         routes: r.routes.clone(),
         exits: None,
         kernel_error: None,
-    };
-    let registry = RegistryStatus {
+    }
+}
+
+/// The registry's source, the running version and its signature, refusals and fetcher.
+fn registry_status<B: LinkBackend>(r: &Reconciler<B>) -> RegistryStatus {
+    RegistryStatus {
         source: r.loaded().map(|l| l.config.registry.clone()),
         file: r.loaded().map(|l| l.registry_path.display().to_string()),
         signed_by: r
@@ -293,8 +322,12 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
             .loaded()
             .and_then(|l| l.signed.as_ref().map(|s| s.timestamp)),
         state: r.registry.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-    };
-    let mesh = plan
+    }
+}
+
+/// Every other node of the registry; the kernel's `via` is filled in later.
+fn mesh_nodes<B: LinkBackend>(r: &Reconciler<B>) -> Vec<MeshNode> {
+    r.plan()
         .map(|p| {
             p.peers
                 .iter()
@@ -312,15 +345,7 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    Status {
-        version: STATUS_SCHEMA_VERSION,
-        node,
-        links,
-        routing,
-        registry,
-        mesh,
-    }
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
