@@ -138,78 +138,96 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<super::supervi
     // WireGuard has none); the routing daemon is set up for it (see `liveness`).
     let liveness = config.routing.liveness().is_some() && r.backend().name() == "userspace";
     match config.routing.mode {
-        RoutingMode::Babel => {
-            let dir = engine_dir(config, "babeld");
-            let mut redistribute: Vec<String> = announce_routes(loaded)
-                .iter()
-                .map(|r| {
-                    format!(
-                        "ip {} eq {} allow",
-                        r.destination.trunc(),
-                        r.destination.prefix_len()
-                    )
-                })
-                .collect();
-            redistribute.extend(lan_redistribute(&loaded.plan.node.lan_subnets));
-            if config.exit.is_some() {
-                // An exit announces the default route, IPv6 source-specific from the
-                // network's allocation (RAIT's slides), with its preference as the metric.
-                let metric = loaded.plan.node.exit_preference.unwrap_or(0).min(0xfffe);
-                // braid's own default routes upstream only (`proto 98` is added by
-                // config_text), not whatever else holds a default route.
-                redistribute.push(format!(
-                    "ip ::/0 eq 0 metric {metric} src-prefix {}",
-                    plan.ipv6
-                ));
-                redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
-            }
-            let files = super::babel::Files::in_dir(&dir);
-            let link_parameters =
-                super::babel::interface_parameters(config.routing.hello_interval, liveness);
-            Some(super::supervisor::Wanted::Babel {
-                config: super::babel::config_text(
-                    &files.ctl,
-                    &plan.bridge,
-                    config.routing.hello_interval,
-                    &link_parameters,
-                    liveness,
-                    &redistribute,
-                ),
-                dir,
-                netns: config.netns.clone(),
-                link_parameters,
-                links: r.running().map(str::to_string).collect(),
-            })
-        }
-        RoutingMode::Bird => {
-            let a = loaded.plan.node.addresses.as_ref()?;
-            let router_id = a
-                .gateway4
-                .unwrap_or_else(|| std::net::Ipv4Addr::from((a.index as u32).max(1)));
-            let inputs = super::bird::BirdInputs {
-                router_id,
-                bridge: plan.bridge.clone(),
-                patterns: config
-                    .transports
-                    .iter()
-                    .map(|t| format!("{}*", t.prefix))
-                    .collect(),
-                hello_interval: config.routing.hello_interval,
-                prefix6: Some(a.prefix6.to_string()),
-                subnet4: a.subnet4.map(|s| s.to_string()),
-                exit_gateway6: config.exit.as_ref().and_then(|e| e.gateway6),
-                exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
-                exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
-                liveness,
-            };
-            Some(super::supervisor::Wanted::Bird {
-                dir: engine_dir(config, "bird"),
-                netns: config.netns.clone(),
-                inputs,
-            })
-        }
+        RoutingMode::Babel => Some(babel_wanted(r, loaded, plan, liveness)),
+        RoutingMode::Bird => bird_wanted(loaded, plan, liveness),
         _ => None,
     }
+}
+
+/// babeld as braid wants it: the node's prefixes and LANs redistributed (and on an exit
+/// the default routes), its links, and their parameters.
+fn babel_wanted<B: LinkBackend>(
+    r: &Reconciler<B>,
+    loaded: &crate::load::Loaded,
+    plan: &braid_model::extensions::AddressPlanConfig,
+    liveness: bool,
+) -> super::supervisor::Wanted {
+    let config = &loaded.config;
+    let dir = engine_dir(config, "babeld");
+    let mut redistribute: Vec<String> = announce_routes(loaded)
+        .iter()
+        .map(|r| {
+            format!(
+                "ip {} eq {} allow",
+                r.destination.trunc(),
+                r.destination.prefix_len()
+            )
+        })
+        .collect();
+    redistribute.extend(lan_redistribute(&loaded.plan.node.lan_subnets));
+    if config.exit.is_some() {
+        // An exit announces the default route, IPv6 source-specific from the
+        // network's allocation (RAIT's slides), with its preference as the metric.
+        let metric = loaded.plan.node.exit_preference.unwrap_or(0).min(0xfffe);
+        // braid's own default routes upstream only (`proto 98` is added by
+        // config_text), not whatever else holds a default route.
+        redistribute.push(format!(
+            "ip ::/0 eq 0 metric {metric} src-prefix {}",
+            plan.ipv6
+        ));
+        redistribute.push(format!("ip 0.0.0.0/0 eq 0 metric {metric}"));
+    }
+    let files = super::babel::Files::in_dir(&dir);
+    let link_parameters =
+        super::babel::interface_parameters(config.routing.hello_interval, liveness);
+    super::supervisor::Wanted::Babel {
+        config: super::babel::config_text(
+            &files.ctl,
+            &plan.bridge,
+            config.routing.hello_interval,
+            &link_parameters,
+            liveness,
+            &redistribute,
+        ),
+        dir,
+        netns: config.netns.clone(),
+        link_parameters,
+        links: r.running().map(str::to_string).collect(),
+    }
+}
+
+/// BIRD as braid wants it; `None` without the node's addresses.
+fn bird_wanted(
+    loaded: &crate::load::Loaded,
+    plan: &braid_model::extensions::AddressPlanConfig,
+    liveness: bool,
+) -> Option<super::supervisor::Wanted> {
+    let config = &loaded.config;
+    let a = loaded.plan.node.addresses.as_ref()?;
+    let router_id = a
+        .gateway4
+        .unwrap_or_else(|| std::net::Ipv4Addr::from((a.index as u32).max(1)));
+    let inputs = super::bird::BirdInputs {
+        router_id,
+        bridge: plan.bridge.clone(),
+        patterns: config
+            .transports
+            .iter()
+            .map(|t| format!("{}*", t.prefix))
+            .collect(),
+        hello_interval: config.routing.hello_interval,
+        prefix6: Some(a.prefix6.to_string()),
+        subnet4: a.subnet4.map(|s| s.to_string()),
+        exit_gateway6: config.exit.as_ref().and_then(|e| e.gateway6),
+        exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
+        exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
+        liveness,
+    };
+    Some(super::supervisor::Wanted::Bird {
+        dir: engine_dir(config, "bird"),
+        netns: config.netns.clone(),
+        inputs,
+    })
 }
 
 /// The directory of a routing daemon's files: `<control socket dir>/<name>`.
