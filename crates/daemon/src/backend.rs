@@ -9,11 +9,13 @@ use braid_plan::{LinkPlan, NodePlan};
 /// Everything a backend needs to bring one link up.
 #[derive(Debug, Clone)]
 pub struct LinkSetup<'a> {
+    /// The link to bring up, as the plan made it (name, ports, endpoint, MTU, paths).
     pub link: &'a LinkPlan,
     /// This node (its link-local and link addresses go on every link).
     pub node: &'a NodePlan,
     /// The peer at the other end, when the plan knows it.
     pub peer: Option<&'a NodePlan>,
+    /// This node's WireGuard private key (the config's `private_key`).
     pub private_key: &'a PrivateKey,
     /// The overlay namespace, when the config isolates the overlay that way.
     pub netns: Option<&'a str>,
@@ -24,10 +26,13 @@ pub struct LinkSetup<'a> {
     pub liveness: Option<(std::time::Duration, std::time::Duration)>,
 }
 
+/// A link the backend could not add, change or remove, and why (one sentence).
 #[derive(Debug, thiserror::Error)]
 #[error("link {link}: {message}")]
 pub struct BackendError {
+    /// The link's interface name.
     pub link: String,
+    /// What went wrong, without the link's name.
     pub message: String,
 }
 
@@ -36,9 +41,12 @@ pub struct BackendError {
 /// backend fills what kernel WireGuard reports).
 pub type LinkStats = braid_link::Snapshot;
 
+/// A link backend: braid's userspace data plane ([`crate::userspace`]) or kernel
+/// WireGuard ([`crate::kernel`]). Synchronous: the reconciler calls it from the run loop.
 pub trait LinkBackend: Send {
     /// A short name for status output: "userspace" or "kernel".
     fn name(&self) -> &'static str;
+    /// Brings a new link up as planned (its interface, addresses, WireGuard peer).
     fn add(&mut self, setup: LinkSetup<'_>) -> Result<(), BackendError>;
     /// Takes over a link that already exists exactly as planned (left by an earlier
     /// one-shot `braid up` or daemon), without touching it; false when there is none or it
@@ -48,19 +56,22 @@ pub trait LinkBackend: Send {
     }
     /// Applies `changes` to a running link, in place where possible.
     fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError>;
+    /// Removes the link and its interface.
     fn remove(&mut self, name: &str) -> Result<(), BackendError>;
     /// Removes every link; backends may do it faster than one by one.
     fn remove_all(&mut self, names: &[String]) -> Vec<Result<(), BackendError>> {
         names.iter().map(|name| self.remove(name)).collect()
     }
+    /// The link's counters and state; `None` when the backend does not run it.
     fn stats(&self, name: &str) -> Option<LinkStats>;
     /// Whether braid's link liveness declared the link dead (its carrier is off; see
     /// `liveness`). Backends without liveness: never.
     fn dead(&self, _name: &str) -> bool {
         false
     }
-    /// Resolves the link's DNS endpoint again and points the link at the answer.
-    fn re_resolve(&mut self, _link: &LinkPlan) {}
+    /// Points the link at `addr`, a fresh answer for its DNS endpoint (resolved by the
+    /// caller, off the async runtime), when it is not there already.
+    fn set_resolved(&mut self, _link: &LinkPlan, _addr: std::net::SocketAddr) {}
     /// An uplink (a path's interface) went down or came back. Backends without paths
     /// ignore it.
     fn set_path_state(&mut self, _interface: &str, _up: bool) {}

@@ -6,6 +6,8 @@ use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+/// A request on the control socket: one JSON object per connection, its command in
+/// `"command"` (`{"command": "reload"}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
 pub enum Request {
@@ -17,8 +19,10 @@ pub enum Request {
     Down,
 }
 
+/// The daemon's answer: one JSON object, then the connection closes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reply {
+    /// Whether the request was carried out.
     pub ok: bool,
     /// Human-readable summary or the error, with every problem on its own line.
     pub message: String,
@@ -28,6 +32,7 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A successful reply with `message`.
     pub fn ok(message: impl Into<String>) -> Self {
         Self {
             ok: true,
@@ -35,6 +40,7 @@ impl Reply {
             status: None,
         }
     }
+    /// A failed reply saying why.
     pub fn error(message: impl Into<String>) -> Self {
         Self {
             ok: false,
@@ -44,16 +50,23 @@ impl Reply {
     }
 }
 
+/// Why a request to the daemon got no answer (see [`call`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// Connecting, writing or reading failed (no daemon, or it went away).
     #[error("control socket {path}")]
     Io {
+        /// The control socket's path.
         path: String,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// The daemon answered with something that is not a [`Reply`].
     #[error("control socket {path}: bad reply")]
     BadReply {
+        /// The control socket's path.
         path: String,
+        /// Why the answer did not parse.
         source: serde_json::Error,
     },
 }
@@ -120,7 +133,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Reply> {
 /// A request read from a client, handed to the run loop, which answers on `reply`.
 #[derive(Debug)]
 pub struct Incoming {
+    /// What the client asked.
     pub request: Request,
+    /// Where the run loop sends its reply.
     pub reply: tokio::sync::oneshot::Sender<Reply>,
     /// Resolves once the reply was written (or given up on): `down` waits for it before
     /// the process exits.

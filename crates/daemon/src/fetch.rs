@@ -37,8 +37,11 @@ pub struct FetchState {
     /// Unix times: the last attempt, the last one that reached the source and found a
     /// good (or unchanged) registry, the last new version kept, the next attempt.
     pub last_attempt_at: Option<u64>,
+    /// Unix time of the last attempt that found a good (or unchanged) registry.
     pub last_success_at: Option<u64>,
+    /// Unix time of the last new version kept.
     pub last_change_at: Option<u64>,
+    /// Unix time of the next attempt.
     pub next_attempt_at: Option<u64>,
     /// Attempts that failed or were refused in a row (0 after a success).
     pub consecutive_failures: u32,
@@ -53,12 +56,15 @@ pub struct FetchState {
 pub enum Fetched {
     /// 304: the server's copy has the validators of the last one kept.
     NotModified,
+    /// 200: the registry's text.
     Body {
+        /// The body, as UTF-8 text.
         text: String,
         /// The `.minisig` beside it; `None` when there is none (or no key is trusted).
         signature: Option<String>,
         /// Validators for the next conditional request.
         etag: Option<String>,
+        /// The `Last-Modified` validator, for the next conditional request.
         last_modified: Option<String>,
     },
 }
@@ -66,20 +72,58 @@ pub enum Fetched {
 /// Why a fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
+    /// The source could not be reached (DNS, connection, TLS).
     #[error("cannot reach {url}: {detail}")]
-    Unreachable { url: String, detail: String },
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// No complete answer within [`REQUEST_TIMEOUT`].
     #[error("{url} did not answer within {} s", REQUEST_TIMEOUT.as_secs())]
-    Timeout { url: String },
+    Timeout {
+        /// The URL asked.
+        url: String,
+    },
+    /// The server answered with an HTTP status other than 200 or 304.
     #[error("{url} answered HTTP {code}")]
-    Status { url: String, code: u16 },
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The HTTP status code.
+        code: u16,
+    },
+    /// A redirect braid does not follow.
     #[error("{url}: {detail}")]
-    Redirect { url: String, detail: String },
+    Redirect {
+        /// The URL asked.
+        url: String,
+        /// Where it pointed, and why that was refused.
+        detail: String,
+    },
+    /// The body was larger than the limit.
     #[error("{url} sent more than {max} bytes; refused (the limit protects the node)")]
-    TooLarge { url: String, max: u64 },
+    TooLarge {
+        /// The URL asked.
+        url: String,
+        /// The limit, bytes.
+        max: u64,
+    },
+    /// The body was not UTF-8.
     #[error("{url} is not UTF-8 text")]
-    NotText { url: String },
+    NotText {
+        /// The URL asked.
+        url: String,
+    },
+    /// Something on this node failed (a file: URL, the CA file, the HTTP client).
     #[error("{what}: {detail}")]
-    Local { what: String, detail: String },
+    Local {
+        /// What was being done.
+        what: String,
+        /// What failed.
+        detail: String,
+    },
 }
 
 impl FetchError {
@@ -151,6 +195,8 @@ fn lock(state: &Mutex<RegistryState>) -> std::sync::MutexGuard<'_, RegistryState
 }
 
 impl Fetcher {
+    /// A fetcher for the registry URL of the config at `config_path`, reporting into
+    /// `state` (shared with the status document).
     pub fn new(config_path: &Path, state: Arc<Mutex<RegistryState>>) -> Self {
         Self {
             config_path: config_path.to_path_buf(),
@@ -260,34 +306,10 @@ impl Fetcher {
     ) -> Result<Kept, Failure> {
         let source = config.registry.clone();
         let want_signature = !config.registry_options.keys.is_empty();
-        let validators = self
-            .validators
-            .as_ref()
-            .filter(|(s, _, _)| *s == source)
-            .map(|(_, e, m)| (e.clone(), m.clone()));
-        let fetched = match &config.registry_source {
-            RegistrySource::File(path) => fetch_file(path, want_signature),
-            RegistrySource::Https(url) => {
-                let ca_file = config.registry_options.ca_file.as_deref().map(|ca| {
-                    load::registry_path(&self.config_path, ca)
-                        .display()
-                        .to_string()
-                });
-                fetch_https(url, ca_file.as_deref(), want_signature, validators).await
-            }
-            RegistrySource::Path(_) => return Ok(Kept::Unchanged),
+        let fetched = match self.fetch(config, &source, want_signature).await? {
+            Some(fetched) => fetched,
+            None => return Ok(Kept::Unchanged),
         };
-        let fetched = fetched.map_err(|e| match e.refusal_reason() {
-            Some(reason) => Failure::Refused {
-                reason,
-                message: format!(
-                    "error: {source}: {}{e}; fix: {}",
-                    registry_file::REFUSED,
-                    e.fix()
-                ),
-            },
-            None => Failure::Failed(format!("{e}; fix: {}", e.fix())),
-        })?;
         let (text, signature, etag, last_modified) = match fetched {
             Fetched::NotModified => return Ok(Kept::NotModified),
             Fetched::Body {
@@ -307,67 +329,106 @@ impl Fetcher {
             keep_validators(self);
             return Ok(Kept::Unchanged);
         }
-        let signature_url = signed::signature_location(&source);
-        let signed = registry_file::check_signature(
+        let signed = verified(
             config,
             &source,
             &text,
             signature.as_deref(),
-            &signature_url,
-        )
-        .map_err(|problem| Failure::Refused {
-            reason: registry_file::refusal_reason(&problem).unwrap_or("invalid"),
-            message: problem.to_string(),
-        })?;
-        if let (Some(new), Some((cached_text, Some(cached_sig)))) = (&signed, &cached)
-            && let Some(running) = signed::signature_timestamp(cached_sig)
-            && let Err(e) = signed::freshness(
-                Some((running, &load::digest(cached_text))),
-                (new.timestamp, &load::digest(&text)),
-            )
-        {
-            return Err(Failure::Refused {
-                reason: e.reason(),
+            cached.as_ref(),
+        )?;
+        let signed = self.validated(&source, &text, signed)?;
+        let signature = signature.filter(|_| want_signature);
+        self.keep(location, &text, signature.as_deref())?;
+        keep_validators(self);
+        Ok(Kept::Changed(signed))
+    }
+
+    /// Fetches the configured source (conditionally, with the validators of the copy last
+    /// kept from it); `None` for a plain path, which is not fetched.
+    async fn fetch(
+        &self,
+        config: &Config,
+        source: &str,
+        want_signature: bool,
+    ) -> Result<Option<Fetched>, Failure> {
+        let validators = self
+            .validators
+            .as_ref()
+            .filter(|(s, _, _)| s == source)
+            .map(|(_, e, m)| (e.clone(), m.clone()));
+        let fetched = match &config.registry_source {
+            RegistrySource::File(path) => fetch_file(path, want_signature),
+            RegistrySource::Https(url) => {
+                let ca_file = config.registry_options.ca_file.as_deref().map(|ca| {
+                    load::registry_path(&self.config_path, ca)
+                        .display()
+                        .to_string()
+                });
+                fetch_https(url, ca_file.as_deref(), want_signature, validators).await
+            }
+            RegistrySource::Path(_) => return Ok(None),
+        };
+        let fetched = fetched.map_err(|e| match e.refusal_reason() {
+            Some(reason) => Failure::Refused {
+                reason,
                 message: format!(
                     "error: {source}: {}{e}; fix: {}",
                     registry_file::REFUSED,
                     e.fix()
                 ),
-            });
-        }
-        // The whole config must load with it: the same validation as `braid reload`.
+            },
+            None => Failure::Failed(format!("{e}; fix: {}", e.fix())),
+        })?;
+        Ok(Some(fetched))
+    }
+
+    /// The whole config must load with the fetched registry: the same validation as
+    /// `braid reload`. Returns what its signature says, as the load saw it.
+    fn validated(
+        &self,
+        source: &str,
+        text: &str,
+        signed: Option<signed::Signed>,
+    ) -> Result<Option<signed::Signed>, Failure> {
         let candidate = Candidate {
-            text: text.clone(),
+            text: text.to_string(),
             signed,
         };
-        let signed = match load::load_candidate(&self.config_path, candidate) {
-            Ok(loaded) => loaded.signed,
+        match load::load_candidate(&self.config_path, candidate) {
+            Ok(loaded) => Ok(loaded.signed),
             Err(problems) => {
                 let errors: Vec<String> = problems.errors().map(ToString::to_string).collect();
-                return Err(Failure::Refused {
+                Err(Failure::Refused {
                     reason: "invalid",
                     message: format!(
                         "error: {source}: {}it does not validate with this node's config:\n{}",
                         registry_file::REFUSED,
                         errors.join("\n")
                     ),
-                });
+                })
             }
-        };
-        let signature = signature.filter(|_| want_signature);
+        }
+    }
+
+    /// Writes the registry and its signature to the cache, under the lock the reconciler
+    /// reads the cache with.
+    fn keep(
+        &self,
+        location: &Location,
+        text: &str,
+        signature: Option<&str>,
+    ) -> Result<(), Failure> {
         let written = {
             // Under the lock the reconciler reads the cache with.
             let _cache = lock(&self.state);
-            registry_file::write_cache(location, &text, signature.as_deref())
+            registry_file::write_cache(location, text, signature)
         };
         written.map_err(|e| {
             Failure::Failed(format!(
                 "cannot keep the registry in {}: {e}; fix: make its directory writable, or set registry_cache",
                 location.file.display()
             ))
-        })?;
-        keep_validators(self);
-        Ok(Kept::Changed(signed))
+        })
     }
 }
 
@@ -376,6 +437,41 @@ enum Kept {
     Changed(Option<signed::Signed>),
     Unchanged,
     NotModified,
+}
+
+/// Checks the fetched registry's signature (when the config trusts keys) and that it is
+/// not a rollback of the cached copy (`signed::freshness`). Returns what the signature
+/// says.
+fn verified(
+    config: &Config,
+    source: &str,
+    text: &str,
+    signature: Option<&str>,
+    cached: Option<&(String, Option<String>)>,
+) -> Result<Option<signed::Signed>, Failure> {
+    let signature_url = signed::signature_location(source);
+    let signed = registry_file::check_signature(config, source, text, signature, &signature_url)
+        .map_err(|problem| Failure::Refused {
+            reason: registry_file::refusal_reason(&problem).unwrap_or("invalid"),
+            message: problem.to_string(),
+        })?;
+    if let (Some(new), Some((cached_text, Some(cached_sig)))) = (&signed, cached)
+        && let Some(running) = signed::signature_timestamp(cached_sig)
+        && let Err(e) = signed::freshness(
+            Some((running, &load::digest(cached_text))),
+            (new.timestamp, &load::digest(text)),
+        )
+    {
+        return Err(Failure::Refused {
+            reason: e.reason(),
+            message: format!(
+                "error: {source}: {}{e}; fix: {}",
+                registry_file::REFUSED,
+                e.fix()
+            ),
+        });
+    }
+    Ok(signed)
 }
 
 /// Why an attempt kept nothing.

@@ -22,6 +22,7 @@ impl InstanceLock {
     }
 }
 
+/// Why a daemon could not take its instance lock.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     #[error(
@@ -30,14 +31,21 @@ pub enum InstanceError {
         lock.display(),
         socket.display()
     )]
+    /// Another daemon holds the lock of this control socket.
     Running {
+        /// The holder's process ID, when the lock file names a live one.
         pid: Option<u32>,
+        /// The lock file (beside the control socket).
         lock: PathBuf,
+        /// The control socket the lock is for.
         socket: PathBuf,
     },
+    /// The lock file could not be opened or locked.
     #[error("instance lock {}: {source}; fix: check that the control socket's directory is writable by root", lock.display())]
     Io {
+        /// The lock file.
         lock: PathBuf,
+        /// The system's error.
         source: std::io::Error,
     },
 }

@@ -78,10 +78,73 @@ struct RxSeen {
     at: Option<SystemTime>,
 }
 
+/// One job for the netlink thread: runs an async netlink call on the thread's runtime.
+type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
+
+/// A thread with a current-thread tokio runtime, started on first use and kept for the
+/// backend's life, that runs the backend's rtnetlink calls. The backend's interface
+/// ([`LinkBackend`]) is synchronous and is called from inside the daemon's async runtime,
+/// which cannot be entered again from its own threads: the calls go to this one thread
+/// instead of a new thread and runtime each. It ends when the backend is dropped.
+struct NetlinkThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl NetlinkThread {
+    fn start() -> Result<Self, SystemError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(netlink_thread_error)?;
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("braid-netlink".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&runtime);
+                }
+            })
+            .map_err(netlink_thread_error)?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f`'s future on the thread and waits for its result; a panic in it is raised
+    /// again here (as `braid_system::netns::block_on` does).
+    fn block_on<T, F>(&self, f: impl FnOnce() -> F + Send + 'static) -> Result<T, SystemError>
+    where
+        T: Send + 'static,
+        F: Future<Output = T>,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move |runtime| {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(f())));
+            let _ = tx.send(result);
+        });
+        let gone = || netlink_thread_error(std::io::Error::other("the netlink thread ended"));
+        self.jobs.send(job).map_err(|_| gone())?;
+        match rx.recv().map_err(|_| gone())? {
+            Ok(value) => Ok(value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+fn netlink_thread_error(source: std::io::Error) -> SystemError {
+    SystemError::Netns {
+        name: "(current)".into(),
+        source,
+    }
+}
+
+/// The kernel backend: every link a `wireguard` interface of the kernel (see the module's
+/// documentation). Needs a kernel with WireGuard ([`available`]).
 #[derive(Default)]
 pub struct KernelBackend {
     /// The links this backend runs, each with its overlay namespace.
     links: BTreeMap<String, Option<String>>,
+    /// The thread that runs the rtnetlink calls, started on first use.
+    netlink: std::sync::OnceLock<NetlinkThread>,
     /// One generic netlink socket per namespace, opened on first use.
     genl: Mutex<HashMap<Option<String>, Genl>>,
     /// One route netlink socket per namespace, for interface counters.
@@ -90,8 +153,26 @@ pub struct KernelBackend {
 }
 
 impl KernelBackend {
+    /// A backend that runs no link yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Runs an async rtnetlink call on the backend's netlink thread ([`NetlinkThread`]).
+    fn block_on<T, F>(&self, f: impl FnOnce() -> F + Send + 'static) -> Result<T, SystemError>
+    where
+        T: Send + 'static,
+        F: Future<Output = T>,
+    {
+        if self.netlink.get().is_none() {
+            let _ = self.netlink.set(NetlinkThread::start()?);
+        }
+        match self.netlink.get() {
+            Some(thread) => thread.block_on(f),
+            None => Err(netlink_thread_error(std::io::Error::other(
+                "the netlink thread did not start",
+            ))),
+        }
     }
 
     fn with_genl<T>(
@@ -137,7 +218,7 @@ impl KernelBackend {
     /// existing device keeps its index, and its session when the peer stays the same.
     fn ensure(&self, desired: &Desired) -> Result<(), SystemError> {
         let d = desired.clone();
-        braid_system::netns::block_on(move || async move { ensure_interface(d).await })??;
+        self.block_on(move || async move { ensure_interface(d).await })??;
         let name = desired.name.as_str();
         self.with_genl(desired.netns.as_deref(), |genl| {
             let current = genl.device(name)?;
@@ -152,8 +233,7 @@ impl KernelBackend {
     /// How the device differs from the desired one: `None` when it matches exactly.
     fn difference(&self, desired: &Desired) -> Result<Option<String>, SystemError> {
         let d = desired.clone();
-        let interface =
-            braid_system::netns::block_on(move || async move { interface_difference(&d).await })??;
+        let interface = self.block_on(move || async move { interface_difference(&d).await })??;
         if interface.is_some() {
             return Ok(interface);
         }
@@ -267,8 +347,11 @@ pub async fn add_addresses(
 
 /// The addresses a link carries (see [`add_addresses`]).
 pub trait LinkAddresses {
+    /// The node's IPv6 link-local address for the link (fe80::/64, from its key).
     fn link_local6(&self) -> Option<Ipv6Net>;
+    /// The node's IPv4 link address (169.254.0.0/16), when the address plan has IPv4.
     fn link4(&self) -> Option<Ipv4Net>;
+    /// The peer's IPv4 link address, the other end of the point-to-point address.
     fn peer_link4(&self) -> Option<Ipv4Addr>;
 }
 
@@ -376,7 +459,7 @@ impl LinkBackend for KernelBackend {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         let owned = name.to_string();
-        braid_system::netns::block_on(move || async move {
+        self.block_on(move || async move {
             Netlink::connect_in(netns.as_deref())?
                 .delete_link(&owned)
                 .await
@@ -442,11 +525,8 @@ impl LinkBackend for KernelBackend {
         })
     }
 
-    fn re_resolve(&mut self, plan: &braid_plan::LinkPlan) {
+    fn set_resolved(&mut self, plan: &braid_plan::LinkPlan, addr: std::net::SocketAddr) {
         let (Some(netns), Some(endpoint)) = (self.links.get(&plan.name), &plan.endpoint) else {
-            return;
-        };
-        let Some(addr) = resolve(endpoint, plan.family) else {
             return;
         };
         let peer = PeerConfig {

@@ -1,18 +1,15 @@
 //! braid's daemon: composition of the plan, the link backend and the system layer into a
 //! reconcile loop, with reload on SIGHUP and on `braid reload`, and a control socket.
 
-#![expect(
-    missing_docs,
-    reason = "issue 11: this crate's public items are still to be documented"
-)]
-pub mod babel;
 pub mod backend;
-pub mod bird;
 pub mod cleanup;
 pub mod control;
-pub mod engine;
 pub mod fds;
 pub mod fetch;
+#[expect(
+    missing_docs,
+    reason = "issue 11: one function left (http.rs is being changed by another branch)"
+)]
 pub mod http;
 pub mod instance;
 pub mod kernel;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// A config, its registry and the plan, with any warnings.
 pub struct Loaded {
+    /// The node's config, validated.
     pub config: Config,
     /// The file the registry was read from: the configured path, or a URL source's cache.
     pub registry_path: PathBuf,
@@ -15,8 +16,11 @@ pub struct Loaded {
     pub signed: Option<braid_model::signed::Signed>,
     /// Versions of the inputs: the first 16 hex digits of the SHA-256 of each file.
     pub config_hash: String,
+    /// The registry's version, as `config_hash`.
     pub registry_hash: String,
+    /// The plan computed from the config and the registry.
     pub plan: Plan,
+    /// Problems that do not stop the load (each with its file, field and fix).
     pub warnings: Problems,
 }
 
@@ -163,7 +167,9 @@ pub fn load(config_path: &Path) -> Result<Loaded, Problems> {
 /// that is validated with the config before it is kept (see `fetch`).
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// The registry's text.
     pub text: String,
+    /// What its valid signature says, when the config trusts signing keys.
     pub signed: Option<braid_model::signed::Signed>,
 }
 
@@ -196,41 +202,14 @@ fn load_inner(
     };
     // What this build cannot run: the same refusals `braid run` and `braid up` make.
     problems.extend(braid_model::support::unsupported(&config, &config_file));
-    for transport in config.transports.iter_mut().filter(|t| t.wan_auto) {
-        transport.paths = uplinks
-            .iter()
-            .map(|name| braid_model::extensions::PathConfig {
-                interface: Some(name.clone()),
-                ..Default::default()
-            })
-            .collect();
-    }
+    expand_auto_paths(&mut config, uplinks);
     let location = crate::registry_file::locate(config_path, &config);
     let registry_path = location.file.clone();
     let registry_file = match &candidate {
         Some(_) => location.source.clone(),
         None => registry_path.display().to_string(),
     };
-    let verified = match candidate {
-        Some(c) => Ok(crate::registry_file::Verified {
-            text: c.text,
-            signed: c.signed,
-        }),
-        None if location.cached && !registry_path.exists() => {
-            Err(Problems(vec![crate::registry_file::not_fetched_yet(
-                &location,
-            )]))
-        }
-        None => read(
-            &registry_path,
-            if location.cached {
-                "registry (the last good copy of the config's `registry` URL)"
-            } else {
-                "registry (named by the config's `registry` field)"
-            },
-        )
-        .and_then(|text| crate::registry_file::verify_at(&location, &config, text)),
-    };
+    let verified = registry_text(&location, &config, candidate);
     let registry = verified.and_then(|v| {
         Registry::parse(&registry_file, &v.text).map(|(r, w)| (r, w, digest(&v.text), v.signed))
     });
@@ -269,6 +248,49 @@ fn load_inner(
             problems.extend(errors);
             Err(problems)
         }
+    }
+}
+
+/// Gives transports with `wan: "auto"` one path per uplink in `uplinks` (see `uplinks`).
+fn expand_auto_paths(config: &mut Config, uplinks: &[String]) {
+    for transport in config.transports.iter_mut().filter(|t| t.wan_auto) {
+        transport.paths = uplinks
+            .iter()
+            .map(|name| braid_model::extensions::PathConfig {
+                interface: Some(name.clone()),
+                ..Default::default()
+            })
+            .collect();
+    }
+}
+
+/// The registry's text and what its signature says: the `candidate` when one is handed
+/// in (a fetched copy, verified already), else the file at `location` (the configured
+/// path, or a URL source's cache), verified.
+fn registry_text(
+    location: &crate::registry_file::Location,
+    config: &Config,
+    candidate: Option<Candidate>,
+) -> Result<crate::registry_file::Verified, Problems> {
+    match candidate {
+        Some(c) => Ok(crate::registry_file::Verified {
+            text: c.text,
+            signed: c.signed,
+        }),
+        None if location.cached && !location.file.exists() => {
+            Err(Problems(vec![crate::registry_file::not_fetched_yet(
+                location,
+            )]))
+        }
+        None => read(
+            &location.file,
+            if location.cached {
+                "registry (the last good copy of the config's `registry` URL)"
+            } else {
+                "registry (named by the config's `registry` field)"
+            },
+        )
+        .and_then(|text| crate::registry_file::verify_at(location, config, text)),
     }
 }
 

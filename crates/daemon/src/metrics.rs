@@ -376,8 +376,18 @@ fn register_process(registry: &mut Registry, listener: &crate::http::ListenerSta
 
 fn registry_of(status: &Status) -> Registry {
     let mut registry = Registry::with_prefix("braid");
-    let node = &status.node;
+    register_node(&mut registry, status);
+    register_links(&mut registry, status);
+    register_routes_and_exits(&mut registry, status);
+    register_paths(&mut registry, status);
+    register_registry(&mut registry, status);
+    register_routing(&mut registry, status);
+    registry
+}
 
+/// This node: its identity and input versions, uptime, and how the last reload went.
+fn register_node(registry: &mut Registry, status: &Status) {
+    let node = &status.node;
     let info = Family::<Labels, Gauge>::default();
     info.get_or_create(&labels(&[
         ("public_key", &node.public_key),
@@ -426,7 +436,10 @@ fn registry_of(status: &Status) -> Registry {
         "1 when the last reload failed or left links down, else 0",
         failing,
     );
+}
 
+/// The planned links by state, and each link's series ([`LinkFamilies`]).
+fn register_links(registry: &mut Registry, status: &Status) {
     let by_state = Family::<Labels, Gauge>::default();
     for state in ["up", "connecting", "stale", "failed"] {
         by_state
@@ -434,39 +447,58 @@ fn registry_of(status: &Status) -> Registry {
             .set(status.links.iter().filter(|l| l.state == state).count() as i64);
     }
     registry.register("links", "Planned links by state", by_state);
-
-    let up = Family::<Labels, Gauge>::default();
-    let handshake = Family::<Labels, FloatGauge>::default();
-    let rx_bytes = Family::<Labels, Counter>::default();
-    let tx_bytes = Family::<Labels, Counter>::default();
-    let rx_packets = Family::<Labels, Counter>::default();
-    let tx_packets = Family::<Labels, Counter>::default();
-    let dropped = Family::<Labels, Counter>::default();
-    let rejected = Family::<Labels, Counter>::default();
-    let cookies = Family::<Labels, Counter>::default();
-    let fragmented = Family::<Labels, Counter>::default();
-    let gso_fallbacks = Family::<Labels, Counter>::default();
-    let underlay_mtu = Family::<Labels, Gauge>::default();
-    let keepalive_loss = Family::<Labels, FloatGauge>::default();
+    let families = LinkFamilies::default();
     for link in &status.links {
+        families.add(link);
+    }
+    families.register(registry);
+}
+
+/// The per-link metric families, one series per link (labels `link`, `peer`, `family`).
+#[derive(Default)]
+struct LinkFamilies {
+    up: Family<Labels, Gauge>,
+    handshake: Family<Labels, FloatGauge>,
+    rx_bytes: Family<Labels, Counter>,
+    tx_bytes: Family<Labels, Counter>,
+    rx_packets: Family<Labels, Counter>,
+    tx_packets: Family<Labels, Counter>,
+    dropped: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    cookies: Family<Labels, Counter>,
+    fragmented: Family<Labels, Counter>,
+    gso_fallbacks: Family<Labels, Counter>,
+    underlay_mtu: Family<Labels, Gauge>,
+    keepalive_loss: Family<Labels, FloatGauge>,
+}
+
+impl LinkFamilies {
+    /// Adds one link's series.
+    fn add(&self, link: &crate::status::LinkStatus) {
         let base = labels(&[
             ("link", &link.name),
             ("peer", &link.peer),
             ("family", &link.family),
         ]);
-        up.get_or_create(&base).set(i64::from(link.state == "up"));
+        self.up
+            .get_or_create(&base)
+            .set(i64::from(link.state == "up"));
         let last = link
             .stats
             .last_handshake
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
-        handshake.get_or_create(&base).set(last);
-        rx_bytes.get_or_create(&base).inc_by(link.stats.rx_bytes);
-        tx_bytes.get_or_create(&base).inc_by(link.stats.tx_bytes);
-        rx_packets
+        self.handshake.get_or_create(&base).set(last);
+        self.rx_bytes
+            .get_or_create(&base)
+            .inc_by(link.stats.rx_bytes);
+        self.tx_bytes
+            .get_or_create(&base)
+            .inc_by(link.stats.tx_bytes);
+        self.rx_packets
             .get_or_create(&base)
             .inc_by(link.stats.rx_packets);
-        tx_packets
+        self.tx_packets
             .get_or_create(&base)
             .inc_by(link.stats.tx_packets);
         for (reason, n) in [
@@ -477,97 +509,100 @@ fn registry_of(status: &Status) -> Registry {
         ] {
             let mut l = base.clone();
             l.push(("reason".into(), reason.into()));
-            dropped.get_or_create(&l).inc_by(n);
+            self.dropped.get_or_create(&l).inc_by(n);
         }
-        rejected
+        self.rejected
             .get_or_create(&base)
             .inc_by(link.stats.rejected_handshakes);
-        cookies
+        self.cookies
             .get_or_create(&base)
             .inc_by(link.stats.cookie_replies);
-        fragmented
+        self.fragmented
             .get_or_create(&base)
             .inc_by(link.stats.tx_fragmented);
-        gso_fallbacks
+        self.gso_fallbacks
             .get_or_create(&base)
             .inc_by(link.stats.tx_gso_fallbacks);
         if let Some(loss) = link.stats.keepalive_loss {
-            keepalive_loss.get_or_create(&base).set(loss);
+            self.keepalive_loss.get_or_create(&base).set(loss);
         }
         if let Some(mtu) = link.stats.underlay_mtu {
-            underlay_mtu.get_or_create(&base).set(i64::from(mtu));
+            self.underlay_mtu.get_or_create(&base).set(i64::from(mtu));
         }
     }
-    registry.register(
-        "link_up",
-        "1 when the link had a handshake within 180 s",
-        up,
-    );
-    registry.register(
-        "link_last_handshake_timestamp_seconds",
-        "Unix time of the link's last handshake (0: never)",
-        handshake,
-    );
-    registry.register(
-        "link_receive_bytes",
-        "Bytes of WireGuard datagrams received on the link",
-        rx_bytes,
-    );
-    registry.register(
-        "link_transmit_bytes",
-        "Bytes of WireGuard datagrams sent on the link",
-        tx_bytes,
-    );
-    registry.register(
-        "link_receive_packets",
-        "WireGuard datagrams received on the link",
-        rx_packets,
-    );
-    registry.register(
-        "link_transmit_packets",
-        "WireGuard datagrams sent on the link",
-        tx_packets,
-    );
-    registry.register(
-        "link_dropped_packets",
-        "Packets dropped on the link, by reason",
-        dropped,
-    );
-    registry.register(
-        "link_rejected_handshakes",
-        "Handshake initiations the link refused (replayed or older timestamps, another key, invalid)",
-        rejected,
-    );
-    registry.register(
-        "link_cookie_replies",
-        "Handshakes answered with a cookie reply because the link was under load",
-        cookies,
-    );
-    registry.register(
-        "link_fragmented_datagrams",
-        "Datagrams sent above the underlay's path MTU, fragmented by the kernel",
-        fragmented,
-    );
-    registry.register(
-        "link_gso_fallbacks",
-        "Batches sent one datagram per message because the kernel refused UDP GSO for them",
-        gso_fallbacks,
-    );
-    registry.register(
-        "link_underlay_mtu_bytes",
-        "The underlay's path MTU toward the peer, once the kernel reported one",
-        underlay_mtu,
-    );
-    registry.register(
-        "link_keepalive_loss_ratio",
-        "Share of the peer's liveness keepalives lost over the last 10 s (loss toward this node)",
-        keepalive_loss,
-    );
 
-    register_routes_and_exits(&mut registry, status);
-    register_paths(&mut registry, status);
-    register_registry(&mut registry, status);
+    /// Registers every family, in the order the metrics are exposed.
+    fn register(self, registry: &mut Registry) {
+        registry.register(
+            "link_up",
+            "1 when the link had a handshake within 180 s",
+            self.up,
+        );
+        registry.register(
+            "link_last_handshake_timestamp_seconds",
+            "Unix time of the link's last handshake (0: never)",
+            self.handshake,
+        );
+        registry.register(
+            "link_receive_bytes",
+            "Bytes of WireGuard datagrams received on the link",
+            self.rx_bytes,
+        );
+        registry.register(
+            "link_transmit_bytes",
+            "Bytes of WireGuard datagrams sent on the link",
+            self.tx_bytes,
+        );
+        registry.register(
+            "link_receive_packets",
+            "WireGuard datagrams received on the link",
+            self.rx_packets,
+        );
+        registry.register(
+            "link_transmit_packets",
+            "WireGuard datagrams sent on the link",
+            self.tx_packets,
+        );
+        registry.register(
+            "link_dropped_packets",
+            "Packets dropped on the link, by reason",
+            self.dropped,
+        );
+        registry.register(
+            "link_rejected_handshakes",
+            "Handshake initiations the link refused (replayed or older timestamps, another key, invalid)",
+            self.rejected,
+        );
+        registry.register(
+            "link_cookie_replies",
+            "Handshakes answered with a cookie reply because the link was under load",
+            self.cookies,
+        );
+        registry.register(
+            "link_fragmented_datagrams",
+            "Datagrams sent above the underlay's path MTU, fragmented by the kernel",
+            self.fragmented,
+        );
+        registry.register(
+            "link_gso_fallbacks",
+            "Batches sent one datagram per message because the kernel refused UDP GSO for them",
+            self.gso_fallbacks,
+        );
+        registry.register(
+            "link_underlay_mtu_bytes",
+            "The underlay's path MTU toward the peer, once the kernel reported one",
+            self.underlay_mtu,
+        );
+        registry.register(
+            "link_keepalive_loss_ratio",
+            "Share of the peer's liveness keepalives lost over the last 10 s (loss toward this node)",
+            self.keepalive_loss,
+        );
+    }
+}
 
+/// The routes braid installed itself, by family, and whether routing is healthy.
+fn register_routing(registry: &mut Registry, status: &Status) {
     let routes = Family::<Labels, Gauge>::default();
     for (family, v6) in [("ip4", false), ("ip6", true)] {
         let count = status
@@ -592,7 +627,6 @@ fn registry_of(status: &Status) -> Registry {
         "1 when the node network and braid's routes were last set up without error",
         healthy,
     );
-    registry
 }
 
 #[cfg(test)]
@@ -816,7 +850,7 @@ pub(crate) mod tests {
             via: None,
             exit_preference: None,
         });
-        status.routing.engine = Some(crate::engine::EngineHealth::default());
+        status.routing.engine = Some(crate::routing::supervisor::EngineHealth::default());
         status.routing.routes.push(braid_plan::routes::RoutePlan {
             destination: "2001:db8:bd00:2::/64".parse().unwrap(),
             via: "fe80::2".parse().unwrap(),

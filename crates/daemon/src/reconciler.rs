@@ -12,9 +12,13 @@ use std::time::SystemTime;
 /// What a reload did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Summary {
+    /// Links brought up.
     pub added: Vec<String>,
+    /// Links changed in place.
     pub updated: Vec<String>,
+    /// Links removed.
     pub removed: Vec<String>,
+    /// How many links were already as planned.
     pub unchanged: usize,
     /// Links that failed to come up or change, with why; the others still applied.
     pub failed: Vec<String>,
@@ -37,8 +41,10 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The config or registry has problems (each with its file, field and fix).
     #[error("invalid input; the running network is unchanged:\n{0}")]
     Invalid(Problems),
 }
@@ -52,16 +58,20 @@ pub struct Reconciler<B: LinkBackend> {
     /// The links the backend runs now, each as it was last applied. A link that failed
     /// to come up is not here, so the next reload tries it again.
     running: Vec<LinkPlan>,
+    /// When the inputs in use were loaded.
     pub loaded_at: Option<SystemTime>,
+    /// Why the last reload failed or left links down; `None` when it did not.
     pub last_error: Option<String>,
     /// When the last reload was attempted, and whether its input was valid.
     pub last_reload_at: Option<SystemTime>,
+    /// Whether the last reload's input was valid.
     pub last_reload_ok: bool,
     /// The routes braid installed last, and the error of the last attempt, if any.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
+    /// Why braid's routes or rules could not all be set up last time; `None` when they were.
     pub routing_error: Option<String>,
     /// The supervisor of the routing daemon (babeld or BIRD), once one was wanted.
-    pub engine: Option<crate::engine::Supervisor>,
+    pub engine: Option<crate::routing::supervisor::Supervisor>,
     /// The uplinks found now, for transports with `wan: "auto"` (see `uplinks`).
     pub uplinks: Vec<String>,
     /// Path interfaces last reported down to the backend.
@@ -71,6 +81,8 @@ pub struct Reconciler<B: LinkBackend> {
 }
 
 impl<B: LinkBackend> Reconciler<B> {
+    /// A reconciler for the config at `config_path` over `backend`; nothing is loaded or
+    /// run until [`Reconciler::reload`].
     pub fn new(config_path: &Path, backend: B) -> Self {
         Self {
             config_path: config_path.to_path_buf(),
@@ -90,32 +102,37 @@ impl<B: LinkBackend> Reconciler<B> {
         }
     }
 
+    /// The config file this reconciler reads.
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
 
+    /// The link backend.
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
+    /// The link backend, to change (paths' states).
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
     }
 
-    /// Names of the links the backend runs.
     /// The running links' plans.
     pub fn running_links(&self) -> impl Iterator<Item = &LinkPlan> {
         self.running.iter()
     }
 
+    /// Names of the links the backend runs.
     pub fn running(&self) -> impl Iterator<Item = &str> {
         self.running.iter().map(|l| l.name.as_str())
     }
 
+    /// The plan in use; `None` before the first successful reload.
     pub fn plan(&self) -> Option<&Plan> {
         self.current.as_ref().map(|l| &l.plan)
     }
 
+    /// The inputs in use (config, registry, plan); `None` before the first successful reload.
     pub fn loaded(&self) -> Option<&Loaded> {
         self.current.as_ref()
     }
@@ -178,6 +195,8 @@ impl<B: LinkBackend> Reconciler<B> {
         self.retry_failed()
     }
 
+    /// Tries again the planned links that are not running (they failed to come up or
+    /// change); `None` when no link is to be added or changed.
     pub fn retry_failed(&mut self) -> Option<Summary> {
         let loaded = self.current.take()?;
         let steps = diff(&self.running, &loaded.plan.links);
@@ -243,26 +262,41 @@ impl<B: LinkBackend> Reconciler<B> {
         summary
     }
 
-    /// Resolves DNS endpoints again: of every link when `all`, else of the links without a
-    /// live session (the peer may have moved). Returns how many were looked up.
-    pub fn re_resolve(&mut self, all: bool, now: SystemTime) -> usize {
-        let mut count = 0;
-        for link in &self.running {
-            let named = link
-                .endpoint
-                .as_ref()
-                .is_some_and(|e| matches!(e.host, braid_model::Host::Name(_)));
-            if !named {
-                continue;
-            }
-            let live =
-                crate::routing::link_alive(link, self.backend.stats(&link.name).as_ref(), now);
-            if all || !live {
-                self.backend.re_resolve(link);
-                count += 1;
-            }
+    /// The running links whose DNS endpoint is due to be resolved again: every one when
+    /// `all`, else those without a live session at `now` (the peer may have moved). The
+    /// look-up itself is the caller's, off the async runtime (see `run`); its answer comes
+    /// back through [`Reconciler::resolved`].
+    pub fn due_for_resolve(&self, all: bool, now: SystemTime) -> Vec<LinkPlan> {
+        self.running
+            .iter()
+            .filter(|link| {
+                let named = link
+                    .endpoint
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.host, braid_model::Host::Name(_)));
+                named
+                    && (all
+                        || !crate::routing::link_alive(
+                            link,
+                            self.backend.stats(&link.name).as_ref(),
+                            now,
+                        ))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Points a running link at `addr`, a fresh answer for its DNS endpoint (looked up for
+    /// `asked`, one of [`Reconciler::due_for_resolve`]'s links). Ignored when the link is
+    /// gone or its endpoint changed while the look-up ran (a reload came in between).
+    pub fn resolved(&mut self, asked: &LinkPlan, addr: std::net::SocketAddr) {
+        if let Some(link) = self
+            .running
+            .iter()
+            .find(|l| l.name == asked.name && l.endpoint == asked.endpoint)
+        {
+            self.backend.set_resolved(link, addr);
         }
-        count
     }
 
     /// Removes every link (for `down` and shutdown).

@@ -49,7 +49,9 @@ pub fn locate(config_path: &Path, config: &Config) -> Location {
 /// A registry's text and, when the config trusts keys, what its valid signature says.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// The registry's text.
     pub text: String,
+    /// What its valid signature says, when the config trusts signing keys.
     pub signed: Option<Signed>,
 }
 
@@ -237,6 +239,7 @@ pub struct RegistryState {
     pub refusals: std::collections::BTreeMap<String, u64>,
     /// The last refusal: what was refused and why, and when (Unix seconds).
     pub last_refusal: Option<String>,
+    /// When the last refusal happened (Unix seconds).
     pub last_refusal_at: Option<u64>,
     /// A URL source's fetcher; `None` for a path.
     pub fetch: Option<crate::fetch::FetchState>,

@@ -8,14 +8,23 @@ use std::time::{Duration, SystemTime};
 /// WireGuard drops a session this long after its handshake (REJECT_AFTER_TIME).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(180);
 
+/// The status document's schema version (`version`); it grows when a field changes
+/// meaning or goes away, not when one is added.
 pub const STATUS_SCHEMA_VERSION: u32 = 1;
 
+/// The status document (docs/status-json.md): one typed value from the links to the
+/// JSON, the metrics and the page.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// [`STATUS_SCHEMA_VERSION`].
     pub version: u32,
+    /// This node.
     pub node: NodeStatus,
+    /// Every planned link, running or not.
     pub links: Vec<LinkStatus>,
+    /// braid's routes and the routing daemon.
     pub routing: RoutingStatus,
+    /// The registry's source, version and fetcher.
     pub registry: RegistryStatus,
     /// Every other node of the registry, and how this node reaches it.
     pub mesh: Vec<MeshNode>,
@@ -26,6 +35,7 @@ pub struct Status {
 pub struct MeshNode {
     /// Its registry name, or the first 8 characters of its key (as `links[].peer`).
     pub name: String,
+    /// Its public key (base64).
     pub public_key: String,
     /// Its overlay address (with an address plan), which `via` is looked up for.
     pub address6: Option<std::net::Ipv6Addr>,
@@ -35,6 +45,7 @@ pub struct MeshNode {
     /// (the node itself when direct, a neighbour when relayed); null when the kernel has
     /// no route to it over a link, or its routes could not be read.
     pub via_link: Option<String>,
+    /// The node at the far end of `via_link`.
     pub via: Option<String>,
     /// An exit node (its `exit_preference`), if it is one.
     pub exit_preference: Option<u32>,
@@ -50,7 +61,9 @@ pub struct RegistryStatus {
     /// The key ID that signed the running registry, and its version (the signature's
     /// timestamp, Unix seconds); `None` when the config trusts no signing key.
     pub signed_by: Option<String>,
+    /// The running registry's signed version (the signature's timestamp, Unix seconds).
     pub signed_version: Option<u64>,
+    /// Refusals and the fetcher's state (flattened into this object).
     #[serde(flatten)]
     pub state: crate::registry_file::RegistryState,
 }
@@ -68,7 +81,7 @@ pub struct RoutingStatus {
     /// Every current problem, one sentence each.
     pub problems: Vec<String>,
     /// The routing daemon (babeld, BIRD), in routing modes `babel` and `bird`.
-    pub engine: Option<crate::engine::EngineHealth>,
+    pub engine: Option<crate::routing::supervisor::EngineHealth>,
     /// Routes braid installed (routing mode `static`), as in the plan.
     pub routes: Vec<braid_plan::routes::RoutePlan>,
     /// Where each family's default route leaves, as the kernel holds it (null when the
@@ -100,40 +113,56 @@ pub struct Exit {
     pub link: Option<String>,
     /// The node at the far end of that link.
     pub peer: Option<String>,
-    /// The routing table and metric of the route.
+    /// The routing table of the route.
     pub table: u32,
+    /// The route's metric.
     pub metric: u32,
 }
 
+/// This node (docs/status-json.md, `node`).
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
+    /// Its public key (base64).
     pub public_key: String,
+    /// Its name in the registry, if it has one.
     pub name: Option<String>,
     /// The node's address plan: link-local address, and with an address plan its index,
     /// /64, ::1, /24, gateway and link address (as in `braid plan --json`).
     pub link_local6: Option<std::net::Ipv6Addr>,
+    /// The node's addresses, with an address plan.
     pub addresses: Option<braid_plan::NodeAddresses>,
+    /// The link backend: `userspace` or `kernel`.
     pub backend: &'static str,
+    /// The config file's path.
     pub config: String,
+    /// The registry file's path (a URL source's cache), once loaded.
     pub registry: Option<String>,
     /// Versions of the running inputs: the first 16 hex digits of each file's SHA-256.
     pub config_version: Option<String>,
+    /// The running registry's version, as `config_version`.
     pub registry_version: Option<String>,
+    /// Seconds since `braid run` started.
     pub uptime_seconds: u64,
     /// Unix time of the last successful reload.
     pub loaded_at: Option<u64>,
     /// Unix time of the last reload attempt, and whether its input was valid.
     pub last_reload_at: Option<u64>,
+    /// Whether the last reload's input was valid.
     pub last_reload_ok: bool,
     /// The last reload's error, if it failed or some links did not come up.
     pub last_error: Option<String>,
 }
 
+/// One planned link (docs/status-json.md, `links[]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkStatus {
+    /// The link's interface name.
     pub name: String,
+    /// The peer's registry name, or the first 8 characters of its key.
     pub peer: String,
+    /// The peer's public key (base64).
     pub peer_public_key: String,
+    /// The underlay's address family: `ip4` or `ip6`.
     pub family: String,
     /// `up` (a handshake within 180 s), `connecting` (none yet), `stale` (older), or
     /// `failed` (the link is planned but did not come up; see last_error).
@@ -148,6 +177,8 @@ pub struct LinkStatus {
     /// The lowest kernel metric among those routes (the routing daemon's or braid's
     /// choice: the link's cost as the kernel sees it).
     pub route_metric: Option<u32>,
+    /// The link's counters and state (flattened into this object; for a link that is not
+    /// running, zeros with the planned endpoint and listen port).
     #[serde(flatten)]
     pub stats: LinkStats,
 }
@@ -193,8 +224,24 @@ pub fn netns<B: LinkBackend>(r: &Reconciler<B>) -> Option<String> {
 /// Builds the status document at `now`, without the kernel's view (routes per link and
 /// exits; [`crate::kernel_view::fill`] adds it).
 pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: SystemTime) -> Status {
+    Status {
+        version: STATUS_SCHEMA_VERSION,
+        node: node_status(r, started, now),
+        links: link_statuses(r, now),
+        routing: routing_status(r),
+        registry: registry_status(r),
+        mesh: mesh_nodes(r),
+    }
+}
+
+/// This node: identity, addresses, inputs and their versions, reloads.
+fn node_status<B: LinkBackend>(
+    r: &Reconciler<B>,
+    started: SystemTime,
+    now: SystemTime,
+) -> NodeStatus {
     let plan = r.plan();
-    let node = NodeStatus {
+    NodeStatus {
         public_key: plan
             .map(|p| p.node.public_key.to_base64())
             .unwrap_or_default(),
@@ -211,8 +258,12 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
         uptime_seconds: now.duration_since(started).unwrap_or_default().as_secs(),
         loaded_at: r.loaded_at.and_then(unix),
         last_error: r.last_error.clone(),
-    };
-    let links = plan
+    }
+}
+
+/// Every planned link, with its backend's counters (zeros for one that is not running).
+fn link_statuses<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> Vec<LinkStatus> {
+    r.plan()
         .map(|p| {
             p.links
                 .iter()
@@ -236,9 +287,14 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// braid's routes and the routing's health; the kernel's view is filled in later
+/// (`kernel_view::fill`).
+fn routing_status<B: LinkBackend>(r: &Reconciler<B>) -> RoutingStatus {
     let problems = crate::routing::problems(r);
-    let routing = RoutingStatus {
+    RoutingStatus {
         mode: r.loaded().map_or("none", |l| l.config.routing.mode.name()),
         healthy: problems.is_empty(),
         error: (!problems.is_empty()).then(|| problems.join("; ")),
@@ -251,8 +307,12 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
         routes: r.routes.clone(),
         exits: None,
         kernel_error: None,
-    };
-    let registry = RegistryStatus {
+    }
+}
+
+/// The registry's source, the running version and its signature, refusals and fetcher.
+fn registry_status<B: LinkBackend>(r: &Reconciler<B>) -> RegistryStatus {
+    RegistryStatus {
         source: r.loaded().map(|l| l.config.registry.clone()),
         file: r.loaded().map(|l| l.registry_path.display().to_string()),
         signed_by: r
@@ -262,8 +322,12 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
             .loaded()
             .and_then(|l| l.signed.as_ref().map(|s| s.timestamp)),
         state: r.registry.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-    };
-    let mesh = plan
+    }
+}
+
+/// Every other node of the registry; the kernel's `via` is filled in later.
+fn mesh_nodes<B: LinkBackend>(r: &Reconciler<B>) -> Vec<MeshNode> {
+    r.plan()
         .map(|p| {
             p.peers
                 .iter()
@@ -281,15 +345,7 @@ pub fn status<B: LinkBackend>(r: &Reconciler<B>, started: SystemTime, now: Syste
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    Status {
-        version: STATUS_SCHEMA_VERSION,
-        node,
-        links,
-        routing,
-        registry,
-        mesh,
-    }
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

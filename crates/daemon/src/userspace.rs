@@ -10,12 +10,15 @@ use ipnet::Ipv6Net;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// The userspace backend: every link a `braid_link::Link` (a TUN device and UDP sockets
+/// carried by braid's reactor threads) in this process.
 #[derive(Default)]
 pub struct UserspaceBackend {
     links: BTreeMap<String, Link>,
 }
 
 impl UserspaceBackend {
+    /// A backend that runs no link yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -27,6 +30,22 @@ pub fn resolve(endpoint: &RemoteEndpoint, family: AddressFamily) -> Option<Socke
     match &endpoint.host {
         Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port)),
         Host::Name(name) => match (name.as_str(), endpoint.port).to_socket_addrs() {
+            Ok(mut addrs) => addrs.find(|a| AddressFamily::of(a.ip()) == family),
+            Err(e) => {
+                tracing::warn!(%name, "cannot resolve the peer's address: {e}");
+                None
+            }
+        },
+    }
+}
+
+/// [`resolve`] without blocking the async runtime: `tokio::net::lookup_host` runs the
+/// system resolver (getaddrinfo(3)) on tokio's blocking pool. The same answer and the same
+/// warning when there is none.
+pub async fn resolve_async(endpoint: &RemoteEndpoint, family: AddressFamily) -> Option<SocketAddr> {
+    match &endpoint.host {
+        Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port)),
+        Host::Name(name) => match tokio::net::lookup_host((name.as_str(), endpoint.port)).await {
             Ok(mut addrs) => addrs.find(|a| AddressFamily::of(a.ip()) == family),
             Err(e) => {
                 tracing::warn!(%name, "cannot resolve the peer's address: {e}");
@@ -169,11 +188,8 @@ impl LinkBackend for UserspaceBackend {
         }
     }
 
-    fn re_resolve(&mut self, plan: &braid_plan::LinkPlan) {
+    fn set_resolved(&mut self, plan: &braid_plan::LinkPlan, addr: SocketAddr) {
         let (Some(link), Some(endpoint)) = (self.links.get(&plan.name), &plan.endpoint) else {
-            return;
-        };
-        let Some(addr) = resolve(endpoint, plan.family) else {
             return;
         };
         if link.stats().endpoint != Some(addr) {

@@ -27,6 +27,21 @@ enum Outcome {
     Done,
 }
 
+/// Whether a datagram of type `kind` that decapsulated without error (and gave back a
+/// message of type `reply_kind`, if any) came from the peer: data and responses are
+/// authenticated by their decryption, an initiation only when it was answered with a
+/// response (not with a cookie reply: under load, before its MAC2 is checked).
+fn authenticates(kind: u8, reply_kind: Option<u8>) -> bool {
+    if reply_kind == Some(COOKIE_REPLY) {
+        return false;
+    }
+    match kind {
+        INITIATION => reply_kind == Some(RESPONSE),
+        RESPONSE | DATA => true,
+        _ => false,
+    }
+}
+
 impl Engine {
     /// A UDP datagram from `from`, received on `socket`. `out` must hold the datagram's
     /// length; a data packet for the TUN is decrypted into it ([`Incoming::Packet`]).
@@ -53,43 +68,26 @@ impl Engine {
         if reply_kind == Some(COOKIE_REPLY) {
             self.stats.cookie_replies += 1;
         }
-        let authenticated = match (&outcome, kind) {
-            (Outcome::Failed(e), _) => {
-                self.count_failure(now, e, kind, from);
-                return Incoming::Nothing;
-            }
-            _ if reply_kind == Some(COOKIE_REPLY) => false,
-            (_, INITIATION) => reply_kind == Some(RESPONSE),
-            (_, RESPONSE | DATA) => true,
-            _ => false,
-        };
+        if let Outcome::Failed(e) = &outcome {
+            self.count_failure(now, e, kind, from);
+            return Incoming::Nothing;
+        }
+        let authenticated = authenticates(kind, reply_kind);
         if authenticated {
             self.authenticated(now, socket, from, kind, datagram.len());
         }
         match outcome {
             Outcome::Reply(len) => {
                 let reply = out[..len].to_vec();
-                if reply_kind == Some(COOKIE_REPLY) {
-                    // The cookie is for the address the message came from (WireGuard
-                    // paper, section 5.4.7): the sender proves it can receive there. Sent
-                    // to the endpoint (or nowhere, before the peer ever answered), a peer
-                    // at a new address could never get in while the link is under load.
-                    self.send_to(now, Route { socket, to: from }, reply);
-                    return Incoming::Nothing;
-                }
-                if kind == INITIATION {
-                    // A response (and whatever the new session lets go) goes where the
-                    // initiation came from; the endpoint follows on the session's first
-                    // data message (see `authenticated`).
-                    let route = Route { socket, to: from };
-                    self.send_to(now, route, reply);
-                    self.release_queued(now, Some(route));
-                    return Incoming::Nothing;
-                }
-                self.send_control(now, reply);
-                if authenticated {
-                    self.release_queued(now, None);
-                }
+                let cookie = reply_kind == Some(COOKIE_REPLY);
+                self.send_reply(
+                    now,
+                    Route { socket, to: from },
+                    kind,
+                    cookie,
+                    reply,
+                    authenticated,
+                );
                 Incoming::Nothing
             }
             Outcome::Packet { offset, len } => {
@@ -105,6 +103,40 @@ impl Engine {
                 Incoming::Nothing
             }
             Outcome::Failed(_) => Incoming::Nothing,
+        }
+    }
+
+    /// Sends what decapsulating a datagram of type `kind` from `from` gave back: a cookie
+    /// reply or a handshake response to where the message came from, anything else (a
+    /// keepalive) as control traffic; then what waited for the session.
+    fn send_reply(
+        &mut self,
+        now: Instant,
+        from: Route,
+        kind: u8,
+        cookie: bool,
+        reply: Vec<u8>,
+        authenticated: bool,
+    ) {
+        if cookie {
+            // The cookie is for the address the message came from (WireGuard paper,
+            // section 5.4.7): the sender proves it can receive there. Sent to the endpoint
+            // (or nowhere, before the peer ever answered), a peer at a new address could
+            // never get in while the link is under load.
+            self.send_to(now, from, reply);
+            return;
+        }
+        if kind == INITIATION {
+            // A response (and whatever the new session lets go) goes where the initiation
+            // came from; the endpoint follows on the session's first data message (see
+            // `authenticated`).
+            self.send_to(now, from, reply);
+            self.release_queued(now, Some(from));
+            return;
+        }
+        self.send_control(now, reply);
+        if authenticated {
+            self.release_queued(now, None);
         }
     }
 

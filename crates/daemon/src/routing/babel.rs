@@ -99,14 +99,20 @@ pub const PROGRAM: &str = "babeld";
 /// The files of braid's babeld, all in one directory (`<control socket dir>/babeld`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
+    /// babeld's config file (`babeld.conf`), given with `-c`.
     pub conf: PathBuf,
+    /// babeld's local control socket (`babeld.ctl`, `local-path-readwrite`).
     pub ctl: PathBuf,
+    /// babeld's pid file (`babeld.pid`), given with `-I`.
     pub pid: PathBuf,
+    /// babeld's state file (`babeld.state`: its sequence numbers across restarts), `-S`.
     pub state: PathBuf,
+    /// Where babeld's stdout and stderr go (`babeld.log`).
     pub log: PathBuf,
 }
 
 impl Files {
+    /// The files in `dir`.
     pub fn in_dir(dir: &Path) -> Self {
         Self {
             conf: dir.join("babeld.conf"),
@@ -118,10 +124,13 @@ impl Files {
     }
 }
 
+/// An exchange with babeld's control socket that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BabelError {
+    /// Connecting, writing or reading failed.
     #[error("babeld: {0}")]
     Io(#[from] std::io::Error),
+    /// babeld answered something other than `ok`: its answer, and the command.
     #[error("babeld answered `{0}` to `{1}`")]
     Refused(String, String),
 }
@@ -176,6 +185,7 @@ pub fn sync_interfaces(
 /// A route a routing daemon selected and means to have in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectedRoute {
+    /// The destination prefix.
     pub destination: ipnet::IpNet,
     /// The source prefix of a source-specific route (`None`: any source).
     pub source: Option<ipnet::IpNet>,

@@ -10,17 +10,24 @@ use std::process::{Command, Stdio};
 /// What the configuration depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BirdInputs {
+    /// BIRD's router ID: the node's IPv4 gateway address, or one derived from its index.
     pub router_id: std::net::Ipv4Addr,
+    /// The node's bridge (its prefixes are exported from there).
     pub bridge: String,
     /// Interface-name patterns of the links, e.g. `brd4x*`.
     pub patterns: Vec<String>,
+    /// The Babel hello interval (seconds; the config's `routing.hello_interval`).
     pub hello_interval: u16,
+    /// The node's IPv6 /64, exported.
     pub prefix6: Option<String>,
+    /// The node's IPv4 /24, exported, when the address plan has IPv4.
     pub subnet4: Option<String>,
     /// On an exit: the upstream gateways (IPv6, IPv4) for the default routes BIRD announces,
     /// with the exit preference as their Babel metric.
     pub exit_gateway6: Option<std::net::IpAddr>,
+    /// On an exit: the upstream IPv4 gateway (see `exit_gateway6`).
     pub exit_gateway4: Option<std::net::IpAddr>,
+    /// On an exit: its preference, the Babel metric of the default routes it announces.
     pub exit_metric: u32,
     /// braid's link liveness is on: links get faster hellos (see [`link_timing`]).
     pub liveness: bool,
@@ -47,6 +54,7 @@ pub fn link_timing(hello_interval: u16, liveness: bool) -> String {
 /// The names of BIRD's kernel protocols in braid's configuration (for `birdc show route
 /// export`).
 pub const KERNEL4: &str = "kernel4";
+/// The name of BIRD's IPv6 kernel protocol (see [`KERNEL4`]).
 pub const KERNEL6: &str = "kernel6";
 
 /// BIRD's configuration: the babel protocol on the links, the node's prefixes exported,
@@ -96,10 +104,13 @@ protocol babel {{\n  interface {patterns} {{ type wired; rxcost 32; {} check lin
     )
 }
 
+/// An exchange with BIRD that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BirdError {
+    /// Running `birdc` or reading its answer failed.
     #[error("bird: {0}")]
     Io(#[from] std::io::Error),
+    /// `birdc configure` refused the configuration: what it said.
     #[error("birdc configure: {0}")]
     Configure(String),
 }
@@ -110,13 +121,18 @@ pub const PROGRAM: &str = "bird";
 /// The files of braid's BIRD, all in one directory (`<control socket dir>/bird`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
+    /// BIRD's configuration file (`bird.conf`), given with `-c`.
     pub conf: PathBuf,
+    /// BIRD's control socket (`bird.ctl`), given with `-s`; `birdc` talks to it.
     pub ctl: PathBuf,
+    /// BIRD's pid file (`bird.pid`), given with `-P`.
     pub pid: PathBuf,
+    /// Where BIRD's stdout and stderr go (`bird.log`).
     pub log: PathBuf,
 }
 
 impl Files {
+    /// The files in `dir`.
     pub fn in_dir(dir: &Path) -> Self {
         Self {
             conf: dir.join("bird.conf"),
@@ -164,7 +180,7 @@ pub fn configure(files: &Files, inputs: &BirdInputs) -> Result<(), BirdError> {
 /// The routes BIRD exports to the kernel (`birdc show route export kernel4|kernel6`): what
 /// it means to have in braid's table. `show route` prints a route as a line starting with
 /// its prefix, the next hop on the following, indented line.
-pub fn exported_routes(files: &Files) -> Result<Vec<crate::babel::SelectedRoute>, BirdError> {
+pub fn exported_routes(files: &Files) -> Result<Vec<super::babel::SelectedRoute>, BirdError> {
     let mut out = Vec::new();
     for protocol in [KERNEL4, KERNEL6] {
         let output = Command::new("birdc")
@@ -185,8 +201,8 @@ pub fn exported_routes(files: &Files) -> Result<Vec<crate::babel::SelectedRoute>
 }
 
 /// The routes in `birdc show route` output (pure).
-pub fn parse_routes(text: &str) -> Vec<crate::babel::SelectedRoute> {
-    let mut out: Vec<crate::babel::SelectedRoute> = Vec::new();
+pub fn parse_routes(text: &str) -> Vec<super::babel::SelectedRoute> {
+    let mut out: Vec<super::babel::SelectedRoute> = Vec::new();
     for line in text.lines() {
         if line.starts_with(char::is_whitespace) {
             if let (Some(last), Some(via)) = (out.last_mut(), line.trim().strip_prefix("via "))
@@ -203,7 +219,7 @@ pub fn parse_routes(text: &str) -> Vec<crate::babel::SelectedRoute> {
         else {
             continue;
         };
-        out.push(crate::babel::SelectedRoute {
+        out.push(super::babel::SelectedRoute {
             destination: destination.trunc(),
             source: None,
             via: String::new(),

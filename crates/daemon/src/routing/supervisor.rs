@@ -16,8 +16,11 @@
 //!   command line is that program with braid's config file for it) is stopped before a new
 //!   one starts, and by `braid down` ([`stop_stale`]).
 
-use crate::babel;
-use crate::bird::{self, BirdInputs};
+use super::babel;
+use super::bird::{self, BirdInputs};
+use super::decide::{engine_dir, wanted_engine};
+use crate::backend::LinkBackend;
+use crate::reconciler::Reconciler;
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -42,16 +45,18 @@ const APPLY_RETRY: Duration = Duration::from_secs(1);
 /// How often the routes the daemon selected are compared with the kernel's table.
 pub const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
 /// At most this often, babeld is started again to install routes it believes installed
-/// but the kernel does not hold (see [`Supervision::verify`]).
+/// but the kernel does not hold (see `Supervision::verify`).
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The routing daemon braid wants, and what it must be told. Computed by the main loop
 /// from the loaded inputs (see `routing::wanted_engine`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wanted {
+    /// babeld (RFC 8966), told its interfaces over its local control socket (babeld(8)).
     Babel {
         /// Where its config, control socket, pid file, state and log live.
         dir: PathBuf,
+        /// The overlay namespace babeld runs in, when the config has one.
         netns: Option<String>,
         /// babeld's config file (see `babel::config_text`); a change restarts babeld.
         config: String,
@@ -60,8 +65,11 @@ pub enum Wanted {
         /// The links babeld speaks on, told over its control socket (no restart).
         links: BTreeSet<String>,
     },
+    /// BIRD 2 with its babel protocol, configured by file and `birdc configure`.
     Bird {
+        /// Where its config, control socket, pid file and log live.
         dir: PathBuf,
+        /// The overlay namespace BIRD runs in, when the config has one.
         netns: Option<String>,
         /// BIRD's configuration; a change is applied with `birdc configure`.
         inputs: BirdInputs,
@@ -133,7 +141,9 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The longest wait before a restart.
     pub const MAX: Duration = Duration::from_secs(10);
+    /// How long a daemon must run to count as stable: the failures are forgotten then.
     pub const STABLE: Duration = Duration::from_secs(30);
 
     /// The wait before the attempt that follows `failures` consecutive failures.
@@ -325,7 +335,23 @@ impl Supervision {
         }
     }
 
+    /// One look: stops a daemon no longer wanted as it runs, notices one that exited,
+    /// starts the wanted one (after the backoff), waits for its control socket, and keeps
+    /// it in step with braid.
     fn step(&mut self, now: Instant) {
+        self.stop_if_unwanted();
+        self.notice_exit(now);
+        let Some(wanted) = self.wanted.clone() else {
+            return;
+        };
+        if self.ensure_started(&wanted, now) && self.await_ready(now) {
+            self.keep_in_step(&wanted, now);
+        }
+    }
+
+    /// Stops the running daemon when another one (or another configuration, directory or
+    /// namespace) is wanted, or none.
+    fn stop_if_unwanted(&mut self) {
         let wanted_key = self.wanted.as_ref().map(Wanted::restart_key);
         if let Some(running) = &self.running
             && Some(&running.key) != wanted_key.as_ref()
@@ -339,6 +365,11 @@ impl Supervision {
             self.backoff = Backoff::default();
             self.error = None;
         }
+    }
+
+    /// Notices that the running daemon exited: the error names its last log line, and the
+    /// restart waits for the backoff.
+    fn notice_exit(&mut self, now: Instant) {
         if let Some(running) = &mut self.running
             && let Ok(Some(status)) = running.child.try_wait()
         {
@@ -360,14 +391,15 @@ impl Supervision {
             // Shown at once, not only at the end of this step (a start can take a while).
             self.publish();
         }
-        let Some(wanted) = self.wanted.clone() else {
-            return;
-        };
+    }
+
+    /// Starts the wanted daemon unless it runs or the backoff says not yet; whether it runs.
+    fn ensure_started(&mut self, wanted: &Wanted, now: Instant) -> bool {
         if self.running.is_none() {
             if !self.backoff.due(now) {
-                return;
+                return false;
             }
-            match start(&wanted, now) {
+            match start(wanted, now) {
                 Ok(running) => {
                     self.running = Some(running);
                     self.publish();
@@ -377,12 +409,18 @@ impl Supervision {
                     tracing::error!("{message}");
                     self.error = Some(message);
                     self.backoff.failed(now);
-                    return;
+                    return false;
                 }
             }
         }
+        true
+    }
+
+    /// Whether the running daemon's control socket answers; one that has not opened it
+    /// within [`START_TIMEOUT`] is stopped (and started again after the backoff).
+    fn await_ready(&mut self, now: Instant) -> bool {
         let Some(running) = self.running.as_mut() else {
-            return;
+            return false;
         };
         if !running.ready {
             if std::os::unix::net::UnixStream::connect(&running.ctl).is_ok() {
@@ -405,18 +443,28 @@ impl Supervision {
                 self.error = Some(message);
                 self.restarts = self.restarts.saturating_add(1);
                 self.backoff.failed(now);
-                return;
+                return false;
             } else {
                 if self.error.is_none() {
                     self.error = Some(format!("{} is starting", running.program));
                 }
-                return;
+                return false;
             }
         }
+        true
+    }
+
+    /// Brings the ready daemon in step with braid (babeld: interfaces; BIRD: configuration),
+    /// retrying after [`APPLY_RETRY`] on error, and compares its routes with the kernel's
+    /// every [`VERIFY_INTERVAL`].
+    fn keep_in_step(&mut self, wanted: &Wanted, now: Instant) {
+        let Some(running) = self.running.as_mut() else {
+            return;
+        };
         if running.retry_at.is_some_and(|t| now < t) {
             return;
         }
-        match apply(running, &wanted) {
+        match apply(running, wanted) {
             Ok(()) => {
                 running.in_step = true;
                 running.retry_at = None;
@@ -427,7 +475,7 @@ impl Supervision {
                     .is_none_or(|t| now.duration_since(t) >= VERIFY_INTERVAL)
                 {
                     self.last_verify = Some(now);
-                    self.verify(&wanted, now);
+                    self.verify(wanted, now);
                 }
             }
             Err(e) => {
@@ -871,6 +919,50 @@ fn last_line(path: &Path) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_string)
+}
+
+/// Tells the routing daemon's supervisor (started on first need) what is wanted now: the
+/// daemon of the routing mode with braid's running links, or none. Never blocks; the
+/// supervisor starts, restarts and updates the daemon on its own thread (see [`Supervisor`]).
+pub fn supervise_engine<B: LinkBackend>(r: &mut Reconciler<B>) {
+    let wanted = wanted_engine(r);
+    if wanted.is_none() && r.engine.is_none() {
+        return;
+    }
+    if r.engine.is_none() {
+        match Supervisor::start() {
+            Ok(supervisor) => r.engine = Some(supervisor),
+            Err(e) => {
+                tracing::error!("starting the routing daemon's supervision thread: {e}");
+                return;
+            }
+        }
+    }
+    if let Some(engine) = &r.engine {
+        engine.want(wanted);
+    }
+}
+
+/// Stops routing daemons an earlier braid left running for this config (after a crash),
+/// found by their pid files and command lines (see [`stop_stale`]).
+pub fn stop_stale_engines(config: &braid_model::Config) {
+    let babel = babel::Files::in_dir(&engine_dir(config, "babeld"));
+    let bird = bird::Files::in_dir(&engine_dir(config, "bird"));
+    for (program, pid, conf) in [
+        (babel::PROGRAM, &babel.pid, &babel.conf),
+        (bird::PROGRAM, &bird.pid, &bird.conf),
+    ] {
+        match stop_stale(pid, program, conf) {
+            Ok(Some(stale)) => {
+                tracing::warn!(
+                    pid = stale,
+                    "stopped the {program} an earlier braid left running"
+                )
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("looking for an earlier {program} ({}): {e}", pid.display()),
+        }
+    }
 }
 
 #[cfg(test)]
