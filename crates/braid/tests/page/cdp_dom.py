@@ -71,5 +71,7 @@ while True:
             break
     message = json.loads(payload)
     if message.get("id") == 1:
-        print(message["result"]["result"]["value"])
+        # Empty while the page is still loading (no document yet, or the evaluation raced a
+        # navigation): the caller asks again.
+        print(message.get("result", {}).get("result", {}).get("value", ""))
         break
