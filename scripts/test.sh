@@ -66,4 +66,11 @@ fi
 # cores; more parallel tests only make them wait on each other (and flake).
 cargo test --workspace -- --test-threads="${BRAID_TEST_THREADS:-2}"
 
+# The fault suite's table (crates/braid/tests/faults.rs writes it; the test harness keeps a
+# passing test's output to itself).
+if [ -f target/tmp/faults.txt ]; then
+    log "fault suite"
+    cat target/tmp/faults.txt
+fi
+
 log "all tests passed"
