@@ -360,15 +360,16 @@ def failover_case(scheduler, seconds, profiles=None):
     return row
 
 
-def udp_loss(lab, seconds):
-    """One-way loss of a 20 Mbit/s UDP iperf3 run, in percent. iperf3's control connection
-    (TCP over the same lossy link) now and then gives up; that run is repeated."""
+def udp_run(lab, seconds, rate, length, what):
+    """One UDP iperf3 run n1 -> n2; returns its `end.sum` (jitter, lost and sent packets).
+    iperf3's control connection (TCP over the same, maybe lossy, link) now and then gives
+    up; that run is repeated, up to 3 times."""
     last_error = None
     for _ in range(3):
         server = iperf_server()
         try:
             for _ in range(30):
-                r = netns(1, "iperf3", "-c", lab.target, "-u", "-b", "20M", "-l", "1200", "-t", str(seconds), "-J", check=False)
+                r = netns(1, "iperf3", "-c", lab.target, "-u", "-b", rate, "-l", str(length), "-t", str(seconds), "-J", check=False)
                 report = json.loads(r.stdout or "{}")
                 if "unable to connect" in report.get("error", ""):
                     time.sleep(0.3)
@@ -379,9 +380,14 @@ def udp_loss(lab, seconds):
         if "error" in report:
             last_error = report["error"]
             continue
-        s = report["end"]["sum"]
-        return 100.0 * s["lost_packets"] / max(1, s["packets"])
-    raise RuntimeError(f"iperf3 (UDP, 3 tries): {last_error}")
+        return report["end"]["sum"]
+    raise RuntimeError(f"iperf3 ({what}, 3 tries): {last_error}")
+
+
+def udp_loss(lab, seconds):
+    """One-way loss of a 20 Mbit/s UDP iperf3 run, in percent."""
+    s = udp_run(lab, seconds, "20M", 1200, "UDP")
+    return 100.0 * s["lost_packets"] / max(1, s["packets"])
 
 
 def ping_loss(lab, count=2000):
@@ -486,20 +492,7 @@ def profile_case(name, profiles, scheduler, streams, target_frac, seconds, ping=
 def voice_jitter(lab, seconds):
     """A 50 packets/s UDP flow (160-byte payloads, G.711-like) n1 -> n2: iperf3's jitter (ms,
     RFC 3550 estimator) and loss (%)."""
-    server = iperf_server()
-    try:
-        for _ in range(30):
-            r = netns(1, "iperf3", "-c", lab.target, "-u", "-b", "64k", "-l", "160", "-t", str(seconds), "-J", check=False)
-            report = json.loads(r.stdout or "{}")
-            if "unable to connect" in report.get("error", ""):
-                time.sleep(0.3)
-                continue
-            break
-    finally:
-        stop(server)
-    if "error" in report:
-        raise RuntimeError(f"iperf3 (voice): {report['error']}")
-    s = report["end"]["sum"]
+    s = udp_run(lab, seconds, "64k", 160, "voice")
     return s["jitter_ms"], 100.0 * s["lost_packets"] / max(1, s["packets"])
 
 

@@ -58,6 +58,12 @@ pub(crate) struct Liveness {
     keepalive_arrivals: VecDeque<Instant>,
     /// When the link was first heard.
     first_heard: Option<Instant>,
+    /// The peer sends keepalives at braid's cadence (two arrived within `dead_after` of
+    /// each other) since the link was last alive again: only then does a silence mean it
+    /// is dead. A peer without braid's liveness (kernel WireGuard, wireguard-go) sends
+    /// keepalives 10 s or more apart, so its link is never declared dead and its routing
+    /// daemon's own detection decides, as before liveness.
+    armed: bool,
 }
 
 impl Liveness {
@@ -71,6 +77,7 @@ impl Liveness {
             keepalives_seen: 0,
             keepalive_arrivals: VecDeque::new(),
             first_heard: None,
+            armed: false,
         }
     }
 
@@ -109,6 +116,13 @@ impl Liveness {
         self.keepalives_seen = rx_keepalives;
         // A burst after a stall arrives together; at most a window's worth is kept.
         for _ in 0..new.min(4096) {
+            if self
+                .keepalive_arrivals
+                .back()
+                .is_some_and(|&prev| now.saturating_duration_since(prev) <= self.config.dead_after)
+            {
+                self.armed = true;
+            }
             self.keepalive_arrivals.push_back(now);
         }
         while self.keepalive_arrivals.len() > 4096 {
@@ -126,10 +140,11 @@ impl Liveness {
     pub(crate) fn due(&self) -> Option<Instant> {
         let heard = self.heard?;
         let death = heard + self.config.dead_after;
-        Some(match (self.alive, self.next_keepalive) {
+        Some(match (self.alive && self.armed, self.next_keepalive) {
             (true, Some(k)) => k.min(death),
             (true, None) => death,
             (false, Some(k)) => k,
+            (false, None) if self.alive => return None,
             (false, None) => heard + self.config.interval,
         })
     }
@@ -154,8 +169,14 @@ impl Liveness {
         let Some(heard) = self.heard else {
             return actions;
         };
-        if self.alive && now.saturating_duration_since(heard) >= self.config.dead_after {
+        if self.alive
+            && self.armed
+            && now.saturating_duration_since(heard) >= self.config.dead_after
+        {
             self.alive = false;
+            // Armed again by the peer's keepalives once it is back: a peer that came back
+            // as another WireGuard implementation is not declared dead again.
+            self.armed = false;
             actions.changed = Some(false);
         }
         if let Some(due) = self.next_keepalive
@@ -241,10 +262,13 @@ mod tests {
         let mut l = Liveness::new(config());
         // First heard: a keepalive at once, the next one interval later.
         let a = l.tick(t0, 1);
+        l.note_keepalives(t0, 1);
         assert!(a.keepalive && a.changed.is_none());
         assert_eq!(l.due(), Some(t0 + ms(200)));
         assert!(!l.tick(t0 + ms(100), 1).keepalive);
         assert!(l.tick(t0 + ms(200), 2).keepalive);
+        // The peer's second keepalive 200 ms after the first: it runs braid's liveness.
+        l.note_keepalives(t0 + ms(200), 2);
         // Silent from 200 ms: alive at 899, dead at 900.
         assert_eq!(l.due(), Some(t0 + ms(400)));
         l.tick(t0 + ms(400), 2);
@@ -261,6 +285,35 @@ mod tests {
         assert!(a.keepalive && a.changed.is_none());
         // One authenticated datagram: alive again.
         assert_eq!(l.tick(t0 + ms(1100), 3).changed, Some(true));
+        assert!(l.alive());
+    }
+
+    #[test]
+    fn a_peer_without_braids_keepalives_is_never_declared_dead() {
+        // Kernel WireGuard or wireguard-go: a keepalive every 10 s at most (passive), data
+        // now and then. Silences far longer than `dead_after` are normal for it.
+        let t0 = Instant::now();
+        let mut l = Liveness::new(config());
+        let mut rx = 0;
+        for k in 0..6u64 {
+            let t = t0 + Duration::from_secs(10 * k);
+            rx += 1;
+            assert_eq!(l.tick(t, rx).changed, None);
+            l.note_keepalives(t, k + 1);
+            assert_eq!(l.tick(t + Duration::from_secs(9), rx).changed, None);
+        }
+        assert!(l.alive());
+        // A braid peer that died, came back as such a peer: dead once, then never again.
+        let mut l = Liveness::new(config());
+        let ms = Duration::from_millis;
+        l.tick(t0, 1);
+        l.note_keepalives(t0, 1);
+        l.tick(t0 + ms(200), 2);
+        l.note_keepalives(t0 + ms(200), 2);
+        assert_eq!(l.tick(t0 + ms(900), 2).changed, Some(false));
+        assert_eq!(l.tick(t0 + ms(5000), 3).changed, Some(true));
+        l.note_keepalives(t0 + ms(5000), 3);
+        assert_eq!(l.tick(t0 + ms(14_000), 3).changed, None);
         assert!(l.alive());
     }
 
