@@ -188,37 +188,73 @@ fn add_local_routes(
     }
 }
 
-/// An exit's NAT table (see [`NAT_TABLE`]): set when it masquerades, removed when it no
-/// longer does; nothing on other nodes.
+/// An exit's NAT tables (see [`NAT_TABLE`]): set when it forwards the mesh upstream,
+/// removed when it no longer does; nothing on other nodes.
 fn apply_nat(loaded: &crate::load::Loaded) -> Result<(), SystemError> {
     let config = &loaded.config;
-    let masquerade = match (&config.exit, &config.address_plan) {
-        (Some(exit), Some(plan)) if exit.masquerade && config.routing.mode != RoutingMode::None => {
-            masqueraded(plan.ipv4_pool, &loaded.plan)
-                .map(|pool| (exit.upstream_interface.clone(), pool))
+    let rules = match (&config.exit, &config.address_plan) {
+        (Some(exit), Some(plan)) if config.routing.mode != RoutingMode::None => {
+            let mtu = config
+                .transports
+                .iter()
+                .map(|t| t.mtu)
+                .min()
+                .unwrap_or(1420);
+            let masquerade = exit
+                .masquerade
+                .then(|| masqueraded(plan.ipv4_pool, &loaded.plan))
+                .flatten();
+            let ipv6 = ipv6_sources(plan.ipv6, &loaded.plan);
+            Some(exit_tables(
+                &exit.upstream_interface,
+                masquerade.as_deref(),
+                &ipv6,
+                mtu,
+            ))
         }
-        _ => None,
-    };
-    // The largest TCP segment that fits the narrowest link (IPv4 and TCP headers: 40).
-    let mss = config
-        .transports
-        .iter()
-        .map(|t| t.mtu)
-        .min()
-        .unwrap_or(1420)
-        .saturating_sub(40);
-    let rules = match masquerade {
-        Some((upstream, pool)) => Some(format!(
-            "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n chain forward {{\n  type filter hook forward priority mangle; policy accept;\n  ip daddr {pool} tcp flags syn tcp option maxseg size set rt mtu\n  ip saddr {pool} tcp flags syn tcp option maxseg size > {mss} tcp option maxseg size set {mss}\n }}\n}}\n"
-        )),
-        None if config.exit.is_some() => None,
-        None => return Ok(()),
+        _ if config.exit.is_some() => None,
+        _ => return Ok(()),
     };
     nat(config.netns.as_deref(), rules.as_deref())
 }
 
-/// braid's nftables table on an exit: IPv4 from the pool and the mesh's IPv4 LAN subnets
-/// is masqueraded to the upstream, and TCP connections of theirs are told the links' MTU
+/// The mesh's IPv6 sources an exit forwards upstream, as an nftables set body: the address
+/// plan's allocation and every IPv6 LAN subnet of the mesh.
+fn ipv6_sources(allocation: ipnet::Ipv6Net, plan: &braid_plan::Plan) -> String {
+    let nets: Vec<String> = std::iter::once(ipnet::IpNet::V6(allocation))
+        .chain(super::decide::lan_subnets(plan).filter(|n| matches!(n, ipnet::IpNet::V6(_))))
+        .map(|n| n.trunc().to_string())
+        .collect();
+    format!("{{ {} }}", nets.join(", "))
+}
+
+/// An exit's nftables tables (pure), for `nft -f`: IPv4 from `masquerade` (a set body) is
+/// masqueraded out of `upstream`; TCP SYNs of the mesh's IPv4 (`masquerade`) and IPv6
+/// (`ipv6`) sources get their MSS clamped both ways to what fits a link of `mtu` bytes
+/// (TCP and IPv4 headers 40 bytes, IPv6 60), as routers in front of tunnels do (RFC 4459,
+/// section 3.2): a host on the internet then never sends the mesh a segment that does not
+/// fit the link, even when the exit's ICMP "fragmentation needed" or "packet too big"
+/// cannot reach it.
+fn exit_tables(upstream: &str, masquerade: Option<&str>, ipv6: &str, mtu: u32) -> String {
+    let clamp = |family: &str, sources: &str, headers: u32| {
+        let mss = mtu.saturating_sub(headers);
+        format!(
+            " chain forward {{\n  type filter hook forward priority mangle; policy accept;\n  {family} daddr {sources} tcp flags syn tcp option maxseg size set rt mtu\n  {family} saddr {sources} tcp flags syn tcp option maxseg size > {mss} tcp option maxseg size set {mss}\n }}\n"
+        )
+    };
+    let ipv4 = masquerade.map(|pool| {
+        format!(
+            "table ip {NAT_TABLE} {{\n chain postrouting {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"{upstream}\" ip saddr {pool} masquerade\n }}\n{}}}\n",
+            clamp("ip", pool, 40)
+        )
+    });
+    let ipv6 = format!("table ip6 {NAT_TABLE} {{\n{}}}\n", clamp("ip6", ipv6, 60));
+    ipv4.unwrap_or_default() + &ipv6
+}
+
+/// braid's nftables tables on an exit (families `ip` and `ip6`): IPv4 from the pool and the
+/// mesh's IPv4 LAN subnets is masqueraded to the upstream, and TCP connections of the
+/// mesh's IPv4 and IPv6 sources are told the links' MTU
 /// (the MSS of SYNs both ways clamped, as routers in front of tunnels do): a host on the
 /// internet then never sends the masqueraded LAN a segment that does not fit the link,
 /// even when the exit's ICMP "fragmentation needed" cannot reach it (measured: a download
@@ -229,7 +265,7 @@ pub const NAT_TABLE: &str = "braid_nat";
 fn nat(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
     // "add" then "delete" makes the delete succeed whether or not the table existed.
     let script = format!(
-        "table ip {NAT_TABLE}\ndelete table ip {NAT_TABLE}\n{}",
+        "table ip {NAT_TABLE}\ndelete table ip {NAT_TABLE}\ntable ip6 {NAT_TABLE}\ndelete table ip6 {NAT_TABLE}\n{}",
         rules.unwrap_or("")
     );
     let run = move || -> std::io::Result<()> {
@@ -367,4 +403,63 @@ async fn lan_announce_routes(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asks nftables to check `script` (`nft -c`) in a network namespace of its own, so
+    /// nothing on the host is read or changed; `None` when that cannot run here (not root).
+    fn nft_check(script: &str) -> Option<std::process::Output> {
+        use std::io::Write as _;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: nft -c needs root (CI runs this as root)");
+            return None;
+        }
+        let mut child = std::process::Command::new("unshare")
+            .args(["-n", "nft", "-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare and nft are installed (scripts/deps.sh)");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(script.as_bytes())
+            .expect("nft reads its script");
+        Some(child.wait_with_output().expect("nft ran"))
+    }
+
+    #[test]
+    fn an_exit_clamps_the_mss_of_ipv4_and_ipv6_and_nftables_accepts_the_tables() {
+        let with_nat = exit_tables("up0", Some("{ 10.0.0.0/8 }"), "{ fd00:1::/48 }", 1420);
+        assert!(with_nat.contains("ip saddr { 10.0.0.0/8 } masquerade"));
+        assert!(with_nat.contains("maxseg size > 1380 tcp option maxseg size set 1380"));
+        assert!(with_nat.contains("table ip6 braid_nat"));
+        assert!(
+            with_nat
+                .contains("ip6 saddr { fd00:1::/48 } tcp flags syn tcp option maxseg size > 1360")
+        );
+        assert!(
+            with_nat.contains(
+                "ip6 daddr { fd00:1::/48 } tcp flags syn tcp option maxseg size set rt mtu"
+            )
+        );
+        let without_nat = exit_tables("up0", None, "{ 2001:db8::/48 }", 1280);
+        assert!(!without_nat.contains("table ip braid_nat"));
+        assert!(without_nat.contains("size set 1220"));
+        for script in [with_nat, without_nat] {
+            if let Some(out) = nft_check(&script) {
+                assert!(
+                    out.status.success(),
+                    "nft refused:\n{script}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
 }
