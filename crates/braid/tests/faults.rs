@@ -14,7 +14,7 @@
 mod common;
 use common::*;
 
-use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
+use braid_lab::{ConfigOptions, INTERNET_HOST, Lab, LabSpec, exit_config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -392,59 +392,14 @@ enum Expect {
     NoLoss,
 }
 
-/// The exit's upstream router and the internet beyond it, as in `exit.rs`.
-fn build_upstream(lab: &Lab) -> (String, String) {
-    let p = namespace_prefix(lab.name());
-    let (router, internet) = (format!("{p}r"), format!("{p}i"));
-    ip(&["netns", "add", &router]);
-    ip(&["netns", "add", &internet]);
-    ip(&[
-        "link",
-        "add",
-        "up0",
-        "netns",
-        &lab.ns(1),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "r0",
-        "netns",
-        &router,
-    ]);
-    ip(&[
-        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
-        &internet,
-    ]);
-    for (ns, dev, v6, v4) in [
-        (lab.ns(1), "up0", "2001:db8:ff::2/64", "198.51.100.2/24"),
-        (router.clone(), "r0", "2001:db8:ff::1/64", "198.51.100.1/24"),
-        (router.clone(), "r1", "2001:db8:1::1/64", "203.0.113.1/24"),
-        (
-            internet.clone(),
-            "eth0",
-            "2001:db8:1::2/64",
-            "203.0.113.2/24",
-        ),
-    ] {
-        ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
-        ip(&["-n", &ns, "addr", "add", v4, "dev", dev]);
-        ip(&["-n", &ns, "link", "set", dev, "up"]);
-    }
-    for ns in [&router, &internet] {
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
-    route_internet_via_router(&router, &internet);
-    (router, internet)
-}
-
 fn setup(dir: &Path) -> Suite {
     let lab = Lab::up(LabSpec::new(
         &format!("fs{:x}", std::process::id() % 0xffff),
         NODES,
     ))
     .unwrap();
-    let (router, _internet) = build_upstream(&lab);
+    // n1 is the exit: its upstream router and the internet (removed with the lab).
+    lab.add_upstream(1).unwrap();
     let files = lab
         .write_configs(
             dir,
@@ -458,7 +413,7 @@ fn setup(dir: &Path) -> Suite {
         edit_json(&f.config, |c| c["routing"]["hello_interval"] = json!(1));
     }
     edit_json(&files[0].config, |c| {
-        c["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1", "gateway4": "198.51.100.1"});
+        c["exit"] = exit_config();
     });
     let registry = dir.join("registry.json");
     edit_json(&registry, |r| r[0]["exit_preference"] = json!(100));
@@ -483,15 +438,10 @@ fn setup(dir: &Path) -> Suite {
             &["routes", "--upstream", "-c", suite.config(1)],
         )
         .unwrap();
-    ip(&[
-        "netns",
-        "exec",
-        &router,
-        "sh",
-        "-e",
-        "-c",
-        &String::from_utf8_lossy(&routes.stdout),
-    ]);
+    suite
+        .lab
+        .route_back(&String::from_utf8_lossy(&routes.stdout))
+        .unwrap();
     suite
 }
 
@@ -501,8 +451,8 @@ fn start_pings(lab: &Lab, dir: &Path) -> Vec<Pinger> {
     let streams = [
         ("w2-w3 v6", 2, w3.v6.to_string()),
         ("w2-w3 v4", 2, w3.v4.to_string()),
-        ("w3-inet v6", 3, "2001:db8:1::2".to_string()),
-        ("w2-inet v4", 2, "203.0.113.2".to_string()),
+        ("w3-inet v6", 3, INTERNET_HOST.v6.to_string()),
+        ("w2-inet v4", 2, INTERNET_HOST.v4.to_string()),
     ];
     for (what, from, to) in &streams {
         wait_until(what, Duration::from_secs(60), || {
