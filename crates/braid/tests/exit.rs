@@ -5,8 +5,8 @@
 mod common;
 use common::*;
 
-use braid_lab::{ConfigOptions, Lab, LabSpec, exit_config};
-use serde_json::{Value, json};
+use braid_lab::{ConfigOptions, Lab, LabSpec};
+use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
@@ -58,28 +58,13 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
     lab.add_upstream(1).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let files = lab
-        .write_configs(
-            dir.path(),
-            &ConfigOptions {
-                routing: mode.into(),
-                ..ConfigOptions::default()
-            },
-        )
-        .unwrap();
-    for f in &files {
-        edit_json(&f.config, |c| c["routing"]["hello_interval"] = json!(1));
-    }
-    // n1 is the exit.
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(&files[0].config).unwrap()).unwrap();
-    config["exit"] = exit_config();
-    std::fs::write(&files[0].config, config.to_string()).unwrap();
-    let registry_path = dir.path().join("registry.json");
-    let mut registry: Value =
-        serde_json::from_str(&std::fs::read_to_string(&registry_path).unwrap()).unwrap();
-    registry[0]["exit_preference"] = json!(100);
-    std::fs::write(&registry_path, registry.to_string()).unwrap();
+    let options = ConfigOptions {
+        routing: mode.into(),
+        hello_interval: Some(1),
+        exit: Some(1),
+        ..ConfigOptions::default()
+    };
+    let files = lab.write_configs(dir.path(), &options).unwrap();
     start_daemons(&lab, &files);
     wait_for_bridges(&lab, n);
     let workloads: Vec<_> = (1..=n)
