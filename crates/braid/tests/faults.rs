@@ -203,6 +203,15 @@ impl Suite {
         );
     }
 
+    /// Stops node `i`'s daemon with `signal` and starts it again; returns when it was
+    /// stopped (Unix seconds, the end of the fault).
+    fn restart(&mut self, i: usize, signal: i32) -> f64 {
+        self.signal(i, signal);
+        let stopped = now();
+        self.start(i);
+        stopped
+    }
+
     /// Waits until the daemon of every node reports all its links up.
     fn all_up(&self) -> bool {
         (1..=NODES).all(|i| {
@@ -506,10 +515,7 @@ const FAULTS: [Fault; 9] = [
 ];
 
 fn kill_and_restart_n3(s: &mut Suite) -> Option<f64> {
-    s.signal(3, libc::SIGKILL);
-    let t = now();
-    s.start(3);
-    Some(t)
+    Some(s.restart(3, libc::SIGKILL))
 }
 
 fn kill_babeld_of_n3(s: &mut Suite) -> Option<f64> {
@@ -523,10 +529,7 @@ fn kill_babeld_of_n3(s: &mut Suite) -> Option<f64> {
 }
 
 fn restart_n2(s: &mut Suite) -> Option<f64> {
-    s.signal(2, libc::SIGTERM);
-    let t = now();
-    s.start(2);
-    Some(t)
+    Some(s.restart(2, libc::SIGTERM))
 }
 
 fn flap_underlay_n2_n3(s: &mut Suite) -> Option<f64> {

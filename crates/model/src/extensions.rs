@@ -4,7 +4,7 @@
 use crate::family::AddressFamily;
 use crate::problem::Collector;
 use crate::read::{self, field_path};
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 
@@ -65,7 +65,7 @@ pub fn read_address_plan(
         path,
         "bridge",
         DEFAULT_BRIDGE.to_string(),
-        read_bridge,
+        |c, p, v| read_named_interface(c, p, v, &BRIDGE),
     );
     let ipv6_path = field_path(path, "ipv6");
     let ipv6 = read::field(
@@ -89,17 +89,47 @@ pub fn read_address_plan(
     })
 }
 
-/// `address_plan.bridge` at `path`: a non-empty interface name.
-fn read_bridge(c: &mut Collector, path: &str, value: &Value) -> Option<String> {
-    let name = read::string(c, path, value, "write the bridge name as a string")?;
+/// How problems word an interface name braid must be told (`address_plan.bridge`,
+/// `exit.upstream_interface`).
+struct NamedInterface {
+    /// What it is, in problems: "bridge", "upstream interface".
+    what: &'static str,
+    /// The fix when it is not a string.
+    string_fix: &'static str,
+    /// The problem when it is empty: message and fix.
+    empty: (&'static str, &'static str),
+}
+
+const BRIDGE: NamedInterface = NamedInterface {
+    what: "bridge",
+    string_fix: "write the bridge name as a string",
+    empty: (
+        "the bridge name is empty",
+        "name the node's bridge, e.g. \"braid0\"",
+    ),
+};
+
+const UPSTREAM: NamedInterface = NamedInterface {
+    what: "upstream interface",
+    string_fix: "write the interface name as a string",
+    empty: (
+        "the upstream interface is empty",
+        "name the interface toward the upstream router, e.g. \"eth0\"",
+    ),
+};
+
+/// The interface name at `path`: a string, not empty, and a name Linux accepts.
+fn read_named_interface(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+    named: &NamedInterface,
+) -> Option<String> {
+    let name = read::string(c, path, value, named.string_fix)?;
     if name.is_empty() {
-        c.error(
-            path,
-            "the bridge name is empty",
-            "name the node's bridge, e.g. \"braid0\"",
-        );
+        c.error(path, named.empty.0, named.empty.1);
     }
-    crate::config::check_ifname(c, path, &name, "bridge");
+    crate::config::check_ifname(c, path, &name, named.what);
     Some(name)
 }
 
@@ -111,33 +141,15 @@ fn read_allocation(c: &mut Collector, path: &str, value: &Value) -> Option<Ipv6N
         value,
         "write the allocation as a string like \"2001:db8:5e::/48\"",
     )?;
-    match text.parse::<Ipv6Net>() {
-        Ok(net) if net.prefix_len() > 64 => {
-            c.error(
-                path,
-                format!("{net} is longer than /64; each node needs a whole /64"),
-                "use the network's allocation: a /64 or a shorter prefix such as /48",
-            );
-            None
-        }
-        Ok(net) if net.network() != net.addr() => {
-            c.error(
-                path,
-                format!("{net} has host bits set"),
-                format!("write the network address: {}", net.trunc()),
-            );
-            None
-        }
-        Ok(net) => Some(net),
-        Err(_) => {
-            c.error(
-                path,
-                format!("`{text}` is not an IPv6 prefix"),
-                "write it as address/length, e.g. \"2001:db8:5e::/48\"",
-            );
-            None
-        }
-    }
+    read_network(
+        c,
+        path,
+        &text,
+        "IPv6",
+        64,
+        "use the network's allocation: a /64 or a shorter prefix such as /48",
+        "write it as address/length, e.g. \"2001:db8:5e::/48\"",
+    )
 }
 
 /// `address_plan.ipv4_pool` at `path`: an IPv4 network of /24 or shorter, or `off`
@@ -152,33 +164,59 @@ fn read_ipv4_pool(c: &mut Collector, path: &str, value: &Value) -> Option<Option
     if text == "off" {
         return Some(None);
     }
-    match text.parse::<Ipv4Net>() {
-        Ok(net) if net.prefix_len() > 24 => {
-            c.error(
-                path,
-                format!("{net} is longer than /24; each node needs a whole /24"),
-                "use a /24 or shorter pool, e.g. \"10.0.0.0/8\"",
-            );
-            None
-        }
-        Ok(net) if net.network() != net.addr() => {
-            c.error(
-                path,
-                format!("{net} has host bits set"),
-                format!("write the network address: {}", net.trunc()),
-            );
-            None
-        }
-        Ok(net) => Some(Some(net)),
-        Err(_) => {
-            c.error(
-                path,
-                format!("`{text}` is not an IPv4 prefix"),
-                "write it as address/length, e.g. \"10.0.0.0/8\", or \"off\"",
-            );
-            None
-        }
+    read_network(
+        c,
+        path,
+        &text,
+        "IPv4",
+        24,
+        "use a /24 or shorter pool, e.g. \"10.0.0.0/8\"",
+        "write it as address/length, e.g. \"10.0.0.0/8\", or \"off\"",
+    )
+    .map(Some)
+}
+
+/// `text` (at `path`) as a network of `family` ("IPv6", "IPv4") that leaves each node a
+/// whole /`node_len`: no longer than that, no host bits. `longer_fix` and `syntax_fix` are
+/// the fixes for a longer prefix and for text that is no prefix of the family.
+fn read_network<N>(
+    c: &mut Collector,
+    path: &str,
+    text: &str,
+    family: &str,
+    node_len: u8,
+    longer_fix: &str,
+    syntax_fix: &str,
+) -> Option<N>
+where
+    N: std::str::FromStr + Copy + Into<IpNet>,
+{
+    let Ok(net) = text.parse::<N>() else {
+        c.error(
+            path,
+            format!("`{text}` is not an {family} prefix"),
+            syntax_fix,
+        );
+        return None;
+    };
+    let ip: IpNet = net.into();
+    if ip.prefix_len() > node_len {
+        c.error(
+            path,
+            format!("{ip} is longer than /{node_len}; each node needs a whole /{node_len}"),
+            longer_fix,
+        );
+        return None;
     }
+    if ip.network() != ip.addr() {
+        c.error(
+            path,
+            format!("{ip} has host bits set"),
+            format!("write the network address: {}", ip.trunc()),
+        );
+        return None;
+    }
+    Some(net)
 }
 
 /// How routes between nodes are made.
@@ -379,7 +417,7 @@ pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitCon
         "upstream_interface",
         Some("add \"upstream_interface\": the interface toward the upstream router, e.g. \"eth0\""),
     )
-    .and_then(|v| read_upstream_interface(c, &ifpath, v));
+    .and_then(|v| read_named_interface(c, &ifpath, v, &UPSTREAM));
     let gateway6 = read::optional(c, map, path, "gateway6", None, |c, p, v| {
         read_gateway(c, p, v, AddressFamily::Ip6).map(Some)
     });
@@ -410,20 +448,6 @@ pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitCon
         masquerade: masquerade?,
         preference: preference?,
     })
-}
-
-/// `exit.upstream_interface` at `path`: a non-empty interface name.
-fn read_upstream_interface(c: &mut Collector, path: &str, value: &Value) -> Option<String> {
-    let name = read::string(c, path, value, "write the interface name as a string")?;
-    if name.is_empty() {
-        c.error(
-            path,
-            "the upstream interface is empty",
-            "name the interface toward the upstream router, e.g. \"eth0\"",
-        );
-    }
-    crate::config::check_ifname(c, path, &name, "upstream interface");
-    Some(name)
 }
 
 /// An exit's `gateway6` or `gateway4` at `path`: an address of `family`.
@@ -630,7 +654,7 @@ fn read_source(
 /// its numbering). Each is an IPv4 or IPv6 prefix without host bits, not a default route;
 /// the node's peers route them over their links to the node, and an exit with
 /// `masquerade` translates their IPv4 like the pool's. See docs/registry.md.
-pub fn read_lan_subnets(c: &mut Collector, path: &str, value: &Value) -> Option<Vec<ipnet::IpNet>> {
+pub fn read_lan_subnets(c: &mut Collector, path: &str, value: &Value) -> Option<Vec<IpNet>> {
     let items = read::array(
         c,
         path,
@@ -650,7 +674,7 @@ pub fn read_lan_subnets(c: &mut Collector, path: &str, value: &Value) -> Option<
             ok = false;
             continue;
         };
-        match text.parse::<ipnet::IpNet>() {
+        match text.parse::<IpNet>() {
             Ok(net) if net.prefix_len() == 0 => {
                 ok = false;
                 c.error(

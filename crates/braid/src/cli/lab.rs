@@ -171,29 +171,17 @@ pub(crate) struct ShapingFlags {
 impl ShapingFlags {
     /// The flags as the lab's shaping arguments.
     fn into_args(self) -> WanArgs {
-        let Self {
-            rate,
-            loss,
-            delay,
-            jitter,
-            reorder,
-            burst_loss,
-            queue,
-            outage,
-            profile,
-            seed,
-        } = self;
         WanArgs {
-            rate,
-            loss,
-            delay,
-            jitter,
-            reorder,
-            burst_loss,
-            queue,
-            outage,
-            profile,
-            seed,
+            rate: self.rate,
+            loss: self.loss,
+            delay: self.delay,
+            jitter: self.jitter,
+            reorder: self.reorder,
+            burst_loss: self.burst_loss,
+            queue: self.queue,
+            outage: self.outage,
+            profile: self.profile,
+            seed: self.seed,
         }
     }
 }
