@@ -5,8 +5,8 @@
 mod common;
 use common::*;
 
-use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
-use serde_json::{Value, json};
+use braid_lab::{ConfigOptions, Lab, LabSpec};
+use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
@@ -54,74 +54,17 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
         n,
     ))
     .unwrap();
-    let (router, internet) = (
-        format!("{}r", namespace_prefix(lab.name())),
-        format!("{}i", namespace_prefix(lab.name())),
-    );
-    // Upstream router and internet (removed with the lab: same name prefix).
-    ip(&["netns", "add", &router]);
-    ip(&["netns", "add", &internet]);
-    ip(&[
-        "link",
-        "add",
-        "up0",
-        "netns",
-        &lab.ns(1),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "r0",
-        "netns",
-        &router,
-    ]);
-    ip(&[
-        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
-        &internet,
-    ]);
-    for (ns, dev, v6, v4) in [
-        (lab.ns(1), "up0", "2001:db8:ff::2/64", "198.51.100.2/24"),
-        (router.clone(), "r0", "2001:db8:ff::1/64", "198.51.100.1/24"),
-        (router.clone(), "r1", "2001:db8:1::1/64", "203.0.113.1/24"),
-        (
-            internet.clone(),
-            "eth0",
-            "2001:db8:1::2/64",
-            "203.0.113.2/24",
-        ),
-    ] {
-        ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
-        ip(&["-n", &ns, "addr", "add", v4, "dev", dev]);
-        ip(&["-n", &ns, "link", "set", dev, "up"]);
-    }
-    for ns in [&router, &internet] {
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
-    route_internet_via_router(&router, &internet);
+    // n1 is the exit: its upstream router and the internet (removed with the lab).
+    lab.add_upstream(1).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let files = lab
-        .write_configs(
-            dir.path(),
-            &ConfigOptions {
-                routing: mode.into(),
-                ..ConfigOptions::default()
-            },
-        )
-        .unwrap();
-    for f in &files {
-        edit_json(&f.config, |c| c["routing"]["hello_interval"] = json!(1));
-    }
-    // n1 is the exit.
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(&files[0].config).unwrap()).unwrap();
-    config["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1", "gateway4": "198.51.100.1"});
-    std::fs::write(&files[0].config, config.to_string()).unwrap();
-    let registry_path = dir.path().join("registry.json");
-    let mut registry: Value =
-        serde_json::from_str(&std::fs::read_to_string(&registry_path).unwrap()).unwrap();
-    registry[0]["exit_preference"] = json!(100);
-    std::fs::write(&registry_path, registry.to_string()).unwrap();
+    let options = ConfigOptions {
+        routing: mode.into(),
+        hello_interval: Some(1),
+        exit: Some(1),
+        ..ConfigOptions::default()
+    };
+    let files = lab.write_configs(dir.path(), &options).unwrap();
     start_daemons(&lab, &files);
     wait_for_bridges(&lab, n);
     let workloads: Vec<_> = (1..=n)
@@ -147,7 +90,7 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
         routes.contains("ip -6 route replace 2001:db8:bd00:2::/64 via 2001:db8:ff::2"),
         "{routes}"
     );
-    ip(&["netns", "exec", &router, "sh", "-e", "-c", &routes]);
+    assert_eq!(lab.route_back(&routes).unwrap(), n);
     let bird = lab
         .exec(
             1,
@@ -171,10 +114,10 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
         wait_until(
             &format!("w{i} -> internet over IPv6"),
             Duration::from_secs(20),
-            || lab.workload_ping(i, "2001:db8:1::2"),
+            || lab.workload_reaches_internet(i, true),
         );
         assert!(
-            lab.workload_ping(i, "203.0.113.2"),
+            lab.workload_reaches_internet(i, false),
             "w{i} -> internet over IPv4"
         );
     }
@@ -224,7 +167,7 @@ fn through_the_exit(test: &str, mode: &str, engine: Option<&str>) {
             .args([
                 "netns",
                 "exec",
-                &internet,
+                &lab.internet_ns(),
                 "ping",
                 "-c",
                 "1",

@@ -12,21 +12,21 @@
 //! test binaries one after another).
 
 mod common;
+use common::pings::{Pinger, Traffic, flowing_since, now, ping_line, traffic};
 use common::*;
 
-use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use braid_lab::{ConfigOptions, INTERNET_HOST, Lab, LabSpec};
+use serde_json::Value;
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Nodes in the mesh: n1 is the exit, n2 and n3 carry the workloads under test.
 const NODES: usize = 3;
 /// Seconds between pings of each stream.
-const INTERVAL: &str = "0.02";
+const INTERVAL: f64 = 0.02;
 /// The issue's target: traffic flows again this long after a restart. Reported per fault
 /// (`met` / `missed`); not asserted, see [`BACK_BOUND`].
 const BACK_TARGET: f64 = 2.0;
@@ -45,160 +45,6 @@ const BACK_BOUND: f64 = 45.0;
 const RSS_SHARE: f64 = 0.10;
 /// ...plus this much (kB): allocator arenas and caches of a young process grow in steps.
 const RSS_SLACK_KB: u64 = 2048;
-
-/// Seconds since the Unix epoch (the clock of `ping -D`).
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// One ping stream running in a workload namespace, its output in a file.
-struct Pinger {
-    name: String,
-    child: Child,
-    out: PathBuf,
-}
-
-impl Pinger {
-    fn start(name: &str, ns: &str, to: &str, dir: &Path) -> Self {
-        let out = dir.join(format!("ping-{name}.txt"));
-        let child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, "ping", "-D", "-O", "-n", "-i", INTERVAL, "-W", "1", to,
-            ])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self {
-            name: name.into(),
-            child,
-            out,
-        }
-    }
-
-    /// Every request so far, by sequence number: when it was sent (Unix seconds) and when
-    /// its reply came, if one did. Send times come from the reply's timestamp less its
-    /// round trip, or from ping's `no answer yet` line (printed when the next request goes,
-    /// one interval later).
-    fn requests(&self) -> BTreeMap<u32, (f64, Option<f64>)> {
-        let interval: f64 = INTERVAL.parse().unwrap();
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let mut out = BTreeMap::new();
-        for line in text.lines() {
-            let Some((ts, rest)) = line
-                .strip_prefix('[')
-                .and_then(|l| l.split_once(']'))
-                .and_then(|(ts, rest)| Some((ts.parse::<f64>().ok()?, rest)))
-            else {
-                continue;
-            };
-            let Some(seq) = rest
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("icmp_seq="))
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if rest.contains(" bytes from ") {
-                let rtt = rest
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("time="))
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-                    / 1000.0;
-                out.insert(seq, (ts - rtt, Some(ts)));
-            } else if rest.contains("no answer yet") {
-                out.entry(seq).or_insert((ts - interval, None));
-            } else {
-                // An ICMP error (unreachable): sent about then, not answered.
-                out.entry(seq).or_insert((ts, None));
-            }
-        }
-        out
-    }
-
-    /// The times of every reply so far.
-    fn replies(&self) -> Vec<f64> {
-        self.requests().values().filter_map(|r| r.1).collect()
-    }
-}
-
-impl Drop for Pinger {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What the pings saw during one fault.
-#[derive(Debug, Default, Clone)]
-struct Traffic {
-    /// The longest time without a reply in the window (s), and on which stream.
-    gap: f64,
-    gap_stream: String,
-    /// The longest time from the end of the fault to the first reply, over the streams (s).
-    back: Option<f64>,
-    /// Requests in the window that never got a reply, over all streams.
-    lost: u32,
-    /// The first few of them, as `stream seq N` (to find them in the ping output).
-    lost_seqs: Vec<String>,
-}
-
-/// The traffic of `pingers` between `t0` and `t1`; `since`: when the fault ended (for
-/// `back`). Requests sent in the window up to a second before its end count for `lost`
-/// (a reply may take that long).
-fn traffic(pingers: &[Pinger], t0: f64, t1: f64, since: Option<f64>) -> Traffic {
-    let mut t = Traffic::default();
-    let mut back: Option<f64> = Some(0.0);
-    for p in pingers {
-        let requests = p.requests();
-        let lost: Vec<u32> = requests
-            .iter()
-            .filter(|(_, (sent, reply))| (t0..=t1 - 1.0).contains(sent) && reply.is_none())
-            .map(|(seq, _)| *seq)
-            .collect();
-        t.lost += lost.len() as u32;
-        t.lost_seqs.extend(
-            lost.iter()
-                .take(3)
-                .map(|seq| format!("{} seq {seq}", p.name)),
-        );
-        let mut times: Vec<f64> = requests
-            .values()
-            .filter_map(|r| r.1)
-            .filter(|ts| (t0..=t1).contains(ts))
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let mut edges = vec![t0];
-        edges.extend(&times);
-        edges.push(t1);
-        let gap = edges.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
-        if gap > t.gap {
-            t.gap = gap;
-            t.gap_stream.clone_from(&p.name);
-        }
-        if let Some(since) = since {
-            let first = times.iter().find(|ts| **ts >= since).map(|ts| ts - since);
-            back = match (back, first) {
-                (Some(b), Some(f)) => Some(b.max(f)),
-                _ => None,
-            };
-        }
-    }
-    t.back = since.and(back);
-    t
-}
-
-/// True when every stream has a reply after `since`.
-fn flowing_since(pingers: &[Pinger], since: f64) -> bool {
-    pingers
-        .iter()
-        .all(|p| p.replies().iter().any(|ts| *ts > since))
-}
 
 /// Counts of what one node holds: its namespace and its daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +203,15 @@ impl Suite {
         );
     }
 
+    /// Stops node `i`'s daemon with `signal` and starts it again; returns when it was
+    /// stopped (Unix seconds, the end of the fault).
+    fn restart(&mut self, i: usize, signal: i32) -> f64 {
+        self.signal(i, signal);
+        let stopped = now();
+        self.start(i);
+        stopped
+    }
+
     /// Waits until the daemon of every node reports all its links up.
     fn all_up(&self) -> bool {
         (1..=NODES).all(|i| {
@@ -392,76 +247,22 @@ enum Expect {
     NoLoss,
 }
 
-/// The exit's upstream router and the internet beyond it, as in `exit.rs`.
-fn build_upstream(lab: &Lab) -> (String, String) {
-    let p = namespace_prefix(lab.name());
-    let (router, internet) = (format!("{p}r"), format!("{p}i"));
-    ip(&["netns", "add", &router]);
-    ip(&["netns", "add", &internet]);
-    ip(&[
-        "link",
-        "add",
-        "up0",
-        "netns",
-        &lab.ns(1),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "r0",
-        "netns",
-        &router,
-    ]);
-    ip(&[
-        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
-        &internet,
-    ]);
-    for (ns, dev, v6, v4) in [
-        (lab.ns(1), "up0", "2001:db8:ff::2/64", "198.51.100.2/24"),
-        (router.clone(), "r0", "2001:db8:ff::1/64", "198.51.100.1/24"),
-        (router.clone(), "r1", "2001:db8:1::1/64", "203.0.113.1/24"),
-        (
-            internet.clone(),
-            "eth0",
-            "2001:db8:1::2/64",
-            "203.0.113.2/24",
-        ),
-    ] {
-        ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
-        ip(&["-n", &ns, "addr", "add", v4, "dev", dev]);
-        ip(&["-n", &ns, "link", "set", dev, "up"]);
-    }
-    for ns in [&router, &internet] {
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
-    route_internet_via_router(&router, &internet);
-    (router, internet)
-}
-
 fn setup(dir: &Path) -> Suite {
     let lab = Lab::up(LabSpec::new(
         &format!("fs{:x}", std::process::id() % 0xffff),
         NODES,
     ))
     .unwrap();
-    let (router, _internet) = build_upstream(&lab);
-    let files = lab
-        .write_configs(
-            dir,
-            &ConfigOptions {
-                routing: "babel".into(),
-                ..ConfigOptions::default()
-            },
-        )
-        .unwrap();
-    for f in &files {
-        edit_json(&f.config, |c| c["routing"]["hello_interval"] = json!(1));
-    }
-    edit_json(&files[0].config, |c| {
-        c["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1", "gateway4": "198.51.100.1"});
-    });
+    // n1 is the exit: its upstream router and the internet (removed with the lab).
+    lab.add_upstream(1).unwrap();
+    let options = ConfigOptions {
+        routing: "babel".into(),
+        hello_interval: Some(1),
+        exit: Some(1),
+        ..ConfigOptions::default()
+    };
+    let files = lab.write_configs(dir, &options).unwrap();
     let registry = dir.join("registry.json");
-    edit_json(&registry, |r| r[0]["exit_preference"] = json!(100));
     let mut suite = Suite {
         lab,
         configs: files.iter().map(|f| f.config.clone()).collect(),
@@ -483,15 +284,10 @@ fn setup(dir: &Path) -> Suite {
             &["routes", "--upstream", "-c", suite.config(1)],
         )
         .unwrap();
-    ip(&[
-        "netns",
-        "exec",
-        &router,
-        "sh",
-        "-e",
-        "-c",
-        &String::from_utf8_lossy(&routes.stdout),
-    ]);
+    suite
+        .lab
+        .route_back(&String::from_utf8_lossy(&routes.stdout))
+        .unwrap();
     suite
 }
 
@@ -501,8 +297,8 @@ fn start_pings(lab: &Lab, dir: &Path) -> Vec<Pinger> {
     let streams = [
         ("w2-w3 v6", 2, w3.v6.to_string()),
         ("w2-w3 v4", 2, w3.v4.to_string()),
-        ("w3-inet v6", 3, "2001:db8:1::2".to_string()),
-        ("w2-inet v4", 2, "203.0.113.2".to_string()),
+        ("w3-inet v6", 3, INTERNET_HOST.v6.to_string()),
+        ("w2-inet v4", 2, INTERNET_HOST.v4.to_string()),
     ];
     for (what, from, to) in &streams {
         wait_until(what, Duration::from_secs(60), || {
@@ -511,7 +307,7 @@ fn start_pings(lab: &Lab, dir: &Path) -> Vec<Pinger> {
     }
     streams
         .iter()
-        .map(|(name, from, to)| Pinger::start(name, &lab.workload_ns(*from), to, dir))
+        .map(|(name, from, to)| Pinger::start(name, &lab.workload_ns(*from), to, INTERVAL, dir))
         .collect()
 }
 
@@ -583,23 +379,26 @@ fn run_fault(
     // Leaks: poll until the holdings are back (threads of a pool linger up to 10 s).
     let deadline = Instant::now() + Duration::from_secs(15);
     let found = loop {
-        let after = suite.snapshot();
-        let found = before
-            .iter()
-            .zip(&after)
-            .enumerate()
-            .flat_map(|(k, (b, a))| {
-                leaks(b, a)
-                    .into_iter()
-                    .map(move |l| format!("n{}: {l}", k + 1))
-            })
-            .collect::<Vec<_>>();
+        let found = all_leaks(&before, &suite.snapshot());
         if found.is_empty() || Instant::now() > deadline {
             break found;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let (target, met) = match expect {
+    let (target, met) = judge(expect, &traffic);
+    Row {
+        fault: fault.into(),
+        pass: met && found.is_empty(),
+        traffic,
+        leaks: found,
+        target,
+        window: (t0, t1),
+    }
+}
+
+/// The target a fault promises as the table shows it, and whether `traffic` met the bound.
+fn judge(expect: Expect, traffic: &Traffic) -> (String, bool) {
+    match expect {
         Expect::BackQuickly => {
             let target = match traffic.back {
                 Some(b) if b <= BACK_TARGET => "met",
@@ -611,15 +410,21 @@ fn run_fault(
             )
         }
         Expect::NoLoss => ("0 lost".to_string(), traffic.lost == 0),
-    };
-    Row {
-        fault: fault.into(),
-        pass: met && found.is_empty(),
-        traffic,
-        leaks: found,
-        target,
-        window: (t0, t1),
     }
+}
+
+/// What grew on any node from `before` to `after`, as `n<i>: what`.
+fn all_leaks(before: &[Holdings], after: &[Holdings]) -> Vec<String> {
+    before
+        .iter()
+        .zip(after)
+        .enumerate()
+        .flat_map(|(k, (b, a))| {
+            leaks(b, a)
+                .into_iter()
+                .map(move |l| format!("n{}: {l}", k + 1))
+        })
+        .collect()
 }
 
 fn table(rows: &[Row]) -> String {
@@ -652,6 +457,217 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
+/// One fault of the suite: its name in the table, what it promises about traffic, and
+/// what injects it (returning when the fault ended, `None` when links stay unchanged).
+struct Fault {
+    name: &'static str,
+    expect: Expect,
+    inject: fn(&mut Suite) -> Option<f64>,
+}
+
+/// The faults, in the order they run.
+const FAULTS: [Fault; 9] = [
+    Fault {
+        name: "kill -9 and restart of n3's daemon",
+        expect: Expect::BackQuickly,
+        inject: kill_and_restart_n3,
+    },
+    Fault {
+        name: "n3's babeld killed",
+        expect: Expect::BackQuickly,
+        inject: kill_babeld_of_n3,
+    },
+    Fault {
+        name: "peer n2 restarted (SIGTERM, start)",
+        expect: Expect::BackQuickly,
+        inject: restart_n2,
+    },
+    Fault {
+        name: "50 underlay flaps n2-n3",
+        expect: Expect::BackQuickly,
+        inject: flap_underlay_n2_n3,
+    },
+    Fault {
+        name: "50 reloads of n2 in a row",
+        expect: Expect::NoLoss,
+        inject: reload_n2_50_times,
+    },
+    Fault {
+        name: "invalid registry reloaded on n2",
+        expect: Expect::NoLoss,
+        inject: reload_invalid_registry_on_n2,
+    },
+    Fault {
+        name: "stalled control-socket client on n2",
+        expect: Expect::NoLoss,
+        inject: stall_control_clients_on_n2,
+    },
+    Fault {
+        name: "1,000 idle HTTP connections to n2",
+        expect: Expect::NoLoss,
+        inject: idle_http_connections_to_n2,
+    },
+    Fault {
+        name: "a second braid run beside n2's",
+        expect: Expect::NoLoss,
+        inject: second_daemon_beside_n2,
+    },
+];
+
+fn kill_and_restart_n3(s: &mut Suite) -> Option<f64> {
+    Some(s.restart(3, libc::SIGKILL))
+}
+
+fn kill_babeld_of_n3(s: &mut Suite) -> Option<f64> {
+    let babeld = procs_in(&s.lab.ns(3))
+        .into_iter()
+        .find(|p| comm(*p) == "babeld")
+        .expect("n3 runs babeld");
+    // SAFETY: kill on a babeld the daemon under test started in our lab.
+    unsafe { libc::kill(babeld as i32, libc::SIGKILL) };
+    Some(now())
+}
+
+fn restart_n2(s: &mut Suite) -> Option<f64> {
+    Some(s.restart(2, libc::SIGTERM))
+}
+
+fn flap_underlay_n2_n3(s: &mut Suite) -> Option<f64> {
+    for _ in 0..50 {
+        s.lab.cut(2, 3).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.lab.restore(2, 3).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(now())
+}
+
+fn reload_n2_50_times(s: &mut Suite) -> Option<f64> {
+    for k in 0..50 {
+        let (code, err) = braid_within(&["reload", "-c", s.config(2)], Duration::from_secs(10));
+        assert_eq!(code, Some(0), "reload {k}: {err}");
+    }
+    None
+}
+
+fn reload_invalid_registry_on_n2(s: &mut Suite) -> Option<f64> {
+    let good = std::fs::read_to_string(&s.registry).unwrap();
+    // n2's ip4 send port (40004) becomes 0, which no registry may hold.
+    let mut bad: Value = serde_json::from_str(&good).unwrap();
+    let port = bad
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .flat_map(|node| node["endpoints"].as_array_mut().unwrap())
+        .map(|endpoint| &mut endpoint["send_port"])
+        .find(|port| **port == 40004)
+        .expect("n2's ip4 send port 40004");
+    *port = Value::from(0);
+    std::fs::write(&s.registry, bad.to_string()).unwrap();
+    let (code, err) = braid_within(&["reload", "-c", s.config(2)], Duration::from_secs(10));
+    std::fs::write(&s.registry, &good).unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the running network is unchanged"), "{err}");
+    None
+}
+
+/// A client that connects and says nothing, and one that sends half a request: the
+/// daemon still answers others and gives up on both after its 2 s request limit
+/// (docs/operations.md).
+fn stall_control_clients_on_n2(s: &mut Suite) -> Option<f64> {
+    let socket = s.configs[1].with_file_name("braid.sock");
+    let mut silent = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let mut partial = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(&mut partial, b"{\"command\":").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    for args in [
+        ["status", "--json", "-c", s.config(2)].as_slice(),
+        ["reload", "-c", s.config(2)].as_slice(),
+    ] {
+        let (code, err) = braid_within(args, Duration::from_secs(5));
+        assert_eq!(
+            code,
+            Some(0),
+            "braid {args:?} beside a stalled client: {err}"
+        );
+    }
+    for (what, stream) in [("silent", &mut silent), ("partial", &mut partial)] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = String::new();
+        let closed = std::io::Read::read_to_string(stream, &mut answer);
+        assert!(
+            closed.is_ok() && answer.contains("no complete request"),
+            "the {what} client was not sent away: {closed:?} {answer}"
+        );
+    }
+    None
+}
+
+fn idle_http_connections_to_n2(s: &mut Suite) -> Option<f64> {
+    let conns = braid_system::netns::run_in(&s.lab.ns(2), || {
+        let addr = "127.0.0.1:8091".parse().unwrap();
+        (0..1000)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()
+            })
+            .collect::<Vec<_>>()
+    })
+    .unwrap();
+    eprintln!("fault suite: {} idle connections open", conns.len());
+    let (code, err) = braid_within(
+        &["status", "--json", "-c", s.config(2)],
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "control socket beside 1,000 HTTP clients: {err}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    drop(conns);
+    wait_until(
+        "n2's status listener answers again",
+        Duration::from_secs(10),
+        || http(&s.lab.ns(2), "GET", "/status").0 == 200,
+    );
+    None
+}
+
+/// A second `braid run` with n2's config (in its own /run/wireguard) refuses to start.
+fn second_daemon_beside_n2(s: &mut Suite) -> Option<f64> {
+    let mut second = Command::new("ip")
+        .args(["netns", "exec", &s.lab.ns(2), "sh", "-c"])
+        .arg("mkdir -p /run/wireguard && mount -t tmpfs -o mode=0755 brd-uapi /run/wireguard && exec \"$@\"")
+        .args(["sh", env!("CARGO_BIN_EXE_braid"), "run", "-c", s.config(2)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = second.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = second.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(
+        status.is_some_and(|s| !s.success()) && err.contains("already running"),
+        "the second braid run: {status:?} {err}"
+    );
+    None
+}
+
 #[test]
 fn faults_heal_quickly_and_leak_nothing() {
     let test = "faults_heal_quickly_and_leak_nothing";
@@ -670,219 +686,34 @@ fn faults_heal_quickly_and_leak_nothing() {
     let pingers = start_pings(&suite.lab, dir.path());
     std::thread::sleep(Duration::from_secs(2));
     let baseline = suite.snapshot();
-    let mut rows = Vec::new();
-
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "kill -9 and restart of n3's daemon",
-        Expect::BackQuickly,
-        |s| {
-            s.signal(3, libc::SIGKILL);
-            let t = now();
-            s.start(3);
-            Some(t)
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "n3's babeld killed",
-        Expect::BackQuickly,
-        |s| {
-            let babeld = procs_in(&s.lab.ns(3))
-                .into_iter()
-                .find(|p| comm(*p) == "babeld")
-                .expect("n3 runs babeld");
-            // SAFETY: kill on a babeld the daemon under test started in our lab.
-            unsafe { libc::kill(babeld as i32, libc::SIGKILL) };
-            Some(now())
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "peer n2 restarted (SIGTERM, start)",
-        Expect::BackQuickly,
-        |s| {
-            s.signal(2, libc::SIGTERM);
-            let t = now();
-            s.start(2);
-            Some(t)
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "50 underlay flaps n2-n3",
-        Expect::BackQuickly,
-        |s| {
-            for _ in 0..50 {
-                s.lab.cut(2, 3).unwrap();
-                std::thread::sleep(Duration::from_millis(50));
-                s.lab.restore(2, 3).unwrap();
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Some(now())
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "50 reloads of n2 in a row",
-        Expect::NoLoss,
-        |s| {
-            for k in 0..50 {
-                let (code, err) =
-                    braid_within(&["reload", "-c", s.config(2)], Duration::from_secs(10));
-                assert_eq!(code, Some(0), "reload {k}: {err}");
-            }
-            None
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "invalid registry reloaded on n2",
-        Expect::NoLoss,
-        |s| {
-            let good = std::fs::read_to_string(&s.registry).unwrap();
-            std::fs::write(
-                &s.registry,
-                good.replacen("\"send_port\":40004", "\"send_port\":0", 1),
-            )
-            .unwrap();
-            let (code, err) = braid_within(&["reload", "-c", s.config(2)], Duration::from_secs(10));
-            std::fs::write(&s.registry, &good).unwrap();
-            assert_eq!(code, Some(1), "{err}");
-            assert!(err.contains("the running network is unchanged"), "{err}");
-            None
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "stalled control-socket client on n2",
-        Expect::NoLoss,
-        |s| {
-            let socket = s.configs[1].with_file_name("braid.sock");
-            let mut silent = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-            let mut partial = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-            std::io::Write::write_all(&mut partial, b"{\"command\":").unwrap();
-            std::thread::sleep(Duration::from_secs(1));
-            for args in [
-                ["status", "--json", "-c", s.config(2)].as_slice(),
-                ["reload", "-c", s.config(2)].as_slice(),
-            ] {
-                let (code, err) = braid_within(args, Duration::from_secs(5));
-                assert_eq!(
-                    code,
-                    Some(0),
-                    "braid {args:?} beside a stalled client: {err}"
-                );
-            }
-            // The daemon gives up on both after its 2 s request limit (docs/operations.md).
-            for (what, stream) in [("silent", &mut silent), ("partial", &mut partial)] {
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let mut answer = String::new();
-                let closed = std::io::Read::read_to_string(stream, &mut answer);
-                assert!(
-                    closed.is_ok() && answer.contains("no complete request"),
-                    "the {what} client was not sent away: {closed:?} {answer}"
-                );
-            }
-            None
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "1,000 idle HTTP connections to n2",
-        Expect::NoLoss,
-        |s| {
-            let conns = braid_system::netns::run_in(&s.lab.ns(2), || {
-                let addr = "127.0.0.1:8091".parse().unwrap();
-                (0..1000)
-                    .filter_map(|_| {
-                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .unwrap();
-            eprintln!("fault suite: {} idle connections open", conns.len());
-            let (code, err) = braid_within(
-                &["status", "--json", "-c", s.config(2)],
-                Duration::from_secs(5),
-            );
-            assert_eq!(
-                code,
-                Some(0),
-                "control socket beside 1,000 HTTP clients: {err}"
-            );
-            std::thread::sleep(Duration::from_secs(2));
-            drop(conns);
-            wait_until(
-                "n2's status listener answers again",
-                Duration::from_secs(10),
-                || http(&s.lab.ns(2), "GET", "/status").0 == 200,
-            );
-            None
-        },
-    ));
-    rows.push(run_fault(
-        &mut suite,
-        &pingers,
-        "a second braid run beside n2's",
-        Expect::NoLoss,
-        |s| {
-            let mut second = Command::new("ip")
-                .args(["netns", "exec", &s.lab.ns(2), "sh", "-c"])
-                .arg("mkdir -p /run/wireguard && mount -t tmpfs -o mode=0755 brd-uapi /run/wireguard && exec \"$@\"")
-                .args(["sh", env!("CARGO_BIN_EXE_braid"), "run", "-c", s.config(2)])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let status = loop {
-                if let Ok(Some(status)) = second.try_wait() {
-                    break Some(status);
-                }
-                if Instant::now() > deadline {
-                    let _ = second.kill();
-                    let _ = second.wait();
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            let mut err = String::new();
-            if let Some(mut e) = second.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            assert!(
-                status.is_some_and(|s| !s.success()) && err.contains("already running"),
-                "the second braid run: {status:?} {err}"
-            );
-            None
-        },
-    ));
-
+    let rows: Vec<Row> = FAULTS
+        .iter()
+        .map(|f| run_fault(&mut suite, &pingers, f.name, f.expect, f.inject))
+        .collect();
     // The whole run against the holdings before the first fault.
     let end = suite.snapshot();
-    let whole: Vec<String> = baseline
-        .iter()
-        .zip(&end)
-        .enumerate()
-        .flat_map(|(k, (b, a))| {
-            leaks(b, a)
-                .into_iter()
-                .map(move |l| format!("n{}: {l}", k + 1))
-        })
-        .collect();
+    let whole = all_leaks(&baseline, &end);
+    let report = report(&rows, &whole, &end, started);
+    for r in rows.iter().filter(|r| r.target.contains("missed")) {
+        eprintln!(
+            "fault suite: TARGET MISSED: {}: traffic back after {:.2} s, the target is {BACK_TARGET} s",
+            r.fault,
+            r.traffic.back.unwrap_or(f64::NAN)
+        );
+    }
+    eprintln!("\n{report}");
+    drop(pingers);
+    save_artefacts(&report, dir.path(), &suite.configs);
+    assert!(
+        rows.iter().all(|r| r.pass) && whole.is_empty(),
+        "faults missed their targets:\n{report}"
+    );
+}
 
-    let mut report = table(&rows);
+/// The suite's report: the table, the whole run's leaks, the settings, the holdings at the
+/// end and each fault's window with its first lost pings.
+fn report(rows: &[Row], whole: &[String], end: &[Holdings], started: Instant) -> String {
+    let mut report = table(rows);
     let _ = writeln!(
         report,
         "\nwhole run, holdings at the end against before the first fault: {}",
@@ -900,33 +731,29 @@ fn faults_heal_quickly_and_leak_nothing() {
         started.elapsed().as_secs_f64()
     );
     let _ = writeln!(report, "holdings at the end: {end:?}");
-    for r in &rows {
+    for r in rows {
         let _ = writeln!(
             report,
             "window of {}: {:.3} .. {:.3}; first pings lost: {:?}",
             r.fault, r.window.0, r.window.1, r.traffic.lost_seqs
         );
     }
-    for r in rows.iter().filter(|r| r.target.contains("missed")) {
-        eprintln!(
-            "fault suite: TARGET MISSED: {}: traffic back after {:.2} s, the target is {BACK_TARGET} s",
-            r.fault,
-            r.traffic.back.unwrap_or(f64::NAN)
-        );
-    }
-    eprintln!("\n{report}");
+    report
+}
+
+/// Saves the report as `target/tmp/faults.txt`, and the raw ping output (from `dir`) and
+/// the daemons' logs (beside `configs`) in `target/tmp/faults-pings`, to look into a gap.
+fn save_artefacts(report: &str, dir: &Path, configs: &[PathBuf]) {
     let artefact = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults.txt");
-    std::fs::write(&artefact, &report).unwrap();
-    drop(pingers);
-    // The raw ping output and the daemons' logs beside it, to look into a gap.
+    std::fs::write(&artefact, report).unwrap();
     let raw = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-pings");
     std::fs::create_dir_all(&raw).unwrap();
-    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
         if entry.file_name().to_string_lossy().starts_with("ping-") {
             std::fs::copy(entry.path(), raw.join(entry.file_name())).unwrap();
         }
     }
-    for (i, config) in suite.configs.iter().enumerate() {
+    for (i, config) in configs.iter().enumerate() {
         let log = config.with_file_name("braid.log");
         let _ = std::fs::copy(&log, raw.join(format!("braid-n{}.log", i + 1)));
     }
@@ -935,8 +762,25 @@ fn faults_heal_quickly_and_leak_nothing() {
         artefact.display(),
         raw.display()
     );
-    assert!(
-        rows.iter().all(|r| r.pass) && whole.is_empty(),
-        "faults missed their targets:\n{report}"
+}
+
+/// The suite reads its pings with `common::pings`: the lines it parses.
+#[test]
+fn ping_lines_are_parsed() {
+    assert_eq!(
+        ping_line("[1796098079.123456] 64 bytes from 10.0.3.1: icmp_seq=7 ttl=63 time=0.1 ms"),
+        Some((
+            1796098079.123456,
+            7,
+            " 64 bytes from 10.0.3.1: icmp_seq=7 ttl=63 time=0.1 ms"
+        ))
+    );
+    assert_eq!(
+        ping_line("[1796098080.5] no answer yet for icmp_seq=8").map(|l| l.1),
+        Some(8)
+    );
+    assert_eq!(
+        ping_line("PING 10.0.3.1 (10.0.3.1) 56(84) bytes of data."),
+        None
     );
 }

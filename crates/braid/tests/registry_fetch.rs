@@ -9,7 +9,7 @@
 mod common;
 use common::*;
 
-use braid_lab::{ConfigOptions, Lab, LabSpec, NodeFiles};
+use braid_lab::{ConfigOptions, Lab, LabSpec, NodeFiles, exit};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -596,58 +596,14 @@ fn the_upstream_router_reaches_a_new_node_through_the_aggregate_route() {
     };
     let d = s.dir.path().to_path_buf();
     let lab = &s.lab;
-    let prefix = braid_lab::namespace_prefix(lab.name());
-    let (router, internet) = (format!("{prefix}r"), format!("{prefix}i"));
-    // Upstream router and internet (removed with the lab: same name prefix).
-    ip(&["netns", "add", &router]);
-    ip(&["netns", "add", &internet]);
-    ip(&[
-        "link",
-        "add",
-        "up0",
-        "netns",
-        &lab.ns(1),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "r0",
-        "netns",
-        &router,
-    ]);
-    ip(&[
-        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
-        &internet,
-    ]);
-    for (ns, dev, v6) in [
-        (lab.ns(1), "up0", "2001:db8:ff::2/64"),
-        (router.clone(), "r0", "2001:db8:ff::1/64"),
-        (router.clone(), "r1", "2001:db8:1::1/64"),
-        (internet.clone(), "eth0", "2001:db8:1::2/64"),
-    ] {
-        ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
-        ip(&["-n", &ns, "link", "set", dev, "up"]);
-    }
-    ip(&[
-        "netns",
-        "exec",
-        &router,
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.forwarding=1",
-    ]);
-    ip(&[
-        "-n",
-        &internet,
-        "route",
-        "add",
-        "default",
-        "via",
-        "2001:db8:1::1",
-    ]);
+    // n1 is the exit: its upstream router and the internet (removed with the lab).
+    lab.add_upstream(1).unwrap();
     // n1 is the exit.
     edit_json(&s.files[0].config, |c| {
-        c["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1"});
+        c["exit"] = json!({
+            "upstream_interface": exit::UPSTREAM_INTERFACE,
+            "gateway6": exit::UPSTREAM_GATEWAY.v6.to_string(),
+        });
     });
     s.entries[0]["exit_preference"] = json!(100);
     publish(&d, &s.entries[..3], "ops");
@@ -672,15 +628,17 @@ fn the_upstream_router_reaches_a_new_node_through_the_aggregate_route() {
     assert_eq!(
         routes,
         format!(
-            "ip -6 route replace {} via 2001:db8:ff::2\n",
-            braid_lab::configs::LAB_ALLOCATION
+            "ip -6 route replace {} via {}\n",
+            braid_lab::configs::LAB_ALLOCATION,
+            exit::EXIT_UPSTREAM.v6
         )
     );
-    ip(&["netns", "exec", &router, "sh", "-e", "-c", &routes]);
+    assert_eq!(lab.route_back(&routes).unwrap(), 1);
     let w2 = lab.add_workload(2, "braid0").unwrap();
     wait_until("w2 -> internet", Duration::from_secs(30), || {
-        lab.workload_ping(2, "2001:db8:1::2")
+        lab.workload_reaches_internet(2, true)
     });
+    let internet = lab.internet_ns();
     let internet_pings = |addr: &str| {
         Command::new("ip")
             .args([
@@ -698,14 +656,14 @@ fn the_upstream_router_reaches_a_new_node_through_the_aggregate_route() {
     wait_until(
         "w4 -> internet through the exit",
         Duration::from_secs(3 * REFRESH + 30),
-        || lab.workload_ping(4, "2001:db8:1::2"),
+        || lab.workload_reaches_internet(4, true),
     );
     assert!(
         internet_pings(&w4.v6.to_string()),
         "the internet reaches n4's workload"
     );
     let router_routes = Command::new("ip")
-        .args(["-n", &router, "-6", "route", "show"])
+        .args(["-n", &lab.router_ns(), "-6", "route", "show"])
         .output()
         .unwrap();
     assert!(

@@ -142,6 +142,9 @@ const TRANSPORT_FIELDS: &[&str] = &[
     "scheduler",
 ];
 
+/// The fix for an out-of-range `index` (the config's and the registry's).
+pub(crate) const INDEX_FIX: &str = "use a whole number from 1; it picks the node's /64 and /24 (index 0 is reserved for the upstream segment)";
+
 const PORT_FIX: &str =
     "use a port in 1..=65535 that no other node of the mesh uses as its send port";
 
@@ -172,23 +175,62 @@ impl Config {
 }
 
 fn group(c: &mut Collector, map: &Map<String, Value>, key: &str, default: u32) -> Option<u32> {
-    match read::field(c, map, "", key, None) {
-        None => Some(default),
-        Some(v) => read::integer(
-            c,
-            key,
-            v,
-            1,
-            u32::MAX as u64,
-            "use a nonzero interface group number that nothing else on the host uses",
-        )
-        .map(|n| n as u32),
-    }
+    let fix = "use a nonzero interface group number that nothing else on the host uses";
+    read::optional_integer(c, map, "", key, default, 1..=u32::MAX, fix)
 }
 
 fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> Option<Config> {
     let map = read::object(c, "", doc, CONFIG_FIELDS)?;
+    let registry = read_registry(c, map);
+    let private_key = crate::keyfile::read_private_key(c, map, key_files);
+    let name = read::optional(c, map, "", "name", None, |c, p, v| {
+        read::string(c, p, v, "write this node's name as a string").map(Some)
+    });
+    let index = read::optional(c, map, "", "index", None, |c, p, v| {
+        read::integer(c, p, v, 1, u64::MAX, INDEX_FIX).map(Some)
+    });
+    let vrf = read_vrf(c, map);
+    let groups = read_groups(c, map);
+    let transports = read_transports(c, map);
+    let remarks = read_remarks(c, map, "");
+    let backend = read::optional(c, map, "", "backend", Backend::Auto, |c, p, v| {
+        read::choice(c, p, v, Backend::NAMES).and_then(Backend::from_name)
+    });
+    let netns = read_netns(c, map, vrf.as_deref());
+    let sections = read_sections(c, map);
 
+    let (registry, registry_source, registry_options) = registry?;
+    let (private_key, private_key_file) = private_key?;
+    let (stale_group, active_group) = groups?;
+    let sections = sections?;
+    Some(Config {
+        registry,
+        registry_source,
+        registry_options,
+        private_key,
+        private_key_file,
+        name: name?,
+        index: index?,
+        vrf: vrf?,
+        stale_group,
+        active_group,
+        transports: transports?,
+        remarks: remarks?,
+        backend: backend?,
+        netns: netns?,
+        address_plan: sections.address_plan,
+        routing: sections.routing,
+        exit: sections.exit,
+        status: sections.status,
+        control_socket: sections.control_socket,
+    })
+}
+
+/// `registry` (as written and classified) and the `registry_*` options, checked together.
+fn read_registry(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+) -> Option<(String, RegistrySource, RegistryOptions)> {
     let registry = read::field(
         c,
         map,
@@ -199,13 +241,25 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
         ),
     )
     .and_then(|v| read::string(c, "registry", v, "write the registry path as a string"));
-    let registry_source = registry.as_deref().and_then(|text| {
+    let source = registry.as_deref().and_then(|text| {
         RegistrySource::parse(text)
             .map_err(|e| c.error("registry", e.to_string(), e.fix()))
             .ok()
     });
-    let registry_options = crate::source::read_options(c, map);
-    if let (Some(source), Some(options)) = (&registry_source, &registry_options)
+    let options = crate::source::read_options(c, map);
+    check_registry_options(c, map, source.as_ref(), options.as_ref());
+    Some((registry?, source?, options?))
+}
+
+/// The `registry_*` options that do not fit the source: URL-only options on a path, an age
+/// limit without signing keys, and (a warning) a URL nobody signs.
+fn check_registry_options(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    source: Option<&RegistrySource>,
+    options: Option<&RegistryOptions>,
+) {
+    if let (Some(source), Some(options)) = (source, options)
         && !source.is_url()
     {
         for (key, set) in [
@@ -222,7 +276,7 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
             }
         }
     }
-    if let Some(options) = &registry_options
+    if let Some(options) = options
         && options.max_age.is_some()
         && options.keys.is_empty()
     {
@@ -232,7 +286,7 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
             "list the signing keys in registry_keys, or remove registry_max_age",
         );
     }
-    if let (Some(source), Some(options)) = (&registry_source, &registry_options)
+    if let (Some(source), Some(options)) = (source, options)
         && source.is_url()
         && options.keys.is_empty()
     {
@@ -242,29 +296,21 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
             "sign the registry (`braid registry keygen`, `braid registry sign`) and list the public key in registry_keys",
         );
     }
-    let private_key = crate::keyfile::read_private_key(c, map, key_files);
-    let name = match read::field(c, map, "", "name", None) {
-        None => Some(None),
-        Some(v) => read::string(c, "name", v, "write this node's name as a string").map(Some),
-    };
-    let index = match read::field(c, map, "", "index", None) {
-        None => Some(None),
-        Some(v) => read::integer(c, "index", v, 1, u64::MAX, "use a whole number from 1; it picks the node's /64 and /24 (index 0 is reserved for the upstream segment)").map(Some),
-    };
+}
 
-    let vrf = match read::field(c, map, "", "vrf", None) {
-        None => Some(String::new()),
-        Some(v) => read::string(
-            c,
-            "vrf",
-            v,
-            "write the VRF name as a string, or \"\" for none",
-        ),
-    };
+/// `vrf`: an interface name, or empty for none.
+fn read_vrf(c: &mut Collector, map: &Map<String, Value>) -> Option<String> {
+    let vrf = read::optional(c, map, "", "vrf", String::new(), |c, p, v| {
+        read::string(c, p, v, "write the VRF name as a string, or \"\" for none")
+    });
     if let Some(name) = &vrf {
         check_ifname(c, "vrf", name, "VRF");
     }
+    vrf
+}
 
+/// `stale_group` and `active_group`, which must differ.
+fn read_groups(c: &mut Collector, map: &Map<String, Value>) -> Option<(u32, u32)> {
     let stale_group = group(c, map, "stale_group", DEFAULT_STALE_GROUP);
     let active_group = group(c, map, "active_group", DEFAULT_ACTIVE_GROUP);
     if let (Some(s), Some(a)) = (stale_group, active_group)
@@ -276,7 +322,11 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
             "give them two different nonzero values (ranet uses 1 and 2)",
         );
     }
+    Some((stale_group?, active_group?))
+}
 
+/// The `transport` list: at least one entry, each read, and no two that collide.
+fn read_transports(c: &mut Collector, map: &Map<String, Value>) -> Option<Vec<Transport>> {
     let transports = read::field(
         c,
         map,
@@ -302,18 +352,19 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
     if let Some(transports) = &transports {
         check_transport_pairs(c, transports);
     }
+    transports
+}
 
-    let remarks = read_remarks(c, map, "");
-
-    let backend = match read::field(c, map, "", "backend", None) {
-        None => Some(Backend::Auto),
-        Some(v) => read::choice(c, "backend", v, Backend::NAMES).and_then(Backend::from_name),
-    };
-    let netns = match read::field(c, map, "", "netns", None) {
-        None => Some(None),
-        Some(v) => read::string(c, "netns", v, "write the namespace name as a string")
-            .map(|s| (!s.is_empty()).then_some(s)),
-    };
+/// `netns`: a plain namespace name, or empty for none; not together with a `vrf`.
+fn read_netns(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    vrf: Option<&str>,
+) -> Option<Option<String>> {
+    let netns = read::optional(c, map, "", "netns", None, |c, p, v| {
+        read::string(c, p, v, "write the namespace name as a string")
+            .map(|s| (!s.is_empty()).then_some(s))
+    });
     if let Some(Some(ns)) = &netns {
         if ns.contains('/') || ns == "." || ns == ".." {
             c.error(
@@ -322,7 +373,7 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
                 "use a plain name such as \"braid\" (it becomes /run/netns/<name>)",
             );
         }
-        if vrf.as_deref().is_some_and(|v| !v.is_empty()) {
+        if vrf.is_some_and(|v| !v.is_empty()) {
             c.error(
                 "netns",
                 "both vrf and netns are set; the overlay is isolated one way or the other",
@@ -330,40 +381,45 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
             );
         }
     }
+    netns
+}
 
-    let address_plan = read::field(c, map, "", "address_plan", None)
-        .map(|v| extensions::read_address_plan(c, "address_plan", v));
-    let routing = match read::field(c, map, "", "routing", None) {
-        None => Some(RoutingConfig::default()),
-        Some(v) => extensions::read_routing(c, "routing", v),
-    };
-    let exit = read::field(c, map, "", "exit", None).map(|v| extensions::read_exit(c, "exit", v));
-    let status = match read::field(c, map, "", "status", None) {
-        None => Some(StatusConfig::default()),
-        Some(v) => extensions::read_status(c, "status", v),
-    };
-    let control_socket = match read::field(c, map, "", "control_socket", None) {
-        None => Some(DEFAULT_CONTROL_SOCKET.to_string()),
-        Some(v) => read::string(
-            c,
-            "control_socket",
-            v,
-            "write a path such as /run/braid/braid.sock",
-        )
-        .and_then(|s| {
-            if s.starts_with('/') {
-                Some(s)
-            } else {
-                c.error(
-                    "control_socket",
-                    format!("`{s}` is not an absolute path"),
-                    "use an absolute path such as /run/braid/braid.sock",
-                );
-                None
-            }
-        }),
-    };
-    if let (Some(routing), None) = (&routing, &address_plan)
+/// braid's optional sections of the config, read.
+struct Sections {
+    address_plan: Option<AddressPlanConfig>,
+    routing: RoutingConfig,
+    exit: Option<ExitConfig>,
+    status: StatusConfig,
+    control_socket: String,
+}
+
+/// `address_plan`, `routing`, `exit`, `status` and `control_socket`; a routing mode that
+/// needs the address plan is checked for one.
+fn read_sections(c: &mut Collector, map: &Map<String, Value>) -> Option<Sections> {
+    let address_plan = read::optional(c, map, "", "address_plan", None, |c, p, v| {
+        extensions::read_address_plan(c, p, v).map(Some)
+    });
+    let routing = read::optional(
+        c,
+        map,
+        "",
+        "routing",
+        RoutingConfig::default(),
+        extensions::read_routing,
+    );
+    let exit = read::optional(c, map, "", "exit", None, |c, p, v| {
+        extensions::read_exit(c, p, v).map(Some)
+    });
+    let status = read::optional(
+        c,
+        map,
+        "",
+        "status",
+        StatusConfig::default(),
+        extensions::read_status,
+    );
+    let control_socket = read_control_socket(c, map);
+    if let (Some(routing), Some(None)) = (&routing, &address_plan)
         && routing.mode != extensions::RoutingMode::None
     {
         c.error(
@@ -372,34 +428,29 @@ fn read_config(c: &mut Collector, doc: &Value, key_files: KeyFileReader<'_>) -> 
             "add \"address_plan\": { \"ipv6\": \"<network allocation, e.g. 2001:db8:5e::/48>\" }, or set routing.mode to \"none\"",
         );
     }
-
-    let (private_key, private_key_file) = private_key?;
-    Some(Config {
-        registry: registry?,
-        registry_source: registry_source?,
-        registry_options: registry_options?,
-        private_key,
-        private_key_file,
-        name: name?,
-        index: index?,
-        vrf: vrf?,
-        stale_group: stale_group?,
-        active_group: active_group?,
-        transports: transports?,
-        remarks: remarks?,
-        backend: backend?,
-        netns: netns?,
-        address_plan: match address_plan {
-            None => None,
-            Some(plan) => Some(plan?),
-        },
+    Some(Sections {
+        address_plan: address_plan?,
         routing: routing?,
-        exit: match exit {
-            None => None,
-            Some(exit) => Some(exit?),
-        },
+        exit: exit?,
         status: status?,
         control_socket: control_socket?,
+    })
+}
+
+/// `control_socket`: an absolute path.
+fn read_control_socket(c: &mut Collector, map: &Map<String, Value>) -> Option<String> {
+    let default = DEFAULT_CONTROL_SOCKET.to_string();
+    read::optional(c, map, "", "control_socket", default, |c, p, v| {
+        let s = read::string(c, p, v, "write a path such as /run/braid/braid.sock")?;
+        if s.starts_with('/') {
+            return Some(s);
+        }
+        c.error(
+            "control_socket",
+            format!("`{s}` is not an absolute path"),
+            "use an absolute path such as /run/braid/braid.sock",
+        );
+        None
     })
 }
 
@@ -455,103 +506,18 @@ fn read_transport(c: &mut Collector, path: &str, value: &Value) -> Option<Transp
     )
     .and_then(|v| read::integer(c, &field_path(path, "send_port"), v, 1, 65535, PORT_FIX))
     .map(|n| n as u16);
-    let mtu = match read::field(c, map, path, "mtu", None) {
-        None => Some(DEFAULT_MTU),
-        Some(v) => read::integer(c, &field_path(path, "mtu"), v, MTU_MIN, MTU_MAX, "use an MTU in 1280..=65535 (1420 suits most underlays; links carry IPv6, which needs 1280)").map(|n| n as u32),
-    };
-    let prefix = read::field(
-        c,
-        map,
-        path,
-        "prefix",
-        Some("add \"prefix\": a short interface name prefix such as \"braid4x\""),
-    )
-    .and_then(|v| {
-        read::string(
-            c,
-            &field_path(path, "prefix"),
-            v,
-            "write the prefix as a string",
-        )
+    let mtu = read::optional(c, map, path, "mtu", DEFAULT_MTU, |c, p, v| {
+        read::integer(c, p, v, MTU_MIN, MTU_MAX, "use an MTU in 1280..=65535 (1420 suits most underlays; links carry IPv6, which needs 1280)").map(|n| n as u32)
     });
-    if let Some(p) = &prefix {
-        if p.is_empty() {
-            c.error(&field_path(path, "prefix"), "the interface name prefix is empty", "set a short prefix such as \"braid4x\"; interface names are prefix + the peer's send port");
-        } else {
-            check_ifname(c, &field_path(path, "prefix"), p, "interface prefix");
-        }
-    }
-    let fwmark = match read::field(c, map, path, "fwmark", None) {
-        None => Some(0),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "fwmark"),
-            v,
-            0,
-            u32::MAX as u64,
-            "use a mark in 0..=4294967295 (0 for none)",
-        )
-        .map(|n| n as u32),
-    };
-    let random_port = match read::field(c, map, path, "random_port", None) {
-        None => Some(false),
-        Some(v) => read::boolean(c, &field_path(path, "random_port"), v),
-    };
-    let keepalive = match read::field(c, map, path, "keepalive", None) {
-        None => Some(None),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "keepalive"),
-            v,
-            0,
-            65535,
-            "use seconds in 0..=65535 (0 disables; 25 suits NAT)",
-        )
-        .map(|n| (n > 0).then_some(n as u16)),
-    };
-    let paths = match read::field(c, map, path, "paths", None) {
-        None => Some(Vec::new()),
-        Some(v) => read::array(
-            c,
-            &field_path(path, "paths"),
-            v,
-            "write paths as a list: [ { \"interface\": \"wan0\" } ]",
-        )
-        .map(|items| {
-            items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| {
-                    extensions::read_path(
-                        c,
-                        &index_path(&field_path(path, "paths"), i),
-                        item,
-                        family,
-                    )
-                })
-                .collect()
-        }),
-    };
-    let wan_auto = match read::field(c, map, path, "wan", None) {
-        None => Some(false),
-        Some(v) => {
-            read::choice(c, &field_path(path, "wan"), v, &["auto", "manual"]).map(|w| w == "auto")
-        }
-    };
-    let scheduler = match read::field(c, map, path, "scheduler", None) {
-        None => Some(Scheduler::EarliestArrival),
-        Some(v) => read::choice(c, &field_path(path, "scheduler"), v, Scheduler::NAMES)
-            .and_then(Scheduler::from_name),
-    };
-    if let (Some(true), Some(paths)) = (wan_auto, &paths)
-        && !paths.is_empty()
-    {
-        c.error(
-            &field_path(path, "wan"),
-            "\"wan\": \"auto\" finds the paths itself, but paths are also listed",
-            "remove either \"wan\" or \"paths\"",
-        );
-    }
+    let prefix = read_prefix(c, map, path);
+    let fix = "use a mark in 0..=4294967295 (0 for none)";
+    let fwmark = read::optional_integer(c, map, path, "fwmark", 0, 0..=u32::MAX, fix);
+    let random_port = read::optional(c, map, path, "random_port", false, read::boolean);
+    let keepalive = read::optional(c, map, path, "keepalive", None, |c, p, v| {
+        let fix = "use seconds in 0..=65535 (0 disables; 25 suits NAT)";
+        read::integer(c, p, v, 0, 65535, fix).map(|n| (n > 0).then_some(n as u16))
+    });
+    let (paths, wan_auto, scheduler) = read_bonding(c, map, path, family)?;
     Some(Transport {
         address_family: family?,
         address: address?,
@@ -561,10 +527,73 @@ fn read_transport(c: &mut Collector, path: &str, value: &Value) -> Option<Transp
         fwmark: fwmark?,
         random_port: random_port?,
         keepalive: keepalive?,
-        paths: paths?,
-        wan_auto: wan_auto?,
-        scheduler: scheduler?,
+        paths,
+        wan_auto,
+        scheduler,
     })
+}
+
+/// A transport's `prefix`: required, non-empty, and short enough for interface names.
+fn read_prefix(c: &mut Collector, map: &Map<String, Value>, path: &str) -> Option<String> {
+    let prefix_path = field_path(path, "prefix");
+    let prefix = read::field(
+        c,
+        map,
+        path,
+        "prefix",
+        Some("add \"prefix\": a short interface name prefix such as \"braid4x\""),
+    )
+    .and_then(|v| read::string(c, &prefix_path, v, "write the prefix as a string"));
+    if let Some(p) = &prefix {
+        if p.is_empty() {
+            c.error(&prefix_path, "the interface name prefix is empty", "set a short prefix such as \"braid4x\"; interface names are prefix + the peer's send port");
+        } else {
+            check_ifname(c, &prefix_path, p, "interface prefix");
+        }
+    }
+    prefix
+}
+
+/// A transport's multi-path fields: `paths`, `wan` (true for `auto`) and `scheduler`;
+/// `wan: auto` and listed paths exclude each other.
+fn read_bonding(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    path: &str,
+    family: Option<AddressFamily>,
+) -> Option<(Vec<PathConfig>, bool, Scheduler)> {
+    let paths = read::optional(c, map, path, "paths", Vec::new(), |c, p, v| {
+        let fix = "write paths as a list: [ { \"interface\": \"wan0\" } ]";
+        let items = read::array(c, p, v, fix)?;
+        Some(
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| extensions::read_path(c, &index_path(p, i), item, family))
+                .collect(),
+        )
+    });
+    let wan_auto = read::optional(c, map, path, "wan", false, |c, p, v| {
+        read::choice(c, p, v, &["auto", "manual"]).map(|w| w == "auto")
+    });
+    let scheduler = read::optional(
+        c,
+        map,
+        path,
+        "scheduler",
+        Scheduler::EarliestArrival,
+        |c, p, v| read::choice(c, p, v, Scheduler::NAMES).and_then(Scheduler::from_name),
+    );
+    if let (Some(true), Some(paths)) = (wan_auto, &paths)
+        && !paths.is_empty()
+    {
+        c.error(
+            &field_path(path, "wan"),
+            "\"wan\": \"auto\" finds the paths itself, but paths are also listed",
+            "remove either \"wan\" or \"paths\"",
+        );
+    }
+    Some((paths?, wan_auto?, scheduler?))
 }
 
 fn check_transport_pairs(c: &mut Collector, transports: &[Transport]) {

@@ -4,7 +4,7 @@
 use crate::family::AddressFamily;
 use crate::problem::Collector;
 use crate::read::{self, field_path};
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 
@@ -59,22 +59,14 @@ pub fn read_address_plan(
     value: &Value,
 ) -> Option<AddressPlanConfig> {
     let map = read::object(c, path, value, &["ipv6", "ipv4_pool", "bridge"])?;
-    let bridge_path = field_path(path, "bridge");
-    let bridge = match read::field(c, map, path, "bridge", None) {
-        None => Some(DEFAULT_BRIDGE.to_string()),
-        Some(v) => {
-            read::string(c, &bridge_path, v, "write the bridge name as a string").inspect(|name| {
-                if name.is_empty() {
-                    c.error(
-                        &bridge_path,
-                        "the bridge name is empty",
-                        "name the node's bridge, e.g. \"braid0\"",
-                    );
-                }
-                crate::config::check_ifname(c, &bridge_path, name, "bridge");
-            })
-        }
-    };
+    let bridge = read::optional(
+        c,
+        map,
+        path,
+        "bridge",
+        DEFAULT_BRIDGE.to_string(),
+        |c, p, v| read_named_interface(c, p, v, &BRIDGE),
+    );
     let ipv6_path = field_path(path, "ipv6");
     let ipv6 = read::field(
         c,
@@ -83,89 +75,148 @@ pub fn read_address_plan(
         "ipv6",
         Some("add \"ipv6\": the network's IPv6 allocation, e.g. \"2001:db8:5e::/48\""),
     )
-    .and_then(|v| {
-        read::string(
-            c,
-            &ipv6_path,
-            v,
-            "write the allocation as a string like \"2001:db8:5e::/48\"",
-        )
-    })
-    .and_then(|text| match text.parse::<Ipv6Net>() {
-        Ok(net) if net.prefix_len() > 64 => {
-            c.error(
-                &ipv6_path,
-                format!("{net} is longer than /64; each node needs a whole /64"),
-                "use the network's allocation: a /64 or a shorter prefix such as /48",
-            );
-            None
-        }
-        Ok(net) if net.network() != net.addr() => {
-            c.error(
-                &ipv6_path,
-                format!("{net} has host bits set"),
-                format!("write the network address: {}", net.trunc()),
-            );
-            None
-        }
-        Ok(net) => Some(net),
-        Err(_) => {
-            c.error(
-                &ipv6_path,
-                format!("`{text}` is not an IPv6 prefix"),
-                "write it as address/length, e.g. \"2001:db8:5e::/48\"",
-            );
-            None
-        }
-    });
+    .and_then(|v| read_allocation(c, &ipv6_path, v));
     let pool_path = field_path(path, "ipv4_pool");
     let ipv4_pool = match map.get("ipv4_pool") {
         None => DEFAULT_IPV4_POOL.parse().ok().map(Some),
         Some(Value::Null) => Some(None),
-        Some(v) => read::string(
-            c,
-            &pool_path,
-            v,
-            "write the pool as a string like \"10.0.0.0/8\", or \"off\"",
-        )
-        .and_then(|text| {
-            if text == "off" {
-                return Some(None);
-            }
-            match text.parse::<Ipv4Net>() {
-                Ok(net) if net.prefix_len() > 24 => {
-                    c.error(
-                        &pool_path,
-                        format!("{net} is longer than /24; each node needs a whole /24"),
-                        "use a /24 or shorter pool, e.g. \"10.0.0.0/8\"",
-                    );
-                    None
-                }
-                Ok(net) if net.network() != net.addr() => {
-                    c.error(
-                        &pool_path,
-                        format!("{net} has host bits set"),
-                        format!("write the network address: {}", net.trunc()),
-                    );
-                    None
-                }
-                Ok(net) => Some(Some(net)),
-                Err(_) => {
-                    c.error(
-                        &pool_path,
-                        format!("`{text}` is not an IPv4 prefix"),
-                        "write it as address/length, e.g. \"10.0.0.0/8\", or \"off\"",
-                    );
-                    None
-                }
-            }
-        }),
+        Some(v) => read_ipv4_pool(c, &pool_path, v),
     };
     Some(AddressPlanConfig {
         ipv6: ipv6?,
         ipv4_pool: ipv4_pool?,
         bridge: bridge?,
     })
+}
+
+/// How problems word an interface name braid must be told (`address_plan.bridge`,
+/// `exit.upstream_interface`).
+struct NamedInterface {
+    /// What it is, in problems: "bridge", "upstream interface".
+    what: &'static str,
+    /// The fix when it is not a string.
+    string_fix: &'static str,
+    /// The problem when it is empty: message and fix.
+    empty: (&'static str, &'static str),
+}
+
+const BRIDGE: NamedInterface = NamedInterface {
+    what: "bridge",
+    string_fix: "write the bridge name as a string",
+    empty: (
+        "the bridge name is empty",
+        "name the node's bridge, e.g. \"braid0\"",
+    ),
+};
+
+const UPSTREAM: NamedInterface = NamedInterface {
+    what: "upstream interface",
+    string_fix: "write the interface name as a string",
+    empty: (
+        "the upstream interface is empty",
+        "name the interface toward the upstream router, e.g. \"eth0\"",
+    ),
+};
+
+/// The interface name at `path`: a string, not empty, and a name Linux accepts.
+fn read_named_interface(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+    named: &NamedInterface,
+) -> Option<String> {
+    let name = read::string(c, path, value, named.string_fix)?;
+    if name.is_empty() {
+        c.error(path, named.empty.0, named.empty.1);
+    }
+    crate::config::check_ifname(c, path, &name, named.what);
+    Some(name)
+}
+
+/// `address_plan.ipv6` at `path`: an IPv6 network of /64 or shorter.
+fn read_allocation(c: &mut Collector, path: &str, value: &Value) -> Option<Ipv6Net> {
+    let text = read::string(
+        c,
+        path,
+        value,
+        "write the allocation as a string like \"2001:db8:5e::/48\"",
+    )?;
+    read_network(
+        c,
+        path,
+        &text,
+        "IPv6",
+        64,
+        "use the network's allocation: a /64 or a shorter prefix such as /48",
+        "write it as address/length, e.g. \"2001:db8:5e::/48\"",
+    )
+}
+
+/// `address_plan.ipv4_pool` at `path`: an IPv4 network of /24 or shorter, or `off`
+/// (`Some(None)`).
+fn read_ipv4_pool(c: &mut Collector, path: &str, value: &Value) -> Option<Option<Ipv4Net>> {
+    let text = read::string(
+        c,
+        path,
+        value,
+        "write the pool as a string like \"10.0.0.0/8\", or \"off\"",
+    )?;
+    if text == "off" {
+        return Some(None);
+    }
+    read_network(
+        c,
+        path,
+        &text,
+        "IPv4",
+        24,
+        "use a /24 or shorter pool, e.g. \"10.0.0.0/8\"",
+        "write it as address/length, e.g. \"10.0.0.0/8\", or \"off\"",
+    )
+    .map(Some)
+}
+
+/// `text` (at `path`) as a network of `family` ("IPv6", "IPv4") that leaves each node a
+/// whole /`node_len`: no longer than that, no host bits. `longer_fix` and `syntax_fix` are
+/// the fixes for a longer prefix and for text that is no prefix of the family.
+fn read_network<N>(
+    c: &mut Collector,
+    path: &str,
+    text: &str,
+    family: &str,
+    node_len: u8,
+    longer_fix: &str,
+    syntax_fix: &str,
+) -> Option<N>
+where
+    N: std::str::FromStr + Copy + Into<IpNet>,
+{
+    let Ok(net) = text.parse::<N>() else {
+        c.error(
+            path,
+            format!("`{text}` is not an {family} prefix"),
+            syntax_fix,
+        );
+        return None;
+    };
+    let ip: IpNet = net.into();
+    if ip.prefix_len() > node_len {
+        c.error(
+            path,
+            format!("{ip} is longer than /{node_len}; each node needs a whole /{node_len}"),
+            longer_fix,
+        );
+        return None;
+    }
+    if ip.network() != ip.addr() {
+        c.error(
+            path,
+            format!("{ip} has host bits set"),
+            format!("write the network address: {}", ip.trunc()),
+        );
+        return None;
+    }
+    Some(net)
 }
 
 /// How routes between nodes are made.
@@ -269,51 +320,52 @@ pub fn read_routing(c: &mut Collector, path: &str, value: &Value) -> Option<Rout
         ],
     )?;
     let default = RoutingConfig::default();
-    let mode = match read::field(c, map, path, "mode", None) {
-        None => Some(default.mode),
-        Some(v) => read::choice(c, &field_path(path, "mode"), v, RoutingMode::NAMES)
-            .and_then(RoutingMode::from_name),
-    };
-    let hello_interval = match read::field(c, map, path, "hello_interval", None) {
-        None => Some(default.hello_interval),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "hello_interval"),
-            v,
-            1,
-            600,
-            "use seconds in 1..=600 (braid's default is 1, babeld's 4)",
-        )
-        .map(|n| n as u16),
-    };
-    let interval = match read::field(c, map, path, "liveness_interval_ms", None) {
-        None => Some(default.liveness_interval_ms),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "liveness_interval_ms"),
-            v,
-            0,
-            60_000,
-            "use milliseconds in 0..=60000 (0 turns braid's link liveness off; default 200)",
-        )
-        .map(|n| n as u32),
-    };
-    let dead_after = match read::field(c, map, path, "dead_after_ms", None) {
-        None => Some(default.dead_after_ms),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "dead_after_ms"),
-            v,
-            50,
-            600_000,
-            "use milliseconds in 50..=600000 (default 700)",
-        )
-        .map(|n| n as u32),
-    };
-    if let (Some(i), Some(d)) = (interval, dead_after)
-        && i > 0
-        && d < 2 * i
-    {
+    let mode = read::optional(c, map, path, "mode", default.mode, |c, p, v| {
+        read::choice(c, p, v, RoutingMode::NAMES).and_then(RoutingMode::from_name)
+    });
+    let hello_interval = read::optional_integer(
+        c,
+        map,
+        path,
+        "hello_interval",
+        default.hello_interval,
+        1..=600,
+        "use seconds in 1..=600 (braid's default is 1, babeld's 4)",
+    );
+    let interval = read::optional_integer(
+        c,
+        map,
+        path,
+        "liveness_interval_ms",
+        default.liveness_interval_ms,
+        0..=60_000,
+        "use milliseconds in 0..=60000 (0 turns braid's link liveness off; default 200)",
+    );
+    let dead_after = read::optional_integer(
+        c,
+        map,
+        path,
+        "dead_after_ms",
+        default.dead_after_ms,
+        50..=600_000,
+        "use milliseconds in 50..=600000 (default 700)",
+    );
+    if let (Some(interval), Some(dead_after)) = (interval, dead_after) {
+        check_dead_after(c, path, interval, dead_after);
+    }
+    Some(RoutingConfig {
+        mode: mode?,
+        hello_interval: hello_interval?,
+        liveness_interval_ms: interval?,
+        dead_after_ms: dead_after?,
+    })
+}
+
+/// `routing.dead_after_ms` must cover two keepalives (when liveness is on), or one lost
+/// keepalive would declare the link dead.
+fn check_dead_after(c: &mut Collector, path: &str, interval: u32, dead_after: u32) {
+    let (i, d) = (interval, dead_after);
+    if i > 0 && d < 2 * i {
         c.error(
             &field_path(path, "dead_after_ms"),
             format!(
@@ -322,12 +374,6 @@ pub fn read_routing(c: &mut Collector, path: &str, value: &Value) -> Option<Rout
             format!("use at least {} ms, or a shorter liveness_interval_ms", 2 * i),
         );
     }
-    Some(RoutingConfig {
-        mode: mode?,
-        hello_interval: hello_interval?,
-        liveness_interval_ms: interval?,
-        dead_after_ms: dead_after?,
-    })
 }
 
 /// This node is an exit: it has an upstream and holds the default route.
@@ -371,54 +417,23 @@ pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitCon
         "upstream_interface",
         Some("add \"upstream_interface\": the interface toward the upstream router, e.g. \"eth0\""),
     )
-    .and_then(|v| read::string(c, &ifpath, v, "write the interface name as a string"));
-    if let Some(name) = &upstream_interface {
-        if name.is_empty() {
-            c.error(
-                &ifpath,
-                "the upstream interface is empty",
-                "name the interface toward the upstream router, e.g. \"eth0\"",
-            );
-        }
-        crate::config::check_ifname(c, &ifpath, name, "upstream interface");
-    }
-    let mut gateway =
-        |key: &str, family: AddressFamily| -> Option<Option<IpAddr>> {
-            let p = field_path(path, key);
-            match read::field(c, map, path, key, None) {
-                None => Some(None),
-                Some(v) => read::string(c, &p, v, "write the gateway address as a string")
-                    .and_then(|text| match text.parse::<IpAddr>() {
-                        Ok(ip) if AddressFamily::of(ip) == family => Some(Some(ip)),
-                        _ => {
-                            c.error(
-                                &p,
-                                format!("`{text}` is not an {family} address"),
-                                format!("write the upstream router's {family} address"),
-                            );
-                            None
-                        }
-                    }),
-            }
-        };
-    let gateway6 = gateway("gateway6", AddressFamily::Ip6);
-    let gateway4 = gateway("gateway4", AddressFamily::Ip4);
-    let masquerade = match read::field(c, map, path, "masquerade", None) {
-        None => Some(true),
-        Some(v) => read::boolean(c, &field_path(path, "masquerade"), v),
-    };
-    let preference = match read::field(c, map, path, "preference", None) {
-        None => Some(DEFAULT_EXIT_PREFERENCE),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "preference"),
-            v,
-            0,
-            u32::MAX as u64,
-            "use a whole number; the exit with the lowest preference is used first",
-        )
-        .map(|n| n as u32),
-    };
+    .and_then(|v| read_named_interface(c, &ifpath, v, &UPSTREAM));
+    let gateway6 = read::optional(c, map, path, "gateway6", None, |c, p, v| {
+        read_gateway(c, p, v, AddressFamily::Ip6).map(Some)
+    });
+    let gateway4 = read::optional(c, map, path, "gateway4", None, |c, p, v| {
+        read_gateway(c, p, v, AddressFamily::Ip4).map(Some)
+    });
+    let masquerade = read::optional(c, map, path, "masquerade", true, read::boolean);
+    let preference = read::optional_integer(
+        c,
+        map,
+        path,
+        "preference",
+        DEFAULT_EXIT_PREFERENCE,
+        0..=u32::MAX,
+        "use a whole number; the exit with the lowest preference is used first",
+    );
     if let (Some(None), Some(None)) = (&gateway6, &gateway4) {
         c.error(
             path,
@@ -433,6 +448,27 @@ pub fn read_exit(c: &mut Collector, path: &str, value: &Value) -> Option<ExitCon
         masquerade: masquerade?,
         preference: preference?,
     })
+}
+
+/// An exit's `gateway6` or `gateway4` at `path`: an address of `family`.
+fn read_gateway(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+    family: AddressFamily,
+) -> Option<IpAddr> {
+    let text = read::string(c, path, value, "write the gateway address as a string")?;
+    match text.parse::<IpAddr>() {
+        Ok(ip) if AddressFamily::of(ip) == family => Some(ip),
+        _ => {
+            c.error(
+                path,
+                format!("`{text}` is not an {family} address"),
+                format!("write the upstream router's {family} address"),
+            );
+            None
+        }
+    }
 }
 
 /// Where the HTTP status and metrics listener listens.
@@ -549,47 +585,14 @@ pub fn read_path(
         value,
         &["interface", "source", "weight", "priority", "rate_mbit"],
     )?;
-    let interface = match read::field(c, map, path, "interface", None) {
-        None => Some(None),
-        Some(v) => read::string(
-            c,
-            &field_path(path, "interface"),
-            v,
-            "write the interface name as a string",
-        )
-        .map(|name| {
-            crate::config::check_ifname(c, &field_path(path, "interface"), &name, "path interface");
-            Some(name)
-        }),
-    };
-    let source = match read::field(c, map, path, "source", None) {
-        None => Some(None),
-        Some(v) => read::string(
-            c,
-            &field_path(path, "source"),
-            v,
-            "write the source address as a string",
-        )
-        .and_then(|text| match text.parse::<IpAddr>() {
-            Ok(ip) if family.is_none_or(|f| f == AddressFamily::of(ip)) => Some(Some(ip)),
-            Ok(ip) => {
-                c.error(
-                    &field_path(path, "source"),
-                    format!("{ip} is not an address of this transport's family"),
-                    "use a source address of the transport's address family",
-                );
-                None
-            }
-            Err(_) => {
-                c.error(
-                    &field_path(path, "source"),
-                    format!("`{text}` is not an IP address"),
-                    "write a local IP address such as \"192.0.2.10\"",
-                );
-                None
-            }
-        }),
-    };
+    let interface = read::optional(c, map, path, "interface", None, |c, p, v| {
+        let name = read::string(c, p, v, "write the interface name as a string")?;
+        crate::config::check_ifname(c, p, &name, "path interface");
+        Some(Some(name))
+    });
+    let source = read::optional(c, map, path, "source", None, |c, p, v| {
+        read_source(c, p, v, family).map(Some)
+    });
     if let (Some(None), Some(None)) = (&interface, &source) {
         c.error(
             path,
@@ -597,42 +600,16 @@ pub fn read_path(
             "add \"interface\": \"wan0\" or \"source\": \"192.0.2.10\"",
         );
     }
-    let weight = match read::field(c, map, path, "weight", None) {
-        None => Some(None),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "weight"),
-            v,
-            1,
-            1_000_000,
-            "use a weight in 1..=1000000, or leave it out to weigh by measured capacity",
-        )
-        .map(|n| Some(n as u32)),
-    };
-    let priority = match read::field(c, map, path, "priority", None) {
-        None => Some(0),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "priority"),
-            v,
-            0,
-            u32::MAX as u64,
-            "use a whole number; lower is preferred",
-        )
-        .map(|n| n as u32),
-    };
-    let rate_mbit = match read::field(c, map, path, "rate_mbit", None) {
-        None => Some(None),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "rate_mbit"),
-            v,
-            1,
-            1_000_000,
-            "use Mbit/s in 1..=1000000, or leave it out for no cap",
-        )
-        .map(|n| Some(n as u32)),
-    };
+    let weight = read::optional(c, map, path, "weight", None, |c, p, v| {
+        let fix = "use a weight in 1..=1000000, or leave it out to weigh by measured capacity";
+        read::integer(c, p, v, 1, 1_000_000, fix).map(|n| Some(n as u32))
+    });
+    let fix = "use a whole number; lower is preferred";
+    let priority = read::optional_integer(c, map, path, "priority", 0, 0..=u32::MAX, fix);
+    let rate_mbit = read::optional(c, map, path, "rate_mbit", None, |c, p, v| {
+        let fix = "use Mbit/s in 1..=1000000, or leave it out for no cap";
+        read::integer(c, p, v, 1, 1_000_000, fix).map(|n| Some(n as u32))
+    });
     Some(PathConfig {
         interface: interface?,
         source: source?,
@@ -642,12 +619,42 @@ pub fn read_path(
     })
 }
 
+/// A path's `source` at `path`: a local address of the transport's `family` (any family
+/// while the transport's is unknown).
+fn read_source(
+    c: &mut Collector,
+    path: &str,
+    value: &Value,
+    family: Option<AddressFamily>,
+) -> Option<IpAddr> {
+    let text = read::string(c, path, value, "write the source address as a string")?;
+    match text.parse::<IpAddr>() {
+        Ok(ip) if family.is_none_or(|f| f == AddressFamily::of(ip)) => Some(ip),
+        Ok(ip) => {
+            c.error(
+                path,
+                format!("{ip} is not an address of this transport's family"),
+                "use a source address of the transport's address family",
+            );
+            None
+        }
+        Err(_) => {
+            c.error(
+                path,
+                format!("`{text}` is not an IP address"),
+                "write a local IP address such as \"192.0.2.10\"",
+            );
+            None
+        }
+    }
+}
+
 /// Reads a node's `lan_subnets` (registry extension): the prefixes of the LANs behind the
 /// node that use the mesh with their own addresses (a home or office network that keeps
 /// its numbering). Each is an IPv4 or IPv6 prefix without host bits, not a default route;
 /// the node's peers route them over their links to the node, and an exit with
 /// `masquerade` translates their IPv4 like the pool's. See docs/registry.md.
-pub fn read_lan_subnets(c: &mut Collector, path: &str, value: &Value) -> Option<Vec<ipnet::IpNet>> {
+pub fn read_lan_subnets(c: &mut Collector, path: &str, value: &Value) -> Option<Vec<IpNet>> {
     let items = read::array(
         c,
         path,
@@ -667,7 +674,7 @@ pub fn read_lan_subnets(c: &mut Collector, path: &str, value: &Value) -> Option<
             ok = false;
             continue;
         };
-        match text.parse::<ipnet::IpNet>() {
+        match text.parse::<IpNet>() {
             Ok(net) if net.prefix_len() == 0 => {
                 ok = false;
                 c.error(

@@ -154,6 +154,43 @@ pub fn field<'v>(
     }
 }
 
+/// An optional field: `default` when `key` is absent (or `null`), else what `read` makes of
+/// its value, given the field's path (`path.key`). `read` records its own problems.
+pub fn optional<T>(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    default: T,
+    read: impl FnOnce(&mut Collector, &str, &Value) -> Option<T>,
+) -> Option<T> {
+    match field(c, map, path, key, None) {
+        None => Some(default),
+        Some(v) => read(c, &field_path(path, key), v),
+    }
+}
+
+/// An optional whole-number field in `range`: `default` when `key` is absent (or `null`),
+/// else the number (see [`integer`] for the problems recorded).
+pub fn optional_integer<T>(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    path: &str,
+    key: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    fix: &str,
+) -> Option<T>
+where
+    T: Copy + Into<u64> + TryFrom<u64>,
+{
+    let (min, max) = ((*range.start()).into(), (*range.end()).into());
+    optional(c, map, path, key, default, |c, p, v| {
+        // In `range`, so it fits `T`.
+        integer(c, p, v, min, max, fix).and_then(|n| T::try_from(n).ok())
+    })
+}
+
 /// `value` as a string; otherwise an error at `path` with `fix`, and `None`.
 pub fn string(c: &mut Collector, path: &str, value: &Value, fix: &str) -> Option<String> {
     match value.as_str() {

@@ -1,13 +1,13 @@
 //! The registry: ranet's JSON array of nodes, plus optional braid extensions per node
 //! (`name`, `index`, `exit_preference`, `lan_subnets`). See docs/registry.md.
 
-use crate::config::read_remarks;
+use crate::config::{INDEX_FIX, read_remarks};
 use crate::family::AddressFamily;
 use crate::host::Host;
 use crate::keys::PublicKey;
 use crate::problem::{Collector, Problems};
 use crate::read::{self, field_path, index_path};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
 /// A registry (docs/registry.md): every node of the mesh, validated.
@@ -105,77 +105,30 @@ fn read_registry(c: &mut Collector, doc: &Value) -> Option<Registry> {
 
 fn read_node(c: &mut Collector, path: &str, value: &Value) -> Option<Node> {
     let map = read::object(c, path, value, NODE_FIELDS)?;
-    let key_path = field_path(path, "public_key");
-    let public_key = read::field(
+    let public_key = read_public_key(c, map, path);
+    let name = read::optional(c, map, path, "name", None, |c, p, v| {
+        read::string(c, p, v, "write the name as a string").map(Some)
+    });
+    let index = read::optional(c, map, path, "index", None, |c, p, v| {
+        read::integer(c, p, v, 1, u64::MAX, INDEX_FIX).map(Some)
+    });
+    let exit_preference = read::optional(c, map, path, "exit_preference", None, |c, p, v| {
+        let fix = "use a whole number; the exit with the lowest preference is used first";
+        read::integer(c, p, v, 0, u32::MAX as u64, fix).map(|n| Some(n as u32))
+    });
+    let lan_subnets = read::optional(
         c,
         map,
         path,
-        "public_key",
-        Some("add the node's \"public_key\" (base64, from `braid pubkey` or `wg pubkey`)"),
-    )
-    .and_then(|v| read::string(c, &key_path, v, "write the key as a base64 string"))
-    .and_then(|text| match PublicKey::from_base64(&text) {
-        Ok(key) => Some(key),
-        Err(e) => {
-            c.error(
-                &key_path,
-                format!("the public key {e}"),
-                "copy the node's key from `braid meta` or `wg pubkey`",
-            );
-            None
-        }
-    });
-    let name = match read::field(c, map, path, "name", None) {
-        None => Some(None),
-        Some(v) => read::string(
-            c,
-            &field_path(path, "name"),
-            v,
-            "write the name as a string",
-        )
-        .map(Some),
-    };
-    let index = match read::field(c, map, path, "index", None) {
-        None => Some(None),
-        Some(v) => read::integer(c, &field_path(path, "index"), v, 1, u64::MAX, "use a whole number from 1; it picks the node's /64 and /24 (index 0 is reserved for the upstream segment)").map(Some),
-    };
-    let exit_preference = match read::field(c, map, path, "exit_preference", None) {
-        None => Some(None),
-        Some(v) => read::integer(
-            c,
-            &field_path(path, "exit_preference"),
-            v,
-            0,
-            u32::MAX as u64,
-            "use a whole number; the exit with the lowest preference is used first",
-        )
-        .map(|n| Some(n as u32)),
-    };
-    let lan_subnets = match read::field(c, map, path, "lan_subnets", None) {
-        None => Some(Vec::new()),
-        Some(v) => crate::extensions::read_lan_subnets(c, &field_path(path, "lan_subnets"), v),
-    };
-    let endpoints_path = field_path(path, "endpoints");
-    let endpoints = read::field(c, map, path, "endpoints", Some("add \"endpoints\": [ { \"send_port\": ..., \"address_family\": \"ip4\", \"address\": \"...\" } ]"))
-        .and_then(|v| read::array(c, &endpoints_path, v, "write endpoints as a list"))
-        .map(|items| items.iter().enumerate().map(|(i, item)| read_endpoint(c, &index_path(&endpoints_path, i), item)).collect::<Vec<_>>());
+        "lan_subnets",
+        Vec::new(),
+        crate::extensions::read_lan_subnets,
+    );
+    let endpoints = read_endpoints(c, map, path);
     let remarks = read_remarks(c, map, path);
     let endpoints = endpoints?.into_iter().collect::<Option<Vec<_>>>();
     if let Some(endpoints) = &endpoints {
-        for (i, a) in endpoints.iter().enumerate() {
-            for (j, b) in endpoints.iter().enumerate().skip(i + 1) {
-                if a.address_family == b.address_family && a.send_port == b.send_port {
-                    c.error(
-                        &field_path(&index_path(&endpoints_path, j), "send_port"),
-                        format!(
-                            "endpoints[{i}] and endpoints[{j}] are both {} with send port {}",
-                            a.address_family, a.send_port
-                        ),
-                        "list each transport once, or give the second its own send port",
-                    );
-                }
-            }
-        }
+        check_endpoint_pairs(c, &field_path(path, "endpoints"), endpoints);
     }
     Some(Node {
         public_key: public_key?,
@@ -186,6 +139,73 @@ fn read_node(c: &mut Collector, path: &str, value: &Value) -> Option<Node> {
         endpoints: endpoints?,
         remarks: remarks?,
     })
+}
+
+/// A node's `public_key`: required, base64 of 32 bytes.
+fn read_public_key(c: &mut Collector, map: &Map<String, Value>, path: &str) -> Option<PublicKey> {
+    let key_path = field_path(path, "public_key");
+    let text = read::field(
+        c,
+        map,
+        path,
+        "public_key",
+        Some("add the node's \"public_key\" (base64, from `braid pubkey` or `wg pubkey`)"),
+    )
+    .and_then(|v| read::string(c, &key_path, v, "write the key as a base64 string"))?;
+    match PublicKey::from_base64(&text) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            c.error(
+                &key_path,
+                format!("the public key {e}"),
+                "copy the node's key from `braid meta` or `wg pubkey`",
+            );
+            None
+        }
+    }
+}
+
+/// A node's `endpoints` (required): each entry read, `None` where one is bad.
+fn read_endpoints(
+    c: &mut Collector,
+    map: &Map<String, Value>,
+    path: &str,
+) -> Option<Vec<Option<Endpoint>>> {
+    let endpoints_path = field_path(path, "endpoints");
+    let v = read::field(
+        c,
+        map,
+        path,
+        "endpoints",
+        Some(
+            "add \"endpoints\": [ { \"send_port\": ..., \"address_family\": \"ip4\", \"address\": \"...\" } ]",
+        ),
+    )?;
+    let items = read::array(c, &endpoints_path, v, "write endpoints as a list")?;
+    let endpoints = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| read_endpoint(c, &index_path(&endpoints_path, i), item))
+        .collect();
+    Some(endpoints)
+}
+
+/// Two endpoints of one node (at `endpoints_path`) with the same family and send port.
+fn check_endpoint_pairs(c: &mut Collector, endpoints_path: &str, endpoints: &[Endpoint]) {
+    for (i, a) in endpoints.iter().enumerate() {
+        for (j, b) in endpoints.iter().enumerate().skip(i + 1) {
+            if a.address_family == b.address_family && a.send_port == b.send_port {
+                c.error(
+                    &field_path(&index_path(endpoints_path, j), "send_port"),
+                    format!(
+                        "endpoints[{i}] and endpoints[{j}] are both {} with send port {}",
+                        a.address_family, a.send_port
+                    ),
+                    "list each transport once, or give the second its own send port",
+                );
+            }
+        }
+    }
 }
 
 fn read_endpoint(c: &mut Collector, path: &str, value: &Value) -> Option<Endpoint> {

@@ -1,6 +1,10 @@
 //! Where the registry comes from: the config's `registry` field is a path (ranet's meaning)
 //! or a URL, `file://` or `https://` (braid's extension; docs/registry.md).
 
+use crate::problem::Collector;
+use crate::read;
+use crate::signed::TrustedKey;
+use serde_json::{Map, Value};
 use std::fmt;
 
 /// The registry's source, as the config's `registry` field names it.
@@ -135,7 +139,7 @@ mod tests {
 pub struct RegistryOptions {
     /// Public keys trusted to sign the registry (`registry_keys`); when any is listed, an
     /// unsigned or otherwise signed registry is refused.
-    pub keys: Vec<crate::signed::TrustedKey>,
+    pub keys: Vec<TrustedKey>,
     /// Seconds between fetches of a URL source (`registry_refresh`).
     pub refresh: u32,
     /// A signed registry older than this many seconds is refused (`registry_max_age`);
@@ -179,88 +183,80 @@ pub fn default_cache(config_file: &str) -> String {
     format!("{dir}{stem}.registry-cache.json")
 }
 
-pub(crate) fn read_options(
-    c: &mut crate::problem::Collector,
-    map: &serde_json::Map<String, serde_json::Value>,
-) -> Option<RegistryOptions> {
-    use crate::read;
+/// The config's `registry_*` fields (in `map`, the config's top object); `None` after
+/// recording a problem with any of them.
+pub(crate) fn read_options(c: &mut Collector, map: &Map<String, Value>) -> Option<RegistryOptions> {
+    let keys = read::optional(c, map, "", "registry_keys", Vec::new(), read_keys);
+    let refresh = read::optional_integer(
+        c,
+        map,
+        "",
+        "registry_refresh",
+        DEFAULT_REFRESH,
+        REFRESH_MIN..=REFRESH_MAX,
+        "use seconds between fetches, 5..=86400 (300 is the default)",
+    );
+    let max_age = read::optional(c, map, "", "registry_max_age", None, |c, p, v| {
+        let fix = "use seconds, at least 60 (e.g. 604800 for a week), and sign the registry more often than that";
+        read::integer(c, p, v, 60, u64::from(u32::MAX), fix).map(Some)
+    });
+    let ca_file = read::optional(c, map, "", "registry_ca_file", None, read_file_name);
+    let cache = read::optional(c, map, "", "registry_cache", None, read_file_name);
+    Some(RegistryOptions {
+        keys: keys?,
+        refresh: refresh?,
+        max_age: max_age?,
+        ca_file: ca_file?,
+        cache: cache?,
+    })
+}
+
+/// `registry_keys` at `path`: minisign public keys, each listed once. Every entry is
+/// checked; `None` when any is bad.
+fn read_keys(c: &mut Collector, path: &str, value: &Value) -> Option<Vec<TrustedKey>> {
+    let items = read::array(
+        c,
+        path,
+        value,
+        "write the trusted keys as a list: [\"RW...\"]",
+    )?;
     let mut ok = true;
-    let mut options = RegistryOptions::default();
-    if let Some(v) = read::field(c, map, "", "registry_keys", None) {
-        match read::array(
-            c,
-            "registry_keys",
-            v,
-            "write the trusted keys as a list: [\"RW...\"]",
-        ) {
-            Some(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = read::index_path("registry_keys", i);
-                    let Some(text) = read::string(c, &path, item, "write the key as a string")
-                    else {
-                        ok = false;
-                        continue;
-                    };
-                    match crate::signed::TrustedKey::parse(&text) {
-                        Ok(key) if options.keys.iter().any(|k| k.id == key.id) => {
-                            c.error(
-                                &path,
-                                format!("key {} is listed twice", key.id),
-                                "list each key once",
-                            );
-                            ok = false;
-                        }
-                        Ok(key) => options.keys.push(key),
-                        Err(e) => {
-                            c.error(&path, e, "copy the second line of the signing key's .pub file (`braid registry keygen` or `minisign -G` writes it)");
-                            ok = false;
-                        }
-                    }
-                }
+    let mut keys: Vec<TrustedKey> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = read::index_path(path, i);
+        let Some(text) = read::string(c, &path, item, "write the key as a string") else {
+            ok = false;
+            continue;
+        };
+        match TrustedKey::parse(&text) {
+            Ok(key) if keys.iter().any(|k| k.id == key.id) => {
+                c.error(
+                    &path,
+                    format!("key {} is listed twice", key.id),
+                    "list each key once",
+                );
+                ok = false;
             }
-            None => ok = false,
-        }
-    }
-    if let Some(v) = read::field(c, map, "", "registry_refresh", None) {
-        match read::integer(
-            c,
-            "registry_refresh",
-            v,
-            u64::from(REFRESH_MIN),
-            u64::from(REFRESH_MAX),
-            "use seconds between fetches, 5..=86400 (300 is the default)",
-        ) {
-            Some(n) => options.refresh = n as u32,
-            None => ok = false,
-        }
-    }
-    if let Some(v) = read::field(c, map, "", "registry_max_age", None) {
-        match read::integer(
-            c,
-            "registry_max_age",
-            v,
-            60,
-            u64::from(u32::MAX),
-            "use seconds, at least 60 (e.g. 604800 for a week), and sign the registry more often than that",
-        ) {
-            Some(n) => options.max_age = Some(n),
-            None => ok = false,
-        }
-    }
-    for (key, slot) in [
-        ("registry_ca_file", &mut options.ca_file),
-        ("registry_cache", &mut options.cache),
-    ] {
-        if let Some(v) = read::field(c, map, "", key, None) {
-            match read::string(c, key, v, "write a path as a string") {
-                Some(s) if s.is_empty() => {
-                    c.error(key, "the path is empty", "name a file, or remove the field");
-                    ok = false;
-                }
-                Some(s) => *slot = Some(s),
-                None => ok = false,
+            Ok(key) => keys.push(key),
+            Err(e) => {
+                c.error(&path, e, "copy the second line of the signing key's .pub file (`braid registry keygen` or `minisign -G` writes it)");
+                ok = false;
             }
         }
     }
-    ok.then_some(options)
+    ok.then_some(keys)
+}
+
+/// A file named by `registry_ca_file` or `registry_cache` at `path`: a non-empty path.
+fn read_file_name(c: &mut Collector, path: &str, value: &Value) -> Option<Option<String>> {
+    let name = read::string(c, path, value, "write a path as a string")?;
+    if name.is_empty() {
+        c.error(
+            path,
+            "the path is empty",
+            "name a file, or remove the field",
+        );
+        return None;
+    }
+    Some(Some(name))
 }

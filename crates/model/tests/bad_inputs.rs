@@ -1089,3 +1089,149 @@ fn s04_an_unsigned_url_and_url_options_on_a_path_are_warnings() {
         "{warnings}"
     );
 }
+
+// ---- paths the split readers took over that had no case (whole lines, so the wording is
+// pinned) ----
+
+#[test]
+fn c48_registry_file_names_must_not_be_empty() {
+    let mut doc = good_config();
+    doc["registry"] = json!("https://reg.example.net/r.json");
+    doc["registry_ca_file"] = json!("");
+    doc["registry_cache"] = json!("");
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "error: node.json: registry_ca_file: the path is empty; fix: name a file, or remove the field",
+            "error: node.json: registry_cache: the path is empty; fix: name a file, or remove the field",
+        ],
+    );
+}
+
+#[test]
+fn c49_control_socket_must_be_absolute() {
+    assert_has(
+        &config_errors(&{
+            let mut doc = good_config();
+            doc["control_socket"] = json!("braid.sock");
+            doc
+        }),
+        &[
+            "error: node.json: control_socket: `braid.sock` is not an absolute path; fix: use an absolute path such as /run/braid/braid.sock",
+        ],
+    );
+}
+
+#[test]
+fn c50_netns_must_be_a_plain_name() {
+    assert_has(
+        &config_errors(&{
+            let mut doc = good_config();
+            doc["netns"] = json!("..");
+            doc
+        }),
+        &[
+            "error: node.json: netns: `..` is not a usable namespace name; fix: use a plain name such as \"braid\" (it becomes /run/netns/<name>)",
+        ],
+    );
+}
+
+#[test]
+fn c51_wan_auto_and_listed_paths_exclude_each_other() {
+    let mut doc = good_config();
+    doc["transport"][0]["wan"] = json!("auto");
+    doc["transport"][0]["paths"] = json!([{"interface": "wan0"}]);
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "error: node.json: transport[0].wan: \"wan\": \"auto\" finds the paths itself, but paths are also listed; fix: remove either \"wan\" or \"paths\"",
+        ],
+    );
+}
+
+#[test]
+fn c52_exit_interface_and_gateway_families() {
+    let mut doc = good_config();
+    doc["exit"] =
+        json!({"upstream_interface": "", "gateway6": "192.0.2.1", "gateway4": "2001:db8::1"});
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "error: node.json: exit.upstream_interface: the upstream interface is empty; fix: name the interface toward the upstream router, e.g. \"eth0\"",
+            "error: node.json: exit.gateway6: `192.0.2.1` is not an ip6 address; fix: write the upstream router's ip6 address",
+            "error: node.json: exit.gateway4: `2001:db8::1` is not an ip4 address; fix: write the upstream router's ip4 address",
+        ],
+    );
+}
+
+#[test]
+fn c53_path_source_of_the_transport_family() {
+    let mut doc = good_config();
+    doc["transport"][0]["paths"] = json!([{"source": "2001:db8::9"}, {"source": "wan0"}]);
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "error: node.json: transport[0].paths[0].source: 2001:db8::9 is not an address of this transport's family; fix: use a source address of the transport's address family",
+            "error: node.json: transport[0].paths[1].source: `wan0` is not an IP address; fix: write a local IP address such as \"192.0.2.10\"",
+        ],
+    );
+}
+
+#[test]
+fn c54_address_plan_bridge_and_pool() {
+    let mut doc = good_config();
+    doc["address_plan"] = json!({"ipv6": "2001:db8::/48", "ipv4_pool": "10.0.0.0", "bridge": ""});
+    assert_has(
+        &config_errors(&doc),
+        &[
+            "error: node.json: address_plan.bridge: the bridge name is empty; fix: name the node's bridge, e.g. \"braid0\"",
+            "error: node.json: address_plan.ipv4_pool: `10.0.0.0` is not an IPv4 prefix; fix: write it as address/length, e.g. \"10.0.0.0/8\", or \"off\"",
+        ],
+    );
+}
+
+#[test]
+fn c55_problems_come_in_file_order() {
+    // The readers are split per field group; the problems still come in the order of the
+    // fields as documented (registry, key, identity, groups, transports, sections).
+    let mut doc = good_config();
+    doc["registry"] = json!("");
+    doc["index"] = json!(0);
+    doc["active_group"] = json!(1);
+    doc["transport"][0]["mtu"] = json!(1000);
+    doc["netns"] = json!("a/b");
+    doc["routing"] = json!({"mode": "static"});
+    doc["control_socket"] = json!("x");
+    let errors = config_errors(&doc);
+    let paths: Vec<&str> = errors
+        .lines()
+        .map(|line| line.split(": ").nth(2).unwrap_or(line))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "registry",
+            "index",
+            "active_group",
+            "transport[0].mtu",
+            "netns",
+            "control_socket",
+            "routing.mode"
+        ],
+        "{errors}"
+    );
+}
+
+#[test]
+fn r17_lan_subnets_are_lan_prefixes() {
+    let mut doc = good_registry();
+    doc[0]["lan_subnets"] = json!(["0.0.0.0/0", "192.0.2.0", "192.0.2.0/24", "192.0.2.0/24"]);
+    assert_has(
+        &registry_errors(&doc),
+        &[
+            "error: registry.json: [0].lan_subnets[0]: 0.0.0.0/0 is a default route, not a LAN; fix: list the LAN's own prefix, e.g. \"192.0.2.0/24\"; default routes come from exits",
+            "error: registry.json: [0].lan_subnets[1]: `192.0.2.0` is not an IP prefix; fix: write it as address/length, e.g. \"192.0.2.0/24\" or \"2001:db8:1::/48\"",
+            "error: registry.json: [0].lan_subnets[3]: 192.0.2.0/24 is listed twice; fix: list each LAN subnet once",
+        ],
+    );
+}

@@ -186,18 +186,28 @@ pub(crate) fn down(target: &Target) -> Result<bool> {
     };
     let (config, _) = load::config(config_path).map_err(|problems| anyhow!("{problems}"))?;
     let _instance = lock_when_free(Path::new(&config.control_socket))?;
-    if let Err(e) = rt.block_on(braid_daemon::routing::teardown(&config)) {
+    let left = remove_what_braid_left(&rt, config_path, &config)?;
+    if left.is_empty() {
+        println!("down: no daemon was running and braid had left nothing to remove");
+    } else {
+        println!("down: no daemon was running; removed {}", left.join(", "));
+    }
+    Ok(true)
+}
+
+/// `braid down` without a daemon: removes braid's routes and NAT, its interface groups,
+/// the links' UAPI sockets and the control socket of the config at `config_path`; returns
+/// what it removed, one phrase each.
+fn remove_what_braid_left(
+    rt: &tokio::runtime::Runtime,
+    config_path: &Path,
+    config: &braid_model::Config,
+) -> Result<Vec<String>> {
+    if let Err(e) = rt.block_on(braid_daemon::routing::teardown(config)) {
         tracing::warn!("removing braid's routes and NAT table: {e}");
     }
     let interfaces = rt
-        .block_on(async {
-            let nl = braid_system::Netlink::connect_in(config.netns.as_deref())?;
-            let mut names = Vec::new();
-            for group in [config.active_group, config.stale_group] {
-                names.extend(nl.links_in_group(group).await?.into_iter().map(|l| l.name));
-            }
-            Ok::<_, braid_system::SystemError>(names)
-        })
+        .block_on(interfaces_in_groups(config))
         .context("listing braid's interfaces")?;
     rt.block_on(braid_daemon::run::delete_groups(
         config.netns.as_deref(),
@@ -215,23 +225,43 @@ pub(crate) fn down(target: &Target) -> Result<bool> {
         interfaces.iter().chain(&planned).map(String::as_str),
     );
     let control_socket = std::fs::remove_file(&config.control_socket).is_ok();
+    Ok(removed(config, &interfaces, sockets.len(), control_socket))
+}
+
+/// The interfaces in braid's active and stale groups.
+async fn interfaces_in_groups(
+    config: &braid_model::Config,
+) -> Result<Vec<String>, braid_system::SystemError> {
+    let nl = braid_system::Netlink::connect_in(config.netns.as_deref())?;
+    let mut names = Vec::new();
+    for group in [config.active_group, config.stale_group] {
+        names.extend(nl.links_in_group(group).await?.into_iter().map(|l| l.name));
+    }
+    Ok(names)
+}
+
+/// What `braid down` removed without a daemon, one phrase each: the `interfaces`, the
+/// number of stale UAPI `sockets`, and whether the stale `control_socket` was removed.
+fn removed(
+    config: &braid_model::Config,
+    interfaces: &[String],
+    sockets: usize,
+    control_socket: bool,
+) -> Vec<String> {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     let mut removed = Vec::new();
     if !interfaces.is_empty() {
         removed.push(format!(
             "{} interface{} ({}; interface groups {} and {} deleted)",
             interfaces.len(),
-            if interfaces.len() == 1 { "" } else { "s" },
+            plural(interfaces.len()),
             interfaces.join(", "),
             config.active_group,
             config.stale_group
         ));
     }
-    if !sockets.is_empty() {
-        removed.push(format!(
-            "{} stale UAPI socket{}",
-            sockets.len(),
-            if sockets.len() == 1 { "" } else { "s" }
-        ));
+    if sockets > 0 {
+        removed.push(format!("{sockets} stale UAPI socket{}", plural(sockets)));
     }
     if control_socket {
         removed.push(format!(
@@ -239,13 +269,33 @@ pub(crate) fn down(target: &Target) -> Result<bool> {
             config.control_socket
         ));
     }
-    if removed.is_empty() {
-        println!("down: no daemon was running and braid had left nothing to remove");
-    } else {
-        println!(
-            "down: no daemon was running; removed {}",
-            removed.join(", ")
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_without_a_daemon_says_what_it_removed() {
+        let text = r#"{"registry": "registry.json", "private_key": "KOfdX54OtHAOMqSn2rytCDHSFNe8prw43O8A98z21Xg=",
+            "transport": [{"address_family": "ip4", "send_port": 50001, "prefix": "brd4x"}]}"#;
+        let (config, _) = braid_model::Config::parse("node.json", text).unwrap();
+        assert!(removed(&config, &[], 0, false).is_empty());
+        assert_eq!(
+            removed(&config, &["brd4x50002".into()], 1, true),
+            [
+                "1 interface (brd4x50002; interface groups 2 and 1 deleted)",
+                "1 stale UAPI socket",
+                "the stale control socket /run/braid/braid.sock"
+            ]
+        );
+        assert_eq!(
+            removed(&config, &["a".into(), "b".into()], 2, false),
+            [
+                "2 interfaces (a, b; interface groups 2 and 1 deleted)",
+                "2 stale UAPI sockets"
+            ]
         );
     }
-    Ok(true)
 }

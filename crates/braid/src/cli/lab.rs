@@ -3,9 +3,10 @@
 use crate::cli::lab_checks::{self, MainJob};
 use anyhow::{Context, Result, bail};
 use braid_lab::impair::{Impairer, WanArgs, parse_profiles};
-use braid_lab::{ConfigOptions, Lab, LabSpec, WanShape};
+use braid_lab::{ConfigOptions, Lab, LabSpec, NodeFiles, WanShape};
+use braid_plan::Plan;
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,61 +18,9 @@ pub(crate) enum LabCommand {
         after_help = "Examples:\n  sudo braid lab up\n  sudo braid lab up --routing bird --nodes 5\n  sudo braid lab up --profiles n1w0=dsl,n1w1=lte --seconds 6\n  sudo braid lab up --exit 1 --failover-bound 30\n  sudo braid lab up --links-only --nodes 4\n  sudo braid lab up --links-only --nodes 2 --wans 2,1 --scheduler weighted\n\nBy default: 4 nodes over a hub (n1 with two uplinks, bonded), Babel routing, a workload\nnamespace brd-<name>-w<i> on each node's bridge, the last node an exit with an upstream router\nbrd-<name>-r and an internet host brd-<name>-i (2001:db8:fe::2, 192.0.2.2). It prints the\nworkload matrix, the internet through the exit, the bonded throughput and a failover.\n\nNode i lives in namespace brd-<name>-n<i>, with underlay addresses 198.18.0.i and 2001:db8::i;\nits config is <dir>/n<i>/config.json, the shared registry <dir>/registry.json.\nWith --wans, node i's uplink k is wan<k> with 198.18.<k>.i, through the hub brd-<name>-hub."
     )]
     Up {
-        /// Number of nodes, 2..=50 (1 with --bare or --plan-only).
-        #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
-        nodes: usize,
-        /// Lab name (1..=8 of a-z, 0-9): several labs can run side by side.
-        #[arg(long, default_value = "lab")]
-        name: String,
-        /// Where configs and the registry go (default /run/braid-lab/<name>).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Only build namespaces and configs and print the plans; start no daemons.
-        #[arg(long)]
-        plan_only: bool,
-        /// Only build the namespaces and the underlay: no configs, no daemons (to run your
-        /// own configs in the nodes with `ip netns exec brd-<name>-n<i> braid run -c ...`).
-        #[arg(long, conflicts_with_all = ["plan_only", "scheduler"])]
-        bare: bool,
-        /// The minimal mesh: links only (routing mode none, no workloads, no exit, a full
-        /// mesh of veth pairs unless --wans), a ping over every link and one throughput
-        /// figure.
-        #[arg(long)]
-        links_only: bool,
-        /// Routing mode of the nodes: static, babel (babeld) or bird (BIRD 2's Babel).
-        #[arg(long, default_value = "babel", value_parser = ["static", "babel", "bird"], conflicts_with = "links_only")]
-        routing: String,
-        /// The exit node (its upstream router and the internet host beyond it); default the
-        /// last node.
-        #[arg(long, conflicts_with = "links_only", allow_negative_numbers = true)]
-        exit: Option<usize>,
-        /// Longest wait, in seconds, for traffic to return after the failover cut (0 skips
-        /// the failover).
-        #[arg(
-            long,
-            default_value_t = 15,
-            conflicts_with = "links_only",
-            allow_negative_numbers = true
-        )]
-        failover_bound: u64,
-        /// Seconds of the iperf3 throughput run between n1 and n2 (0 to skip).
-        #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
-        seconds: u32,
-        /// WAN uplinks per node, comma-separated, the last repeating (`2`: every node has
-        /// two; `2,1`: n1 has two, the others one). Nodes then reach each other through a
-        /// hub namespace over veths wan0, wan1, ..., and every transport of a node with
-        /// more than one uplink gets a path per uplink. Default `2,1`; with --links-only
-        /// none (a full mesh of veth pairs).
-        #[arg(long, value_name = "LIST")]
-        wans: Option<String>,
-        /// Scheduler of the multi-path transports (earliest-arrival, flow, round-robin,
-        /// weighted, redundant, backup); braid's default (earliest-arrival) when left out.
-        #[arg(long)]
-        scheduler: Option<String>,
-        /// Uplink profiles, comma-separated n<node>w<uplink>=PROFILE (fibre, dsl, lte, leo,
-        /// geo), applied before the daemons start, e.g. `n1w0=dsl,n1w1=lte`.
-        #[arg(long, value_name = "LIST")]
-        profiles: Option<String>,
+        /// The flags of `braid lab up`.
+        #[command(flatten)]
+        args: UpArgs,
     },
     /// Shape, cut or restore one uplink of a lab built with --wans, in both directions.
     #[command(
@@ -124,6 +73,66 @@ pub(crate) enum LabCommand {
     Cleanup,
 }
 
+/// The flags of `braid lab up` (documented in its help).
+#[derive(clap::Args)]
+pub(crate) struct UpArgs {
+    /// Number of nodes, 2..=50 (1 with --bare or --plan-only).
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
+    nodes: usize,
+    /// Lab name (1..=8 of a-z, 0-9): several labs can run side by side.
+    #[arg(long, default_value = "lab")]
+    name: String,
+    /// Where configs and the registry go (default /run/braid-lab/<name>).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Only build namespaces and configs and print the plans; start no daemons.
+    #[arg(long)]
+    plan_only: bool,
+    /// Only build the namespaces and the underlay: no configs, no daemons (to run your
+    /// own configs in the nodes with `ip netns exec brd-<name>-n<i> braid run -c ...`).
+    #[arg(long, conflicts_with_all = ["plan_only", "scheduler"])]
+    bare: bool,
+    /// The minimal mesh: links only (routing mode none, no workloads, no exit, a full
+    /// mesh of veth pairs unless --wans), a ping over every link and one throughput
+    /// figure.
+    #[arg(long)]
+    links_only: bool,
+    /// Routing mode of the nodes: static, babel (babeld) or bird (BIRD 2's Babel).
+    #[arg(long, default_value = "babel", value_parser = ["static", "babel", "bird"], conflicts_with = "links_only")]
+    routing: String,
+    /// The exit node (its upstream router and the internet host beyond it); default the
+    /// last node.
+    #[arg(long, conflicts_with = "links_only", allow_negative_numbers = true)]
+    exit: Option<usize>,
+    /// Longest wait, in seconds, for traffic to return after the failover cut (0 skips
+    /// the failover).
+    #[arg(
+        long,
+        default_value_t = 15,
+        conflicts_with = "links_only",
+        allow_negative_numbers = true
+    )]
+    failover_bound: u64,
+    /// Seconds of the iperf3 throughput run between n1 and n2 (0 to skip).
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
+    seconds: u32,
+    /// WAN uplinks per node, comma-separated, the last repeating (`2`: every node has
+    /// two; `2,1`: n1 has two, the others one). Nodes then reach each other through a
+    /// hub namespace over veths wan0, wan1, ..., and every transport of a node with
+    /// more than one uplink gets a path per uplink. Default `2,1`; with --links-only
+    /// none (a full mesh of veth pairs).
+    #[arg(long, value_name = "LIST")]
+    wans: Option<String>,
+    /// Scheduler of the multi-path transports (earliest-arrival, flow, round-robin,
+    /// weighted, redundant, backup); braid's default (earliest-arrival) when left out.
+    #[arg(long)]
+    scheduler: Option<String>,
+    /// Uplink profiles, comma-separated n<node>w<uplink>=PROFILE (fibre, dsl, lte, leo,
+    /// geo), applied before the daemons start, e.g. `n1w0=dsl,n1w1=lte`.
+    #[arg(long, value_name = "LIST")]
+    profiles: Option<String>,
+}
+
 /// The shaping flags of `braid lab wan` (boxed: they are many).
 #[derive(clap::Args)]
 pub(crate) struct ShapingFlags {
@@ -159,6 +168,24 @@ pub(crate) struct ShapingFlags {
     pub seed: Option<u64>,
 }
 
+impl ShapingFlags {
+    /// The flags as the lab's shaping arguments.
+    fn into_args(self) -> WanArgs {
+        WanArgs {
+            rate: self.rate,
+            loss: self.loss,
+            delay: self.delay,
+            jitter: self.jitter,
+            reorder: self.reorder,
+            burst_loss: self.burst_loss,
+            queue: self.queue,
+            outage: self.outage,
+            profile: self.profile,
+            seed: self.seed,
+        }
+    }
+}
+
 fn lab_dir(name: &str, dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| PathBuf::from("/run/braid-lab").join(name))
 }
@@ -168,95 +195,7 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
         bail!("the lab needs root and iproute2 (`ip netns`); run it as root");
     }
     match command {
-        LabCommand::Up {
-            nodes,
-            name,
-            dir,
-            plan_only,
-            bare,
-            links_only,
-            routing,
-            exit,
-            failover_bound,
-            seconds,
-            wans,
-            scheduler,
-            profiles,
-        } => {
-            let wans = match wans {
-                Some(text) => braid_lab::parse_wans(&text)?,
-                None if links_only || bare => Vec::new(),
-                // n1 with two uplinks, the others one (a single node: two).
-                None => vec![2, 1][..nodes.clamp(1, 2)].to_vec(),
-            };
-            if wans.is_empty() && (scheduler.is_some() || profiles.is_some()) {
-                bail!("--scheduler and --profiles need uplinks: give --wans (e.g. --wans 2,1)");
-            }
-            if let Some(s) = &scheduler
-                && braid_model::extensions::Scheduler::from_name(s).is_none()
-            {
-                bail!(
-                    "--scheduler `{s}` is not a scheduler; use one of {}",
-                    braid_model::extensions::Scheduler::NAMES.join(", ")
-                );
-            }
-            let profiles = match profiles {
-                Some(text) => {
-                    parse_profiles(&text).map_err(|e| anyhow::anyhow!("--profiles {e}"))?
-                }
-                None => Vec::new(),
-            };
-            let engine = match routing.as_str() {
-                "babel" => Some(("babeld", "babeld")),
-                "bird" => Some(("bird", "bird2")),
-                _ => None,
-            };
-            if let Some((program, package)) = engine
-                && !links_only
-                && !bare
-                && Command::new(program).arg("--version").output().is_err()
-            {
-                bail!(
-                    "--routing {routing} needs {program}, which is not installed: run scripts/deps.sh (Debian package {package}), or choose --routing static"
-                );
-            }
-            let exit = exit.unwrap_or(nodes);
-            check_up_flags(&UpFlags {
-                name: &name,
-                nodes,
-                exit: (!links_only && !bare).then_some(exit),
-                single_node_ok: bare || plan_only,
-                wans: &wans,
-                profiles: &profiles,
-            })?;
-            let spec = LabSpec::new(&name, nodes).with_wans(&wans);
-            let impair = |lab: &Lab| -> Result<()> {
-                for &(i, k, profile) in &profiles {
-                    lab.set_impairer(impairer(&name)?);
-                    lab.impair_wan(i, k, &profile.impairment())
-                        .with_context(|| format!("--profiles: n{i}w{k}={}", profile.name()))?;
-                    println!("n{i} wan{k}: {} profile", profile.name());
-                }
-                Ok(())
-            };
-            if bare {
-                return up_bare(spec, impair);
-            }
-            let main = (!links_only).then_some(MainJob {
-                routing,
-                exit,
-                failover_bound: Duration::from_secs(failover_bound),
-            });
-            up(
-                spec,
-                lab_dir(&name, dir),
-                plan_only,
-                seconds,
-                scheduler,
-                main,
-                impair,
-            )
-        }
+        LabCommand::Up { args } => up_command(args),
         LabCommand::Wan {
             name,
             node,
@@ -280,69 +219,14 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             let (Some(node), Some(wan)) = (node, wan) else {
                 bail!("give --node and --wan");
             };
-            let mut done = Vec::new();
-            let ShapingFlags {
-                rate,
-                loss,
-                delay,
-                jitter,
-                reorder,
-                burst_loss,
-                queue,
-                outage,
-                profile,
-                seed,
-            } = *shaping;
-            let args = WanArgs {
-                rate,
-                loss,
-                delay,
-                jitter,
-                reorder,
-                burst_loss,
-                queue,
-                outage,
-                profile,
-                seed,
+            let actions = WanActions {
+                clear,
+                cut,
+                restore,
+                down,
+                up,
             };
-            if args != WanArgs::default() || clear {
-                let shape = args.shape().map_err(|e| anyhow::anyhow!("{e}"))?;
-                lab.shape_uplink(node, wan, &shape)?;
-                done.push(match shape {
-                    _ if clear => "shape and impairment cleared".into(),
-                    WanShape::Kernel(shape) => format!(
-                        "rate {}, loss {}",
-                        shape
-                            .rate_mbit
-                            .map_or("none".into(), |r| format!("{r} Mbit/s")),
-                        shape
-                            .loss_percent
-                            .map_or("none".into(), |l| format!("{l}%"))
-                    ),
-                    WanShape::Impaired(imp) => format!(
-                        "impaired by the forwarder: down {}; up {}",
-                        braid_lab::impair::describe(&imp.down),
-                        braid_lab::impair::describe(&imp.up)
-                    ),
-                });
-            }
-            if cut {
-                lab.cut_wan(node, wan)?;
-                done.push("cut".into());
-            }
-            if restore {
-                lab.restore_wan(node, wan)?;
-                done.push("restored".into());
-            }
-            if down || up {
-                lab.set_wan_link(node, wan, up)?;
-                done.push(format!("link {}", if up { "up" } else { "down" }));
-            }
-            if done.is_empty() {
-                bail!(
-                    "nothing to do: give --rate, --loss, --delay, --profile (or another shaping flag), --clear, --cut, --restore, --down, --up or --show"
-                );
-            }
+            let done = change_wan(&lab, node, wan, *shaping, &actions)?;
             println!("lab {name}: n{node} wan{wan}: {}", done.join("; "));
             Ok(true)
         }
@@ -351,18 +235,7 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             Ok(true)
         }
         LabCommand::Down { name, dir } => {
-            // An empty or odd name made the directory /run/braid-lab itself, every lab's.
-            check_name(&name)?;
-            let dir = lab_dir(&name, dir);
-            if dir.exists() {
-                check_lab_dir(&dir)?;
-            }
-            braid_lab::cleanup(Some(&name)).context("removing the lab's namespaces")?;
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("removing {}", dir.display()))?;
-            }
-            println!("lab {name} removed");
+            down(&name, dir)?;
             Ok(true)
         }
         LabCommand::Cleanup => {
@@ -371,6 +244,193 @@ pub(crate) fn run(command: LabCommand) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `braid lab up`: checks the flags, then builds the lab (bare, or with configs and
+/// daemons, see [`up`]).
+fn up_command(args: UpArgs) -> Result<bool> {
+    let UpArgs {
+        nodes,
+        name,
+        dir,
+        plan_only,
+        bare,
+        links_only,
+        routing,
+        exit,
+        failover_bound,
+        seconds,
+        wans,
+        scheduler,
+        profiles,
+    } = args;
+    let wans = match wans {
+        Some(text) => braid_lab::parse_wans(&text)?,
+        None if links_only || bare => Vec::new(),
+        // n1 with two uplinks, the others one (a single node: two).
+        None => vec![2, 1][..nodes.clamp(1, 2)].to_vec(),
+    };
+    if wans.is_empty() && (scheduler.is_some() || profiles.is_some()) {
+        bail!("--scheduler and --profiles need uplinks: give --wans (e.g. --wans 2,1)");
+    }
+    check_scheduler(scheduler.as_deref())?;
+    let profiles = match profiles {
+        Some(text) => parse_profiles(&text).map_err(|e| anyhow::anyhow!("--profiles {e}"))?,
+        None => Vec::new(),
+    };
+    if !links_only && !bare {
+        check_routing_engine(&routing)?;
+    }
+    let exit = exit.unwrap_or(nodes);
+    check_up_flags(&UpFlags {
+        name: &name,
+        nodes,
+        exit: (!links_only && !bare).then_some(exit),
+        single_node_ok: bare || plan_only,
+        wans: &wans,
+        profiles: &profiles,
+    })?;
+    let spec = LabSpec::new(&name, nodes).with_wans(&wans);
+    let impair = |lab: &Lab| apply_profiles(lab, &name, &profiles);
+    if bare {
+        return up_bare(spec, impair);
+    }
+    let main = (!links_only).then_some(MainJob {
+        routing,
+        exit,
+        failover_bound: Duration::from_secs(failover_bound),
+    });
+    let dir = lab_dir(&name, dir);
+    up(spec, dir, plan_only, seconds, scheduler, main, impair)
+}
+
+/// `--scheduler`: one of braid's scheduler names, when given.
+fn check_scheduler(scheduler: Option<&str>) -> Result<()> {
+    use braid_model::extensions::Scheduler;
+    if let Some(s) = scheduler
+        && Scheduler::from_name(s).is_none()
+    {
+        bail!(
+            "--scheduler `{s}` is not a scheduler; use one of {}",
+            Scheduler::NAMES.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `--routing babel` and `--routing bird` need their routing daemon installed.
+fn check_routing_engine(routing: &str) -> Result<()> {
+    let (program, package) = match routing {
+        "babel" => ("babeld", "babeld"),
+        "bird" => ("bird", "bird2"),
+        _ => return Ok(()),
+    };
+    if Command::new(program).arg("--version").output().is_err() {
+        bail!(
+            "--routing {routing} needs {program}, which is not installed: run scripts/deps.sh (Debian package {package}), or choose --routing static"
+        );
+    }
+    Ok(())
+}
+
+/// `--profiles`: impairs each listed uplink of the lab `name` with its profile.
+fn apply_profiles(
+    lab: &Lab,
+    name: &str,
+    profiles: &[(usize, usize, braid_lab::Profile)],
+) -> Result<()> {
+    for &(i, k, profile) in profiles {
+        lab.set_impairer(impairer(name)?);
+        lab.impair_wan(i, k, &profile.impairment())
+            .with_context(|| format!("--profiles: n{i}w{k}={}", profile.name()))?;
+        println!("n{i} wan{k}: {} profile", profile.name());
+    }
+    Ok(())
+}
+
+/// What `braid lab wan` does to an uplink besides shaping it.
+struct WanActions {
+    clear: bool,
+    cut: bool,
+    restore: bool,
+    down: bool,
+    up: bool,
+}
+
+/// `braid lab wan --node --wan`: shapes, cuts, restores or takes down node `node`'s uplink
+/// `wan`; returns what was done, one phrase each (an error when nothing was asked).
+fn change_wan(
+    lab: &Lab,
+    node: usize,
+    wan: usize,
+    shaping: ShapingFlags,
+    actions: &WanActions,
+) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let args = shaping.into_args();
+    if args != WanArgs::default() || actions.clear {
+        let shape = args.shape().map_err(|e| anyhow::anyhow!("{e}"))?;
+        lab.shape_uplink(node, wan, &shape)?;
+        done.push(if actions.clear {
+            "shape and impairment cleared".into()
+        } else {
+            describe_shape(&shape)
+        });
+    }
+    if actions.cut {
+        lab.cut_wan(node, wan)?;
+        done.push("cut".into());
+    }
+    if actions.restore {
+        lab.restore_wan(node, wan)?;
+        done.push("restored".into());
+    }
+    if actions.down || actions.up {
+        lab.set_wan_link(node, wan, actions.up)?;
+        done.push(format!("link {}", if actions.up { "up" } else { "down" }));
+    }
+    if done.is_empty() {
+        bail!(
+            "nothing to do: give --rate, --loss, --delay, --profile (or another shaping flag), --clear, --cut, --restore, --down, --up or --show"
+        );
+    }
+    Ok(done)
+}
+
+/// An uplink's new shape, as `braid lab wan` reports it.
+fn describe_shape(shape: &WanShape) -> String {
+    match shape {
+        WanShape::Kernel(shape) => format!(
+            "rate {}, loss {}",
+            shape
+                .rate_mbit
+                .map_or("none".into(), |r| format!("{r} Mbit/s")),
+            shape
+                .loss_percent
+                .map_or("none".into(), |l| format!("{l}%"))
+        ),
+        WanShape::Impaired(imp) => format!(
+            "impaired by the forwarder: down {}; up {}",
+            braid_lab::impair::describe(&imp.down),
+            braid_lab::impair::describe(&imp.up)
+        ),
+    }
+}
+
+/// `braid lab down`: the lab `name`'s namespaces and its directory (checked to be a lab's).
+fn down(name: &str, dir: Option<PathBuf>) -> Result<()> {
+    // An empty or odd name made the directory /run/braid-lab itself, every lab's.
+    check_name(name)?;
+    let dir = lab_dir(name, dir);
+    if dir.exists() {
+        check_lab_dir(&dir)?;
+    }
+    braid_lab::cleanup(Some(name)).context("removing the lab's namespaces")?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    println!("lab {name} removed");
+    Ok(())
 }
 
 /// `braid lab up`'s flags, as far as they can be checked against each other before
@@ -402,7 +462,7 @@ fn check_name(name: &str) -> Result<()> {
 /// `braid lab down` removes the lab's directory only when it holds nothing but what
 /// `braid lab up` writes there (`registry.json`, `n<i>/`, logs such as `impair.log` and
 /// `iperf3-server.log`), so that a wrong `--dir` takes nothing else with it.
-fn check_lab_dir(dir: &std::path::Path) -> Result<()> {
+fn check_lab_dir(dir: &Path) -> Result<()> {
     let unreadable = || format!("reading {}", dir.display());
     for entry in std::fs::read_dir(dir).with_context(unreadable)? {
         let entry = entry.with_context(unreadable)?;
@@ -535,6 +595,9 @@ fn up_bare(spec: LabSpec, impair: impl Fn(&Lab) -> Result<()>) -> Result<bool> {
     Ok(true)
 }
 
+/// `braid lab up` with configs: builds the lab, writes and loads the configs (printing the
+/// plans and stopping there with `plan_only`), starts a daemon per node, waits for the
+/// links and runs the checks: the `main` job, or the links-only matrix and throughput.
 fn up(
     spec: LabSpec,
     dir: PathBuf,
@@ -545,7 +608,7 @@ fn up(
     impair: impl Fn(&Lab) -> Result<()>,
 ) -> Result<bool> {
     let started = Instant::now();
-    let (name, nodes) = (&spec.name.clone(), spec.nodes);
+    let name = &spec.name.clone();
     let dir = std::path::absolute(&dir).with_context(|| format!("resolving {}", dir.display()))?;
     let lab = Lab::up(spec).context("building the lab")?;
     impair(&lab)?;
@@ -553,26 +616,71 @@ fn up(
         lab.add_upstream(job.exit)
             .context("building the exit's upstream router and internet")?;
     }
+    let files = write_configs(&lab, &dir, scheduler, main.as_ref())?;
+    let plans = load_plans(&lab, &files, plan_only)?;
+    if plan_only {
+        println!("\nremove it with: braid lab down --name {name}");
+        lab.detach();
+        return Ok(true);
+    }
+    if let Some(job) = &main {
+        print!("{}", lab_checks::address_plan(&plans, job.exit));
+    }
+    let exe = std::env::current_exe().context("finding the braid binary")?;
+    let Some(links_up) = start_daemons(&lab, &exe, &files, &plans, &dir)? else {
+        return Ok(leave_up(lab, name));
+    };
+    let checks = Checks {
+        lab: &lab,
+        exe: &exe,
+        files: &files,
+        plans: &plans,
+        seconds,
+        dir: &dir,
+    };
+    let Some(all_ok) = checks.run(main.as_ref(), links_up) else {
+        return Ok(leave_up(lab, name));
+    };
+    print_next_steps(&lab, &dir, name, main.is_some(), started);
+    lab.detach();
+    Ok(all_ok)
+}
+
+/// Writes every node's config and the registry into `dir` (routing and exit from the
+/// `main` job, routing `none` without one) and says where they are.
+fn write_configs(
+    lab: &Lab,
+    dir: &Path,
+    scheduler: Option<String>,
+    main: Option<&MainJob>,
+) -> Result<Vec<NodeFiles>> {
     let options = ConfigOptions {
         scheduler,
-        routing: main.as_ref().map_or("none".into(), |j| j.routing.clone()),
-        hello_interval: main.as_ref().map(|_| 1),
-        exit: main.as_ref().map(|j| j.exit),
+        routing: main.map_or("none".into(), |j| j.routing.clone()),
+        hello_interval: main.map(|_| 1),
+        exit: main.map(|j| j.exit),
         ..ConfigOptions::default()
     };
     let files = lab
-        .write_configs(&dir, &options)
+        .write_configs(dir, &options)
         .context("writing the lab's configs")?;
     println!(
-        "lab {name}: {nodes} nodes, routing {}, files in {}",
+        "lab {}: {} nodes, routing {}, files in {}",
+        lab.name(),
+        lab.nodes(),
         options.routing,
         dir.display()
     );
     if lab.has_wans() {
-        print_uplinks(&lab);
+        print_uplinks(lab);
     }
+    Ok(files)
+}
+
+/// Loads each node's config into its plan; with `plan_only`, prints each plan.
+fn load_plans(lab: &Lab, files: &[NodeFiles], plan_only: bool) -> Result<Vec<Plan>> {
     let mut plans = Vec::new();
-    for f in &files {
+    for f in files {
         let loaded = braid_daemon::load::load(&f.config)
             .map_err(|problems| anyhow::anyhow!("{problems}"))?;
         if plan_only {
@@ -587,21 +695,24 @@ fn up(
         }
         plans.push(loaded.plan);
     }
-    if plan_only {
-        println!("\nremove it with: braid lab down --name {name}");
-        lab.detach();
-        return Ok(true);
-    }
-    if let Some(job) = &main {
-        print!("{}", lab_checks::address_plan(&plans, job.exit));
-    }
-    let exe = std::env::current_exe().context("finding the braid binary")?;
+    Ok(plans)
+}
+
+/// Starts `braid run` in every node and waits for every link's handshake; returns when
+/// the links came up, or `None` (after printing why) when they did not within 30 s.
+fn start_daemons(
+    lab: &Lab,
+    exe: &Path,
+    files: &[NodeFiles],
+    plans: &[Plan],
+    dir: &Path,
+) -> Result<Option<Instant>> {
     let mut sockets = Vec::new();
-    for f in &files {
+    for f in files {
         let log = f.config.with_file_name("braid.log");
         lab.spawn_private_uapi(
             f.index,
-            Command::new(&exe).arg("run").arg("-c").arg(&f.config),
+            Command::new(exe).arg("run").arg("-c").arg(&f.config),
             Some(&log),
         )?;
         let (config, _) = braid_daemon::load::config(&f.config)
@@ -610,41 +721,75 @@ fn up(
     }
     let links: usize = plans.iter().map(|p| p.links.len()).sum();
     println!(
-        "started {nodes} daemons (`braid run`, logs in {}/n<i>/braid.log); waiting for {links} links to handshake",
+        "started {} daemons (`braid run`, logs in {}/n<i>/braid.log); waiting for {links} links to handshake",
+        lab.nodes(),
         dir.display()
     );
     let waited = Instant::now();
     if let Err(e) = lab_checks::wait_for_handshakes(&sockets, Duration::from_secs(30)) {
         eprintln!("{e:#}");
-        return Ok(leave_up(lab, name));
+        return Ok(None);
     }
     let links_up = Instant::now();
     println!(
         "all {links} links up in {:.1}s\n",
         (links_up - waited).as_secs_f64()
     );
-    let all_ok = match &main {
-        Some(job) => {
-            match lab_checks::main_job(&lab, &exe, &files, &plans, job, seconds, &dir, links_up) {
-                Ok(ok) => ok,
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    return Ok(leave_up(lab, name));
-                }
+    Ok(Some(links_up))
+}
+
+/// What the checks of a running lab need.
+struct Checks<'a> {
+    lab: &'a Lab,
+    exe: &'a Path,
+    files: &'a [NodeFiles],
+    plans: &'a [Plan],
+    /// Seconds of the throughput run (0 skips it).
+    seconds: u32,
+    dir: &'a Path,
+}
+
+impl Checks<'_> {
+    /// The main job's checks, or (without one) the links-only matrix and throughput;
+    /// whether all passed, or `None` (after printing why) when the main job could not run.
+    fn run(&self, main: Option<&MainJob>, links_up: Instant) -> Option<bool> {
+        let Some(job) = main else {
+            return Some(self.links_only());
+        };
+        let Self {
+            lab,
+            exe,
+            files,
+            plans,
+            seconds,
+            dir,
+        } = *self;
+        match lab_checks::main_job(lab, exe, files, plans, job, seconds, dir, links_up) {
+            Ok(ok) => Some(ok),
+            Err(e) => {
+                eprintln!("{e:#}");
+                None
             }
         }
-        None => {
-            let (matrix, all_ok) = lab_checks::connectivity_matrix(&lab, &plans);
-            print!("{matrix}");
-            if seconds > 0 && nodes >= 2 {
-                match lab_checks::throughput(&lab, &plans, seconds, &dir) {
-                    Ok(line) => println!("\n{line}"),
-                    Err(e) => eprintln!("\nthroughput: {e:#}"),
-                }
+    }
+
+    /// `--links-only`: a ping over every link and one throughput figure.
+    fn links_only(&self) -> bool {
+        let (matrix, all_ok) = lab_checks::connectivity_matrix(self.lab, self.plans);
+        print!("{matrix}");
+        if self.seconds > 0 && self.lab.nodes() >= 2 {
+            match lab_checks::throughput(self.lab, self.plans, self.seconds, self.dir) {
+                Ok(line) => println!("\n{line}"),
+                Err(e) => eprintln!("\nthroughput: {e:#}"),
             }
-            all_ok
         }
-    };
+        all_ok
+    }
+}
+
+/// The closing lines of `braid lab up`: how long it took, and how to look, enter and
+/// remove the lab.
+fn print_next_steps(lab: &Lab, dir: &Path, name: &str, main: bool, started: Instant) {
     println!(
         "\nlab up and checked in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -654,12 +799,12 @@ fn up(
         dir.display(),
         lab.ns(1)
     );
-    if main.is_some() {
+    if main {
         println!(
             "shell:   ip netns exec {} bash   (node 1's workload; nodes are {}..{})",
             lab.workload_ns(1),
             lab.ns(1),
-            lab.ns(nodes)
+            lab.ns(lab.nodes())
         );
     } else {
         println!(
@@ -668,8 +813,6 @@ fn up(
         );
     }
     println!("remove it with: braid lab down --name {name}");
-    lab.detach();
-    Ok(all_ok)
 }
 
 /// Leaves a lab whose checks failed running for inspection; returns `false`.

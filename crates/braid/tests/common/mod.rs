@@ -1,6 +1,8 @@
 //! Helpers the lab tests of the `braid` binary share.
 #![allow(dead_code)] // each test file uses some of them
 
+pub(crate) mod pings;
+
 use braid_lab::{Lab, NodeFiles};
 use std::io::{Read, Write};
 use std::process::{Command, Output};
