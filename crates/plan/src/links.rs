@@ -204,3 +204,38 @@ pub fn plan_links(
     links.sort_by(|a, b| a.name.cmp(&b.name));
     links
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{link_local6, node_addresses};
+    use braid_model::extensions::AddressPlanConfig;
+
+    fn node(index: u64, key: u8) -> NodePlan {
+        let plan = AddressPlanConfig {
+            ipv6: "2001:db8::/48".parse().unwrap(),
+            ipv4_pool: Some("10.0.0.0/8".parse().unwrap()),
+            bridge: "braid0".into(),
+        };
+        let key = PublicKey([key; 32]);
+        NodePlan {
+            public_key: key,
+            name: None,
+            link_local6: link_local6(Some(index), &key),
+            addresses: node_addresses(&plan, index).ok(),
+            exit_preference: None,
+            lan_subnets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_peer_outside_the_address_plan_gets_no_point_to_point_address() {
+        let me = node(3, 1);
+        let both = LinkAddresses::between(&me, Some(&node(4, 2)));
+        assert_eq!(both.link_local6.to_string(), "fe80::3/64");
+        assert_eq!(both.link4.unwrap().to_string(), "169.254.0.3/16");
+        assert_eq!(both.peer_link4.unwrap().to_string(), "169.254.0.4");
+        let alone = LinkAddresses::between(&me, None);
+        assert_eq!((alone.link4, alone.peer_link4), (both.link4, None));
+    }
+}
