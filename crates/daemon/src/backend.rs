@@ -3,18 +3,23 @@
 //! the backend does it.
 
 use braid_model::PrivateKey;
+use braid_plan::LinkPlan;
 use braid_plan::reconcile::Change;
-use braid_plan::{LinkPlan, NodePlan};
+use std::net::SocketAddr;
 
-/// Everything a backend needs to bring one link up.
+/// Everything a backend needs to bring one link up: the plan's link (every per-link fact:
+/// name, ports, MTU, mark, group, keys, keepalive, addresses, paths) and what is not in the
+/// plan. A backend maps these fields to its own calls and decides nothing itself.
 #[derive(Debug, Clone)]
 pub struct LinkSetup<'a> {
-    /// The link to bring up, as the plan made it (name, ports, endpoint, MTU, paths).
+    /// The link to bring up, as the plan made it.
     pub link: &'a LinkPlan,
-    /// This node (its link-local and link addresses go on every link).
-    pub node: &'a NodePlan,
-    /// The peer at the other end, when the plan knows it.
-    pub peer: Option<&'a NodePlan>,
+    /// The address the link sends to from the start: the plan's endpoint when it is an IP
+    /// ([`braid_plan::RemoteEndpoint::socket_addr`]). `None` when the peer dials in, or its
+    /// endpoint is a DNS name: the link comes up without one, and the daemon points it at
+    /// the name's address when its look-up answers ([`LinkBackend::set_resolved`]). No
+    /// backend looks a name up itself.
+    pub endpoint: Option<SocketAddr>,
     /// This node's WireGuard private key (the config's `private_key`).
     pub private_key: &'a PrivateKey,
     /// The overlay namespace, when the config isolates the overlay that way.
@@ -71,7 +76,7 @@ pub trait LinkBackend: Send {
     }
     /// Points the link at `addr`, a fresh answer for its DNS endpoint (resolved by the
     /// caller, off the async runtime), when it is not there already.
-    fn set_resolved(&mut self, _link: &LinkPlan, _addr: std::net::SocketAddr) {}
+    fn set_resolved(&mut self, _link: &LinkPlan, _addr: SocketAddr) {}
     /// An uplink (a path's interface) went down or came back. Backends without paths
     /// ignore it.
     fn set_path_state(&mut self, _interface: &str, _up: bool) {}

@@ -7,19 +7,19 @@
 //! UDP socket stays, on the underlay) and then moved into the overlay namespace.
 
 use crate::backend::{BackendError, LinkBackend, LinkSetup, LinkStats};
-use crate::userspace::resolve;
-use braid_plan::reconcile::Change;
+use braid_plan::LinkAddresses;
+use braid_plan::reconcile::{Change, KernelUpdate, kernel_update};
 use braid_system::links::Settings;
 use braid_system::sync::RouteSocket;
 use braid_system::wireguard::{self, DeviceConfig, Genl, PeerConfig};
 use braid_system::{Netlink, SystemError};
-use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-/// Everything about one link that the kernel should hold, computed from the plan.
+/// Everything about one link that the kernel should hold: the plan's fields in the
+/// kernel's shapes (rtnetlink settings, a generic netlink device).
 #[derive(Debug, Clone)]
 struct Desired {
     name: String,
@@ -27,9 +27,7 @@ struct Desired {
     vrf: Option<String>,
     settings: Settings,
     device: DeviceConfig,
-    link_local6: Option<Ipv6Net>,
-    link4: Option<Ipv4Net>,
-    peer_link4: Option<Ipv4Addr>,
+    addresses: LinkAddresses,
 }
 
 fn desired(setup: &LinkSetup<'_>) -> Desired {
@@ -49,17 +47,11 @@ fn desired(setup: &LinkSetup<'_>) -> Desired {
             fwmark: link.fwmark,
             peer: PeerConfig {
                 public_key: link.peer_public_key.0,
-                endpoint: link.endpoint.as_ref().and_then(|e| resolve(e, link.family)),
+                endpoint: setup.endpoint,
                 keepalive: link.keepalive.unwrap_or(0),
             },
         },
-        link_local6: Ipv6Net::new(setup.node.link_local6, 64).ok(),
-        link4: setup.node.addresses.as_ref().and_then(|a| a.link4),
-        peer_link4: setup
-            .peer
-            .and_then(|p| p.addresses.as_ref())
-            .and_then(|a| a.link4)
-            .map(|n| n.addr()),
+        addresses: link.addresses,
     }
 }
 
@@ -307,7 +299,7 @@ async fn ensure_interface(d: Desired) -> Result<(), SystemError> {
     }
     overlay.apply_settings(&d.name, &settings).await?;
     // Addresses after the VRF: enslaving cycles the device, which drops IPv6 addresses.
-    add_addresses(&overlay, index, &d).await?;
+    add_addresses(&overlay, index, &d.addresses).await?;
     overlay.set_up_multicast(index).await
 }
 
@@ -324,46 +316,23 @@ async fn create(d: &Desired) -> Result<(), SystemError> {
     Ok(())
 }
 
-/// The link's addresses: the node's IPv6 link-local /64 and its IPv4 link address, point
-/// to point toward the peer's when the peer has one.
+/// The link's addresses as the plan gives them: the node's IPv6 link-local /64 and its IPv4
+/// link address, point to point toward the peer's when the peer has one.
 pub async fn add_addresses(
     nl: &Netlink,
     index: u32,
-    addresses: &impl LinkAddresses,
+    addresses: &LinkAddresses,
 ) -> Result<(), SystemError> {
-    if let Some(net) = addresses.link_local6() {
-        nl.add_address(index, IpAddr::V6(net.addr()), net.prefix_len())
-            .await?;
-    }
-    match (addresses.link4(), addresses.peer_link4()) {
+    let local6 = addresses.link_local6;
+    nl.add_address(index, IpAddr::V6(local6.addr()), local6.prefix_len())
+        .await?;
+    match (addresses.link4, addresses.peer_link4) {
         (Some(local), Some(peer)) => nl.add_peer_address_v4(index, local.addr(), peer).await,
         (Some(net), None) => {
             nl.add_address(index, IpAddr::V4(net.addr()), net.prefix_len())
                 .await
         }
         _ => Ok(()),
-    }
-}
-
-/// The addresses a link carries (see [`add_addresses`]).
-pub trait LinkAddresses {
-    /// The node's IPv6 link-local address for the link (fe80::/64, from its key).
-    fn link_local6(&self) -> Option<Ipv6Net>;
-    /// The node's IPv4 link address (169.254.0.0/16), when the address plan has IPv4.
-    fn link4(&self) -> Option<Ipv4Net>;
-    /// The peer's IPv4 link address, the other end of the point-to-point address.
-    fn peer_link4(&self) -> Option<Ipv4Addr>;
-}
-
-impl LinkAddresses for Desired {
-    fn link_local6(&self) -> Option<Ipv6Net> {
-        self.link_local6
-    }
-    fn link4(&self) -> Option<Ipv4Net> {
-        self.link4
-    }
-    fn peer_link4(&self) -> Option<Ipv4Addr> {
-        self.peer_link4
     }
 }
 
@@ -381,12 +350,10 @@ async fn interface_difference(d: &Desired) -> Result<Option<String>, SystemError
         },
     };
     let present = overlay.addresses(link.index).await?;
-    let wanted: Vec<IpAddr> = d
-        .link_local6
-        .map(|n| IpAddr::V6(n.addr()))
-        .into_iter()
-        .chain(d.link4.map(|n| IpAddr::V4(n.addr())))
-        .chain(d.peer_link4.map(IpAddr::V4))
+    let a = &d.addresses;
+    let wanted: Vec<IpAddr> = std::iter::once(IpAddr::V6(a.link_local6.addr()))
+        .chain(a.link4.map(|n| IpAddr::V4(n.addr())))
+        .chain(a.peer_link4.map(IpAddr::V4))
         .collect();
     let differences = [
         (link.kind.as_deref() != Some("wireguard"), "kind"),
@@ -436,18 +403,25 @@ impl LinkBackend for KernelBackend {
 
     fn update(&mut self, setup: LinkSetup<'_>, changes: &[Change]) -> Result<(), BackendError> {
         let d = desired(&setup);
-        let peer_only = changes
-            .iter()
-            .all(|c| matches!(c, Change::Endpoint | Change::Keepalive));
-        let result = if peer_only && self.links.contains_key(&d.name) {
-            self.with_genl(d.netns.as_deref(), |genl| {
-                genl.update_peer(&d.name, &d.device.peer)
-            })
+        let running = self.links.contains_key(&d.name);
+        let step = kernel_update(changes);
+        match step {
+            KernelUpdate::Peer if running => self
+                .with_genl(d.netns.as_deref(), |genl| {
+                    genl.update_peer(&d.name, &d.device.peer)
+                })
+                .map_err(|e| error(&d.name, e))?,
+            KernelUpdate::Recreate if running => {
+                self.remove(&d.name)?;
+                self.ensure(&d).map_err(|e| error(&d.name, e))?;
+            }
+            _ => self.ensure(&d).map_err(|e| error(&d.name, e))?,
+        }
+        if step == KernelUpdate::Recreate {
+            tracing::info!(link = %d.name, ?changes, "link recreated");
         } else {
-            self.ensure(&d)
-        };
-        result.map_err(|e| error(&d.name, e))?;
-        tracing::info!(link = %d.name, ?changes, "link updated in place");
+            tracing::info!(link = %d.name, ?changes, "link updated in place");
+        }
         self.links.insert(d.name, d.netns);
         Ok(())
     }

@@ -173,8 +173,9 @@ pub struct Candidate {
     pub signed: Option<braid_model::signed::Signed>,
 }
 
-/// As [`load`], with the uplinks found now: transports with `wan: "auto"` get one path per
-/// uplink (none found: the default route, one path).
+/// As [`load`], with the uplinks found now, which the plan turns into the paths of
+/// transports with `wan: "auto"` (none found: the default route, one path; see
+/// [`braid_plan::links::transport_paths`]). The config itself is kept as written.
 pub fn load_with_uplinks(config_path: &Path, uplinks: &[String]) -> Result<Loaded, Problems> {
     load_inner(config_path, uplinks, None)
 }
@@ -193,7 +194,7 @@ fn load_inner(
     let config_hash = read(config_path, "config")
         .map(|t| digest(&t))
         .unwrap_or_default();
-    let (mut config, mut problems) = match config(config_path) {
+    let (config, mut problems) = match config(config_path) {
         Ok(loaded) => loaded,
         Err(mut problems) => {
             problems.extend(registry_problems_despite_config_errors(config_path));
@@ -202,7 +203,6 @@ fn load_inner(
     };
     // What this build cannot run: the same refusals `braid run` and `braid up` make.
     problems.extend(braid_model::support::unsupported(&config, &config_file));
-    expand_auto_paths(&mut config, uplinks);
     let location = crate::registry_file::locate(config_path, &config);
     let registry_path = location.file.clone();
     let registry_file = match &candidate {
@@ -233,7 +233,7 @@ fn load_inner(
         config: &config_file,
         registry: &registry_file,
     };
-    match braid_plan::plan(&config, &registry, sources) {
+    match braid_plan::plan_with_uplinks(&config, &registry, sources, uplinks) {
         Ok(plan) if !problems.has_errors() => Ok(Loaded {
             config,
             registry_path,
@@ -248,19 +248,6 @@ fn load_inner(
             problems.extend(errors);
             Err(problems)
         }
-    }
-}
-
-/// Gives transports with `wan: "auto"` one path per uplink in `uplinks` (see `uplinks`).
-fn expand_auto_paths(config: &mut Config, uplinks: &[String]) {
-    for transport in config.transports.iter_mut().filter(|t| t.wan_auto) {
-        transport.paths = uplinks
-            .iter()
-            .map(|name| braid_model::extensions::PathConfig {
-                interface: Some(name.clone()),
-                ..Default::default()
-            })
-            .collect();
     }
 }
 

@@ -317,15 +317,16 @@ impl<B: LinkBackend> Reconciler<B> {
     }
 }
 
+/// The backend's setup of `link`: the plan's link, the endpoint it can use without a DNS
+/// look-up (a name is resolved by the run loop and handed over later), and the config's
+/// key, isolation and liveness.
 fn setup_for<'a>(loaded: &'a Loaded, link: &'a LinkPlan) -> LinkSetup<'a> {
     LinkSetup {
         link,
-        node: &loaded.plan.node,
-        peer: loaded
-            .plan
-            .peers
-            .iter()
-            .find(|p| p.public_key == link.peer_public_key),
+        endpoint: link
+            .endpoint
+            .as_ref()
+            .and_then(braid_plan::RemoteEndpoint::socket_addr),
         private_key: &loaded.config.private_key,
         netns: loaded.config.netns.as_deref(),
         vrf: Some(loaded.config.vrf.as_str()).filter(|v| !v.is_empty()),

@@ -198,6 +198,11 @@ mod tests {
             transport: 0,
             paths,
             scheduler: braid_model::extensions::Scheduler::Flow,
+            addresses: braid_plan::LinkAddresses {
+                link_local6: "fe80::2/64".parse().unwrap(),
+                link4: None,
+                peer_link4: None,
+            },
         }
     }
 

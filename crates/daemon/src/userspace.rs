@@ -6,9 +6,8 @@ use braid_link::{Link, LinkConfig};
 use braid_model::{AddressFamily, Host};
 use braid_plan::RemoteEndpoint;
 use braid_plan::reconcile::Change;
-use ipnet::Ipv6Net;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 /// The userspace backend: every link a `braid_link::Link` (a TUN device and UDP sockets
 /// carried by braid's reactor threads) in this process.
@@ -24,24 +23,11 @@ impl UserspaceBackend {
     }
 }
 
-/// Resolves a planned endpoint to an address of the link's family. A DNS name that does
-/// not resolve (yet) gives `None`: the link waits for the peer to dial in.
-pub fn resolve(endpoint: &RemoteEndpoint, family: AddressFamily) -> Option<SocketAddr> {
-    match &endpoint.host {
-        Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port)),
-        Host::Name(name) => match (name.as_str(), endpoint.port).to_socket_addrs() {
-            Ok(mut addrs) => addrs.find(|a| AddressFamily::of(a.ip()) == family),
-            Err(e) => {
-                tracing::warn!(%name, "cannot resolve the peer's address: {e}");
-                None
-            }
-        },
-    }
-}
-
-/// [`resolve`] without blocking the async runtime: `tokio::net::lookup_host` runs the
-/// system resolver (getaddrinfo(3)) on tokio's blocking pool. The same answer and the same
-/// warning when there is none.
+/// Resolves a planned endpoint to an address of the link's family without blocking the
+/// async runtime: `tokio::net::lookup_host` runs the system resolver (getaddrinfo(3)) on
+/// tokio's blocking pool. A DNS name that does not resolve (yet) gives `None`, with a
+/// warning: the link waits for the peer to dial in. The only DNS look-up of the daemon;
+/// backends never resolve (see [`crate::backend::LinkSetup::endpoint`]).
 pub async fn resolve_async(endpoint: &RemoteEndpoint, family: AddressFamily) -> Option<SocketAddr> {
     match &endpoint.host {
         Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port)),
@@ -55,6 +41,7 @@ pub async fn resolve_async(endpoint: &RemoteEndpoint, family: AddressFamily) -> 
     }
 }
 
+/// The link's configuration: the plan's fields, one to one.
 fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
     let link = setup.link;
     LinkConfig {
@@ -63,18 +50,14 @@ fn link_config(setup: &LinkSetup<'_>) -> LinkConfig {
         group: link.group,
         listen_port: link.listen_port,
         ipv6: link.family == AddressFamily::Ip6,
-        endpoint: link.endpoint.as_ref().and_then(|e| resolve(e, link.family)),
+        endpoint: setup.endpoint,
         fwmark: link.fwmark,
         private_key: setup.private_key.0,
         peer_public_key: link.peer_public_key.0,
         keepalive: link.keepalive,
-        link_local6: Ipv6Net::new(setup.node.link_local6, 64).ok(),
-        link4: setup.node.addresses.as_ref().and_then(|a| a.link4),
-        peer_link4: setup
-            .peer
-            .and_then(|p| p.addresses.as_ref())
-            .and_then(|a| a.link4)
-            .map(|n| n.addr()),
+        link_local6: Some(link.addresses.link_local6),
+        link4: link.addresses.link4,
+        peer_link4: link.addresses.peer_link4,
         netns: setup.netns.map(str::to_string),
         uapi_dir: Some(braid_link::UAPI_DIR.into()),
         paths: link.paths.clone(),
@@ -149,13 +132,7 @@ impl LinkBackend for UserspaceBackend {
                     link.set_private_key(setup.private_key.0);
                 }
                 if changes.contains(&Change::Endpoint) {
-                    link.set_endpoint(
-                        setup
-                            .link
-                            .endpoint
-                            .as_ref()
-                            .and_then(|e| resolve(e, setup.link.family)),
-                    );
+                    link.set_endpoint(setup.endpoint);
                 }
                 if changes.contains(&Change::Keepalive) {
                     link.set_keepalive(setup.link.keepalive);
@@ -164,8 +141,17 @@ impl LinkBackend for UserspaceBackend {
                 Ok(())
             }
             _ => {
-                // MTU, mark, group, port or peer changed: the link is made again.
+                // MTU, mark, group, port, peer or addresses changed: the link is made again.
+                let mut setup = setup;
                 if let Some(old) = self.links.remove(&name) {
+                    // A DNS endpoint keeps the address its last look-up gave (as kernel
+                    // WireGuard keeps a device's endpoint), instead of none until the next.
+                    if setup.endpoint.is_none()
+                        && !changes.contains(&Change::Endpoint)
+                        && setup.link.endpoint.is_some()
+                    {
+                        setup.endpoint = old.stats().endpoint;
+                    }
                     old.stop();
                 }
                 tracing::info!(link = %name, ?changes, "link recreated");

@@ -3,13 +3,10 @@
 //! the node's bridge are enslaved to it, and overlay routes go into its table. The links'
 //! UDP sockets are not bound to it: the underlay stays in the default VRF.
 
-use crate::kernel::{LinkAddresses, add_addresses};
+use crate::kernel::add_addresses;
 use crate::load::Loaded;
-use braid_plan::LinkPlan;
 use braid_system::links::Vrf;
 use braid_system::{Netlink, SystemError};
-use ipnet::{Ipv4Net, Ipv6Net};
-use std::net::Ipv4Addr;
 
 /// The config's VRF, created if missing; `None` when the config has none.
 pub async fn ensure(nl: &Netlink, loaded: &Loaded) -> Result<Option<Vrf>, SystemError> {
@@ -20,36 +17,6 @@ pub async fn ensure(nl: &Netlink, loaded: &Loaded) -> Result<Option<Vrf>, System
     nl.ensure_vrf(&config.vrf, config.active_group)
         .await
         .map(Some)
-}
-
-/// The addresses of one running link, from the plan.
-struct Planned<'a> {
-    loaded: &'a Loaded,
-    link: &'a LinkPlan,
-}
-
-impl LinkAddresses for Planned<'_> {
-    fn link_local6(&self) -> Option<Ipv6Net> {
-        Ipv6Net::new(self.loaded.plan.node.link_local6, 64).ok()
-    }
-    fn link4(&self) -> Option<Ipv4Net> {
-        self.loaded
-            .plan
-            .node
-            .addresses
-            .as_ref()
-            .and_then(|a| a.link4)
-    }
-    fn peer_link4(&self) -> Option<Ipv4Addr> {
-        self.loaded
-            .plan
-            .peers
-            .iter()
-            .find(|p| p.public_key == self.link.peer_public_key)
-            .and_then(|p| p.addresses.as_ref())
-            .and_then(|a| a.link4)
-            .map(|n| n.addr())
-    }
 }
 
 /// Puts every running link into `vrf` (or out of any VRF with `None`), adding back the
@@ -77,7 +44,7 @@ pub async fn enslave_links<'a>(
         };
         if nl.set_controller_of(info, vrf.map(|v| v.index)).await? {
             tracing::info!(link = name, vrf = %loaded.config.vrf, "link moved into the VRF");
-            add_addresses(nl, info.index, &Planned { loaded, link }).await?;
+            add_addresses(nl, info.index, &link.addresses).await?;
         }
     }
     Ok(())

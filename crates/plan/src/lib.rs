@@ -8,7 +8,7 @@ pub mod reconcile;
 pub mod routes;
 
 pub use address::{AddressError, NodeAddresses};
-pub use links::{LinkPlan, RemoteEndpoint, plan_links};
+pub use links::{LinkAddresses, LinkPlan, RemoteEndpoint, plan_links};
 
 use braid_model::extensions::RoutingMode;
 use braid_model::problem::{Problem, Problems, Severity};
@@ -65,33 +65,46 @@ pub(crate) fn serialize_key<S: serde::Serializer>(
     s.collect_str(key)
 }
 
-/// Computes the plan. Fails with every address-plan problem (index collisions, indexes
-/// outside the allocation or the pool), each naming the registry entry and the fix.
+/// Computes the plan with no uplinks found: transports with `wan: "auto"` get no path (the
+/// default route). See [`plan_with_uplinks`].
 pub fn plan(config: &Config, registry: &Registry, sources: Sources<'_>) -> Result<Plan, Problems> {
+    plan_with_uplinks(config, registry, sources, &[])
+}
+
+/// Computes the plan. `uplinks` are the uplinks found now (interface names, as the daemon's
+/// uplink scan reports them): transports with `wan: "auto"` get one path per uplink.
+/// Fails with every address-plan problem (index collisions, indexes outside the allocation
+/// or the pool), each naming the registry entry and the fix.
+pub fn plan_with_uplinks(
+    config: &Config,
+    registry: &Registry,
+    sources: Sources<'_>,
+    uplinks: &[String],
+) -> Result<Plan, Problems> {
     let own_key = config.private_key.public_key();
     let nodes = node_plans(config, registry, sources)?;
-    let mut node = None;
-    let mut peers = Vec::new();
-    for n in nodes {
-        if n.public_key == own_key {
-            node = Some(n);
-        } else {
-            peers.push(n);
-        }
-    }
     // A node missing from the registry still has a plan (a warning says peers won't know it).
-    let node = node.unwrap_or_else(|| NodePlan {
-        public_key: own_key,
-        name: None,
-        link_local6: address::link_local6(None, &own_key),
-        addresses: None,
-        exit_preference: None,
-        lan_subnets: Vec::new(),
-    });
+    let node = nodes
+        .iter()
+        .find(|n| n.public_key == own_key)
+        .cloned()
+        .unwrap_or_else(|| NodePlan {
+            public_key: own_key,
+            name: None,
+            link_local6: address::link_local6(None, &own_key),
+            addresses: None,
+            exit_preference: None,
+            lan_subnets: Vec::new(),
+        });
+    let links = plan_links(config, registry, &node, &nodes, uplinks);
+    let peers = nodes
+        .into_iter()
+        .filter(|n| n.public_key != own_key)
+        .collect();
     let mut plan = Plan {
         node,
         peers,
-        links: plan_links(config, registry),
+        links,
         routes: Vec::new(),
     };
     match (config.routing.mode, &config.exit) {

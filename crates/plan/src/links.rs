@@ -1,10 +1,16 @@
 //! The desired links, computed exactly as ranet computes them: for each local transport,
 //! each peer (every registry node but this one, matched by public key) and each of the
-//! peer's endpoints of the transport's family, one point-to-point link.
+//! peer's endpoints of the transport's family, one point-to-point link. Every per-link fact
+//! a backend needs is decided here: name, ports, endpoint, MTU, mark, group, keys,
+//! keepalive, the link's addresses and its underlay paths (`wan: "auto"` expanded over the
+//! uplinks found). The backends only map these fields to their own calls.
 
+use crate::NodePlan;
 use braid_model::extensions::{PathConfig, Scheduler};
-use braid_model::{AddressFamily, Config, Host, PublicKey, Registry};
+use braid_model::{AddressFamily, Config, Host, PublicKey, Registry, Transport};
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// Where a link sends: the peer's address at this node's send port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,9 +30,51 @@ impl fmt::Display for RemoteEndpoint {
     }
 }
 
+impl RemoteEndpoint {
+    /// The address to send to when the host is an IP literal; `None` for a DNS name, which
+    /// the daemon resolves off its event loop and hands to the running link (the link
+    /// comes up without an endpoint meanwhile, as a WireGuard peer that dials in does).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self.host {
+            Host::Ip(ip) => Some(SocketAddr::new(ip, self.port)),
+            Host::Name(_) => None,
+        }
+    }
+}
+
 impl serde::Serialize for RemoteEndpoint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// The addresses on one link's interface, from the address plan (docs/address-plan.md).
+/// Every link of a node carries the same ones; the peer's IPv4 link address makes the IPv4
+/// one point to point, so the peer's address routes over the link to that peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LinkAddresses {
+    /// This node's IPv6 link-local address as a /64 (`fe80::<index>`, or from the key
+    /// without an address plan; [`crate::address::link_local6`]).
+    pub link_local6: Ipv6Net,
+    /// This node's IPv4 link address, `169.254.<hi>.<lo>/16`, when the address plan has an
+    /// IPv4 pool.
+    pub link4: Option<Ipv4Net>,
+    /// The peer's IPv4 link address, the far end of the point-to-point address, when both
+    /// have one.
+    pub peer_link4: Option<Ipv4Addr>,
+}
+
+impl LinkAddresses {
+    /// The addresses of a link from `node` to `peer` (`None`: the peer is not in the
+    /// registry's address plan).
+    pub fn between(node: &NodePlan, peer: Option<&NodePlan>) -> Self {
+        let link4 = |n: &NodePlan| n.addresses.as_ref().and_then(|a| a.link4);
+        Self {
+            link_local6: Ipv6Net::new(node.link_local6, 64)
+                .expect("64 is a valid IPv6 prefix length"),
+            link4: link4(node),
+            peer_link4: peer.and_then(link4).map(|n| n.addr()),
+        }
     }
 }
 
@@ -60,10 +108,13 @@ pub struct LinkPlan {
     pub keepalive: Option<u16>,
     /// Index of the config transport this link belongs to.
     pub transport: usize,
-    /// The transport's underlay paths (empty: the one default path, plain WireGuard).
+    /// The link's underlay paths: the transport's `paths`, or with `wan: "auto"` one per
+    /// uplink found (empty: the one default path, plain WireGuard).
     pub paths: Vec<PathConfig>,
     /// How packets spread over the paths (meaningful with two paths or more).
     pub scheduler: Scheduler,
+    /// The addresses on the link's interface.
+    pub addresses: LinkAddresses,
 }
 
 /// The keepalive (seconds) of a link that carries a default route, when its transport sets
@@ -74,14 +125,49 @@ pub struct LinkPlan {
 /// route whatever the far side's config says. 25 s is wg-quick's usual value for NAT.
 pub const EXIT_KEEPALIVE: u16 = 25;
 
+/// The underlay paths of `transport`: with `wan: "auto"`, one per uplink in `uplinks` (an
+/// interface name each, in the order given; none found: no path, so the link takes the
+/// default route); otherwise the transport's own `paths`.
+pub fn transport_paths(transport: &Transport, uplinks: &[String]) -> Vec<PathConfig> {
+    if !transport.wan_auto {
+        return transport.paths.clone();
+    }
+    uplinks
+        .iter()
+        .map(|name| PathConfig {
+            interface: Some(name.clone()),
+            ..PathConfig::default()
+        })
+        .collect()
+}
+
 /// Computes the links, sorted by name. Deterministic: same inputs, same output.
-pub fn plan_links(config: &Config, registry: &Registry) -> Vec<LinkPlan> {
+///
+/// `node` is this node's plan and `nodes` the plan of every registry node, in registry
+/// order (as [`crate::plan`] computes them; a node missing there gets no IPv4 peer link
+/// address); `uplinks` are the uplinks found now, for transports with `wan: "auto"` (see
+/// [`transport_paths`]).
+pub fn plan_links(
+    config: &Config,
+    registry: &Registry,
+    node: &NodePlan,
+    nodes: &[NodePlan],
+    uplinks: &[String],
+) -> Vec<LinkPlan> {
     let own_key = config.private_key.public_key();
     let own_exit = config.exit.is_some();
     let mut links = Vec::new();
     for (t, transport) in config.transports.iter().enumerate() {
-        for node in registry.nodes.iter().filter(|n| n.public_key != own_key) {
-            for endpoint in node
+        let paths = transport_paths(transport, uplinks);
+        for (i, peer) in registry
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.public_key != own_key)
+        {
+            let peer_plan = nodes.get(i).filter(|p| p.public_key == peer.public_key);
+            let addresses = LinkAddresses::between(node, peer_plan);
+            for endpoint in peer
                 .endpoints
                 .iter()
                 .filter(|e| e.address_family == transport.address_family)
@@ -101,19 +187,55 @@ pub fn plan_links(config: &Config, registry: &Registry) -> Vec<LinkPlan> {
                     mtu: transport.mtu,
                     fwmark: transport.fwmark,
                     group: config.active_group,
-                    peer_public_key: node.public_key,
+                    peer_public_key: peer.public_key,
                     local_public_key: own_key,
-                    peer: node.label(),
+                    peer: peer.label(),
                     keepalive: transport
                         .keepalive
-                        .or((own_exit || node.exit_preference.is_some()).then_some(EXIT_KEEPALIVE)),
+                        .or((own_exit || peer.exit_preference.is_some()).then_some(EXIT_KEEPALIVE)),
                     transport: t,
-                    paths: transport.paths.clone(),
+                    paths: paths.clone(),
                     scheduler: transport.scheduler,
+                    addresses,
                 });
             }
         }
     }
     links.sort_by(|a, b| a.name.cmp(&b.name));
     links
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{link_local6, node_addresses};
+    use braid_model::extensions::AddressPlanConfig;
+
+    fn node(index: u64, key: u8) -> NodePlan {
+        let plan = AddressPlanConfig {
+            ipv6: "2001:db8::/48".parse().unwrap(),
+            ipv4_pool: Some("10.0.0.0/8".parse().unwrap()),
+            bridge: "braid0".into(),
+        };
+        let key = PublicKey([key; 32]);
+        NodePlan {
+            public_key: key,
+            name: None,
+            link_local6: link_local6(Some(index), &key),
+            addresses: node_addresses(&plan, index).ok(),
+            exit_preference: None,
+            lan_subnets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_peer_outside_the_address_plan_gets_no_point_to_point_address() {
+        let me = node(3, 1);
+        let both = LinkAddresses::between(&me, Some(&node(4, 2)));
+        assert_eq!(both.link_local6.to_string(), "fe80::3/64");
+        assert_eq!(both.link4.unwrap().to_string(), "169.254.0.3/16");
+        assert_eq!(both.peer_link4.unwrap().to_string(), "169.254.0.4");
+        let alone = LinkAddresses::between(&me, None);
+        assert_eq!((alone.link4, alone.peer_link4), (both.link4, None));
+    }
 }

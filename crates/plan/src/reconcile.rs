@@ -1,6 +1,7 @@
 //! Reconciliation: what to do to turn the running links into the planned ones. Links whose
 //! settings are unchanged are not touched; changed links are updated in place, field by
-//! field; the rest are added or removed.
+//! field, where the backend can ([`in_place_userspace`], [`kernel_update`]); the rest are
+//! added or removed.
 
 use crate::links::LinkPlan;
 use std::collections::BTreeMap;
@@ -29,18 +30,59 @@ pub enum Change {
     /// The underlay paths or the scheduler changed. Applied to a running bonded link in
     /// place (paths added, taken out or re-weighted; see [`in_place_userspace`]).
     Paths,
+    /// The addresses on the link's interface (the node's or the peer's index or key
+    /// changed, or the address plan did): the link is made again, so that no old address
+    /// stays on it.
+    Addresses,
 }
 
 /// Whether braid's userspace links take `change` in place, without making the link again
 /// (its interface, routes, session and running streams stay): a new endpoint, keepalive
 /// or own key, and new paths or scheduler on a link that runs bonded (the link may still
 /// refuse those: it was made without a bond, or no path is left). MTU, mark, group, port
-/// and the peer's key make the link again.
+/// the peer's key and the link's addresses make the link again.
 pub fn in_place_userspace(change: Change) -> bool {
     matches!(
         change,
         Change::Endpoint | Change::Keepalive | Change::LocalKey | Change::Paths
     )
+}
+
+/// How kernel WireGuard takes a set of changes to a running device (see [`kernel_update`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelUpdate {
+    /// A peer update alone (`WG_CMD_SET_DEVICE` on the one peer, like `wg set peer`): the
+    /// session stays.
+    Peer,
+    /// The device brought in line where it is (rtnetlink for MTU, group and VRF; generic
+    /// netlink for key, port, mark and the peer, replaced when its key changed): same
+    /// interface index.
+    Device,
+    /// The device deleted and created again: its addresses changed, and adding the new ones
+    /// in place would leave the old ones on it.
+    Recreate,
+}
+
+/// How kernel WireGuard applies `changes`: the strongest step any one of them needs
+/// (endpoint and keepalive: [`KernelUpdate::Peer`]; addresses: [`KernelUpdate::Recreate`];
+/// everything else: [`KernelUpdate::Device`]). No change at all: [`KernelUpdate::Peer`].
+pub fn kernel_update(changes: &[Change]) -> KernelUpdate {
+    changes
+        .iter()
+        .map(|change| match change {
+            Change::Endpoint | Change::Keepalive => KernelUpdate::Peer,
+            Change::Addresses => KernelUpdate::Recreate,
+            Change::Mtu
+            | Change::Fwmark
+            | Change::Group
+            | Change::ListenPort
+            | Change::PeerKey
+            | Change::LocalKey
+            | Change::Paths => KernelUpdate::Device,
+        })
+        .max()
+        .unwrap_or(KernelUpdate::Peer)
 }
 
 /// The steps from `running` to `desired`, each list sorted by link name.
@@ -86,6 +128,7 @@ pub fn changes(old: &LinkPlan, new: &LinkPlan) -> Vec<Change> {
         old.paths != new.paths || old.scheduler != new.scheduler,
         Change::Paths,
     );
+    check(old.addresses != new.addresses, Change::Addresses);
     out
 }
 
@@ -137,6 +180,11 @@ mod tests {
             transport: 0,
             paths: Vec::new(),
             scheduler: braid_model::extensions::Scheduler::Flow,
+            addresses: crate::LinkAddresses {
+                link_local6: "fe80::1/64".parse().unwrap(),
+                link4: None,
+                peer_link4: None,
+            },
         }
     }
 
@@ -205,9 +253,49 @@ mod tests {
             Change::Group,
             Change::ListenPort,
             Change::PeerKey,
+            Change::Addresses,
         ] {
             assert!(!in_place_userspace(change), "{change:?}");
         }
+    }
+
+    #[test]
+    fn new_addresses_are_a_change() {
+        let mut new = link("a1", 1);
+        new.addresses.link_local6 = "fe80::7/64".parse().unwrap();
+        assert_eq!(changes(&link("a1", 1), &new), vec![Change::Addresses]);
+        let mut new = link("a1", 1);
+        new.addresses.peer_link4 = Some("169.254.0.2".parse().unwrap());
+        assert_eq!(changes(&link("a1", 1), &new), vec![Change::Addresses]);
+    }
+
+    #[test]
+    fn the_kernel_takes_peer_changes_as_a_peer_update_and_recreates_for_addresses() {
+        assert_eq!(kernel_update(&[]), KernelUpdate::Peer);
+        assert_eq!(
+            kernel_update(&[Change::Endpoint, Change::Keepalive]),
+            KernelUpdate::Peer
+        );
+        for change in [
+            Change::Mtu,
+            Change::Fwmark,
+            Change::Group,
+            Change::ListenPort,
+            Change::PeerKey,
+            Change::LocalKey,
+            Change::Paths,
+        ] {
+            assert_eq!(kernel_update(&[change]), KernelUpdate::Device, "{change:?}");
+            assert_eq!(
+                kernel_update(&[Change::Endpoint, change]),
+                KernelUpdate::Device,
+                "{change:?}"
+            );
+        }
+        assert_eq!(
+            kernel_update(&[Change::Mtu, Change::Addresses, Change::Endpoint]),
+            KernelUpdate::Recreate
+        );
     }
 
     #[test]

@@ -173,6 +173,15 @@ pub(crate) fn up(config_path: &Path) -> Result<bool> {
     rt.block_on(async {
         let mut r = Reconciler::new(config_path, KernelBackend::new());
         let summary = r.reload()?;
+        // Links whose endpoint is a DNS name came up without one: point them now.
+        for link in r.due_for_resolve(true, std::time::SystemTime::now()) {
+            if let Some(endpoint) = &link.endpoint
+                && let Some(addr) =
+                    braid_daemon::userspace::resolve_async(endpoint, link.family).await
+            {
+                r.resolved(&link, addr);
+            }
+        }
         braid_daemon::run::account_groups(&r)
             .await
             .context("interface group accounting")?;
