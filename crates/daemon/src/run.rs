@@ -37,6 +37,9 @@ pub enum RunError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// The reconciler's thread could not be started.
+    #[error("starting the reconciler's thread: {0}")]
+    Thread(std::io::Error),
     /// A signal handler (SIGHUP, SIGTERM, SIGINT) could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
@@ -100,13 +103,75 @@ pub async fn delete_groups(
 
 /// The daemon's state, shared: the run loop is its one writer and decides the order of
 /// changes; status requests ([`serve_status`]) lock it for as long as it takes to read
-/// it. What touches files or the backend runs on a blocking thread ([`off_loop`]), and the
-/// link changes of a reload take the lock one link at a time ([`reconcile`]), so the
-/// control socket and the HTTP status answer while a reload of many links runs.
-type Shared<B> = Arc<tokio::sync::Mutex<Reconciler<B>>>;
+/// it. What touches files or the backend runs on the reconciler's own thread
+/// ([`off_loop`]), and the link changes of a reload take the lock one link at a time
+/// ([`reconcile`]), so the control socket and the HTTP status answer while a reload of
+/// many links runs.
+struct Shared<B: LinkBackend> {
+    state: Arc<tokio::sync::Mutex<Reconciler<B>>>,
+    worker: Arc<Worker>,
+}
 
-/// Runs `f` on the reconciler on a blocking thread (off the async runtime), holding the
-/// lock for the whole call. A panic in `f` is raised again here, as if it ran inline.
+impl<B: LinkBackend> Clone for Shared<B> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            worker: self.worker.clone(),
+        }
+    }
+}
+
+impl<B: LinkBackend> Shared<B> {
+    /// Waits for the state (fairly: in the order asked) and holds it until the guard drops.
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, Reconciler<B>> {
+        self.state.lock().await
+    }
+}
+
+/// A job for the reconciler's thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The reconciler's own thread, for the calls that block (the backend's link changes:
+/// TUN devices, netlink; reading the inputs): one long-lived thread, so the async
+/// runtime never waits for them and the daemon's thread count stays the same (a pool's
+/// threads come and go). It ends when the last [`Shared`] is dropped.
+struct Worker {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Worker {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("braid-reconcile".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on the thread and waits (asynchronously) for its result; a panic in `f` is
+    /// raised again here, as if it ran inline.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        });
+        if self.jobs.send(job).is_err() {
+            panic!("the reconciler's thread ended");
+        }
+        match rx.await {
+            Ok(Ok(value)) => value,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the reconciler's thread ended"),
+        }
+    }
+}
+
+/// Runs `f` on the reconciler on its own thread (off the async runtime), holding the lock
+/// for the whole call.
 async fn off_loop<B, T>(
     d: &Shared<B>,
     f: impl FnOnce(&mut Reconciler<B>) -> T + Send + 'static,
@@ -115,29 +180,21 @@ where
     B: LinkBackend + 'static,
     T: Send + 'static,
 {
-    let d = d.clone();
-    match tokio::task::spawn_blocking(move || f(&mut d.blocking_lock())).await {
-        Ok(value) => value,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("the reconciler's blocking task did not finish: {e}"),
-    }
+    let state = d.state.clone();
+    d.worker.run(move || f(&mut state.blocking_lock())).await
 }
 
-/// Does `work`'s link changes on a blocking thread, taking the lock for one link at a time
-/// (tokio's lock is fair: a waiting status request goes before the next link), then ends
-/// it ([`Reconciler::finish`]).
+/// Does `work`'s link changes on the reconciler's thread, taking the lock for one link at
+/// a time (tokio's lock is fair: a waiting status request goes before the next link), then
+/// ends it ([`Reconciler::finish`]).
 async fn reconcile<B: LinkBackend + 'static>(d: &Shared<B>, mut work: Work) -> Summary {
-    let links = d.clone();
-    let work = tokio::task::spawn_blocking(move || {
-        while links.blocking_lock().step(&mut work) {}
-        work
-    })
-    .await;
-    match work {
-        Ok(work) => off_loop(d, move |r| r.finish(work)).await,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("the reconciler's blocking task did not finish: {e}"),
-    }
+    let state = d.state.clone();
+    d.worker
+        .run(move || {
+            while state.blocking_lock().step(&mut work) {}
+            state.blocking_lock().finish(work)
+        })
+        .await
 }
 
 /// Tries again the planned links that are not running; `None` when there are none.
@@ -453,7 +510,10 @@ pub async fn run<B: LinkBackend + 'static>(
         fetched_tx,
     )
     .await;
-    let d: Shared<B> = Arc::new(tokio::sync::Mutex::new(r));
+    let d = Shared {
+        state: Arc::new(tokio::sync::Mutex::new(r)),
+        worker: Arc::new(Worker::start().map_err(RunError::Thread)?),
+    };
     let work = off_loop(&d, Reconciler::begin_reload).await?;
     let summary = reconcile(&d, work).await;
     tracing::info!(%summary, "started");
