@@ -2,6 +2,15 @@
 //! `braid reload`, retries links that failed, serves the control socket, and on SIGTERM,
 //! SIGINT or `braid down` removes everything it made (SIGTERM and SIGINT keep the node's
 //! bridge, so that workloads stay attached across a restart).
+//!
+//! Its parts: the run loop ([`run`]) takes the events (signals, timers, uplink changes, a
+//! new registry, `reload` and `down` on the control socket) one at a time and is the one
+//! writer of the daemon's state ([`Reconciler`], behind a fair async lock). What blocks
+//! (reading the inputs, the backend's link changes, removing every link) runs on the
+//! reconciler's own thread (`Worker`), a reload's link changes one link at a time; the
+//! status requests (`status` on the control socket, HTTP `/status` and `/metrics`) are
+//! answered by their own tasks (`serve_status`), which take the lock between two links:
+//! a reload of hundreds of links does not hold status up (`tests/responsive.rs`).
 
 use crate::backend::LinkBackend;
 use crate::control::{self, Reply, Request};
@@ -102,7 +111,7 @@ pub async fn delete_groups(
 }
 
 /// The daemon's state, shared: the run loop is its one writer and decides the order of
-/// changes; status requests ([`serve_status`]) lock it for as long as it takes to read
+/// changes; status requests (`serve_status`) lock it for as long as it takes to read
 /// it. What touches files or the backend runs on the reconciler's own thread
 /// ([`off_loop`]), and the link changes of a reload take the lock one link at a time
 /// ([`reconcile`]), so the control socket and the HTTP status answer while a reload of
