@@ -47,7 +47,8 @@ pub struct BackendError {
 pub type LinkStats = braid_link::Snapshot;
 
 /// A link backend: braid's userspace data plane ([`crate::userspace`]) or kernel
-/// WireGuard ([`crate::kernel`]). Synchronous: the reconciler calls it from the run loop.
+/// WireGuard ([`crate::kernel`]). Synchronous: the daemon calls it from the reconciler's own thread, off the async
+/// runtime (`run`).
 pub trait LinkBackend: Send {
     /// A short name for status output: "userspace" or "kernel".
     fn name(&self) -> &'static str;

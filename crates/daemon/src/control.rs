@@ -130,12 +130,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Reply> {
     serde_json::from_slice(line.trim_ascii()).map_err(|e| Reply::error(format!("bad request: {e}")))
 }
 
-/// A request read from a client, handed to the run loop, which answers on `reply`.
+/// A request read from a client, handed to the daemon, which answers on `reply` (`status`
+/// from the status task, `reload` and `down` from the run loop; see `run`).
 #[derive(Debug)]
 pub struct Incoming {
     /// What the client asked.
     pub request: Request,
-    /// Where the run loop sends its reply.
+    /// Where the daemon sends its reply.
     pub reply: tokio::sync::oneshot::Sender<Reply>,
     /// Resolves once the reply was written (or given up on): `down` waits for it before
     /// the process exits.
@@ -185,7 +186,7 @@ pub fn serve(
     })
 }
 
-/// One client: read its request, have the run loop answer it, write the reply.
+/// One client: read its request, have the daemon answer it, write the reply.
 async fn connection(mut stream: UnixStream, requests: tokio::sync::mpsc::Sender<Incoming>) {
     let (reply, written) = match read_request(&mut stream).await {
         Err(reply) => {

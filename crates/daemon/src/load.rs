@@ -105,10 +105,15 @@ pub fn registry_path(config_path: &Path, registry: &str) -> PathBuf {
 /// Loads the config only (no registry), and the private key file it names. Warns when
 /// other users can read a config that holds the key inline.
 pub fn config(config_path: &Path) -> Result<(Config, Problems), Problems> {
-    let text = read(config_path, "config")?;
+    config_from_text(config_path, &read(config_path, "config")?)
+}
+
+/// As [`config`], from the config's `text` already read from `config_path` (a reload reads
+/// the file once: its version and its settings come from the same bytes).
+fn config_from_text(config_path: &Path, text: &str) -> Result<(Config, Problems), Problems> {
     let key_files = |written: &str| read_key_file(&registry_path(config_path, written));
     let (config, mut warnings) =
-        Config::parse_with(&config_path.display().to_string(), &text, &key_files)?;
+        Config::parse_with(&config_path.display().to_string(), text, &key_files)?;
     if config.private_key_file.is_none() {
         warnings.0.extend(private_key_exposure(config_path));
     }
@@ -191,13 +196,12 @@ fn load_inner(
     candidate: Option<Candidate>,
 ) -> Result<Loaded, Problems> {
     let config_file = config_path.display().to_string();
-    let config_hash = read(config_path, "config")
-        .map(|t| digest(&t))
-        .unwrap_or_default();
-    let (config, mut problems) = match config(config_path) {
+    let text = read(config_path, "config")?;
+    let config_hash = digest(&text);
+    let (config, mut problems) = match config_from_text(config_path, &text) {
         Ok(loaded) => loaded,
         Err(mut problems) => {
-            problems.extend(registry_problems_despite_config_errors(config_path));
+            problems.extend(registry_problems_despite_config_errors(config_path, &text));
             return Err(problems);
         }
     };
@@ -283,11 +287,8 @@ fn registry_text(
 
 /// When the config has errors, the registry is still checked if the config names it, so
 /// one run reports the problems of both files.
-fn registry_problems_despite_config_errors(config_path: &Path) -> Problems {
-    let Ok(text) = std::fs::read_to_string(config_path) else {
-        return Problems::default();
-    };
-    let doc = serde_json::from_str::<serde_json::Value>(&braid_model::jsonc::strip(&text));
+fn registry_problems_despite_config_errors(config_path: &Path, text: &str) -> Problems {
+    let doc = serde_json::from_str::<serde_json::Value>(&braid_model::jsonc::strip(text));
     let Some(registry) = doc.ok().and_then(|d| {
         d.get("registry")
             .and_then(|r| r.as_str())

@@ -2,11 +2,21 @@
 //! `braid reload`, retries links that failed, serves the control socket, and on SIGTERM,
 //! SIGINT or `braid down` removes everything it made (SIGTERM and SIGINT keep the node's
 //! bridge, so that workloads stay attached across a restart).
+//!
+//! Its parts: the run loop ([`run`]) takes the events (signals, timers, uplink changes, a
+//! new registry, `reload` and `down` on the control socket) one at a time and is the one
+//! writer of the daemon's state ([`Reconciler`], behind a fair async lock). What blocks
+//! (reading the inputs, the backend's link changes, removing every link) runs on the
+//! reconciler's own thread (`Worker`), a reload's link changes one link at a time; the
+//! status requests (`status` on the control socket, HTTP `/status` and `/metrics`) are
+//! answered by their own tasks (`serve_status`), which take the lock between two links:
+//! a reload of hundreds of links does not hold status up (`tests/responsive.rs`).
 
 use crate::backend::LinkBackend;
 use crate::control::{self, Reply, Request};
-use crate::reconciler::{Reconciler, ReloadError};
+use crate::reconciler::{Reconciler, ReloadError, Summary, Work};
 use crate::status;
+use crate::status::Status;
 use braid_system::Netlink;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +46,9 @@ pub enum RunError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// The reconciler's thread could not be started.
+    #[error("starting the reconciler's thread: {0}")]
+    Thread(std::io::Error),
     /// A signal handler (SIGHUP, SIGTERM, SIGINT) could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
@@ -97,14 +110,125 @@ pub async fn delete_groups(
     nl.delete_group(stale).await
 }
 
-async fn reload<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
-    match r.reload() {
-        Ok(summary) => {
+/// The daemon's state, shared: the run loop is its one writer and decides the order of
+/// changes; status requests (`serve_status`) lock it for as long as it takes to read
+/// it. What touches files or the backend runs on the reconciler's own thread
+/// ([`off_loop`]), and the link changes of a reload take the lock one link at a time
+/// ([`reconcile`]), so the control socket and the HTTP status answer while a reload of
+/// many links runs.
+struct Shared<B: LinkBackend> {
+    state: Arc<tokio::sync::Mutex<Reconciler<B>>>,
+    worker: Arc<Worker>,
+}
+
+impl<B: LinkBackend> Clone for Shared<B> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            worker: self.worker.clone(),
+        }
+    }
+}
+
+impl<B: LinkBackend> Shared<B> {
+    /// Waits for the state (fairly: in the order asked) and holds it until the guard drops.
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, Reconciler<B>> {
+        self.state.lock().await
+    }
+}
+
+/// A job for the reconciler's thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The reconciler's own thread, for the calls that block (the backend's link changes:
+/// TUN devices, netlink; reading the inputs): one long-lived thread, so the async
+/// runtime never waits for them and the daemon's thread count stays the same (a pool's
+/// threads come and go). It ends when the last [`Shared`] is dropped.
+struct Worker {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Worker {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("braid-reconcile".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on the thread and waits (asynchronously) for its result; a panic in `f` is
+    /// raised again here, as if it ran inline.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        });
+        if self.jobs.send(job).is_err() {
+            panic!("the reconciler's thread ended");
+        }
+        match rx.await {
+            Ok(Ok(value)) => value,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the reconciler's thread ended"),
+        }
+    }
+}
+
+/// Runs `f` on the reconciler on its own thread (off the async runtime), holding the lock
+/// for the whole call.
+async fn off_loop<B, T>(
+    d: &Shared<B>,
+    f: impl FnOnce(&mut Reconciler<B>) -> T + Send + 'static,
+) -> T
+where
+    B: LinkBackend + 'static,
+    T: Send + 'static,
+{
+    let state = d.state.clone();
+    d.worker.run(move || f(&mut state.blocking_lock())).await
+}
+
+/// Does `work`'s link changes on the reconciler's thread, taking the lock for one link at
+/// a time (tokio's lock is fair: a waiting status request goes before the next link), then
+/// ends it ([`Reconciler::finish`]).
+async fn reconcile<B: LinkBackend + 'static>(d: &Shared<B>, mut work: Work) -> Summary {
+    let state = d.state.clone();
+    d.worker
+        .run(move || {
+            while state.blocking_lock().step(&mut work) {}
+            state.blocking_lock().finish(work)
+        })
+        .await
+}
+
+/// Tries again the planned links that are not running; `None` when there are none.
+async fn retry_links<B: LinkBackend + 'static>(d: &Shared<B>) -> Option<Summary> {
+    let work = d.lock().await.begin_retry()?;
+    Some(reconcile(d, work).await)
+}
+
+/// Makes again the links whose interface disappeared; `None` when none did.
+async fn recreate_missing<B: LinkBackend + 'static>(d: &Shared<B>) -> Option<Summary> {
+    if !off_loop(d, Reconciler::forget_missing).await {
+        return None;
+    }
+    retry_links(d).await
+}
+
+async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
+    match off_loop(d, Reconciler::begin_reload).await {
+        Ok(work) => {
+            let summary = reconcile(d, work).await;
             tracing::info!(%summary, "reloaded");
-            if let Err(e) = account_groups(r).await {
+            if let Err(e) = account_groups(&*d.lock().await).await {
                 tracing::error!("interface group accounting: {e}");
             }
-            apply_routing(r).await;
+            apply_routing(d).await;
             if summary.failed.is_empty() {
                 Reply::ok(summary.to_string())
             } else {
@@ -119,12 +243,14 @@ async fn reload<B: LinkBackend>(r: &mut Reconciler<B>) -> Reply {
 }
 
 /// Rescans the uplinks (see `uplinks`); reloads when `wan: "auto"` found a new set.
-async fn follow_uplinks<B: LinkBackend>(r: &mut Reconciler<B>, known: &mut Vec<String>) {
-    match crate::uplinks::rescan(r, known).await {
+async fn follow_uplinks<B: LinkBackend + 'static>(d: &Shared<B>, known: &mut Vec<String>) {
+    let found = crate::uplinks::rescan(&mut *d.lock().await, known).await;
+    match found {
         Ok(found) if found.reload => {
-            reload(r).await;
+            reload(d).await;
             // The new links' paths need their rules and states too.
-            if let Err(e) = crate::uplinks::rescan(r, known).await {
+            let again = crate::uplinks::rescan(&mut *d.lock().await, known).await;
+            if let Err(e) = again {
                 tracing::warn!("uplinks: {e}");
             }
         }
@@ -135,31 +261,36 @@ async fn follow_uplinks<B: LinkBackend>(r: &mut Reconciler<B>, known: &mut Vec<S
 
 /// Removes what braid made. `keep_bridge` (SIGTERM, SIGINT: a restart) keeps the node's
 /// bridge and the workloads attached to it; `braid down` removes it too.
-async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>, keep_bridge: bool) -> Reply {
-    let netns = r.loaded().and_then(|l| l.config.netns.clone());
-    let groups = r
-        .loaded()
-        .map(|l| (l.config.active_group, l.config.stale_group));
-    let keep = if keep_bridge {
-        crate::routing::extra_interfaces(r)
-    } else {
-        Vec::new()
+async fn shutdown<B: LinkBackend + 'static>(d: &Shared<B>, keep_bridge: bool) -> Reply {
+    let (config, keep, engine) = {
+        let mut r = d.lock().await;
+        let keep = if keep_bridge {
+            crate::routing::extra_interfaces(&r)
+        } else {
+            Vec::new()
+        };
+        (r.loaded().map(|l| l.config.clone()), keep, r.take_engine())
     };
-    if let Some(engine) = r.engine.take() {
+    if let Some(engine) = engine {
         // Waits for the routing daemon to exit (up to `routing::supervisor::STOP_GRACE`): off the runtime.
         if let Err(e) = tokio::task::spawn_blocking(move || engine.stop()).await {
             tracing::error!("stopping the routing daemon: {e}");
         }
     }
-    if let Some(config) = r.loaded().map(|l| l.config.clone())
-        && let Err(e) = crate::routing::teardown(&config).await
+    if let Some(config) = &config
+        && let Err(e) = crate::routing::teardown(config).await
     {
         tracing::error!("removing routes and NAT: {e}");
     }
-    let summary = r.remove_all();
-    if let Some((active, stale)) = groups
-        && let Err(e) =
-            crate::routing::delete_groups_keeping(netns.as_deref(), active, stale, &keep).await
+    let summary = off_loop(d, Reconciler::remove_all).await;
+    if let Some(config) = &config
+        && let Err(e) = crate::routing::delete_groups_keeping(
+            config.netns.as_deref(),
+            config.active_group,
+            config.stale_group,
+            &keep,
+        )
+        .await
     {
         tracing::error!("deleting interface groups: {e}");
     }
@@ -167,19 +298,20 @@ async fn shutdown<B: LinkBackend>(r: &mut Reconciler<B>, keep_bridge: bool) -> R
     Reply::ok(format!("down: {summary}"))
 }
 
-async fn apply_routing<B: LinkBackend>(r: &mut Reconciler<B>) {
-    apply_routes(r).await;
-    supervise_engines(r);
+async fn apply_routing<B: LinkBackend + 'static>(d: &Shared<B>) {
+    apply_routes(d).await;
+    supervise_engines(d).await;
 }
 
 /// Keeps babeld or BIRD running and in step (and stopped in other modes), from the
-/// supervisor's own thread: this never waits.
-fn supervise_engines<B: LinkBackend>(r: &mut Reconciler<B>) {
-    crate::routing::supervise_engine(r);
+/// supervisor's own thread: this never waits (but for the lock).
+async fn supervise_engines<B: LinkBackend + 'static>(d: &Shared<B>) {
+    crate::routing::supervise_engine(&mut *d.lock().await);
 }
 
-async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
-    match crate::routing::apply(r).await {
+async fn apply_routes<B: LinkBackend + 'static>(d: &Shared<B>) {
+    let mut r = d.lock().await;
+    match crate::routing::apply(&r).await {
         Ok(outcome) => {
             if outcome.added + outcome.removed > 0 {
                 tracing::info!(
@@ -189,18 +321,16 @@ async fn apply_routes<B: LinkBackend>(r: &mut Reconciler<B>) {
                     "routes"
                 );
             }
-            r.routes = outcome.installed;
-            let error = (!outcome.failed.is_empty()).then(|| outcome.failed.join("; "));
-            if error.is_some() && error != r.routing_error {
-                for failure in &outcome.failed {
-                    tracing::error!("{failure}");
-                }
+            for failure in r
+                .routing_mut()
+                .installed(outcome.installed, &outcome.failed)
+            {
+                tracing::error!("{failure}");
             }
-            r.routing_error = error;
         }
         Err(e) => {
             tracing::error!("node network and routes: {e}");
-            r.routing_error = Some(e.to_string());
+            r.routing_mut().failed(e.to_string());
         }
     }
 }
@@ -235,7 +365,6 @@ type Resolved = (braid_plan::LinkPlan, std::net::SocketAddr);
 
 /// What the run loop keeps between events, beside the reconciler.
 struct Loop {
-    started: SystemTime,
     /// Asks the registry fetcher to fetch now (on reload).
     fetch_now: Arc<tokio::sync::Notify>,
     /// The uplinks found by the last rescan (see `uplinks::rescan`).
@@ -251,49 +380,127 @@ struct Loop {
     resolved: tokio::sync::mpsc::Sender<Resolved>,
 }
 
-/// The listeners that bring requests to the run loop, each served by its own tasks.
+/// The listeners, each served by its own tasks: status requests are answered by
+/// [`serve_status`], the other control requests come to the run loop on `control`.
 struct Listeners {
     /// The control socket's path (removed at exit).
     socket: PathBuf,
-    control: tokio::sync::mpsc::Receiver<control::Incoming>,
-    status: tokio::sync::mpsc::Receiver<crate::http::StatusRequest>,
+    control: tokio::sync::mpsc::UnboundedReceiver<control::Incoming>,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Binds the control socket and, when the config has `status.listen`, the status listener.
-async fn listen<B: LinkBackend>(r: &Reconciler<B>) -> Result<Listeners, RunError> {
-    let socket: PathBuf = r
-        .loaded()
-        .map(|l| PathBuf::from(&l.config.control_socket))
-        .unwrap_or_default();
+/// Binds the control socket and, when the config has `status.listen`, the status listener;
+/// status requests are answered by [`serve_status`] from `d`, whatever the loop is doing.
+async fn listen<B: LinkBackend + 'static>(
+    d: &Shared<B>,
+    started: SystemTime,
+) -> Result<Listeners, RunError> {
+    let (socket, status_listen) = {
+        let r = d.lock().await;
+        let config = r.loaded().map(|l| &l.config);
+        (
+            config
+                .map(|c| PathBuf::from(&c.control_socket))
+                .unwrap_or_default(),
+            config.and_then(|c| c.status.listen),
+        )
+    };
     let listener = control::bind(&socket).map_err(|source| RunError::Control {
         path: socket.display().to_string(),
         source,
     })?;
-    // Each client in its own task (read deadline, size limit); requests come to the loop.
-    let (control_tx, control) = tokio::sync::mpsc::channel::<control::Incoming>(16);
+    // Each client in its own task (read deadline, size limit).
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel::<control::Incoming>(16);
     let mut tasks = vec![control::serve(listener, control_tx)];
-    let (status_tx, status) = tokio::sync::mpsc::channel::<crate::http::StatusRequest>(64);
-    if let Some(addr) = r.loaded().and_then(|l| l.config.status.listen) {
+    let (status_tx, status_rx) = tokio::sync::mpsc::channel::<crate::http::StatusRequest>(64);
+    if let Some(addr) = status_listen {
         let task = crate::http::serve(addr, status_tx)
             .await
             .map_err(|source| RunError::Status { addr, source })?;
         tasks.push(task);
     }
+    // At most `control::MAX_CONNECTIONS` requests are in flight: unbounded is bounded.
+    let (to_loop, control) = tokio::sync::mpsc::unbounded_channel();
+    let requests = Requests {
+        http: status_rx,
+        control: control_rx,
+        to_loop,
+    };
+    tasks.push(tokio::spawn(serve_status(d.clone(), started, requests)));
     Ok(Listeners {
         socket,
         control,
-        status,
         _tasks: tasks,
     })
 }
 
+/// The requests [`serve_status`] takes: the HTTP listener's and the control socket's.
+struct Requests {
+    http: tokio::sync::mpsc::Receiver<crate::http::StatusRequest>,
+    control: tokio::sync::mpsc::Receiver<control::Incoming>,
+    /// Control requests other than status, for the run loop.
+    to_loop: tokio::sync::mpsc::UnboundedSender<control::Incoming>,
+}
+
+/// Answers status requests (HTTP, and `status` on the control socket), each in its own
+/// task that locks the daemon only to read it; passes the other control requests to the
+/// run loop, in order.
+async fn serve_status<B: LinkBackend + 'static>(
+    d: Shared<B>,
+    started: SystemTime,
+    mut requests: Requests,
+) {
+    loop {
+        tokio::select! {
+            Some(reply) = requests.http.recv() => {
+                let d = d.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(status_document(&d, started).await);
+                });
+            }
+            Some(incoming) = requests.control.recv() => {
+                if !matches!(incoming.request, Request::Status) {
+                    if requests.to_loop.send(incoming).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                let d = d.clone();
+                tokio::spawn(async move {
+                    let _ = incoming.reply.send(status_reply(&d, started).await);
+                });
+            }
+            else => return,
+        }
+    }
+}
+
+/// The status document at this moment: made under the lock, then the kernel's view is
+/// added without it.
+async fn status_document<B: LinkBackend + 'static>(d: &Shared<B>, started: SystemTime) -> Status {
+    let (doc, netns) = {
+        let r = d.lock().await;
+        (
+            status::status(&r, started, SystemTime::now()),
+            status::netns(&r),
+        )
+    };
+    crate::kernel_view::fill(doc, netns).await
+}
+
+/// The control socket's reply to `status`: the status document as JSON.
+async fn status_reply<B: LinkBackend + 'static>(d: &Shared<B>, started: SystemTime) -> Reply {
+    let mut reply = Reply::ok("status");
+    reply.status = serde_json::to_value(status_document(d, started).await).ok();
+    reply
+}
+
 /// Runs the daemon until SIGTERM, SIGINT or `braid down`. `ready` is called once, when the
 /// first reconcile is done and the routes, control socket and status listener are up.
-pub async fn run<B: LinkBackend>(
+pub async fn run<B: LinkBackend + 'static>(
     config_path: PathBuf,
     backend: B,
-    ready: impl FnOnce(&crate::reconciler::Summary),
+    ready: impl FnOnce(&Summary),
 ) -> Result<(), RunError> {
     // The CLI restores SIGPIPE's default action (for `braid plan | head`); the daemon must
     // not die when the other end of one of its sockets goes away in the middle of a write
@@ -301,21 +508,26 @@ pub async fn run<B: LinkBackend>(
     // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let started = SystemTime::now();
-    let mut r = Reconciler::new(&config_path, backend);
+    let r = Reconciler::new(&config_path, backend);
     // A registry URL: fetched now (before the first reconcile) and on its period.
     let fetch_now = Arc::new(tokio::sync::Notify::new());
     let (fetched_tx, mut fetched_rx) = tokio::sync::mpsc::channel::<()>(1);
     let _fetcher = crate::fetch::start(
         &config_path,
-        r.registry.clone(),
+        r.registry().clone(),
         fetch_now.clone(),
         fetched_tx,
     )
     .await;
-    let summary = r.reload()?;
+    let d = Shared {
+        state: Arc::new(tokio::sync::Mutex::new(r)),
+        worker: Arc::new(Worker::start().map_err(RunError::Thread)?),
+    };
+    let work = off_loop(&d, Reconciler::begin_reload).await?;
+    let summary = reconcile(&d, work).await;
     tracing::info!(%summary, "started");
-    account_groups(&r).await?;
-    apply_routing(&mut r).await;
+    account_groups(&*d.lock().await).await?;
+    apply_routing(&d).await;
     // Uplinks: followed over netlink, rescanned on every change and every retry tick.
     let uplink_events = Arc::new(tokio::sync::Notify::new());
     if let Err(e) = braid_system::uplinks::monitor(uplink_events.clone()) {
@@ -325,7 +537,6 @@ pub async fn run<B: LinkBackend>(
     }
     let (resolved, mut resolved_rx) = tokio::sync::mpsc::channel::<Resolved>(64);
     let mut s = Loop {
-        started,
         fetch_now,
         uplinks_known: Vec::new(),
         states: BTreeMap::new(),
@@ -334,8 +545,8 @@ pub async fn run<B: LinkBackend>(
         lookups: None,
         resolved,
     };
-    follow_uplinks(&mut r, &mut s.uplinks_known).await;
-    let mut listeners = listen(&r).await?;
+    follow_uplinks(&d, &mut s.uplinks_known).await;
+    let mut listeners = listen(&d, started).await?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
@@ -346,75 +557,57 @@ pub async fn run<B: LinkBackend>(
         tokio::select! {
             _ = hup.recv() => {
                 s.fetch_now.notify_one();
-                reload(&mut r).await;
-                follow_uplinks(&mut r, &mut s.uplinks_known).await;
+                reload(&d).await;
+                follow_uplinks(&d, &mut s.uplinks_known).await;
             }
-            _ = uplink_events.notified() => on_uplink_event(&mut r, &mut s, &uplink_events).await,
-            Some(reply) = listeners.status.recv() => on_status_request(&r, &s, reply),
-            _ = watch.tick() => on_watch(&mut r, &mut s).await,
+            _ = uplink_events.notified() => on_uplink_event(&d, &mut s, &uplink_events).await,
+            _ = watch.tick() => on_watch(&d, &mut s).await,
             Some(()) = fetched_rx.recv() => {
                 // A new registry version was fetched and kept: the same reconcile as reload.
-                reload(&mut r).await;
-                follow_uplinks(&mut r, &mut s.uplinks_known).await;
+                reload(&d).await;
+                follow_uplinks(&d, &mut s.uplinks_known).await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = retry.tick() => on_retry(&mut r, &mut s).await,
-            Some((link, addr)) = resolved_rx.recv() => r.resolved(&link, addr),
+            _ = retry.tick() => on_retry(&d, &mut s).await,
+            Some((link, addr)) = resolved_rx.recv() => {
+                off_loop(&d, move |r| r.resolved(&link, addr)).await;
+            }
             Some(incoming) = listeners.control.recv() => {
-                if on_control(&mut r, &s, incoming).await {
+                if on_control(&d, &s, started, incoming).await {
                     remove_socket(&listeners.socket);
                     return Ok(());
                 }
             }
         }
     }
-    shutdown(&mut r, true).await;
+    shutdown(&d, true).await;
     remove_socket(&listeners.socket);
     Ok(())
 }
 
 /// Interfaces or routes changed: rescans the uplinks and makes again a link whose own
 /// interface was deleted under it.
-async fn on_uplink_event<B: LinkBackend>(
-    r: &mut Reconciler<B>,
+async fn on_uplink_event<B: LinkBackend + 'static>(
+    d: &Shared<B>,
     s: &mut Loop,
     uplink_events: &tokio::sync::Notify,
 ) {
     // A burst of changes (a link coming up brings several) is one rescan.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    follow_uplinks(r, &mut s.uplinks_known).await;
-    if let Some(summary) = r.recreate_missing() {
+    follow_uplinks(d, &mut s.uplinks_known).await;
+    if let Some(summary) = recreate_missing(d).await {
         tracing::info!(%summary, "links made again");
-        apply_routing(r).await;
+        apply_routing(d).await;
     }
     // Events that came during the rescan are covered by it: drop their wake-up (the next
     // change, or the retry tick, rescans again).
     let _ = tokio::time::timeout(Duration::ZERO, uplink_events.notified()).await;
 }
 
-/// A status request from the HTTP listener: the document is made here, the kernel's view
-/// is read off the loop, and the reply waits for it.
-fn on_status_request<B: LinkBackend>(
-    r: &Reconciler<B>,
-    s: &Loop,
-    reply: crate::http::StatusRequest,
-) {
-    let doc = status::status(r, s.started, SystemTime::now());
-    let netns = status::netns(r);
-    tokio::spawn(async move {
-        let _ = reply.send(crate::kernel_view::fill(doc, netns).await);
-    });
-}
-
-/// Every [`STATE_WATCH_INTERVAL`]: logs link state changes, and re-applies the static
-/// routes when the set of links that carry traffic changed (default routes follow the
-/// exits' liveness).
-async fn on_watch<B: LinkBackend>(r: &mut Reconciler<B>, s: &mut Loop) {
-    log_state_changes(r, &mut s.states);
-    let now = SystemTime::now();
-    let live: BTreeSet<String> = r
-        .loaded()
+/// The links braid routes over now (mode `static`; see [`crate::liveness::carries`]).
+fn carrying<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> BTreeSet<String> {
+    r.loaded()
         .map(|l| {
             l.plan
                 .links
@@ -423,35 +616,47 @@ async fn on_watch<B: LinkBackend>(r: &mut Reconciler<B>, s: &mut Loop) {
                 .map(|link| link.name.clone())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Every [`STATE_WATCH_INTERVAL`]: logs link state changes, and re-applies the static
+/// routes when the set of links that carry traffic changed (default routes follow the
+/// exits' liveness).
+async fn on_watch<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
+    let live = {
+        let r = d.lock().await;
+        log_state_changes(&r, &mut s.states);
+        carrying(&r, SystemTime::now())
+    };
     if live != s.alive {
         s.alive = live;
-        apply_routes(r).await;
+        apply_routes(d).await;
     }
 }
 
 /// Every [`RETRY_INTERVAL`]: makes missing links again, retries failed links and routes,
 /// keeps the routing daemon in step, rescans the uplinks, and starts a round of DNS
 /// look-ups for the endpoints that are due.
-async fn on_retry<B: LinkBackend>(r: &mut Reconciler<B>, s: &mut Loop) {
-    if let Some(summary) = r.recreate_missing() {
+async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
+    if let Some(summary) = recreate_missing(d).await {
         tracing::info!(%summary, "links made again");
-        apply_routing(r).await;
+        apply_routing(d).await;
     }
-    if let Some(summary) = r.retry_failed() {
+    if let Some(summary) = retry_links(d).await {
         tracing::info!(%summary, "retried failed links");
-        apply_routing(r).await;
+        apply_routing(d).await;
     } else {
-        supervise_engines(r);
-        if r.routing_error.is_some() {
+        supervise_engines(d).await;
+        let routes_failed = d.lock().await.routing().needs_retry();
+        if routes_failed {
             // A route or rule that could not be set up: try again.
-            apply_routes(r).await;
+            apply_routes(d).await;
         }
     }
-    follow_uplinks(r, &mut s.uplinks_known).await;
+    follow_uplinks(d, &mut s.uplinks_known).await;
     s.ticks = s.ticks.wrapping_add(1);
     let all = s.ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY);
-    let due = r.due_for_resolve(all, SystemTime::now());
+    let due = d.lock().await.due_for_resolve(all, SystemTime::now());
     if !due.is_empty()
         && s.lookups
             .as_ref()
@@ -461,26 +666,22 @@ async fn on_retry<B: LinkBackend>(r: &mut Reconciler<B>, s: &mut Loop) {
     }
 }
 
-/// A request on the control socket; true when the daemon is to exit (`braid down`, after
-/// the client had its reply).
-async fn on_control<B: LinkBackend>(
-    r: &mut Reconciler<B>,
+/// A request on the control socket that changes something (`status` is answered by
+/// [`serve_status`]); true when the daemon is to exit (`braid down`, after the client had
+/// its reply).
+async fn on_control<B: LinkBackend + 'static>(
+    d: &Shared<B>,
     s: &Loop,
+    started: SystemTime,
     incoming: control::Incoming,
 ) -> bool {
     let (reply, stop) = match incoming.request {
         Request::Reload => {
             s.fetch_now.notify_one();
-            (reload(r).await, false)
+            (reload(d).await, false)
         }
-        Request::Status => {
-            let doc = status::status(r, s.started, SystemTime::now());
-            let doc = crate::kernel_view::fill(doc, status::netns(r)).await;
-            let mut reply = Reply::ok("status");
-            reply.status = serde_json::to_value(doc).ok();
-            (reply, false)
-        }
-        Request::Down => (shutdown(r, false).await, true),
+        Request::Status => (status_reply(d, started).await, false),
+        Request::Down => (shutdown(d, false).await, true),
     };
     let _ = incoming.reply.send(reply);
     if stop {

@@ -253,11 +253,11 @@ fn node_status<B: LinkBackend>(
         registry: r.loaded().map(|l| l.registry_path.display().to_string()),
         config_version: r.loaded().map(|l| l.config_hash.clone()),
         registry_version: r.loaded().map(|l| l.registry_hash.clone()),
-        last_reload_at: r.last_reload_at.and_then(unix),
-        last_reload_ok: r.last_reload_ok,
+        last_reload_at: r.reload_record().last_reload_at.and_then(unix),
+        last_reload_ok: r.reload_record().last_reload_ok,
         uptime_seconds: now.duration_since(started).unwrap_or_default().as_secs(),
-        loaded_at: r.loaded_at.and_then(unix),
-        last_error: r.last_error.clone(),
+        loaded_at: r.reload_record().loaded_at.and_then(unix),
+        last_error: r.reload_record().last_error.clone(),
     }
 }
 
@@ -299,12 +299,12 @@ fn routing_status<B: LinkBackend>(r: &Reconciler<B>) -> RoutingStatus {
         healthy: problems.is_empty(),
         error: (!problems.is_empty()).then(|| problems.join("; ")),
         engine: r
-            .engine
-            .as_ref()
+            .routing()
+            .engine()
             .map(|e| e.health())
             .filter(|h| h.program.is_some()),
         problems,
-        routes: r.routes.clone(),
+        routes: r.routing().routes().to_vec(),
         exits: None,
         kernel_error: None,
     }
@@ -321,7 +321,11 @@ fn registry_status<B: LinkBackend>(r: &Reconciler<B>) -> RegistryStatus {
         signed_version: r
             .loaded()
             .and_then(|l| l.signed.as_ref().map(|s| s.timestamp)),
-        state: r.registry.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        state: r
+            .registry()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn rescan<B: LinkBackend>(
     // Most meshes have no paths: nothing to follow, and no dumps of a thousand interfaces
     // every time one of braid's own links appears.
     let has_paths = loaded.config.transports.iter().any(|t| !t.paths.is_empty());
-    if !wan_auto && !has_paths && known.is_empty() && r.paths_down.is_empty() {
+    if !wan_auto && !has_paths && known.is_empty() && r.uplinks().paths_down().is_empty() {
         return Ok(Rescan::default());
     }
     let links = loaded.plan.links.clone();
@@ -117,10 +117,10 @@ pub async fn rescan<B: LinkBackend>(
         .filter(|u| u.up)
         .map(|u| u.name.clone())
         .collect();
-    let paths = wan_auto_paths(&r.uplinks, &live);
-    if wan_auto && paths != r.uplinks {
+    let paths = wan_auto_paths(r.uplinks().auto(), &live);
+    if wan_auto && paths != r.uplinks().auto() {
         tracing::info!(uplinks = ?live, paths = ?paths, "new uplink (wan: auto)");
-        r.uplinks = paths;
+        r.set_auto_uplinks(paths);
         out.reload = true;
     }
     let mut addresses = BTreeMap::new();
@@ -147,14 +147,7 @@ pub async fn rescan<B: LinkBackend>(
             .map(|l| (l.name, l.up))
             .collect();
         let down = down_interfaces(&wanted, &present, known, &uplinks);
-        for name in &wanted {
-            let is_down = down.contains(name);
-            if is_down != r.paths_down.contains(name) {
-                tracing::info!(interface = %name, up = !is_down, "path interface");
-                r.backend_mut().set_path_state(name, !is_down);
-            }
-        }
-        r.paths_down = down;
+        r.set_paths_down(&wanted, down);
     }
     *known = uplinks.iter().map(|u| u.name.clone()).collect();
     Ok(out)

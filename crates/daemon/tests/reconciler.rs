@@ -106,7 +106,7 @@ fn invalid_input_leaves_everything_as_it_was() {
     assert!(err.contains("[1].endpoints[0].send_port"), "{err}");
     assert!(r.backend().calls.is_empty());
     assert_eq!(r.backend().links.len(), 4);
-    assert!(r.last_error.is_some());
+    assert!(r.reload_record().last_error.is_some());
 }
 
 #[test]

@@ -22,11 +22,5 @@ use crate::reconciler::Reconciler;
 /// The routing's problems now: setting up the node network and routes, and the routing
 /// daemon. Empty when routing is healthy.
 pub fn problems<B: LinkBackend>(r: &Reconciler<B>) -> Vec<String> {
-    let mut out: Vec<String> = r.routing_error.iter().cloned().collect();
-    if let Some(engine) = &r.engine {
-        let health = engine.health();
-        out.extend(health.error);
-        out.extend(health.missing_routes);
-    }
-    out
+    r.routing().problems()
 }

@@ -926,19 +926,19 @@ fn last_line(path: &Path) -> Option<String> {
 /// supervisor starts, restarts and updates the daemon on its own thread (see [`Supervisor`]).
 pub fn supervise_engine<B: LinkBackend>(r: &mut Reconciler<B>) {
     let wanted = wanted_engine(r);
-    if wanted.is_none() && r.engine.is_none() {
+    if wanted.is_none() && r.routing().engine().is_none() {
         return;
     }
-    if r.engine.is_none() {
+    if r.routing().engine().is_none() {
         match Supervisor::start() {
-            Ok(supervisor) => r.engine = Some(supervisor),
+            Ok(supervisor) => r.set_engine(supervisor),
             Err(e) => {
                 tracing::error!("starting the routing daemon's supervision thread: {e}");
                 return;
             }
         }
     }
-    if let Some(engine) = &r.engine {
+    if let Some(engine) = r.routing().engine() {
         engine.want(wanted);
     }
 }
