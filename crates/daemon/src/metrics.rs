@@ -818,22 +818,8 @@ pub(crate) mod tests {
         );
     }
 
-    /// Every field name of the status document (with every optional part filled in) is
-    /// named in docs/status-json.md (routes as in plan-json.md).
-    #[test]
-    fn every_status_field_is_documented() {
-        fn names(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
-            match v {
-                serde_json::Value::Object(map) => {
-                    for (k, v) in map {
-                        out.insert(k.clone());
-                        names(v, out);
-                    }
-                }
-                serde_json::Value::Array(items) => items.iter().for_each(|v| names(v, out)),
-                _ => {}
-            }
-        }
+    /// [`status`] with every optional part filled in.
+    fn full_status() -> Status {
         let mut status = status();
         status
             .registry
@@ -850,13 +836,57 @@ pub(crate) mod tests {
             via: None,
             exit_preference: None,
         });
-        status.routing.engine = Some(crate::routing::supervisor::EngineHealth::default());
+        status.routing.engine = Some(crate::routing::supervisor::EngineHealth {
+            program: Some("babeld"),
+            ..Default::default()
+        });
         status.routing.routes.push(braid_plan::routes::RoutePlan {
             destination: "2001:db8:bd00:2::/64".parse().unwrap(),
             via: "fe80::2".parse().unwrap(),
             dev: "brd4x40004".into(),
             metric: 1024,
         });
+        status
+    }
+
+    /// The document reads back as it was written: what the CLI reads is what the daemon
+    /// wrote, field for field.
+    #[test]
+    fn the_status_document_reads_back_as_written() {
+        let mut status = full_status();
+        status.node.last_error = Some("brd4x40006: no endpoint".into());
+        status.links[0].stats.last_handshake =
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
+        if let Some(bond) = status.links[0].stats.bond.as_mut() {
+            bond.paths[1].share = f64::NAN;
+        }
+        let json = serde_json::to_value(&status).unwrap();
+        let back: Status = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        assert_eq!(back.links[0].state, "up");
+        assert_eq!(
+            back.links[0].stats.last_handshake,
+            status.links[0].stats.last_handshake
+        );
+    }
+
+    /// Every field name of the status document (with every optional part filled in) is
+    /// named in docs/status-json.md (routes as in plan-json.md).
+    #[test]
+    fn every_status_field_is_documented() {
+        fn names(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        out.insert(k.clone());
+                        names(v, out);
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| names(v, out)),
+                _ => {}
+            }
+        }
+        let status = full_status();
         let mut fields = std::collections::BTreeSet::new();
         names(&serde_json::to_value(&status).unwrap(), &mut fields);
         // Refusal reasons and fetch results are values (keys of a count map), not fields.
