@@ -9,8 +9,9 @@
 mod common;
 use common::*;
 
+use braid_bond::PathState;
+use braid_daemon::status::Status;
 use braid_lab::{ConfigOptions, Lab, LabSpec};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -38,6 +39,32 @@ fn chromium(test: &str) -> Option<&'static str> {
     found.then_some("chromium")
 }
 
+/// The arguments after `ip` that run headless chromium inside `ns` with the throwaway
+/// profile `profile`, the page's window size and `extra` flags, on the page.
+fn chromium_args(ns: &str, profile: &Path, extra: &[&str]) -> Vec<String> {
+    let fixed = [
+        "netns",
+        "exec",
+        ns,
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--window-size=1280,1400",
+    ];
+    let profile = format!("--user-data-dir={}", profile.display());
+    fixed
+        .into_iter()
+        .chain([profile.as_str()])
+        .chain(extra.iter().copied())
+        .chain([URL])
+        .map(String::from)
+        .collect()
+}
+
 /// Loads the page in headless chromium inside `ns`, with a throwaway profile that is
 /// removed afterwards; returns the DOM after the page ran for a few seconds (it fetches
 /// /status at once and every 1.5 s), and saves a screenshot to `shot`.
@@ -47,21 +74,10 @@ fn load(ns: &str, shot: &Path) -> String {
         .tempdir()
         .unwrap();
     let run = |extra: &[&str]| {
+        let extra = [&["--virtual-time-budget=4000"][..], extra].concat();
         let out = Command::new("timeout")
-            .args(["60", "ip", "netns", "exec", ns, "chromium"])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--window-size=1280,1400",
-                "--virtual-time-budget=4000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(URL)
+            .args(["60", "ip"])
+            .args(chromium_args(ns, profile.path(), &extra))
             .output()
             .expect("run chromium");
         assert!(
@@ -101,19 +117,11 @@ impl LivePage {
             .tempdir()
             .unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, "chromium"])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--window-size=1280,1400",
-                "--remote-debugging-port=9229",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(URL)
+            .args(chromium_args(
+                ns,
+                profile.path(),
+                &["--remote-debugging-port=9229"],
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -168,30 +176,26 @@ fn drawn_state(dom: &str, link: &str) -> Option<String> {
     Some(state.split('"').next()?.to_string())
 }
 
-fn links(status: &Value) -> Vec<(String, String, String)> {
-    status["links"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
-            (s("name"), s("peer"), s("state"))
-        })
+/// The status document of the daemon in `ns` (empty when it did not answer).
+fn read_status(ns: &str) -> Status {
+    serde_json::from_str(&http(ns, "GET", "/status").1).unwrap_or_default()
+}
+
+/// The planned links: (name, peer, state).
+fn links(status: &Status) -> Vec<(String, String, String)> {
+    status
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.peer.clone(), l.state.to_string()))
         .collect()
 }
 
 /// The other nodes and the node through which n1 reaches each, from /status `mesh`.
-fn via(status: &Value) -> Vec<(String, Value)> {
-    status["mesh"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap_or("").to_string(),
-                n["via"].clone(),
-            )
-        })
+fn via(status: &Status) -> Vec<(String, Option<String>)> {
+    status
+        .mesh
+        .iter()
+        .map(|n| (n.name.clone(), n.via.clone()))
         .collect()
 }
 
@@ -228,33 +232,30 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(4.0)
     });
     // babeld picks one link per neighbour for its routes (the IPv4 or the IPv6 one).
-    let carrying = |status: &Value, peer: &str| {
-        status["links"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|l| l["peer"] == peer && l["routes"].as_u64().is_some_and(|n| n > 0))
+    let carrying = |status: &Status, peer: &str| {
+        status
+            .links
+            .iter()
+            .any(|l| l.peer == peer && l.routes.is_some_and(|n| n > 0))
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let status: Value =
-            serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
+        let status = read_status(&ns);
         let direct = [
-            ("n2".to_string(), "n2".into()),
-            ("n3".to_string(), "n3".into()),
+            ("n2".to_string(), Some("n2".into())),
+            ("n3".to_string(), Some("n3".into())),
         ];
         if carrying(&status, "n2") && carrying(&status, "n3") && via(&status) == direct {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#}"
+            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#?}"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let status: Value = serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap();
-    let planned = links(&status);
-    assert_eq!(planned.len(), 4, "{status}");
+    let planned = links(&read_status(&ns));
+    assert_eq!(planned.len(), 4, "{planned:?}");
     let table = braid(&["status", "-c", files[0].config.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&table.stdout).to_string();
     eprintln!("braid status on n1:\n{table}");
@@ -310,15 +311,14 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         "n1's links to n2 stale, n2 reached through n3",
         Duration::from_secs(30),
         || {
-            let status: Value =
-                serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
+            let status = read_status(&ns);
             let now = links(&status);
             !now.is_empty()
                 && now
                     .iter()
                     .filter(|(_, peer, _)| peer == "n2")
                     .all(|(_, _, state)| state != "up")
-                && via(&status).contains(&("n2".to_string(), "n3".into()))
+                && via(&status).contains(&("n2".to_string(), Some("n3".into())))
         },
     );
     // The open page follows by itself: n2's links leave `up` without a reload.
@@ -380,20 +380,15 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
 }
 
 /// The bonded paths of node 1's first link, from /status: (name, state, share).
-fn paths(ns: &str) -> Vec<(String, String, f64)> {
-    let status: Value = serde_json::from_str(&http(ns, "GET", "/status").1).unwrap_or_default();
-    status["links"][0]["bond"]["paths"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap_or("").to_string(),
-                p["state"].as_str().unwrap_or("").to_string(),
-                p["share"].as_f64().unwrap_or(0.0),
-            )
-        })
-        .collect()
+fn paths(ns: &str) -> Vec<(String, PathState, f64)> {
+    let status = read_status(ns);
+    let bond = status.links.first().and_then(|l| l.stats.bond.as_ref());
+    bond.map_or_else(Vec::new, |b| {
+        b.paths
+            .iter()
+            .map(|p| (p.name.clone(), p.state, p.share))
+            .collect()
+    })
 }
 
 #[test]
@@ -419,7 +414,7 @@ fn the_page_shows_bonded_paths_with_their_shares() {
     let ns = lab.ns(1);
     wait_until("both paths up", Duration::from_secs(30), || {
         let p = paths(&ns);
-        p.len() == 2 && p.iter().all(|(_, state, _)| state == "up")
+        p.len() == 2 && p.iter().all(|(_, state, _)| *state == PathState::Up)
     });
     // Traffic over both paths (round-robin), so each has a share.
     let ping = lab
