@@ -16,6 +16,7 @@ pub struct PathStatus {
     /// What people call the path: its uplink (interface or source) for a configured path,
     /// the peer's address for a learned one. The bond knows only `pathN` and the address;
     /// the link names configured paths after their uplinks.
+    #[serde(default)] // added since version 1 of the document (docs/status-json.md)
     pub name: String,
     /// The identity both ends use for this path (the configured side's id).
     pub key: u32,
@@ -40,6 +41,7 @@ pub struct PathStatus {
     #[serde(deserialize_with = "number_or_nan")]
     pub loss: f64,
     /// How many probe outcomes `loss` rests on (0: no probe answered yet).
+    #[serde(default)] // added since version 1 of the document (docs/status-json.md)
     pub loss_samples: u32,
     /// Data loss from the peer's received counters (smoothed), 0..=1.
     #[serde(deserialize_with = "number_or_nan")]
@@ -49,10 +51,12 @@ pub struct PathStatus {
     pub delivery_rate_bps: f64,
     /// What this side sent on the path over the last probe interval, bit/s.
     #[serde(deserialize_with = "number_or_nan")]
+    #[serde(default)] // added since version 1 of the document (docs/status-json.md)
     pub sent_bps: f64,
     /// This path's share of what the link sent over the last probe interval, 0..=1 (0 for a
     /// path that is down).
     #[serde(deserialize_with = "number_or_nan")]
+    #[serde(default)] // added since version 1 of the document (docs/status-json.md)
     pub share: f64,
     /// The path's capacity once a sample found its bottleneck (a queue or heavy loss),
     /// bit/s; `None` before: a path that never carried enough to fill it has no measured

@@ -430,6 +430,14 @@ mod tests {
             .unwrap();
         want[second] = want[second].replace(" 2@1024", "      2");
         assert_eq!(table(&other), want.join("\n") + "\n");
+        // A path as daemons wrote it before `name`, `loss_samples`, `sent_bps`, `share`.
+        let path = other["links"][0]["bond"]["paths"][0]
+            .as_object_mut()
+            .unwrap();
+        for gone in ["name", "loss_samples", "sent_bps", "share"] {
+            path.remove(gone);
+        }
+        assert!(table(&other).contains("\n  -  "), "{}", table(&other));
     }
 
     #[test]

@@ -119,12 +119,7 @@ fn bond() -> BondStatus {
 /// samples: the two lists must be the same.
 #[test]
 fn every_metric_is_documented_and_every_documented_metric_exists() {
-    let mut status = status();
-    status
-        .registry
-        .state
-        .refusals
-        .insert("bad_signature".into(), 1);
+    let mut status = full_status();
     status.registry.state.fetch = Some(crate::fetch::FetchState {
         results: [("changed".to_string(), 1)].into(),
         ..Default::default()
