@@ -199,6 +199,87 @@ fn via(status: &Status) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Waits until babel settled on the direct links of n1: a link to each peer carrying
+/// routes, and each peer reached directly.
+fn wait_for_direct_routes(ns: &str) {
+    let carrying = |status: &Status, peer: &str| {
+        status
+            .links
+            .iter()
+            .any(|l| l.peer == peer && l.routes.is_some_and(|n| n > 0))
+    };
+    let direct = [
+        ("n2".to_string(), Some("n2".to_string())),
+        ("n3".to_string(), Some("n3".to_string())),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = read_status(ns);
+        if carrying(&status, "n2") && carrying(&status, "n3") && via(&status) == direct {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The page left open, read until `ok` holds (at most `tries` reads, `pause` apart); the
+/// last read.
+fn read_until(live: &LivePage, tries: usize, pause: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let mut dom = live.dom();
+    for _ in 1..tries {
+        if ok(&dom) {
+            break;
+        }
+        std::thread::sleep(pause);
+        dom = live.dom();
+    }
+    dom
+}
+
+/// A fresh load before the cut: every node on the map, every link up and in the table,
+/// routing healthy, links carrying, and the page refreshing itself.
+fn check_page_before_cut(dom: &str, planned: &[(String, String, String)]) {
+    for node in ["n1", "n2", "n3"] {
+        assert!(
+            dom.contains(&format!("data-node=\"{node}\"")),
+            "{node} is not on the map:\n{dom}"
+        );
+    }
+    for (name, peer, _) in planned {
+        assert_eq!(
+            drawn_state(dom, name).as_deref(),
+            Some("up"),
+            "link {name} to {peer} on the map:\n{dom}"
+        );
+        assert!(dom.contains(&format!("<tr data-link=\"{name}\">")), "{dom}");
+    }
+    assert!(dom.contains("routing babel (healthy)"), "{dom}");
+    assert!(dom.contains("(carrying)"), "the links carry routes:\n{dom}");
+    assert!(
+        dom.contains("data-ok=\"true\""),
+        "the page read /status:\n{dom}"
+    );
+    // It reads /status again by itself (every 1.5 s; 4 s of the page's time ran).
+    let read = polls(dom);
+    assert!(read >= 2, "the page refreshed {read} times:\n{dom}");
+}
+
+/// After the cut of n1-n2: n2's links are not up on the map, the others are.
+fn cut_from_n2(dom: &str, planned: &[(String, String, String)]) -> bool {
+    planned.iter().all(|(name, peer, _)| {
+        let state = drawn_state(dom, name);
+        if peer == "n2" {
+            state.as_deref().is_some_and(|s| s != "up")
+        } else {
+            state.as_deref() == Some("up")
+        }
+    })
+}
+
 #[test]
 fn the_page_draws_the_mesh_and_follows_a_cut() {
     const TEST: &str = "the_page_draws_the_mesh_and_follows_a_cut";
@@ -232,28 +313,7 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(4.0)
     });
     // babeld picks one link per neighbour for its routes (the IPv4 or the IPv6 one).
-    let carrying = |status: &Status, peer: &str| {
-        status
-            .links
-            .iter()
-            .any(|l| l.peer == peer && l.routes.is_some_and(|n| n > 0))
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = read_status(&ns);
-        let direct = [
-            ("n2".to_string(), Some("n2".into())),
-            ("n3".to_string(), Some("n3".into())),
-        ];
-        if carrying(&status, "n2") && carrying(&status, "n3") && via(&status) == direct {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_direct_routes(&ns);
     let planned = links(&read_status(&ns));
     assert_eq!(planned.len(), 4, "{planned:?}");
     let table = braid(&["status", "-c", files[0].config.to_str().unwrap()]);
@@ -263,31 +323,7 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         table.contains("routing babel (healthy)") && table.contains("exit    ipv4 "),
         "{table}"
     );
-
-    let dom = load(&ns, &artefact("page-mesh.png"));
-    for node in ["n1", "n2", "n3"] {
-        assert!(
-            dom.contains(&format!("data-node=\"{node}\"")),
-            "{node} is not on the map:\n{dom}"
-        );
-    }
-    for (name, peer, _) in &planned {
-        assert_eq!(
-            drawn_state(&dom, name).as_deref(),
-            Some("up"),
-            "link {name} to {peer} on the map:\n{dom}"
-        );
-        assert!(dom.contains(&format!("<tr data-link=\"{name}\">")), "{dom}");
-    }
-    assert!(dom.contains("routing babel (healthy)"), "{dom}");
-    assert!(dom.contains("(carrying)"), "the links carry routes:\n{dom}");
-    assert!(
-        dom.contains("data-ok=\"true\""),
-        "the page read /status:\n{dom}"
-    );
-    // It reads /status again by itself (every 1.5 s; 4 s of the page's time ran).
-    let read = polls(&dom);
-    assert!(read >= 2, "the page refreshed {read} times:\n{dom}");
+    check_page_before_cut(&load(&ns, &artefact("page-mesh.png")), &planned);
     // The same page, left open: every link up before the cut.
     let live = LivePage::open(&ns);
     let all_up = |dom: &str| {
@@ -295,14 +331,7 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
             .iter()
             .all(|(name, _, _)| drawn_state(dom, name).as_deref() == Some("up"))
     };
-    let mut before = String::new();
-    for _ in 0..50 {
-        before = live.dom();
-        if all_up(&before) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let before = read_until(&live, 50, Duration::from_millis(200), all_up);
     assert!(all_up(&before), "the open page before the cut:\n{before}");
     // Cut n1-n2: n2's links go stale on the page, n3's stay up, and n2 is reached
     // through n3.
@@ -322,24 +351,8 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         },
     );
     // The open page follows by itself: n2's links leave `up` without a reload.
-    let stale = |dom: &str| {
-        planned.iter().all(|(name, peer, _)| {
-            let state = drawn_state(dom, name);
-            if peer == "n2" {
-                state.as_deref().is_some_and(|s| s != "up")
-            } else {
-                state.as_deref() == Some("up")
-            }
-        })
-    };
-    let mut after = live.dom();
-    for _ in 0..50 {
-        if stale(&after) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        after = live.dom();
-    }
+    let stale = |dom: &str| cut_from_n2(dom, &planned);
+    let after = read_until(&live, 51, Duration::from_millis(300), stale);
     assert!(stale(&after), "the open page after the cut:\n{after}");
     assert!(
         polls(&after) > polls(&before),
@@ -348,29 +361,27 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         polls(&after)
     );
     drop(live);
-    // babeld may still be settling on the detour: load again (up to 5 times) until the
-    // page shows it.
+    check_page_after_cut(&ns, &planned);
+}
+
+/// A fresh load after the cut: n2's links not up, n2 drawn reached through n3. babeld may
+/// still be settling on the detour: the page is loaded again (up to 5 times) until it
+/// shows it.
+fn check_page_after_cut(ns: &str, planned: &[(String, String, String)]) {
     let relayed =
         |dom: &str| dom.contains("data-node=\"n2\" data-via=\"n3\"") && dom.contains("via n3");
-    let mut dom = load(&ns, &artefact("page-cut.png"));
+    let mut dom = load(ns, &artefact("page-cut.png"));
     for _ in 0..4 {
         if relayed(&dom) {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
-        dom = load(&ns, &artefact("page-cut.png"));
+        dom = load(ns, &artefact("page-cut.png"));
     }
-    for (name, peer, _) in &planned {
-        let state = drawn_state(&dom, name);
-        if peer == "n2" {
-            assert!(
-                state.as_deref().is_some_and(|s| s != "up"),
-                "{name} to n2 after the cut: {state:?}\n{dom}"
-            );
-        } else {
-            assert_eq!(state.as_deref(), Some("up"), "{name} to {peer}:\n{dom}");
-        }
-    }
+    assert!(
+        cut_from_n2(&dom, planned),
+        "the links after the cut:\n{dom}"
+    );
     assert!(relayed(&dom), "n2 through n3 on the map:\n{dom}");
     eprintln!(
         "screenshots: {} and {}",
