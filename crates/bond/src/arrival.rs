@@ -104,7 +104,7 @@ impl VirtualQueue {
 }
 
 /// Why a live path is not used while better ones are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Excluded {
     /// Its delay exceeds the best path's by more than the reorder wait.

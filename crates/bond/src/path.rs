@@ -12,7 +12,9 @@ use std::time::Instant;
 
 /// A path's identity on this side of the link. Configured paths are numbered 0, 1, …
 /// in the order given; learned paths get the next free numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct PathId(pub u32);
 
@@ -44,7 +46,7 @@ impl From<&braid_model::extensions::PathConfig> for PathSpec {
 }
 
 /// Whether the schedulers may use a path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PathState {
     /// Not (or no longer) confirmed by enough consecutive probe answers; not used while
@@ -57,7 +59,7 @@ pub enum PathState {
 }
 
 /// Why a path is down (`down_reason` in status).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DownReason {
     /// `path_down` was called (link down, route removed); not probed until `path_up`.
@@ -76,7 +78,8 @@ pub enum Origin {
 }
 
 /// Traffic on one path since it was added, as in `braid status` (bytes are wire sizes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Everything sent on the path (data, probes, control; both copies of a repeated
     /// packet).

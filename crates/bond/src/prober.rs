@@ -98,7 +98,8 @@ impl PathProbe {
 }
 
 /// Counters of probe traffic, for status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ProbeCounters {
     /// Probe requests sent.
     pub sent_requests: u64,

@@ -93,7 +93,8 @@ pub struct Released {
 }
 
 /// What the reorder buffer did, since the link started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ReorderCounters {
     /// Delivered in order without waiting.
     pub in_order: u64,

@@ -9,8 +9,9 @@
 mod common;
 use common::*;
 
+use braid_bond::PathState;
+use braid_daemon::status::Status;
 use braid_lab::{ConfigOptions, Lab, LabSpec};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -38,6 +39,32 @@ fn chromium(test: &str) -> Option<&'static str> {
     found.then_some("chromium")
 }
 
+/// The arguments after `ip` that run headless chromium inside `ns` with the throwaway
+/// profile `profile`, the page's window size and `extra` flags, on the page.
+fn chromium_args(ns: &str, profile: &Path, extra: &[&str]) -> Vec<String> {
+    let fixed = [
+        "netns",
+        "exec",
+        ns,
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--window-size=1280,1400",
+    ];
+    let profile = format!("--user-data-dir={}", profile.display());
+    fixed
+        .into_iter()
+        .chain([profile.as_str()])
+        .chain(extra.iter().copied())
+        .chain([URL])
+        .map(String::from)
+        .collect()
+}
+
 /// Loads the page in headless chromium inside `ns`, with a throwaway profile that is
 /// removed afterwards; returns the DOM after the page ran for a few seconds (it fetches
 /// /status at once and every 1.5 s), and saves a screenshot to `shot`.
@@ -47,21 +74,10 @@ fn load(ns: &str, shot: &Path) -> String {
         .tempdir()
         .unwrap();
     let run = |extra: &[&str]| {
+        let extra = [&["--virtual-time-budget=4000"][..], extra].concat();
         let out = Command::new("timeout")
-            .args(["60", "ip", "netns", "exec", ns, "chromium"])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--window-size=1280,1400",
-                "--virtual-time-budget=4000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(URL)
+            .args(["60", "ip"])
+            .args(chromium_args(ns, profile.path(), &extra))
             .output()
             .expect("run chromium");
         assert!(
@@ -101,19 +117,11 @@ impl LivePage {
             .tempdir()
             .unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, "chromium"])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--window-size=1280,1400",
-                "--remote-debugging-port=9229",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(URL)
+            .args(chromium_args(
+                ns,
+                profile.path(),
+                &["--remote-debugging-port=9229"],
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -168,31 +176,108 @@ fn drawn_state(dom: &str, link: &str) -> Option<String> {
     Some(state.split('"').next()?.to_string())
 }
 
-fn links(status: &Value) -> Vec<(String, String, String)> {
-    status["links"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
-            (s("name"), s("peer"), s("state"))
-        })
+/// The status document of the daemon in `ns` (empty when it did not answer).
+fn read_status(ns: &str) -> Status {
+    serde_json::from_str(&http(ns, "GET", "/status").1).unwrap_or_default()
+}
+
+/// The planned links: (name, peer, state).
+fn links(status: &Status) -> Vec<(String, String, String)> {
+    status
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.peer.clone(), l.state.to_string()))
         .collect()
 }
 
 /// The other nodes and the node through which n1 reaches each, from /status `mesh`.
-fn via(status: &Value) -> Vec<(String, Value)> {
-    status["mesh"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap_or("").to_string(),
-                n["via"].clone(),
-            )
-        })
+fn via(status: &Status) -> Vec<(String, Option<String>)> {
+    status
+        .mesh
+        .iter()
+        .map(|n| (n.name.clone(), n.via.clone()))
         .collect()
+}
+
+/// Waits until babel settled on the direct links of n1: a link to each peer carrying
+/// routes, and each peer reached directly.
+fn wait_for_direct_routes(ns: &str) {
+    let carrying = |status: &Status, peer: &str| {
+        status
+            .links
+            .iter()
+            .any(|l| l.peer == peer && l.routes.is_some_and(|n| n > 0))
+    };
+    let direct = [
+        ("n2".to_string(), Some("n2".to_string())),
+        ("n3".to_string(), Some("n3".to_string())),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = read_status(ns);
+        if carrying(&status, "n2") && carrying(&status, "n3") && via(&status) == direct {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The page left open, read until `ok` holds (at most `tries` reads, `pause` apart); the
+/// last read.
+fn read_until(live: &LivePage, tries: usize, pause: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let mut dom = live.dom();
+    for _ in 1..tries {
+        if ok(&dom) {
+            break;
+        }
+        std::thread::sleep(pause);
+        dom = live.dom();
+    }
+    dom
+}
+
+/// A fresh load before the cut: every node on the map, every link up and in the table,
+/// routing healthy, links carrying, and the page refreshing itself.
+fn check_page_before_cut(dom: &str, planned: &[(String, String, String)]) {
+    for node in ["n1", "n2", "n3"] {
+        assert!(
+            dom.contains(&format!("data-node=\"{node}\"")),
+            "{node} is not on the map:\n{dom}"
+        );
+    }
+    for (name, peer, _) in planned {
+        assert_eq!(
+            drawn_state(dom, name).as_deref(),
+            Some("up"),
+            "link {name} to {peer} on the map:\n{dom}"
+        );
+        assert!(dom.contains(&format!("<tr data-link=\"{name}\">")), "{dom}");
+    }
+    assert!(dom.contains("routing babel (healthy)"), "{dom}");
+    assert!(dom.contains("(carrying)"), "the links carry routes:\n{dom}");
+    assert!(
+        dom.contains("data-ok=\"true\""),
+        "the page read /status:\n{dom}"
+    );
+    // It reads /status again by itself (every 1.5 s; 4 s of the page's time ran).
+    let read = polls(dom);
+    assert!(read >= 2, "the page refreshed {read} times:\n{dom}");
+}
+
+/// After the cut of n1-n2: n2's links are not up on the map, the others are.
+fn cut_from_n2(dom: &str, planned: &[(String, String, String)]) -> bool {
+    planned.iter().all(|(name, peer, _)| {
+        let state = drawn_state(dom, name);
+        if peer == "n2" {
+            state.as_deref().is_some_and(|s| s != "up")
+        } else {
+            state.as_deref() == Some("up")
+        }
+    })
 }
 
 #[test]
@@ -228,33 +313,9 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         code == 200 && sample(&body, "braid_links", &["state=\"up\""]) == Some(4.0)
     });
     // babeld picks one link per neighbour for its routes (the IPv4 or the IPv6 one).
-    let carrying = |status: &Value, peer: &str| {
-        status["links"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|l| l["peer"] == peer && l["routes"].as_u64().is_some_and(|n| n > 0))
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let status: Value =
-            serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
-        let direct = [
-            ("n2".to_string(), "n2".into()),
-            ("n3".to_string(), "n3".into()),
-        ];
-        if carrying(&status, "n2") && carrying(&status, "n3") && via(&status) == direct {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "babel did not settle on the direct links (a link to each peer carrying routes, each reached directly): {status:#}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let status: Value = serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap();
-    let planned = links(&status);
-    assert_eq!(planned.len(), 4, "{status}");
+    wait_for_direct_routes(&ns);
+    let planned = links(&read_status(&ns));
+    assert_eq!(planned.len(), 4, "{planned:?}");
     let table = braid(&["status", "-c", files[0].config.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&table.stdout).to_string();
     eprintln!("braid status on n1:\n{table}");
@@ -262,31 +323,7 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         table.contains("routing babel (healthy)") && table.contains("exit    ipv4 "),
         "{table}"
     );
-
-    let dom = load(&ns, &artefact("page-mesh.png"));
-    for node in ["n1", "n2", "n3"] {
-        assert!(
-            dom.contains(&format!("data-node=\"{node}\"")),
-            "{node} is not on the map:\n{dom}"
-        );
-    }
-    for (name, peer, _) in &planned {
-        assert_eq!(
-            drawn_state(&dom, name).as_deref(),
-            Some("up"),
-            "link {name} to {peer} on the map:\n{dom}"
-        );
-        assert!(dom.contains(&format!("<tr data-link=\"{name}\">")), "{dom}");
-    }
-    assert!(dom.contains("routing babel (healthy)"), "{dom}");
-    assert!(dom.contains("(carrying)"), "the links carry routes:\n{dom}");
-    assert!(
-        dom.contains("data-ok=\"true\""),
-        "the page read /status:\n{dom}"
-    );
-    // It reads /status again by itself (every 1.5 s; 4 s of the page's time ran).
-    let read = polls(&dom);
-    assert!(read >= 2, "the page refreshed {read} times:\n{dom}");
+    check_page_before_cut(&load(&ns, &artefact("page-mesh.png")), &planned);
     // The same page, left open: every link up before the cut.
     let live = LivePage::open(&ns);
     let all_up = |dom: &str| {
@@ -294,14 +331,7 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
             .iter()
             .all(|(name, _, _)| drawn_state(dom, name).as_deref() == Some("up"))
     };
-    let mut before = String::new();
-    for _ in 0..50 {
-        before = live.dom();
-        if all_up(&before) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let before = read_until(&live, 50, Duration::from_millis(200), all_up);
     assert!(all_up(&before), "the open page before the cut:\n{before}");
     // Cut n1-n2: n2's links go stale on the page, n3's stay up, and n2 is reached
     // through n3.
@@ -310,36 +340,19 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         "n1's links to n2 stale, n2 reached through n3",
         Duration::from_secs(30),
         || {
-            let status: Value =
-                serde_json::from_str(&http(&ns, "GET", "/status").1).unwrap_or_default();
+            let status = read_status(&ns);
             let now = links(&status);
             !now.is_empty()
                 && now
                     .iter()
                     .filter(|(_, peer, _)| peer == "n2")
                     .all(|(_, _, state)| state != "up")
-                && via(&status).contains(&("n2".to_string(), "n3".into()))
+                && via(&status).contains(&("n2".to_string(), Some("n3".into())))
         },
     );
     // The open page follows by itself: n2's links leave `up` without a reload.
-    let stale = |dom: &str| {
-        planned.iter().all(|(name, peer, _)| {
-            let state = drawn_state(dom, name);
-            if peer == "n2" {
-                state.as_deref().is_some_and(|s| s != "up")
-            } else {
-                state.as_deref() == Some("up")
-            }
-        })
-    };
-    let mut after = live.dom();
-    for _ in 0..50 {
-        if stale(&after) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        after = live.dom();
-    }
+    let stale = |dom: &str| cut_from_n2(dom, &planned);
+    let after = read_until(&live, 51, Duration::from_millis(300), stale);
     assert!(stale(&after), "the open page after the cut:\n{after}");
     assert!(
         polls(&after) > polls(&before),
@@ -348,29 +361,27 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
         polls(&after)
     );
     drop(live);
-    // babeld may still be settling on the detour: load again (up to 5 times) until the
-    // page shows it.
+    check_page_after_cut(&ns, &planned);
+}
+
+/// A fresh load after the cut: n2's links not up, n2 drawn reached through n3. babeld may
+/// still be settling on the detour: the page is loaded again (up to 5 times) until it
+/// shows it.
+fn check_page_after_cut(ns: &str, planned: &[(String, String, String)]) {
     let relayed =
         |dom: &str| dom.contains("data-node=\"n2\" data-via=\"n3\"") && dom.contains("via n3");
-    let mut dom = load(&ns, &artefact("page-cut.png"));
+    let mut dom = load(ns, &artefact("page-cut.png"));
     for _ in 0..4 {
         if relayed(&dom) {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
-        dom = load(&ns, &artefact("page-cut.png"));
+        dom = load(ns, &artefact("page-cut.png"));
     }
-    for (name, peer, _) in &planned {
-        let state = drawn_state(&dom, name);
-        if peer == "n2" {
-            assert!(
-                state.as_deref().is_some_and(|s| s != "up"),
-                "{name} to n2 after the cut: {state:?}\n{dom}"
-            );
-        } else {
-            assert_eq!(state.as_deref(), Some("up"), "{name} to {peer}:\n{dom}");
-        }
-    }
+    assert!(
+        cut_from_n2(&dom, planned),
+        "the links after the cut:\n{dom}"
+    );
     assert!(relayed(&dom), "n2 through n3 on the map:\n{dom}");
     eprintln!(
         "screenshots: {} and {}",
@@ -380,20 +391,15 @@ fn the_page_draws_the_mesh_and_follows_a_cut() {
 }
 
 /// The bonded paths of node 1's first link, from /status: (name, state, share).
-fn paths(ns: &str) -> Vec<(String, String, f64)> {
-    let status: Value = serde_json::from_str(&http(ns, "GET", "/status").1).unwrap_or_default();
-    status["links"][0]["bond"]["paths"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap_or("").to_string(),
-                p["state"].as_str().unwrap_or("").to_string(),
-                p["share"].as_f64().unwrap_or(0.0),
-            )
-        })
-        .collect()
+fn paths(ns: &str) -> Vec<(String, PathState, f64)> {
+    let status = read_status(ns);
+    let bond = status.links.first().and_then(|l| l.stats.bond.as_ref());
+    bond.map_or_else(Vec::new, |b| {
+        b.paths
+            .iter()
+            .map(|p| (p.name.clone(), p.state, p.share))
+            .collect()
+    })
 }
 
 #[test]
@@ -419,7 +425,7 @@ fn the_page_shows_bonded_paths_with_their_shares() {
     let ns = lab.ns(1);
     wait_until("both paths up", Duration::from_secs(30), || {
         let p = paths(&ns);
-        p.len() == 2 && p.iter().all(|(_, state, _)| state == "up")
+        p.len() == 2 && p.iter().all(|(_, state, _)| *state == PathState::Up)
     });
     // Traffic over both paths (round-robin), so each has a share.
     let ping = lab

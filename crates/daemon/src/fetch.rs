@@ -30,7 +30,8 @@ pub const MAX_REDIRECTS: usize = 3;
 pub const FIRST_RETRY: Duration = Duration::from_secs(5);
 
 /// The fetcher's state, in `braid status --json` (`registry.fetch`) and /metrics.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FetchState {
     /// The configured period, seconds.
     pub refresh_seconds: u32,

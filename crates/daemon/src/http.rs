@@ -146,7 +146,12 @@ async fn page_css() -> Response {
     page_file("text/css; charset=utf-8", PAGE_CSS)
 }
 
-fn router_with(tx: mpsc::Sender<StatusRequest>, stats: Arc<ListenerStats>) -> Router {
+/// The listener's routes: the page and its two files, `/status` and `/metrics`; axum
+/// answers other paths 404 and other methods 405. Handlers ask the run loop over `tx` and
+/// count nothing themselves; `stats` is what `/metrics` reports of the listener. Building
+/// it cannot fail: the paths are fixed and distinct (axum panics only on a duplicate or
+/// malformed path, which every test of this listener would show at once).
+fn router(tx: mpsc::Sender<StatusRequest>, stats: Arc<ListenerStats>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/page.js", get(page_js))
@@ -154,10 +159,6 @@ fn router_with(tx: mpsc::Sender<StatusRequest>, stats: Arc<ListenerStats>) -> Ro
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .with_state(AppState { tx, stats })
-}
-
-pub fn router(tx: mpsc::Sender<StatusRequest>) -> Router {
-    router_with(tx, Arc::default())
 }
 
 /// Binds the listener now (so a busy port is an error at start) and serves it in the
@@ -197,7 +198,7 @@ pub fn serve_listener(
         last_warning: None,
     };
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(guarded, router_with(tx, stats)).await {
+        if let Err(e) = axum::serve(guarded, router(tx, stats)).await {
             tracing::error!("status listener: {e}");
         }
     })

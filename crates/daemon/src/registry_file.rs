@@ -232,7 +232,8 @@ pub fn refusal_reason(problem: &Problem) -> Option<&'static str> {
 /// What the node knows about its registry beyond the running version: refusals (signature,
 /// rollback, content) and, for a URL source, the fetcher's state. Shared by the fetcher,
 /// the reconciler and the status document (docs/status-json.md, `registry`).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RegistryState {
     /// Refusals since start, by reason (`unsigned`, `malformed_signature`, `unknown_key`,
     /// `bad_signature`, `no_timestamp`, `expired`, `rollback`, `invalid`, `too_large`).

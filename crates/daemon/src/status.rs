@@ -2,7 +2,7 @@
 
 use crate::backend::{LinkBackend, LinkStats};
 use crate::reconciler::Reconciler;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
 /// WireGuard drops a session this long after its handshake (REJECT_AFTER_TIME).
@@ -14,7 +14,8 @@ pub const STATUS_SCHEMA_VERSION: u32 = 1;
 
 /// The status document (docs/status-json.md): one typed value from the links to the
 /// JSON, the metrics and the page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// [`STATUS_SCHEMA_VERSION`].
     pub version: u32,
@@ -31,7 +32,8 @@ pub struct Status {
 }
 
 /// Another node of the registry as this node sees it (docs/status-json.md, `mesh`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MeshNode {
     /// Its registry name, or the first 8 characters of its key (as `links[].peer`).
     pub name: String,
@@ -52,7 +54,8 @@ pub struct MeshNode {
 }
 
 /// Where the registry comes from, the running version, refusals and the fetcher.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RegistryStatus {
     /// The config's `registry`: a path, or a file:// or https:// URL.
     pub source: Option<String>,
@@ -69,10 +72,12 @@ pub struct RegistryStatus {
 }
 
 /// Routes braid installed itself, and the health of the routing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RoutingStatus {
     /// The config's routing mode.
-    pub mode: &'static str,
+    #[serde(deserialize_with = "braid_bond::status::static_word")]
+    pub mode: braid_bond::status::Word,
     /// False when the node network or braid's routes could not be set up, or the routing
     /// daemon is not running and in step; `problems` says why.
     pub healthy: bool,
@@ -92,7 +97,8 @@ pub struct RoutingStatus {
 }
 
 /// The exit in use per family (docs/status-json.md, `routing.exits`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Exits {
     /// The IPv4 default route, or null when there is none.
     pub ip4: Option<Exit>,
@@ -101,7 +107,7 @@ pub struct Exits {
 }
 
 /// One default route: over one of braid's links (an exit node), or the node's own uplink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exit {
     /// The interface it leaves by.
     pub dev: String,
@@ -120,7 +126,8 @@ pub struct Exit {
 }
 
 /// This node (docs/status-json.md, `node`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeStatus {
     /// Its public key (base64).
     pub public_key: String,
@@ -132,7 +139,8 @@ pub struct NodeStatus {
     /// The node's addresses, with an address plan.
     pub addresses: Option<braid_plan::NodeAddresses>,
     /// The link backend: `userspace` or `kernel`.
-    pub backend: &'static str,
+    #[serde(deserialize_with = "braid_bond::status::static_word")]
+    pub backend: braid_bond::status::Word,
     /// The config file's path.
     pub config: String,
     /// The registry file's path (a URL source's cache), once loaded.
@@ -154,7 +162,8 @@ pub struct NodeStatus {
 }
 
 /// One planned link (docs/status-json.md, `links[]`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LinkStatus {
     /// The link's interface name.
     pub name: String,
@@ -166,7 +175,8 @@ pub struct LinkStatus {
     pub family: String,
     /// `up` (a handshake within 180 s), `connecting` (none yet), `stale` (older), or
     /// `failed` (the link is planned but did not come up; see last_error).
-    pub state: &'static str,
+    #[serde(deserialize_with = "braid_bond::status::static_word")]
+    pub state: braid_bond::status::Word,
     /// The endpoint as the registry gives it (an address or a DNS name, with the port);
     /// null when the peer has none (it connects to us).
     pub planned_endpoint: Option<String>,

@@ -61,18 +61,25 @@ pub struct Counters {
 /// A copy of the counters at one moment: one link's part of the status document, as
 /// `braid status --json` shows it under `links[]` (docs/status-json.md, `LINK`). The
 /// kernel backend fills the fields it has and leaves the rest at their defaults.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Snapshot {
     /// The endpoint the link sends to now (after roaming, the peer's latest address).
     pub endpoint: Option<SocketAddr>,
     /// The UDP port the link listens on.
     pub listen_port: u16,
     /// The last completed handshake (Unix seconds in JSON).
-    #[serde(serialize_with = "unix_seconds")]
+    #[serde(
+        serialize_with = "unix_seconds",
+        deserialize_with = "from_unix_seconds"
+    )]
     pub last_handshake: Option<SystemTime>,
     /// When an authenticated datagram last arrived, to within a timer tick (Unix seconds
     /// in JSON).
-    #[serde(serialize_with = "unix_seconds")]
+    #[serde(
+        serialize_with = "unix_seconds",
+        deserialize_with = "from_unix_seconds"
+    )]
     pub last_rx: Option<SystemTime>,
     /// Tunnel traffic received, bytes.
     pub rx_bytes: u64,
@@ -117,6 +124,14 @@ fn unix_seconds<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result
         Some(d) => s.serialize_u64(d.as_secs()),
         None => s.serialize_none(),
     }
+}
+
+/// Reads what [`unix_seconds`] wrote: whole Unix seconds, or null.
+fn from_unix_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SystemTime>, D::Error> {
+    let secs: Option<u64> = serde::Deserialize::deserialize(d)?;
+    Ok(secs.map(|s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)))
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {

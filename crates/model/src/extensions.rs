@@ -515,7 +515,7 @@ pub fn read_status(c: &mut Collector, path: &str, value: &Value) -> Option<Statu
 }
 
 /// How a multi-path link spreads packets over its paths (docs/bonding.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheduler {
     /// A flow (5-tuple hash) stays on one path.

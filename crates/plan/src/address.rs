@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Everything a node's index decides.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeAddresses {
     /// The node's index in the registry's address plan (1-based; 0 is the upstream segment).
     pub index: u64,

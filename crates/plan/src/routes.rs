@@ -13,7 +13,7 @@ use std::net::IpAddr;
 pub const BASE_METRIC: u32 = 1024;
 
 /// One route to install: `destination via <via> dev <dev> metric <metric>`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoutePlan {
     /// The prefix the route reaches.
     pub destination: IpNet,

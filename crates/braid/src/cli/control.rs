@@ -122,7 +122,7 @@ pub(crate) fn status(target: &Target, json: bool, watch: bool) -> Result<bool> {
         let text = if json {
             serde_json::to_string_pretty(&doc)? + "\n"
         } else {
-            crate::cli::status_table::render(&doc)
+            crate::cli::status_table::render_json(&doc)?
         };
         if !watch {
             print!("{text}");

@@ -115,10 +115,12 @@ impl Wanted {
 }
 
 /// The routing daemon's health, as the status document shows it (`routing.engine`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EngineHealth {
     /// `babeld` or `bird`; `None` when routing needs no daemon.
-    pub program: Option<&'static str>,
+    #[serde(deserialize_with = "braid_bond::status::static_word_opt")]
+    pub program: Option<braid_bond::status::Word>,
     /// Its process ID while it runs.
     pub pid: Option<u32>,
     /// Its control socket answered and it has braid's current interfaces or configuration.
