@@ -557,15 +557,13 @@ pub async fn run<B: LinkBackend + 'static>(
         tokio::select! {
             _ = hup.recv() => {
                 s.fetch_now.notify_one();
-                reload(&d).await;
-                follow_uplinks(&d, &mut s.uplinks_known).await;
+                reload_and_follow(&d, &mut s).await;
             }
             _ = uplink_events.notified() => on_uplink_event(&d, &mut s, &uplink_events).await,
             _ = watch.tick() => on_watch(&d, &mut s).await,
             Some(()) = fetched_rx.recv() => {
                 // A new registry version was fetched and kept: the same reconcile as reload.
-                reload(&d).await;
-                follow_uplinks(&d, &mut s.uplinks_known).await;
+                reload_and_follow(&d, &mut s).await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -574,7 +572,7 @@ pub async fn run<B: LinkBackend + 'static>(
                 off_loop(&d, move |r| r.resolved(&link, addr)).await;
             }
             Some(incoming) = listeners.control.recv() => {
-                if on_control(&d, &s, started, incoming).await {
+                if on_control(&d, &mut s, started, incoming).await {
                     remove_socket(&listeners.socket);
                     return Ok(());
                 }
@@ -599,6 +597,7 @@ async fn on_uplink_event<B: LinkBackend + 'static>(
     if let Some(summary) = recreate_missing(d).await {
         tracing::info!(%summary, "links made again");
         apply_routing(d).await;
+        start_lookups(d, s, false).await;
     }
     // Events that came during the rescan are covered by it: drop their wake-up (the next
     // change, or the retry tick, rescans again).
@@ -655,7 +654,16 @@ async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
     }
     follow_uplinks(d, &mut s.uplinks_known).await;
     s.ticks = s.ticks.wrapping_add(1);
-    let all = s.ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY);
+    start_lookups(d, s, s.ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY)).await;
+}
+
+/// Starts a round of DNS look-ups for the running links' named endpoints that are due
+/// (every one when `all`, else those without a session; see
+/// [`Reconciler::due_for_resolve`]), unless a round is still under way. Links come up
+/// without an address for a named endpoint (the backends never look up names), so this
+/// also runs right after each reload: a new or remade link is pointed within a look-up,
+/// not at the next retry tick.
+async fn start_lookups<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop, all: bool) {
     let due = d.lock().await.due_for_resolve(all, SystemTime::now());
     if !due.is_empty()
         && s.lookups
@@ -666,19 +674,28 @@ async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
     }
 }
 
+/// A reload (SIGHUP, a fetched registry, `braid reload`), then the uplinks and the DNS
+/// endpoints of the links it made.
+async fn reload_and_follow<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) -> Reply {
+    let reply = reload(d).await;
+    follow_uplinks(d, &mut s.uplinks_known).await;
+    start_lookups(d, s, false).await;
+    reply
+}
+
 /// A request on the control socket that changes something (`status` is answered by
 /// [`serve_status`]); true when the daemon is to exit (`braid down`, after the client had
 /// its reply).
 async fn on_control<B: LinkBackend + 'static>(
     d: &Shared<B>,
-    s: &Loop,
+    s: &mut Loop,
     started: SystemTime,
     incoming: control::Incoming,
 ) -> bool {
     let (reply, stop) = match incoming.request {
         Request::Reload => {
             s.fetch_now.notify_one();
-            (reload(d).await, false)
+            (reload_and_follow(d, s).await, false)
         }
         Request::Status => (status_reply(d, started).await, false),
         Request::Down => (shutdown(d, false).await, true),
