@@ -470,6 +470,7 @@ struct LinkFamilies {
     gso_fallbacks: Family<Labels, Counter>,
     underlay_mtu: Family<Labels, Gauge>,
     keepalive_loss: Family<Labels, FloatGauge>,
+    routing_cost: Family<Labels, Gauge>,
 }
 
 impl LinkFamilies {
@@ -528,6 +529,13 @@ impl LinkFamilies {
         }
         if let Some(mtu) = link.stats.underlay_mtu {
             self.underlay_mtu.get_or_create(&base).set(i64::from(mtu));
+        }
+        if let Some(cost) = link.routing_cost {
+            let mut l = base.clone();
+            l.push(("reason".into(), cost.reason.name().into()));
+            self.routing_cost
+                .get_or_create(&l)
+                .set(i64::from(cost.rxcost));
         }
     }
 
@@ -597,6 +605,11 @@ impl LinkFamilies {
             "link_keepalive_loss_ratio",
             "Share of the peer's liveness keepalives lost over the last 10 s (loss toward this node)",
             self.keepalive_loss,
+        );
+        registry.register(
+            "link_routing_cost",
+            "The Babel rxcost braid gives babeld or BIRD for the link from its measured loss (label reason: clean, lossy, unmeasured)",
+            self.routing_cost,
         );
     }
 }
@@ -722,6 +735,7 @@ pub(crate) mod tests {
                 planned_endpoint: None,
                 routes: Some(3),
                 route_metric: Some(1024),
+                routing_cost: None,
                 stats: crate::backend::LinkStats {
                     bond: Some(bond),
                     ..Default::default()
@@ -775,6 +789,11 @@ pub(crate) mod tests {
         });
         status.links[0].stats.underlay_mtu = Some(1500);
         status.links[0].stats.keepalive_loss = Some(0.05);
+        status.links[0].routing_cost = Some(crate::routing::cost::RoutingCost {
+            rxcost: 256,
+            reason: crate::routing::cost::CostReason::Lossy,
+            loss: Some(0.05),
+        });
         if let Some(bond) = status.links[0].stats.bond.as_mut() {
             bond.paths[0].capacity_bps = Some(1e6);
         }

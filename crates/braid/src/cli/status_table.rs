@@ -70,14 +70,14 @@ pub(crate) fn render(doc: &Value) -> String {
     render_routing(&mut out, doc);
     let _ = writeln!(
         out,
-        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7}",
-        "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx", "routes"
+        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>9}",
+        "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx", "routes", "cost"
     );
     for l in doc["links"].as_array().into_iter().flatten() {
         let state = l["state"].as_str().unwrap_or("?");
         let _ = writeln!(
             out,
-            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7}",
+            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>9}",
             l["name"].as_str().unwrap_or("?"),
             colour(state, &format!("{state:<10}")),
             l["peer"].as_str().unwrap_or("?"),
@@ -87,6 +87,7 @@ pub(crate) fn render(doc: &Value) -> String {
             traffic(&l["rx_bytes"], &l["rx_packets"]),
             traffic(&l["tx_bytes"], &l["tx_packets"]),
             routes(l),
+            cost(l),
         );
         render_paths(&mut out, &l["bond"]);
     }
@@ -98,6 +99,16 @@ fn routes(link: &Value) -> String {
     match (link["routes"].as_u64(), link["route_metric"].as_u64()) {
         (Some(n), Some(m)) if n > 0 => format!("{n}@{m}"),
         (Some(n), _) => n.to_string(),
+        (None, _) => "-".into(),
+    }
+}
+
+/// The Babel cost braid gives the link (`32`, `256 lossy`; `-`: braid sets none).
+fn cost(link: &Value) -> String {
+    let c = &link["routing_cost"];
+    match (c["rxcost"].as_u64(), c["reason"].as_str()) {
+        (Some(rxcost), Some("lossy")) => format!("{rxcost} lossy"),
+        (Some(rxcost), _) => rxcost.to_string(),
         (None, _) => "-".into(),
     }
 }
@@ -243,6 +254,7 @@ mod tests {
                 "rx_bytes": bytes, "rx_packets": packets,
                 "tx_bytes": bytes * 3, "tx_packets": packets * 3,
                 "routes": 2, "route_metric": 1024,
+                "routing_cost": { "rxcost": 256, "reason": "lossy", "loss": 0.05 },
                 "bond": { "scheduler": "earliest-arrival", "scheduler_source": "configured",
                           "reorder": { "enabled": true },
                           "paths": [{ "name": "wan0", "state": "up", "tx_bytes": bytes,
@@ -261,7 +273,7 @@ mod tests {
         assert_eq!(rows.len(), 2, "{text}");
         for row in rows {
             assert_eq!(row.len(), header.len(), "{text}");
-            assert!(row.ends_with(" 2@1024"), "{row}");
+            assert!(row.ends_with(" 2@1024 256 lossy"), "{row}");
         }
         assert!(text.contains("106.0GB/76.0Mp"), "{text}");
         let paths = lines

@@ -8,6 +8,7 @@
 
 pub mod babel;
 pub mod bird;
+pub mod cost;
 pub mod decide;
 pub mod install;
 pub mod supervisor;
@@ -18,6 +19,12 @@ pub use supervisor::{stop_stale_engines, supervise_engine};
 
 use crate::backend::LinkBackend;
 use crate::reconciler::Reconciler;
+
+/// A link's routing cost as braid set it from its measured loss (see [`cost`]); `None`
+/// when braid sets none (no babeld or BIRD: modes `none` and `static`).
+pub fn link_cost<B: LinkBackend>(r: &Reconciler<B>, link: &str) -> Option<cost::RoutingCost> {
+    r.engine.as_ref().map(|e| e.costs().cost(link))
+}
 
 /// The routing's problems now: setting up the node network and routes, and the routing
 /// daemon. Empty when routing is healthy.
