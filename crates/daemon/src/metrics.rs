@@ -790,7 +790,7 @@ pub(crate) mod tests {
         status.links[0].stats.underlay_mtu = Some(1500);
         status.links[0].stats.keepalive_loss = Some(0.05);
         status.links[0].routing_cost = Some(crate::routing::cost::RoutingCost {
-            rxcost: 256,
+            rxcost: 1024,
             reason: crate::routing::cost::CostReason::Lossy,
             loss: Some(0.05),
         });

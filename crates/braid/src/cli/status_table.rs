@@ -70,14 +70,14 @@ pub(crate) fn render(doc: &Value) -> String {
     render_routing(&mut out, doc);
     let _ = writeln!(
         out,
-        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>9}",
+        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>10}",
         "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx", "routes", "cost"
     );
     for l in doc["links"].as_array().into_iter().flatten() {
         let state = l["state"].as_str().unwrap_or("?");
         let _ = writeln!(
             out,
-            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>9}",
+            "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>10}",
             l["name"].as_str().unwrap_or("?"),
             colour(state, &format!("{state:<10}")),
             l["peer"].as_str().unwrap_or("?"),
@@ -103,7 +103,7 @@ fn routes(link: &Value) -> String {
     }
 }
 
-/// The Babel cost braid gives the link (`32`, `256 lossy`; `-`: braid sets none).
+/// The Babel cost braid gives the link (`32`, `1024 lossy`; `-`: braid sets none).
 fn cost(link: &Value) -> String {
     let c = &link["routing_cost"];
     match (c["rxcost"].as_u64(), c["reason"].as_str()) {
@@ -254,7 +254,7 @@ mod tests {
                 "rx_bytes": bytes, "rx_packets": packets,
                 "tx_bytes": bytes * 3, "tx_packets": packets * 3,
                 "routes": 2, "route_metric": 1024,
-                "routing_cost": { "rxcost": 256, "reason": "lossy", "loss": 0.05 },
+                "routing_cost": { "rxcost": 1024, "reason": "lossy", "loss": 0.05 },
                 "bond": { "scheduler": "earliest-arrival", "scheduler_source": "configured",
                           "reorder": { "enabled": true },
                           "paths": [{ "name": "wan0", "state": "up", "tx_bytes": bytes,
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(rows.len(), 2, "{text}");
         for row in rows {
             assert_eq!(row.len(), header.len(), "{text}");
-            assert!(row.ends_with(" 2@1024 256 lossy"), "{row}");
+            assert!(row.ends_with(" 2@1024 1024 lossy"), "{row}");
         }
         assert!(text.contains("106.0GB/76.0Mp"), "{text}");
         let paths = lines

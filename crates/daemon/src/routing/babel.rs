@@ -408,12 +408,12 @@ mod tests {
     fn lossy_links_get_their_rxcost_and_the_others_the_parameters() {
         let parameters = interface_parameters(1, true);
         let links: BTreeSet<String> = ["brd4x1".to_string(), "brd4x2".to_string()].into();
-        let costs: BTreeMap<String, u16> = [("brd4x2".to_string(), 256)].into();
+        let costs: BTreeMap<String, u16> = [("brd4x2".to_string(), 1024)].into();
         let each = link_interfaces(&links, &parameters, &costs);
         assert_eq!(each["brd4x1"], parameters);
         assert_eq!(
             each["brd4x2"],
-            parameters.replace("rxcost 32", "rxcost 256")
+            parameters.replace("rxcost 32", "rxcost 1024")
         );
         assert_eq!(with_rxcost("type tunnel", 64), "type tunnel rxcost 64");
     }

@@ -274,11 +274,11 @@ mod tests {
             exit_gateway4: None,
             exit_metric: 100,
             liveness: false,
-            rxcosts: [("brd4x40004".to_string(), 256)].into(),
+            rxcosts: [("brd4x40004".to_string(), 1024)].into(),
         });
         assert!(
             text.contains(
-                "  interface \"brd4x40004\" { type wired; rxcost 256; hello interval 4 s; check link yes; };\n  interface \"brd4x*\""
+                "  interface \"brd4x40004\" { type wired; rxcost 1024; hello interval 4 s; check link yes; };\n  interface \"brd4x*\""
             ),
             "a lossy link's block comes first: {text}"
         );

@@ -20,10 +20,15 @@
 //! about 10 %, never above a two-hop detour's. An overlay link retransmits nothing: loss
 //! goes straight to the transport, and TCP's rate falls as 1/√p (Mathis et al., 1997), to a
 //! few segments per round trip at 5 %, whatever the link's capacity. So a lossy link costs
-//! [`LOSSY_RXCOST`], as much as 8 clean links, or a clean detour about 220 ms slower
-//! (babeld's RTT cost, with braid's `max-rtt-penalty 1024 rtt-max 1024`, adds about 1 per
-//! millisecond of round trip above 10 ms); a lossy link with no such detour still carries
-//! the traffic.
+//! [`LOSSY_RXCOST`]: as much as 32 clean links, or a clean one with a round trip of about a
+//! second (babeld's RTT cost, with braid's `max-rtt-penalty 1024 rtt-max 1024`, adds about
+//! 1 per millisecond of round trip above 10 ms); a lossy link with no detour still carries
+//! the traffic. Why that much: a detour is usually not *feasible* at first (its metric is
+//! not below the one this node announced, RFC 8966 section 3.5.1), and babeld asks the
+//! route's source for a new sequence number, which makes it feasible, only when the route
+//! it has is worse than the detour by 512 or more (`send_unfeasible_request` in babeld
+//! 1.12's route.c). Measured: with 256, node 1 stayed on the lossy link (metric 256)
+//! beside unfeasible detours of metric 64 for as long as the loss lasted.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,8 +36,9 @@ use std::time::{Duration, Instant};
 /// The `rxcost` of a clean link (RAIT's tunnel cost, written into babeld's and BIRD's
 /// per-link parameters).
 pub const NORMAL_RXCOST: u16 = 32;
-/// The `rxcost` of a lossy link: eight times a clean link's (see the module's text).
-pub const LOSSY_RXCOST: u16 = 8 * NORMAL_RXCOST;
+/// The `rxcost` of a lossy link: 32 times a clean link's, so that it exceeds a detour's
+/// metric by 512 or more, babeld's condition for switching to it (see the module's text).
+pub const LOSSY_RXCOST: u16 = 32 * NORMAL_RXCOST;
 /// The mean loss over [`WINDOW`] at which a link becomes lossy. A clean link reads 0 %
 /// (lab: at most 0.5 % in any 10 s), a link with 5 % loss 2-8 % in 10 s and about 5 ± 2 %
 /// over 30 s (BENCHMARKS.md, issue 13).
