@@ -135,6 +135,13 @@ fn measure(mode: &str, liveness: bool, hello: Option<u16>, cut_for: Duration) ->
     let cut_wall = std::time::SystemTime::now();
     lab.cut(1, 4).unwrap();
     let cut_at = Instant::now();
+    if debug {
+        println!(
+            "cut from {:.3} to {:.3} (nftables in both namespaces)",
+            epoch_seconds(cut_wall),
+            epoch_seconds(std::time::SystemTime::now())
+        );
+    }
     let mut detour = None;
     let mut dumped = !debug;
     while cut_at.elapsed() < cut_for {
@@ -228,6 +235,12 @@ fn measure(mode: &str, liveness: bool, hello: Option<u16>, cut_for: Duration) ->
     }
     if debug {
         println!("longest gap {gap_s:.3} s, from {gap_at:.3} s after the cut");
+        let around: Vec<String> = replies
+            .iter()
+            .filter(|(_, at)| (cut_s - 0.1..cut_s + 3.0).contains(at))
+            .map(|(seq, at)| format!("{seq}@{at:.3}"))
+            .collect();
+        println!("replies from 0.1 s before the cut: {}", around.join(" "));
     }
     // ping falls behind its 10 ms on a loaded machine: count from the seqs it used.
     let sent = replies.last().map_or(0, |r| r.0);
