@@ -23,6 +23,11 @@ use crate::reconciler::Reconciler;
 /// A link's routing cost as braid set it from its measured loss (see [`cost`]); `None`
 /// when braid sets none (no babeld or BIRD: modes `none` and `static`).
 pub fn link_cost<B: LinkBackend>(r: &Reconciler<B>, link: &str) -> Option<cost::RoutingCost> {
+    use braid_model::extensions::RoutingMode;
+    let mode = r.loaded()?.config.routing.mode;
+    if !matches!(mode, RoutingMode::Babel | RoutingMode::Bird) {
+        return None;
+    }
     r.engine.as_ref().map(|e| e.costs().cost(link))
 }
 
