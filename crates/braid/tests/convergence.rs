@@ -5,7 +5,9 @@
 //!
 //! The two tests assert issue 13's targets with braid's default settings in modes `babel`
 //! and `bird` (gap <= 1 s, back on the direct link <= 2 s), with slack for a loaded 2-core
-//! machine; a third moves a static default route to the next exit. The benchmark (bench/convergence.sh) prints the numbers for
+//! machine; a third moves a static default route to the next exit. Two more put 5 % loss on
+//! the direct link instead of cutting it: braid's measured loss raises the link's cost
+//! (`routing::cost`), traffic takes a clean detour, and comes back once the loss is gone. The benchmark (bench/convergence.sh) prints the numbers for
 //! BENCHMARKS.md, beside the routing daemon's own detection at the same hello interval
 //! (braid's liveness off) in the same run. `BRAID_CONVERGENCE_DEBUG=1` prints route
 //! monitors and the daemons' logs; `BRAID_CONVERGENCE_HELLO`, `_CUT_SECS`, `_PAUSE`
@@ -133,6 +135,13 @@ fn measure(mode: &str, liveness: bool, hello: Option<u16>, cut_for: Duration) ->
     let cut_wall = std::time::SystemTime::now();
     lab.cut(1, 4).unwrap();
     let cut_at = Instant::now();
+    if debug {
+        println!(
+            "cut from {:.3} to {:.3} (nftables in both namespaces)",
+            epoch_seconds(cut_wall),
+            epoch_seconds(std::time::SystemTime::now())
+        );
+    }
     let mut detour = None;
     let mut dumped = !debug;
     while cut_at.elapsed() < cut_for {
@@ -226,6 +235,12 @@ fn measure(mode: &str, liveness: bool, hello: Option<u16>, cut_for: Duration) ->
     }
     if debug {
         println!("longest gap {gap_s:.3} s, from {gap_at:.3} s after the cut");
+        let around: Vec<String> = replies
+            .iter()
+            .filter(|(_, at)| (cut_s - 0.1..cut_s + 3.0).contains(at))
+            .map(|(seq, at)| format!("{seq}@{at:.3}"))
+            .collect();
+        println!("replies from 0.1 s before the cut: {}", around.join(" "));
     }
     // ping falls behind its 10 ms on a loaded machine: count from the seqs it used.
     let sent = replies.last().map_or(0, |r| r.0);
@@ -433,4 +448,342 @@ fn static_default_moves_to_the_next_exit_when_the_link_dies() {
         back <= Duration::from_secs(3),
         "the default came back {back:?} after the restore (bound 3 s)"
     );
+}
+
+/// One run with loss on the direct link (numbers for BENCHMARKS.md).
+#[derive(Debug)]
+struct LossRun {
+    /// From the loss's start until node 1 routes to w4 over a detour and stays there (ms).
+    detour_ms: Option<u64>,
+    /// The detour's node.
+    detour: Option<usize>,
+    /// From the loss's end until node 1 routes over the direct link again and stays (ms).
+    back_ms: Option<u64>,
+    /// Node 4's and node 1's costs of their links to each other while the loss was on.
+    costs_lossy: Vec<String>,
+    /// The same after the loss was gone and the route came back, and all four were clean.
+    costs_clean: Vec<String>,
+    /// From the loss's end until all four links were clean again (ms).
+    all_clean_ms: u64,
+    /// The longest gap in the pings' replies from the loss's start on (ms): the lossy link's
+    /// own losses (5 % each way) and the routing daemons' changes (babeld: a link whose cost
+    /// changes is removed and added again).
+    gap_ms: u64,
+    /// Pings without a reply while on the lossy link, on the detour, and after the return.
+    lost: [(u64, u64); 3],
+}
+
+/// The cost each link between nodes `a` and `b` has on node `a` (`braid status --json`):
+/// `link rxcost reason loss%`.
+fn link_costs(files: &[braid_lab::NodeFiles], a: usize, b: usize) -> Vec<String> {
+    let out = braid(&[
+        "status",
+        "--json",
+        "-c",
+        files[a - 1].config.to_str().unwrap(),
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let peer = format!("n{b}");
+    doc["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["peer"] == peer.as_str())
+        .map(|l| {
+            let c = &l["routing_cost"];
+            format!(
+                "n{a} {} {} {} {}",
+                l["name"].as_str().unwrap_or("?"),
+                c["rxcost"],
+                c["reason"].as_str().unwrap_or("-"),
+                c["loss"]
+                    .as_f64()
+                    .map_or("-".into(), |l| format!("{:.1}%", 100.0 * l))
+            )
+        })
+        .collect()
+}
+
+/// babeld's neighbours and its routes to node 4's /64 (its `dump`), for a look.
+fn babeld_dump(ctl: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(ctl) else {
+        return format!("no control socket {}", ctl.display());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.write_all(b"dump\n");
+    let mut text = String::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if text.ends_with("\nok\n") && text.contains("dump") || text.matches("\nok\n").count() >= 2
+        {
+            break;
+        }
+    }
+    text.lines()
+        .filter(|l| l.contains("neighbour") || l.contains("bd00:4::/64"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits until `ok(relay)` holds for `stable` in a row; returns when that stretch began,
+/// from `since`, or `None` after `timeout`.
+fn stable_route(
+    lab: &Lab,
+    w4: &str,
+    since: Instant,
+    stable: Duration,
+    timeout: Duration,
+    ok: impl Fn(Option<usize>) -> bool,
+) -> Option<(Duration, Option<usize>)> {
+    let mut began: Option<(Instant, Option<usize>)> = None;
+    let debug = std::env::var_os("BRAID_CONVERGENCE_DEBUG").is_some();
+    let mut last = None;
+    while since.elapsed() < timeout {
+        let r = relay(lab, w4);
+        if debug && r != last {
+            println!(
+                "{:>6} ms: node 1 -> w4 via {r:?}",
+                since.elapsed().as_millis()
+            );
+            last = r;
+        }
+        if ok(r) {
+            let (at, first) = *began.get_or_insert((Instant::now(), r));
+            if at.elapsed() >= stable {
+                return Some((at - since, first));
+            }
+        } else {
+            began = None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// 5 % loss (each way) on the underlay of the direct link 1-4 while node 1's workload pings
+/// node 4's every 10 ms; then the loss is cleared.
+fn measure_loss(mode: &str) -> LossRun {
+    let n = 4;
+    let tag = format!("cvl{}{:x}", &mode[..2], std::process::id() % 0xfff);
+    let lab = Lab::up(LabSpec::new(&tag, n)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = lab
+        .write_configs(
+            dir.path(),
+            &ConfigOptions {
+                routing: mode.into(),
+                ..ConfigOptions::default()
+            },
+        )
+        .unwrap();
+    start_daemons(&lab, &files);
+    wait_for_bridges(&lab, n);
+    lab.add_workload(1, "braid0").unwrap();
+    let w4 = lab.add_workload(4, "braid0").unwrap().v6.to_string();
+    wait_until("w1 -> w4", Duration::from_secs(120), || {
+        lab.workload_ping(1, &w4)
+    });
+    wait_until(
+        "node 1 routes to w4 over the direct link",
+        Duration::from_secs(120),
+        || relay(&lab, &w4) == Some(4),
+    );
+    // The links' loss is measured once they were heard for 10 s, judged over 20-30 s more.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ping = Command::new("ip")
+        .args(["netns", "exec", &lab.workload_ns(1), "ping", "-n", "-i"])
+        .args(["0.01", "-D", "-W", "1", "-c", "100000", &w4])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = ping.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| reply(&line))
+            .collect::<Vec<(u64, f64)>>()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let lossy_wall = epoch_seconds(std::time::SystemTime::now());
+    let lossy = Instant::now();
+    let five = braid_lab::LinkShape {
+        loss_percent: Some(5),
+        ..Default::default()
+    };
+    lab.shape(1, 4, five).unwrap();
+    // A detour that holds for 5 s: not the moment babeld re-adds node 1's own interface.
+    let moved = stable_route(
+        &lab,
+        &w4,
+        lossy,
+        Duration::from_secs(5),
+        Duration::from_secs(LOSS_BOUND_SECS + 10),
+        |r| r.is_some_and(|r| r != 4),
+    );
+    if std::env::var_os("BRAID_CONVERGENCE_DEBUG").is_some() && mode == "babel" {
+        for node in [1, 2, 4] {
+            println!(
+                "n{node} babeld:\n{}",
+                babeld_dump(&dir.path().join(format!("n{node}/babeld/babeld.ctl")))
+            );
+        }
+    }
+    let mut costs_lossy = link_costs(&files, 4, 1);
+    costs_lossy.extend(link_costs(&files, 1, 4));
+    let clean_wall = epoch_seconds(std::time::SystemTime::now());
+    let clean = Instant::now();
+    lab.shape(1, 4, braid_lab::LinkShape::default()).unwrap();
+    let back = stable_route(
+        &lab,
+        &w4,
+        clean,
+        Duration::from_secs(5),
+        Duration::from_secs(LOSS_BOUND_SECS + 10),
+        |r| r == Some(4),
+    );
+    // Each end judges its own links: wait until all four are clean again (node 1's route
+    // to w4 follows node 4's costs, node 4's route back node 1's).
+    let mut costs_clean = Vec::new();
+    while clean.elapsed() < Duration::from_secs(LOSS_BOUND_SECS + 10) {
+        costs_clean = link_costs(&files, 4, 1);
+        costs_clean.extend(link_costs(&files, 1, 4));
+        if costs_clean.iter().all(|c| c.contains(" clean ")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let all_clean_ms = clean.elapsed().as_millis() as u64;
+    // The clean links' readings, for the thresholds (routing::cost).
+    let others: Vec<String> = [(1, 2), (1, 3), (2, 4), (3, 4), (2, 3)]
+        .iter()
+        .flat_map(|&(a, b)| link_costs(&files, a, b))
+        .collect();
+    println!("clean links at the end: {others:?}");
+    let stopped_wall = epoch_seconds(std::time::SystemTime::now());
+    if std::env::var_os("BRAID_CONVERGENCE_DEBUG").is_some() {
+        for f in &files {
+            let log =
+                std::fs::read_to_string(f.config.with_file_name("braid.log")).unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("routing cost") || l.contains("babeld interfaces"))
+                .collect();
+            println!("node {} log (costs):\n{}", f.index, lines.join("\n"));
+        }
+    }
+    let _ = ping.kill();
+    let _ = ping.wait();
+    let replies = reader.join().unwrap();
+    let mut gap_s: f64 = 0.0;
+    let mut last = lossy_wall;
+    for &(_, at) in replies.iter().filter(|(_, at)| *at >= lossy_wall) {
+        gap_s = gap_s.max(at - last);
+        last = at;
+    }
+    gap_s = gap_s.max(stopped_wall - last);
+    // Pings lost in each phase: from the replies' sequence numbers (ping falls behind its
+    // 10 ms on a loaded machine), between the first and the last reply of the phase.
+    let phase = |from: f64, to: f64| {
+        let seqs: Vec<u64> = replies
+            .iter()
+            .filter(|(_, at)| (from..to).contains(at))
+            .map(|(s, _)| *s)
+            .collect();
+        match (seqs.first(), seqs.last()) {
+            (Some(a), Some(b)) => {
+                let sent = b - a + 1;
+                (sent - seqs.len() as u64, sent)
+            }
+            _ => (0, 0),
+        }
+    };
+    let on_detour = lossy_wall + moved.map_or(0.0, |m| m.0.as_secs_f64());
+    LossRun {
+        detour_ms: moved.map(|m| m.0.as_millis() as u64),
+        detour: moved.and_then(|m| m.1),
+        back_ms: back.map(|b| b.0.as_millis() as u64),
+        costs_lossy,
+        costs_clean,
+        all_clean_ms,
+        gap_ms: (gap_s * 1000.0) as u64,
+        lost: [
+            phase(lossy_wall, on_detour),
+            phase(on_detour, clean_wall),
+            phase(
+                clean_wall + back.map_or(0.0, |b| b.0.as_secs_f64()),
+                stopped_wall,
+            ),
+        ],
+    }
+}
+
+/// How long traffic may take to leave a link with 5 % loss, and to come back after it is
+/// gone: the decision needs 20-30 s of samples each way (`routing::cost`), more when a link's
+/// loss happens to read low for a while (both links 1-4, over IPv4 and IPv6, must be judged
+/// lossy), a look every 5 s (the daemon's retry tick) and the routing daemon's update.
+/// Measured 22-47 s to the detour and 19-25 s back (BENCHMARKS.md); the bound has slack for
+/// a loaded 2-core machine.
+const LOSS_BOUND_SECS: u64 = 75;
+
+fn check_loss(mode: &str) {
+    let run = measure_loss(mode);
+    println!("{mode}, 5 % loss on the direct link: {run:#?}");
+    let pct = |(lost, sent): (u64, u64)| 100.0 * lost as f64 / sent.max(1) as f64;
+    println!(
+        "{mode:5} 5 % loss: detour via n{} after {} ms, back after {} ms (all four links clean \
+         after {} ms); longest reply gap {} ms; pings lost {:.1} % on the lossy link, {:.1} % \
+         on the detour, {:.1} % after the return",
+        run.detour.map_or("-".into(), |d| d.to_string()),
+        run.detour_ms.map_or("-".into(), |d| d.to_string()),
+        run.back_ms.map_or("-".into(), |d| d.to_string()),
+        run.all_clean_ms,
+        run.gap_ms,
+        pct(run.lost[0]),
+        pct(run.lost[1]),
+        pct(run.lost[2]),
+    );
+    let bound = LOSS_BOUND_SECS * 1000;
+    let detour = run
+        .detour
+        .map_or(u64::MAX, |_| run.detour_ms.unwrap_or(u64::MAX));
+    assert!(
+        detour <= bound,
+        "{mode}: traffic left the lossy link {detour} ms after the loss began (bound {bound}): {run:?}"
+    );
+    assert!(
+        run.costs_lossy.iter().any(|c| c.contains(" 1024 lossy ")),
+        "{mode}: no link between n1 and n4 shows the lossy cost: {run:?}"
+    );
+    let back = run.back_ms.unwrap_or(u64::MAX);
+    assert!(
+        back <= bound,
+        "{mode}: back on the direct link {back} ms after the loss ended (bound {bound}): {run:?}"
+    );
+    assert!(
+        run.all_clean_ms <= bound && run.costs_clean.iter().all(|c| c.contains(" clean ")),
+        "{mode}: a link still lossy after the loss ended: {run:?}"
+    );
+}
+
+#[test]
+fn babel_leaves_a_lossy_link_and_comes_back() {
+    if !braid_lab::available_or_skip("babel_leaves_a_lossy_link_and_comes_back") {
+        return;
+    }
+    check_loss("babel");
+}
+
+#[test]
+fn bird_leaves_a_lossy_link_and_comes_back() {
+    if !braid_lab::available_or_skip("bird_leaves_a_lossy_link_and_comes_back") {
+        return;
+    }
+    check_loss("bird");
 }

@@ -139,6 +139,11 @@ impl RoutingState {
         self.engine.as_ref()
     }
 
+    /// The routing daemon's supervisor, to give its link costs a look at the links' loss.
+    pub fn engine_mut(&mut self) -> Option<&mut Supervisor> {
+        self.engine.as_mut()
+    }
+
     /// Whether the routes are to be applied again on the next retry tick: the last attempt
     /// could not set up everything.
     pub fn needs_retry(&self) -> bool {

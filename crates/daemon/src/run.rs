@@ -623,8 +623,9 @@ fn carrying<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> BTreeSet<Stri
 /// exits' liveness).
 async fn on_watch<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
     let live = {
-        let r = d.lock().await;
+        let mut r = d.lock().await;
         log_state_changes(&r, &mut s.states);
+        crate::routing::follow_costs(&mut r);
         carrying(&r, SystemTime::now())
     };
     if live != s.alive {

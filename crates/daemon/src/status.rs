@@ -187,6 +187,9 @@ pub struct LinkStatus {
     /// The lowest kernel metric among those routes (the routing daemon's or braid's
     /// choice: the link's cost as the kernel sees it).
     pub route_metric: Option<u32>,
+    /// The Babel cost braid gives babeld or BIRD for this link from its measured loss,
+    /// and why (`routing::cost`); null in modes `none` and `static`.
+    pub routing_cost: Option<crate::routing::cost::RoutingCost>,
     /// The link's counters and state (flattened into this object; for a link that is not
     /// running, zeros with the planned endpoint and listen port).
     #[serde(flatten)]
@@ -288,6 +291,7 @@ fn link_statuses<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> Vec<Link
                         planned_endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
                         routes: None,
                         route_metric: None,
+                        routing_cost: crate::routing::link_cost(r, &l.name),
                         stats: stats.unwrap_or_else(|| LinkStats {
                             endpoint: l.endpoint.as_ref().and_then(|e| e.to_string().parse().ok()),
                             listen_port: l.listen_port,

@@ -82,11 +82,13 @@ impl Liveness {
     }
 
     /// The share of the peer's keepalives lost over the last [`LOSS_WINDOW`], 0..=1:
-    /// `1 - received / expected`, expected from the median gap between arrivals (the
-    /// peer's interval, whatever it is configured to; timer slack and symmetric jitter
-    /// do not bias it). `None` until the link was heard for a whole window, or when the
-    /// peer sends fewer than 5 keepalives in it (not braid, or its liveness off). Above
-    /// about 40 % loss the median gap itself grows and the loss is underestimated.
+    /// `1 - received / expected`, expected between the window's first and last arrival
+    /// at the median gap between arrivals (the peer's interval, whatever it is
+    /// configured to; timer slack and symmetric jitter do not bias it). `None` until the
+    /// link was heard for a whole window (since it was first heard, or alive again after
+    /// it was dead: a dead spell is not counted as loss), or when the peer sends fewer
+    /// than 5 keepalives in it (not braid, or its liveness off). Above about 40 % loss
+    /// the median gap itself grows and the loss is underestimated.
     pub(crate) fn loss(&mut self, now: Instant) -> Option<f64> {
         let since = now.checked_sub(LOSS_WINDOW)?;
         while self.keepalive_arrivals.front().is_some_and(|&t| t < since) {
@@ -105,7 +107,15 @@ impl Liveness {
             .collect();
         gaps.sort_unstable();
         let interval = gaps[gaps.len() / 2].max(Duration::from_millis(1));
-        let expected = LOSS_WINDOW.as_secs_f64() / interval.as_secs_f64();
+        // Expected between the first and the last arrival of the window, both received:
+        // counting from the window's edges instead gave a clean link 0-2 % (one keepalive
+        // more or less in the window, depending on where its edges fall).
+        let (first, last) = (
+            self.keepalive_arrivals.front()?,
+            self.keepalive_arrivals.back()?,
+        );
+        let span = last.saturating_duration_since(*first);
+        let expected = (span.as_secs_f64() / interval.as_secs_f64()).round() + 1.0;
         let received = self.keepalive_arrivals.len() as f64;
         Some((1.0 - received / expected).clamp(0.0, 1.0))
     }
@@ -164,6 +174,10 @@ impl Liveness {
             if !self.alive {
                 self.alive = true;
                 actions.changed = Some(true);
+                // A dead spell is not loss (the carrier took the link out of routing
+                // meanwhile): the loss is measured again from here, a window later.
+                self.keepalive_arrivals.clear();
+                self.first_heard = Some(now);
             }
         }
         let Some(heard) = self.heard else {
@@ -223,6 +237,61 @@ mod tests {
             recovered < 0.01,
             "a window after the loss ended: {recovered}"
         );
+    }
+
+    #[test]
+    fn a_clean_link_reads_no_loss_wherever_the_window_falls() {
+        let mut l = Liveness::new(config());
+        let t0 = Instant::now();
+        let mut worst: f64 = 0.0;
+        // The peer every 200 ms (200-206: timer slack), read every 7 ms from 11 s on.
+        let mut at = t0;
+        let mut k = 0u64;
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(40) {
+            now += Duration::from_millis(7);
+            while at <= now {
+                k += 1;
+                l.tick(at, k);
+                l.note_keepalives(at, k);
+                at += Duration::from_millis(200 + (k * 3) % 7);
+            }
+            if let Some(loss) = l.loss(now) {
+                worst = worst.max(loss);
+            }
+        }
+        assert!(worst < 0.005, "a clean link read {worst}");
+    }
+
+    #[test]
+    fn a_dead_spell_is_not_loss() {
+        let mut l = Liveness::new(config());
+        let t0 = Instant::now();
+        let mut k = 0u64;
+        let mut feed = |l: &mut Liveness, from: u64, to: u64| {
+            for ms in (from..to).step_by(200) {
+                let t = t0 + Duration::from_millis(ms);
+                k += 1;
+                l.tick(t, k);
+                l.note_keepalives(t, k);
+            }
+        };
+        feed(&mut l, 0, 12_000);
+        assert!(l.loss(t0 + Duration::from_millis(12_000)).unwrap() < 0.005);
+        // Silent for 6 s: dead (60 keepalives so far).
+        assert_eq!(
+            l.tick(t0 + Duration::from_millis(12_800), 60).changed,
+            Some(false)
+        );
+        feed(&mut l, 18_000, 27_800);
+        assert_eq!(
+            l.loss(t0 + Duration::from_millis(27_800)),
+            None,
+            "measured again only a whole window after it came back"
+        );
+        feed(&mut l, 27_800, 29_000);
+        let after = l.loss(t0 + Duration::from_millis(29_000)).unwrap();
+        assert!(after < 0.005, "{after}");
     }
 
     #[test]

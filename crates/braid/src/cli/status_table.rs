@@ -4,6 +4,7 @@
 //! defaults (empty, zero, null), and words it does not know are shown as they come.
 
 use braid_bond::{BondStatus, PathStatus};
+use braid_daemon::routing::cost::{CostReason, RoutingCost};
 use braid_daemon::status::{Exit, LinkStatus, Status};
 use serde::Deserialize as _;
 use std::fmt::Write as _;
@@ -93,8 +94,8 @@ pub(crate) fn render(status: &Status, now: SystemTime) -> String {
     render_routing(&mut out, status);
     let _ = writeln!(
         out,
-        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7}",
-        "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx", "routes"
+        "{:<15} {:<10} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>10}",
+        "link", "state", "peer", "endpoint", "listen", "handshake", "rx", "tx", "routes", "cost"
     );
     for link in &status.links {
         render_link(&mut out, link, now);
@@ -111,7 +112,7 @@ fn render_link(out: &mut String, l: &LinkStatus, now: SystemTime) {
     let s = &l.stats;
     let _ = writeln!(
         out,
-        "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7}",
+        "{:<15} {} {:<10} {:<28} {:>6} {:>10} {:>15} {:>15} {:>7} {:>10}",
         or(&l.name, "?"),
         colour(state, &format!("{state:<10}")),
         or(&l.peer, "?"),
@@ -121,7 +122,21 @@ fn render_link(out: &mut String, l: &LinkStatus, now: SystemTime) {
         traffic(s.rx_bytes, s.rx_packets),
         traffic(s.tx_bytes, s.tx_packets),
         routes(l),
+        cost(l.routing_cost),
     );
+}
+
+/// The Babel cost braid gives the link (`32`, `1024 lossy`; `-`: braid sets none).
+fn cost(cost: Option<RoutingCost>) -> String {
+    match cost {
+        Some(RoutingCost {
+            rxcost,
+            reason: CostReason::Lossy,
+            ..
+        }) => format!("{rxcost} lossy"),
+        Some(c) => c.rxcost.to_string(),
+        None => "-".into(),
+    }
 }
 
 /// How many routes the kernel sends over a link, and their best metric (`-`: unknown).
@@ -330,6 +345,11 @@ mod tests {
             state: "up",
             routes: Some(2),
             route_metric: Some(1024),
+            routing_cost: Some(RoutingCost {
+                rxcost: 1024,
+                reason: CostReason::Lossy,
+                loss: Some(0.05),
+            }),
             stats: braid_daemon::backend::LinkStats {
                 endpoint: Some("198.18.0.2:40002".parse().unwrap()),
                 listen_port: 40004,
@@ -373,7 +393,7 @@ mod tests {
         assert_eq!(rows.len(), 2, "{text}");
         for row in rows {
             assert_eq!(row.len(), header.len(), "{text}");
-            assert!(row.ends_with(" 2@1024"), "{row}");
+            assert!(row.ends_with(" 2@1024 1024 lossy"), "{row}");
         }
         assert!(text.contains("106.0GB/76.0Mp"), "{text}");
         assert!(

@@ -1,5 +1,5 @@
 //! Per-link families (labels `link`, `peer`, `family`): links by state, handshakes,
-//! traffic, drops, the underlay's path MTU and keepalive loss.
+//! traffic, drops, the underlay's path MTU, keepalive loss and the routing cost braid set.
 
 use super::family::{FloatGauge, Labels, Spec, int, labels, series, with};
 use crate::backend::LinkStats;
@@ -100,6 +100,18 @@ pub(super) fn register(registry: &mut Registry, status: &Status) {
         rows.iter().flat_map(|(l, s, _)| dropped(l, s)),
     );
     register_underlay(registry, &rows);
+    series::<Gauge>(
+        registry,
+        "link_routing_cost",
+        "The Babel rxcost braid gives babeld or BIRD for the link from its measured loss (label reason: clean, lossy, unmeasured)",
+        status.links.iter().filter_map(|l| {
+            let cost = l.routing_cost?;
+            Some((
+                with(&link_labels(l), "reason", cost.reason.name()),
+                i64::from(cost.rxcost),
+            ))
+        }),
+    );
 }
 
 /// The last handshake as Unix seconds (0: never).

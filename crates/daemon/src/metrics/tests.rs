@@ -126,6 +126,11 @@ fn every_metric_is_documented_and_every_documented_metric_exists() {
     });
     status.links[0].stats.underlay_mtu = Some(1500);
     status.links[0].stats.keepalive_loss = Some(0.05);
+    status.links[0].routing_cost = Some(crate::routing::cost::RoutingCost {
+        rxcost: 1024,
+        reason: crate::routing::cost::CostReason::Lossy,
+        loss: Some(0.05),
+    });
     if let Some(bond) = status.links[0].stats.bond.as_mut() {
         bond.paths[0].capacity_bps = Some(1e6);
     }

@@ -6,7 +6,7 @@
 //! else. babeld's routes go into braid's table (`export-table`), where it also finds
 //! braid's (`import-table`); see `braid_system::rules`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -35,9 +35,39 @@ pub fn interface_parameters(hello_interval: u16, liveness: bool) -> String {
         format!("hello-interval {hello_interval}")
     };
     format!(
-        "type tunnel link-quality {} split-horizon false rxcost 32 {timing} enable-timestamps true max-rtt-penalty 1024 rtt-max 1024",
-        !liveness
+        "type tunnel link-quality {} split-horizon false rxcost {} {timing} enable-timestamps true max-rtt-penalty 1024 rtt-max 1024",
+        !liveness,
+        super::cost::NORMAL_RXCOST
     )
+}
+
+/// Each link's babeld interface parameters: `parameters` (see [`interface_parameters`]),
+/// with the `rxcost` of `rxcosts` for the links there (lossy links, `routing::cost`).
+pub fn link_interfaces(
+    links: &BTreeSet<String>,
+    parameters: &str,
+    rxcosts: &BTreeMap<String, u16>,
+) -> BTreeMap<String, String> {
+    links
+        .iter()
+        .map(|link| {
+            let p = match rxcosts.get(link) {
+                Some(&cost) => with_rxcost(parameters, cost),
+                None => parameters.to_string(),
+            };
+            (link.clone(), p)
+        })
+        .collect()
+}
+
+/// `parameters` with its `rxcost` set to `cost` (added when it has none).
+pub fn with_rxcost(parameters: &str, cost: u16) -> String {
+    let mut words: Vec<String> = parameters.split_whitespace().map(str::to_string).collect();
+    match words.iter().position(|w| w == "rxcost") {
+        Some(i) if i + 1 < words.len() => words[i + 1] = cost.to_string(),
+        _ => words.extend(["rxcost".to_string(), cost.to_string()]),
+    }
+    words.join(" ")
 }
 
 /// babeld's configuration file for this node. `liveness`: braid's link liveness is on
@@ -152,34 +182,65 @@ pub fn command(files: &Files, log: std::fs::File) -> std::io::Result<Command> {
     Ok(command)
 }
 
-/// Makes babeld's interfaces (besides the bridge, which is in its config) exactly `want`,
-/// over its control socket; `have` is what babeld was told so far and is kept up to date.
-/// Returns (added, removed). Each answer is awaited at most [`ANSWER_TIMEOUT`].
+/// What [`sync_interfaces`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterfaceChanges {
+    /// Interfaces added.
+    pub added: usize,
+    /// Interfaces removed.
+    pub removed: usize,
+    /// Interfaces removed and added again with other parameters (a new `rxcost`).
+    pub readded: usize,
+}
+
+/// Makes babeld's interfaces (besides the bridge, which is in its config) exactly `want`
+/// (name -> parameters), over its control socket; `have` is what babeld was told so far
+/// and is kept up to date. An interface whose parameters changed is removed (`flush
+/// interface`) and added again: babeld 1.12 answers `ok` to `interface X ...` for an
+/// interface it has but keeps the old parameters ("attempting to add existing interface,
+/// new configuration ignored" in its log). Removing it drops the routes over it until the
+/// neighbour is heard again (hellos and an IHU: 1-4 s measured at braid's 0.5 s hellos).
+/// Each answer is awaited at most [`ANSWER_TIMEOUT`].
 pub fn sync_interfaces(
     ctl: &Path,
-    have: &mut BTreeSet<String>,
-    want: &BTreeSet<String>,
-    parameters: &str,
-) -> Result<(usize, usize), BabelError> {
-    let add: Vec<String> = want.difference(have).cloned().collect();
-    let remove: Vec<String> = have.difference(want).cloned().collect();
+    have: &mut BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> Result<InterfaceChanges, BabelError> {
+    let add: Vec<(&String, &String)> = want
+        .iter()
+        .filter(|(name, p)| have.get(*name) != Some(*p))
+        .collect();
+    let remove: Vec<String> = have
+        .keys()
+        .filter(|name| !want.contains_key(*name))
+        .cloned()
+        .collect();
+    let mut changes = InterfaceChanges::default();
     if add.is_empty() && remove.is_empty() {
-        return Ok((0, 0));
+        return Ok(changes);
     }
     let (mut reader, writer) = connect(ctl)?;
-    for name in &add {
-        let line = format!("interface {name} {parameters}");
+    let mut say = |line: String| -> Result<(), BabelError> {
         send_line(&writer, &line)?;
-        read_until_ok(&mut reader, &line, &mut |_| {})?;
-        have.insert(name.clone());
+        read_until_ok(&mut reader, &line, &mut |_| {})
+    };
+    for (name, parameters) in add {
+        if have.contains_key(name) {
+            say(format!("flush interface {name}"))?;
+            have.remove(name);
+            changes.readded += 1;
+        } else {
+            changes.added += 1;
+        }
+        say(format!("interface {name} {parameters}"))?;
+        have.insert(name.clone(), parameters.clone());
     }
-    for name in &remove {
-        let line = format!("flush interface {name}");
-        send_line(&writer, &line)?;
-        read_until_ok(&mut reader, &line, &mut |_| {})?;
-        have.remove(name);
+    for name in remove {
+        say(format!("flush interface {name}"))?;
+        have.remove(&name);
+        changes.removed += 1;
     }
-    Ok((add.len(), remove.len()))
+    Ok(changes)
 }
 
 /// A route a routing daemon selected and means to have in the kernel.
@@ -341,6 +402,20 @@ mod tests {
             .is_none()
         );
         assert!(installed_route("add interface vb up true").is_none());
+    }
+
+    #[test]
+    fn lossy_links_get_their_rxcost_and_the_others_the_parameters() {
+        let parameters = interface_parameters(1, true);
+        let links: BTreeSet<String> = ["brd4x1".to_string(), "brd4x2".to_string()].into();
+        let costs: BTreeMap<String, u16> = [("brd4x2".to_string(), 1024)].into();
+        let each = link_interfaces(&links, &parameters, &costs);
+        assert_eq!(each["brd4x1"], parameters);
+        assert_eq!(
+            each["brd4x2"],
+            parameters.replace("rxcost 32", "rxcost 1024")
+        );
+        assert_eq!(with_rxcost("type tunnel", 64), "type tunnel rxcost 64");
     }
 
     #[test]

@@ -139,9 +139,17 @@ pub fn wanted_engine<B: LinkBackend>(r: &Reconciler<B>) -> Option<super::supervi
     let liveness = config.routing.liveness().is_some() && r.backend().name() == "userspace";
     match config.routing.mode {
         RoutingMode::Babel => Some(babel_wanted(r, loaded, plan, liveness)),
-        RoutingMode::Bird => bird_wanted(loaded, plan, liveness),
+        RoutingMode::Bird => bird_wanted(loaded, plan, liveness, rxcosts(r)),
         _ => None,
     }
+}
+
+/// The running links whose routing cost braid raised (lossy links; see `cost`).
+fn rxcosts<B: LinkBackend>(r: &Reconciler<B>) -> std::collections::BTreeMap<String, u16> {
+    r.routing()
+        .engine()
+        .map(|e| e.costs().rxcosts())
+        .unwrap_or_default()
 }
 
 /// babeld as braid wants it: the node's prefixes and LANs redistributed (and on an exit
@@ -193,6 +201,7 @@ fn babel_wanted<B: LinkBackend>(
         netns: config.netns.clone(),
         link_parameters,
         links: r.running().map(str::to_string).collect(),
+        rxcosts: rxcosts(r),
     }
 }
 
@@ -201,6 +210,7 @@ fn bird_wanted(
     loaded: &crate::load::Loaded,
     plan: &braid_model::extensions::AddressPlanConfig,
     liveness: bool,
+    rxcosts: std::collections::BTreeMap<String, u16>,
 ) -> Option<super::supervisor::Wanted> {
     let config = &loaded.config;
     let a = loaded.plan.node.addresses.as_ref()?;
@@ -222,6 +232,7 @@ fn bird_wanted(
         exit_gateway4: config.exit.as_ref().and_then(|e| e.gateway4),
         exit_metric: loaded.plan.node.exit_preference.unwrap_or(0),
         liveness,
+        rxcosts,
     };
     Some(super::supervisor::Wanted::Bird {
         dir: engine_dir(config, "bird"),

@@ -18,10 +18,11 @@
 
 use super::babel;
 use super::bird::{self, BirdInputs};
+use super::cost::LinkCosts;
 use super::decide::{engine_dir, wanted_engine};
 use crate::backend::LinkBackend;
 use crate::reconciler::Reconciler;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,10 @@ pub enum Wanted {
         link_parameters: String,
         /// The links babeld speaks on, told over its control socket (no restart).
         links: BTreeSet<String>,
+        /// Links whose `rxcost` is not the one in `link_parameters` (lossy links, see
+        /// `routing::cost`), with theirs: babeld gets them by removing the interface and
+        /// adding it again (it keeps an existing interface's cost otherwise).
+        rxcosts: BTreeMap<String, u16>,
     },
     /// BIRD 2 with its babel protocol, configured by file and `birdc configure`.
     Bird {
@@ -179,7 +184,7 @@ impl Backoff {
 }
 
 enum Request {
-    Want(Option<Wanted>),
+    Want(Box<Option<Wanted>>),
     Stop,
 }
 
@@ -189,6 +194,8 @@ pub struct Supervisor {
     requests: Sender<Request>,
     health: Arc<Mutex<EngineHealth>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The links' routing costs from their measured loss (see `routing::cost`).
+    costs: LinkCosts,
 }
 
 fn lock(health: &Mutex<EngineHealth>) -> std::sync::MutexGuard<'_, EngineHealth> {
@@ -210,6 +217,7 @@ impl Supervisor {
             requests,
             health,
             thread: Some(thread),
+            costs: LinkCosts::default(),
         })
     }
 
@@ -229,7 +237,12 @@ impl Supervisor {
                 };
             }
         }
-        let _ = self.requests.send(Request::Want(wanted));
+        let _ = self.requests.send(Request::Want(Box::new(wanted)));
+    }
+
+    /// The links' routing costs, as braid decided them from their loss.
+    pub fn costs(&self) -> &LinkCosts {
+        &self.costs
     }
 
     /// The health as of the supervision thread's last look.
@@ -268,8 +281,8 @@ struct Running {
     ready: bool,
     /// braid's state was applied (babeld: interfaces; BIRD: configuration).
     in_step: bool,
-    /// babeld: the interfaces it was told about.
-    interfaces: BTreeSet<String>,
+    /// babeld: the interfaces it was told about, with the parameters it was told.
+    interfaces: BTreeMap<String, String>,
     /// BIRD: the inputs of the configuration it runs.
     inputs: Option<BirdInputs>,
     /// After a failed apply: not before this.
@@ -323,7 +336,7 @@ impl Supervision {
             let ready = self.running.as_ref().is_some_and(|r| r.in_step);
             let wait = if ready { SLOW_POLL } else { FAST_POLL };
             match requests.recv_timeout(wait) {
-                Ok(Request::Want(wanted)) => self.wanted = wanted,
+                Ok(Request::Want(wanted)) => self.wanted = *wanted,
                 Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.stop_running("braid is stopping");
                     self.wanted = None;
@@ -719,7 +732,7 @@ fn start(wanted: &Wanted, now: Instant) -> Result<Running, String> {
         started: now,
         ready: false,
         in_step: false,
-        interfaces: BTreeSet::new(),
+        interfaces: BTreeMap::new(),
         inputs: match wanted {
             Wanted::Bird { inputs, .. } => Some(inputs.clone()),
             Wanted::Babel { .. } => None,
@@ -734,17 +747,19 @@ fn apply(running: &mut Running, wanted: &Wanted) -> Result<(), String> {
         Wanted::Babel {
             links,
             link_parameters,
+            rxcosts,
             ..
         } => {
-            let (added, removed) = babel::sync_interfaces(
-                &running.ctl,
-                &mut running.interfaces,
-                links,
-                link_parameters,
-            )
-            .map_err(|e| e.to_string())?;
-            if added + removed > 0 {
-                tracing::info!(added, removed, "babeld interfaces");
+            let want = babel::link_interfaces(links, link_parameters, rxcosts);
+            let changes = babel::sync_interfaces(&running.ctl, &mut running.interfaces, &want)
+                .map_err(|e| e.to_string())?;
+            if changes.added + changes.removed + changes.readded > 0 {
+                tracing::info!(
+                    added = changes.added,
+                    removed = changes.removed,
+                    readded = changes.readded,
+                    "babeld interfaces"
+                );
             }
         }
         Wanted::Bird { dir, inputs, .. } => {
@@ -927,6 +942,7 @@ fn last_line(path: &Path) -> Option<String> {
 /// daemon of the routing mode with braid's running links, or none. Never blocks; the
 /// supervisor starts, restarts and updates the daemon on its own thread (see [`Supervisor`]).
 pub fn supervise_engine<B: LinkBackend>(r: &mut Reconciler<B>) {
+    let _ = observe_costs(r, Instant::now());
     let wanted = wanted_engine(r);
     if wanted.is_none() && r.routing().engine().is_none() {
         return;
@@ -942,6 +958,55 @@ pub fn supervise_engine<B: LinkBackend>(r: &mut Reconciler<B>) {
     }
     if let Some(engine) = r.routing().engine() {
         engine.want(wanted);
+    }
+}
+
+/// Gives the links' routing costs a look at their loss now (see `routing::cost`), and logs
+/// each link whose cost changed.
+/// True when one changed (the routing daemon is then to be told: [`supervise_engine`]).
+fn observe_costs<B: LinkBackend>(r: &mut Reconciler<B>, now: Instant) -> bool {
+    let Some(engine) = r.routing().engine() else {
+        return false;
+    };
+    let before = engine.costs.rxcosts();
+    let looks: Vec<(String, Option<f64>)> = r
+        .running()
+        .map(|name| {
+            let loss = r.backend().stats(name).and_then(|s| s.keepalive_loss);
+            (name.to_string(), loss)
+        })
+        .collect();
+    let Some(engine) = r.routing_mut().engine_mut() else {
+        return false;
+    };
+    let changed = engine
+        .costs
+        .observe(now, looks.iter().map(|(n, l)| (n.as_str(), *l)));
+    if changed {
+        let after = engine.costs.rxcosts();
+        for (link, _) in &looks {
+            if before.get(link) != after.get(link) {
+                let cost = engine.costs.cost(link);
+                tracing::info!(
+                    link = %link,
+                    rxcost = cost.rxcost,
+                    loss_percent = cost.loss.map(|l| format!("{:.1}", 100.0 * l)),
+                    "link {}: routing cost changed",
+                    cost.reason.name()
+                );
+            }
+        }
+    }
+    changed
+}
+
+/// Gives the links' routing costs a look at their loss (at most one sample a second per
+/// link, see `cost::SAMPLE_EVERY`), and tells the routing daemon at once when a cost
+/// changed. Called on the daemon's link-state watch (every 250 ms), so a lossy link is
+/// penalised within a second of the decision, not at the next retry tick.
+pub fn follow_costs<B: LinkBackend>(r: &mut Reconciler<B>) {
+    if observe_costs(r, Instant::now()) {
+        supervise_engine(r);
     }
 }
 

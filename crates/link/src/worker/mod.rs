@@ -83,6 +83,8 @@ pub(crate) enum Command {
 
 pub(crate) struct Worker {
     name: String,
+    /// The namespace of the link's TUN device (`None`: this process's).
+    netns: Option<String>,
     /// The peer's public key in base64, for log lines.
     peer: String,
     tun: SyncDevice,
@@ -184,6 +186,7 @@ impl Worker {
         let engine = Engine::new(engine_config(config), Instant::now());
         let worker = Self {
             name: config.name.clone(),
+            netns: config.netns.clone(),
             peer: log::key_b64(&config.peer_public_key),
             tun,
             engine,
@@ -335,7 +338,7 @@ impl Worker {
     /// engine (babeld, BIRD) and the kernel see at once.
     fn set_alive(&self, alive: bool) {
         self.counters.dead.store(!alive, Ordering::Relaxed);
-        match crate::device::set_carrier(&self.tun, alive, &self.name) {
+        match crate::device::set_carrier(&self.tun, alive, &self.name, self.netns.as_deref()) {
             Ok(()) if alive => {
                 tracing::info!(link = %self.name, peer = %self.peer, "link alive again: carrier on")
             }
