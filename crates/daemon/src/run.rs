@@ -6,11 +6,14 @@
 //! Its parts: the run loop ([`run`]) takes the events (signals, timers, uplink changes, a
 //! new registry, `reload` and `down` on the control socket) one at a time and is the one
 //! writer of the daemon's state ([`Reconciler`], behind a fair async lock). What blocks
-//! (reading the inputs, the backend's link changes, removing every link) runs on the
-//! reconciler's own thread (`Worker`), a reload's link changes one link at a time; the
-//! status requests (`status` on the control socket, HTTP `/status` and `/metrics`) are
-//! answered by their own tasks (`serve_status`), which take the lock between two links:
-//! a reload of hundreds of links does not hold status up (`tests/responsive.rs`).
+//! (reading the inputs, the backend's link changes, removing every link, reading the
+//! links' state, which the kernel backend asks the kernel for) runs on the reconciler's
+//! own thread (`Worker`), a reload's link changes one link at a time; the status requests
+//! (`status` on the control socket, HTTP `/status` and `/metrics`) are answered by their
+//! own tasks (`serve_status`), which build the document on tokio's blocking pool and take
+//! the lock between two links: a reload of hundreds of links does not hold status up
+//! (`tests/responsive.rs`). Routes are decided under the lock and installed without it
+//! (`apply_routes`).
 
 use crate::backend::LinkBackend;
 use crate::control::{self, Reply, Request};
@@ -309,9 +312,18 @@ async fn supervise_engines<B: LinkBackend + 'static>(d: &Shared<B>) {
     crate::routing::supervise_engine(&mut *d.lock().await);
 }
 
+/// Brings braid's routes in line: decided on the reconciler's thread (it reads the links'
+/// state, which blocks with the kernel backend), installed without the lock (netlink, and
+/// the sysctls and `nft` on the blocking pool: see `routing::install`), recorded under it.
+/// The run loop is the state's one writer, so nothing changes it in between.
 async fn apply_routes<B: LinkBackend + 'static>(d: &Shared<B>) {
+    let wanted = off_loop(d, |r| crate::routing::wanted(r)).await;
+    let result = match &wanted {
+        Some(wanted) => crate::routing::install(wanted).await,
+        None => Ok(crate::routing::Outcome::default()),
+    };
     let mut r = d.lock().await;
-    match crate::routing::apply(&r).await {
+    match result {
         Ok(outcome) => {
             if outcome.added + outcome.removed > 0 {
                 tracing::info!(
@@ -476,15 +488,19 @@ async fn serve_status<B: LinkBackend + 'static>(
 }
 
 /// The status document at this moment: made under the lock, then the kernel's view is
-/// added without it.
+/// added without it. Making it reads every link's state from the backend, which blocks
+/// with the kernel backend (netlink round trips): it runs on tokio's blocking pool, not on
+/// the reconciler's thread, which may be in the middle of a reload's links.
 async fn status_document<B: LinkBackend + 'static>(d: &Shared<B>, started: SystemTime) -> Status {
-    let (doc, netns) = {
-        let r = d.lock().await;
+    let state = d.state.clone();
+    let (doc, netns) = crate::off_runtime(move || {
+        let r = state.blocking_lock();
         (
             status::status(&r, started, SystemTime::now()),
             status::netns(&r),
         )
-    };
+    })
+    .await;
     crate::kernel_view::fill(doc, netns).await
 }
 
@@ -622,11 +638,15 @@ fn carrying<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> BTreeSet<Stri
 /// routes when the set of links that carry traffic changed (default routes follow the
 /// exits' liveness).
 async fn on_watch<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
-    let live = {
-        let r = d.lock().await;
-        log_state_changes(&r, &mut s.states);
-        carrying(&r, SystemTime::now())
-    };
+    // The links' state is read from the backend (netlink round trips with the kernel
+    // backend): on the reconciler's thread, idle while the loop is here.
+    let mut states = std::mem::take(&mut s.states);
+    let (states, live) = off_loop(d, move |r| {
+        log_state_changes(r, &mut states);
+        (states, carrying(r, SystemTime::now()))
+    })
+    .await;
+    s.states = states;
     if live != s.alive {
         s.alive = live;
         apply_routes(d).await;
@@ -664,7 +684,8 @@ async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
 /// also runs right after each reload: a new or remade link is pointed within a look-up,
 /// not at the next retry tick.
 async fn start_lookups<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop, all: bool) {
-    let due = d.lock().await.due_for_resolve(all, SystemTime::now());
+    // Reads the links' state (see `on_watch`): on the reconciler's thread.
+    let due = off_loop(d, move |r| r.due_for_resolve(all, SystemTime::now())).await;
     if !due.is_empty()
         && s.lookups
             .as_ref()
