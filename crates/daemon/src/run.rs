@@ -75,24 +75,36 @@ pub enum RunError {
 pub async fn account_groups<B: LinkBackend>(
     r: &Reconciler<B>,
 ) -> Result<(), braid_system::SystemError> {
-    let Some(loaded) = r.loaded() else {
-        return Ok(());
-    };
-    let config = &loaded.config;
+    match r.loaded() {
+        Some(loaded) => account_interfaces(&loaded.config, &braid_interfaces(r)).await,
+        None => Ok(()),
+    }
+}
+
+/// The interfaces braid runs now: its links, and its bridge (see
+/// [`crate::routing::extra_interfaces`]).
+fn braid_interfaces<B: LinkBackend>(r: &Reconciler<B>) -> BTreeSet<String> {
+    r.running()
+        .map(str::to_string)
+        .chain(crate::routing::extra_interfaces(r))
+        .collect()
+}
+
+/// [`account_groups`] for `config`'s groups, with `running` the interfaces braid runs:
+/// needs no access to the daemon's state (the daemon runs it without its lock).
+async fn account_interfaces(
+    config: &braid_model::Config,
+    running: &BTreeSet<String>,
+) -> Result<(), braid_system::SystemError> {
     let nl = Netlink::connect_in(config.netns.as_deref())?;
     // One listing, then only the changes: an unchanged mesh costs one netlink dump. The
     // result is ranet's (stale everything, re-activate what runs, delete the stale group)
     // without touching the links that stay.
-    let extra = crate::routing::extra_interfaces(r);
-    let running: std::collections::HashSet<&str> = r
-        .running()
-        .chain(extra.iter().map(String::as_str))
-        .collect();
     for link in nl.links().await? {
         // The VRF counts as braid's only when braid made it (it is in the active group).
         let own_vrf =
             !config.vrf.is_empty() && link.name == config.vrf && link.group == config.active_group;
-        let wanted = running.contains(link.name.as_str()) || own_vrf;
+        let wanted = running.contains(&link.name) || own_vrf;
         if link.group == config.active_group && !wanted {
             nl.set_group(link.index, config.stale_group).await?;
         } else if wanted && link.group != config.active_group {
@@ -100,6 +112,19 @@ pub async fn account_groups<B: LinkBackend>(
         }
     }
     nl.delete_group(config.stale_group).await
+}
+
+/// [`account_groups`] with what it needs read under the lock, and the netlink work done
+/// without it.
+async fn account<B: LinkBackend + 'static>(d: &Shared<B>) -> Result<(), braid_system::SystemError> {
+    let (loaded, running) = {
+        let r = d.lock().await;
+        (r.loaded_shared(), braid_interfaces(&r))
+    };
+    match loaded {
+        Some(loaded) => account_interfaces(&loaded.config, &running).await,
+        None => Ok(()),
+    }
 }
 
 /// Deletes both of braid's interface groups (for `down`, also after a crash).
@@ -228,7 +253,7 @@ async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
         Ok(work) => {
             let summary = reconcile(d, work).await;
             tracing::info!(%summary, "reloaded");
-            if let Err(e) = account_groups(&*d.lock().await).await {
+            if let Err(e) = account(d).await {
                 tracing::error!("interface group accounting: {e}");
             }
             apply_routing(d).await;
@@ -542,7 +567,7 @@ pub async fn run<B: LinkBackend + 'static>(
     let work = off_loop(&d, Reconciler::begin_reload).await?;
     let summary = reconcile(&d, work).await;
     tracing::info!(%summary, "started");
-    account_groups(&*d.lock().await).await?;
+    account(&d).await?;
     apply_routing(&d).await;
     // Uplinks: followed over netlink, rescanned on every change and every retry tick.
     let uplink_events = Arc::new(tokio::sync::Notify::new());
