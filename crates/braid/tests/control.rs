@@ -117,7 +117,7 @@ fn a_stalled_control_client_freezes_nothing() {
         "status took {:?}",
         started.elapsed()
     );
-    // So does the HTTP listener (it asks the same run loop).
+    // So does the HTTP listener (it asks the same status task).
     let (code, _) = http(&m.lab.ns(1), "GET", "/status");
     assert_eq!(code, 200);
     // The stalled client is told why after about 2 s, and the connection closed.

@@ -9,7 +9,7 @@
 mod common;
 use common::*;
 
-use braid_lab::{ConfigOptions, Lab, LabSpec, namespace_prefix};
+use braid_lab::{ConfigOptions, INTERNET_HOST, Lab, LabSpec, namespace_prefix};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
@@ -38,35 +38,12 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
         2,
     ))
     .unwrap();
-    let prefix = namespace_prefix(lab.name());
-    let (router, internet, isp) = (
-        format!("{prefix}r"),
-        format!("{prefix}i"),
-        format!("{prefix}s"),
-    );
-    // n1 -- router -- internet, as in exit.rs; n2 -- ISP (a dead end).
-    for ns in [&router, &internet, &isp] {
-        ip(&["netns", "add", ns]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
-    }
-    ip(&[
-        "link",
-        "add",
-        "up0",
-        "netns",
-        &lab.ns(1),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "r0",
-        "netns",
-        &router,
-    ]);
-    ip(&[
-        "link", "add", "r1", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns",
-        &internet,
-    ]);
+    // n1 -- router -- internet, the lab's upstream (removed with the lab); n2 -- ISP (a
+    // dead end), in a namespace with the lab's prefix (removed with it too).
+    lab.add_upstream(1).unwrap();
+    let isp = format!("{}s", namespace_prefix(lab.name()));
+    ip(&["netns", "add", &isp]);
+    ip(&["-n", &isp, "link", "set", "lo", "up"]);
     ip(&[
         "link",
         "add",
@@ -82,23 +59,13 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
         &isp,
     ]);
     for (ns, dev, v6, v4) in [
-        (lab.ns(1), "up0", "2001:db8:ff::2/64", "198.51.100.2/24"),
-        (router.clone(), "r0", "2001:db8:ff::1/64", "198.51.100.1/24"),
-        (router.clone(), "r1", "2001:db8:1::1/64", "203.0.113.1/24"),
-        (
-            internet.clone(),
-            "eth0",
-            "2001:db8:1::2/64",
-            "203.0.113.2/24",
-        ),
-        (lab.ns(2), "isp0", "2001:db8:a5::2/64", "192.0.2.2/24"),
-        (isp.clone(), "eth0", "2001:db8:a5::1/64", "192.0.2.1/24"),
+        (lab.ns(2), "isp0", "2001:db8:a5::2/64", "203.0.113.2/24"),
+        (isp.clone(), "eth0", "2001:db8:a5::1/64", "203.0.113.1/24"),
     ] {
         ip(&["-n", &ns, "addr", "add", v6, "dev", dev, "nodad"]);
         ip(&["-n", &ns, "addr", "add", v4, "dev", dev]);
         ip(&["-n", &ns, "link", "set", dev, "up"]);
     }
-    route_internet_via_router(&router, &internet);
     // n2's own default routes, as a real machine has them (static, from its installer).
     ip(&[
         "-n",
@@ -107,7 +74,7 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
         "add",
         "default",
         "via",
-        "192.0.2.1",
+        "203.0.113.1",
         "proto",
         "static",
     ]);
@@ -125,21 +92,13 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
     ]);
 
     let dir = tempfile::tempdir().unwrap();
-    let files = lab
-        .write_configs(dir.path(), &ConfigOptions::default())
-        .unwrap();
-    for f in &files {
-        edit_json(&f.config, |c| {
-            c["routing"] = json!({"mode": "babel", "hello_interval": 1})
-        });
-    }
-    edit_json(
-        &files[0].config,
-        |c| c["exit"] = json!({"upstream_interface": "up0", "gateway6": "2001:db8:ff::1", "gateway4": "198.51.100.1"}),
-    );
-    edit_json(&dir.path().join("registry.json"), |r| {
-        r[0]["exit_preference"] = json!(100)
-    });
+    let options = ConfigOptions {
+        routing: "babel".into(),
+        hello_interval: Some(1),
+        exit: Some(1),
+        ..ConfigOptions::default()
+    };
+    let files = lab.write_configs(dir.path(), &options).unwrap();
     start_daemons(&lab, &files);
     wait_for_bridges(&lab, 2);
     let routes = lab
@@ -154,20 +113,21 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
             ],
         )
         .unwrap();
-    ip(&["netns", "exec", &router, "sh", "-e", "-c", &text(routes)]);
+    assert!(lab.route_back(&text(routes)).unwrap() > 0);
     lab.add_workload(2, "braid0").unwrap();
     let n2 = &files[1].config;
+    let (internet4, internet6) = (INTERNET_HOST.v4.to_string(), INTERNET_HOST.v6.to_string());
 
     // The workload reaches the internet through the exit, IPv4 (masqueraded) and IPv6.
     wait_until(
         "w2 -> internet over IPv4 through the exit",
         Duration::from_secs(60),
-        || lab.workload_ping(2, "203.0.113.2"),
+        || lab.workload_ping(2, &internet4),
     );
     wait_until(
         "w2 -> internet over IPv6 through the exit",
         Duration::from_secs(30),
-        || lab.workload_ping(2, "2001:db8:1::2"),
+        || lab.workload_ping(2, &internet6),
     );
     wait_until("n2 healthy", Duration::from_secs(10), || {
         status(n2)["routing"]["healthy"] == true
@@ -181,7 +141,7 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
             .unwrap(),
     );
     assert!(
-        main4.contains("default via 192.0.2.1 dev isp0 proto static"),
+        main4.contains("default via 203.0.113.1 dev isp0 proto static"),
         "{main4}"
     );
     let main6 = text(
@@ -202,7 +162,7 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
     );
     assert!(mesh.contains("default via"), "{mesh}");
     let host = text(
-        lab.exec(2, "ip", &["-4", "route", "get", "203.0.113.2"])
+        lab.exec(2, "ip", &["-4", "route", "get", &internet4])
             .unwrap(),
     );
     assert!(host.contains("dev isp0"), "the host's own traffic: {host}");
@@ -221,10 +181,10 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
         "del",
         "default",
         "via",
-        "192.0.2.1",
+        "203.0.113.1",
     ]);
     assert!(
-        lab.workload_ping(2, "203.0.113.2"),
+        lab.workload_ping(2, &internet4),
         "w2 lost the internet with the host's default route"
     );
 
@@ -236,7 +196,7 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
         "replace",
         "default",
         "via",
-        "192.0.2.1",
+        "203.0.113.1",
         "dev",
         "isp0",
         "table",
@@ -281,7 +241,7 @@ fn an_exits_default_reaches_workloads_on_a_node_with_its_own_default_route() {
     wait_until(
         "n2 healthy with babeld's default again",
         Duration::from_secs(30),
-        || status(n2)["routing"]["healthy"] == true && lab.workload_ping(2, "203.0.113.2"),
+        || status(n2)["routing"]["healthy"] == true && lab.workload_ping(2, &internet4),
     );
 
     // braid down leaves neither rules nor routes in its table, and the host's IPv6 default.

@@ -47,7 +47,9 @@ pub struct BackendError {
 pub type LinkStats = braid_link::Snapshot;
 
 /// A link backend: braid's userspace data plane ([`crate::userspace`]) or kernel
-/// WireGuard ([`crate::kernel`]). Synchronous: the daemon calls it from the reconciler's own thread, off the async
+/// WireGuard ([`crate::kernel`]). Synchronous, and its calls may block (the kernel
+/// backend's, [`LinkBackend::stats`] included, are netlink round trips): the daemon calls
+/// it from the reconciler's own thread or tokio's blocking pool, never on the async
 /// runtime (`run`).
 pub trait LinkBackend: Send {
     /// A short name for status output: "userspace" or "kernel".

@@ -1,9 +1,12 @@
 //! The HTTP status listener (config `status.listen`): `GET /` is the status page (a map of
 //! the mesh, embedded in the binary, refreshing itself from `/status`), `GET /status` the
 //! status JSON, `GET /metrics` the Prometheus exposition. Other paths answer 404, other
-//! methods 405; the status and metrics answer 503 when the run loop gives no status within
+//! methods 405; the status and metrics answer 503 when no status comes within
 //! [`STATUS_TIMEOUT`].
-//! Handlers ask the run loop for a fresh status over a channel; they never block it long.
+//! Handlers ask the daemon's status task (`run`'s `serve_status`) for a fresh status over a
+//! channel. It builds the document from the daemon's state, which it reads between two
+//! of a reload's link changes: a reload does not hold the answer up, only one change that
+//! keeps the state longer than the timeout (a link that takes that long to make) does.
 //!
 //! The listener has no authentication, so any local user can connect: it holds at most
 //! [`crate::fds::http_connection_cap`] connections (more are closed at once), and closes a
@@ -28,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-/// A request for the current status, answered by the run loop.
+/// A request for the current status, answered by the daemon's status task.
 pub type StatusRequest = oneshot::Sender<Status>;
 
 /// A connection that neither sends nor takes a byte for this long is closed.
@@ -57,11 +60,11 @@ struct AppState {
     stats: Arc<ListenerStats>,
 }
 
-/// How long a request waits for the run loop's status before it is answered 503: less
-/// than [`IDLE_TIMEOUT`], which would otherwise close the connection without a word.
+/// How long a request waits for the status before it is answered 503: less than
+/// [`IDLE_TIMEOUT`], which would otherwise close the connection without a word.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The run loop's status, or why there is none (the body of a 503).
+/// The daemon's status, or why there is none (the body of a 503).
 async fn fetch(tx: &mpsc::Sender<StatusRequest>) -> Result<Status, &'static str> {
     let ask = async {
         let (reply, answer) = oneshot::channel();
@@ -71,9 +74,9 @@ async fn fetch(tx: &mpsc::Sender<StatusRequest>) -> Result<Status, &'static str>
     match tokio::time::timeout(STATUS_TIMEOUT, ask).await {
         Ok(Some(status)) => Ok(status),
         Ok(None) => Err("braid is stopping: no status\n"),
-        Err(_) => {
-            Err("braid's run loop did not answer within 3 s (busy with a reload?); try again\n")
-        }
+        Err(_) => Err(
+            "braid gave no status within 3 s (a change held the daemon's state that long); try again\n",
+        ),
     }
 }
 
@@ -147,7 +150,7 @@ async fn page_css() -> Response {
 }
 
 /// The listener's routes: the page and its two files, `/status` and `/metrics`; axum
-/// answers other paths 404 and other methods 405. Handlers ask the run loop over `tx` and
+/// answers other paths 404 and other methods 405. Handlers ask the status task over `tx` and
 /// count nothing themselves; `stats` is what `/metrics` reports of the listener. Building
 /// it cannot fail: the paths are fixed and distinct (axum panics only on a duplicate or
 /// malformed path, which every test of this listener would show at once).
@@ -466,9 +469,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_busy_run_loop_gets_a_503_with_the_reason() {
-        // The run loop takes the request and does not answer (busy with a reload): the
-        // connection used to be closed at IDLE_TIMEOUT without a status line.
+    async fn a_status_that_does_not_come_gets_a_503_with_the_reason() {
+        // The status task takes the request and does not answer (the state held by a slow
+        // change): the connection used to be closed at IDLE_TIMEOUT without a status line.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, mut rx) = mpsc::channel::<StatusRequest>(4);
@@ -483,10 +486,10 @@ mod tests {
             let started = Instant::now();
             let answer = get(addr, path).await;
             assert!(answer.starts_with("HTTP/1.0 503"), "{path}: {answer:?}");
-            assert!(answer.contains("did not answer within 3 s"), "{answer}");
+            assert!(answer.contains("gave no status within 3 s"), "{answer}");
             assert!(started.elapsed() < IDLE_TIMEOUT, "{:?}", started.elapsed());
         }
-        // A run loop that is gone (the daemon stopping) is said so at once.
+        // A status task that is gone (the daemon stopping) is said so at once.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel::<StatusRequest>(4);

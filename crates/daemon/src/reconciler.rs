@@ -348,6 +348,12 @@ impl<B: LinkBackend> Reconciler<B> {
         self.current.as_deref()
     }
 
+    /// The inputs in use, shared (to use without the daemon's lock); `None` before the
+    /// first successful reload.
+    pub fn loaded_shared(&self) -> Option<Arc<Loaded>> {
+        self.current.clone()
+    }
+
     /// When the daemon reloaded and how it went.
     pub fn reload_record(&self) -> &ReloadRecord {
         &self.record

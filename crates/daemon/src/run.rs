@@ -6,11 +6,14 @@
 //! Its parts: the run loop ([`run`]) takes the events (signals, timers, uplink changes, a
 //! new registry, `reload` and `down` on the control socket) one at a time and is the one
 //! writer of the daemon's state ([`Reconciler`], behind a fair async lock). What blocks
-//! (reading the inputs, the backend's link changes, removing every link) runs on the
-//! reconciler's own thread (`Worker`), a reload's link changes one link at a time; the
-//! status requests (`status` on the control socket, HTTP `/status` and `/metrics`) are
-//! answered by their own tasks (`serve_status`), which take the lock between two links:
-//! a reload of hundreds of links does not hold status up (`tests/responsive.rs`).
+//! (reading the inputs, the backend's link changes, removing every link, reading the
+//! links' state, which the kernel backend asks the kernel for) runs on the reconciler's
+//! own thread (`Worker`), a reload's link changes one link at a time; the status requests
+//! (`status` on the control socket, HTTP `/status` and `/metrics`) are answered by their
+//! own tasks (`serve_status`), which build the document on tokio's blocking pool and take
+//! the lock between two links: a reload of hundreds of links does not hold status up
+//! (`tests/responsive.rs`). Routes are decided under the lock and installed without it
+//! (`apply_routes`).
 
 use crate::backend::LinkBackend;
 use crate::control::{self, Reply, Request};
@@ -72,24 +75,36 @@ pub enum RunError {
 pub async fn account_groups<B: LinkBackend>(
     r: &Reconciler<B>,
 ) -> Result<(), braid_system::SystemError> {
-    let Some(loaded) = r.loaded() else {
-        return Ok(());
-    };
-    let config = &loaded.config;
+    match r.loaded() {
+        Some(loaded) => account_interfaces(&loaded.config, &braid_interfaces(r)).await,
+        None => Ok(()),
+    }
+}
+
+/// The interfaces braid runs now: its links, and its bridge (see
+/// [`crate::routing::extra_interfaces`]).
+fn braid_interfaces<B: LinkBackend>(r: &Reconciler<B>) -> BTreeSet<String> {
+    r.running()
+        .map(str::to_string)
+        .chain(crate::routing::extra_interfaces(r))
+        .collect()
+}
+
+/// [`account_groups`] for `config`'s groups, with `running` the interfaces braid runs:
+/// needs no access to the daemon's state (the daemon runs it without its lock).
+async fn account_interfaces(
+    config: &braid_model::Config,
+    running: &BTreeSet<String>,
+) -> Result<(), braid_system::SystemError> {
     let nl = Netlink::connect_in(config.netns.as_deref())?;
     // One listing, then only the changes: an unchanged mesh costs one netlink dump. The
     // result is ranet's (stale everything, re-activate what runs, delete the stale group)
     // without touching the links that stay.
-    let extra = crate::routing::extra_interfaces(r);
-    let running: std::collections::HashSet<&str> = r
-        .running()
-        .chain(extra.iter().map(String::as_str))
-        .collect();
     for link in nl.links().await? {
         // The VRF counts as braid's only when braid made it (it is in the active group).
         let own_vrf =
             !config.vrf.is_empty() && link.name == config.vrf && link.group == config.active_group;
-        let wanted = running.contains(link.name.as_str()) || own_vrf;
+        let wanted = running.contains(&link.name) || own_vrf;
         if link.group == config.active_group && !wanted {
             nl.set_group(link.index, config.stale_group).await?;
         } else if wanted && link.group != config.active_group {
@@ -97,6 +112,19 @@ pub async fn account_groups<B: LinkBackend>(
         }
     }
     nl.delete_group(config.stale_group).await
+}
+
+/// [`account_groups`] with what it needs read under the lock, and the netlink work done
+/// without it.
+async fn account<B: LinkBackend + 'static>(d: &Shared<B>) -> Result<(), braid_system::SystemError> {
+    let (loaded, running) = {
+        let r = d.lock().await;
+        (r.loaded_shared(), braid_interfaces(&r))
+    };
+    match loaded {
+        Some(loaded) => account_interfaces(&loaded.config, &running).await,
+        None => Ok(()),
+    }
 }
 
 /// Deletes both of braid's interface groups (for `down`, also after a crash).
@@ -225,7 +253,7 @@ async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
         Ok(work) => {
             let summary = reconcile(d, work).await;
             tracing::info!(%summary, "reloaded");
-            if let Err(e) = account_groups(&*d.lock().await).await {
+            if let Err(e) = account(d).await {
                 tracing::error!("interface group accounting: {e}");
             }
             apply_routing(d).await;
@@ -309,9 +337,18 @@ async fn supervise_engines<B: LinkBackend + 'static>(d: &Shared<B>) {
     crate::routing::supervise_engine(&mut *d.lock().await);
 }
 
+/// Brings braid's routes in line: decided on the reconciler's thread (it reads the links'
+/// state, which blocks with the kernel backend), installed without the lock (netlink, and
+/// the sysctls and `nft` on the blocking pool: see `routing::install`), recorded under it.
+/// The run loop is the state's one writer, so nothing changes it in between.
 async fn apply_routes<B: LinkBackend + 'static>(d: &Shared<B>) {
+    let wanted = off_loop(d, |r| crate::routing::wanted(r)).await;
+    let result = match &wanted {
+        Some(wanted) => crate::routing::install(wanted).await,
+        None => Ok(crate::routing::Outcome::default()),
+    };
     let mut r = d.lock().await;
-    match crate::routing::apply(&r).await {
+    match result {
         Ok(outcome) => {
             if outcome.added + outcome.removed > 0 {
                 tracing::info!(
@@ -476,15 +513,19 @@ async fn serve_status<B: LinkBackend + 'static>(
 }
 
 /// The status document at this moment: made under the lock, then the kernel's view is
-/// added without it.
+/// added without it. Making it reads every link's state from the backend, which blocks
+/// with the kernel backend (netlink round trips): it runs on tokio's blocking pool, not on
+/// the reconciler's thread, which may be in the middle of a reload's links.
 async fn status_document<B: LinkBackend + 'static>(d: &Shared<B>, started: SystemTime) -> Status {
-    let (doc, netns) = {
-        let r = d.lock().await;
+    let state = d.state.clone();
+    let (doc, netns) = crate::off_runtime(move || {
+        let r = state.blocking_lock();
         (
             status::status(&r, started, SystemTime::now()),
             status::netns(&r),
         )
-    };
+    })
+    .await;
     crate::kernel_view::fill(doc, netns).await
 }
 
@@ -526,7 +567,7 @@ pub async fn run<B: LinkBackend + 'static>(
     let work = off_loop(&d, Reconciler::begin_reload).await?;
     let summary = reconcile(&d, work).await;
     tracing::info!(%summary, "started");
-    account_groups(&*d.lock().await).await?;
+    account(&d).await?;
     apply_routing(&d).await;
     // Uplinks: followed over netlink, rescanned on every change and every retry tick.
     let uplink_events = Arc::new(tokio::sync::Notify::new());
@@ -622,12 +663,16 @@ fn carrying<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> BTreeSet<Stri
 /// routes when the set of links that carry traffic changed (default routes follow the
 /// exits' liveness).
 async fn on_watch<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
-    let live = {
-        let mut r = d.lock().await;
-        log_state_changes(&r, &mut s.states);
-        crate::routing::follow_costs(&mut r);
-        carrying(&r, SystemTime::now())
-    };
+    // The links' state and loss are read from the backend (netlink round trips with the
+    // kernel backend): on the reconciler's thread, idle while the loop is here.
+    let mut states = std::mem::take(&mut s.states);
+    let (states, live) = off_loop(d, move |r| {
+        log_state_changes(r, &mut states);
+        crate::routing::follow_costs(r);
+        (states, carrying(r, SystemTime::now()))
+    })
+    .await;
+    s.states = states;
     if live != s.alive {
         s.alive = live;
         apply_routes(d).await;
@@ -665,7 +710,8 @@ async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
 /// also runs right after each reload: a new or remade link is pointed within a look-up,
 /// not at the next retry tick.
 async fn start_lookups<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop, all: bool) {
-    let due = d.lock().await.due_for_resolve(all, SystemTime::now());
+    // Reads the links' state (see `on_watch`): on the reconciler's thread.
+    let due = off_loop(d, move |r| r.due_for_resolve(all, SystemTime::now())).await;
     if !due.is_empty()
         && s.lookups
             .as_ref()

@@ -25,7 +25,8 @@ pub struct ConfigOptions {
     pub behind_nat: Vec<usize>,
     /// Routing mode written into every config ("none", "static", "babel", "bird").
     pub routing: String,
-    /// Persistent keepalive in seconds (0 for none).
+    /// Persistent keepalive in seconds; 0 leaves the key out of the configs, so braid's
+    /// default applies (25 s on links that carry a default route, none on others).
     pub keepalive: u16,
     /// Each node's control socket directory; `<dir>/n<i>/braid.sock` when `None`.
     pub control_dir: Option<PathBuf>,
@@ -178,12 +179,17 @@ pub fn write_configs(
         let mut endpoints = Vec::new();
         let address = |a: String| if nat { String::new() } else { a };
         if options.ip4 {
-            transports.push(json!({"address_family": "ip4", "address": address(addrs.v4.to_string()), "send_port": port4, "mtu": options.mtu, "prefix": "brd4x", "fwmark": 0, "random_port": false, "keepalive": options.keepalive}));
+            transports.push(json!({"address_family": "ip4", "address": address(addrs.v4.to_string()), "send_port": port4, "mtu": options.mtu, "prefix": "brd4x", "fwmark": 0, "random_port": false}));
             endpoints.push(json!({"send_port": port4, "address_family": "ip4", "address": address(addrs.v4.to_string())}));
         }
         if options.ip6 {
-            transports.push(json!({"address_family": "ip6", "address": address(addrs.v6.to_string()), "send_port": port6, "mtu": options.mtu, "prefix": "brd6x", "fwmark": 0, "random_port": false, "keepalive": options.keepalive}));
+            transports.push(json!({"address_family": "ip6", "address": address(addrs.v6.to_string()), "send_port": port6, "mtu": options.mtu, "prefix": "brd6x", "fwmark": 0, "random_port": false}));
             endpoints.push(json!({"send_port": port6, "address_family": "ip6", "address": address(addrs.v6.to_string())}));
+        }
+        if options.keepalive > 0 {
+            for t in &mut transports {
+                t["keepalive"] = json!(options.keepalive);
+            }
         }
         let uplinks = wans_of(&options.wans, i);
         if uplinks > 1 {

@@ -93,7 +93,10 @@ pub struct Transport {
     /// Listen on a random port instead of the peer's send port.
     pub random_port: bool,
     // braid extensions
-    /// Persistent keepalive in seconds; `None` disables it.
+    /// Persistent keepalive in seconds as the config sets it: `None` when the key is
+    /// absent (braid chooses: 25 s on links that carry a default route, none on others;
+    /// see `braid_plan::links::link_keepalive`), `Some(0)` off, even on those links,
+    /// `Some(k)` every `k` seconds.
     pub keepalive: Option<u16>,
     /// Underlay paths (`paths`): two or more bond the transport's links.
     pub paths: Vec<PathConfig>,
@@ -515,7 +518,7 @@ fn read_transport(c: &mut Collector, path: &str, value: &Value) -> Option<Transp
     let random_port = read::optional(c, map, path, "random_port", false, read::boolean);
     let keepalive = read::optional(c, map, path, "keepalive", None, |c, p, v| {
         let fix = "use seconds in 0..=65535 (0 disables; 25 suits NAT)";
-        read::integer(c, p, v, 0, 65535, fix).map(|n| (n > 0).then_some(n as u16))
+        read::integer(c, p, v, 0, 65535, fix).map(|n| Some(n as u16))
     });
     let (paths, wan_auto, scheduler) = read_bonding(c, map, path, family)?;
     Some(Transport {

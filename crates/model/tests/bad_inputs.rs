@@ -98,6 +98,22 @@ fn good_inputs_pass() {
     assert!(cross.0.is_empty(), "{cross}");
 }
 
+#[test]
+fn an_explicit_zero_keepalive_is_told_apart_from_an_absent_one() {
+    let keepalive = |doc: Value| {
+        let (config, _) = Config::parse("node.json", &doc.to_string()).unwrap();
+        config.transports[0].keepalive
+    };
+    assert_eq!(keepalive(good_config()), None);
+    let set = |k: u16| {
+        let mut doc = good_config();
+        doc["transport"][0]["keepalive"] = json!(k);
+        doc
+    };
+    assert_eq!(keepalive(set(0)), Some(0));
+    assert_eq!(keepalive(set(25)), Some(25));
+}
+
 // ---- config ----
 
 #[test]

@@ -125,6 +125,19 @@ pub struct LinkPlan {
 /// route whatever the far side's config says. 25 s is wg-quick's usual value for NAT.
 pub const EXIT_KEEPALIVE: u16 = 25;
 
+/// A link's persistent keepalive in seconds (`None`: off), from its transport's
+/// `keepalive` as the config sets it (`None` when absent, `Some(0)` for an explicit 0) and
+/// whether the link carries a default route (`carries_default`: a link of an exit, or to
+/// one). A set value wins, and an explicit 0 turns the keepalive off even there; unset, a
+/// link that carries a default route gets [`EXIT_KEEPALIVE`] and any other none.
+pub fn link_keepalive(configured: Option<u16>, carries_default: bool) -> Option<u16> {
+    match configured {
+        Some(0) => None,
+        Some(k) => Some(k),
+        None => carries_default.then_some(EXIT_KEEPALIVE),
+    }
+}
+
 /// The underlay paths of `transport`: with `wan: "auto"`, one per uplink in `uplinks` (an
 /// interface name each, in the order given; none found: no path, so the link takes the
 /// default route); otherwise the transport's own `paths`.
@@ -190,9 +203,10 @@ pub fn plan_links(
                     peer_public_key: peer.public_key,
                     local_public_key: own_key,
                     peer: peer.label(),
-                    keepalive: transport
-                        .keepalive
-                        .or((own_exit || peer.exit_preference.is_some()).then_some(EXIT_KEEPALIVE)),
+                    keepalive: link_keepalive(
+                        transport.keepalive,
+                        own_exit || peer.exit_preference.is_some(),
+                    ),
                     transport: t,
                     paths: paths.clone(),
                     scheduler: transport.scheduler,
@@ -226,6 +240,19 @@ mod tests {
             exit_preference: None,
             lan_subnets: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_explicit_zero_keepalive_is_off_and_unset_is_braids_choice() {
+        // Unset: 25 s on a link that carries a default route, none elsewhere.
+        assert_eq!(link_keepalive(None, true), Some(EXIT_KEEPALIVE));
+        assert_eq!(link_keepalive(None, false), None);
+        // An explicit 0 is off, even toward an exit.
+        assert_eq!(link_keepalive(Some(0), true), None);
+        assert_eq!(link_keepalive(Some(0), false), None);
+        // A set value wins everywhere.
+        assert_eq!(link_keepalive(Some(5), true), Some(5));
+        assert_eq!(link_keepalive(Some(5), false), Some(5));
     }
 
     #[test]

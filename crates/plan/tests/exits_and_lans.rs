@@ -60,8 +60,13 @@ fn both_ends_of_a_link_to_an_exit_send_keepalives_unless_set() {
     assert_eq!(router.links[0].keepalive, Some(EXIT_KEEPALIVE));
     assert_eq!(exit.links[0].keepalive, Some(EXIT_KEEPALIVE));
     // A configured keepalive wins.
-    let router = plan_of(&config(1, 50101, Some(5), false), &registry(lans)).unwrap();
+    let router = plan_of(&config(1, 50101, Some(5), false), &registry(lans.clone())).unwrap();
     assert_eq!(router.links[0].keepalive, Some(5));
+    // An explicit 0 is off, on the exit's side too: told apart from unset.
+    let router = plan_of(&config(1, 50101, Some(0), false), &registry(lans.clone())).unwrap();
+    assert_eq!(router.links[0].keepalive, None);
+    let exit = plan_of(&config(2, 50102, Some(0), true), &registry(lans)).unwrap();
+    assert_eq!(exit.links[0].keepalive, None);
 }
 
 #[test]

@@ -4,8 +4,10 @@
 
 use anyhow::{Context, Result, bail};
 use braid_daemon::control::{self, Request};
+use braid_daemon::status::Status;
 use braid_lab::{BRIDGE, INTERNET_HOST, Lab, NodeFiles, workload_addrs};
 use braid_plan::Plan;
+use serde::Deserialize as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,21 +22,10 @@ pub(crate) fn wait_for_handshakes(sockets: &[std::path::PathBuf], timeout: Durat
         let mut waiting = Vec::new();
         for (i, socket) in sockets.iter().enumerate() {
             match runtime.block_on(control::call(socket, &Request::Status)) {
-                Ok(reply) => {
-                    let links = reply
-                        .status
-                        .as_ref()
-                        .and_then(|s| s["links"].as_array().cloned())
-                        .unwrap_or_default();
-                    for link in links.iter().filter(|l| l["state"] != "up") {
-                        waiting.push(format!(
-                            "n{} {} ({})",
-                            i + 1,
-                            link["name"].as_str().unwrap_or("?"),
-                            link["state"].as_str().unwrap_or("?")
-                        ));
-                    }
-                }
+                Ok(reply) => match links_not_up(reply.status.as_ref()) {
+                    Ok(links) => waiting.extend(links.iter().map(|l| format!("n{} {l}", i + 1))),
+                    Err(e) => waiting.push(format!("n{}: {e:#}", i + 1)),
+                },
                 Err(e) => waiting.push(format!("n{}: {e}", i + 1)),
             }
         }
@@ -50,6 +41,21 @@ pub(crate) fn wait_for_handshakes(sockets: &[std::path::PathBuf], timeout: Durat
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The links of a daemon's status document (the typed [`Status`]) that are not `up`, each
+/// as `name (state)`; an error when the reply has no document or it does not fit this
+/// build's.
+fn links_not_up(doc: Option<&serde_json::Value>) -> Result<Vec<String>> {
+    let doc = doc.context("the daemon's status reply has no status document")?;
+    let status = Status::deserialize(doc)
+        .context("the daemon's status document does not fit this braid's (another version?)")?;
+    Ok(status
+        .links
+        .iter()
+        .filter(|l| l.state != "up")
+        .map(|l| format!("{} ({})", l.name, l.state))
+        .collect())
 }
 
 /// Pings every peer over every link of every node; returns the matrix text and whether all
@@ -371,6 +377,26 @@ fn bonded_shares(before: &[u64], after: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_not_up_are_read_from_the_typed_document() {
+        let doc = serde_json::json!({
+            "links": [
+                {"name": "brd1", "state": "up"},
+                {"name": "brd2", "state": "connecting"},
+                {"name": "brd3", "state": "failed"}
+            ]
+        });
+        assert_eq!(
+            links_not_up(Some(&doc)).expect("the document fits"),
+            ["brd2 (connecting)", "brd3 (failed)"]
+        );
+        let all_up = serde_json::json!({"links": [{"name": "brd1", "state": "up"}]});
+        assert!(links_not_up(Some(&all_up)).expect("fits").is_empty());
+        assert!(links_not_up(None).is_err());
+        let wrong = serde_json::json!({"links": "not a list"});
+        assert!(links_not_up(Some(&wrong)).is_err());
+    }
 
     #[test]
     fn shares_add_up_per_uplink() {

@@ -111,20 +111,3 @@ pub(crate) fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> 
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
-
-/// The exit tests' upstream: `router` forwards IPv6 and IPv4, and the `internet` host sends
-/// everything to it (2001:db8:1::1 and 203.0.113.1).
-pub(crate) fn route_internet_via_router(router: &str, internet: &str) {
-    ip(&[
-        "netns",
-        "exec",
-        router,
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.forwarding=1",
-        "net.ipv4.ip_forward=1",
-    ]);
-    for gateway in ["2001:db8:1::1", "203.0.113.1"] {
-        ip(&["-n", internet, "route", "add", "default", "via", gateway]);
-    }
-}

@@ -33,16 +33,40 @@ pub(super) fn announce_routes(loaded: &crate::load::Loaded) -> Vec<braid_plan::r
     out
 }
 
-/// The plan's routes that go in now, each with the kernel route that installs it: routes
-/// over links that are not up yet wait (others, to the upstream, go in at once), default
-/// routes only over links that carry traffic (a dead exit loses its default route and the
-/// next exit takes over), and no route over a link braid's liveness declared dead.
-pub(super) fn plan_routes<B: LinkBackend>(
+/// What [`super::install`] brings the kernel in line with, decided from the daemon's state
+/// at one moment: the inputs in use, the links that run, and the plan's routes that go in
+/// now ([`routes_now`]). Owned, so that the installing runs without the daemon's lock.
+#[derive(Clone)]
+pub struct Wanted {
+    /// The inputs in use (config, registry, plan).
+    pub loaded: std::sync::Arc<crate::load::Loaded>,
+    /// The names of the links the backend runs.
+    pub running: Vec<String>,
+    /// The plan's routes that go in now.
+    pub routes: Vec<braid_plan::routes::RoutePlan>,
+}
+
+/// What routing installs now; `None` before the first successful reload. Reads every
+/// link's state from the backend, which may block (the kernel backend asks the kernel over
+/// netlink): call it off the async runtime.
+pub fn wanted<B: LinkBackend>(r: &Reconciler<B>) -> Option<Wanted> {
+    let loaded = r.loaded_shared()?;
+    let routes = routes_now(r, &loaded);
+    Some(Wanted {
+        running: r.running().map(str::to_string).collect(),
+        loaded,
+        routes,
+    })
+}
+
+/// The plan's routes that go in now: routes over links that are not up yet wait (others,
+/// to the upstream, go in at once), default routes only over links that carry traffic (a
+/// dead exit loses its default route and the next exit takes over), and no route over a
+/// link braid's liveness declared dead.
+fn routes_now<B: LinkBackend>(
     r: &Reconciler<B>,
     loaded: &crate::load::Loaded,
-    index: &HashMap<String, u32>,
-    table_of: &dyn Fn(&str) -> u32,
-) -> (Vec<braid_plan::routes::RoutePlan>, Vec<RouteSpec>) {
+) -> Vec<braid_plan::routes::RoutePlan> {
     let now = std::time::SystemTime::now();
     let running: std::collections::HashSet<&str> = r.running().collect();
     let alive = |dev: &str| {
@@ -66,6 +90,19 @@ pub(super) fn plan_routes<B: LinkBackend>(
         // braid's liveness: no route over a dead link (another route to the prefix, over
         // another link or exit, takes over; see `liveness`).
         .filter(|route| !r.backend().dead(&route.dev))
+        .cloned()
+        .collect()
+}
+
+/// Each of `routes` whose interface exists (in `index`, name to index) with the kernel
+/// route that installs it, in table `table_of(interface)`.
+pub(super) fn route_specs(
+    routes: &[braid_plan::routes::RoutePlan],
+    index: &HashMap<String, u32>,
+    table_of: &dyn Fn(&str) -> u32,
+) -> (Vec<braid_plan::routes::RoutePlan>, Vec<RouteSpec>) {
+    routes
+        .iter()
         .filter_map(|route| {
             let spec = RouteSpec {
                 destination: route.destination,

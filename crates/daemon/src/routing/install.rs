@@ -9,7 +9,7 @@
 //! routes, its default route above all, stay as they are and in charge of the host's own
 //! traffic. A route braid cannot install is an error in the log, the status and the health.
 
-use super::decide::{announce_routes, masqueraded, mesh_rules, plan_routes};
+use super::decide::{Wanted, announce_routes, masqueraded, mesh_rules, route_specs, wanted};
 use super::supervisor::stop_stale_engines;
 use crate::backend::LinkBackend;
 use crate::reconciler::Reconciler;
@@ -27,6 +27,8 @@ pub fn extra_interfaces<B: LinkBackend>(r: &Reconciler<B>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Turns IPv4 and IPv6 forwarding on (sysctls, in the namespace's own `/proc/sys`: written
+/// from a thread that entered it). Blocks: run it with `crate::off_runtime`.
 fn set_forwarding(netns: Option<&str>) -> Result<(), SystemError> {
     let write = || -> std::io::Result<()> {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
@@ -57,16 +59,28 @@ pub struct Outcome {
     pub failed: Vec<String>,
 }
 
-/// Brings the node network, braid's routes and its policy rules in line with the plan.
+/// Brings the node network, braid's routes and its policy rules in line with the plan:
+/// [`wanted`] then [`install`], in one call (`braid up`). Reads the links' state from the
+/// backend, which may block (see [`wanted`]).
 pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemError> {
-    let Some(loaded) = r.loaded() else {
-        return Ok(Outcome::default());
-    };
+    match wanted(r) {
+        Some(wanted) => install(&wanted).await,
+        None => Ok(Outcome::default()),
+    }
+}
+
+/// Brings the node network, braid's routes and its policy rules in line with `wanted`
+/// (decided from the daemon's state by [`wanted`]). Needs no access to that state: the
+/// daemon runs it without its lock. What blocks (the sysctls, `nft`) runs on tokio's
+/// blocking pool, the rest is asynchronous netlink.
+pub async fn install(wanted: &Wanted) -> Result<Outcome, SystemError> {
+    let loaded = &*wanted.loaded;
     let config = &loaded.config;
     let nl = Netlink::connect_in(config.netns.as_deref())?;
-    let (vrf, overlay) = node_network(&nl, r, loaded).await?;
+    let (vrf, overlay) = node_network(&nl, &wanted.running, loaded).await?;
     if config.routing.mode != RoutingMode::None {
-        set_forwarding(config.netns.as_deref())?;
+        let netns = config.netns.clone();
+        crate::off_runtime(move || set_forwarding(netns.as_deref())).await?;
     }
     let index: HashMap<String, u32> = nl
         .links()
@@ -79,7 +93,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
         Some(v) if overlay.contains(dev) => v.table,
         _ => braid_system::routes::MESH_TABLE,
     };
-    let (mut installed, mut desired) = plan_routes(r, loaded, &index, &table_of);
+    let (mut installed, mut desired) = route_specs(&wanted.routes, &index, &table_of);
     if config.routing.mode != RoutingMode::None {
         // The node's own prefixes in braid's table: the mesh's traffic is looked up there
         // first (the policy rules), so without them traffic for this node's workloads
@@ -111,7 +125,7 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
     {
         failed.push(e.to_string());
     }
-    apply_nat(loaded)?;
+    apply_nat(loaded).await?;
     Ok(Outcome {
         installed,
         added: sync.added,
@@ -124,9 +138,9 @@ pub async fn apply<B: LinkBackend>(r: &Reconciler<B>) -> Result<Outcome, SystemE
 /// running links in it, and the node's bridge with its addresses. Returns the VRF and the
 /// overlay's interfaces (the running links and the bridge), whose routes go into the VRF's
 /// table.
-async fn node_network<'a, B: LinkBackend>(
+async fn node_network<'a>(
     nl: &Netlink,
-    r: &'a Reconciler<B>,
+    running: &'a [String],
     loaded: &'a crate::load::Loaded,
 ) -> Result<
     (
@@ -137,8 +151,8 @@ async fn node_network<'a, B: LinkBackend>(
 > {
     let config = &loaded.config;
     let vrf = crate::vrf::ensure(nl, loaded).await?;
-    crate::vrf::enslave_links(nl, loaded, r.running(), vrf).await?;
-    let mut overlay: std::collections::HashSet<&str> = r.running().collect();
+    crate::vrf::enslave_links(nl, loaded, running.iter().map(String::as_str), vrf).await?;
+    let mut overlay: std::collections::HashSet<&str> = running.iter().map(String::as_str).collect();
     let (Some(plan), Some(addresses)) = (&config.address_plan, &loaded.plan.node.addresses) else {
         return Ok((vrf, overlay));
     };
@@ -190,7 +204,7 @@ fn add_local_routes(
 
 /// An exit's NAT tables (see [`NAT_TABLE`]): set when it forwards the mesh upstream,
 /// removed when it no longer does; nothing on other nodes.
-fn apply_nat(loaded: &crate::load::Loaded) -> Result<(), SystemError> {
+async fn apply_nat(loaded: &crate::load::Loaded) -> Result<(), SystemError> {
     let config = &loaded.config;
     let rules = match (&config.exit, &config.address_plan) {
         (Some(exit), Some(plan)) if config.routing.mode != RoutingMode::None => {
@@ -215,7 +229,7 @@ fn apply_nat(loaded: &crate::load::Loaded) -> Result<(), SystemError> {
         _ if config.exit.is_some() => None,
         _ => return Ok(()),
     };
-    nat(config.netns.as_deref(), rules.as_deref())
+    nat(config.netns.clone(), rules).await
 }
 
 /// The mesh's IPv6 sources an exit forwards upstream, as an nftables set body: the address
@@ -261,8 +275,14 @@ fn exit_tables(upstream: &str, masquerade: Option<&str>, ipv6: &str, mtu: u32) -
 /// to a LAN host stalled at 0 bit/s in the lab without it).
 pub const NAT_TABLE: &str = "braid_nat";
 
-/// Replaces braid's NAT table with `rules` (a whole `table ...` block), or removes it.
-fn nat(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
+/// Replaces braid's NAT table with `rules` (a whole `table ...` block), or removes it: one
+/// `nft -f -` run in the namespace, waited for on the blocking pool (`crate::off_runtime`).
+async fn nat(netns: Option<String>, rules: Option<String>) -> Result<(), SystemError> {
+    crate::off_runtime(move || nft_replace(netns.as_deref(), rules.as_deref())).await
+}
+
+/// [`nat`]'s work, blocking until `nft` exits.
+fn nft_replace(netns: Option<&str>, rules: Option<&str>) -> Result<(), SystemError> {
     // "add" then "delete" makes the delete succeed whether or not the table existed.
     let script = format!(
         "table ip {NAT_TABLE}\ndelete table ip {NAT_TABLE}\ntable ip6 {NAT_TABLE}\ndelete table ip6 {NAT_TABLE}\n{}",
@@ -345,7 +365,7 @@ pub async fn teardown(config: &braid_model::Config) -> Result<(), SystemError> {
         first.get_or_insert(e);
     }
     if config.exit.is_some()
-        && let Err(e) = nat(config.netns.as_deref(), None)
+        && let Err(e) = nat(config.netns.clone(), None).await
     {
         first.get_or_insert(e);
     }

@@ -13,8 +13,10 @@ pub mod decide;
 pub mod install;
 pub mod supervisor;
 
-pub use decide::{engine_dir, link_alive, wanted_engine};
-pub use install::{NAT_TABLE, Outcome, apply, delete_groups_keeping, extra_interfaces, teardown};
+pub use decide::{Wanted, engine_dir, link_alive, wanted, wanted_engine};
+pub use install::{
+    NAT_TABLE, Outcome, apply, delete_groups_keeping, extra_interfaces, install, teardown,
+};
 pub use supervisor::{follow_costs, stop_stale_engines, supervise_engine};
 
 use crate::backend::LinkBackend;
