@@ -552,7 +552,7 @@ pub async fn run<B: LinkBackend + 'static>(
     let r = Reconciler::new(&config_path, backend);
     // A registry URL: fetched now (before the first reconcile) and on its period.
     let fetch_now = Arc::new(tokio::sync::Notify::new());
-    let (fetched_tx, mut fetched_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (fetched_tx, fetched) = tokio::sync::mpsc::channel::<()>(1);
     let _fetcher = crate::fetch::start(
         &config_path,
         r.registry().clone(),
@@ -564,19 +564,8 @@ pub async fn run<B: LinkBackend + 'static>(
         state: Arc::new(tokio::sync::Mutex::new(r)),
         worker: Arc::new(Worker::start().map_err(RunError::Thread)?),
     };
-    let work = off_loop(&d, Reconciler::begin_reload).await?;
-    let summary = reconcile(&d, work).await;
-    tracing::info!(%summary, "started");
-    account(&d).await?;
-    apply_routing(&d).await;
-    // Uplinks: followed over netlink, rescanned on every change and every retry tick.
-    let uplink_events = Arc::new(tokio::sync::Notify::new());
-    if let Err(e) = braid_system::uplinks::monitor(uplink_events.clone()) {
-        tracing::warn!(
-            "cannot follow interface and route changes (rescanning every {RETRY_INTERVAL:?}): {e}"
-        );
-    }
-    let (resolved, mut resolved_rx) = tokio::sync::mpsc::channel::<Resolved>(64);
+    let summary = first_reconcile(&d).await?;
+    let (resolved, resolved_rx) = tokio::sync::mpsc::channel::<Resolved>(64);
     let mut s = Loop {
         fetch_now,
         uplinks_known: Vec::new(),
@@ -586,43 +575,113 @@ pub async fn run<B: LinkBackend + 'static>(
         lookups: None,
         resolved,
     };
+    let events = Events::start(fetched, resolved_rx)?;
     follow_uplinks(&d, &mut s.uplinks_known).await;
     let mut listeners = listen(&d, started).await?;
-    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-    let mut watch = tokio::time::interval(STATE_WATCH_INTERVAL);
-    let mut retry = tokio::time::interval(RETRY_INTERVAL);
     ready(&summary);
+    let exit = serve(&d, &mut s, events, &mut listeners, started).await;
+    if exit == Exit::Signal {
+        shutdown(&d, true).await;
+    }
+    remove_socket(&listeners.socket);
+    Ok(())
+}
+
+/// The first reconcile at start: links, interface groups and routes.
+async fn first_reconcile<B: LinkBackend + 'static>(d: &Shared<B>) -> Result<Summary, RunError> {
+    let work = off_loop(d, Reconciler::begin_reload).await?;
+    let summary = reconcile(d, work).await;
+    tracing::info!(%summary, "started");
+    account(d).await?;
+    apply_routing(d).await;
+    Ok(summary)
+}
+
+/// What the run loop waits for, besides the control socket.
+struct Events {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    /// The link-state watch ([`STATE_WATCH_INTERVAL`]).
+    watch: tokio::time::Interval,
+    /// The retry tick ([`RETRY_INTERVAL`]).
+    retry: tokio::time::Interval,
+    /// A new registry version was fetched and kept.
+    fetched: tokio::sync::mpsc::Receiver<()>,
+    /// Answers of the DNS look-ups.
+    resolved: tokio::sync::mpsc::Receiver<Resolved>,
+    /// Interfaces or routes changed (netlink), for the uplinks.
+    uplinks: Arc<tokio::sync::Notify>,
+}
+
+impl Events {
+    fn start(
+        fetched: tokio::sync::mpsc::Receiver<()>,
+        resolved: tokio::sync::mpsc::Receiver<Resolved>,
+    ) -> Result<Self, RunError> {
+        // Uplinks: followed over netlink, rescanned on every change and every retry tick.
+        let uplinks = Arc::new(tokio::sync::Notify::new());
+        if let Err(e) = braid_system::uplinks::monitor(uplinks.clone()) {
+            tracing::warn!(
+                "cannot follow interface and route changes (rescanning every {RETRY_INTERVAL:?}): {e}"
+            );
+        }
+        let signal = |kind| signal(kind).map_err(RunError::Signal);
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            watch: tokio::time::interval(STATE_WATCH_INTERVAL),
+            retry: tokio::time::interval(RETRY_INTERVAL),
+            fetched,
+            resolved,
+            uplinks,
+        })
+    }
+}
+
+/// Why the run loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Exit {
+    /// SIGTERM or SIGINT: a restart; links and routes are removed, the bridge kept.
+    Signal,
+    /// `braid down`: everything is removed already.
+    Down,
+}
+
+/// The run loop: one event at a time, the only writer of the daemon's state.
+async fn serve<B: LinkBackend + 'static>(
+    d: &Shared<B>,
+    s: &mut Loop,
+    mut e: Events,
+    listeners: &mut Listeners,
+    started: SystemTime,
+) -> Exit {
     loop {
         tokio::select! {
-            _ = hup.recv() => {
+            _ = e.hup.recv() => {
                 s.fetch_now.notify_one();
-                reload_and_follow(&d, &mut s).await;
+                reload_and_follow(d, s).await;
             }
-            _ = uplink_events.notified() => on_uplink_event(&d, &mut s, &uplink_events).await,
-            _ = watch.tick() => on_watch(&d, &mut s).await,
-            Some(()) = fetched_rx.recv() => {
+            _ = e.uplinks.notified() => on_uplink_event(d, s, &e.uplinks).await,
+            _ = e.watch.tick() => on_watch(d, s).await,
+            Some(()) = e.fetched.recv() => {
                 // A new registry version was fetched and kept: the same reconcile as reload.
-                reload_and_follow(&d, &mut s).await;
+                reload_and_follow(d, s).await;
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = retry.tick() => on_retry(&d, &mut s).await,
-            Some((link, addr)) = resolved_rx.recv() => {
-                off_loop(&d, move |r| r.resolved(&link, addr)).await;
+            _ = e.term.recv() => return Exit::Signal,
+            _ = e.int.recv() => return Exit::Signal,
+            _ = e.retry.tick() => on_retry(d, s).await,
+            Some((link, addr)) = e.resolved.recv() => {
+                off_loop(d, move |r| r.resolved(&link, addr)).await;
             }
             Some(incoming) = listeners.control.recv() => {
-                if on_control(&d, &mut s, started, incoming).await {
-                    remove_socket(&listeners.socket);
-                    return Ok(());
+                if on_control(d, s, started, incoming).await {
+                    return Exit::Down;
                 }
             }
         }
     }
-    shutdown(&d, true).await;
-    remove_socket(&listeners.socket);
-    Ok(())
 }
 
 /// Interfaces or routes changed: rescans the uplinks and makes again a link whose own

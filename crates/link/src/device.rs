@@ -157,9 +157,6 @@ fn carrier_thread() -> std::io::Result<&'static std::sync::mpsc::Sender<CarrierC
     std::thread::Builder::new()
         .name("braid-carrier".into())
         .spawn(move || {
-            // A route netlink socket per namespace, opened there on first need.
-            let mut sockets: std::collections::HashMap<Option<String>, std::os::fd::OwnedFd> =
-                std::collections::HashMap::new();
             for change in rx {
                 let CarrierChange {
                     fd,
@@ -176,7 +173,7 @@ fn carrier_thread() -> std::io::Result<&'static std::sync::mpsc::Sender<CarrierC
                     continue;
                 }
                 let operstate = if on { IF_OPER_UP } else { IF_OPER_DORMANT };
-                set_operstate(&mut sockets, netns, &link, operstate);
+                set_operstate(netns.as_deref(), &link, operstate);
             }
         })?;
     // Two links racing here start two threads; the loser's thread ends when its sender
@@ -189,32 +186,24 @@ const IF_OPER_UP: u8 = 6;
 const IF_OPER_DORMANT: u8 = 5;
 
 /// Sets `link`'s operstate (see [`set_carrier`]); a failure is logged, the carrier still
-/// decides (only later).
-fn set_operstate(
-    sockets: &mut std::collections::HashMap<Option<String>, std::os::fd::OwnedFd>,
-    netns: Option<String>,
-    link: &str,
-    operstate: u8,
-) {
-    let socket = match sockets.entry(netns) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => {
-            let opened = match e.key() {
-                None => route_socket(),
-                Some(ns) => braid_system::netns::run_in(ns, route_socket)
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r),
-            };
-            match opened {
-                Ok(socket) => e.insert(socket),
-                Err(err) => {
-                    tracing::warn!(%link, "opening a route netlink socket for its operstate: {err}");
-                    return;
-                }
-            }
+/// decides (only later). The route netlink socket is opened for the one request and closed
+/// (deaths and revivals are rare; a socket kept open would be one more descriptor held
+/// for the daemon's lifetime from the first death on).
+fn set_operstate(netns: Option<&str>, link: &str, operstate: u8) {
+    let opened = match netns {
+        None => route_socket(),
+        Some(ns) => braid_system::netns::run_in(ns, route_socket)
+            .map_err(std::io::Error::other)
+            .and_then(|r| r),
+    };
+    let socket = match opened {
+        Ok(socket) => socket,
+        Err(err) => {
+            tracing::warn!(%link, "opening a route netlink socket for its operstate: {err}");
+            return;
         }
     };
-    if let Err(e) = request_operstate(socket, link, operstate) {
+    if let Err(e) = request_operstate(&socket, link, operstate) {
         tracing::warn!(%link, operstate, "setting the operstate of its TUN device: {e}");
     }
 }

@@ -427,7 +427,7 @@ mod tests {
         other["uplinks"] = serde_json::json!([{ "name": "wan0" }]);
         other["node"]["cpu"] = serde_json::json!(0.5);
         let link = &mut other["links"][0];
-        link["routing_cost"] = serde_json::json!(96);
+        link["jitter_ms"] = serde_json::json!(96);
         link["bond"]["paths"][0]["ecn"] = serde_json::json!(true);
         link["bond"]["scheduler_source"] = serde_json::json!("negotiated");
         // Fields an older daemon did not send.
