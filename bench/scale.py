@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--idle", type=int, default=30)
     ap.add_argument("--braid", default="target/release/braid")
+    ap.add_argument("--routing", default=None, help="the config's routing mode (e.g. static: braid's link liveness on with its defaults); default: the lab's (none)")
     ap.add_argument("--smaps", action="store_true", help="print where the RSS is")
     ap.add_argument("--perf", help="record a 5 s perf profile of the idle daemon into this file")
     args = ap.parse_args()
@@ -50,6 +51,8 @@ def main():
         config_path = f"{work}/n1/config.json"
         config = json.load(open(config_path))
         config["transport"] = [t for t in config["transport"] if t["address_family"] == "ip4"]
+        if args.routing:
+            config["routing"] = {"mode": args.routing}
         json.dump(config, open(config_path, "w"), indent=1)
         own = json.load(open(f"{work}/registry.json"))[0]
         own["endpoints"] = [e for e in own["endpoints"] if e["address_family"] == "ip4"]
