@@ -708,19 +708,38 @@ async fn on_control<B: LinkBackend + 'static>(
     stop
 }
 
+/// At most this many DNS look-ups of a round run at once (each holds a thread of tokio's
+/// blocking pool while getaddrinfo(3) waits, up to its timeout of 5 s per try and server).
+const LOOKUPS_AT_ONCE: usize = 16;
+
 /// Looks up the DNS endpoints of `links` (off the loop, see
-/// [`crate::userspace::resolve_async`]) and sends each answer to the loop, which points the
-/// link at it ([`Reconciler::resolved`]).
+/// [`crate::userspace::resolve_async`]), up to [`LOOKUPS_AT_ONCE`] at a time, and sends
+/// each answer to the loop as it comes, which points the link at it
+/// ([`Reconciler::resolved`]). A name whose server does not answer holds up only itself:
+/// one after the other, a round with a few such names kept every other link (and the
+/// next round, a reload's new links among them) waiting for their timeouts (26 s for two
+/// such names in the lab).
 async fn resolve_endpoints(
     links: Vec<braid_plan::LinkPlan>,
     answers: tokio::sync::mpsc::Sender<Resolved>,
 ) {
-    for link in links {
-        let Some(endpoint) = &link.endpoint else {
-            continue;
+    let mut lookups = tokio::task::JoinSet::new();
+    let mut links = links.into_iter();
+    loop {
+        while lookups.len() < LOOKUPS_AT_ONCE
+            && let Some(link) = links.next()
+        {
+            lookups.spawn(async move {
+                let endpoint = link.endpoint.as_ref()?;
+                let addr = crate::userspace::resolve_async(endpoint, link.family).await?;
+                Some((link, addr))
+            });
+        }
+        let Some(done) = lookups.join_next().await else {
+            return;
         };
-        if let Some(addr) = crate::userspace::resolve_async(endpoint, link.family).await
-            && answers.send((link, addr)).await.is_err()
+        if let Ok(Some(answer)) = done
+            && answers.send(answer).await.is_err()
         {
             return;
         }
