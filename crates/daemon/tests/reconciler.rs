@@ -15,6 +15,8 @@ struct Recorder {
     fail_add: Option<String>,
     /// Every link reports a live session (a handshake and traffic just now).
     live: bool,
+    /// Every link was declared dead by braid's liveness (carrier off).
+    dead: bool,
 }
 
 impl LinkBackend for Recorder {
@@ -41,6 +43,9 @@ impl LinkBackend for Recorder {
         self.calls.push(format!("remove {name}"));
         self.links.remove(name);
         Ok(())
+    }
+    fn dead(&self, _: &str) -> bool {
+        self.dead
     }
     fn stats(&self, _: &str) -> Option<LinkStats> {
         let now = std::time::SystemTime::now();
@@ -175,4 +180,28 @@ fn a_link_whose_endpoint_becomes_a_name_is_looked_up_while_its_session_is_up() {
     r.reload().unwrap();
     r.resolved(&named, "192.0.2.2:50102".parse().unwrap());
     assert_eq!(due(&r), vec!["brd4x50104"]);
+}
+
+#[test]
+fn a_link_declared_dead_is_not_shown_up() {
+    // Seen in the lab: a link whose carrier braid's liveness had taken away (routing went
+    // around it) showed `up` in `braid status` for minutes, its handshake being recent.
+    let dir = example_dir();
+    let backend = Recorder {
+        live: true,
+        ..Recorder::default()
+    };
+    let mut r = Reconciler::new(&dir.path().join("alpha.json"), backend);
+    r.reload().unwrap();
+    let now = std::time::SystemTime::now();
+    let states = |r: &Reconciler<Recorder>| -> Vec<&'static str> {
+        braid_daemon::status::status(r, now, now)
+            .links
+            .iter()
+            .map(|l| l.state)
+            .collect()
+    };
+    assert_eq!(states(&r), vec!["up"; 4]);
+    r.backend_mut().dead = true;
+    assert_eq!(states(&r), vec!["stale"; 4]);
 }
