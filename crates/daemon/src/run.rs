@@ -375,8 +375,9 @@ struct Loop {
     alive: BTreeSet<String>,
     /// Retry ticks so far (every [`RE_RESOLVE_ALL_EVERY`]th resolves every DNS endpoint).
     ticks: u32,
-    /// The DNS look-ups under way (one round at a time); answers come back on `resolved`.
-    lookups: Option<tokio::task::JoinHandle<()>>,
+    /// The links whose DNS look-up is queued or under way (a link is in one round at a
+    /// time); answers come back on `resolved`.
+    lookups: Busy,
     resolved: tokio::sync::mpsc::Sender<Resolved>,
 }
 
@@ -542,7 +543,7 @@ pub async fn run<B: LinkBackend + 'static>(
         states: BTreeMap::new(),
         alive: BTreeSet::new(),
         ticks: 0,
-        lookups: None,
+        lookups: Busy::default(),
         resolved,
     };
     follow_uplinks(&d, &mut s.uplinks_known).await;
@@ -657,20 +658,48 @@ async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
     start_lookups(d, s, s.ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY)).await;
 }
 
+/// The names of the links whose look-up is queued or under way, shared with the rounds.
+type Busy = Arc<std::sync::Mutex<BTreeSet<String>>>;
+
+/// A link's place in [`Busy`], given back when its look-up ends or is dropped.
+struct Lookup {
+    link: braid_plan::LinkPlan,
+    busy: Busy,
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.link.name);
+    }
+}
+
 /// Starts a round of DNS look-ups for the running links' named endpoints that are due
-/// (every one when `all`, else those without a session; see
-/// [`Reconciler::due_for_resolve`]), unless a round is still under way. Links come up
-/// without an address for a named endpoint (the backends never look up names), so this
-/// also runs right after each reload: a new or remade link is pointed within a look-up,
-/// not at the next retry tick.
+/// (every one when `all`, else those not resolved since they were made or changed and
+/// those without a session; see [`Reconciler::due_for_resolve`]) and not already in a
+/// round. Links come up without an address for a named endpoint (the backends never look
+/// up names), so this also runs right after each reload: a new or remade link is pointed
+/// within a look-up, not at the next retry tick, even while a round for names whose server
+/// does not answer still waits (it held up the next round for its timeouts before).
 async fn start_lookups<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop, all: bool) {
     let due = d.lock().await.due_for_resolve(all, SystemTime::now());
-    if !due.is_empty()
-        && s.lookups
-            .as_ref()
-            .is_none_or(tokio::task::JoinHandle::is_finished)
-    {
-        s.lookups = Some(tokio::spawn(resolve_endpoints(due, s.resolved.clone())));
+    let fresh: Vec<Lookup> = {
+        let mut busy = s
+            .lookups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        due.into_iter()
+            .filter(|link| busy.insert(link.name.clone()))
+            .map(|link| Lookup {
+                link,
+                busy: s.lookups.clone(),
+            })
+            .collect()
+    };
+    if !fresh.is_empty() {
+        tokio::spawn(resolve_endpoints(fresh, s.resolved.clone()));
     }
 }
 
@@ -719,10 +748,7 @@ const LOOKUPS_AT_ONCE: usize = 16;
 /// one after the other, a round with a few such names kept every other link (and the
 /// next round, a reload's new links among them) waiting for their timeouts (26 s for two
 /// such names in the lab).
-async fn resolve_endpoints(
-    links: Vec<braid_plan::LinkPlan>,
-    answers: tokio::sync::mpsc::Sender<Resolved>,
-) {
+async fn resolve_endpoints(links: Vec<Lookup>, answers: tokio::sync::mpsc::Sender<Resolved>) {
     let mut lookups = tokio::task::JoinSet::new();
     let mut links = links.into_iter();
     loop {
@@ -730,9 +756,9 @@ async fn resolve_endpoints(
             && let Some(link) = links.next()
         {
             lookups.spawn(async move {
-                let endpoint = link.endpoint.as_ref()?;
-                let addr = crate::userspace::resolve_async(endpoint, link.family).await?;
-                Some((link, addr))
+                let endpoint = link.link.endpoint.as_ref()?;
+                let addr = crate::userspace::resolve_async(endpoint, link.link.family).await?;
+                Some((link.link.clone(), addr))
             });
         }
         let Some(done) = lookups.join_next().await else {
