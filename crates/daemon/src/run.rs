@@ -221,18 +221,31 @@ async fn recreate_missing<B: LinkBackend + 'static>(d: &Shared<B>) -> Option<Sum
 }
 
 async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
+    let before = d.lock().await.loaded().map(|l| l.config.clone());
     match off_loop(d, Reconciler::begin_reload).await {
         Ok(work) => {
             let summary = reconcile(d, work).await;
             tracing::info!(%summary, "reloaded");
+            let after = d.lock().await.loaded().map(|l| l.config.clone());
+            let unapplied = match (&before, &after) {
+                (Some(before), Some(after)) => needs_restart(before, after),
+                _ => Vec::new(),
+            };
+            for setting in &unapplied {
+                tracing::warn!("{setting}");
+            }
             if let Err(e) = account_groups(&*d.lock().await).await {
                 tracing::error!("interface group accounting: {e}");
             }
             apply_routing(d).await;
+            let message = std::iter::once(summary.to_string())
+                .chain(unapplied)
+                .collect::<Vec<_>>()
+                .join("; ");
             if summary.failed.is_empty() {
-                Reply::ok(summary.to_string())
+                Reply::ok(message)
             } else {
-                Reply::error(summary.to_string())
+                Reply::error(message)
             }
         }
         Err(e) => {
@@ -240,6 +253,33 @@ async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
             Reply::error(e.to_string())
         }
     }
+}
+
+/// The settings of `new` that a reload does not apply, one sentence each: the control
+/// socket and the status listener are bound once, at start ([`listen`]). A reload that
+/// changed them said nothing, and the daemon went on answering at the old address.
+fn needs_restart(
+    running: &braid_model::config::Config,
+    new: &braid_model::config::Config,
+) -> Vec<String> {
+    let listen = |c: &braid_model::config::Config| {
+        c.status.listen.map_or("off".to_string(), |a| a.to_string())
+    };
+    let mut out = Vec::new();
+    if running.status.listen != new.status.listen {
+        out.push(format!(
+            "status.listen {} takes effect when the daemon restarts; the listener stays at {} until then",
+            listen(new),
+            listen(running)
+        ));
+    }
+    if running.control_socket != new.control_socket {
+        out.push(format!(
+            "control_socket {} takes effect when the daemon restarts; the daemon answers at {} until then",
+            new.control_socket, running.control_socket
+        ));
+    }
+    out
 }
 
 /// Rescans the uplinks (see `uplinks`); reloads when `wan: "auto"` found a new set.
@@ -774,4 +814,32 @@ async fn resolve_endpoints(links: Vec<Lookup>, answers: tokio::sync::mpsc::Sende
 
 fn remove_socket(path: &Path) {
     let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_says_which_settings_wait_for_a_restart() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-nodes");
+        let (running, _) = crate::load::config(&dir.join("alpha.json")).unwrap();
+        assert!(needs_restart(&running, &running).is_empty());
+        let mut new = running.clone();
+        new.status.listen = Some("127.0.0.1:8092".parse().unwrap());
+        new.control_socket = "/run/braid/other.sock".into();
+        let said = needs_restart(&running, &new);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said[0]
+                .starts_with("status.listen 127.0.0.1:8092 takes effect when the daemon restarts"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].contains("control_socket /run/braid/other.sock"),
+            "{said:?}"
+        );
+        new.status.listen = None;
+        assert!(needs_restart(&running, &new)[0].starts_with("status.listen off "));
+    }
 }
