@@ -119,6 +119,16 @@ pub async fn delete_groups(
 struct Shared<B: LinkBackend> {
     state: Arc<tokio::sync::Mutex<Reconciler<B>>>,
     worker: Arc<Worker>,
+    /// The status listener and control socket as bound at start ([`listen`]); a reload
+    /// does not move them ([`needs_restart`]).
+    bound: Arc<std::sync::OnceLock<Bound>>,
+}
+
+/// What [`listen`] bound: the config's `status.listen` and `control_socket` at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bound {
+    listen: Option<std::net::SocketAddr>,
+    control_socket: String,
 }
 
 impl<B: LinkBackend> Clone for Shared<B> {
@@ -126,6 +136,7 @@ impl<B: LinkBackend> Clone for Shared<B> {
         Self {
             state: self.state.clone(),
             worker: self.worker.clone(),
+            bound: self.bound.clone(),
         }
     }
 }
@@ -221,14 +232,12 @@ async fn recreate_missing<B: LinkBackend + 'static>(d: &Shared<B>) -> Option<Sum
 }
 
 async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
-    let before = d.lock().await.loaded().map(|l| l.config.clone());
     match off_loop(d, Reconciler::begin_reload).await {
         Ok(work) => {
             let summary = reconcile(d, work).await;
             tracing::info!(%summary, "reloaded");
-            let after = d.lock().await.loaded().map(|l| l.config.clone());
-            let unapplied = match (&before, &after) {
-                (Some(before), Some(after)) => needs_restart(before, after),
+            let unapplied = match (d.bound.get(), d.lock().await.loaded()) {
+                (Some(bound), Some(now)) => needs_restart(bound, &now.config),
                 _ => Vec::new(),
             };
             for setting in &unapplied {
@@ -255,28 +264,23 @@ async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
     }
 }
 
-/// The settings of `new` that a reload does not apply, one sentence each: the control
-/// socket and the status listener are bound once, at start ([`listen`]). A reload that
-/// changed them said nothing, and the daemon went on answering at the old address.
-fn needs_restart(
-    running: &braid_model::config::Config,
-    new: &braid_model::config::Config,
-) -> Vec<String> {
-    let listen = |c: &braid_model::config::Config| {
-        c.status.listen.map_or("off".to_string(), |a| a.to_string())
-    };
+/// The settings of `new` that differ from what the daemon bound at start, one sentence
+/// each: the control socket and the status listener are bound once ([`listen`]). A reload
+/// that changed them said nothing, and the daemon went on answering at the old address.
+fn needs_restart(bound: &Bound, new: &braid_model::config::Config) -> Vec<String> {
+    let listen = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     let mut out = Vec::new();
-    if running.status.listen != new.status.listen {
+    if bound.listen != new.status.listen {
         out.push(format!(
             "status.listen {} takes effect when the daemon restarts; the listener stays at {} until then",
-            listen(new),
-            listen(running)
+            listen(new.status.listen),
+            listen(bound.listen)
         ));
     }
-    if running.control_socket != new.control_socket {
+    if bound.control_socket != new.control_socket {
         out.push(format!(
             "control_socket {} takes effect when the daemon restarts; the daemon answers at {} until then",
-            new.control_socket, running.control_socket
+            new.control_socket, bound.control_socket
         ));
     }
     out
@@ -460,6 +464,10 @@ async fn listen<B: LinkBackend + 'static>(
             .map_err(|source| RunError::Status { addr, source })?;
         tasks.push(task);
     }
+    let _ = d.bound.set(Bound {
+        listen: status_listen,
+        control_socket: socket.display().to_string(),
+    });
     // At most `control::MAX_CONNECTIONS` requests are in flight: unbounded is bounded.
     let (to_loop, control) = tokio::sync::mpsc::unbounded_channel();
     let requests = Requests {
@@ -563,6 +571,7 @@ pub async fn run<B: LinkBackend + 'static>(
     let d = Shared {
         state: Arc::new(tokio::sync::Mutex::new(r)),
         worker: Arc::new(Worker::start().map_err(RunError::Thread)?),
+        bound: Arc::default(),
     };
     let work = off_loop(&d, Reconciler::begin_reload).await?;
     let summary = reconcile(&d, work).await;
@@ -824,11 +833,15 @@ mod tests {
     fn a_reload_says_which_settings_wait_for_a_restart() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-nodes");
         let (running, _) = crate::load::config(&dir.join("alpha.json")).unwrap();
-        assert!(needs_restart(&running, &running).is_empty());
+        let bound = Bound {
+            listen: running.status.listen,
+            control_socket: running.control_socket.clone(),
+        };
+        assert!(needs_restart(&bound, &running).is_empty());
         let mut new = running.clone();
         new.status.listen = Some("127.0.0.1:8092".parse().unwrap());
         new.control_socket = "/run/braid/other.sock".into();
-        let said = needs_restart(&running, &new);
+        let said = needs_restart(&bound, &new);
         assert_eq!(said.len(), 2, "{said:?}");
         assert!(
             said[0]
@@ -840,6 +853,9 @@ mod tests {
             "{said:?}"
         );
         new.status.listen = None;
-        assert!(needs_restart(&running, &new)[0].starts_with("status.listen off "));
+        assert!(needs_restart(&bound, &new)[0].starts_with("status.listen off "));
+        // Back to what was bound: nothing to say (compared with the start, not the last
+        // reload: the listener never moved).
+        assert!(needs_restart(&bound, &running).is_empty());
     }
 }
