@@ -294,6 +294,10 @@ pub struct Reconciler<B: LinkBackend> {
     uplinks: UplinkState,
     /// Registry refusals and the fetcher's state, shared with the fetcher.
     registry: Arc<Mutex<RegistryState>>,
+    /// Running links with a DNS endpoint that had no answer since they were made or their
+    /// endpoint changed: due for a look-up even while their session is up (a link whose
+    /// endpoint became a name keeps a session, but sends to no address or the old one).
+    unresolved: BTreeSet<String>,
 }
 
 impl<B: LinkBackend> Reconciler<B> {
@@ -309,6 +313,7 @@ impl<B: LinkBackend> Reconciler<B> {
             routing: RoutingState::default(),
             uplinks: UplinkState::default(),
             registry: Arc::default(),
+            unresolved: BTreeSet::new(),
         }
     }
 
@@ -529,6 +534,9 @@ impl<B: LinkBackend> Reconciler<B> {
                 match self.backend.update(setup_for(loaded, &link), &changes) {
                     Ok(()) => {
                         summary.updated.push(link.name.clone());
+                        if changes.contains(&Change::Endpoint) {
+                            self.note_endpoint(&link);
+                        }
                         self.running.retain(|l| l.name != link.name);
                         self.running.push(link);
                     }
@@ -538,12 +546,14 @@ impl<B: LinkBackend> Reconciler<B> {
             Step::Add(link) => {
                 if self.backend.adopt(setup_for(loaded, &link)) {
                     summary.unchanged += 1;
+                    self.note_endpoint(&link);
                     self.running.push(link);
                     return;
                 }
                 match self.backend.add(setup_for(loaded, &link)) {
                     Ok(()) => {
                         summary.added.push(link.name.clone());
+                        self.note_endpoint(&link);
                         self.running.push(link);
                     }
                     Err(e) => failed(e),
@@ -552,20 +562,28 @@ impl<B: LinkBackend> Reconciler<B> {
         }
     }
 
+    /// Notes that `link` was just made or its endpoint changed: a DNS name is due for a
+    /// look-up until one answers ([`Reconciler::resolved`]).
+    fn note_endpoint(&mut self, link: &LinkPlan) {
+        if named_endpoint(link) {
+            self.unresolved.insert(link.name.clone());
+        } else {
+            self.unresolved.remove(&link.name);
+        }
+    }
+
     /// The running links whose DNS endpoint is due to be resolved again: every one when
-    /// `all`, else those without a live session at `now` (the peer may have moved). The
-    /// look-up itself is the caller's, off the async runtime (see `run`); its answer comes
-    /// back through [`Reconciler::resolved`].
+    /// `all`, else those not resolved since they were made or their endpoint changed, and
+    /// those without a live session at `now` (the peer may have moved). The look-up itself
+    /// is the caller's, off the async runtime (see `run`); its answer comes back through
+    /// [`Reconciler::resolved`].
     pub fn due_for_resolve(&self, all: bool, now: SystemTime) -> Vec<LinkPlan> {
         self.running
             .iter()
             .filter(|link| {
-                let named = link
-                    .endpoint
-                    .as_ref()
-                    .is_some_and(|e| matches!(e.host, braid_model::Host::Name(_)));
-                named
+                named_endpoint(link)
                     && (all
+                        || self.unresolved.contains(&link.name)
                         || !crate::routing::link_alive(
                             link,
                             self.backend.stats(&link.name).as_ref(),
@@ -586,6 +604,7 @@ impl<B: LinkBackend> Reconciler<B> {
             .find(|l| l.name == asked.name && l.endpoint == asked.endpoint)
         {
             self.backend.set_resolved(link, addr);
+            self.unresolved.remove(&asked.name);
         }
     }
 
@@ -605,6 +624,13 @@ impl<B: LinkBackend> Reconciler<B> {
         self.current = None;
         summary
     }
+}
+
+/// Whether `link`'s endpoint is a DNS name (looked up by the run loop, not the backend).
+fn named_endpoint(link: &LinkPlan) -> bool {
+    link.endpoint
+        .as_ref()
+        .is_some_and(|e| matches!(e.host, braid_model::Host::Name(_)))
 }
 
 /// The backend's setup of `link`: the plan's link, the endpoint it can use without a DNS

@@ -147,6 +147,16 @@ pub async fn delete_groups(
 struct Shared<B: LinkBackend> {
     state: Arc<tokio::sync::Mutex<Reconciler<B>>>,
     worker: Arc<Worker>,
+    /// The status listener and control socket as bound at start ([`listen`]); a reload
+    /// does not move them ([`needs_restart`]).
+    bound: Arc<std::sync::OnceLock<Bound>>,
+}
+
+/// What [`listen`] bound: the config's `status.listen` and `control_socket` at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bound {
+    listen: Option<std::net::SocketAddr>,
+    control_socket: String,
 }
 
 impl<B: LinkBackend> Clone for Shared<B> {
@@ -154,6 +164,7 @@ impl<B: LinkBackend> Clone for Shared<B> {
         Self {
             state: self.state.clone(),
             worker: self.worker.clone(),
+            bound: self.bound.clone(),
         }
     }
 }
@@ -253,14 +264,25 @@ async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
         Ok(work) => {
             let summary = reconcile(d, work).await;
             tracing::info!(%summary, "reloaded");
+            let unapplied = match (d.bound.get(), d.lock().await.loaded()) {
+                (Some(bound), Some(now)) => needs_restart(bound, &now.config),
+                _ => Vec::new(),
+            };
+            for setting in &unapplied {
+                tracing::warn!("{setting}");
+            }
             if let Err(e) = account(d).await {
                 tracing::error!("interface group accounting: {e}");
             }
             apply_routing(d).await;
+            let message = std::iter::once(summary.to_string())
+                .chain(unapplied)
+                .collect::<Vec<_>>()
+                .join("; ");
             if summary.failed.is_empty() {
-                Reply::ok(summary.to_string())
+                Reply::ok(message)
             } else {
-                Reply::error(summary.to_string())
+                Reply::error(message)
             }
         }
         Err(e) => {
@@ -268,6 +290,28 @@ async fn reload<B: LinkBackend + 'static>(d: &Shared<B>) -> Reply {
             Reply::error(e.to_string())
         }
     }
+}
+
+/// The settings of `new` that differ from what the daemon bound at start, one sentence
+/// each: the control socket and the status listener are bound once ([`listen`]). A reload
+/// that changed them said nothing, and the daemon went on answering at the old address.
+fn needs_restart(bound: &Bound, new: &braid_model::config::Config) -> Vec<String> {
+    let listen = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+    let mut out = Vec::new();
+    if bound.listen != new.status.listen {
+        out.push(format!(
+            "status.listen {} takes effect when the daemon restarts; the listener stays at {} until then",
+            listen(new.status.listen),
+            listen(bound.listen)
+        ));
+    }
+    if bound.control_socket != new.control_socket {
+        out.push(format!(
+            "control_socket {} takes effect when the daemon restarts; the daemon answers at {} until then",
+            new.control_socket, bound.control_socket
+        ));
+    }
+    out
 }
 
 /// Rescans the uplinks (see `uplinks`); reloads when `wan: "auto"` found a new set.
@@ -412,8 +456,9 @@ struct Loop {
     alive: BTreeSet<String>,
     /// Retry ticks so far (every [`RE_RESOLVE_ALL_EVERY`]th resolves every DNS endpoint).
     ticks: u32,
-    /// The DNS look-ups under way (one round at a time); answers come back on `resolved`.
-    lookups: Option<tokio::task::JoinHandle<()>>,
+    /// The links whose DNS look-up is queued or under way (a link is in one round at a
+    /// time); answers come back on `resolved`.
+    lookups: Busy,
     resolved: tokio::sync::mpsc::Sender<Resolved>,
 }
 
@@ -456,6 +501,10 @@ async fn listen<B: LinkBackend + 'static>(
             .map_err(|source| RunError::Status { addr, source })?;
         tasks.push(task);
     }
+    let _ = d.bound.set(Bound {
+        listen: status_listen,
+        control_socket: socket.display().to_string(),
+    });
     // At most `control::MAX_CONNECTIONS` requests are in flight: unbounded is bounded.
     let (to_loop, control) = tokio::sync::mpsc::unbounded_channel();
     let requests = Requests {
@@ -563,6 +612,7 @@ pub async fn run<B: LinkBackend + 'static>(
     let d = Shared {
         state: Arc::new(tokio::sync::Mutex::new(r)),
         worker: Arc::new(Worker::start().map_err(RunError::Thread)?),
+        bound: Arc::default(),
     };
     let summary = first_reconcile(&d).await?;
     let (resolved, resolved_rx) = tokio::sync::mpsc::channel::<Resolved>(64);
@@ -572,7 +622,7 @@ pub async fn run<B: LinkBackend + 'static>(
         states: BTreeMap::new(),
         alive: BTreeSet::new(),
         ticks: 0,
-        lookups: None,
+        lookups: Busy::default(),
         resolved,
     };
     let events = Events::start(fetched, resolved_rx)?;
@@ -762,21 +812,49 @@ async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
     start_lookups(d, s, s.ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY)).await;
 }
 
+/// The names of the links whose look-up is queued or under way, shared with the rounds.
+type Busy = Arc<std::sync::Mutex<BTreeSet<String>>>;
+
+/// A link's place in [`Busy`], given back when its look-up ends or is dropped.
+struct Lookup {
+    link: braid_plan::LinkPlan,
+    busy: Busy,
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.link.name);
+    }
+}
+
 /// Starts a round of DNS look-ups for the running links' named endpoints that are due
-/// (every one when `all`, else those without a session; see
-/// [`Reconciler::due_for_resolve`]), unless a round is still under way. Links come up
-/// without an address for a named endpoint (the backends never look up names), so this
-/// also runs right after each reload: a new or remade link is pointed within a look-up,
-/// not at the next retry tick.
+/// (every one when `all`, else those not resolved since they were made or changed and
+/// those without a session; see [`Reconciler::due_for_resolve`]) and not already in a
+/// round. Links come up without an address for a named endpoint (the backends never look
+/// up names), so this also runs right after each reload: a new or remade link is pointed
+/// within a look-up, not at the next retry tick, even while a round for names whose server
+/// does not answer still waits (it held up the next round for its timeouts before).
 async fn start_lookups<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop, all: bool) {
     // Reads the links' state (see `on_watch`): on the reconciler's thread.
     let due = off_loop(d, move |r| r.due_for_resolve(all, SystemTime::now())).await;
-    if !due.is_empty()
-        && s.lookups
-            .as_ref()
-            .is_none_or(tokio::task::JoinHandle::is_finished)
-    {
-        s.lookups = Some(tokio::spawn(resolve_endpoints(due, s.resolved.clone())));
+    let fresh: Vec<Lookup> = {
+        let mut busy = s
+            .lookups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        due.into_iter()
+            .filter(|link| busy.insert(link.name.clone()))
+            .map(|link| Lookup {
+                link,
+                busy: s.lookups.clone(),
+            })
+            .collect()
+    };
+    if !fresh.is_empty() {
+        tokio::spawn(resolve_endpoints(fresh, s.resolved.clone()));
     }
 }
 
@@ -814,19 +892,35 @@ async fn on_control<B: LinkBackend + 'static>(
     stop
 }
 
+/// At most this many DNS look-ups of a round run at once (each holds a thread of tokio's
+/// blocking pool while getaddrinfo(3) waits, up to its timeout of 5 s per try and server).
+const LOOKUPS_AT_ONCE: usize = 16;
+
 /// Looks up the DNS endpoints of `links` (off the loop, see
-/// [`crate::userspace::resolve_async`]) and sends each answer to the loop, which points the
-/// link at it ([`Reconciler::resolved`]).
-async fn resolve_endpoints(
-    links: Vec<braid_plan::LinkPlan>,
-    answers: tokio::sync::mpsc::Sender<Resolved>,
-) {
-    for link in links {
-        let Some(endpoint) = &link.endpoint else {
-            continue;
+/// [`crate::userspace::resolve_async`]), up to [`LOOKUPS_AT_ONCE`] at a time, and sends
+/// each answer to the loop as it comes, which points the link at it
+/// ([`Reconciler::resolved`]). A name whose server does not answer holds up only itself:
+/// one after the other, a round with a few such names kept every other link (and the
+/// next round, a reload's new links among them) waiting for their timeouts (26 s for two
+/// such names in the lab).
+async fn resolve_endpoints(links: Vec<Lookup>, answers: tokio::sync::mpsc::Sender<Resolved>) {
+    let mut lookups = tokio::task::JoinSet::new();
+    let mut links = links.into_iter();
+    loop {
+        while lookups.len() < LOOKUPS_AT_ONCE
+            && let Some(link) = links.next()
+        {
+            lookups.spawn(async move {
+                let endpoint = link.link.endpoint.as_ref()?;
+                let addr = crate::userspace::resolve_async(endpoint, link.link.family).await?;
+                Some((link.link.clone(), addr))
+            });
+        }
+        let Some(done) = lookups.join_next().await else {
+            return;
         };
-        if let Some(addr) = crate::userspace::resolve_async(endpoint, link.family).await
-            && answers.send((link, addr)).await.is_err()
+        if let Ok(Some(answer)) = done
+            && answers.send(answer).await.is_err()
         {
             return;
         }
@@ -835,4 +929,39 @@ async fn resolve_endpoints(
 
 fn remove_socket(path: &Path) {
     let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_says_which_settings_wait_for_a_restart() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-nodes");
+        let (running, _) = crate::load::config(&dir.join("alpha.json")).unwrap();
+        let bound = Bound {
+            listen: running.status.listen,
+            control_socket: running.control_socket.clone(),
+        };
+        assert!(needs_restart(&bound, &running).is_empty());
+        let mut new = running.clone();
+        new.status.listen = Some("127.0.0.1:8092".parse().unwrap());
+        new.control_socket = "/run/braid/other.sock".into();
+        let said = needs_restart(&bound, &new);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said[0]
+                .starts_with("status.listen 127.0.0.1:8092 takes effect when the daemon restarts"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].contains("control_socket /run/braid/other.sock"),
+            "{said:?}"
+        );
+        new.status.listen = None;
+        assert!(needs_restart(&bound, &new)[0].starts_with("status.listen off "));
+        // Back to what was bound: nothing to say (compared with the start, not the last
+        // reload: the listener never moved).
+        assert!(needs_restart(&bound, &running).is_empty());
+    }
 }

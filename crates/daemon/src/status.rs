@@ -287,7 +287,13 @@ fn link_statuses<B: LinkBackend>(r: &Reconciler<B>, now: SystemTime) -> Vec<Link
                         peer: l.peer.clone(),
                         peer_public_key: l.peer_public_key.to_base64(),
                         family: l.family.to_string(),
-                        state: link_state(stats.as_ref(), l.keepalive, now),
+                        // Dead by braid's liveness (carrier off, routed around): not `up`,
+                        // however recent its handshake (it was shown `up` for minutes).
+                        state: if r.backend().dead(&l.name) {
+                            "stale"
+                        } else {
+                            link_state(stats.as_ref(), l.keepalive, now)
+                        },
                         planned_endpoint: l.endpoint.as_ref().map(|e| e.to_string()),
                         routes: None,
                         route_metric: None,

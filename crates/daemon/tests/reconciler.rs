@@ -13,6 +13,10 @@ struct Recorder {
     links: BTreeSet<String>,
     calls: Vec<String>,
     fail_add: Option<String>,
+    /// Every link reports a live session (a handshake and traffic just now).
+    live: bool,
+    /// Every link was declared dead by braid's liveness (carrier off).
+    dead: bool,
 }
 
 impl LinkBackend for Recorder {
@@ -40,8 +44,16 @@ impl LinkBackend for Recorder {
         self.links.remove(name);
         Ok(())
     }
+    fn dead(&self, _: &str) -> bool {
+        self.dead
+    }
     fn stats(&self, _: &str) -> Option<LinkStats> {
-        None
+        let now = std::time::SystemTime::now();
+        self.live.then(|| LinkStats {
+            last_handshake: Some(now),
+            last_rx: Some(now),
+            ..LinkStats::default()
+        })
     }
 }
 
@@ -126,4 +138,70 @@ fn a_failed_link_is_retried_on_the_next_reload() {
     r.backend_mut().fail_add = None;
     let s = r.reload().unwrap();
     assert_eq!(s.added, vec!["brd4x50104"]);
+}
+
+#[test]
+fn a_link_whose_endpoint_becomes_a_name_is_looked_up_while_its_session_is_up() {
+    // Seen in the lab: the registry changed a peer's address from an IP to a DNS name;
+    // the link was updated in place without an address (backends never look names up)
+    // and, its session being up, was not due for a look-up until the 135 s round: it sent
+    // to no address, and a name that did not resolve went unnoticed.
+    let dir = example_dir();
+    let backend = Recorder {
+        live: true,
+        ..Recorder::default()
+    };
+    let mut r = Reconciler::new(&dir.path().join("alpha.json"), backend);
+    r.reload().unwrap();
+    let due = |r: &Reconciler<Recorder>| -> Vec<String> {
+        r.due_for_resolve(false, std::time::SystemTime::now())
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
+    };
+    // A new link with a named endpoint is due once, up or not, until an answer comes.
+    assert_eq!(due(&r), vec!["brd6x50105"]);
+    let link = r.due_for_resolve(true, std::time::SystemTime::now())[0].clone();
+    r.resolved(&link, "[2001:db8::2]:50103".parse().unwrap());
+    assert!(due(&r).is_empty(), "{:?}", due(&r));
+    // The IPv4 endpoint becomes a name: due at once, although the session is up.
+    edit(&dir.path().join("registry.json"), |t| {
+        t.replacen("\"192.0.2.2\"", "\"bravo4.example.net\"", 1)
+    });
+    let s = r.reload().unwrap();
+    assert_eq!(s.updated, vec!["brd4x50104"]);
+    assert!(r.backend().calls.last().unwrap().contains("[Endpoint]"));
+    assert_eq!(due(&r), vec!["brd4x50104"]);
+    // An answer for the link as it was before a reload changed it again does not count.
+    let named = r.due_for_resolve(false, std::time::SystemTime::now())[0].clone();
+    edit(&dir.path().join("registry.json"), |t| {
+        t.replacen("\"bravo4.example.net\"", "\"bravo5.example.net\"", 1)
+    });
+    r.reload().unwrap();
+    r.resolved(&named, "192.0.2.2:50102".parse().unwrap());
+    assert_eq!(due(&r), vec!["brd4x50104"]);
+}
+
+#[test]
+fn a_link_declared_dead_is_not_shown_up() {
+    // Seen in the lab: a link whose carrier braid's liveness had taken away (routing went
+    // around it) showed `up` in `braid status` for minutes, its handshake being recent.
+    let dir = example_dir();
+    let backend = Recorder {
+        live: true,
+        ..Recorder::default()
+    };
+    let mut r = Reconciler::new(&dir.path().join("alpha.json"), backend);
+    r.reload().unwrap();
+    let now = std::time::SystemTime::now();
+    let states = |r: &Reconciler<Recorder>| -> Vec<&'static str> {
+        braid_daemon::status::status(r, now, now)
+            .links
+            .iter()
+            .map(|l| l.state)
+            .collect()
+    };
+    assert_eq!(states(&r), vec!["up"; 4]);
+    r.backend_mut().dead = true;
+    assert_eq!(states(&r), vec!["stale"; 4]);
 }

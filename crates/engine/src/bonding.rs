@@ -252,8 +252,13 @@ impl Engine {
                 .is_some_and(|b| b.path_by_addr(from).is_none())
         {
             self.bond = None;
-            self.dead_since = None;
             self.event(Event::PeerUnbonded { from });
+            // The old bond's death ends with it: the peer just authenticated, so a link
+            // that was `Dead` is alive again (the worker gives its carrier back). The new
+            // bond starts from no path up and never emits `Alive` for the old one's death.
+            if self.dead_since.take().is_some() {
+                self.event(Event::Alive);
+            }
         }
     }
 

@@ -42,7 +42,8 @@ pub enum Event {
     /// All paths of a bonded link are down: the engine retries the handshake every
     /// second until one answers.
     Dead,
-    /// A path of a bonded link that was entirely down answers again.
+    /// A path of a bonded link that was entirely down answers again, or the peer of a
+    /// followed bond that was entirely down started over (after [`Event::PeerUnbonded`]).
     Alive,
     /// A path of a bonded link changed state.
     Path(braid_bond::Event),

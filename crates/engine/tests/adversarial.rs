@@ -599,3 +599,49 @@ fn under_load_the_initiator_still_completes_its_handshake() {
     assert!(has_session(&mut pair, Side::A), "{stats:?}");
     assert!(has_session(&mut pair, Side::B));
 }
+
+#[test]
+fn a_follower_whose_bond_died_is_alive_again_when_the_restarted_peer_is_followed_anew() {
+    // Seen in the lab: n1 (two uplinks, bonding) restarted; n2's link, which follows n1's
+    // bond, found every path down (`Dead`: the worker took its carrier away), then followed
+    // n1 anew when its first initiation came from new path sockets. The old bond and its
+    // dead state were dropped without an `Alive`, so the carrier stayed off for good while
+    // traffic flowed (routing went around a working link).
+    let mut pair = bonded_pair(70);
+    pair.run_for(S);
+    assert!(pair.b.engine().bonded().0);
+    pair.stop(Side::A);
+    pair.run_for(3 * S);
+    let dead = pair
+        .b
+        .events
+        .iter()
+        .rposition(|(_, e)| *e == Event::Dead)
+        .expect("b's bond went dead while a was away");
+    pair.a.paths = vec![addr("198.51.100.1:52101"), addr("198.51.100.2:52101")];
+    let mut a = config(1, 2, Some(addr("192.0.2.2:51002")), 71);
+    a.paths = vec![braid_bond::PathSpec::default(); 2];
+    a.scheduler = braid_bond::Scheduler::RoundRobin;
+    pair.restart(Side::A, a);
+    pair.stream(Side::A, 0, 10 * MS, 2 * S);
+    assert!(
+        pair.b.delivered.len() >= 190,
+        "{} of 200",
+        pair.b.delivered.len()
+    );
+    let after: Vec<&Event> = pair.b.events[dead..].iter().map(|(_, e)| e).collect();
+    assert!(
+        after
+            .iter()
+            .any(|e| matches!(e, Event::PeerUnbonded { .. })),
+        "b followed a anew: {after:?}"
+    );
+    assert_eq!(
+        after
+            .iter()
+            .rev()
+            .find(|e| matches!(e, Event::Dead | Event::Alive)),
+        Some(&&Event::Alive),
+        "b's link is alive again: {after:?}"
+    );
+}

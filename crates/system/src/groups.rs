@@ -168,6 +168,33 @@ impl Netlink {
         }
     }
 
+    /// Removes `address` (whatever its prefix length) from the interface `index`; nothing
+    /// when it is not there.
+    pub async fn remove_address(&self, index: u32, address: IpAddr) -> Result<(), SystemError> {
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let what = || format!("removing {address} from interface {index}");
+        while let Some(message) = stream.try_next().await.map_err(nl(what()))? {
+            let holds = message.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Local(ip) | AddressAttribute::Address(ip) if *ip == address)
+            });
+            if holds {
+                return self
+                    .handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(nl(what()));
+            }
+        }
+        Ok(())
+    }
+
     /// The addresses on an interface that are not link-local.
     pub async fn global_addresses(&self, index: u32) -> Result<Vec<IpAddr>, SystemError> {
         let mut out = self.addresses(index).await?;

@@ -112,8 +112,13 @@ pub(crate) fn reload(target: &Target) -> Result<bool> {
 /// `braid status [--json] [--watch]`.
 pub(crate) fn status(target: &Target, json: bool, watch: bool) -> Result<bool> {
     let rt = runtime()?;
+    // Found once: `--watch` keeps asking the same daemon while the config is edited (a
+    // half-written file made it ask the default socket and exit, lab finding).
+    let socket = target.socket()?;
     loop {
-        let reply = call(&rt, target, Request::Status)?;
+        let reply = rt
+            .block_on(control::call(&socket, &Request::Status))
+            .map_err(|e| explain(&e, target))?;
         let Some(doc) = reply.status else {
             // Busy, or a request the daemon refused: an error like the others.
             eprintln!("error: {}", reply.message);

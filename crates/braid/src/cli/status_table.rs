@@ -6,17 +6,19 @@
 use braid_bond::{BondStatus, PathStatus};
 use braid_daemon::routing::cost::{CostReason, RoutingCost};
 use braid_daemon::status::{Exit, LinkStatus, Status};
-use serde::Deserialize as _;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::SystemTime;
 
-/// Reads the daemon's status document and renders it; the error names the field that did
-/// not fit this build's document.
+/// Reads the daemon's status document and renders it; the error names where the document
+/// did not fit this build's (its JSON path: `node.uptime_seconds`; inside a link, the
+/// link: `links[0]`, since its counters are flattened into it).
 pub(crate) fn render_json(doc: &serde_json::Value) -> anyhow::Result<String> {
-    let status = Status::deserialize(doc).map_err(|e| {
+    let status: Status = serde_path_to_error::deserialize(doc).map_err(|e| {
         anyhow::anyhow!(
-            "the daemon's status document does not fit this braid's (another version?): {e}; `braid status --json` shows it as it is"
+            "the daemon's status document does not fit this braid's (another version?): {}: {}; `braid status --json` shows it as it is",
+            e.path(),
+            e.inner()
         )
     })?;
     Ok(render(&status, SystemTime::now()))
@@ -466,6 +468,15 @@ mod tests {
         doc["links"][0]["rx_bytes"] = serde_json::json!("many");
         let err = render_json(&doc).unwrap_err().to_string();
         assert!(err.contains("braid status --json"), "{err}");
-        assert!(err.contains("invalid type"), "{err}");
+        // Named by its path in the document: down to the link (its counters are
+        // flattened into it, and serde's flatten does not keep the field's name).
+        assert!(err.contains(": links[0]: invalid type"), "{err}");
+        let mut doc = document();
+        doc["node"]["uptime_seconds"] = serde_json::json!(-1);
+        let err = render_json(&doc).unwrap_err().to_string();
+        assert!(
+            err.contains(": node.uptime_seconds: invalid value"),
+            "{err}"
+        );
     }
 }

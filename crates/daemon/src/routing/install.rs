@@ -165,6 +165,11 @@ async fn node_network<'a>(
     if let Some(gw) = addresses.gateway4 {
         nl.add_address(bridge, IpAddr::V4(gw), 24).await?;
     }
+    let present = nl.global_addresses(bridge).await?;
+    for old in stale_bridge_addresses(&present, plan, addresses) {
+        tracing::info!(bridge = %plan.bridge, address = %old, "removing the node's old address (it was renumbered)");
+        nl.remove_address(bridge, old).await?;
+    }
     if let Some(vrf) = vrf {
         // Linux picks the source of what the node itself sends into a VRF from the
         // outgoing link and the VRF device first; with only a link-local address on
@@ -200,6 +205,28 @@ fn add_local_routes(
             installed.push(route);
         }
     }
+}
+
+/// The addresses on the node's bridge (`present`) that braid put there for an earlier
+/// index of this node: inside the address plan's allocation or IPv4 pool, but not the
+/// node's address now. A renumbered node (its index changed) lost them: its old block's
+/// connected routes would keep another node's new block from the mesh. Addresses outside
+/// the plan (a LAN's, which the registry keeps outside it) are the operator's and stay.
+fn stale_bridge_addresses(
+    present: &[IpAddr],
+    plan: &braid_model::extensions::AddressPlanConfig,
+    now: &braid_plan::NodeAddresses,
+) -> Vec<IpAddr> {
+    present
+        .iter()
+        .copied()
+        .filter(|ip| match ip {
+            IpAddr::V6(v6) => plan.ipv6.contains(v6) && *v6 != now.address6,
+            IpAddr::V4(v4) => {
+                plan.ipv4_pool.is_some_and(|pool| pool.contains(v4)) && Some(*v4) != now.gateway4
+            }
+        })
+        .collect()
 }
 
 /// An exit's NAT tables (see [`NAT_TABLE`]): set when it forwards the mesh upstream,
@@ -428,6 +455,43 @@ async fn lan_announce_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renumbered_node_loses_its_old_addresses_and_keeps_the_operators() {
+        // Seen in the lab: n2's index went from 2 to 12; its bridge kept 10.0.2.254/24 and
+        // 2001:db8:bd00:2::1/64 beside the new ones (a connected route to the block another
+        // node may get next).
+        let plan = braid_model::extensions::AddressPlanConfig {
+            ipv6: "2001:db8:bd00::/48".parse().unwrap(),
+            ipv4_pool: Some("10.0.0.0/8".parse().unwrap()),
+            bridge: "braid0".into(),
+        };
+        let now = braid_plan::address::node_addresses(&plan, 12).unwrap();
+        let ips =
+            |list: &[&str]| -> Vec<IpAddr> { list.iter().map(|a| a.parse().unwrap()).collect() };
+        let present = ips(&[
+            "10.0.2.254",
+            "10.0.12.254",
+            "2001:db8:bd00:c::1",
+            "2001:db8:bd00:2::1",
+            "2001:db8:77::1",
+            "192.0.2.1",
+        ]);
+        assert_eq!(
+            stale_bridge_addresses(&present, &plan, &now),
+            ips(&["10.0.2.254", "2001:db8:bd00:2::1"])
+        );
+        // IPv4 off: the pool's addresses are not braid's to judge.
+        let v6_only = braid_model::extensions::AddressPlanConfig {
+            ipv4_pool: None,
+            ..plan.clone()
+        };
+        let now = braid_plan::address::node_addresses(&v6_only, 12).unwrap();
+        assert_eq!(
+            stale_bridge_addresses(&present, &v6_only, &now),
+            ips(&["2001:db8:bd00:2::1"])
+        );
+    }
 
     /// Asks nftables to check `script` (`nft -c`) in a network namespace of its own, so
     /// nothing on the host is read or changed; `None` when that cannot run here (not root).
