@@ -71,10 +71,23 @@ pub(crate) fn lab_name(tag: &str) -> String {
 /// no report (a stalled tunnel: iperf3 is bounded by `timeout` so a stall cannot hang the
 /// test). The server is ended by PID.
 pub(crate) fn iperf3_mbits(lab: &Lab, reverse: bool, seconds: u32) -> f64 {
+    // A port of its own per run: the previous run's server is sent SIGTERM but not waited
+    // for, and on a loaded machine it still held the port when the next server started
+    // ("Address already in use"; CI measured 0 Mbit/s).
+    static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(5301);
+    let port = NEXT_PORT
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_string();
     let server = lab
         .spawn(
             2,
-            std::process::Command::new("iperf3").args(["-s", "--logfile", "/dev/null"]),
+            std::process::Command::new("iperf3").args([
+                "-s",
+                "-p",
+                &port,
+                "--logfile",
+                "/dev/null",
+            ]),
         )
         .unwrap();
     let limit = (seconds + 15).to_string();
@@ -86,6 +99,8 @@ pub(crate) fn iperf3_mbits(lab: &Lab, reverse: bool, seconds: u32) -> f64 {
         "iperf3",
         "-c",
         "169.254.0.2",
+        "-p",
+        &port,
         "-t",
         &seconds,
         "-J",
