@@ -27,6 +27,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{SignalKind, signal};
 
+mod groups;
+mod listeners;
+mod lookups;
+mod worker;
+
+use groups::account;
+pub use groups::{account_groups, delete_groups};
+use listeners::{Listeners, listen, status_reply};
+use lookups::{Busy, Lookup, Resolved, resolve_endpoints};
+use worker::{Bound, Shared, Worker, off_loop};
+
 /// How often links that failed to come up are tried again, and DNS endpoints of links
 /// without a session are resolved again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -68,168 +79,6 @@ pub enum RunError {
         /// The system's error.
         source: std::io::Error,
     },
-}
-
-/// Group accounting as ranet does it: every active interface becomes stale, the links braid
-/// runs become active again, and what is still stale is deleted.
-pub async fn account_groups<B: LinkBackend>(
-    r: &Reconciler<B>,
-) -> Result<(), braid_system::SystemError> {
-    match r.loaded() {
-        Some(loaded) => account_interfaces(&loaded.config, &braid_interfaces(r)).await,
-        None => Ok(()),
-    }
-}
-
-/// The interfaces braid runs now: its links, and its bridge (see
-/// [`crate::routing::extra_interfaces`]).
-fn braid_interfaces<B: LinkBackend>(r: &Reconciler<B>) -> BTreeSet<String> {
-    r.running()
-        .map(str::to_string)
-        .chain(crate::routing::extra_interfaces(r))
-        .collect()
-}
-
-/// [`account_groups`] for `config`'s groups, with `running` the interfaces braid runs:
-/// needs no access to the daemon's state (the daemon runs it without its lock).
-async fn account_interfaces(
-    config: &braid_model::Config,
-    running: &BTreeSet<String>,
-) -> Result<(), braid_system::SystemError> {
-    let nl = Netlink::connect_in(config.netns.as_deref())?;
-    // One listing, then only the changes: an unchanged mesh costs one netlink dump. The
-    // result is ranet's (stale everything, re-activate what runs, delete the stale group)
-    // without touching the links that stay.
-    for link in nl.links().await? {
-        // The VRF counts as braid's only when braid made it (it is in the active group).
-        let own_vrf =
-            !config.vrf.is_empty() && link.name == config.vrf && link.group == config.active_group;
-        let wanted = running.contains(&link.name) || own_vrf;
-        if link.group == config.active_group && !wanted {
-            nl.set_group(link.index, config.stale_group).await?;
-        } else if wanted && link.group != config.active_group {
-            nl.set_group(link.index, config.active_group).await?;
-        }
-    }
-    nl.delete_group(config.stale_group).await
-}
-
-/// [`account_groups`] with what it needs read under the lock, and the netlink work done
-/// without it.
-async fn account<B: LinkBackend + 'static>(d: &Shared<B>) -> Result<(), braid_system::SystemError> {
-    let (loaded, running) = {
-        let r = d.lock().await;
-        (r.loaded_shared(), braid_interfaces(&r))
-    };
-    match loaded {
-        Some(loaded) => account_interfaces(&loaded.config, &running).await,
-        None => Ok(()),
-    }
-}
-
-/// Deletes both of braid's interface groups (for `down`, also after a crash).
-pub async fn delete_groups(
-    netns: Option<&str>,
-    active: u32,
-    stale: u32,
-) -> Result<(), braid_system::SystemError> {
-    let nl = Netlink::connect_in(netns)?;
-    nl.delete_group(active).await?;
-    nl.delete_group(stale).await
-}
-
-/// The daemon's state, shared: the run loop is its one writer and decides the order of
-/// changes; status requests (`serve_status`) lock it for as long as it takes to read
-/// it. What touches files or the backend runs on the reconciler's own thread
-/// ([`off_loop`]), and the link changes of a reload take the lock one link at a time
-/// ([`reconcile`]), so the control socket and the HTTP status answer while a reload of
-/// many links runs.
-struct Shared<B: LinkBackend> {
-    state: Arc<tokio::sync::Mutex<Reconciler<B>>>,
-    worker: Arc<Worker>,
-    /// The status listener and control socket as bound at start ([`listen`]); a reload
-    /// does not move them ([`needs_restart`]).
-    bound: Arc<std::sync::OnceLock<Bound>>,
-}
-
-/// What [`listen`] bound: the config's `status.listen` and `control_socket` at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Bound {
-    listen: Option<std::net::SocketAddr>,
-    control_socket: String,
-}
-
-impl<B: LinkBackend> Clone for Shared<B> {
-    fn clone(&self) -> Self {
-        Self {
-            state: self.state.clone(),
-            worker: self.worker.clone(),
-            bound: self.bound.clone(),
-        }
-    }
-}
-
-impl<B: LinkBackend> Shared<B> {
-    /// Waits for the state (fairly: in the order asked) and holds it until the guard drops.
-    async fn lock(&self) -> tokio::sync::MutexGuard<'_, Reconciler<B>> {
-        self.state.lock().await
-    }
-}
-
-/// A job for the reconciler's thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The reconciler's own thread, for the calls that block (the backend's link changes:
-/// TUN devices, netlink; reading the inputs): one long-lived thread, so the async
-/// runtime never waits for them and the daemon's thread count stays the same (a pool's
-/// threads come and go). It ends when the last [`Shared`] is dropped.
-struct Worker {
-    jobs: std::sync::mpsc::Sender<Job>,
-}
-
-impl Worker {
-    fn start() -> std::io::Result<Self> {
-        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("braid-reconcile".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            })?;
-        Ok(Self { jobs })
-    }
-
-    /// Runs `f` on the thread and waits (asynchronously) for its result; a panic in `f` is
-    /// raised again here, as if it ran inline.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-        });
-        if self.jobs.send(job).is_err() {
-            panic!("the reconciler's thread ended");
-        }
-        match rx.await {
-            Ok(Ok(value)) => value,
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => panic!("the reconciler's thread ended"),
-        }
-    }
-}
-
-/// Runs `f` on the reconciler on its own thread (off the async runtime), holding the lock
-/// for the whole call.
-async fn off_loop<B, T>(
-    d: &Shared<B>,
-    f: impl FnOnce(&mut Reconciler<B>) -> T + Send + 'static,
-) -> T
-where
-    B: LinkBackend + 'static,
-    T: Send + 'static,
-{
-    let state = d.state.clone();
-    d.worker.run(move || f(&mut state.blocking_lock())).await
 }
 
 /// Does `work`'s link changes on the reconciler's thread, taking the lock for one link at
@@ -441,9 +290,6 @@ fn log_state_changes<B: LinkBackend>(r: &Reconciler<B>, last: &mut BTreeMap<Stri
     *last = seen;
 }
 
-/// A DNS endpoint's fresh answer, for the link it was looked up for.
-type Resolved = (braid_plan::LinkPlan, std::net::SocketAddr);
-
 /// What the run loop keeps between events, beside the reconciler.
 struct Loop {
     /// Asks the registry fetcher to fetch now (on reload).
@@ -460,129 +306,6 @@ struct Loop {
     /// time); answers come back on `resolved`.
     lookups: Busy,
     resolved: tokio::sync::mpsc::Sender<Resolved>,
-}
-
-/// The listeners, each served by its own tasks: status requests are answered by
-/// [`serve_status`], the other control requests come to the run loop on `control`.
-struct Listeners {
-    /// The control socket's path (removed at exit).
-    socket: PathBuf,
-    control: tokio::sync::mpsc::UnboundedReceiver<control::Incoming>,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Binds the control socket and, when the config has `status.listen`, the status listener;
-/// status requests are answered by [`serve_status`] from `d`, whatever the loop is doing.
-async fn listen<B: LinkBackend + 'static>(
-    d: &Shared<B>,
-    started: SystemTime,
-) -> Result<Listeners, RunError> {
-    let (socket, status_listen) = {
-        let r = d.lock().await;
-        let config = r.loaded().map(|l| &l.config);
-        (
-            config
-                .map(|c| PathBuf::from(&c.control_socket))
-                .unwrap_or_default(),
-            config.and_then(|c| c.status.listen),
-        )
-    };
-    let listener = control::bind(&socket).map_err(|source| RunError::Control {
-        path: socket.display().to_string(),
-        source,
-    })?;
-    // Each client in its own task (read deadline, size limit).
-    let (control_tx, control_rx) = tokio::sync::mpsc::channel::<control::Incoming>(16);
-    let mut tasks = vec![control::serve(listener, control_tx)];
-    let (status_tx, status_rx) = tokio::sync::mpsc::channel::<crate::http::StatusRequest>(64);
-    if let Some(addr) = status_listen {
-        let task = crate::http::serve(addr, status_tx)
-            .await
-            .map_err(|source| RunError::Status { addr, source })?;
-        tasks.push(task);
-    }
-    let _ = d.bound.set(Bound {
-        listen: status_listen,
-        control_socket: socket.display().to_string(),
-    });
-    // At most `control::MAX_CONNECTIONS` requests are in flight: unbounded is bounded.
-    let (to_loop, control) = tokio::sync::mpsc::unbounded_channel();
-    let requests = Requests {
-        http: status_rx,
-        control: control_rx,
-        to_loop,
-    };
-    tasks.push(tokio::spawn(serve_status(d.clone(), started, requests)));
-    Ok(Listeners {
-        socket,
-        control,
-        _tasks: tasks,
-    })
-}
-
-/// The requests [`serve_status`] takes: the HTTP listener's and the control socket's.
-struct Requests {
-    http: tokio::sync::mpsc::Receiver<crate::http::StatusRequest>,
-    control: tokio::sync::mpsc::Receiver<control::Incoming>,
-    /// Control requests other than status, for the run loop.
-    to_loop: tokio::sync::mpsc::UnboundedSender<control::Incoming>,
-}
-
-/// Answers status requests (HTTP, and `status` on the control socket), each in its own
-/// task that locks the daemon only to read it; passes the other control requests to the
-/// run loop, in order.
-async fn serve_status<B: LinkBackend + 'static>(
-    d: Shared<B>,
-    started: SystemTime,
-    mut requests: Requests,
-) {
-    loop {
-        tokio::select! {
-            Some(reply) = requests.http.recv() => {
-                let d = d.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(status_document(&d, started).await);
-                });
-            }
-            Some(incoming) = requests.control.recv() => {
-                if !matches!(incoming.request, Request::Status) {
-                    if requests.to_loop.send(incoming).is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                let d = d.clone();
-                tokio::spawn(async move {
-                    let _ = incoming.reply.send(status_reply(&d, started).await);
-                });
-            }
-            else => return,
-        }
-    }
-}
-
-/// The status document at this moment: made under the lock, then the kernel's view is
-/// added without it. Making it reads every link's state from the backend, which blocks
-/// with the kernel backend (netlink round trips): it runs on tokio's blocking pool, not on
-/// the reconciler's thread, which may be in the middle of a reload's links.
-async fn status_document<B: LinkBackend + 'static>(d: &Shared<B>, started: SystemTime) -> Status {
-    let state = d.state.clone();
-    let (doc, netns) = crate::off_runtime(move || {
-        let r = state.blocking_lock();
-        (
-            status::status(&r, started, SystemTime::now()),
-            status::netns(&r),
-        )
-    })
-    .await;
-    crate::kernel_view::fill(doc, netns).await
-}
-
-/// The control socket's reply to `status`: the status document as JSON.
-async fn status_reply<B: LinkBackend + 'static>(d: &Shared<B>, started: SystemTime) -> Reply {
-    let mut reply = Reply::ok("status");
-    reply.status = serde_json::to_value(status_document(d, started).await).ok();
-    reply
 }
 
 /// Runs the daemon until SIGTERM, SIGINT or `braid down`. `ready` is called once, when the
@@ -812,24 +535,6 @@ async fn on_retry<B: LinkBackend + 'static>(d: &Shared<B>, s: &mut Loop) {
     start_lookups(d, s, s.ticks.is_multiple_of(RE_RESOLVE_ALL_EVERY)).await;
 }
 
-/// The names of the links whose look-up is queued or under way, shared with the rounds.
-type Busy = Arc<std::sync::Mutex<BTreeSet<String>>>;
-
-/// A link's place in [`Busy`], given back when its look-up ends or is dropped.
-struct Lookup {
-    link: braid_plan::LinkPlan,
-    busy: Busy,
-}
-
-impl Drop for Lookup {
-    fn drop(&mut self) {
-        self.busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.link.name);
-    }
-}
-
 /// Starts a round of DNS look-ups for the running links' named endpoints that are due
 /// (every one when `all`, else those not resolved since they were made or changed and
 /// those without a session; see [`Reconciler::due_for_resolve`]) and not already in a
@@ -890,41 +595,6 @@ async fn on_control<B: LinkBackend + 'static>(
         let _ = tokio::time::timeout(control::WRITE_TIMEOUT, incoming.written).await;
     }
     stop
-}
-
-/// At most this many DNS look-ups of a round run at once (each holds a thread of tokio's
-/// blocking pool while getaddrinfo(3) waits, up to its timeout of 5 s per try and server).
-const LOOKUPS_AT_ONCE: usize = 16;
-
-/// Looks up the DNS endpoints of `links` (off the loop, see
-/// [`crate::userspace::resolve_async`]), up to [`LOOKUPS_AT_ONCE`] at a time, and sends
-/// each answer to the loop as it comes, which points the link at it
-/// ([`Reconciler::resolved`]). A name whose server does not answer holds up only itself:
-/// one after the other, a round with a few such names kept every other link (and the
-/// next round, a reload's new links among them) waiting for their timeouts (26 s for two
-/// such names in the lab).
-async fn resolve_endpoints(links: Vec<Lookup>, answers: tokio::sync::mpsc::Sender<Resolved>) {
-    let mut lookups = tokio::task::JoinSet::new();
-    let mut links = links.into_iter();
-    loop {
-        while lookups.len() < LOOKUPS_AT_ONCE
-            && let Some(link) = links.next()
-        {
-            lookups.spawn(async move {
-                let endpoint = link.link.endpoint.as_ref()?;
-                let addr = crate::userspace::resolve_async(endpoint, link.link.family).await?;
-                Some((link.link.clone(), addr))
-            });
-        }
-        let Some(done) = lookups.join_next().await else {
-            return;
-        };
-        if let Ok(Some(answer)) = done
-            && answers.send(answer).await.is_err()
-        {
-            return;
-        }
-    }
 }
 
 fn remove_socket(path: &Path) {
