@@ -347,22 +347,6 @@ fn convergence_benchmark() {
     }
 }
 
-/// Node 3's IPv4 next hop toward the outside (a link address `169.254.0.<exit>`).
-fn default_next_hop(lab: &Lab) -> Option<String> {
-    let out = lab
-        .try_exec(
-            3,
-            "ip",
-            &["-4", "route", "get", "192.0.2.1", "from", "10.0.3.254"],
-        )
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.split_whitespace()
-        .skip_while(|w| *w != "via")
-        .nth(1)
-        .map(str::to_string)
-}
-
 /// Mode `static`, two exits (preferences 100 and 200), braid's defaults: when the link from
 /// node 3 to the preferred exit dies, node 3's default moves to the other exit within
 /// `dead_after_ms` plus braid's 250 ms look at link states (issue 13's target: 1 s; bound

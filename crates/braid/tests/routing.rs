@@ -132,23 +132,6 @@ fn static_routing_connects_every_workload_over_ipv6_and_ipv4() {
     assert!(left.stdout.is_empty());
 }
 
-/// The IPv4 next hop node 3 uses toward the internet for the mesh's traffic (from its
-/// gateway address on the bridge, an address of the pool).
-fn default_next_hop(lab: &Lab) -> Option<String> {
-    let out = lab
-        .try_exec(
-            3,
-            "ip",
-            &["-4", "route", "get", "192.0.2.1", "from", "10.0.3.254"],
-        )
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.split_whitespace()
-        .skip_while(|w| *w != "via")
-        .nth(1)
-        .map(str::to_string)
-}
-
 #[test]
 fn static_default_routes_fail_over_to_the_next_exit() {
     if !braid_lab::available_or_skip("static_default_routes_fail_over_to_the_next_exit") {

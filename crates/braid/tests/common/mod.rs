@@ -111,3 +111,20 @@ pub(crate) fn sample(metrics: &str, metric: &str, with: &[&str]) -> Option<f64> 
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Node 3's IPv4 next hop toward the internet for the mesh's traffic (from its gateway
+/// address on the bridge, an address of the pool): a link address `169.254.0.<exit>`.
+pub(crate) fn default_next_hop(lab: &Lab) -> Option<String> {
+    let out = lab
+        .try_exec(
+            3,
+            "ip",
+            &["-4", "route", "get", "192.0.2.1", "from", "10.0.3.254"],
+        )
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(str::to_string)
+}
