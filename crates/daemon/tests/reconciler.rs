@@ -66,6 +66,18 @@ fn example_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Node alpha of the example, loaded, over a backend whose links all have a live session.
+fn live_alpha() -> (tempfile::TempDir, Reconciler<Recorder>) {
+    let dir = example_dir();
+    let backend = Recorder {
+        live: true,
+        ..Recorder::default()
+    };
+    let mut r = Reconciler::new(&dir.path().join("alpha.json"), backend);
+    r.reload().unwrap();
+    (dir, r)
+}
+
 fn edit(path: &Path, f: impl Fn(String) -> String) {
     let text = std::fs::read_to_string(path).unwrap();
     std::fs::write(path, f(text)).unwrap();
@@ -146,13 +158,7 @@ fn a_link_whose_endpoint_becomes_a_name_is_looked_up_while_its_session_is_up() {
     // the link was updated in place without an address (backends never look names up)
     // and, its session being up, was not due for a look-up until the 135 s round: it sent
     // to no address, and a name that did not resolve went unnoticed.
-    let dir = example_dir();
-    let backend = Recorder {
-        live: true,
-        ..Recorder::default()
-    };
-    let mut r = Reconciler::new(&dir.path().join("alpha.json"), backend);
-    r.reload().unwrap();
+    let (dir, mut r) = live_alpha();
     let due = |r: &Reconciler<Recorder>| -> Vec<String> {
         r.due_for_resolve(false, std::time::SystemTime::now())
             .into_iter()
@@ -186,13 +192,7 @@ fn a_link_whose_endpoint_becomes_a_name_is_looked_up_while_its_session_is_up() {
 fn a_link_declared_dead_is_not_shown_up() {
     // Seen in the lab: a link whose carrier braid's liveness had taken away (routing went
     // around it) showed `up` in `braid status` for minutes, its handshake being recent.
-    let dir = example_dir();
-    let backend = Recorder {
-        live: true,
-        ..Recorder::default()
-    };
-    let mut r = Reconciler::new(&dir.path().join("alpha.json"), backend);
-    r.reload().unwrap();
+    let (_dir, mut r) = live_alpha();
     let now = std::time::SystemTime::now();
     let states = |r: &Reconciler<Recorder>| -> Vec<&'static str> {
         braid_daemon::status::status(r, now, now)
