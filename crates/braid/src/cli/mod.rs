@@ -7,6 +7,7 @@ pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod lab;
 pub(crate) mod lab_checks;
+pub(crate) mod lab_wan;
 pub(crate) mod logging;
 pub(crate) mod meta;
 pub(crate) mod plan;
