@@ -365,10 +365,33 @@ fn systemd_units_pass_systemd_analyze_verify() {
 
 /// Waits for one datagram on `socket`, at most `timeout`.
 fn receive(socket: &UnixDatagram, timeout: Duration) -> Option<String> {
-    socket.set_read_timeout(Some(timeout)).unwrap();
+    // Until the deadline: CI once saw the wait end with an error after 0.7 s instead of
+    // 20 s (a signal to the test process interrupts recv with EINTR).
+    let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
-    let n = socket.recv(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).to_string())
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match socket.recv(&mut buf) {
+            Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(e) => {
+                // Said, and waited out: the deadline decides, not a passing error.
+                eprintln!("receive: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 /// braid's links on node `i` (interface group 2, names starting with `brd`).
