@@ -483,11 +483,6 @@ const FAULTS: [Fault; 9] = [
         inject: restart_n2,
     },
     Fault {
-        name: "50 underlay flaps n2-n3",
-        expect: Expect::BackQuickly,
-        inject: flap_underlay_n2_n3,
-    },
-    Fault {
         name: "50 reloads of n2 in a row",
         expect: Expect::NoLoss,
         inject: reload_n2_50_times,
@@ -511,6 +506,15 @@ const FAULTS: [Fault; 9] = [
         name: "a second braid run beside n2's",
         expect: Expect::NoLoss,
         inject: second_daemon_beside_n2,
+    },
+    // Last: flaps shorter than `dead_after` are loss to braid's liveness, and 10-20 s later
+    // the links n2-n3 are judged lossy and routed around (routing/cost.rs, a legitimate
+    // change of route); in CI that change fell into the next faults' windows, which
+    // promise no loss at all.
+    Fault {
+        name: "50 underlay flaps n2-n3",
+        expect: Expect::BackQuickly,
+        inject: flap_underlay_n2_n3,
     },
 ];
 
